@@ -1,0 +1,8 @@
+"""Batched histogram equalization on NumPy and CuPy arrays: many images, one call."""
+
+from .equalize import equalize_hist
+from .histogram import cumulative_distribution, histogram
+from .lut import apply_lut
+
+__all__ = ["equalize_hist", "histogram", "cumulative_distribution", "apply_lut"]
+__version__ = "0.1.0"

@@ -1,0 +1,109 @@
+"""From an N-d array and its image axes to a 2-d ``(planes, pixels)`` array, in blocks.
+
+Every public function works on ``planes``: the image axes moved last and flattened into one pixel
+axis, every other (batch) axis flattened into one plane axis. Work is cut into blocks of whole
+planes (or, for planes larger than a block, column ranges of one plane) so that the per-pixel
+index array never exceeds ``CHUNK_PIXELS`` elements and a block's histograms never exceed
+``CHUNK_BINS`` bins: the peak extra memory is bounded whatever the batch size.
+"""
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ._backend import is_cupy
+
+#: Index elements per block on the CPU: 2**19 int64 = 4 MiB, which stays in the cache.
+CHUNK_PIXELS = 1 << 19
+#: Index elements per block on the GPU: 2**26 int64 = 512 MiB.
+CHUNK_PIXELS_GPU = 1 << 26
+#: Histogram bins per block (planes in the block x bins per plane).
+CHUNK_BINS = 1 << 22
+
+
+def to_planes(xp, array, axes):
+    """Return `array` as a C-contiguous ``(planes, pixels)`` array and the batch/image shapes.
+
+    Parameters
+    ----------
+    xp : module
+    array : (...) ndarray
+    axes : tuple of int
+        Sorted, distinct image axes.
+
+    Returns
+    -------
+    planes : (P, N) ndarray
+        A view where the layout allows it, otherwise one copy.
+    batch_shape, image_shape : tuple of int
+    """
+    batch_axes = tuple(a for a in range(array.ndim) if a not in axes)
+    moved = xp.moveaxis(array, axes, tuple(range(len(batch_axes), array.ndim)))
+    batch_shape = moved.shape[: len(batch_axes)]
+    image_shape = moved.shape[len(batch_axes):]
+    planes = xp.ascontiguousarray(moved.reshape(math.prod(batch_shape), math.prod(image_shape)))
+    return planes, batch_shape, image_shape
+
+
+def from_planes(xp, planes, batch_shape, image_shape, axes):
+    """Inverse of :func:`to_planes`: a view of `planes` with the original axis order."""
+    ndim = len(batch_shape) + len(image_shape)
+    stacked = planes.reshape(tuple(batch_shape) + tuple(image_shape))
+    return xp.moveaxis(stacked, tuple(range(len(batch_shape), ndim)), axes)
+
+
+def writable_planes(xp, out, axes):
+    """Return a ``(planes, pixels)`` view of `out` that writes through, or None if none exists."""
+    batch_ndim = out.ndim - len(axes)
+    moved = xp.moveaxis(out, axes, tuple(range(batch_ndim, out.ndim)))
+    if not moved.flags.c_contiguous:
+        return None
+    nplanes = math.prod(moved.shape[:batch_ndim])
+    return moved.reshape(nplanes, math.prod(moved.shape[batch_ndim:]))
+
+
+def blocks(xp, nplanes, npixels, nbins):
+    """Cut a ``(nplanes, npixels)`` array into blocks ``(plane_slice, pixel_slice)``.
+
+    A block holds whole planes when a plane fits (``pixel_slice`` is then the full range), else a
+    column range of one plane.
+    """
+    chunk_pixels = CHUNK_PIXELS_GPU if is_cupy(xp) else CHUNK_PIXELS
+    if npixels <= chunk_pixels:
+        per_block = max(1, min(chunk_pixels // max(npixels, 1), CHUNK_BINS // nbins))
+        return [(slice(p, min(p + per_block, nplanes)), slice(0, npixels))
+                for p in range(0, nplanes, per_block)]
+    return [(slice(p, p + 1), slice(c, min(c + chunk_pixels, npixels)))
+            for p in range(nplanes) for c in range(0, npixels, chunk_pixels)]
+
+
+def whole_planes(block_list, npixels):
+    """True when every block holds whole planes, so one pass can count and remap each block."""
+    return all(cols.stop - cols.start == npixels for _, cols in block_list)
+
+
+def _threads():
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        available = os.cpu_count() or 1
+    return int(os.environ.get("GPU_HISTEQ_NUM_THREADS", available))
+
+
+def map_blocks(xp, fn, block_list):
+    """Apply `fn` to every block; on the CPU blocks run on a thread pool (NumPy releases the GIL).
+
+    On the GPU the blocks are queued on the current stream in order: the device runs them.
+    """
+    workers = min(_threads(), len(block_list))
+    if is_cupy(xp) or workers <= 1:
+        return [fn(block) for block in block_list]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, block_list))
+
+
+def plane_offsets(xp, nplanes, nbins):
+    """``(nplanes, 1)`` offsets ``nbins * plane``: the bincount index is ``bin + offset``."""
+    return (xp.arange(nplanes, dtype=np.intp) * nbins)[:, None]
