@@ -8,12 +8,12 @@ in a second.
 
 import numpy as np
 
-from . import _planes
+from . import _cpu, _planes
 from ._backend import array_module, is_cupy
 from ._validate import (check_images, check_levels_nbins, check_mask, check_nbins, check_out,
                         normalize_axes, resolve_method)
 from .histogram import (binning_for, block_counts, cdf_dtype, cdf_table, check_mask_selects,
-                        count)
+                        count_block, uses_compiled)
 from .lut import InterpTable, gather
 
 __all__ = ["equalize_hist"]
@@ -81,22 +81,27 @@ def equalize_planes(xp, planes, mask_planes, method, nbins, result):
     block_list = _planes.blocks(xp, nplanes, npixels, width)
     tables_of = table_maker(xp, method, binning, planes.dtype, nplanes)
     one_pass = _planes.whole_planes(block_list, npixels)
+    compiled = uses_compiled(xp, binning, planes.dtype)
     if not one_pass:
         all_tables = tables_of(block_counts(xp, planes, mask_planes, binning, block_list),
                                slice(None))
 
     def remap(block):
         rows, cols = block
-        count_rows = rows.stop - rows.start
-        offsets = _planes.plane_offsets(xp, count_rows, width)
-        values = planes[rows, cols]
-        index = binning.index(values, rows, offsets)
+        values, target = planes[rows, cols], result[rows, cols]
         if one_pass:
-            selected = None if mask_planes is None else mask_planes[rows]
-            tables = tables_of(count(xp, index, selected, count_rows, width), rows)
+            counts, index, offsets = count_block(xp, planes, mask_planes, binning, block)
+            tables = tables_of(counts, rows)
         else:
             tables = all_tables[rows]
-        gather(xp, tables, index, values, offsets, result[rows, cols])
+            index = offsets = None
+            if not compiled:
+                offsets = _planes.plane_offsets(xp, rows.stop - rows.start, width)
+                index = binning.index(values, rows, offsets)
+        if compiled:
+            _cpu.remap(values, binning, rows, tables, target)
+        else:
+            gather(xp, tables, index, values, offsets, target)
 
     _planes.map_blocks(xp, remap, block_list)
 
@@ -185,11 +190,11 @@ def equalize_hist(images, nbins=256, *, axes=(-2, -1), mask=None, method=None,
             raise ValueError(f"`channel_axis` {channel_axis} must not be one of the image `axes` {axes}")
     result_dtype = images.dtype if method in ("opencv", "pil") else cdf_dtype(images.dtype)
     check_out(out, images.shape, result_dtype, xp)
+    if not isinstance(luminance, (bool, np.bool_)):
+        raise TypeError(f"`luminance` must be a bool, got {luminance!r}")
     if luminance:
         from .color import equalize_luminance
         return equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out)
-    elif not isinstance(luminance, (bool, np.bool_)):
-        raise TypeError(f"`luminance` must be a bool, got {luminance!r}")
     mask = check_mask(mask, images, xp)
 
     planes, batch_shape, image_shape = _planes.to_planes(xp, images, axes)

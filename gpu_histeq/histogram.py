@@ -11,7 +11,7 @@ Two binnings cover every dtype:
 
 import numpy as np
 
-from . import _planes
+from . import _cpu, _planes
 from ._backend import array_module
 from ._validate import check_images, check_mask, check_nbins, normalize_axes
 
@@ -81,7 +81,8 @@ class UniformBinning:
         """``(n, m)`` intp: bin of each pixel plus its plane offset (values outside go to the ends)."""
         xp, nbins = self.xp, self.nbins
         scaled = (values - self.first[planes]) / self.width[planes] * self.dtype.type(nbins)
-        bins = xp.clip(scaled.astype(np.intp), 0, nbins - 1)
+        # clamp before the cast: values outside a mask's range may scale past any integer
+        bins = xp.clip(scaled, 0, nbins - 1).astype(np.intp)
         edges = self.edges[planes]
         bins -= values < xp.take_along_axis(edges, bins, axis=1)
         xp.maximum(bins, 0, out=bins)
@@ -173,19 +174,36 @@ def count(xp, index, selected, nplanes, nbins):
     return xp.bincount(index.ravel(), minlength=nplanes * nbins).reshape(nplanes, nbins)
 
 
+def uses_compiled(xp, binning, dtype):
+    """True when the compiled CPU count/remap handles this binning and dtype."""
+    return _cpu.covers(xp, binning, dtype)
+
+
+def count_block(xp, planes, mask_planes, binning, block):
+    """Counts of one block ``(rows, cols)``, with the offset index that produced them.
+
+    Returns
+    -------
+    counts : (n, nbins) int64 ndarray
+    index, offsets : (n, m) and (n, 1) intp ndarrays, or None on the compiled path
+        The remap reuses them, so a block of whole planes is binned once.
+    """
+    rows, cols = block
+    values = planes[rows, cols]
+    selected = None if mask_planes is None else mask_planes[rows, cols]
+    if uses_compiled(xp, binning, planes.dtype):
+        return _cpu.count(values, selected, binning, rows), None, None
+    offsets = _planes.plane_offsets(xp, rows.stop - rows.start, binning.nbins)
+    index = binning.index(values, rows, offsets)
+    return count(xp, index, selected, rows.stop - rows.start, binning.nbins), index, offsets
+
+
 def block_counts(xp, planes, mask_planes, binning, block_list):
     """``(P, nbins)`` int64 histograms of every plane, block by block."""
-    nplanes, nbins = planes.shape[0], binning.nbins
-
-    def count_block(block):
-        rows, cols = block
-        offsets = _planes.plane_offsets(xp, rows.stop - rows.start, nbins)
-        index = binning.index(planes[rows, cols], rows, offsets)
-        selected = None if mask_planes is None else mask_planes[rows, cols]
-        return count(xp, index, selected, rows.stop - rows.start, nbins)
-
-    hist = xp.zeros((nplanes, nbins), np.int64)
-    for (rows, _), counts in zip(block_list, _planes.map_blocks(xp, count_block, block_list)):
+    hist = xp.zeros((planes.shape[0], binning.nbins), np.int64)
+    parts = _planes.map_blocks(
+        xp, lambda block: count_block(xp, planes, mask_planes, binning, block)[0], block_list)
+    for (rows, _), counts in zip(block_list, parts):
         hist[rows] += counts
     return hist
 

@@ -1,0 +1,92 @@
+"""ctypes bindings of the optional compiled count/remap on the CPU (``_levels.c``).
+
+They cover uint8/uint16 planes binned by level and float32/float64 planes binned uniformly, and
+compute exactly what the bincount path computes (tests compare them bit for bit). ``AVAILABLE``
+is False when the extension was not built (no C compiler at install time) or the environment
+variable ``GPU_HISTEQ_PORTABLE=1`` is set: the bincount path then does the work.
+"""
+
+import ctypes
+import importlib.util
+import os
+
+import numpy as np
+
+_POINTER, _SIZE = ctypes.c_void_p, ctypes.c_int64
+_SIGNATURES = {
+    "count_u8": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER],
+    "count_u16": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER],
+    "remap_u8": [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER],
+    "remap_u16": [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER],
+    "count_f32": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _SIZE, _POINTER],
+    "count_f64": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _SIZE, _POINTER],
+    "interp_f32": [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _SIZE] + [_POINTER] * 4,
+    "interp_f64": [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _SIZE] + [_POINTER] * 4,
+}
+_SUFFIX = {np.dtype(np.uint8): "u8", np.dtype(np.uint16): "u16",
+           np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+
+
+def _load():
+    if os.environ.get("GPU_HISTEQ_PORTABLE") == "1":
+        return None
+    try:
+        spec = importlib.util.find_spec("gpu_histeq._levels")
+    except ImportError:
+        return None
+    if spec is None or not spec.origin:
+        return None
+    library = ctypes.CDLL(spec.origin)
+    functions = {}
+    for name, argtypes in _SIGNATURES.items():
+        function = getattr(library, "gpu_histeq_" + name)
+        function.argtypes, function.restype = argtypes, ctypes.c_int
+        functions[name] = function
+    return functions
+
+
+_FUNCTIONS = _load()
+AVAILABLE = _FUNCTIONS is not None
+
+
+def covers(xp, binning, dtype):
+    """True when the compiled path handles planes of `dtype` in module `xp` with `binning`."""
+    if not AVAILABLE or xp is not np or np.dtype(dtype) not in _SUFFIX:
+        return False
+    level_indexed = getattr(binning, "low", False) is None
+    return level_indexed if np.dtype(dtype).kind == "u" else hasattr(binning, "edges")
+
+
+def _address(array):
+    if array is None:
+        return None
+    if not array.flags.c_contiguous:
+        raise ValueError("internal error: the compiled path needs C-contiguous blocks")
+    return array.ctypes.data
+
+
+def _uniform(binning, rows):
+    return (_address(binning.first[rows]), _address(binning.width[rows]),
+            _address(binning.edges[rows]), binning.nbins)
+
+
+def count(values, selected, binning, rows):
+    """``(n, nbins)`` int64 counts of the C-contiguous ``(n, m)`` block `values` of planes `rows`."""
+    counts = np.zeros((values.shape[0], binning.nbins), np.int64)
+    selected = None if selected is None else selected.view(np.uint8)
+    suffix = _SUFFIX[values.dtype]
+    extra = () if suffix in ("u8", "u16") else _uniform(binning, rows)
+    _FUNCTIONS["count_" + suffix](_address(values), _address(selected), *values.shape, *extra,
+                                  _address(counts))
+    return counts
+
+
+def remap(values, binning, rows, tables, out):
+    """Write each pixel's table entry (levels) or interpolated CDF value (floats) into `out`."""
+    suffix = _SUFFIX[values.dtype]
+    if suffix in ("u8", "u16"):
+        _FUNCTIONS["remap_" + suffix](_address(values), *values.shape, _address(tables), _address(out))
+        return
+    _FUNCTIONS["interp_" + suffix](
+        _address(values), *values.shape, *_uniform(binning, rows), _address(tables.positions),
+        _address(tables.slopes), _address(tables.values), _address(out))
