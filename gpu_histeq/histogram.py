@@ -12,7 +12,7 @@ Two binnings cover every dtype:
 import numpy as np
 
 from . import _cpu, _planes
-from ._backend import array_module
+from ._backend import array_module, is_cupy
 from ._validate import check_images, check_mask, check_nbins, normalize_axes
 
 __all__ = ["histogram", "cumulative_distribution"]
@@ -200,6 +200,11 @@ def count_block(xp, planes, mask_planes, binning, block):
 
 def block_counts(xp, planes, mask_planes, binning, block_list):
     """``(P, nbins)`` int64 histograms of every plane, block by block."""
+    if is_cupy(xp):  # fused CUDA histogram kernels, when they cover this binning
+        from ._cuda import block_counts as cuda_block_counts
+        counts = cuda_block_counts(planes, mask_planes, binning)
+        if counts is not None:
+            return counts
     hist = xp.zeros((planes.shape[0], binning.nbins), np.int64)
     parts = _planes.map_blocks(
         xp, lambda block: count_block(xp, planes, mask_planes, binning, block)[0], block_list)

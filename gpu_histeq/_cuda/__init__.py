@@ -1,6 +1,141 @@
-"""CUDA fast paths for CuPy input. Imported only when a CuPy array is seen."""
+"""CUDA fast paths for CuPy input. Imported only when a CuPy array is seen.
+
+Each function here returns False (or None) for a case its kernels do not cover, and the caller
+runs the portable path, which the kernels reproduce bit for bit:
+
+* :func:`equalize` -- the whole of ``equalize_hist`` on uint8 / uint16 planes (every method) and
+  on float32 / float64 planes (``method="skimage"``);
+* :func:`block_counts` -- the histograms of a ``LevelBinning`` (uint8 / uint16) or a
+  ``UniformBinning`` (float32 / float64);
+* :func:`apply_lut` -- the remap of uint8 / uint16 planes through per-plane or shared tables.
+
+No index array is made: extra device memory is per-plane scratch (``planes x bins``). CuPy is
+imported by :mod:`._kernels` on first use, so importing this package (or ``_sources``) does not.
+Set ``GPU_HISTEQ_CUDA=0`` in the environment, or use :func:`disabled`, to run the portable path.
+"""
+
+import contextlib
+import os
+
+import numpy as np
+
+from . import _sources
+
+_disabled_depth = 0
+
+
+@contextlib.contextmanager
+def disabled():
+    """Within this context every fast path declines and the portable path runs."""
+    global _disabled_depth
+    _disabled_depth += 1
+    try:
+        yield
+    finally:
+        _disabled_depth -= 1
+
+
+def enabled():
+    """True unless inside :func:`disabled` or ``GPU_HISTEQ_CUDA=0``."""
+    return _disabled_depth == 0 and os.environ.get("GPU_HISTEQ_CUDA", "1") != "0"
+
+
+def _covers(planes, *others):
+    """Non-empty C-contiguous (P, N) planes with N below the 32-bit count limit."""
+    from ._kernels import MAX_PIXELS
+    nplanes, npixels = planes.shape
+    return (enabled() and nplanes > 0 and 0 < npixels <= MAX_PIXELS
+            and all(a is None or a.flags.c_contiguous for a in (planes, *others)))
 
 
 def equalize(planes, mask_planes, method, nbins, result):
-    """Fused kernels: not written yet, the portable path runs."""
+    """Equalize every row of `planes` into `result` with the fused kernels.
+
+    Parameters
+    ----------
+    planes : (P, N) cupy.ndarray
+        C-contiguous planes.
+    mask_planes : (P, N) bool cupy.ndarray or None
+        Pixels counted in each plane's histogram (every pixel is remapped).
+    method : {"opencv", "pil", "skimage"}
+    nbins : int
+        Bins of floating planes; checked against the levels for ``"opencv"`` / ``"pil"``.
+    result : (P, N) cupy.ndarray
+        Output of the method's dtype.
+
+    Returns
+    -------
+    bool
+        False when the kernels do not cover this case (nothing was written).
+
+    Raises
+    ------
+    ValueError
+        As the portable path: `nbins` that does not fit the levels, NaN or infinity in floating
+        planes (found after the kernels ran: `result` is then left partly written).
+
+    Notes
+    -----
+    Floating planes synchronize once, to read the NaN/infinity flag.
+    """
+    if not _covers(planes, mask_planes, result):
+        return False
+    from ..histogram import check_finite
+    from ._kernels import equalize_levels, equalize_uniform
+    dtype = np.dtype(planes.dtype)
+    with planes.device:
+        if dtype in _sources.LEVEL_DTYPES:
+            if method in ("opencv", "pil"):
+                from .._validate import check_levels_nbins
+                check_levels_nbins(nbins, dtype, method)
+            equalize_levels(planes, mask_planes, method, result)
+            return True
+        if dtype in _sources.FLOAT_DTYPES and method == "skimage":
+            import cupy
+            nonfinite = cupy.zeros(1, np.int32)
+            equalize_uniform(planes, mask_planes, nbins, result, nonfinite)
+            check_finite(not bool(nonfinite[0]))  # sync: NaN or infinity is an error, as portably
+            return True
     return False
+
+
+def block_counts(planes, mask_planes, binning):
+    """``(P, nbins)`` int64 counts of `binning` over `planes`, or None when not covered."""
+    from ..histogram import LevelBinning, UniformBinning
+    if not _covers(planes, mask_planes):
+        return None
+    import cupy
+    from ._kernels import level_histograms, uniform_histograms
+    dtype = np.dtype(planes.dtype)
+    hists = cupy.zeros((planes.shape[0], binning.nbins), np.uint32)
+    with planes.device:
+        if isinstance(binning, LevelBinning) and dtype in _sources.LEVEL_DTYPES:
+            low = None if binning.low is None else cupy.ascontiguousarray(binning.low, np.int64)
+            level_histograms(planes, mask_planes, low, binning.nbins, hists)
+        elif isinstance(binning, UniformBinning) and dtype in _sources.FLOAT_DTYPES:
+            first = cupy.ascontiguousarray(binning.first[:, 0])
+            last = cupy.ascontiguousarray(binning.edges[:, -1])
+            uniform_histograms(planes, mask_planes, first, last, 0, binning.nbins, hists)
+        else:
+            return None
+    return hists.astype(np.int64)
+
+
+def apply_lut(planes, tables, result):
+    """``result[p] = tables[p][planes[p]]`` (or ``tables[0]`` for all planes); False if not covered.
+
+    Parameters
+    ----------
+    planes : (P, N) uint8 or uint16 cupy.ndarray
+        Values already checked to lie in ``[0, L)``.
+    tables : (P, L) or (1, L) cupy.ndarray
+    result : (P, N) cupy.ndarray of ``tables.dtype``
+    """
+    dtype = np.dtype(planes.dtype)
+    if (dtype not in _sources.LEVEL_DTYPES or np.dtype(tables.dtype) not in _sources.C_TYPES
+            or tables.shape[-1] > np.iinfo(np.int32).max or not _covers(planes, tables, result)):
+        return False
+    from ._kernels import remap
+    with planes.device:
+        remap(planes, tables, 0 if tables.shape[0] == 1 else tables.shape[1], result)
+    return True

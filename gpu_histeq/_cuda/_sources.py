@@ -1,0 +1,73 @@
+"""Kernel sources, their template instantiations and compile options, without CuPy.
+
+One place for the loader (:mod:`gpu_histeq._cuda._kernels`, through CuPy) and for the NVRTC
+compile test (through ``cuda.bindings.nvrtc``): what the test compiles is what CuPy builds.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+#: Compile options of every kernel. ``--fmad=false``: no multiply-add contraction, so each
+#: product and sum rounds on its own as in CuPy's one-operation-per-kernel portable path.
+#: ``-ftz=true``: CuPy appends it to every compile (its own elementwise kernels included), so the
+#: kernels flush float32 subnormals exactly as the portable path does; named here so that the
+#: NVRTC test builds what CuPy builds.
+OPTIONS = ("--std=c++17", "--fmad=false", "-ftz=true")
+
+#: Method ids, as the ``GPU_HISTEQ_*`` macros in common.cuh.
+METHODS = {"opencv": 0, "pil": 1, "skimage": 2}
+
+#: The one dtype -> C type table.
+C_TYPES = {
+    np.dtype(np.uint8): "unsigned char",
+    np.dtype(np.int8): "signed char",
+    np.dtype(np.uint16): "unsigned short",
+    np.dtype(np.int16): "short",
+    np.dtype(np.uint32): "unsigned int",
+    np.dtype(np.int32): "int",
+    np.dtype(np.uint64): "unsigned long long",
+    np.dtype(np.int64): "long long",
+    np.dtype(np.float32): "float",
+    np.dtype(np.float64): "double",
+}
+
+LEVEL_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+_DIRECTORY = Path(__file__).parent
+
+
+def expression(kernel, *template_args):
+    """The name expression of one instantiation, e.g. ``gpu_histeq_remap<unsigned char, float>``."""
+    args = ", ".join(str(C_TYPES[np.dtype(a)] if not isinstance(a, int) else a) for a in template_args)
+    return f"{kernel}<{args}>"
+
+
+def _level_expressions():
+    u8, u16, f64 = np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float64)
+    opencv, pil, skimage = METHODS["opencv"], METHODS["pil"], METHODS["skimage"]
+    names = [expression("gpu_histeq_equalize_small_u8", m, out)
+             for m, out in ((opencv, u8), (pil, u8), (skimage, f64))]
+    names += [expression("gpu_histeq_level_histogram", t) for t in LEVEL_DTYPES]
+    names += [expression("gpu_histeq_level_tables", m, out)
+              for m, out in ((opencv, u8), (pil, u8), (skimage, f64), (opencv, u16))]
+    names += [expression("gpu_histeq_remap", t, out) for t in LEVEL_DTYPES for out in C_TYPES]
+    return names
+
+
+def _uniform_expressions():
+    kernels = ("gpu_histeq_minmax", "gpu_histeq_uniform_histogram", "gpu_histeq_uniform_tables",
+               "gpu_histeq_uniform_remap", "gpu_histeq_equalize_small_float")
+    return [expression(kernel, t) for kernel in kernels for t in FLOAT_DTYPES]
+
+
+#: Every instantiation the loader may ask for, by source file: the compile test builds them all.
+INSTANTIATIONS = {"levels.cu": _level_expressions(), "uniform.cu": _uniform_expressions()}
+
+
+def source(filename):
+    """The text compiled for `filename`: common.cuh followed by the file (no #include, so a
+    compile cache keyed on the text sees a change in either)."""
+    common = (_DIRECTORY / "common.cuh").read_text()
+    return common + "\n// ---- " + filename + "\n" + (_DIRECTORY / filename).read_text()

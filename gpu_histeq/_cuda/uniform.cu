@@ -1,0 +1,257 @@
+// Floating images with nbins equal bins per plane (method skimage): numpy.histogram's binning
+// (histogram.UniformBinning), scikit-image's cumulative distribution and numpy.interp's gather
+// (lut.InterpTable / lut.gather), bit-identical to the portable path. Compiled after common.cuh.
+
+__device__ float gpu_histeq_fmin(float a, float b) { return fminf(a, b); }
+__device__ double gpu_histeq_fmin(double a, double b) { return fmin(a, b); }
+__device__ float gpu_histeq_fmax(float a, float b) { return fmaxf(a, b); }
+__device__ double gpu_histeq_fmax(double a, double b) { return fmax(a, b); }
+__device__ bool gpu_histeq_negative(float x) { return __float_as_int(x) < 0; }
+__device__ bool gpu_histeq_negative(double x) { return __double_as_longlong(x) < 0; }
+__device__ float gpu_histeq_infinity(float) { return __int_as_float(0x7f800000); }
+__device__ double gpu_histeq_infinity(double) { return __longlong_as_double(0x7ff0000000000000LL); }
+
+struct gpu_histeq_fmin_op { template <typename T> __device__ T operator()(T a, T b) const { return gpu_histeq_fmin(a, b); } };
+struct gpu_histeq_fmax_op { template <typename T> __device__ T operator()(T a, T b) const { return gpu_histeq_fmax(a, b); } };
+
+// Atomic minimum / maximum of a float or double in memory: the bit patterns of non-negative
+// values order as signed integers, those of negative values (sign bit set) in reverse as unsigned.
+__device__ void gpu_histeq_atomic_min(float* address, float value) {
+    if (gpu_histeq_negative(value)) atomicMax(reinterpret_cast<unsigned*>(address), __float_as_uint(value));
+    else atomicMin(reinterpret_cast<int*>(address), __float_as_int(value));
+}
+__device__ void gpu_histeq_atomic_max(float* address, float value) {
+    if (gpu_histeq_negative(value)) atomicMin(reinterpret_cast<unsigned*>(address), __float_as_uint(value));
+    else atomicMax(reinterpret_cast<int*>(address), __float_as_int(value));
+}
+__device__ void gpu_histeq_atomic_min(double* address, double value) {
+    const long long bits = __double_as_longlong(value);
+    if (bits < 0) atomicMax(reinterpret_cast<unsigned long long*>(address), (unsigned long long)bits);
+    else atomicMin(reinterpret_cast<long long*>(address), bits);
+}
+__device__ void gpu_histeq_atomic_max(double* address, double value) {
+    const long long bits = __double_as_longlong(value);
+    if (bits < 0) atomicMin(reinterpret_cast<unsigned long long*>(address), (unsigned long long)bits);
+    else atomicMax(reinterpret_cast<long long*>(address), bits);
+}
+
+// numpy.histogram's nbins bins over [low, high] of one plane, widened by 0.5 on each side when
+// `widen` and low == high. Edges and bins follow histogram.UniformBinning operation by operation.
+template <typename T>
+struct gpu_histeq_range {
+    T first, width, last;
+
+    __device__ gpu_histeq_range(T low, T high, bool widen) {
+        if (widen && low == high) {
+            low = low - (T)0.5;
+            high = high + (T)0.5;
+        }
+        first = low;
+        last = high;
+        width = high - low;
+    }
+
+    // numpy.linspace: k * step + first, or (k / nbins) * width + first when the step is 0.
+    __device__ T edge(long long k, int nbins) const {
+        if (k == nbins) return last;
+        const T step = width / (T)nbins;
+        const T offset = step == (T)0 ? ((T)k / (T)nbins) * width : (T)k * step;
+        return offset + first;
+    }
+
+    // The scaled offset truncated (saturating, as CuPy's astype) and corrected against the edges.
+    __device__ int bin(T x, int nbins) const {
+        const T scaled = (x - first) / width * (T)nbins;
+        long long b = (long long)scaled;
+        b = b < 0 ? 0 : (b > nbins - 1 ? nbins - 1 : b);
+        if (x < edge(b, nbins)) b -= 1;
+        if (b < 0) b = 0;
+        if (x >= edge(b + 1, nbins) && b != nbins - 1) b += 1;
+        return (int)b;
+    }
+};
+
+// numpy.interp through (centers, cdf) of one plane, from the value's bin (lut.gather).
+template <typename T>
+__device__ double gpu_histeq_interp(T x, int bin, const double* values, const double* positions,
+                                    const double* slopes) {
+    const bool below = (double)x < positions[bin];
+    const bool before_first = below && bin == 0;
+    const int segment = bin - (below && !before_first ? 1 : 0);
+    const double slope = before_first ? 0.0 : slopes[segment];
+    const double distance = (double)x - positions[segment];
+    return slope * distance + values[segment];
+}
+
+// The interpolation table of one plane from its counts; every thread of the block takes part.
+// values = T(cum / total) (scikit-image's cdf dtype) as double, positions = bin centers,
+// slopes between neighbouring points (0 after the last), as lut.InterpTable.
+template <typename T>
+__device__ void gpu_histeq_interp_table(const unsigned* hist, const gpu_histeq_range<T>& range,
+                                        int nbins, double* values, double* positions, double* slopes) {
+    int begin, end;
+    gpu_histeq_thread_bins(nbins, &begin, &end);
+    long long sum = 0;
+    for (int k = begin; k < end; ++k) sum += hist[k];
+    long long total;
+    long long cumulative = gpu_histeq_block_exclusive_sum(sum, &total);
+    const double denominator = (double)(total > 1 ? total : 1);
+    for (int k = begin; k < end; ++k) {
+        cumulative += hist[k];
+        values[k] = (double)(T)((double)cumulative / denominator);
+        positions[k] = (double)((range.edge(k, nbins) + range.edge(k + 1, nbins)) / (T)2);
+    }
+    __syncthreads();
+    for (int k = begin; k < end; ++k)
+        slopes[k] = k + 1 < nbins ? (values[k + 1] - values[k]) / (positions[k + 1] - positions[k]) : 0.0;
+    __syncthreads();
+}
+
+// Per-plane minimum and maximum of the selected pixels and a flag for any NaN or infinity,
+// grid (planes, blocks per plane); low / high start at +inf / -inf. Per pixel: two comparisons
+// and a finiteness test; traffic sizeof(T) bytes read (+1 mask byte); two atomics per block.
+template <typename T>
+__global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
+gpu_histeq_minmax(const T* planes, const bool* masks, long long n, int aligned, T* low, T* high,
+                  int* nonfinite) {
+    const long long p = blockIdx.x;
+    T lo = gpu_histeq_infinity(T()), hi = -gpu_histeq_infinity(T());
+    int bad = 0;
+    gpu_histeq_for_pixels(planes + p * n, masks ? masks + p * n : nullptr, n, aligned,
+                          blockIdx.y * GPU_HISTEQ_THREADS + threadIdx.x, gridDim.y * GPU_HISTEQ_THREADS,
+                          [&](T v, bool selected) {
+                              bad |= !isfinite(v);
+                              if (selected) {
+                                  lo = gpu_histeq_fmin(lo, v);
+                                  hi = gpu_histeq_fmax(hi, v);
+                              }
+                          });
+    lo = gpu_histeq_block_reduce(lo, gpu_histeq_fmin_op());
+    hi = gpu_histeq_block_reduce(hi, gpu_histeq_fmax_op());
+    bad = gpu_histeq_block_reduce(bad, gpu_histeq_max_op());
+    if (threadIdx.x == 0) {
+        gpu_histeq_atomic_min(low + p, lo);
+        gpu_histeq_atomic_max(high + p, hi);
+        if (bad) atomicOr(nonfinite, 1);
+    }
+}
+
+// Counts of numpy.histogram's bins, grid (planes, blocks per plane); `widen` as gpu_histeq_range
+// (0 when low / high are already a binning's first and last edge). Per pixel: a scaled offset,
+// two edge comparisons and one shared-memory atomic when `private_bins` (per-warp histograms
+// flushed once per block), else one global atomic. Traffic: sizeof(T) read (+1 mask byte).
+template <typename T>
+__global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
+gpu_histeq_uniform_histogram(const T* planes, const bool* masks, long long n, int aligned,
+                             const T* low, const T* high, int widen, int nbins, int private_bins,
+                             unsigned* hists) {
+    extern __shared__ unsigned gpu_histeq_private_hists[];  // GPU_HISTEQ_WARPS x nbins
+    const long long p = blockIdx.x;
+    const gpu_histeq_range<T> range(low[p], high[p], widen);
+    unsigned* hist = hists + p * nbins;
+    unsigned* target = hist;
+    if (private_bins) {
+        for (int i = threadIdx.x; i < GPU_HISTEQ_WARPS * nbins; i += GPU_HISTEQ_THREADS)
+            gpu_histeq_private_hists[i] = 0;
+        __syncthreads();
+        target = gpu_histeq_private_hists + (threadIdx.x / 32) * nbins;
+    }
+    gpu_histeq_for_pixels(planes + p * n, masks ? masks + p * n : nullptr, n, aligned,
+                          blockIdx.y * GPU_HISTEQ_THREADS + threadIdx.x, gridDim.y * GPU_HISTEQ_THREADS,
+                          [&](T v, bool selected) { if (selected) atomicAdd(&target[range.bin(v, nbins)], 1u); });
+    if (private_bins) {
+        __syncthreads();
+        for (int bin = threadIdx.x; bin < nbins; bin += GPU_HISTEQ_THREADS) {
+            unsigned count = 0;
+            for (int w = 0; w < GPU_HISTEQ_WARPS; ++w) count += gpu_histeq_private_hists[w * nbins + bin];
+            if (count) atomicAdd(&hist[bin], count);
+        }
+    }
+}
+
+// Interpolation tables of many planes, one block per plane. Per bin: one count read and three
+// doubles written (24 bytes); no per-pixel work.
+template <typename T>
+__global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
+gpu_histeq_uniform_tables(const unsigned* hists, const T* low, const T* high, int nbins,
+                          double* values, double* positions, double* slopes) {
+    const long long p = blockIdx.x;
+    const gpu_histeq_range<T> range(low[p], high[p], true);
+    gpu_histeq_interp_table(hists + p * nbins, range, nbins, values + p * nbins,
+                            positions + p * nbins, slopes + p * nbins);
+}
+
+// The interpolated gather, grid (planes, blocks per plane). Per pixel: the bin search of the
+// histogram step and one interpolation (three table reads, shared memory when nbins <= 256).
+// Traffic per pixel: sizeof(T) read and sizeof(T) written, 16-byte loads and stores.
+template <typename T>
+__global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
+gpu_histeq_uniform_remap(const T* planes, long long n, int aligned, const T* low, const T* high,
+                         int nbins, const double* values, const double* positions,
+                         const double* slopes, T* out) {
+    __shared__ double shared_tables[3][GPU_HISTEQ_SMALL_BINS];
+    const long long p = blockIdx.x;
+    const gpu_histeq_range<T> range(low[p], high[p], true);
+    values += p * nbins;
+    positions += p * nbins;
+    slopes += p * nbins;
+    if (nbins <= GPU_HISTEQ_SMALL_BINS) {
+        for (int k = threadIdx.x; k < nbins; k += GPU_HISTEQ_THREADS) {
+            shared_tables[0][k] = values[k];
+            shared_tables[1][k] = positions[k];
+            shared_tables[2][k] = slopes[k];
+        }
+        __syncthreads();
+        values = shared_tables[0];
+        positions = shared_tables[1];
+        slopes = shared_tables[2];
+    }
+    gpu_histeq_map_pixels(planes + p * n, out + p * n, n, aligned,
+                          blockIdx.y * GPU_HISTEQ_THREADS + threadIdx.x, gridDim.y * GPU_HISTEQ_THREADS,
+                          [&](T v) { return (T)gpu_histeq_interp(v, range.bin(v, nbins), values, positions, slopes); });
+}
+
+// Small floating planes (nbins <= 256), the whole pipeline in one launch: block p equalizes
+// plane p. Per pixel: min/max, two bin searches (count and remap), one shared-memory atomic and
+// one interpolation from shared-memory tables. Traffic per pixel: sizeof(T) read (+1 mask byte)
+// and sizeof(T) written; with `cache` the plane is read from global memory once, else three
+// times (the later two mostly from L2).
+template <typename T>
+__global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
+gpu_histeq_equalize_small_float(const T* planes, const bool* masks, long long n, int aligned,
+                                int cache, int nbins, int* nonfinite, T* out) {
+    __shared__ unsigned hist[GPU_HISTEQ_SMALL_BINS];
+    __shared__ double values[GPU_HISTEQ_SMALL_BINS], positions[GPU_HISTEQ_SMALL_BINS],
+        slopes[GPU_HISTEQ_SMALL_BINS];
+    extern __shared__ uint4 gpu_histeq_plane_cache[];
+    const long long p = blockIdx.x;
+    const T* plane = planes + p * n;
+    const bool* mask = masks ? masks + p * n : nullptr;
+    for (int k = threadIdx.x; k < nbins; k += GPU_HISTEQ_THREADS) hist[k] = 0;
+    if (cache) {
+        T* cached = reinterpret_cast<T*>(gpu_histeq_plane_cache);
+        gpu_histeq_copy_plane(plane, cached, n);
+        plane = cached;
+    }
+    T lo = gpu_histeq_infinity(T()), hi = -gpu_histeq_infinity(T());
+    int bad = 0;
+    gpu_histeq_for_pixels(plane, mask, n, aligned, threadIdx.x, GPU_HISTEQ_THREADS,
+                          [&](T v, bool selected) {
+                              bad |= !isfinite(v);
+                              if (selected) {
+                                  lo = gpu_histeq_fmin(lo, v);
+                                  hi = gpu_histeq_fmax(hi, v);
+                              }
+                          });
+    lo = gpu_histeq_block_reduce(lo, gpu_histeq_fmin_op());
+    hi = gpu_histeq_block_reduce(hi, gpu_histeq_fmax_op());
+    bad = gpu_histeq_block_reduce(bad, gpu_histeq_max_op());
+    if (threadIdx.x == 0 && bad) atomicOr(nonfinite, 1);
+    const gpu_histeq_range<T> range(lo, hi, true);
+    gpu_histeq_for_pixels(plane, mask, n, aligned, threadIdx.x, GPU_HISTEQ_THREADS,
+                          [&](T v, bool selected) { if (selected) atomicAdd(&hist[range.bin(v, nbins)], 1u); });
+    __syncthreads();
+    gpu_histeq_interp_table(hist, range, nbins, values, positions, slopes);
+    gpu_histeq_map_pixels(plane, out + p * n, n, aligned, threadIdx.x, GPU_HISTEQ_THREADS,
+                          [&](T v) { return (T)gpu_histeq_interp(v, range.bin(v, nbins), values, positions, slopes); });
+}
