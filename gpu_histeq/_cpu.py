@@ -18,10 +18,11 @@ _SIGNATURES = {
     "count_u16": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER],
     "remap_u8": [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER],
     "remap_u16": [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER],
-    "count_f32": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _SIZE, _POINTER],
-    "count_f64": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _SIZE, _POINTER],
-    "interp_f32": [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _SIZE] + [_POINTER] * 4,
-    "interp_f64": [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _SIZE] + [_POINTER] * 4,
+    "bin_f32": [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _SIZE, _POINTER],
+    "bin_f64": [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _SIZE, _POINTER],
+    "count_bins": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER],
+    "interp_f32": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _POINTER],
+    "interp_f64": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _POINTER],
 }
 _SUFFIX = {np.dtype(np.uint8): "u8", np.dtype(np.uint16): "u16",
            np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
@@ -65,28 +66,45 @@ def _address(array):
     return array.ctypes.data
 
 
-def _uniform(binning, rows):
-    return (_address(binning.first[rows]), _address(binning.width[rows]),
-            _address(binning.edges[rows]), binning.nbins)
+def _bins(values, binning, rows):
+    """``(n, m)`` int32 bins of a floating block, exactly as :class:`UniformBinning` bins."""
+    bins = np.empty(values.shape, np.int32)
+    _FUNCTIONS["bin_" + _SUFFIX[values.dtype]](
+        _address(values), *values.shape, _address(binning.first[rows]),
+        _address(binning.width[rows]), _address(binning.edges[rows]), binning.nbins, _address(bins))
+    return bins
 
 
 def count(values, selected, binning, rows):
-    """``(n, nbins)`` int64 counts of the C-contiguous ``(n, m)`` block `values` of planes `rows`."""
+    """Counts of the C-contiguous ``(n, m)`` block `values` of planes `rows`.
+
+    Returns
+    -------
+    counts : (n, nbins) int64 ndarray
+    bins : (n, m) int32 ndarray or None
+        Each pixel's bin for floating planes (the remap reuses it); None for levels.
+    """
     counts = np.zeros((values.shape[0], binning.nbins), np.int64)
     selected = None if selected is None else selected.view(np.uint8)
     suffix = _SUFFIX[values.dtype]
-    extra = () if suffix in ("u8", "u16") else _uniform(binning, rows)
-    _FUNCTIONS["count_" + suffix](_address(values), _address(selected), *values.shape, *extra,
-                                  _address(counts))
-    return counts
+    if suffix in ("u8", "u16"):
+        _FUNCTIONS["count_" + suffix](_address(values), _address(selected), *values.shape,
+                                      _address(counts))
+        return counts, None
+    bins = _bins(values, binning, rows)
+    _FUNCTIONS["count_bins"](_address(bins), _address(selected), *values.shape, binning.nbins,
+                             _address(counts))
+    return counts, bins
 
 
-def remap(values, binning, rows, tables, out):
+def remap(values, binning, rows, tables, out, bins=None):
     """Write each pixel's table entry (levels) or interpolated CDF value (floats) into `out`."""
     suffix = _SUFFIX[values.dtype]
     if suffix in ("u8", "u16"):
         _FUNCTIONS["remap_" + suffix](_address(values), *values.shape, _address(tables), _address(out))
         return
+    if bins is None:
+        bins = _bins(values, binning, rows)
     _FUNCTIONS["interp_" + suffix](
-        _address(values), *values.shape, *_uniform(binning, rows), _address(tables.positions),
+        _address(values), _address(bins), *values.shape, binning.nbins, _address(tables.positions),
         _address(tables.slopes), _address(tables.values), _address(out))

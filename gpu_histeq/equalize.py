@@ -99,7 +99,7 @@ def equalize_planes(xp, planes, mask_planes, method, nbins, result):
                 offsets = _planes.plane_offsets(xp, rows.stop - rows.start, width)
                 index = binning.index(values, rows, offsets)
         if compiled:
-            _cpu.remap(values, binning, rows, tables, target)
+            _cpu.remap(values, binning, rows, tables, target, index)
         else:
             gather(xp, tables, index, values, offsets, target)
 

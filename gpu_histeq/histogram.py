@@ -185,14 +185,16 @@ def count_block(xp, planes, mask_planes, binning, block):
     Returns
     -------
     counts : (n, nbins) int64 ndarray
-    index, offsets : (n, m) and (n, 1) intp ndarrays, or None on the compiled path
-        The remap reuses them, so a block of whole planes is binned once.
+    index, offsets : (n, m) and (n, 1) intp ndarrays
+        The remap reuses them, so a block of whole planes is binned once. On the compiled path
+        `index` is the block's bins (floating planes) or None (levels), and `offsets` None.
     """
     rows, cols = block
     values = planes[rows, cols]
     selected = None if mask_planes is None else mask_planes[rows, cols]
     if uses_compiled(xp, binning, planes.dtype):
-        return _cpu.count(values, selected, binning, rows), None, None
+        counts, bins = _cpu.count(values, selected, binning, rows)
+        return counts, bins, None
     offsets = _planes.plane_offsets(xp, rows.stop - rows.start, binning.nbins)
     index = binning.index(values, rows, offsets)
     return count(xp, index, selected, rows.stop - rows.start, binning.nbins), index, offsets
