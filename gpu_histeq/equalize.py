@@ -8,7 +8,7 @@ in a second.
 
 import numpy as np
 
-from . import _cpu, _planes
+from . import _cpu, _interop, _planes
 from ._backend import array_module, is_cupy
 from ._validate import (check_images, check_levels_nbins, check_mask, check_nbins, check_out,
                         normalize_axes, resolve_method)
@@ -179,6 +179,9 @@ def equalize_hist(images, nbins=256, *, axes=(-2, -1), mask=None, method=None,
     >>> equalized.shape, equalized.dtype, int(equalized.min()), int(equalized.max())
     ((1800, 1, 96, 96), dtype('uint8'), 0, 255)
     """
+    if _interop.handles(images):  # dask arrays, torch tensors, JAX arrays
+        return _interop.call("equalize_hist", images, nbins, axes=axes, mask=mask, method=method,
+                              channel_axis=channel_axis, luminance=luminance, out=out)
     xp = array_module(images, mask=mask, out=out)
     check_images(images, xp)
     nbins = check_nbins(nbins)

@@ -11,7 +11,7 @@ Two binnings cover every dtype:
 
 import numpy as np
 
-from . import _cpu, _planes
+from . import _cpu, _interop, _planes
 from ._backend import array_module, is_cupy
 from ._validate import check_images, check_mask, check_nbins, normalize_axes
 
@@ -302,6 +302,8 @@ def histogram(images, nbins=256, *, axes=(-2, -1), mask=None):
     array([[0, 1, 2, 3],
            [5, 6, 7, 8]])
     """
+    if _interop.handles(images):  # dask arrays, torch tensors, JAX arrays
+        return _interop.call("histogram", images, nbins, axes=axes, mask=mask)
     xp, planes, mask_planes, nbins, batch_shape = _prepare(images, nbins, axes, mask)
     counts, centers = planes_histogram(xp, planes, mask_planes, nbins)
     width = counts.shape[-1]
@@ -336,6 +338,8 @@ def cumulative_distribution(images, nbins=256, *, axes=(-2, -1), mask=None):
     >>> cdf
     array([0.25, 0.75, 0.75, 1.  ])
     """
+    if _interop.handles(images):  # dask arrays, torch tensors, JAX arrays
+        return _interop.call("cumulative_distribution", images, nbins, axes=axes, mask=mask)
     xp, planes, mask_planes, nbins, batch_shape = _prepare(images, nbins, axes, mask)
     counts, centers = planes_histogram(xp, planes, mask_planes, nbins)
     cdf = cdf_table(xp, counts, planes.dtype)

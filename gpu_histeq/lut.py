@@ -6,7 +6,7 @@ Tables are ``(planes, bins)`` arrays indexed by the same offset index the histog
 
 import numpy as np
 
-from . import _planes
+from . import _interop, _planes
 from ._backend import array_module, is_cupy
 from ._validate import check_images, normalize_axes
 
@@ -108,6 +108,8 @@ def apply_lut(images, lut, *, axes=(-2, -1)):
     <BLANKLINE>
            [[21, 22]]])
     """
+    if _interop.handles(images):  # dask arrays, torch tensors, JAX arrays
+        return _interop.call("apply_lut", images, lut, axes=axes)
     xp = array_module(images, lut=lut)
     check_images(images, xp)
     if np.dtype(images.dtype).kind not in "iu":

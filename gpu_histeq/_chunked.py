@@ -1,0 +1,209 @@
+"""The pipeline over chunks that may split images: histograms per chunk, summed, then one remap.
+
+``equalize_hist`` on an in-memory array sees every pixel of a plane at once. Dask arrays and the
+streaming CLI see a plane in pieces (a chunk along an image axis, or a slab of a file whose first
+axis is an image axis, as in dataset-wide equalization). Those callers run the same three steps
+as the in-memory pipeline, each chunk on its own and the partial results reduced:
+
+1. ``chunk_stats``  -- per-plane minimum and maximum (``method="skimage"`` only), reduced by
+   ``min`` / ``max``;
+2. ``chunk_counts`` -- per-plane histograms under one binning, reduced by ``sum``;
+3. ``chunk_equalize`` -- each chunk remapped through its planes' tables.
+
+The binnings, tables and gather are the in-memory pipeline's own (``histogram``, ``equalize``
+and ``lut``), so the result is bit-identical to ``equalize_hist`` on the whole array. Every
+function here takes one chunk (NumPy or CuPy) and the image `axes`; the planes of a chunk are its
+batch positions in C order, and per-plane arrays (``low``, ``high``, ``counts``) are given for
+exactly those planes.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _cpu, _planes
+from ._backend import array_module
+from ._validate import check_levels_nbins, resolve_method
+from .equalize import table_maker
+from .histogram import (MAX_LEVELS, LevelBinning, UniformBinning, block_counts, cdf_dtype,
+                        plane_stats, uses_compiled)
+from .lut import gather
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What one equalization needs to know before it sees any pixel.
+
+    Attributes
+    ----------
+    method : str
+        ``"opencv"``, ``"pil"`` or ``"skimage"`` (resolved from the dtype when None was asked).
+    dtype, result_dtype : numpy.dtype
+    nbins : int
+        Bins of floating ``"skimage"`` input; the dtype's levels for the level-indexed methods.
+    masked : bool
+        Whether a mask selects the counted pixels.
+    """
+
+    method: str
+    dtype: np.dtype
+    result_dtype: np.dtype
+    nbins: int
+    masked: bool
+
+    @property
+    def level_indexed(self):
+        """True for ``"opencv"`` / ``"pil"``: bins are the dtype's levels, no statistics pass."""
+        return self.method in ("opencv", "pil")
+
+    @property
+    def needs_stats(self):
+        """True when the binning depends on each plane's range (``"skimage"``)."""
+        return not self.level_indexed
+
+
+def make_spec(dtype, nbins, method, masked):
+    """Resolve and check `method` and `nbins` for `dtype` (the in-memory checks, same messages)."""
+    dtype = np.dtype(dtype)
+    method = resolve_method(method, dtype)
+    if method in ("opencv", "pil"):
+        nbins = check_levels_nbins(nbins, dtype, method)
+        result_dtype = dtype
+    else:
+        result_dtype = cdf_dtype(dtype)
+    return Spec(method, dtype, np.dtype(result_dtype), nbins, bool(masked))
+
+
+def chunk_planes(chunk, axes):
+    """``(planes, batch_shape, image_shape)`` of one chunk, as ``_planes.to_planes``."""
+    return _planes.to_planes(array_module(chunk), chunk, axes)
+
+
+def chunk_stats(chunk, mask, axes):
+    """Per-plane minimum and maximum of the selected pixels of one chunk.
+
+    Returns
+    -------
+    low, high : (P,) ndarray of ``chunk.dtype``
+        A plane with no selected pixel in this chunk gets the dtype's maximum / minimum, the
+        neutral elements of the reduction.
+
+    Raises
+    ------
+    ValueError
+        If the chunk holds NaN or infinity.
+    """
+    xp = array_module(chunk)
+    planes = chunk_planes(chunk, axes)[0]
+    mask_planes = None if mask is None else chunk_planes(mask, axes)[0]
+    nplanes, npixels = planes.shape
+    if npixels == 0:
+        info = np.finfo(planes.dtype) if planes.dtype.kind == "f" else np.iinfo(planes.dtype)
+        return (xp.full(nplanes, info.max, planes.dtype), xp.full(nplanes, info.min, planes.dtype))
+    block_list = _planes.blocks(xp, nplanes, npixels, 1)
+    low, high, finite = plane_stats(xp, planes, mask_planes, block_list)
+    if not finite:
+        raise ValueError("`images` must not contain NaN or infinity")
+    return low, high
+
+
+def level_width(spec, low, high):
+    """Bins per plane of integer ``"skimage"`` input: the widest plane's number of levels.
+
+    `low` and `high` are host or device arrays of every plane; this is a shape, so it syncs.
+    """
+    if spec.level_indexed:
+        return spec.nbins
+    if spec.dtype.kind == "f":
+        return spec.nbins
+    if low.size == 0:
+        return 1
+    widest = int((high.astype(np.int64) - low.astype(np.int64)).max()) + 1  # sync: a shape
+    if widest > MAX_LEVELS:
+        raise ValueError(
+            f"`images` spans {widest} integer levels in one plane; at most {MAX_LEVELS} are "
+            "supported with one bin per level: convert to float to use `nbins` bins")
+    return max(widest, 1)
+
+
+def binning(xp, spec, width, low=None, high=None):
+    """The in-memory pipeline's binning for planes with ranges `low`, `high` (``(P,)`` each)."""
+    if spec.level_indexed:
+        return LevelBinning(xp, spec.nbins)
+    if spec.dtype.kind == "f":
+        return UniformBinning(xp, spec.nbins, low, high)
+    return LevelBinning(xp, width, low.astype(np.intp), clip=spec.masked)
+
+
+def chunk_counts(chunk, mask, axes, spec, width, low=None, high=None):
+    """``(P, width)`` int64 histograms of the planes of one chunk under the shared binning."""
+    xp = array_module(chunk)
+    planes = chunk_planes(chunk, axes)[0]
+    mask_planes = None if mask is None else chunk_planes(mask, axes)[0]
+    nplanes, npixels = planes.shape
+    if nplanes == 0 or npixels == 0:
+        return xp.zeros((nplanes, width), np.int64)
+    bins = binning(xp, spec, width, low, high)
+    block_list = _planes.blocks(xp, nplanes, npixels, width)
+    return block_counts(xp, planes, mask_planes, bins, block_list)
+
+
+def check_counts(xp, counts, npixels):
+    """Raise if a non-empty plane counted no pixel: the mask selects none of it."""
+    if npixels == 0 or counts.shape[0] == 0:
+        return
+    selects = counts.sum(axis=1) > 0
+    if not bool(selects.all()):  # sync: a plane without histogram cannot be equalized
+        plane = int(xp.argmin(selects))
+        raise ValueError(f"`mask` selects no pixel of plane {plane} (planes counted in C order "
+                         "over the batch axes)")
+
+
+def tables(xp, spec, width, counts, low=None, high=None):
+    """The remap tables (an array or an ``InterpTable``) of planes with `counts` and ranges."""
+    bins = binning(xp, spec, width, low, high)
+    return bins, table_maker(xp, spec.method, bins, spec.dtype, counts.shape[0])(counts, slice(None))
+
+
+def chunk_equalize(chunk, axes, spec, width, counts, low=None, high=None, table=None):
+    """Remap one chunk through the tables of its planes.
+
+    Parameters
+    ----------
+    chunk : ndarray
+    axes : tuple of int
+    spec : Spec
+    width : int
+    counts : (P, width) int64 ndarray
+        The planes' complete histograms (summed over every chunk).
+    low, high : (P,) ndarray, optional
+        The planes' complete ranges, for ``"skimage"``.
+    table : tuple, optional
+        ``tables(...)`` already built for these planes (the streaming CLI reuses it).
+
+    Returns
+    -------
+    ndarray
+        Shape of `chunk`, ``spec.result_dtype``.
+    """
+    xp = array_module(chunk)
+    planes, batch_shape, image_shape = chunk_planes(chunk, axes)
+    result = xp.empty(planes.shape, spec.result_dtype)
+    nplanes, npixels = planes.shape
+    if nplanes and npixels:
+        bins, lut = table if table is not None else tables(xp, spec, width, counts, low, high)
+        block_list = _planes.blocks(xp, nplanes, npixels, width)
+
+        compiled = uses_compiled(xp, bins, planes.dtype)
+
+        def remap(block):
+            rows, cols = block
+            values, target = planes[rows, cols], result[rows, cols]
+            if compiled:  # the in-memory pipeline's compiled remap, bit-identical to the gather
+                _cpu.remap(values, bins, rows, lut[rows], target)
+                return
+            offsets = _planes.plane_offsets(xp, rows.stop - rows.start, width)
+            gather(xp, lut[rows], bins.index(values, rows, offsets), values, offsets, target)
+
+        _planes.map_blocks(xp, remap, block_list)
+    return _planes.from_planes(xp, result, batch_shape, image_shape, axes)

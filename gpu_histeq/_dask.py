@@ -1,0 +1,305 @@
+"""Dask arrays in, dask arrays out: the public functions as lazy task graphs.
+
+Chunks may be NumPy or CuPy arrays; every task calls the in-memory pipeline on its chunk, so one
+code path serves both (and a ``dask_cuda.LocalCUDACluster`` spreads CuPy chunks over GPUs).
+
+* **Whole images per chunk** -- ``equalize_hist`` maps the in-memory function over the blocks.
+  When a chunk splits an image, the images are rechunked whole if one image is no larger than
+  the array's largest chunk (the memory the user already chose per task).
+* **Images split over chunks** (dataset-wide ``axes`` that include batch axes, or images larger
+  than a chunk) -- a tree reduction of per-chunk histograms (``sum`` over the image axes, after a
+  ``min``/``max`` reduction of the ranges for ``method="skimage"``), then one table per image
+  applied blockwise. The steps are those of :mod:`gpu_histeq._chunked`, so the result equals the
+  in-memory one bit for bit.
+
+Errors that need the data (NaN, a mask selecting no pixel, a value outside a table) are raised
+when the graph is computed; errors of type, shape and parameters are raised at once.
+``dask`` is imported only when a dask array is seen.
+"""
+
+import math
+import string
+
+import numpy as np
+
+from . import _chunked
+from ._backend import array_module
+from ._interop import is_dask
+from ._validate import check_images, check_nbins, normalize_axes
+
+__all__ = ["equalize_hist", "histogram", "cumulative_distribution", "apply_lut"]
+
+
+def _da():
+    import dask.array as da
+    return da
+
+
+def _meta_module(images, **others):
+    """The chunks' array module (numpy or cupy), checked against the other arrays' chunks."""
+    metas = {name: (other._meta if is_dask(other) else other) for name, other in others.items()}
+    return array_module(images._meta, **metas)
+
+
+def _indices(ndim, axes):
+    """blockwise index letters: of the array, of its batch axes, and a free letter for bins."""
+    letters = string.ascii_lowercase[:ndim]
+    batch = "".join(letters[a] for a in range(ndim) if a not in axes)
+    return letters, batch, "z" if ndim < 26 else string.ascii_uppercase[0]
+
+
+def _prepare(images, nbins, axes, mask):
+    """Validate as the in-memory functions do; return ``(xp, axes, mask)`` with mask as dask."""
+    da = _da()
+    xp = _meta_module(images, mask=mask)
+    check_images(images, xp)
+    check_nbins(nbins)
+    axes = normalize_axes(axes, images.ndim)
+    if mask is not None:
+        if not hasattr(mask, "dtype") or np.dtype(mask.dtype) != np.bool_:
+            raise TypeError(f"`mask` must be a boolean array, got {getattr(mask, 'dtype', type(mask))}")
+        try:
+            np.broadcast_shapes(mask.shape, images.shape)
+            mask = da.broadcast_to(da.asarray(mask), images.shape)
+        except ValueError:
+            raise ValueError(f"`mask` of shape {mask.shape} does not broadcast to `images` of "
+                             f"shape {images.shape}") from None
+        mask = mask.rechunk(images.chunks)
+    return xp, axes, mask
+
+
+def _empty_result(xp, images, fn, *args, **kwargs):
+    """Zero-size input: the in-memory function on an empty stand-in, wrapped as dask."""
+    da = _da()
+    result = fn(xp.empty(images.shape, images.dtype), *args, **kwargs)
+    if isinstance(result, tuple):
+        return tuple(da.from_array(part) for part in result)
+    return da.from_array(result)
+
+
+def _partials(fn, images, mask, axes, width, dtype, xp, *plane_arrays, **kwargs):
+    """Per-chunk ``(batch..., 1 per image axis..., width)`` partial results of `fn`.
+
+    `plane_arrays` are dask arrays over the batch shape, handed to `fn` as the block that
+    matches each chunk's planes.
+    """
+    da = _da()
+    ind, batch, free = _indices(images.ndim, axes)
+    args = [images, ind, mask, None if mask is None else ind]
+    for array in plane_arrays:
+        args += [array, batch]
+    return da.blockwise(
+        fn, ind + free, *args, axes=axes, width=width,
+        new_axes={free: width}, adjust_chunks={ind[a]: 1 for a in axes},
+        dtype=dtype, meta=xp.empty((0,) * (images.ndim + 1), dtype), **kwargs)
+
+
+def _block(array):
+    """A block as an array: reductions to zero dimensions hand NumPy scalars to the tasks."""
+    return np.asarray(array) if isinstance(array, np.generic) else array
+
+
+def _stats_block(chunk, mask, axes, width):
+    low, high = _chunked.chunk_stats(chunk, mask, axes)
+    shape = tuple(1 if a in axes else n for a, n in enumerate(chunk.shape))
+    return array_module(chunk).stack([low, high], axis=-1).reshape(shape + (2,))
+
+
+def _counts_block(chunk, mask, *ranges, axes, width, spec):
+    low, high = (_block(r).reshape(-1) for r in ranges) if ranges else (None, None)
+    counts = _chunked.chunk_counts(chunk, mask, axes, spec, width, low, high)
+    shape = tuple(1 if a in axes else n for a, n in enumerate(chunk.shape))
+    return counts.reshape(shape + (width,))
+
+
+def _ranges(images, mask, axes, xp):
+    """Lazy per-plane ``(low, high)`` over the batch shape: a min / max tree reduction."""
+    stats = _partials(_stats_block, images, mask, axes, 2, images.dtype, xp)
+    return stats[..., 0].min(axis=axes), stats[..., 1].max(axis=axes)
+
+
+def _counts(images, mask, axes, spec, width, xp, ranges):
+    """Lazy ``(batch..., width)`` int64 histograms: per-chunk counts summed by a tree reduction."""
+    partial = _partials(_counts_block, images, mask, axes, width, np.int64, xp, *ranges, spec=spec)
+    return partial.sum(axis=axes, dtype=np.int64)
+
+
+def _width(spec, ranges, static):
+    """Bins per plane; integer ``"skimage"`` needs the ranges (computed now unless `static`)."""
+    if spec.level_indexed or spec.dtype.kind == "f":
+        return spec.nbins
+    if static and spec.dtype.itemsize <= 2:
+        return 1 << (8 * spec.dtype.itemsize)  # every level: the same tables, no early compute
+    low, high = (r.compute() for r in ranges)  # sync: the table width is a shape
+    return _chunked.level_width(spec, low, high)
+
+
+def _equalize_block(chunk, counts, *ranges, axes, spec, width):
+    xp = array_module(chunk)
+    counts = counts.reshape(-1, width)
+    low, high = (_block(r).reshape(-1) for r in ranges) if ranges else (None, None)
+    npixels = math.prod(chunk.shape[a] for a in axes)
+    _chunked.check_counts(xp, counts, npixels)
+    return _chunked.chunk_equalize(chunk, axes, spec, width, counts, low, high)
+
+
+def _two_pass(images, mask, axes, spec, xp):
+    da = _da()
+    ranges = _ranges(images, mask, axes, xp) if spec.needs_stats else ()
+    width = _width(spec, ranges, static=True)
+    counts = _counts(images, mask, axes, spec, width, xp, ranges)
+    ind, batch, free = _indices(images.ndim, axes)
+    args = [counts, batch + free]
+    for array in ranges:
+        args += [array, batch]
+    return da.blockwise(
+        _equalize_block, ind, images, ind, *args, axes=axes, spec=spec, width=width,
+        concatenate=True, dtype=spec.result_dtype,
+        meta=xp.empty((0,) * images.ndim, spec.result_dtype))
+
+
+def _chunk_nbytes(images):
+    return max(math.prod(max(c) if c else 0 for c in images.chunks), 1) * images.dtype.itemsize
+
+
+def _whole_images(images, axes, extra=()):
+    """`images` rechunked so that no chunk splits an image (or None if an image is too large)."""
+    whole = tuple(sorted(set(axes) | set(extra)))
+    if all(len(images.chunks[a]) == 1 for a in whole):
+        return images
+    image_nbytes = math.prod(images.shape[a] for a in whole) * images.dtype.itemsize
+    if image_nbytes > _chunk_nbytes(images) and not extra:
+        return None
+    batch = {a: "auto" for a in range(images.ndim) if a not in whole}
+    return images.rechunk({**batch, **{a: -1 for a in whole}},
+                          block_size_limit=max(_chunk_nbytes(images), image_nbytes))
+
+
+def equalize_hist(images, nbins=256, *, axes=(-2, -1), mask=None, method=None,
+                  channel_axis=None, luminance=False, out=None):
+    """:func:`gpu_histeq.equalize_hist` of a dask array, lazily; see the module docstring."""
+    from .equalize import equalize_hist as in_memory
+
+    if out is not None:
+        raise TypeError("`out` is not supported for dask arrays (they are immutable): "
+                        "store the result with dask.array.store or .to_zarr instead")
+    xp, axes, mask = _prepare(images, nbins, axes, mask)
+    spec = _chunked.make_spec(images.dtype, nbins, method, mask is not None)
+    if channel_axis is not None:
+        (channel_axis,) = normalize_axes(channel_axis, images.ndim, "channel_axis")
+        if channel_axis in axes:
+            raise ValueError(f"`channel_axis` {channel_axis} must not be one of the image `axes` {axes}")
+    if not isinstance(luminance, (bool, np.bool_)):
+        raise TypeError(f"`luminance` must be a bool, got {luminance!r}")
+    kwargs = dict(nbins=nbins, axes=axes, method=method, channel_axis=channel_axis,
+                  luminance=bool(luminance))
+    if images.size == 0:
+        return _empty_result(xp, images, in_memory, **kwargs)
+    extra = (channel_axis,) if luminance else ()
+    whole = _whole_images(images, axes, extra)
+    if whole is None:
+        return _two_pass(images, mask, axes, spec, xp)
+    arrays = [whole] if mask is None else [whole, mask.rechunk(whole.chunks)]
+    if mask is None:
+        block_fn = _equalize_whole
+    else:
+        block_fn = _equalize_whole_masked
+    return _da().map_blocks(block_fn, *arrays, dtype=spec.result_dtype,
+                            meta=xp.empty((0,) * images.ndim, spec.result_dtype), **kwargs)
+
+
+def _equalize_whole(chunk, **kwargs):
+    from .equalize import equalize_hist as in_memory
+    return in_memory(chunk, **kwargs)
+
+
+def _equalize_whole_masked(chunk, mask, **kwargs):
+    from .equalize import equalize_hist as in_memory
+    return in_memory(chunk, mask=mask, **kwargs)
+
+
+def _histogram(images, nbins, axes, mask, name):
+    """Lazy ``(counts, centers)`` with the batch shape, as the in-memory ``histogram``."""
+    from . import histogram as in_memory
+
+    xp, axes, mask = _prepare(images, nbins, axes, mask)
+    if images.size == 0:
+        return _empty_result(xp, images, getattr(in_memory, name), nbins, axes=axes)
+    # the skimage binning: per-plane ranges, one bin per level for integers, `nbins` for floats
+    spec = _chunked.Spec("skimage", np.dtype(images.dtype), _chunked.cdf_dtype(images.dtype),
+                         int(nbins), mask is not None)
+    ranges = _ranges(images, mask, axes, xp)
+    width = _width(spec, ranges, static=False)
+    counts = _counts(images, mask, axes, spec, width, xp, ranges)
+    ind, batch, free = _indices(images.ndim, axes)
+    center_dtype = images.dtype if spec.dtype.kind == "f" else np.dtype(np.intp)
+    low, high = ranges
+    centers = _da().blockwise(
+        _centers_block, batch + free, low, batch, high, batch, spec=spec,
+        width=width, new_axes={free: width}, dtype=center_dtype,
+        meta=xp.empty((0,) * (len(batch) + 1), center_dtype))
+    if name == "histogram":
+        return counts, centers
+    cdf_dtype = _chunked.cdf_dtype(images.dtype)
+    cdf = counts.map_blocks(_cdf_block, dtype=cdf_dtype, image_dtype=images.dtype,
+                            meta=xp.empty((0,) * counts.ndim, cdf_dtype))
+    return cdf, centers
+
+
+def _centers_block(low, high, spec, width):
+    low, high = _block(low), _block(high)
+    xp = array_module(low)
+    shape = low.shape
+    bins = _chunked.binning(xp, spec, width, low.reshape(-1), high.reshape(-1))
+    return bins.centers(slice(None), low.size).reshape(shape + (width,))
+
+
+def _cdf_block(counts, image_dtype):
+    from .histogram import cdf_table
+    return cdf_table(array_module(counts), counts, image_dtype)
+
+
+def histogram(images, nbins=256, *, axes=(-2, -1), mask=None):
+    """:func:`gpu_histeq.histogram` of a dask array: lazy counts and centers.
+
+    Integer images compute their per-plane ranges at once: the number of bins is a shape.
+    """
+    return _histogram(images, nbins, axes, mask, "histogram")
+
+
+def cumulative_distribution(images, nbins=256, *, axes=(-2, -1), mask=None):
+    """:func:`gpu_histeq.cumulative_distribution` of a dask array: lazy cdf and centers."""
+    return _histogram(images, nbins, axes, mask, "cumulative_distribution")
+
+
+def _lut_block(chunk, lut, axes):
+    from .lut import apply_lut as in_memory
+    return in_memory(chunk, lut, axes=axes)
+
+
+def apply_lut(images, lut, *, axes=(-2, -1)):
+    """:func:`gpu_histeq.apply_lut` of a dask array: each chunk through its planes' tables."""
+    da = _da()
+    xp = _meta_module(images, lut=lut)
+    check_images(images, xp)
+    if np.dtype(images.dtype).kind not in "iu":
+        raise TypeError(f"`images` must be an integer array to index a table, got {images.dtype}")
+    if not hasattr(lut, "ndim") or lut.ndim < 1:
+        raise ValueError("`lut` must be an array with the table along its last axis")
+    axes = normalize_axes(axes, images.ndim)
+    ind, batch, free = _indices(images.ndim, axes)
+    batch_shape = tuple(images.shape[a] for a in range(images.ndim) if a not in axes)
+    lut = da.asarray(lut)
+    if lut.ndim == 1:
+        lut_ind = free
+        lut = lut.rechunk(-1)
+    else:
+        if lut.shape[:-1] != batch_shape:
+            raise ValueError(
+                f"`lut` must have shape (L,) or {batch_shape + ('L',)} for `images` of shape "
+                f"{images.shape} with axes {axes}, got {lut.shape}")
+        lut_ind = batch + free
+        lut = lut.rechunk(tuple(images.chunks[a] for a in range(images.ndim) if a not in axes)
+                          + (-1,))
+    return da.blockwise(_lut_block, ind, images, ind, lut, lut_ind, axes=axes, concatenate=True,
+                        dtype=lut.dtype, meta=xp.empty((0,) * images.ndim, lut.dtype))
