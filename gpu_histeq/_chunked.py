@@ -162,7 +162,8 @@ def check_counts(xp, counts, npixels):
 def tables(xp, spec, width, counts, low=None, high=None):
     """The remap tables (an array or an ``InterpTable``) of planes with `counts` and ranges."""
     bins = binning(xp, spec, width, low, high)
-    return bins, table_maker(xp, spec.method, bins, spec.dtype, counts.shape[0])(counts, slice(None))
+    make = table_maker(xp, spec.method, bins, spec.dtype, counts.shape[0])
+    return bins, make(counts, slice(None))
 
 
 def chunk_equalize(chunk, axes, spec, width, counts, low=None, high=None, table=None):

@@ -57,7 +57,8 @@ def _prepare(images, nbins, axes, mask):
     axes = normalize_axes(axes, images.ndim)
     if mask is not None:
         if not hasattr(mask, "dtype") or np.dtype(mask.dtype) != np.bool_:
-            raise TypeError(f"`mask` must be a boolean array, got {getattr(mask, 'dtype', type(mask))}")
+            got = getattr(mask, "dtype", type(mask))
+            raise TypeError(f"`mask` must be a boolean array, got {got}")
         try:
             np.broadcast_shapes(mask.shape, images.shape)
             mask = da.broadcast_to(da.asarray(mask), images.shape)
@@ -188,7 +189,8 @@ def equalize_hist(images, nbins=256, *, axes=(-2, -1), mask=None, method=None,
     if channel_axis is not None:
         (channel_axis,) = normalize_axes(channel_axis, images.ndim, "channel_axis")
         if channel_axis in axes:
-            raise ValueError(f"`channel_axis` {channel_axis} must not be one of the image `axes` {axes}")
+            raise ValueError(
+                f"`channel_axis` {channel_axis} must not be one of the image `axes` {axes}")
     if not isinstance(luminance, (bool, np.bool_)):
         raise TypeError(f"`luminance` must be a bool, got {luminance!r}")
     kwargs = dict(nbins=nbins, axes=axes, method=method, channel_axis=channel_axis,

@@ -61,7 +61,8 @@ def _device(array):
         return "cpu", None
     if kind in ("cuda", "gpu"):
         return "cuda", index or 0
-    raise TypeError(f"tensors on {kind!r} devices are not supported; move them to the CPU or a CUDA GPU")
+    raise TypeError(f"tensors on {kind!r} devices are not supported; "
+                    "move them to the CPU or a CUDA GPU")
 
 
 def to_array(tensor, param="images"):
