@@ -27,7 +27,8 @@ from ._backend import array_module
 from ._interop import is_dask
 from ._validate import check_images, check_nbins, normalize_axes
 
-__all__ = ["equalize_hist", "histogram", "cumulative_distribution", "apply_lut"]
+__all__ = ["equalize_hist", "histogram", "cumulative_distribution", "apply_lut", "clahe",
+           "equalize_adapthist", "match_histograms"]
 
 
 def _da():
@@ -305,3 +306,88 @@ def apply_lut(images, lut, *, axes=(-2, -1)):
                           + (-1,))
     return da.blockwise(_lut_block, ind, images, ind, lut, lut_ind, axes=axes, concatenate=True,
                         dtype=lut.dtype, meta=xp.empty((0,) * images.ndim, lut.dtype))
+
+
+def _in_memory(name):
+    from ._tensors import _public
+    return _public(name)
+
+
+def _per_image_block(chunk, *arrays, function_name, **kwargs):
+    return _in_memory(function_name)(chunk, *arrays, **kwargs)
+
+
+def _result_meta(xp, images, name, zero_axis, *args, **kwargs):
+    """The in-memory function's result type, from none of `images`' images along `zero_axis`.
+
+    None (dask then infers it) when there is no batch axis to empty.
+    """
+    if zero_axis is None:
+        return None
+    shape = tuple(0 if a == zero_axis else n for a, n in enumerate(images.shape))
+    return _in_memory(name)(xp.empty(shape, images.dtype), *args, **kwargs)
+
+
+def _map_whole_images(name, images, axes, **kwargs):
+    """A per-image function mapped over chunks that hold whole images (rechunked if needed)."""
+    xp = _meta_module(images)
+    check_images(images, xp)
+    axes = normalize_axes(axes, images.ndim)
+    whole = images.rechunk({a: -1 for a in axes})
+    batch = [a for a in range(images.ndim) if a not in axes]
+    meta = _result_meta(xp, images, name, batch[0] if batch else None, axes=axes, **kwargs)
+    options = {} if meta is None else {"dtype": meta.dtype, "meta": meta}
+    return _da().map_blocks(_per_image_block, whole, function_name=name, axes=axes, **kwargs,
+                            **options)
+
+
+def clahe(images, clip_limit=40.0, tile_grid=(8, 8), *, axes=(-2, -1)):
+    """:func:`gpu_histeq.clahe` of a dask array: each chunk of whole images, lazily."""
+    return _map_whole_images("clahe", images, axes, clip_limit=clip_limit, tile_grid=tile_grid)
+
+
+def equalize_adapthist(images, kernel_size=None, clip_limit=0.01, nbins=256, *, axes=(-2, -1)):
+    """:func:`gpu_histeq.equalize_adapthist` of a dask array: whole images per chunk, lazily."""
+    return _map_whole_images("equalize_adapthist", images, axes, kernel_size=kernel_size,
+                             clip_limit=clip_limit, nbins=nbins)
+
+
+def match_histograms(images, reference, *, axes=(-2, -1), channel_axis=None):
+    """:func:`gpu_histeq.match_histograms` of a dask array, lazily.
+
+    A shared `reference` (image axes only) goes whole to every task; a per-image reference (the
+    dimensions of `images`) is aligned with the chunks of `images` along the batch axes.
+    """
+    da = _da()
+    xp = _meta_module(images, reference=reference)
+    check_images(images, xp)
+    axes = normalize_axes(axes, images.ndim)
+    extra = () if channel_axis is None else normalize_axes(channel_axis, images.ndim,
+                                                           "channel_axis")
+    whole = images.rechunk({a: -1 for a in tuple(axes) + tuple(extra)})
+    reference = da.asarray(reference)
+    kwargs = dict(axes=axes, channel_axis=channel_axis)
+    ind = string.ascii_lowercase[:images.ndim]
+    batch = [a for a in range(images.ndim) if a not in axes and a not in extra]
+    zero_axis = batch[0] if batch else None
+    stand_in = reference.shape
+    if reference.ndim == images.ndim and zero_axis is not None:
+        stand_in = tuple((0 if reference.shape[a] == images.shape[a] else 1)
+                         if a == zero_axis else n for a, n in enumerate(reference.shape))
+    meta = _result_meta(xp, images, "match_histograms", zero_axis,
+                        xp.zeros(stand_in, reference.dtype), **kwargs)
+    if reference.ndim == images.ndim:
+        # per image: batch axes follow the images' chunks (or broadcast), the rest whole
+        chunks = tuple(whole.chunks[a] if a not in axes and a not in extra
+                       and reference.shape[a] == images.shape[a] else -1
+                       for a in range(images.ndim))
+        reference = reference.rechunk(chunks)
+        ref_ind = "".join(ind[a] if a not in axes and a not in extra
+                          and reference.shape[a] == images.shape[a]
+                          else string.ascii_uppercase[a] for a in range(images.ndim))
+    else:
+        reference = reference.rechunk(-1)
+        ref_ind = string.ascii_uppercase[:reference.ndim]
+    options = {"dtype": meta.dtype, "meta": meta} if meta is not None else {}
+    return da.blockwise(_per_image_block, ind, whole, ind, reference, ref_ind,
+                        function_name="match_histograms", concatenate=True, **kwargs, **options)

@@ -5,7 +5,8 @@ Each public function starts with a two-line hook::
     if _interop.handles(images):
         return _interop.call("equalize_hist", images, ...)
 
-``handles`` costs one ``isinstance`` for NumPy input and imports nothing; the adapters
+(the same in ``clahe``, ``equalize_adapthist`` and ``match_histograms``: both adapters serve
+them). ``handles`` costs one ``isinstance`` for NumPy input and imports nothing; the adapters
 (:mod:`gpu_histeq._dask`, :mod:`gpu_histeq._tensors`) are imported on first use.
 """
 

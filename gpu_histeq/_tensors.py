@@ -107,23 +107,28 @@ def _convert(value, param, device):
     return to_array(value, param)
 
 
+def _public(name):
+    """The in-memory public function `name` (imported late: this module loads first)."""
+    import importlib
+
+    module = {"equalize_hist": "equalize", "histogram": "histogram",
+              "cumulative_distribution": "histogram", "apply_lut": "lut", "clahe": "adaptive",
+              "equalize_adapthist": "adaptive", "match_histograms": "matching"}[name]
+    return getattr(importlib.import_module(f"gpu_histeq.{module}"), name)
+
+
 def call(name, images, *args, **kwargs):
     """Run the public function `name` on the arrays behind the tensors; return tensors.
 
     A tensor passed as ``out=`` receives the result in place (torch only: JAX arrays are
     immutable) and is returned itself.
     """
-    from .equalize import equalize_hist
-    from .histogram import cumulative_distribution, histogram
-    from .lut import apply_lut
-
-    function = {"equalize_hist": equalize_hist, "histogram": histogram,
-                "cumulative_distribution": cumulative_distribution, "apply_lut": apply_lut}[name]
+    function = _public(name)
     device, index = _device(images)
     out = kwargs.get("out")
     if out is not None and _kind(out) == "jax":
         raise TypeError("`out` cannot be a JAX array (JAX arrays are immutable)")
-    arrays = [_convert(arg, "lut", device) for arg in args] if name == "apply_lut" else list(args)
+    arrays = [_convert(arg, "lut" if name == "apply_lut" else "reference", device) for arg in args]
     converted = {key: _convert(value, key, device) for key, value in kwargs.items()}
     context = contextlib.nullcontext()
     if device == "cuda":

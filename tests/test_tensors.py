@@ -105,3 +105,18 @@ def test_cuda_tensors_stay_on_their_device():
     result = gh.equalize_hist(tensor)
     assert result.device == tensor.device
     np.testing.assert_array_equal(result.cpu().numpy(), gh.equalize_hist(FACES))
+
+
+def test_clahe_and_matching_through_the_adapter():
+    """The tensor adapter serves CLAHE and matching too (their public functions route here once
+    their modules have the two-line hook)."""
+    from gpu_histeq import _tensors
+
+    if not hasattr(gh, "clahe") or not hasattr(gh, "match_histograms"):
+        pytest.skip("no CLAHE / matching in this gpu_histeq")
+    tensor = torch.from_numpy(FACES)
+    result = _tensors.call("clahe", tensor, 2.0, (2, 2))
+    assert isinstance(result, torch.Tensor)
+    np.testing.assert_array_equal(result.numpy(), gh.clahe(FACES, 2.0, (2, 2)))
+    matched = _tensors.call("match_histograms", tensor, torch.from_numpy(FACES[0, 0]))
+    np.testing.assert_array_equal(matched.numpy(), gh.match_histograms(FACES, FACES[0, 0]))
