@@ -6,7 +6,7 @@ setup(
     ext_modules=[
         Extension(
             "gpu_histeq._levels",
-            ["gpu_histeq/_levels.c"],
+            ["gpu_histeq/_levels.c", "gpu_histeq/_clahe.c"],
             extra_compile_args=["-O3", "-ffp-contract=off"],
             optional=True,
         )

@@ -50,12 +50,22 @@ def compare(name, batched, loop, repeats, check):
             "check": check(batched(), loop())}
 
 
+def portable(function):
+    """Run `function` with the compiled CPU path switched off (the bincount path)."""
+    compiled, gpu_histeq._cpu.AVAILABLE = gpu_histeq._cpu.AVAILABLE, False
+    try:
+        return function()
+    finally:
+        gpu_histeq._cpu.AVAILABLE = compiled
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
                                                       "adaptive-cpu.md"))
     args = parser.parse_args()
+    load_before = os.getloadavg()
     faces = crops(data.camera(), 1800, 96)[:, None]  # (1800, 1, 96, 96) uint8
     operator = cv2.createCLAHE(40.0, (8, 8))
     gray = np.stack([data.camera(), data.moon(), data.brick()] * 4)  # (12, 512, 512) uint8
@@ -70,6 +80,10 @@ def main():
     rows = [
         compare("clahe (1800, 1, 96, 96) uint8, clip 40, grid 8x8 vs cv2.createCLAHE loop",
                 lambda: gpu_histeq.clahe(faces, 40.0, (8, 8)),
+                lambda: np.stack([operator.apply(f[0]) for f in faces])[:, None],
+                args.repeats, max_levels),
+        compare("clahe, portable NumPy path (CuPy's; no compiler), same stack, clip 40 vs the "
+                "same loop", lambda: portable(lambda: gpu_histeq.clahe(faces, 40.0, (8, 8))),
                 lambda: np.stack([operator.apply(f[0]) for f in faces])[:, None],
                 args.repeats, max_levels),
         compare("clahe (1800, 1, 96, 96) uint8, clip 2, grid 8x8 vs cv2.createCLAHE loop",
@@ -104,6 +118,10 @@ def main():
         f"(gpu_histeq threads: {gpu_histeq._planes._threads()}, OpenCV threads: "
         f"{cv2.getNumThreads()}); numpy {np.__version__}, OpenCV {cv2.__version__}, "
         f"scikit-image {exposure.__name__ and __import__('skimage').__version__}.",
+        f"Compiled CPU path (`gpu_histeq._levels`): "
+        f"{'built' if gpu_histeq._cpu.AVAILABLE else 'not built'}. Load average (1, 5, 15 min) "
+        f"before: {', '.join(f'{x:.2f}' for x in load_before)}; after: "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}.",
         "Median of interleaved repeats after a warm-up, same data for both sides, one process. "
         "ratio = batched / loop (lower is better; below 1 the batch is faster).",
         "",

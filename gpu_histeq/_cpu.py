@@ -1,9 +1,10 @@
-"""ctypes bindings of the optional compiled count/remap on the CPU (``_levels.c``).
+"""ctypes bindings of the optional compiled count/remap on the CPU (``_levels.c``, ``_clahe.c``).
 
-They cover uint8/uint16 planes binned by level and float32/float64 planes binned uniformly, and
-compute exactly what the bincount path computes (tests compare them bit for bit). ``AVAILABLE``
-is False when the extension was not built (no C compiler at install time) or the environment
-variable ``GPU_HISTEQ_PORTABLE=1`` is set: the bincount path then does the work.
+They cover uint8/uint16 planes binned by level, float32/float64 planes binned uniformly and
+OpenCV's CLAHE of uint8/uint16 planes, and compute exactly what the bincount path computes
+(tests compare them bit for bit). ``AVAILABLE`` is False when the extension was not built (no C
+compiler at install time) or the environment variable ``GPU_HISTEQ_PORTABLE=1`` is set: the
+bincount path then does the work.
 """
 
 import ctypes
@@ -23,6 +24,13 @@ _SIGNATURES = {
     "count_bins": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER],
     "interp_f32": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _POINTER],
     "interp_f64": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _POINTER],
+    # _clahe.c
+    "clahe_tables_u8": [_POINTER] + [_SIZE] * 7 + [_POINTER, _POINTER, _SIZE, ctypes.c_float,
+                                                   _POINTER],
+    "clahe_tables_u16": [_POINTER] + [_SIZE] * 7 + [_POINTER, _POINTER, _SIZE, ctypes.c_float,
+                                                    _POINTER],
+    "clahe_blend_u8": [_POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _SIZE, _SIZE] + [_POINTER] * 5,
+    "clahe_blend_u16": [_POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _SIZE, _SIZE] + [_POINTER] * 5,
 }
 _SUFFIX = {np.dtype(np.uint8): "u8", np.dtype(np.uint16): "u16",
            np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
@@ -108,3 +116,33 @@ def remap(values, binning, rows, tables, out, bins=None):
     _FUNCTIONS["interp_" + suffix](
         _address(values), _address(bins), *values.shape, binning.nbins, _address(tables.positions),
         _address(tables.slopes), _address(tables.values), _address(out))
+
+
+def clahe_tables(values, shape, grid, source_rows, source_cols, limit, scale):
+    """``(n, tiles, levels)`` tables of the C-contiguous ``(n, H * W)`` block `values`.
+
+    OpenCV's clipped and rounded tile CDFs, exactly as ``opencv_tables`` of the tile histograms
+    (stored in the pixel type: they are integers below the number of levels). `source_rows` and
+    `source_cols` (int64) give the image row and column of every row and column of the tiled
+    image; `limit` is the integer clip limit (0: no clipping), `scale` the float32 factor.
+    """
+    nbins = 256 if values.dtype == np.uint8 else 65536
+    tables = np.empty((values.shape[0], grid[0] * grid[1], nbins), values.dtype)
+    status = _FUNCTIONS["clahe_tables_" + _SUFFIX[values.dtype]](
+        _address(values), values.shape[0], *shape, *grid, source_rows.size // grid[0],
+        source_cols.size // grid[1], _address(source_rows), _address(source_cols), limit,
+        float(scale), _address(tables))
+    if status != 0:
+        raise MemoryError("the compiled CLAHE could not allocate a tile histogram")
+    return tables
+
+
+def clahe_blend(values, shape, tables, grid, rows, row_weights, cols, col_weights, out):
+    """Write OpenCV's bilinear blend of each pixel's four neighbouring tables into `out`.
+
+    `rows`/`cols` (int64, shape ``(2, H)``/``(2, W)``) are the first and second neighbour tile
+    of every row/column, `row_weights`/`col_weights` (float32, same shapes) their weights.
+    """
+    _FUNCTIONS["clahe_blend_" + _SUFFIX[values.dtype]](
+        _address(values), values.shape[0], *shape, _address(tables), *grid, _address(rows),
+        _address(row_weights), _address(cols), _address(col_weights), _address(out))

@@ -19,7 +19,7 @@ import numbers
 
 import numpy as np
 
-from . import _planes
+from . import _cpu, _planes
 from ._backend import array_module, is_cupy
 from ._validate import check_images, check_nbins, normalize_axes
 from .histogram import cdf_dtype, check_finite, count
@@ -268,7 +268,9 @@ def clahe(images, clip_limit=40.0, tile_grid=(8, 8), *, axes=(-2, -1)):
     blends its four neighbouring tables with OpenCV's float32 weights and operation order,
     rounded half to even. The tests check agreement within 1 level on every pixel (in practice
     the results are identical). uint16 images use 65536 bins per tile, like OpenCV, so their
-    tables take ``planes x tiles x 256 KiB`` in blocks.
+    tables take ``planes x tiles x 256 KiB`` in blocks. On NumPy input the compiled kernels of
+    ``_clahe.c`` do the work when the extension is built (tested bit for bit against the
+    portable NumPy path, which CuPy input and ``GPU_HISTEQ_PORTABLE=1`` use).
 
     Examples
     --------
@@ -308,11 +310,17 @@ def _clahe_planes(xp, planes, shape, clip_limit, grid, result):
     if clip_limit > 0:
         limit = max(int(clip_limit * area / nbins), 1)
     ntiles = grid[0] * grid[1]
-    source, tile = tiled_source(shape, grid, tile_shape, reflect101)
 
     # the four neighbours of each pixel: flat offsets of their tables, weights per row / column
     rows1, rows2, row_w1, row_w2 = blend_weights(np.float32, np.arange(height), tile_shape[0], grid[0])
     cols1, cols2, col_w1, col_w2 = blend_weights(np.float32, np.arange(width), tile_shape[1], grid[1])
+    if xp is np and _cpu.AVAILABLE:  # the compiled kernels: the same arithmetic in C
+        neighbours = (np.stack([rows1, rows2]).astype(np.int64), np.stack([row_w1, row_w2]),
+                      np.stack([cols1, cols2]).astype(np.int64), np.stack([col_w1, col_w2]))
+        scale = np.float32(nbins - 1) / np.float32(area)  # as in opencv_tables
+        _clahe_planes_compiled(planes, shape, grid, extents, limit, scale, neighbours, result)
+        return
+    source, tile = tiled_source(shape, grid, tile_shape, reflect101)
     corners = [((r[:, None] * grid[1] + c[None, :]) * nbins).ravel()
                for r in (rows1, rows2) for c in (cols1, cols2)]
     col_w1, col_w2 = xp.asarray(col_w1), xp.asarray(col_w2)
@@ -353,6 +361,28 @@ def _clahe_planes(xp, planes, shape, clip_limit, grid, result):
         result[rows] = top.reshape(n, npixels)
 
     _planes.map_blocks(xp, run, block_list)
+
+
+def _clahe_planes_compiled(planes, shape, grid, extents, limit, scale, neighbours, result):
+    """:func:`_clahe_planes` through the compiled kernels (``_clahe.c``), bit for bit the same.
+
+    Per block of planes one call makes the tile tables (histograms through the reflect-101
+    sources, clip, rounded CDFs) and one blends them; blocks run on all cores (ctypes releases
+    the GIL). `neighbours` holds the first/second tile and weight of every row and column.
+    """
+    nbins = 256 if planes.dtype == np.uint8 else 65536
+    sources = [reflect101(np.arange(e, dtype=np.int64), s) for e, s in zip(extents, shape)]
+    nplanes, npixels = planes.shape
+    ntables = grid[0] * grid[1] * nbins
+    block_list = plane_blocks(np, nplanes, max(npixels, math.prod(extents)), ntables)
+
+    def run(block):
+        rows, _ = block
+        values = planes[rows]
+        tables = _cpu.clahe_tables(values, shape, grid, *sources, limit, scale)
+        _cpu.clahe_blend(values, shape, tables, grid, *neighbours, result[rows])
+
+    _planes.map_blocks(np, run, block_list)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from conftest import assert_backend, to_numpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpu_histeq import clahe, equalize_adapthist
+from gpu_histeq import _cpu, clahe, equalize_adapthist
 
 cv2 = pytest.importorskip("cv2")
 skimage_data = pytest.importorskip("skimage.data")
@@ -123,6 +123,76 @@ def test_clahe_property_batch_equals_opencv_loop(n, h, w, tx, ty, clip_limit, se
     permutation = np.random.default_rng(seed).permutation(n)
     np.testing.assert_array_equal(clahe(planes[permutation], clip_limit, (tx, ty)),
                                   result[permutation])
+
+
+# ------------------------------------------------------------------------------------------------
+# clahe: the compiled CPU kernels (_clahe.c) against the portable NumPy path, bit for bit
+
+needs_compiled = pytest.mark.skipif(not _cpu.AVAILABLE,
+                                    reason="the compiled extension gpu_histeq._levels is not built")
+
+
+def portable_clahe(planes, clip_limit, grid, **kwargs):
+    """clahe through the portable path (the one CuPy uses): the compiled path switched off."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_cpu, "AVAILABLE", False)
+        return clahe(planes, clip_limit, grid, **kwargs)
+
+
+def clahe_planes(rng, dtype, shape, count=5):
+    """Random, narrow-range, two-level, constant and skewed planes of `dtype`."""
+    top = np.iinfo(dtype).max
+    planes = [rng.integers(0, top + 1, shape), rng.integers(top // 3, top // 3 + 5, shape),
+              np.where(rng.random(shape) < 0.3, 1, top - 2), np.full(shape, top // 2),
+              (rng.random(shape) ** 3 * top).astype(np.int64)]
+    return np.stack(planes[:count]).astype(dtype)
+
+
+# clip limits: none, tiny (limit 1), usual, huge (nothing clipped); grids: square, odd, 1x1, and
+# (uint8 only: 65536 bins per tile make the portable uint16 run slow) many tiles
+CLIPS_AND_GRIDS = [(40.0, (8, 8)), (2.0, (8, 8)), (0.0, (8, 8)), (0.01, (3, 5)), (1e6, (1, 1)),
+                   (4.0, (2, 9))]
+CLAHE_CASES = ([(np.uint8, c, g) for c, g in CLIPS_AND_GRIDS + [(1.0, (32, 8)), (3.0, (8, 64))]]
+               + [(np.uint16, c, g) for c, g in CLIPS_AND_GRIDS])
+
+
+@needs_compiled
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (7, 1), (5, 5), (37, 53), (96, 96), (64, 40),
+                                   (101, 33)])
+@pytest.mark.parametrize("dtype, clip_limit, grid", CLAHE_CASES)
+def test_clahe_compiled_equals_portable(shape, dtype, clip_limit, grid):
+    planes = clahe_planes(np.random.default_rng(8), dtype, shape)
+    compiled = clahe(planes, clip_limit, grid)
+    expected = portable_clahe(planes, clip_limit, grid)
+    assert compiled.dtype == expected.dtype == dtype
+    np.testing.assert_array_equal(compiled, expected)
+
+
+@needs_compiled
+def test_clahe_compiled_equals_portable_many_blocks():
+    # 1800 face-sized crops: many blocks on every thread, batch axes on both sides of the image
+    rng = np.random.default_rng(7)
+    ys, xs = rng.integers(0, 512 - 96, (2, 1800))
+    camera = skimage_data.camera()
+    faces = np.stack([camera[y:y + 96, x:x + 96] for y, x in zip(ys, xs)])
+    faces = faces.reshape(600, 3, 96, 96).transpose(0, 2, 3, 1)
+    for clip_limit in (40.0, 2.0):
+        compiled = clahe(faces, clip_limit, (8, 8), axes=(1, 2))
+        np.testing.assert_array_equal(compiled,
+                                      portable_clahe(faces, clip_limit, (8, 8), axes=(1, 2)))
+        np.testing.assert_array_equal(compiled[5, :, :, 1],
+                                      cv2.createCLAHE(clip_limit, (8, 8)).apply(faces[5, :, :, 1]))
+
+
+@needs_compiled
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from([np.uint8, np.uint16]), st.integers(1, 4), st.integers(1, 50),
+       st.integers(1, 50), st.integers(1, 9), st.integers(1, 9), st.floats(0, 100),
+       st.integers(0, 2 ** 32 - 1))
+def test_clahe_property_compiled_equals_portable(dtype, n, h, w, tx, ty, clip_limit, seed):
+    planes = clahe_planes(np.random.default_rng(seed), dtype, (h, w), n)
+    np.testing.assert_array_equal(clahe(planes, clip_limit, (tx, ty)),
+                                  portable_clahe(planes, clip_limit, (tx, ty)))
 
 
 # ------------------------------------------------------------------------------------------------
