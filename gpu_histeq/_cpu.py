@@ -100,8 +100,9 @@ def count(values, selected, binning, rows):
                                       _address(counts))
         return counts, None
     bins = _bins(values, binning, rows)
-    _FUNCTIONS["count_bins"](_address(bins), _address(selected), *values.shape, binning.nbins,
-                             _address(counts))
+    if _FUNCTIONS["count_bins"](_address(bins), _address(selected), *values.shape, binning.nbins,
+                                _address(counts)):
+        raise MemoryError("no memory for a histogram of the block")
     return counts, bins
 
 

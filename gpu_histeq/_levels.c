@@ -156,20 +156,38 @@ typedef double gpu_histeq_f64;
 GPU_HISTEQ_FLOAT_KERNELS(gpu_histeq_f32, f32)
 GPU_HISTEQ_FLOAT_KERNELS(gpu_histeq_f64, f64)
 
+/* Odd pixels count into a second histogram so that runs of equal bins (smooth images) do not
+ * serialise on one counter; the two are summed per plane. */
 GPU_HISTEQ_EXPORT int gpu_histeq_count_bins(const int32_t *bins, const uint8_t *selected,
                                             int64_t nplanes, int64_t npixels, int64_t nbins,
                                             int64_t *counts)
 {
+    int64_t *odd = calloc((size_t)nbins, sizeof(int64_t));
+    if (odd == NULL) return -1;
     for (int64_t p = 0; p < nplanes; ++p) {
         const int32_t *b = bins + p * npixels;
         const uint8_t *s = selected ? selected + p * npixels : NULL;
         int64_t *c = counts + p * nbins;
+        int64_t i = 0;
         if (s == NULL) {
-            for (int64_t i = 0; i < npixels; ++i) ++c[b[i]];
+            for (; i + 2 <= npixels; i += 2) {
+                ++c[b[i]];
+                ++odd[b[i + 1]];
+            }
+            for (; i < npixels; ++i) ++c[b[i]];
         } else {
-            for (int64_t i = 0; i < npixels; ++i) c[b[i]] += s[i] != 0;
+            for (; i + 2 <= npixels; i += 2) {
+                c[b[i]] += s[i] != 0;
+                odd[b[i + 1]] += s[i + 1] != 0;
+            }
+            for (; i < npixels; ++i) c[b[i]] += s[i] != 0;
+        }
+        for (int64_t k = 0; k < nbins; ++k) {
+            c[k] += odd[k];
+            odd[k] = 0;
         }
     }
+    free(odd);
     return 0;
 }
 
