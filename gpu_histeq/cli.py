@@ -25,6 +25,7 @@ import argparse
 import importlib
 import importlib.metadata
 import math
+import mmap
 import os
 import shutil
 import sys
@@ -77,6 +78,22 @@ class Source:
     def read(self, start, stop):
         """Rows ``start:stop`` of the first axis as a NumPy array."""
         return np.asarray(self.array[start:stop])
+
+    def release(self, start, stop):
+        """Unmap rows ``start:stop`` of a memory-mapped input once they are processed.
+
+        The pages stay in the page cache (a later pass reads them again from memory), but leave
+        this process's resident set, which so stays at about one chunk whatever the file size.
+        """
+        mapping = getattr(self.array, "_mmap", None)
+        if mapping is None or not hasattr(mapping, "madvise") or not self.shape:
+            return
+        row = self.array.strides[0] if self.array.ndim else 0
+        skip = self.array.offset % mmap.ALLOCATIONGRANULARITY  # where the data starts in the map
+        low, high = skip + start * row, skip + stop * row
+        low -= low % mmap.PAGESIZE
+        if high > low:
+            mapping.madvise(mmap.MADV_DONTNEED, low, high - low)
 
     def close(self):
         self.array = None
@@ -525,6 +542,7 @@ def stream(source, operation, sink_for, *, axes, mask=None, xp=np, chunk_size=No
                     if sink is None:
                         sink = sink_for(shape, result.dtype, step)
                     sink.write(start, stop, result)
+                    source.release(start, stop)
                     bar.update(stop - start)
             finally:
                 bar.close()
@@ -552,6 +570,7 @@ def _two_pass(source, slabs, axes, mask_slab, masked, device, xp, sink_for, step
             for start, stop in slabs:
                 part_low, part_high = _chunked.chunk_stats(
                     device(source.read(start, stop)), mask_slab(start, stop), axes)
+                source.release(start, stop)
                 low = part_low if low is None else xp.minimum(low, part_low)
                 high = part_high if high is None else xp.maximum(high, part_high)
                 bar.update(stop - start)
@@ -560,6 +579,7 @@ def _two_pass(source, slabs, axes, mask_slab, masked, device, xp, sink_for, step
         for start, stop in slabs:
             part = _chunked.chunk_counts(device(source.read(start, stop)), mask_slab(start, stop),
                                          axes, spec, width, low, high)
+            source.release(start, stop)
             counts = part if counts is None else counts + part
             bar.update(stop - start)
         npixels = math.prod(shape[a] for a in axes)
@@ -571,6 +591,7 @@ def _two_pass(source, slabs, axes, mask_slab, masked, device, xp, sink_for, step
                 result = _chunked.chunk_equalize(device(source.read(start, stop)), axes, spec,
                                                  width, counts, low, high, table=table)
                 sink.write(start, stop, _to_host(result))
+                source.release(start, stop)
                 bar.update(stop - start)
         except BaseException:
             sink.abort()
