@@ -85,7 +85,7 @@ class Source:
         The pages stay in the page cache (a later pass reads them again from memory), but leave
         this process's resident set, which so stays at about one chunk whatever the file size.
         """
-        mapping = getattr(self.array, "_mmap", None)
+        mapping = getattr(getattr(self, "array", None), "_mmap", None)
         if mapping is None or not hasattr(mapping, "madvise") or not self.shape:
             return
         row = self.array.strides[0] if self.array.ndim else 0
