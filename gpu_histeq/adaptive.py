@@ -19,7 +19,7 @@ import numbers
 
 import numpy as np
 
-from . import _cpu, _planes
+from . import _cpu, _interop, _planes
 from ._backend import array_module, is_cupy
 from ._validate import check_images, check_nbins, normalize_axes
 from .histogram import cdf_dtype, check_finite, count
@@ -281,6 +281,8 @@ def clahe(images, clip_limit=40.0, tile_grid=(8, 8), *, axes=(-2, -1)):
     >>> out.shape, out.dtype
     ((4, 1, 96, 96), dtype('uint8'))
     """
+    if _interop.handles(images):  # dask arrays, torch tensors, JAX arrays
+        return _interop.call("clahe", images, clip_limit, tile_grid, axes=axes)
     xp = array_module(images)
     check_images(images, xp)
     dtype = np.dtype(images.dtype)
@@ -521,6 +523,8 @@ def equalize_adapthist(images, kernel_size=None, clip_limit=0.01, nbins=256, *, 
     >>> out.shape, out.dtype, float(out.min()), float(out.max())
     ((3, 64, 64), dtype('float64'), 0.0, 1.0)
     """
+    if _interop.handles(images):  # dask arrays, torch tensors, JAX arrays
+        return _interop.call("equalize_adapthist", images, kernel_size, clip_limit, nbins, axes=axes)
     xp = array_module(images)
     check_images(images, xp)
     dtype = np.dtype(images.dtype)

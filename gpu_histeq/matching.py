@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from . import _planes
+from . import _interop, _planes
 from ._backend import array_module
 from ._validate import check_images, normalize_axes
 from .adaptive import plane_blocks
@@ -195,6 +195,9 @@ def match_histograms(images, reference, *, axes=(-2, -1), channel_axis=None):
            [[30., 30.],
             [10., 10.]]])
     """
+    if _interop.handles(images):  # dask arrays, torch tensors, JAX arrays
+        return _interop.call("match_histograms", images, reference, axes=axes,
+                              channel_axis=channel_axis)
     xp = array_module(images, reference=reference)
     check_images(images, xp)
     if not hasattr(reference, "dtype") or not hasattr(reference, "ndim"):

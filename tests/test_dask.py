@@ -217,3 +217,19 @@ def test_clahe_adapthist_and_matching_map_whole_images():
     for (result, expected), got in zip(cases, computed):
         assert isinstance(result, da.Array) and result.dtype == expected.dtype
         np.testing.assert_array_equal(got, expected)
+
+
+def test_adaptive_and_matching_public_functions_accept_dask_and_torch():
+    """clahe, equalize_adapthist and match_histograms route dask arrays and tensors too."""
+    import gpu_histeq
+    images = np.random.default_rng(21).integers(0, 256, (6, 40, 40), dtype=np.uint8)
+    lazy = da.from_array(images, chunks=(2, 40, 40))
+    for name, args in [("clahe", ()), ("equalize_adapthist", ()), ("match_histograms", (images[0],))]:
+        function = getattr(gpu_histeq, name)
+        result = function(lazy, *args)
+        assert isinstance(result, da.Array)
+        np.testing.assert_array_equal(result.compute(scheduler="synchronous"), function(images, *args))
+    torch = pytest.importorskip("torch")
+    tensor = gpu_histeq.clahe(torch.from_numpy(images))
+    assert isinstance(tensor, torch.Tensor)
+    np.testing.assert_array_equal(tensor.numpy(), gpu_histeq.clahe(images))
