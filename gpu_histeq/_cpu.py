@@ -19,9 +19,8 @@ _SIGNATURES = {
     "count_u16": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER],
     "remap_u8": [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER],
     "remap_u16": [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER],
-    "bin_f32": [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _SIZE, _POINTER],
-    "bin_f64": [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _SIZE, _POINTER],
-    "count_bins": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER],
+    "bin_f32": [_POINTER, _POINTER, _SIZE, _SIZE] + [_POINTER] * 4 + [_SIZE, _POINTER, _POINTER],
+    "bin_f64": [_POINTER, _POINTER, _SIZE, _SIZE] + [_POINTER] * 4 + [_SIZE, _POINTER, _POINTER],
     "interp_f32": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _POINTER],
     "interp_f64": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _POINTER],
     # _clahe.c
@@ -74,12 +73,36 @@ def _address(array):
     return array.ctypes.data
 
 
-def _bins(values, binning, rows):
-    """``(n, m)`` int32 bins of a floating block, exactly as :class:`UniformBinning` bins."""
+def _edge_tolerance(binning):
+    """``(P,)`` how far (in bins) the scaled offset may be from the edges' verdict.
+
+    The offset ``(x - first) / width * nbins`` and the edges ``k * step + first`` are each
+    rounded a few times: together at most about ``5 u nbins + 2 u M nbins / width`` bins apart,
+    ``u`` the unit roundoff and ``M`` the larger magnitude of the plane's range. Twice that
+    margin, and every pixel within it of a whole number is checked against the edges.
+    """
+    cached = getattr(binning, "_edge_tolerance", None)
+    if cached is None:
+        dtype = binning.dtype
+        unit = float(np.finfo(dtype).eps) / 2
+        first = binning.first[:, 0].astype(np.float64)
+        width = binning.width[:, 0].astype(np.float64)
+        largest = np.maximum(np.abs(first), np.abs(first + width))
+        bound = 2 * unit * binning.nbins * (5 + 2 * largest / width) + 4 * unit
+        cached = binning._edge_tolerance = np.minimum(bound, 0.5).astype(dtype)
+    return cached
+
+
+def _bins(values, selected, binning, rows, counts=None):
+    """``(n, m)`` int32 bins of a floating block, exactly as :class:`UniformBinning` bins; also
+    counts the selected pixels into `counts` when given."""
     bins = np.empty(values.shape, np.int32)
-    _FUNCTIONS["bin_" + _SUFFIX[values.dtype]](
-        _address(values), *values.shape, _address(binning.first[rows]),
-        _address(binning.width[rows]), _address(binning.edges[rows]), binning.nbins, _address(bins))
+    status = _FUNCTIONS["bin_" + _SUFFIX[values.dtype]](
+        _address(values), _address(selected), *values.shape, _address(binning.first[rows]),
+        _address(binning.width[rows]), _address(binning.edges[rows]),
+        _address(_edge_tolerance(binning)[rows]), binning.nbins, _address(bins), _address(counts))
+    if status:
+        raise MemoryError("no memory for a histogram of the block")
     return bins
 
 
@@ -99,11 +122,7 @@ def count(values, selected, binning, rows):
         _FUNCTIONS["count_" + suffix](_address(values), _address(selected), *values.shape,
                                       _address(counts))
         return counts, None
-    bins = _bins(values, binning, rows)
-    if _FUNCTIONS["count_bins"](_address(bins), _address(selected), *values.shape, binning.nbins,
-                                _address(counts)):
-        raise MemoryError("no memory for a histogram of the block")
-    return counts, bins
+    return counts, _bins(values, selected, binning, rows, counts)
 
 
 def remap(values, binning, rows, tables, out, bins=None):
@@ -113,7 +132,7 @@ def remap(values, binning, rows, tables, out, bins=None):
         _FUNCTIONS["remap_" + suffix](_address(values), *values.shape, _address(tables), _address(out))
         return
     if bins is None:
-        bins = _bins(values, binning, rows)
+        bins = _bins(values, None, binning, rows)
     _FUNCTIONS["interp_" + suffix](
         _address(values), _address(bins), *values.shape, binning.nbins, _address(tables.positions),
         _address(tables.slopes), _address(tables.values), _address(out))

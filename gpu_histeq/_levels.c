@@ -97,38 +97,61 @@ GPU_HISTEQ_EXPORT int gpu_histeq_remap_u16(const uint16_t *values, int64_t nplan
 /* Floating planes: numpy.histogram's bins, then numpy.interp through each plane's CDF.
  *
  * bin: the scaled offset (x - first) / width * nbins in the images' own type, clamped to
- *      [0, nbins - 1] and truncated, then corrected against the edges, which decide; values
- *      outside a mask's range land in the end bins. One pass that the compiler can vectorise,
- *      then the scalar correction; the bins (int32) are kept so the remap does not redo them.
- * count: counts[plane * nbins + bin] += 1 for every selected pixel.
+ *      [0, nbins - 1] and truncated; then corrected against the edges, which decide, wherever
+ *      the scaled offset lies within `tolerance[plane]` of a whole number (the rounding of the
+ *      offset and of the edges can only disagree there; the caller bounds it from the plane's
+ *      range, and a tolerance of 0.5 or more checks every pixel). Values outside a mask's range
+ *      land in the end bins. The first loop vectorises and marks the pixels to check; the second
+ *      checks them and, when `counts` is given, counts each selected pixel into its plane's
+ *      histogram (four interleaved sub-histograms, so runs of equal bins do not serialise on
+ *      one counter). The bins (int32) are kept so the remap does not redo them.
  * interp: below the first center the first value, else slope[j] * (x - centers[j]) + cdf[j]
  *      in double, j the segment whose left center is at or below x (slope 0 on the last).
- * Traffic per pixel: bin reads 4 or 8 bytes and writes 4; count reads 4; interp reads 8 or 12
+ * Traffic per pixel: bin reads 4 or 8 bytes, writes 4 and reads them back; interp reads 8 or 12
  * and writes 4 or 8; the per-plane tables (about 24 * nbins bytes) stay in L1/L2. */
+#define GPU_HISTEQ_CHECK_EDGES (1 << 30)
 #define GPU_HISTEQ_FLOAT_KERNELS(T, NAME)                                                      \
-    GPU_HISTEQ_EXPORT int gpu_histeq_bin_##NAME(const T *values, int64_t nplanes,              \
-        int64_t npixels, const T *first, const T *width, const T *edges, int64_t nbins,        \
-        int32_t *bins)                                                                         \
+    GPU_HISTEQ_EXPORT int gpu_histeq_bin_##NAME(const T *values, const uint8_t *selected,      \
+        int64_t nplanes, int64_t npixels, const T *first, const T *width, const T *edges,      \
+        const T *tolerance, int64_t nbins, int32_t *bins, int64_t *counts)                     \
     {                                                                                          \
         const T last_bin = (T)(nbins - 1), count = (T)nbins;                                   \
+        uint32_t *sub = counts ? calloc((size_t)(4 * nbins), sizeof(uint32_t)) : NULL;         \
+        if (counts && sub == NULL) return -1;                                                  \
         for (int64_t p = 0; p < nplanes; ++p) {                                                \
             const T *v = values + p * npixels, *e = edges + p * (nbins + 1);                   \
-            const T low = first[p], span = width[p];                                           \
+            const T low = first[p], span = width[p], near = tolerance[p];                      \
+            const T far = (T)1 - near;                                                         \
+            const uint8_t *s = selected ? selected + p * npixels : NULL;                       \
             int32_t *b = bins + p * npixels;                                                   \
             for (int64_t i = 0; i < npixels; ++i) {                                            \
                 T scaled = (v[i] - low) / span * count;                                        \
                 scaled = scaled > (T)0 ? scaled : (T)0;                                        \
                 scaled = scaled < last_bin ? scaled : last_bin;                                \
-                b[i] = (int32_t)scaled;                                                        \
+                const int32_t k = (int32_t)scaled;                                             \
+                const T fraction = scaled - (T)k;                                              \
+                b[i] = k | ((fraction < near) | (fraction > far)) * GPU_HISTEQ_CHECK_EDGES;    \
             }                                                                                  \
             for (int64_t i = 0; i < npixels; ++i) {                                            \
                 int32_t k = b[i];                                                              \
-                k -= v[i] < e[k];                                                              \
-                k = k < 0 ? 0 : k;                                                             \
-                k += (k != nbins - 1) & (v[i] >= e[k + 1]);                                    \
-                b[i] = k;                                                                      \
+                if (k & GPU_HISTEQ_CHECK_EDGES) {                                              \
+                    k &= ~GPU_HISTEQ_CHECK_EDGES;                                              \
+                    k -= v[i] < e[k];                                                          \
+                    k = k < 0 ? 0 : k;                                                         \
+                    k += (k != nbins - 1) & (v[i] >= e[k + 1]);                                \
+                    b[i] = k;                                                                  \
+                }                                                                              \
+                if (sub) sub[(i & 3) * nbins + k] += s == NULL || s[i];                        \
+            }                                                                                  \
+            if (sub) {                                                                         \
+                int64_t *c = counts + p * nbins;                                               \
+                for (int64_t k = 0; k < nbins; ++k) {                                          \
+                    c[k] += (int64_t)sub[k] + sub[nbins + k] + sub[2 * nbins + k] + sub[3 * nbins + k]; \
+                    sub[k] = sub[nbins + k] = sub[2 * nbins + k] = sub[3 * nbins + k] = 0;     \
+                }                                                                              \
             }                                                                                  \
         }                                                                                      \
+        free(sub);                                                                             \
         return 0;                                                                              \
     }                                                                                          \
     GPU_HISTEQ_EXPORT int gpu_histeq_interp_##NAME(const T *values, const int32_t *bins,       \
@@ -155,41 +178,6 @@ typedef float gpu_histeq_f32;
 typedef double gpu_histeq_f64;
 GPU_HISTEQ_FLOAT_KERNELS(gpu_histeq_f32, f32)
 GPU_HISTEQ_FLOAT_KERNELS(gpu_histeq_f64, f64)
-
-/* Odd pixels count into a second histogram so that runs of equal bins (smooth images) do not
- * serialise on one counter; the two are summed per plane. */
-GPU_HISTEQ_EXPORT int gpu_histeq_count_bins(const int32_t *bins, const uint8_t *selected,
-                                            int64_t nplanes, int64_t npixels, int64_t nbins,
-                                            int64_t *counts)
-{
-    int64_t *odd = calloc((size_t)nbins, sizeof(int64_t));
-    if (odd == NULL) return -1;
-    for (int64_t p = 0; p < nplanes; ++p) {
-        const int32_t *b = bins + p * npixels;
-        const uint8_t *s = selected ? selected + p * npixels : NULL;
-        int64_t *c = counts + p * nbins;
-        int64_t i = 0;
-        if (s == NULL) {
-            for (; i + 2 <= npixels; i += 2) {
-                ++c[b[i]];
-                ++odd[b[i + 1]];
-            }
-            for (; i < npixels; ++i) ++c[b[i]];
-        } else {
-            for (; i + 2 <= npixels; i += 2) {
-                c[b[i]] += s[i] != 0;
-                odd[b[i + 1]] += s[i + 1] != 0;
-            }
-            for (; i < npixels; ++i) c[b[i]] += s[i] != 0;
-        }
-        for (int64_t k = 0; k < nbins; ++k) {
-            c[k] += odd[k];
-            odd[k] = 0;
-        }
-    }
-    free(odd);
-    return 0;
-}
 
 /* An importable (empty) module, so that the build tools treat this as a regular extension. */
 static struct PyModuleDef gpu_histeq_levels_module = {PyModuleDef_HEAD_INIT, "_levels",

@@ -75,6 +75,11 @@ class UniformBinning:
         scaled = xp.where(step == 0, (steps / dtype.type(nbins)) * self.width, steps * step)
         edges = scaled + first
         edges[:, -1] = last[:, 0]
+        if nbins > 1 and not bool((edges[:, 1:] > edges[:, :-1]).all()):  # sync: as numpy refuses
+            raise ValueError(
+                f"`nbins` {nbins} is too many for the range of a plane in {dtype}: its bin edges "
+                "would repeat (numpy.histogram refuses this too); use fewer bins or float64"
+            )
         self.edges = edges
 
     def index(self, values, planes, offsets):

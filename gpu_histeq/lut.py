@@ -29,8 +29,11 @@ class InterpTable:
         values = cdf.astype(np.float64)
         positions = centers.astype(np.float64)
         slopes = xp.zeros_like(values)
-        # numpy.interp's slope between neighbouring points; 0 past the last one
-        slopes[:, :-1] = (values[:, 1:] - values[:, :-1]) / (positions[:, 1:] - positions[:, :-1])
+        # numpy.interp's slope between neighbouring points; 0 past the last one. Two centers can
+        # round to one value in a very narrow plane: no pixel falls between them, so the
+        # infinite slope there is never read.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slopes[:, :-1] = (values[:, 1:] - values[:, :-1]) / (positions[:, 1:] - positions[:, :-1])
         self.values, self.positions, self.slopes = values, positions, slopes
 
     def __getitem__(self, rows):

@@ -348,3 +348,30 @@ def test_import_does_not_import_cupy():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
     assert gpu_histeq.__all__
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("offset, span", [(0.0, 1.0), (-3.0, 7.0), (1000.0, 0.1), (1e6, 16.0), (1000.0, 0.03), (-1e-30, 3e-30)])
+def test_values_on_and_beside_bin_edges(dtype, offset, span, monkeypatch):
+    """Pixels exactly on NumPy's bin edges and one ulp either side land in NumPy's bins, on both
+    the compiled and the portable path, for small and for huge offsets relative to the range."""
+    nbins = 37
+    low, high = dtype(offset), dtype(offset + span)
+    edges = np.linspace(low, high, nbins + 1, dtype=dtype)
+    values = np.concatenate([edges, np.nextafter(edges, dtype(-np.inf)), np.nextafter(edges, dtype(np.inf))])
+    values = np.clip(values, low, high)
+    rng = np.random.default_rng(15)
+    planes = np.stack([rng.permutation(values) for _ in range(4)]).reshape(4, 3, -1)
+    expected = np.stack([exposure.equalize_hist(plane, nbins) for plane in planes])
+    results = {}
+    for engine_available in ([True, False] if _cpu.AVAILABLE else [False]):
+        monkeypatch.setattr(_cpu, "AVAILABLE", engine_available)
+        results[engine_available] = equalize_hist(planes, nbins)
+        np.testing.assert_array_equal(results[engine_available], expected)
+
+
+def test_too_many_bins_for_a_narrow_float_range_is_refused(xp):
+    images = xp.asarray(np.array([[[1000.0, 1000.001]]], np.float32))
+    with pytest.raises(ValueError, match="`nbins` 37 is too many for the range of a plane in float32"):
+        equalize_hist(images, 37)
+    assert equalize_hist(images.astype(np.float64), 37).dtype == np.float64
