@@ -25,7 +25,7 @@ import numpy as np
 from . import _chunked
 from ._backend import array_module
 from ._interop import is_dask
-from ._validate import check_images, check_nbins, normalize_axes
+from ._validate import check_images, check_lut_inputs, check_nbins, normalize_axes
 
 __all__ = ["equalize_hist", "histogram", "cumulative_distribution", "apply_lut", "clahe",
            "equalize_adapthist", "match_histograms"]
@@ -285,10 +285,7 @@ def apply_lut(images, lut, *, axes=(-2, -1)):
     da = _da()
     xp = _meta_module(images, lut=lut)
     check_images(images, xp)
-    if np.dtype(images.dtype).kind not in "iu":
-        raise TypeError(f"`images` must be an integer array to index a table, got {images.dtype}")
-    if not hasattr(lut, "ndim") or lut.ndim < 1:
-        raise ValueError("`lut` must be an array with the table along its last axis")
+    check_lut_inputs(images, lut)
     axes = normalize_axes(axes, images.ndim)
     ind, batch, free = _indices(images.ndim, axes)
     batch_shape = tuple(images.shape[a] for a in range(images.ndim) if a not in axes)

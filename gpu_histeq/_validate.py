@@ -97,3 +97,11 @@ def check_out(out, shape, dtype, xp):
     if xp is np and not out.flags.writeable:
         raise ValueError("`out` must be writeable")
     return out
+
+
+def check_lut_inputs(images, lut):
+    """Check that `images` can index the tables `lut` (integer pixels, a table axis last)."""
+    if np.dtype(images.dtype).kind not in "iu":
+        raise TypeError(f"`images` must be an integer array to index a table, got {images.dtype}")
+    if not hasattr(lut, "ndim") or lut.ndim < 1:
+        raise ValueError("`lut` must be an array with the table along its last axis")

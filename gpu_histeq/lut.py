@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _interop, _planes
 from ._backend import array_module, is_cupy
-from ._validate import check_images, normalize_axes
+from ._validate import check_images, check_lut_inputs, normalize_axes
 
 __all__ = ["apply_lut"]
 
@@ -115,10 +115,7 @@ def apply_lut(images, lut, *, axes=(-2, -1)):
         return _interop.call("apply_lut", images, lut, axes=axes)
     xp = array_module(images, lut=lut)
     check_images(images, xp)
-    if np.dtype(images.dtype).kind not in "iu":
-        raise TypeError(f"`images` must be an integer array to index a table, got {images.dtype}")
-    if not hasattr(lut, "ndim") or lut.ndim < 1:
-        raise ValueError("`lut` must be an array with the table along its last axis")
+    check_lut_inputs(images, lut)
     axes = normalize_axes(axes, images.ndim)
     planes, batch_shape, image_shape = _planes.to_planes(xp, images, axes)
     length = lut.shape[-1]
