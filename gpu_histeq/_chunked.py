@@ -21,13 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _cpu, _planes
+from . import _planes
 from ._backend import array_module
 from ._validate import check_levels_nbins, resolve_method
-from .equalize import table_maker
-from .histogram import (MAX_LEVELS, LevelBinning, UniformBinning, block_counts, cdf_dtype,
-                        plane_stats, uses_compiled)
-from .lut import gather
+from .equalize import remap_block, table_maker
+from .histogram import (LevelBinning, block_counts, cdf_dtype, check_finite,
+                        check_planes_selected, integer_width, plane_stats, range_binning)
 
 
 @dataclass(frozen=True)
@@ -102,8 +101,7 @@ def chunk_stats(chunk, mask, axes):
         return (xp.full(nplanes, info.max, planes.dtype), xp.full(nplanes, info.min, planes.dtype))
     block_list = _planes.blocks(xp, nplanes, npixels, 1)
     low, high, finite = plane_stats(xp, planes, mask_planes, block_list)
-    if not finite:
-        raise ValueError("`images` must not contain NaN or infinity")
+    check_finite(finite)
     return low, high
 
 
@@ -118,21 +116,14 @@ def level_width(spec, low, high):
         return spec.nbins
     if low.size == 0:
         return 1
-    widest = int((high.astype(np.int64) - low.astype(np.int64)).max()) + 1  # sync: a shape
-    if widest > MAX_LEVELS:
-        raise ValueError(
-            f"`images` spans {widest} integer levels in one plane; at most {MAX_LEVELS} are "
-            "supported with one bin per level: convert to float to use `nbins` bins")
-    return max(widest, 1)
+    return max(integer_width(low, high), 1)
 
 
 def binning(xp, spec, width, low=None, high=None):
     """The in-memory pipeline's binning for planes with ranges `low`, `high` (``(P,)`` each)."""
     if spec.level_indexed:
         return LevelBinning(xp, spec.nbins)
-    if spec.dtype.kind == "f":
-        return UniformBinning(xp, spec.nbins, low, high)
-    return LevelBinning(xp, width, low.astype(np.intp), clip=spec.masked)
+    return range_binning(xp, spec.nbins, low, high, spec.masked, width)
 
 
 def chunk_counts(chunk, mask, axes, spec, width, low=None, high=None):
@@ -152,11 +143,7 @@ def check_counts(xp, counts, npixels):
     """Raise if a non-empty plane counted no pixel: the mask selects none of it."""
     if npixels == 0 or counts.shape[0] == 0:
         return
-    selects = counts.sum(axis=1) > 0
-    if not bool(selects.all()):  # sync: a plane without histogram cannot be equalized
-        plane = int(xp.argmin(selects))
-        raise ValueError(f"`mask` selects no pixel of plane {plane} (planes counted in C order "
-                         "over the batch axes)")
+    check_planes_selected(xp, counts.sum(axis=1) > 0)
 
 
 def tables(xp, spec, width, counts, low=None, high=None):
@@ -194,17 +181,7 @@ def chunk_equalize(chunk, axes, spec, width, counts, low=None, high=None, table=
     if nplanes and npixels:
         bins, lut = table if table is not None else tables(xp, spec, width, counts, low, high)
         block_list = _planes.blocks(xp, nplanes, npixels, width)
-
-        compiled = uses_compiled(xp, bins, planes.dtype)
-
-        def remap(block):
-            rows, cols = block
-            values, target = planes[rows, cols], result[rows, cols]
-            if compiled:  # the in-memory pipeline's compiled remap, bit-identical to the gather
-                _cpu.remap(values, bins, rows, lut[rows], target)
-                return
-            offsets = _planes.plane_offsets(xp, rows.stop - rows.start, width)
-            gather(xp, lut[rows], bins.index(values, rows, offsets), values, offsets, target)
-
-        _planes.map_blocks(xp, remap, block_list)
+        _planes.map_blocks(
+            xp, lambda block: remap_block(xp, planes, bins, lut[block[0]], result, block),
+            block_list)
     return _planes.from_planes(xp, result, batch_shape, image_shape, axes)

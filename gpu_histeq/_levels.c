@@ -70,29 +70,21 @@ GPU_HISTEQ_EXPORT int gpu_histeq_count_u16(const uint16_t *values, const uint8_t
     return 0;
 }
 
-GPU_HISTEQ_EXPORT int gpu_histeq_remap_u8(const uint8_t *values, int64_t nplanes, int64_t npixels,
-                                          const uint8_t *tables, uint8_t *out)
-{
-    for (int64_t p = 0; p < nplanes; ++p) {
-        const uint8_t *v = values + p * npixels;
-        const uint8_t *t = tables + p * 256;
-        uint8_t *o = out + p * npixels;
-        for (int64_t i = 0; i < npixels; ++i) o[i] = t[v[i]];
+/* remap: out[plane, i] = tables[plane * LEVELS + values[plane, i]], tables of the pixel type. */
+#define GPU_HISTEQ_REMAP(T, NAME, LEVELS)                                                      \
+    GPU_HISTEQ_EXPORT int gpu_histeq_remap_##NAME(const T *values, int64_t nplanes,            \
+        int64_t npixels, const T *tables, T *out)                                              \
+    {                                                                                          \
+        for (int64_t p = 0; p < nplanes; ++p) {                                                \
+            const T *v = values + p * npixels, *t = tables + p * (LEVELS);                     \
+            T *o = out + p * npixels;                                                          \
+            for (int64_t i = 0; i < npixels; ++i) o[i] = t[v[i]];                             \
+        }                                                                                      \
+        return 0;                                                                              \
     }
-    return 0;
-}
 
-GPU_HISTEQ_EXPORT int gpu_histeq_remap_u16(const uint16_t *values, int64_t nplanes, int64_t npixels,
-                                           const uint16_t *tables, uint16_t *out)
-{
-    for (int64_t p = 0; p < nplanes; ++p) {
-        const uint16_t *v = values + p * npixels;
-        const uint16_t *t = tables + p * 65536;
-        uint16_t *o = out + p * npixels;
-        for (int64_t i = 0; i < npixels; ++i) o[i] = t[v[i]];
-    }
-    return 0;
-}
+GPU_HISTEQ_REMAP(uint8_t, u8, 256)
+GPU_HISTEQ_REMAP(uint16_t, u16, 65536)
 
 /* Floating planes: numpy.histogram's bins, then numpy.interp through each plane's CDF.
  *

@@ -6,8 +6,6 @@ values; floating images use its floating coefficients.
 
 import numpy as np
 
-from . import _planes
-
 _SHIFT = 14
 _HALF_UNIT = 1 << (_SHIFT - 1)
 # OpenCV's RGB -> YCrCb coefficients (x 2**14 for integers): Y weights, Cr and Cb scales
@@ -20,7 +18,7 @@ _BACK = (1.403, -0.714, -0.344, 1.773)
 _BACK_FIXED = (22987, -11698, -5636, 29049)
 
 
-def _descale(xp, value):
+def _descale(value):
     return (value + _HALF_UNIT) >> _SHIFT
 
 
@@ -33,10 +31,10 @@ def to_ycrcb(xp, red, green, blue, dtype):
         return luma, (red - luma) * _CR + delta, (blue - luma) * _CB + delta
     red, green, blue = (c.astype(np.int64) for c in (red, green, blue))
     delta = (1 << (8 * dtype.itemsize - 1)) << _SHIFT
-    luma = _descale(xp, red * _Y_WEIGHTS_FIXED[0] + green * _Y_WEIGHTS_FIXED[1]
+    luma = _descale(red * _Y_WEIGHTS_FIXED[0] + green * _Y_WEIGHTS_FIXED[1]
                     + blue * _Y_WEIGHTS_FIXED[2])
-    chroma_red = _descale(xp, (red - luma) * _CR_FIXED + delta)
-    chroma_blue = _descale(xp, (blue - luma) * _CB_FIXED + delta)
+    chroma_red = _descale((red - luma) * _CR_FIXED + delta)
+    chroma_blue = _descale((blue - luma) * _CB_FIXED + delta)
     top = np.iinfo(dtype).max
     return (xp.clip(luma, 0, top), xp.clip(chroma_red, 0, top), xp.clip(chroma_blue, 0, top))
 
@@ -51,9 +49,9 @@ def from_ycrcb(xp, luma, chroma_red, chroma_blue, dtype):
     luma = luma.astype(np.int64)
     cr, cb = chroma_red.astype(np.int64) - half, chroma_blue.astype(np.int64) - half
     top = np.iinfo(dtype).max
-    red = luma + _descale(xp, cr * _BACK_FIXED[0])
-    green = luma + _descale(xp, cb * _BACK_FIXED[2] + cr * _BACK_FIXED[1])
-    blue = luma + _descale(xp, cb * _BACK_FIXED[3])
+    red = luma + _descale(cr * _BACK_FIXED[0])
+    green = luma + _descale(cb * _BACK_FIXED[2] + cr * _BACK_FIXED[1])
+    blue = luma + _descale(cb * _BACK_FIXED[3])
     return tuple(xp.clip(c, 0, top).astype(dtype) for c in (red, green, blue))
 
 

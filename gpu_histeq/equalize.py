@@ -13,7 +13,7 @@ from ._backend import array_module, is_cupy
 from ._validate import (check_images, check_levels_nbins, check_mask, check_nbins, check_out,
                         normalize_axes, resolve_method)
 from .histogram import (binning_for, block_counts, cdf_dtype, cdf_table, check_mask_selects,
-                        count_block, uses_compiled)
+                        count_block)
 from .lut import InterpTable, gather
 
 __all__ = ["equalize_hist"]
@@ -64,6 +64,23 @@ def table_maker(xp, method, binning, dtype, nplanes):
     return lambda counts, rows: cdf_table(xp, counts, dtype)
 
 
+def remap_block(xp, planes, binning, tables, result, block, index=None, offsets=None):
+    """Remap block ``(rows, cols)`` of `planes` into `result` through its planes' `tables`.
+
+    `index` and `offsets` are the block's offset index from the histogram step when it was just
+    counted (on the compiled path: its bins, or None); without them the block is binned here.
+    """
+    rows, cols = block
+    values, target = planes[rows, cols], result[rows, cols]
+    if _cpu.covers(xp, binning, planes.dtype):
+        _cpu.remap(values, binning, rows, tables, target, index)
+        return
+    if index is None:
+        offsets = _planes.plane_offsets(xp, rows.stop - rows.start, binning.nbins)
+        index = binning.index(values, rows, offsets)
+    gather(xp, tables, index, values, offsets, target)
+
+
 def equalize_planes(xp, planes, mask_planes, method, nbins, result):
     """Equalize every row of a ``(P, N)`` array into `result` (same shape, the method's dtype).
 
@@ -77,31 +94,20 @@ def equalize_planes(xp, planes, mask_planes, method, nbins, result):
         nbins = check_levels_nbins(nbins, planes.dtype, method)
     block_list = _planes.blocks(xp, nplanes, npixels, nbins)
     binning = binning_for(xp, planes, mask_planes, nbins, level_indexed, block_list)
-    width = binning.nbins
-    block_list = _planes.blocks(xp, nplanes, npixels, width)
+    block_list = _planes.blocks(xp, nplanes, npixels, binning.nbins)
     tables_of = table_maker(xp, method, binning, planes.dtype, nplanes)
-    one_pass = _planes.whole_planes(block_list, npixels)
-    compiled = uses_compiled(xp, binning, planes.dtype)
-    if not one_pass:
+
+    if _planes.whole_planes(block_list, npixels):  # one pass: count, tables, remap per block
+        def remap(block):
+            counts, index, offsets = count_block(xp, planes, mask_planes, binning, block)
+            tables = tables_of(counts, block[0])
+            remap_block(xp, planes, binning, tables, result, block, index, offsets)
+    else:  # planes larger than a block: count them all, then remap
         all_tables = tables_of(block_counts(xp, planes, mask_planes, binning, block_list),
                                slice(None))
 
-    def remap(block):
-        rows, cols = block
-        values, target = planes[rows, cols], result[rows, cols]
-        if one_pass:
-            counts, index, offsets = count_block(xp, planes, mask_planes, binning, block)
-            tables = tables_of(counts, rows)
-        else:
-            tables = all_tables[rows]
-            index = offsets = None
-            if not compiled:
-                offsets = _planes.plane_offsets(xp, rows.stop - rows.start, width)
-                index = binning.index(values, rows, offsets)
-        if compiled:
-            _cpu.remap(values, binning, rows, tables, target, index)
-        else:
-            gather(xp, tables, index, values, offsets, target)
+        def remap(block):
+            remap_block(xp, planes, binning, all_tables[block[0]], result, block)
 
     _planes.map_blocks(xp, remap, block_list)
 

@@ -142,34 +142,53 @@ def check_finite(finite):
         raise ValueError("`images` must not contain NaN or infinity")
 
 
-def check_mask_selects(xp, mask_planes):
-    """Raise unless the mask selects at least one pixel of every non-empty plane."""
-    if mask_planes is None or mask_planes.shape[1] == 0 or mask_planes.shape[0] == 0:
-        return
-    selects = mask_planes.any(axis=1)
-    if not bool(selects.all()):  # sync: an empty plane has no histogram to equalize by
+def check_planes_selected(xp, selects):
+    """Raise unless `selects`, ``(P,)`` bool, is True for every plane: a plane whose mask
+    selects no pixel has no histogram to equalize by."""
+    if not bool(selects.all()):  # sync: the error names the first such plane
         plane = int(xp.argmin(selects))
         raise ValueError(f"`mask` selects no pixel of plane {plane} (planes counted in C order "
                          "over the batch axes)")
 
 
-def binning_for(xp, planes, mask_planes, nbins, level_indexed, block_list):
-    """The binning of `planes`: dtype levels, per-plane integer levels, or uniform float bins."""
-    dtype = np.dtype(planes.dtype)
-    if level_indexed:
-        return LevelBinning(xp, nbins)
-    low, high, finite = plane_stats(xp, planes, mask_planes, block_list)
-    check_finite(finite)
-    if dtype.kind == "f":
-        return UniformBinning(xp, nbins, low, high)
-    low = low.astype(np.intp)
-    widest = int((high.astype(np.intp) - low).max()) + 1  # sync: the table width is a shape
+def check_mask_selects(xp, mask_planes):
+    """Raise unless the mask selects at least one pixel of every non-empty plane."""
+    if mask_planes is None or mask_planes.shape[1] == 0 or mask_planes.shape[0] == 0:
+        return
+    check_planes_selected(xp, mask_planes.any(axis=1))
+
+
+def integer_width(low, high):
+    """Bins per plane for integer planes with ranges `low`, `high`: the widest plane's levels."""
+    widest = int((high.astype(np.intp) - low.astype(np.intp)).max()) + 1  # sync: a shape
     if widest > MAX_LEVELS:
         raise ValueError(
             f"`images` spans {widest} integer levels in one plane; at most {MAX_LEVELS} are "
             "supported with one bin per level: convert to float to use `nbins` bins"
         )
-    return LevelBinning(xp, widest, low, clip=mask_planes is not None)
+    return widest
+
+
+def range_binning(xp, nbins, low, high, masked, width=None):
+    """The binning of planes with ranges `low`, `high` (``(P,)`` each, the images' dtype).
+
+    Floating planes get `nbins` uniform bins; integer planes one bin per level from their own
+    minimum, `width` levels per plane (by default the widest plane's), clipped when `masked`
+    (unselected pixels may lie outside the range).
+    """
+    if np.dtype(low.dtype).kind == "f":
+        return UniformBinning(xp, nbins, low, high)
+    width = integer_width(low, high) if width is None else width
+    return LevelBinning(xp, width, low.astype(np.intp), clip=masked)
+
+
+def binning_for(xp, planes, mask_planes, nbins, level_indexed, block_list):
+    """The binning of `planes`: dtype levels, per-plane integer levels, or uniform float bins."""
+    if level_indexed:
+        return LevelBinning(xp, nbins)
+    low, high, finite = plane_stats(xp, planes, mask_planes, block_list)
+    check_finite(finite)
+    return range_binning(xp, nbins, low, high, masked=mask_planes is not None)
 
 
 def count(xp, index, selected, nplanes, nbins):
@@ -177,11 +196,6 @@ def count(xp, index, selected, nplanes, nbins):
     if selected is not None:
         index = index[selected]
     return xp.bincount(index.ravel(), minlength=nplanes * nbins).reshape(nplanes, nbins)
-
-
-def uses_compiled(xp, binning, dtype):
-    """True when the compiled CPU count/remap handles this binning and dtype."""
-    return _cpu.covers(xp, binning, dtype)
 
 
 def count_block(xp, planes, mask_planes, binning, block):
@@ -197,7 +211,7 @@ def count_block(xp, planes, mask_planes, binning, block):
     rows, cols = block
     values = planes[rows, cols]
     selected = None if mask_planes is None else mask_planes[rows, cols]
-    if uses_compiled(xp, binning, planes.dtype):
+    if _cpu.covers(xp, binning, planes.dtype):
         counts, bins = _cpu.count(values, selected, binning, rows)
         return counts, bins, None
     offsets = _planes.plane_offsets(xp, rows.stop - rows.start, binning.nbins)
