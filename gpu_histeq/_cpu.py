@@ -23,6 +23,8 @@ _SIGNATURES = {
     "bin_f64": [_POINTER, _POINTER, _SIZE, _SIZE] + [_POINTER] * 4 + [_SIZE, _POINTER, _POINTER],
     "interp_f32": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _POINTER],
     "interp_f64": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _POINTER],
+    "equalize_f32": [_POINTER, _POINTER, _SIZE, _SIZE] + [_POINTER] * 4 + [_SIZE, _POINTER],
+    "equalize_f64": [_POINTER, _POINTER, _SIZE, _SIZE] + [_POINTER] * 4 + [_SIZE, _POINTER],
     # _clahe.c
     "clahe_tables_u8": [_POINTER] + [_SIZE] * 7 + [_POINTER, _POINTER, _SIZE, ctypes.c_float,
                                                    _POINTER],
@@ -63,6 +65,11 @@ def covers(xp, binning, dtype):
         return False
     level_indexed = getattr(binning, "low", False) is None
     return level_indexed if np.dtype(dtype).kind == "u" else hasattr(binning, "edges")
+
+
+def covers_floats(xp, dtype):
+    """True when the compiled path handles float32/float64 planes in module `xp`."""
+    return AVAILABLE and xp is np and np.dtype(dtype) in (np.float32, np.float64)
 
 
 def _address(array):
@@ -125,6 +132,19 @@ def count(values, selected, binning, rows):
     return counts, _bins(values, selected, binning, rows, counts)
 
 
+def equalize(values, selected, binning, rows, out):
+    """Equalize the floating block `values` (whole planes `rows`) into `out`, plane by plane:
+    the same bins, tables and interpolation as :func:`count`, ``table_maker`` and :func:`remap`,
+    with each plane's pixels, bins and tables still in the cache from its count to its remap."""
+    selected = None if selected is None else selected.view(np.uint8)
+    status = _FUNCTIONS["equalize_" + _SUFFIX[values.dtype]](
+        _address(values), _address(selected), *values.shape, _address(binning.first[rows]),
+        _address(binning.width[rows]), _address(binning.edges[rows]),
+        _address(_edge_tolerance(binning)[rows]), binning.nbins, _address(out))
+    if status:
+        raise MemoryError("no memory for the tables of a plane")
+
+
 def remap(values, binning, rows, tables, out, bins=None):
     """Write each pixel's table entry (levels) or interpolated CDF value (floats) into `out`."""
     suffix = _SUFFIX[values.dtype]
@@ -133,9 +153,11 @@ def remap(values, binning, rows, tables, out, bins=None):
         return
     if bins is None:
         bins = _bins(values, None, binning, rows)
-    _FUNCTIONS["interp_" + suffix](
+    status = _FUNCTIONS["interp_" + suffix](
         _address(values), _address(bins), *values.shape, binning.nbins, _address(tables.positions),
         _address(tables.slopes), _address(tables.values), _address(out))
+    if status:
+        raise MemoryError("no memory for the table of a plane")
 
 
 def clahe_tables(values, shape, grid, source_rows, source_cols, limit, scale):

@@ -97,7 +97,12 @@ def equalize_planes(xp, planes, mask_planes, method, nbins, result):
     block_list = _planes.blocks(xp, nplanes, npixels, binning.nbins)
     tables_of = table_maker(xp, method, binning, planes.dtype, nplanes)
 
-    if _planes.whole_planes(block_list, npixels):  # one pass: count, tables, remap per block
+    if _planes.whole_planes(block_list, npixels) and _cpu.covers_floats(xp, planes.dtype):
+        def remap(block):  # the compiled path: count, tables and remap plane by plane in C
+            rows, cols = block
+            selected = None if mask_planes is None else mask_planes[rows, cols]
+            _cpu.equalize(planes[rows, cols], selected, binning, rows, result[rows, cols])
+    elif _planes.whole_planes(block_list, npixels):  # one pass: count, tables, remap per block
         def remap(block):
             counts, index, offsets = count_block(xp, planes, mask_planes, binning, block)
             tables = tables_of(counts, block[0])

@@ -118,9 +118,11 @@ def plane_stats(xp, planes, mask, block_list):
     def stats(block):
         rows, cols = block
         values = planes[rows, cols]
+        if mask is None:  # min and max propagate NaN, and are infinite when a pixel is
+            block_low, block_high = values.min(axis=1), values.max(axis=1)
+            finite = xp.isfinite(block_low).all() & xp.isfinite(block_high).all()
+            return block_low, block_high, finite
         finite = xp.isfinite(values).all() if dtype.kind == "f" else True
-        if mask is None:
-            return values.min(axis=1), values.max(axis=1), finite
         selected = mask[rows, cols]
         return (xp.where(selected, values, top).min(axis=1),
                 xp.where(selected, values, bottom).max(axis=1), finite)

@@ -320,15 +320,20 @@ def test_compiled_and_portable_paths_agree_bit_for_bit(monkeypatch):
               np.round(rng.normal(size=(9, 50, 60)) * 4) / 4,
               rng.random((9, 50, 60)) ** 7]
     mask = rng.random((50, 60)) < 0.4
-    for images in inputs:
-        for kwargs in ({}, {"mask": mask}, {"nbins": 13}):
-            if images.dtype.kind == "u" and "nbins" in kwargs:
-                continue
-            compiled = equalize_hist(images, **kwargs)
-            with monkeypatch.context() as patch:
-                patch.setattr(_cpu, "AVAILABLE", False)
-                portable = equalize_hist(images, **kwargs)
-            np.testing.assert_array_equal(compiled, portable)
+    portable = {}
+    # whole planes per block (floats: fused per plane), then column blocks (count, then remap)
+    for chunk_pixels in (_planes.CHUNK_PIXELS, 700):
+        monkeypatch.setattr(_planes, "CHUNK_PIXELS", chunk_pixels)
+        for case, images in enumerate(inputs):
+            for name, kwargs in {"": {}, "mask": {"mask": mask}, "13 bins": {"nbins": 13}}.items():
+                if images.dtype.kind == "u" and "nbins" in kwargs:
+                    continue
+                compiled = equalize_hist(images, **kwargs)
+                if (case, name) not in portable:
+                    with monkeypatch.context() as patch:
+                        patch.setattr(_cpu, "AVAILABLE", False)
+                        portable[case, name] = equalize_hist(images, **kwargs)
+                np.testing.assert_array_equal(compiled, portable[case, name], err_msg=f"{case} {name}")
 
 
 def test_mixed_backends_raise(xp):
