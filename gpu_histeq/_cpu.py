@@ -19,12 +19,12 @@ _SIGNATURES = {
     "count_u16": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER],
     "remap_u8": [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER],
     "remap_u16": [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER],
-    "bin_f32": [_POINTER, _POINTER, _SIZE, _SIZE] + [_POINTER] * 4 + [_SIZE, _POINTER, _POINTER],
-    "bin_f64": [_POINTER, _POINTER, _SIZE, _SIZE] + [_POINTER] * 4 + [_SIZE, _POINTER, _POINTER],
+    "bin_f32": [_POINTER, _POINTER, _SIZE, _SIZE] + [_POINTER] * 3 + [_SIZE, _POINTER, _POINTER],
+    "bin_f64": [_POINTER, _POINTER, _SIZE, _SIZE] + [_POINTER] * 3 + [_SIZE, _POINTER, _POINTER],
     "interp_f32": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _POINTER],
     "interp_f64": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _POINTER],
-    "equalize_f32": [_POINTER, _POINTER, _SIZE, _SIZE] + [_POINTER] * 4 + [_SIZE, _POINTER],
-    "equalize_f64": [_POINTER, _POINTER, _SIZE, _SIZE] + [_POINTER] * 4 + [_SIZE, _POINTER],
+    "equalize_f32": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER],
+    "equalize_f64": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER],
     # _clahe.c
     "clahe_tables_u8": [_POINTER] + [_SIZE] * 7 + [_POINTER, _POINTER, _SIZE, ctypes.c_float,
                                                    _POINTER],
@@ -59,17 +59,25 @@ _FUNCTIONS = _load()
 AVAILABLE = _FUNCTIONS is not None
 
 
+#: Most bins per floating plane on the compiled path: bin numbers stay exact in float32.
+MAX_FLOAT_BINS = 1 << 24
+#: What :func:`equalize_floats` reports besides success (0).
+NOT_FINITE, REPEATED_EDGES = 1, 2
+
+
 def covers(xp, binning, dtype):
     """True when the compiled path handles planes of `dtype` in module `xp` with `binning`."""
     if not AVAILABLE or xp is not np or np.dtype(dtype) not in _SUFFIX:
         return False
-    level_indexed = getattr(binning, "low", False) is None
-    return level_indexed if np.dtype(dtype).kind == "u" else hasattr(binning, "edges")
+    if np.dtype(dtype).kind == "u":
+        return getattr(binning, "low", False) is None  # levels from 0
+    return hasattr(binning, "edges") and binning.nbins <= MAX_FLOAT_BINS
 
 
-def covers_floats(xp, dtype):
-    """True when the compiled path handles float32/float64 planes in module `xp`."""
-    return AVAILABLE and xp is np and np.dtype(dtype) in (np.float32, np.float64)
+def equalizes_floats(xp, dtype, nbins):
+    """True when :func:`equalize_floats` handles `nbins` bins of `dtype` planes in module `xp`."""
+    return (AVAILABLE and xp is np and np.dtype(dtype) in (np.float32, np.float64)
+            and nbins <= MAX_FLOAT_BINS)
 
 
 def _address(array):
@@ -80,37 +88,18 @@ def _address(array):
     return array.ctypes.data
 
 
-def _edge_tolerance(binning):
-    """``(P,)`` how far (in bins) the scaled offset may be from the edges' verdict.
-
-    The offset ``(x - first) / width * nbins`` and the edges ``k * step + first`` are each
-    rounded a few times: together at most about ``5 u nbins + 2 u M nbins / width`` bins apart,
-    ``u`` the unit roundoff and ``M`` the larger magnitude of the plane's range. Twice that
-    margin, and every pixel within it of a whole number is checked against the edges.
-    """
-    cached = getattr(binning, "_edge_tolerance", None)
-    if cached is None:
-        dtype = binning.dtype
-        unit = float(np.finfo(dtype).eps) / 2
-        first = binning.first[:, 0].astype(np.float64)
-        width = binning.width[:, 0].astype(np.float64)
-        largest = np.maximum(np.abs(first), np.abs(first + width))
-        bound = 2 * unit * binning.nbins * (5 + 2 * largest / width) + 4 * unit
-        cached = binning._edge_tolerance = np.minimum(bound, 0.5).astype(dtype)
-    return cached
-
-
-def _bins(values, selected, binning, rows, counts=None):
-    """``(n, m)`` int32 bins of a floating block, exactly as :class:`UniformBinning` bins; also
-    counts the selected pixels into `counts` when given."""
-    bins = np.empty(values.shape, np.int32)
+def _segments(values, selected, binning, rows, counts=None):
+    """``(n, m)`` int32 :func:`numpy.interp` segment of each pixel of a floating block: its bin
+    (exactly as :class:`UniformBinning` bins), less one left of the bin's center. Also counts
+    the selected pixels' bins into `counts` when given."""
+    segments = np.empty(values.shape, np.int32)
     status = _FUNCTIONS["bin_" + _SUFFIX[values.dtype]](
         _address(values), _address(selected), *values.shape, _address(binning.first[rows]),
-        _address(binning.width[rows]), _address(binning.edges[rows]),
-        _address(_edge_tolerance(binning)[rows]), binning.nbins, _address(bins), _address(counts))
+        _address(binning.width[rows]), _address(binning.edges[rows]), binning.nbins,
+        _address(segments), _address(counts))
     if status:
         raise MemoryError("no memory for a histogram of the block")
-    return bins
+    return segments
 
 
 def count(values, selected, binning, rows):
@@ -119,8 +108,9 @@ def count(values, selected, binning, rows):
     Returns
     -------
     counts : (n, nbins) int64 ndarray
-    bins : (n, m) int32 ndarray or None
-        Each pixel's bin for floating planes (the remap reuses it); None for levels.
+    segments : (n, m) int32 ndarray or None
+        Each pixel's interpolation segment for floating planes (the remap reuses it); None for
+        levels.
     """
     counts = np.zeros((values.shape[0], binning.nbins), np.int64)
     selected = None if selected is None else selected.view(np.uint8)
@@ -129,32 +119,44 @@ def count(values, selected, binning, rows):
         _FUNCTIONS["count_" + suffix](_address(values), _address(selected), *values.shape,
                                       _address(counts))
         return counts, None
-    return counts, _bins(values, selected, binning, rows, counts)
+    return counts, _segments(values, selected, binning, rows, counts)
 
 
-def equalize(values, selected, binning, rows, out):
-    """Equalize the floating block `values` (whole planes `rows`) into `out`, plane by plane:
-    the same bins, tables and interpolation as :func:`count`, ``table_maker`` and :func:`remap`,
-    with each plane's pixels, bins and tables still in the cache from its count to its remap."""
+def equalize_floats(values, selected, nbins, out):
+    """``skimage.exposure.equalize_hist`` of every row of the floating block `values` into `out`.
+
+    The whole pipeline per plane (its range, :class:`UniformBinning`'s edges, the counts, the
+    tables of ``table_maker`` and the remap of :func:`remap`), so that each plane is read from
+    memory once and its segments and tables stay in the cache.
+
+    Returns
+    -------
+    status : int
+        0, or :data:`NOT_FINITE` (a NaN or infinity) or :data:`REPEATED_EDGES` (`nbins` too many
+        for a plane's range) for plane `plane` of the block, where the block stopped.
+    plane : int
+    """
+    failed = ctypes.c_int64(0)
     selected = None if selected is None else selected.view(np.uint8)
     status = _FUNCTIONS["equalize_" + _SUFFIX[values.dtype]](
-        _address(values), _address(selected), *values.shape, _address(binning.first[rows]),
-        _address(binning.width[rows]), _address(binning.edges[rows]),
-        _address(_edge_tolerance(binning)[rows]), binning.nbins, _address(out))
-    if status:
+        _address(values), _address(selected), *values.shape, nbins, _address(out),
+        ctypes.byref(failed))
+    if status < 0:
         raise MemoryError("no memory for the tables of a plane")
+    return status, failed.value
 
 
-def remap(values, binning, rows, tables, out, bins=None):
-    """Write each pixel's table entry (levels) or interpolated CDF value (floats) into `out`."""
+def remap(values, binning, rows, tables, out, segments=None):
+    """Write each pixel's table entry (levels) or interpolated CDF value (floats) into `out`;
+    `segments` are the floating block's from :func:`count`, when it was just counted."""
     suffix = _SUFFIX[values.dtype]
     if suffix in ("u8", "u16"):
         _FUNCTIONS["remap_" + suffix](_address(values), *values.shape, _address(tables), _address(out))
         return
-    if bins is None:
-        bins = _bins(values, None, binning, rows)
+    if segments is None:
+        segments = _segments(values, None, binning, rows)
     status = _FUNCTIONS["interp_" + suffix](
-        _address(values), _address(bins), *values.shape, binning.nbins, _address(tables.positions),
+        _address(values), _address(segments), *values.shape, binning.nbins, _address(tables.positions),
         _address(tables.slopes), _address(tables.values), _address(out))
     if status:
         raise MemoryError("no memory for the table of a plane")

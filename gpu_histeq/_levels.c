@@ -11,6 +11,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,26 +88,33 @@ GPU_HISTEQ_EXPORT int gpu_histeq_count_u16(const uint16_t *values, const uint8_t
 GPU_HISTEQ_REMAP(uint8_t, u8, 256)
 GPU_HISTEQ_REMAP(uint16_t, u16, 65536)
 
-/* Floating planes: numpy.histogram's bins, then numpy.interp through each plane's CDF.
+/* Floating planes: numpy.histogram's bins over each plane's [min, max], then numpy.interp
+ * through each plane's CDF, as skimage.exposure.equalize_hist computes them.
  *
- * bin: the scaled offset (x - first) / width * nbins in the images' own type, clamped to
- *      [0, nbins - 1] and truncated; then corrected against the edges, which decide, wherever
- *      the scaled offset lies within `tolerance[plane]` of a whole number (the rounding of the
- *      offset and of the edges can only disagree there; the caller bounds it from the plane's
- *      range, and a tolerance of 0.5 or more checks every pixel). Values outside a mask's range
- *      land in the end bins. The first loop vectorises and marks the pixels to check; the second
- *      checks them and, when counting, counts each selected pixel into four interleaved
- *      sub-histograms (so runs of equal bins do not serialise on one counter). The bins (int32)
- *      are kept so the remap does not redo them.
- * interp: below the first center the first value, else slope[j] * (x - centers[j]) + cdf[j]
- *      in double, j the segment whose left center is at or below x (slope 0 on the last).
- * equalize: the three steps above plane by plane, with the tables built in between exactly as
- *      equalize.py builds them (cdf = cumsum / total in double, cast to the images' type; centers
- *      = (left + right) / 2 in the images' type; numpy.interp's slopes in double). A plane's
- *      pixels, bins and tables stay in L1/L2 from the count to the remap.
- * Traffic per pixel: stats reads 4 or 8 bytes; equalize reads them again and writes 4 or 8
- * (bin + interp: also 4 bytes of bins written and read back). */
-#define GPU_HISTEQ_CHECK_EDGES (1 << 30)
+ * range: the plane's minimum and maximum over its selected pixels; 0 when a pixel (selected or
+ *      not) is NaN or infinite.
+ * edges: numpy.linspace(first, last, nbins + 1) in the images' type (an empty range widened by
+ *      0.5 on each side), as histogram.UniformBinning builds them; 0 when two edges repeat
+ *      (numpy.histogram refuses those bins too).
+ * bin: each pixel's bin k and its numpy.interp segment j (k - 1 left of the bin's center, else
+ *      k). The scaled offset s = (x - first) * (nbins / width), in the images' type, clamped to
+ *      [0, nbins - 1], gives both: k = floor(s) and left = frac(s) < 1/2. Where frac(s) lies
+ *      within the tolerance of 0 or 1 (twice of 1/2) the rounding of s, of the edges and of the
+ *      centers may disagree with them, and the edges and centers decide (a tolerance of 0.5 or
+ *      more checks every pixel). Values outside a mask's range land in the end bins. The first
+ *      loop vectorises and marks the pixels to check; the second checks them and counts each
+ *      selected pixel into four interleaved sub-histograms (so runs of equal bins do not
+ *      serialise on one counter).
+ * interp: numpy.interp in double, slope[j] * (x - centers[j]) + cdf[j], j = -1 below the first
+ *      center (slope 0, the first value) and slope 0 on the last segment.
+ * equalize: all of the above plane by plane, with the tables built exactly as equalize.py
+ *      builds them (cdf = cumsum / total in double, cast to the images' type; centers =
+ *      (left + right) / 2 in the images' type; numpy.interp's slopes in double). A plane is read
+ *      from memory once: its pixels, segments and tables stay in L1/L2 from the range to the
+ *      remap. Traffic per pixel: 4 or 8 bytes read, 4 or 8 written. */
+#define GPU_HISTEQ_CHECK ((uint32_t)1 << 31)
+#define GPU_HISTEQ_LANES 8 /* independent minima and maxima, so that the range vectorises */
+enum { GPU_HISTEQ_OK = 0, GPU_HISTEQ_NOT_FINITE = 1, GPU_HISTEQ_REPEATED_EDGES = 2 };
 
 /* numpy.interp's segments of one plane: centers[j], slopes[j], cdf[j] for j in [-1, nbins). The
  * segment -1 (below the first center) has slope 0 and the first value, so that the remap needs
@@ -127,65 +136,166 @@ static void pad(gpu_histeq_interp_table t)
     t.cdf[-1] = t.cdf[0];
 }
 
-#define GPU_HISTEQ_FLOAT_KERNELS(T, NAME)                                                      \
-    static void bin_plane_##NAME(const T *v, const uint8_t *s, int64_t npixels, T low,         \
-        T span, T near, const T *e, int64_t nbins, int32_t *b, uint32_t *sub)                  \
+/* How far (in bins) the scaled offset may be from the edges' verdict. The offset and the edges
+ * k * step + first are each rounded a few times: together at most about
+ * 5 u nbins + 2 u M nbins / width bins apart, u the unit roundoff and M the larger magnitude of
+ * the range. Twice that margin, capped at 0.5 (check every pixel). */
+static double tolerance(double unit, double first, double width, int64_t nbins)
+{
+    const double largest = fmax(fabs(first), fabs(first + width));
+    const double bound = 2 * unit * (double)nbins * (5 + 2 * largest / width) + 4 * unit;
+    return bound < 0.5 ? bound : 0.5;
+}
+
+/* Add the four sub-histograms into `counts` (unless NULL) and clear them. */
+static void flush(uint32_t *sub, int64_t nbins, int64_t *counts)
+{
+    for (int64_t k = 0; k < nbins; ++k) {
+        if (counts) counts[k] += (int64_t)sub[k] + sub[nbins + k] + sub[2 * nbins + k] + sub[3 * nbins + k];
+        sub[k] = sub[nbins + k] = sub[2 * nbins + k] = sub[3 * nbins + k] = 0;
+    }
+}
+
+/* skimage's CDF (cumsum / total in double, cast to `cdf_is_float` ? float : double) and
+ * numpy.interp's slopes between the centers, into `t`. */
+static void interp_tables(const int64_t *counts, int64_t nbins, int cdf_is_float,
+                          gpu_histeq_interp_table t)
+{
+    int64_t total = 0, cumulative = 0;
+    for (int64_t k = 0; k < nbins; ++k) total += counts[k];
+    const double denominator = (double)(total > 0 ? total : 1);
+    for (int64_t k = 0; k < nbins; ++k) {
+        cumulative += counts[k];
+        const double cdf = (double)cumulative / denominator;
+        t.cdf[k] = cdf_is_float ? (double)(float)cdf : cdf;
+    }
+    for (int64_t k = 0; k + 1 < nbins; ++k)
+        t.slopes[k] = (t.cdf[k + 1] - t.cdf[k]) / (t.centers[k + 1] - t.centers[k]);
+    t.slopes[nbins - 1] = 0.0;
+    pad(t);
+}
+
+#define GPU_HISTEQ_FLOAT_KERNELS(T, NAME, EPSILON, LARGEST)                                     \
+    static int range_##NAME(const T *v, const uint8_t *s, int64_t npixels, T *first, T *last)  \
     {                                                                                          \
-        const T last_bin = (T)(nbins - 1), count = (T)nbins, far = (T)1 - near;                \
-        for (int64_t i = 0; i < npixels; ++i) {                                                \
-            T scaled = (v[i] - low) / span * count;                                            \
+        T lo[GPU_HISTEQ_LANES], hi[GPU_HISTEQ_LANES], bad[GPU_HISTEQ_LANES];                   \
+        for (int l = 0; l < GPU_HISTEQ_LANES; ++l) {                                           \
+            lo[l] = LARGEST;                                                                   \
+            hi[l] = -LARGEST;                                                                  \
+            bad[l] = (T)0;                                                                     \
+        }                                                                                      \
+        const int64_t whole = npixels - npixels % GPU_HISTEQ_LANES;                            \
+        for (int64_t i = 0; i < whole; i += GPU_HISTEQ_LANES) {                                \
+            for (int l = 0; l < GPU_HISTEQ_LANES; ++l) {                                       \
+                const T x = v[i + l], keep = s == NULL || s[i + l];                            \
+                const T x_low = keep ? x : LARGEST, x_high = keep ? x : -LARGEST;              \
+                bad[l] += x - x; /* NaN for NaN and infinity, else 0 */                        \
+                lo[l] = x_low < lo[l] ? x_low : lo[l];                                         \
+                hi[l] = x_high > hi[l] ? x_high : hi[l];                                       \
+            }                                                                                  \
+        }                                                                                      \
+        for (int64_t i = whole; i < npixels; ++i) {                                            \
+            bad[0] += v[i] - v[i];                                                             \
+            if (s != NULL && !s[i]) continue;                                                  \
+            lo[0] = v[i] < lo[0] ? v[i] : lo[0];                                               \
+            hi[0] = v[i] > hi[0] ? v[i] : hi[0];                                               \
+        }                                                                                      \
+        T not_finite = (T)0;                                                                   \
+        *first = LARGEST;                                                                      \
+        *last = -LARGEST;                                                                      \
+        for (int l = 0; l < GPU_HISTEQ_LANES; ++l) {                                           \
+            *first = lo[l] < *first ? lo[l] : *first;                                          \
+            *last = hi[l] > *last ? hi[l] : *last;                                             \
+            not_finite += bad[l];                                                              \
+        }                                                                                      \
+        return not_finite == (T)0;                                                             \
+    }                                                                                          \
+    static int edges_##NAME(T first, T last, int64_t nbins, T *e, T *width)                    \
+    {                                                                                          \
+        if (first == last) {                                                                   \
+            first -= (T)0.5;                                                                   \
+            last += (T)0.5;                                                                    \
+        }                                                                                      \
+        const T span = last - first, count = (T)nbins, step = span / count;                    \
+        for (int64_t k = 0; k < nbins; ++k)                                                    \
+            e[k] = (step == (T)0 ? ((T)k / count) * span : (T)k * step) + first;               \
+        e[nbins] = last;                                                                       \
+        *width = span;                                                                         \
+        for (int64_t k = 0; k < nbins; ++k)                                                    \
+            if (!(e[k + 1] > e[k])) return 0;                                                  \
+        return 1;                                                                              \
+    }                                                                                          \
+    static void centers_##NAME(const T *e, int64_t nbins, T *centers, double *wide)            \
+    {                                                                                          \
+        for (int64_t k = 0; k < nbins; ++k) {                                                  \
+            centers[k] = (e[k] + e[k + 1]) / (T)2;                                             \
+            if (wide) wide[k] = (double)centers[k];                                            \
+        }                                                                                      \
+    }                                                                                          \
+    /* Segments of one plane into `segments`; counts of its selected pixels added to `sub`. */ \
+    static void bin_plane_##NAME(const T *v, const uint8_t *s, int64_t npixels, T first,       \
+        T width, const T *e, const T *centers, int64_t nbins, int32_t *segments, uint32_t *sub) \
+    {                                                                                          \
+        const T near = (T)tolerance(EPSILON / 2, first, width, nbins), far = (T)1 - near;      \
+        const T last_bin = (T)(nbins - 1), scale = (T)nbins / width;                           \
+        const T half = (T)0.5, near_half = near + near;                                        \
+        uint32_t *codes = (uint32_t *)segments;                                                \
+        for (int64_t i = 0; i < npixels; ++i) { /* code: 2k + left, CHECK near a boundary */   \
+            T scaled = (v[i] - first) * scale;                                                 \
             scaled = scaled > (T)0 ? scaled : (T)0;                                            \
             scaled = scaled < last_bin ? scaled : last_bin;                                    \
             const int32_t k = (int32_t)scaled;                                                 \
-            const T fraction = scaled - (T)k;                                                  \
-            b[i] = k | ((fraction < near) | (fraction > far)) * GPU_HISTEQ_CHECK_EDGES;        \
+            const T fraction = scaled - (T)k, off_center = fraction - half;                    \
+            const uint32_t check = (fraction < near) | (fraction > far)                        \
+                                   | ((off_center < near_half) & (off_center > -near_half));   \
+            codes[i] = ((uint32_t)k << 1) + (fraction < half) + check * GPU_HISTEQ_CHECK;      \
         }                                                                                      \
         for (int64_t i = 0; i < npixels; ++i) {                                                \
-            int32_t k = b[i];                                                                  \
-            if (k & GPU_HISTEQ_CHECK_EDGES) {                                                  \
-                k &= ~GPU_HISTEQ_CHECK_EDGES;                                                  \
+            uint32_t code = codes[i];                                                          \
+            if (code & GPU_HISTEQ_CHECK) {                                                     \
+                int32_t k = (int32_t)((code & ~GPU_HISTEQ_CHECK) >> 1);                        \
                 k -= v[i] < e[k];                                                              \
                 k = k < 0 ? 0 : k;                                                             \
                 k += (k != nbins - 1) & (v[i] >= e[k + 1]);                                    \
-                b[i] = k;                                                                      \
+                code = ((uint32_t)k << 1) + (v[i] < centers[k]);                               \
             }                                                                                  \
-            if (sub) sub[(i & 3) * nbins + k] += s == NULL || s[i];                            \
+            const uint32_t k = code >> 1;                                                      \
+            sub[(i & 3) * nbins + k] += s == NULL || s[i];                                     \
+            segments[i] = (int32_t)k - (int32_t)(code & 1);                                    \
         }                                                                                      \
     }                                                                                          \
-    static void interp_plane_##NAME(const T *v, const int32_t *b, int64_t npixels,             \
+    static void interp_plane_##NAME(const T *v, const int32_t *segments, int64_t npixels,      \
         gpu_histeq_interp_table t, T *o)                                                       \
     {                                                                                          \
         const double *centers = t.centers, *slopes = t.slopes, *cdf = t.cdf;                   \
         for (int64_t i = 0; i < npixels; ++i) {                                                \
-            const double x = (double)v[i];                                                     \
-            const int32_t j = b[i] - (x < centers[b[i]]);                                      \
-            o[i] = (T)(slopes[j] * (x - centers[j]) + cdf[j]);                                 \
+            const int32_t j = segments[i];                                                     \
+            o[i] = (T)(slopes[j] * ((double)v[i] - centers[j]) + cdf[j]);                      \
         }                                                                                      \
     }                                                                                          \
-    /* Add the four sub-histograms into `counts` and clear them. */                            \
-    static void flush_##NAME(uint32_t *sub, int64_t nbins, int64_t *counts)                    \
-    {                                                                                          \
-        for (int64_t k = 0; k < nbins; ++k) {                                                  \
-            counts[k] += (int64_t)sub[k] + sub[nbins + k] + sub[2 * nbins + k] + sub[3 * nbins + k]; \
-            sub[k] = sub[nbins + k] = sub[2 * nbins + k] = sub[3 * nbins + k] = 0;             \
-        }                                                                                      \
-    }                                                                                          \
+    /* Segments of every pixel of a block binned by the caller's edges; its counts added to    \
+     * `counts` (when not NULL). */                                                            \
     GPU_HISTEQ_EXPORT int gpu_histeq_bin_##NAME(const T *values, const uint8_t *selected,      \
         int64_t nplanes, int64_t npixels, const T *first, const T *width, const T *edges,      \
-        const T *tolerance, int64_t nbins, int32_t *bins, int64_t *counts)                     \
+        int64_t nbins, int32_t *segments, int64_t *counts)                                     \
     {                                                                                          \
-        uint32_t *sub = counts ? calloc((size_t)(4 * nbins), sizeof(uint32_t)) : NULL;         \
-        if (counts && sub == NULL) return -1;                                                  \
-        for (int64_t p = 0; p < nplanes; ++p) {                                                \
+        uint32_t *sub = calloc((size_t)(4 * nbins), sizeof(uint32_t));                         \
+        T *centers = malloc((size_t)nbins * sizeof(T));                                        \
+        int status = -(sub == NULL || centers == NULL);                                        \
+        for (int64_t p = 0; p < nplanes && status == 0; ++p) {                                 \
+            const T *e = edges + p * (nbins + 1);                                              \
+            centers_##NAME(e, nbins, centers, NULL);                                           \
             bin_plane_##NAME(values + p * npixels, selected ? selected + p * npixels : NULL,   \
-                             npixels, first[p], width[p], tolerance[p], edges + p * (nbins + 1), \
-                             nbins, bins + p * npixels, sub);                                  \
-            if (sub) flush_##NAME(sub, nbins, counts + p * nbins);                             \
+                             npixels, first[p], width[p], e, centers, nbins,                   \
+                             segments + p * npixels, sub);                                     \
+            flush(sub, nbins, counts ? counts + p * nbins : NULL);                             \
         }                                                                                      \
         free(sub);                                                                             \
-        return 0;                                                                              \
+        free(centers);                                                                         \
+        return status;                                                                         \
     }                                                                                          \
-    GPU_HISTEQ_EXPORT int gpu_histeq_interp_##NAME(const T *values, const int32_t *bins,       \
+    /* The remap of a block through its planes' (P, nbins) tables, from its segments. */       \
+    GPU_HISTEQ_EXPORT int gpu_histeq_interp_##NAME(const T *values, const int32_t *segments,   \
         int64_t nplanes, int64_t npixels, int64_t nbins, const double *centers,                \
         const double *slopes, const double *cdf, T *out)                                       \
     {                                                                                          \
@@ -197,53 +307,56 @@ static void pad(gpu_histeq_interp_table t)
             memcpy(t.slopes, slopes + p * nbins, (size_t)nbins * sizeof(double));              \
             memcpy(t.cdf, cdf + p * nbins, (size_t)nbins * sizeof(double));                    \
             pad(t);                                                                            \
-            interp_plane_##NAME(values + p * npixels, bins + p * npixels, npixels, t,          \
+            interp_plane_##NAME(values + p * npixels, segments + p * npixels, npixels, t,      \
                                 out + p * npixels);                                            \
         }                                                                                      \
         free(tables);                                                                          \
         return 0;                                                                              \
     }                                                                                          \
+    /* Equalize a block of whole planes into `out`, plane by plane. Returns GPU_HISTEQ_OK, or  \
+     * NOT_FINITE / REPEATED_EDGES with the plane in *failed, or -1 without memory. */         \
     GPU_HISTEQ_EXPORT int gpu_histeq_equalize_##NAME(const T *values, const uint8_t *selected, \
-        int64_t nplanes, int64_t npixels, const T *first, const T *width, const T *edges,      \
-        const T *tolerance, int64_t nbins, T *out)                                             \
+        int64_t nplanes, int64_t npixels, int64_t nbins, T *out, int64_t *failed)              \
     {                                                                                          \
-        int32_t *bins = malloc((size_t)npixels * sizeof(int32_t));                             \
+        int32_t *segments = malloc((size_t)npixels * sizeof(int32_t));                         \
         uint32_t *sub = calloc((size_t)(4 * nbins), sizeof(uint32_t));                        \
         int64_t *counts = malloc((size_t)nbins * sizeof(int64_t));                             \
+        T *edges = malloc((size_t)(2 * nbins + 1) * sizeof(T)), *centers = edges + nbins + 1;  \
         double *tables = malloc((size_t)(3 * (nbins + 1)) * sizeof(double));                   \
-        int status = -(bins == NULL || sub == NULL || counts == NULL || tables == NULL);       \
+        int status = -(segments == NULL || sub == NULL || counts == NULL || edges == NULL      \
+                       || tables == NULL);                                                     \
         gpu_histeq_interp_table t = table_of(tables, nbins);                                   \
-        for (int64_t p = 0; p < nplanes && status == 0; ++p) {                                 \
-            const T *v = values + p * npixels, *e = edges + p * (nbins + 1);                   \
-            bin_plane_##NAME(v, selected ? selected + p * npixels : NULL, npixels, first[p],   \
-                             width[p], tolerance[p], e, nbins, bins, sub);                     \
-            memset(counts, 0, (size_t)nbins * sizeof(int64_t));                                \
-            flush_##NAME(sub, nbins, counts);                                                  \
-            int64_t total = 0, cumulative = 0;                                                 \
-            for (int64_t k = 0; k < nbins; ++k) total += counts[k];                            \
-            const double denominator = (double)(total > 0 ? total : 1);                        \
-            for (int64_t k = 0; k < nbins; ++k) {                                              \
-                cumulative += counts[k];                                                       \
-                t.cdf[k] = (double)(T)((double)cumulative / denominator);                      \
-                t.centers[k] = (double)((e[k] + e[k + 1]) / (T)2);                             \
+        for (int64_t p = 0; p < nplanes && status == GPU_HISTEQ_OK; ++p) {                     \
+            const T *v = values + p * npixels;                                                 \
+            const uint8_t *s = selected ? selected + p * npixels : NULL;                       \
+            T first, last, width;                                                              \
+            if (!range_##NAME(v, s, npixels, &first, &last))                                   \
+                status = GPU_HISTEQ_NOT_FINITE;                                                \
+            else if (!edges_##NAME(first, last, nbins, edges, &width) && nbins > 1)            \
+                status = GPU_HISTEQ_REPEATED_EDGES;                                            \
+            if (status != GPU_HISTEQ_OK) {                                                     \
+                *failed = p;                                                                   \
+                break;                                                                         \
             }                                                                                  \
-            for (int64_t k = 0; k + 1 < nbins; ++k)                                            \
-                t.slopes[k] = (t.cdf[k + 1] - t.cdf[k]) / (t.centers[k + 1] - t.centers[k]);  \
-            t.slopes[nbins - 1] = 0.0;                                                         \
-            pad(t);                                                                            \
-            interp_plane_##NAME(v, bins, npixels, t, out + p * npixels);                       \
+            centers_##NAME(edges, nbins, centers, t.centers);                                  \
+            bin_plane_##NAME(v, s, npixels, edges[0], width, edges, centers, nbins, segments, sub); \
+            memset(counts, 0, (size_t)nbins * sizeof(int64_t));                                \
+            flush(sub, nbins, counts);                                                         \
+            interp_tables(counts, nbins, sizeof(T) == sizeof(float), t);                       \
+            interp_plane_##NAME(v, segments, npixels, t, out + p * npixels);                   \
         }                                                                                      \
-        free(bins);                                                                            \
+        free(segments);                                                                        \
         free(sub);                                                                             \
         free(counts);                                                                          \
+        free(edges);                                                                           \
         free(tables);                                                                          \
         return status;                                                                         \
     }
 
 typedef float gpu_histeq_f32;
 typedef double gpu_histeq_f64;
-GPU_HISTEQ_FLOAT_KERNELS(gpu_histeq_f32, f32)
-GPU_HISTEQ_FLOAT_KERNELS(gpu_histeq_f64, f64)
+GPU_HISTEQ_FLOAT_KERNELS(gpu_histeq_f32, f32, FLT_EPSILON, FLT_MAX)
+GPU_HISTEQ_FLOAT_KERNELS(gpu_histeq_f64, f64, DBL_EPSILON, DBL_MAX)
 
 /* An importable (empty) module, so that the build tools treat this as a regular extension. */
 static struct PyModuleDef gpu_histeq_levels_module = {PyModuleDef_HEAD_INIT, "_levels",

@@ -12,8 +12,8 @@ from . import _cpu, _interop, _planes
 from ._backend import array_module, is_cupy
 from ._validate import (check_images, check_levels_nbins, check_mask, check_nbins, check_out,
                         normalize_axes, resolve_method)
-from .histogram import (binning_for, block_counts, cdf_dtype, cdf_table, check_mask_selects,
-                        count_block)
+from .histogram import (binning_for, block_counts, cdf_dtype, cdf_table, check_edges_increase,
+                        check_finite, check_mask_selects, count_block)
 from .lut import InterpTable, gather
 
 __all__ = ["equalize_hist"]
@@ -68,7 +68,8 @@ def remap_block(xp, planes, binning, tables, result, block, index=None, offsets=
     """Remap block ``(rows, cols)`` of `planes` into `result` through its planes' `tables`.
 
     `index` and `offsets` are the block's offset index from the histogram step when it was just
-    counted (on the compiled path: its bins, or None); without them the block is binned here.
+    counted (on the compiled path: its interpolation segments for floats, None for levels);
+    without them the block is binned here.
     """
     rows, cols = block
     values, target = planes[rows, cols], result[rows, cols]
@@ -93,16 +94,16 @@ def equalize_planes(xp, planes, mask_planes, method, nbins, result):
     if level_indexed:
         nbins = check_levels_nbins(nbins, planes.dtype, method)
     block_list = _planes.blocks(xp, nplanes, npixels, nbins)
+    if (method == "skimage" and _cpu.equalizes_floats(xp, planes.dtype, nbins)
+            and _planes.whole_planes(block_list, npixels)):
+        _planes.map_blocks(xp, lambda block: _equalize_compiled(planes, mask_planes, nbins, result,
+                                                                block), block_list)
+        return
     binning = binning_for(xp, planes, mask_planes, nbins, level_indexed, block_list)
     block_list = _planes.blocks(xp, nplanes, npixels, binning.nbins)
     tables_of = table_maker(xp, method, binning, planes.dtype, nplanes)
 
-    if _planes.whole_planes(block_list, npixels) and _cpu.covers_floats(xp, planes.dtype):
-        def remap(block):  # the compiled path: count, tables and remap plane by plane in C
-            rows, cols = block
-            selected = None if mask_planes is None else mask_planes[rows, cols]
-            _cpu.equalize(planes[rows, cols], selected, binning, rows, result[rows, cols])
-    elif _planes.whole_planes(block_list, npixels):  # one pass: count, tables, remap per block
+    if _planes.whole_planes(block_list, npixels):  # one pass: count, tables, remap per block
         def remap(block):
             counts, index, offsets = count_block(xp, planes, mask_planes, binning, block)
             tables = tables_of(counts, block[0])
@@ -115,6 +116,15 @@ def equalize_planes(xp, planes, mask_planes, method, nbins, result):
             remap_block(xp, planes, binning, all_tables[block[0]], result, block)
 
     _planes.map_blocks(xp, remap, block_list)
+
+
+def _equalize_compiled(planes, mask_planes, nbins, result, block):
+    """The compiled CPU path for floating planes: every step of the pipeline, plane by plane."""
+    rows, cols = block
+    selected = None if mask_planes is None else mask_planes[rows, cols]
+    status, _ = _cpu.equalize_floats(planes[rows, cols], selected, nbins, result[rows, cols])
+    check_finite(status != _cpu.NOT_FINITE)
+    check_edges_increase(status != _cpu.REPEATED_EDGES, nbins, planes.dtype)
 
 
 def equalize_hist(images, nbins=256, *, axes=(-2, -1), mask=None, method=None,

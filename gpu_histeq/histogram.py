@@ -75,11 +75,8 @@ class UniformBinning:
         scaled = xp.where(step == 0, (steps / dtype.type(nbins)) * self.width, steps * step)
         edges = scaled + first
         edges[:, -1] = last[:, 0]
-        if nbins > 1 and not bool((edges[:, 1:] > edges[:, :-1]).all()):  # sync: as numpy refuses
-            raise ValueError(
-                f"`nbins` {nbins} is too many for the range of a plane in {dtype}: its bin edges "
-                "would repeat (numpy.histogram refuses this too); use fewer bins or float64"
-            )
+        if nbins > 1:  # sync: numpy.histogram refuses repeated edges
+            check_edges_increase(bool((edges[:, 1:] > edges[:, :-1]).all()), nbins, dtype)
         self.edges = edges
 
     def index(self, values, planes, offsets):
@@ -142,6 +139,14 @@ def plane_stats(xp, planes, mask, block_list):
 def check_finite(finite):
     if not finite:
         raise ValueError("`images` must not contain NaN or infinity")
+
+
+def check_edges_increase(increasing, nbins, dtype):
+    if not increasing:
+        raise ValueError(
+            f"`nbins` {nbins} is too many for the range of a plane in {np.dtype(dtype)}: its bin "
+            "edges would repeat (numpy.histogram refuses this too); use fewer bins or float64"
+        )
 
 
 def check_planes_selected(xp, selects):
@@ -208,7 +213,8 @@ def count_block(xp, planes, mask_planes, binning, block):
     counts : (n, nbins) int64 ndarray
     index, offsets : (n, m) and (n, 1) intp ndarrays
         The remap reuses them, so a block of whole planes is binned once. On the compiled path
-        `index` is the block's bins (floating planes) or None (levels), and `offsets` None.
+        `index` is the interpolation segment of each pixel (floating planes) or None (levels),
+        and `offsets` None.
     """
     rows, cols = block
     values = planes[rows, cols]

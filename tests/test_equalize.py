@@ -380,3 +380,18 @@ def test_too_many_bins_for_a_narrow_float_range_is_refused(xp):
     with pytest.raises(ValueError, match="`nbins` 37 is too many for the range of a plane in float32"):
         equalize_hist(images, 37)
     assert equalize_hist(images.astype(np.float64), 37).dtype == np.float64
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_infinity_in_any_pixel_is_refused(engine, dtype, bad):
+    """Wherever it lies (first, middle or last plane, inside the vectorised part of a plane or in
+    its tail, selected by the mask or not), one non-finite pixel refuses the whole call."""
+    mask = np.ones((5, 7), bool)
+    mask[2, 3] = mask[4, 6] = False
+    for plane, row, col in [(0, 0, 0), (1, 2, 3), (2, 4, 6)]:
+        images = np.random.default_rng(16).random((3, 5, 7)).astype(dtype)
+        images[plane, row, col] = bad
+        for kwargs in ({}, {"mask": mask}):
+            with pytest.raises(ValueError, match="`images` must not contain NaN or infinity"):
+                equalize_hist(images, **kwargs)
