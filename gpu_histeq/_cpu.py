@@ -133,8 +133,7 @@ def equalize_floats(values, selected, nbins, out):
     -------
     status : int
         0, or :data:`NOT_FINITE` (a NaN or infinity) or :data:`REPEATED_EDGES` (`nbins` too many
-        for a plane's range) for plane `plane` of the block, where the block stopped.
-    plane : int
+        for a plane's range) for the plane where the block stopped.
     """
     failed = ctypes.c_int64(0)
     selected = None if selected is None else selected.view(np.uint8)
@@ -143,7 +142,7 @@ def equalize_floats(values, selected, nbins, out):
         ctypes.byref(failed))
     if status < 0:
         raise MemoryError("no memory for the tables of a plane")
-    return status, failed.value
+    return status
 
 
 def remap(values, binning, rows, tables, out, segments=None):

@@ -122,7 +122,7 @@ def _equalize_compiled(planes, mask_planes, nbins, result, block):
     """The compiled CPU path for floating planes: every step of the pipeline, plane by plane."""
     rows, cols = block
     selected = None if mask_planes is None else mask_planes[rows, cols]
-    status, _ = _cpu.equalize_floats(planes[rows, cols], selected, nbins, result[rows, cols])
+    status = _cpu.equalize_floats(planes[rows, cols], selected, nbins, result[rows, cols])
     check_finite(status != _cpu.NOT_FINITE)
     check_edges_increase(status != _cpu.REPEATED_EDGES, nbins, planes.dtype)
 
