@@ -102,9 +102,10 @@ GPU_HISTEQ_REMAP(uint16_t, u16, 65536)
  *      within the tolerance of 0 or 1 (twice of 1/2) the rounding of s, of the edges and of the
  *      centers may disagree with them, and the edges and centers decide (a tolerance of 0.5 or
  *      more checks every pixel). Values outside a mask's range land in the end bins. The first
- *      loop vectorises and marks the pixels to check; the second checks them and counts each
+ *      loop vectorises: it writes each pixel's guessed bin, marked when it needs the check, and
+ *      its segment; the second checks the marked ones (rewriting their segment) and counts each
  *      selected pixel into four interleaved sub-histograms (so runs of equal bins do not
- *      serialise on one counter).
+ *      serialise on one counter). One store per pixel in that scalar loop, the count's.
  * interp: numpy.interp in double, slope[j] * (x - centers[j]) + cdf[j], j = -1 below the first
  *      center (slope 0, the first value) and slope 0 on the last segment.
  * equalize: all of the above plane by plane, with the tables built exactly as equalize.py
@@ -112,7 +113,7 @@ GPU_HISTEQ_REMAP(uint16_t, u16, 65536)
  *      (left + right) / 2 in the images' type; numpy.interp's slopes in double). A plane is read
  *      from memory once: its pixels, segments and tables stay in L1/L2 from the range to the
  *      remap. Traffic per pixel: 4 or 8 bytes read, 4 or 8 written. */
-#define GPU_HISTEQ_CHECK ((uint32_t)1 << 31)
+#define GPU_HISTEQ_CHECK (1 << 30)
 #define GPU_HISTEQ_LANES 8 /* independent minima and maxima, so that the range vectorises */
 enum { GPU_HISTEQ_OK = 0, GPU_HISTEQ_NOT_FINITE = 1, GPU_HISTEQ_REPEATED_EDGES = 2 };
 
@@ -232,36 +233,37 @@ static void interp_tables(const int64_t *counts, int64_t nbins, int cdf_is_float
             if (wide) wide[k] = (double)centers[k];                                            \
         }                                                                                      \
     }                                                                                          \
-    /* Segments of one plane into `segments`; counts of its selected pixels added to `sub`. */ \
+    /* Segments of one plane into `segments`; counts of its selected pixels added to `sub`.    \
+     * `bins` (npixels words) holds each pixel's first guess at its bin, with CHECK set when   \
+     * it lies near an edge or a center. */                                                    \
     static void bin_plane_##NAME(const T *v, const uint8_t *s, int64_t npixels, T first,       \
-        T width, const T *e, const T *centers, int64_t nbins, int32_t *segments, uint32_t *sub) \
+        T width, const T *e, const T *centers, int64_t nbins, int32_t *bins, int32_t *segments, \
+        uint32_t *sub)                                                                         \
     {                                                                                          \
         const T near = (T)tolerance(EPSILON / 2, first, width, nbins), far = (T)1 - near;      \
         const T last_bin = (T)(nbins - 1), scale = (T)nbins / width;                           \
         const T half = (T)0.5, near_half = near + near;                                        \
-        uint32_t *codes = (uint32_t *)segments;                                                \
-        for (int64_t i = 0; i < npixels; ++i) { /* code: 2k + left, CHECK near a boundary */   \
+        for (int64_t i = 0; i < npixels; ++i) {                                                \
             T scaled = (v[i] - first) * scale;                                                 \
             scaled = scaled > (T)0 ? scaled : (T)0;                                            \
             scaled = scaled < last_bin ? scaled : last_bin;                                    \
             const int32_t k = (int32_t)scaled;                                                 \
             const T fraction = scaled - (T)k, off_center = fraction - half;                    \
-            const uint32_t check = (fraction < near) | (fraction > far)                        \
-                                   | ((off_center < near_half) & (off_center > -near_half));   \
-            codes[i] = ((uint32_t)k << 1) + (fraction < half) + check * GPU_HISTEQ_CHECK;      \
+            const int32_t check = (fraction < near) | (fraction > far)                         \
+                                  | ((off_center < near_half) & (off_center > -near_half));    \
+            bins[i] = k | check * GPU_HISTEQ_CHECK;                                            \
+            segments[i] = k - (fraction < half);                                               \
         }                                                                                      \
         for (int64_t i = 0; i < npixels; ++i) {                                                \
-            uint32_t code = codes[i];                                                          \
-            if (code & GPU_HISTEQ_CHECK) {                                                     \
-                int32_t k = (int32_t)((code & ~GPU_HISTEQ_CHECK) >> 1);                        \
+            int32_t k = bins[i];                                                               \
+            if (k & GPU_HISTEQ_CHECK) {                                                        \
+                k &= ~GPU_HISTEQ_CHECK;                                                        \
                 k -= v[i] < e[k];                                                              \
                 k = k < 0 ? 0 : k;                                                             \
                 k += (k != nbins - 1) & (v[i] >= e[k + 1]);                                    \
-                code = ((uint32_t)k << 1) + (v[i] < centers[k]);                               \
+                segments[i] = k - (v[i] < centers[k]);                                         \
             }                                                                                  \
-            const uint32_t k = code >> 1;                                                      \
             sub[(i & 3) * nbins + k] += s == NULL || s[i];                                     \
-            segments[i] = (int32_t)k - (int32_t)(code & 1);                                    \
         }                                                                                      \
     }                                                                                          \
     static void interp_plane_##NAME(const T *v, const int32_t *segments, int64_t npixels,      \
@@ -281,16 +283,18 @@ static void interp_tables(const int64_t *counts, int64_t nbins, int cdf_is_float
     {                                                                                          \
         uint32_t *sub = calloc((size_t)(4 * nbins), sizeof(uint32_t));                         \
         T *centers = malloc((size_t)nbins * sizeof(T));                                        \
-        int status = -(sub == NULL || centers == NULL);                                        \
+        int32_t *bins = malloc((size_t)npixels * sizeof(int32_t));                             \
+        int status = -(sub == NULL || centers == NULL || bins == NULL);                        \
         for (int64_t p = 0; p < nplanes && status == 0; ++p) {                                 \
             const T *e = edges + p * (nbins + 1);                                              \
             centers_##NAME(e, nbins, centers, NULL);                                           \
             bin_plane_##NAME(values + p * npixels, selected ? selected + p * npixels : NULL,   \
-                             npixels, first[p], width[p], e, centers, nbins,                   \
+                             npixels, first[p], width[p], e, centers, nbins, bins,             \
                              segments + p * npixels, sub);                                     \
             flush(sub, nbins, counts ? counts + p * nbins : NULL);                             \
         }                                                                                      \
         free(sub);                                                                             \
+        free(bins);                                                                            \
         free(centers);                                                                         \
         return status;                                                                         \
     }                                                                                          \
@@ -318,12 +322,12 @@ static void interp_tables(const int64_t *counts, int64_t nbins, int cdf_is_float
     GPU_HISTEQ_EXPORT int gpu_histeq_equalize_##NAME(const T *values, const uint8_t *selected, \
         int64_t nplanes, int64_t npixels, int64_t nbins, T *out, int64_t *failed)              \
     {                                                                                          \
-        int32_t *segments = malloc((size_t)npixels * sizeof(int32_t));                         \
+        int32_t *bins = malloc((size_t)(2 * npixels) * sizeof(int32_t)), *segments = bins + npixels; \
         uint32_t *sub = calloc((size_t)(4 * nbins), sizeof(uint32_t));                        \
         int64_t *counts = malloc((size_t)nbins * sizeof(int64_t));                             \
         T *edges = malloc((size_t)(2 * nbins + 1) * sizeof(T)), *centers = edges + nbins + 1;  \
         double *tables = malloc((size_t)(3 * (nbins + 1)) * sizeof(double));                   \
-        int status = -(segments == NULL || sub == NULL || counts == NULL || edges == NULL      \
+        int status = -(bins == NULL || sub == NULL || counts == NULL || edges == NULL          \
                        || tables == NULL);                                                     \
         gpu_histeq_interp_table t = table_of(tables, nbins);                                   \
         for (int64_t p = 0; p < nplanes && status == GPU_HISTEQ_OK; ++p) {                     \
@@ -339,13 +343,14 @@ static void interp_tables(const int64_t *counts, int64_t nbins, int cdf_is_float
                 break;                                                                         \
             }                                                                                  \
             centers_##NAME(edges, nbins, centers, t.centers);                                  \
-            bin_plane_##NAME(v, s, npixels, edges[0], width, edges, centers, nbins, segments, sub); \
+            bin_plane_##NAME(v, s, npixels, edges[0], width, edges, centers, nbins, bins, segments, \
+                             sub);                                                             \
             memset(counts, 0, (size_t)nbins * sizeof(int64_t));                                \
             flush(sub, nbins, counts);                                                         \
             interp_tables(counts, nbins, sizeof(T) == sizeof(float), t);                       \
             interp_plane_##NAME(v, segments, npixels, t, out + p * npixels);                   \
         }                                                                                      \
-        free(segments);                                                                        \
+        free(bins);                                                                            \
         free(sub);                                                                             \
         free(counts);                                                                          \
         free(edges);                                                                           \
