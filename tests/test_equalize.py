@@ -395,3 +395,38 @@ def test_nan_or_infinity_in_any_pixel_is_refused(engine, dtype, bad):
         for kwargs in ({}, {"mask": mask}):
             with pytest.raises(ValueError, match="`images` must not contain NaN or infinity"):
                 equalize_hist(images, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nbins", [1, 2, 3, 37, 256, 1000])
+def test_compiled_float_path_matches_portable_on_awkward_planes(dtype, nbins, monkeypatch):
+    """One block of very different planes: constant, two-valued, single-pixel-wide ranges, huge
+    and tiny magnitudes, uint8 levels (pixels exactly on edges), with and without a mask that
+    leaves pixels outside its range. The compiled path (whole planes, plane by plane) and the
+    bincount path agree bit for bit, or refuse alike."""
+    if not _cpu.AVAILABLE:
+        pytest.skip("the compiled extension gpu_histeq._levels is not built")
+    rng = np.random.default_rng(17)
+    shape = (24, 31)
+    planes = [np.full(shape, 3.5), rng.choice([-2.0, 7.0], shape), rng.random(shape) * 1e30,
+              rng.random(shape) * 1e-30 - 5e-31, 1e6 + rng.integers(0, 17, shape),
+              rng.integers(0, 256, shape) / 255, rng.integers(40, 90, shape) / 255,
+              rng.normal(size=shape) * 1e3, np.linspace(-1, 1, 24 * 31).reshape(shape)]
+    images = np.stack(planes).astype(dtype)
+    mask = rng.random(shape) < 0.3
+    for kwargs in ({}, {"mask": mask}):
+        try:
+            compiled = equalize_hist(images, nbins, **kwargs)
+        except ValueError as error:
+            with monkeypatch.context() as patch:
+                patch.setattr(_cpu, "AVAILABLE", False)
+                with pytest.raises(ValueError, match=str(error).split(":")[0]):
+                    equalize_hist(images, nbins, **kwargs)
+            continue
+        with monkeypatch.context() as patch:
+            patch.setattr(_cpu, "AVAILABLE", False)
+            portable = equalize_hist(images, nbins, **kwargs)
+        np.testing.assert_array_equal(compiled, portable)
+        for plane, got in zip(images, compiled):  # and each plane on its own: scikit-image's
+            if not kwargs:
+                np.testing.assert_array_equal(got, exposure.equalize_hist(plane, nbins))
