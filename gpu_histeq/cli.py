@@ -423,6 +423,24 @@ class _Progress:
 
 # ------------------------------------------------------------------------------- processing
 
+def channel_axis_for(args, source):
+    """The RGB axis for ``--luminance``: ``--channel-axis``, C in ``--layout``, or a last axis
+    of length 3 that is not an image axis."""
+    ndim = len(source.shape)
+    if args.channel_axis is not None:
+        if not -ndim <= args.channel_axis < ndim:
+            raise CliError(f"--channel-axis {args.channel_axis} is out of range for the input's "
+                           f"{ndim} axes (shape {source.shape})")
+        return args.channel_axis % ndim
+    if args.layout is not None and "C" in args.layout.upper():
+        return args.layout.upper().index("C")
+    axes = parse_axes(args.axes, args.layout, source)
+    if ndim >= 3 and source.shape[-1] == 3 and ndim - 1 not in axes:
+        return ndim - 1
+    raise CliError(f"--luminance needs the RGB axis of the input (shape {source.shape}): give "
+                   "--channel-axis or a --layout with C, e.g. NHWC")
+
+
 def parse_axes(text, layout, source):
     """Image axes from ``--axes`` (``-2,-1`` or ``all``) or ``--layout`` (e.g. ``NHWC``)."""
     ndim = len(source.shape)
@@ -645,9 +663,16 @@ def _run_file_command(args, operations):
 def _operation_for(args, operations, xp, source):
     """``(operation(slab, mask, axes, start, stop), equalize_options or None)``."""
     if args.command == "equalize":
+        color = {}
+        if args.luminance:  # no chunked form across images: a dataset-wide table loads them whole
+            color = {"channel_axis": channel_axis_for(args, source), "luminance": True}
+        elif args.channel_axis is not None:
+            raise CliError("--channel-axis goes with --luminance")
+
         def operation(slab, mask, axes, start, stop):
-            return equalize_hist(slab, args.nbins, axes=axes, mask=mask, method=args.method)
-        return operation, {"method": args.method, "nbins": args.nbins}
+            return equalize_hist(slab, args.nbins, axes=axes, mask=mask, method=args.method,
+                                 **color)
+        return operation, None if color else {"method": args.method, "nbins": args.nbins}
     if args.command == "clahe":
         clahe = operations["clahe"]
         grid = tuple(int(n) for n in args.tile_grid.split(","))
@@ -800,6 +825,12 @@ def build_parser(operations=None):
     equalize.add_argument("--nbins", type=int, default=256, help="bins for float input (skimage)")
     equalize.add_argument("--mask", help="boolean .npy broadcastable to the input: histograms "
                                          "count the selected pixels")
+    equalize.add_argument("--luminance", action="store_true",
+                          help="equalize the luma of RGB images and keep their colours (OpenCV's "
+                               "YCrCb); the channel axis is C in --layout, --channel-axis, or a "
+                               "last axis of length 3")
+    equalize.add_argument("--channel-axis", type=int, metavar="AXIS",
+                          help="the RGB axis for --luminance")
     if "clahe" in operations:
         clahe = commands.add_parser("clahe", help="contrast limited adaptive equalization "
                                                   "(OpenCV's CLAHE)")

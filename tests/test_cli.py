@@ -5,6 +5,7 @@ subprocess, as users do.
 """
 
 import os
+import re
 import subprocess
 import sys
 
@@ -149,6 +150,52 @@ def test_folder_of_images(tmp_path, capsys):
     assert status == 0, err
     np.testing.assert_array_equal(np.load(tmp_path / "faces.npy"),
                                   gh.equalize_hist(STACK[:, 0], method="skimage"))
+
+
+RGB = RNG.integers(30, 160, (5, 12, 10, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("images, options, channel_axis", [
+    (RGB, ["--layout", "NHWC"], 3),
+    (RGB, ["--axes=1,2"], 3),  # a last axis of 3 outside the image axes
+    (np.moveaxis(RGB, 3, 1).copy(), ["--channel-axis", 1], 1),
+    (RGB.astype(np.float32) / 255, ["--layout", "NHWC"], 3),
+])
+def test_luminance_equals_in_memory(tmp_path, capsys, images, options, channel_axis):
+    np.save(tmp_path / "in.npy", images)
+    status, _, err = _run(capsys, "equalize", tmp_path / "in.npy", "-o", tmp_path / "out.npy",
+                          "--chunk-size", 2, "--luminance", *options)
+    assert status == 0, err
+    axes = (1, 2) if channel_axis == 3 else (-2, -1)
+    expected = gh.equalize_hist(images, axes=axes, channel_axis=channel_axis, luminance=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)
+
+
+def test_luminance_of_a_folder_of_colour_images(tmp_path, capsys):
+    image_module = pytest.importorskip("PIL.Image")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, image in enumerate(RGB):
+        image_module.fromarray(image).save(folder / f"photo{i}.png")
+    status, _, err = _run(capsys, "equalize", folder, "-o", tmp_path / "out.npy", "--luminance")
+    assert status == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), gh.equalize_hist(
+        RGB, axes=(1, 2), channel_axis=3, luminance=True))
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--luminance"], r"--luminance needs the RGB axis of the input \(shape \(7, 2, 12, 10\)\)"),
+    (["--luminance", "--channel-axis", 4], r"--channel-axis 4 is out of range"),
+    (["--luminance", "--channel-axis", 1], r"needs 3 \(R, G, B\) channels along `channel_axis` 1, got 2"),
+    (["--channel-axis", 1], r"--channel-axis goes with --luminance"),
+])
+def test_luminance_without_an_rgb_axis_fails_in_one_line(tmp_path, capsys, options, message):
+    np.save(tmp_path / "in.npy", STACK)
+    status, _, err = _run(capsys, "equalize", tmp_path / "in.npy", "-o", tmp_path / "out.npy",
+                          *options)
+    assert status == 1 and err.count("\n") == 1
+    assert re.search(message, err), err
+    assert not (tmp_path / "out.npy").exists() and _leftovers(tmp_path) == []
 
 
 def test_truncated_input_fails_in_one_line_without_output(tmp_path, capsys):
