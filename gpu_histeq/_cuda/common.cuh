@@ -46,6 +46,28 @@ __device__ void gpu_histeq_for_pixels(const T* plane, const bool* mask, long lon
     for (long long i = packed + first; i < n; i += stride) visit(plane[i], mask ? mask[i] : true);
 }
 
+// Where a block's threads count: their warp's histogram among `privates` (GPU_HISTEQ_WARPS x
+// nbins in dynamic shared memory, cleared here) when `private_bins`, else `hist` itself.
+__device__ unsigned* gpu_histeq_count_target(unsigned* privates, unsigned* hist, int nbins,
+                                             int private_bins) {
+    if (!private_bins) return hist;
+    for (int i = threadIdx.x; i < GPU_HISTEQ_WARPS * nbins; i += GPU_HISTEQ_THREADS) privates[i] = 0;
+    __syncthreads();
+    return privates + (threadIdx.x / 32) * nbins;
+}
+
+// Adds the warps' private histograms into `hist` (one global atomic per non-zero bin).
+__device__ void gpu_histeq_flush_private(const unsigned* privates, unsigned* hist, int nbins,
+                                         int private_bins) {
+    if (!private_bins) return;
+    __syncthreads();
+    for (int bin = threadIdx.x; bin < nbins; bin += GPU_HISTEQ_THREADS) {
+        unsigned count = 0;
+        for (int w = 0; w < GPU_HISTEQ_WARPS; ++w) count += privates[w * nbins + bin];
+        if (count) atomicAdd(&hist[bin], count);
+    }
+}
+
 // out[i] = map(plane[i]) for the same pixels, packed loads and stores when `aligned`.
 template <typename T, typename OutT, typename Map>
 __device__ void gpu_histeq_map_pixels(const T* plane, OutT* out, long long n, bool aligned,

@@ -103,13 +103,7 @@ gpu_histeq_level_histogram(const T* planes, const bool* masks, long long n, int 
     const long long p = blockIdx.x;
     const long long shift = low ? low[p] : 0;
     unsigned* hist = hists + p * nbins;
-    unsigned* target = hist;
-    if (private_bins) {
-        for (int i = threadIdx.x; i < GPU_HISTEQ_WARPS * nbins; i += GPU_HISTEQ_THREADS)
-            gpu_histeq_private_hists[i] = 0;
-        __syncthreads();
-        target = gpu_histeq_private_hists + (threadIdx.x / 32) * nbins;
-    }
+    unsigned* target = gpu_histeq_count_target(gpu_histeq_private_hists, hist, nbins, private_bins);
     gpu_histeq_for_pixels(planes + p * n, masks ? masks + p * n : nullptr, n, aligned,
                           blockIdx.y * GPU_HISTEQ_THREADS + threadIdx.x, gridDim.y * GPU_HISTEQ_THREADS,
                           [&](T v, bool selected) {
@@ -118,14 +112,7 @@ gpu_histeq_level_histogram(const T* planes, const bool* masks, long long n, int 
                               bin = bin < 0 ? 0 : (bin >= nbins ? nbins - 1 : bin);
                               atomicAdd(&target[bin], 1u);
                           });
-    if (private_bins) {
-        __syncthreads();
-        for (int bin = threadIdx.x; bin < nbins; bin += GPU_HISTEQ_THREADS) {
-            unsigned count = 0;
-            for (int w = 0; w < GPU_HISTEQ_WARPS; ++w) count += gpu_histeq_private_hists[w * nbins + bin];
-            if (count) atomicAdd(&hist[bin], count);
-        }
-    }
+    gpu_histeq_flush_private(gpu_histeq_private_hists, hist, nbins, private_bins);
 }
 
 // Tables of many planes from their level counts, one block per plane. Per level: one count

@@ -107,6 +107,26 @@ __device__ void gpu_histeq_interp_table(const unsigned* hist, const gpu_histeq_r
     __syncthreads();
 }
 
+// The block's minimum and maximum of the selected pixels among first, first + stride, ... of
+// one plane, and 1 in *bad when any of them (selected or not) is NaN or infinite; every thread
+// of the block gets the block's result.
+template <typename T>
+__device__ void gpu_histeq_block_range(const T* plane, const bool* mask, long long n, bool aligned,
+                                       long long first, long long stride, T* low, T* high, int* bad) {
+    T lo = gpu_histeq_infinity(T()), hi = -gpu_histeq_infinity(T());
+    int nonfinite = 0;
+    gpu_histeq_for_pixels(plane, mask, n, aligned, first, stride, [&](T v, bool selected) {
+        nonfinite |= !isfinite(v);
+        if (selected) {
+            lo = gpu_histeq_fmin(lo, v);
+            hi = gpu_histeq_fmax(hi, v);
+        }
+    });
+    *low = gpu_histeq_block_reduce(lo, gpu_histeq_fmin_op());
+    *high = gpu_histeq_block_reduce(hi, gpu_histeq_fmax_op());
+    *bad = gpu_histeq_block_reduce(nonfinite, gpu_histeq_max_op());
+}
+
 // Per-plane minimum and maximum of the selected pixels and a flag for any NaN or infinity,
 // grid (planes, blocks per plane); low / high start at +inf / -inf. Per pixel: two comparisons
 // and a finiteness test; traffic sizeof(T) bytes read (+1 mask byte); two atomics per block.
@@ -115,20 +135,11 @@ __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
 gpu_histeq_minmax(const T* planes, const bool* masks, long long n, int aligned, T* low, T* high,
                   int* nonfinite) {
     const long long p = blockIdx.x;
-    T lo = gpu_histeq_infinity(T()), hi = -gpu_histeq_infinity(T());
-    int bad = 0;
-    gpu_histeq_for_pixels(planes + p * n, masks ? masks + p * n : nullptr, n, aligned,
-                          blockIdx.y * GPU_HISTEQ_THREADS + threadIdx.x, gridDim.y * GPU_HISTEQ_THREADS,
-                          [&](T v, bool selected) {
-                              bad |= !isfinite(v);
-                              if (selected) {
-                                  lo = gpu_histeq_fmin(lo, v);
-                                  hi = gpu_histeq_fmax(hi, v);
-                              }
-                          });
-    lo = gpu_histeq_block_reduce(lo, gpu_histeq_fmin_op());
-    hi = gpu_histeq_block_reduce(hi, gpu_histeq_fmax_op());
-    bad = gpu_histeq_block_reduce(bad, gpu_histeq_max_op());
+    T lo, hi;
+    int bad;
+    gpu_histeq_block_range(planes + p * n, masks ? masks + p * n : nullptr, n, aligned,
+                           blockIdx.y * GPU_HISTEQ_THREADS + threadIdx.x,
+                           gridDim.y * GPU_HISTEQ_THREADS, &lo, &hi, &bad);
     if (threadIdx.x == 0) {
         gpu_histeq_atomic_min(low + p, lo);
         gpu_histeq_atomic_max(high + p, hi);
@@ -149,24 +160,11 @@ gpu_histeq_uniform_histogram(const T* planes, const bool* masks, long long n, in
     const long long p = blockIdx.x;
     const gpu_histeq_range<T> range(low[p], high[p], widen);
     unsigned* hist = hists + p * nbins;
-    unsigned* target = hist;
-    if (private_bins) {
-        for (int i = threadIdx.x; i < GPU_HISTEQ_WARPS * nbins; i += GPU_HISTEQ_THREADS)
-            gpu_histeq_private_hists[i] = 0;
-        __syncthreads();
-        target = gpu_histeq_private_hists + (threadIdx.x / 32) * nbins;
-    }
+    unsigned* target = gpu_histeq_count_target(gpu_histeq_private_hists, hist, nbins, private_bins);
     gpu_histeq_for_pixels(planes + p * n, masks ? masks + p * n : nullptr, n, aligned,
                           blockIdx.y * GPU_HISTEQ_THREADS + threadIdx.x, gridDim.y * GPU_HISTEQ_THREADS,
                           [&](T v, bool selected) { if (selected) atomicAdd(&target[range.bin(v, nbins)], 1u); });
-    if (private_bins) {
-        __syncthreads();
-        for (int bin = threadIdx.x; bin < nbins; bin += GPU_HISTEQ_THREADS) {
-            unsigned count = 0;
-            for (int w = 0; w < GPU_HISTEQ_WARPS; ++w) count += gpu_histeq_private_hists[w * nbins + bin];
-            if (count) atomicAdd(&hist[bin], count);
-        }
-    }
+    gpu_histeq_flush_private(gpu_histeq_private_hists, hist, nbins, private_bins);
 }
 
 // Interpolation tables of many planes, one block per plane. Per bin: one count read and three
@@ -233,19 +231,9 @@ gpu_histeq_equalize_small_float(const T* planes, const bool* masks, long long n,
         gpu_histeq_copy_plane(plane, cached, n);
         plane = cached;
     }
-    T lo = gpu_histeq_infinity(T()), hi = -gpu_histeq_infinity(T());
-    int bad = 0;
-    gpu_histeq_for_pixels(plane, mask, n, aligned, threadIdx.x, GPU_HISTEQ_THREADS,
-                          [&](T v, bool selected) {
-                              bad |= !isfinite(v);
-                              if (selected) {
-                                  lo = gpu_histeq_fmin(lo, v);
-                                  hi = gpu_histeq_fmax(hi, v);
-                              }
-                          });
-    lo = gpu_histeq_block_reduce(lo, gpu_histeq_fmin_op());
-    hi = gpu_histeq_block_reduce(hi, gpu_histeq_fmax_op());
-    bad = gpu_histeq_block_reduce(bad, gpu_histeq_max_op());
+    T lo, hi;
+    int bad;
+    gpu_histeq_block_range(plane, mask, n, aligned, threadIdx.x, GPU_HISTEQ_THREADS, &lo, &hi, &bad);
     if (threadIdx.x == 0 && bad) atomicOr(nonfinite, 1);
     const gpu_histeq_range<T> range(lo, hi, true);
     gpu_histeq_for_pixels(plane, mask, n, aligned, threadIdx.x, GPU_HISTEQ_THREADS,
