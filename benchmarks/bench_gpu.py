@@ -34,6 +34,7 @@ from cupyx.profiler import benchmark  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gpu_histeq import _cuda, equalize_hist  # noqa: E402
+from render_gpu_table import PEERS as IMPLEMENTATIONS, table  # noqa: E402  (benchmarks/)
 
 #: name, shape, dtype: the cases of issue 3.
 CASES = [
@@ -43,7 +44,6 @@ CASES = [
     ("u16", (64, 2048, 2048), np.uint16),
     ("float32", (1800, 1, 96, 96), np.float32),
 ]
-IMPLEMENTATIONS = ("gpu_histeq", "gpu_histeq_portable", "torchvision", "kornia", "cucim", "cvcuda")
 
 
 def make_batch(shape, dtype, seed=0):
@@ -227,18 +227,9 @@ def run_case(name, shape, dtype, bandwidth, budget_s, implementations):
 
 
 def markdown(results):
-    """The results as a Markdown table: median ms per implementation and the floor."""
-    lines = [f"GPU: {results['device']} (driver {results['driver']}, CuPy {results['cupy']}); "
-             f"copy bandwidth {results['bandwidth_gbps']:.0f} GB/s. Median ms (CUDA events); "
-             "floor = input read once + output written once at the copy bandwidth.", "",
-             "| case | shape | dtype | floor | " + " | ".join(IMPLEMENTATIONS) + " | fused / floor |",
-             "|---|---|---|---|" + "---|" * len(IMPLEMENTATIONS) + "---|"]
-    for case in results["cases"]:
-        times = case["timings_ms"]
-        cells = [f"{times[i]:.3f}" if i in times else "n/a" for i in IMPLEMENTATIONS]
-        ratio = f"{times['gpu_histeq'] / case['floor_ms']:.1f}x" if "gpu_histeq" in times else "n/a"
-        lines.append(f"| {case['case']} | {'x'.join(map(str, case['shape']))} | {case['dtype']} | "
-                     f"{case['floor_ms']:.3f} | " + " | ".join(cells) + f" | {ratio} |")
+    """The results as Markdown: the README's table (median ms per implementation and the floor:
+    input read once + output written once at the copy bandwidth), bit-exactness, what did not run."""
+    lines = [table(results).rstrip("\n")]
     lines += ["", "Bit-exactness against gpu_histeq (portable path as reference):", ""]
     for case in results["cases"]:
         for impl, verdict in case["matches"].items():
