@@ -9,7 +9,8 @@ index array never exceeds ``CHUNK_PIXELS`` elements and a block's histograms nev
 
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -92,16 +93,44 @@ def _threads():
     return int(os.environ.get("GPU_HISTEQ_NUM_THREADS", available))
 
 
+def _executor(workers):
+    """The process's thread pool of `workers` threads, created on first use and kept: starting
+    threads on every call costs milliseconds. A forked child or another thread count gets a new
+    pool (the threads of the old one end when it is dropped)."""
+    key = (os.getpid(), workers)
+    with _EXECUTOR_LOCK:
+        if key not in _EXECUTORS:
+            _EXECUTORS.clear()
+            _EXECUTORS[key] = ThreadPoolExecutor(workers, thread_name_prefix="gpu_histeq")
+        return _EXECUTORS[key]
+
+
+_EXECUTORS = {}
+_EXECUTOR_LOCK = threading.Lock()
+_WORKER = threading.local()  # .busy is True inside a pool thread: nested calls run serially
+
+
 def map_blocks(xp, fn, block_list):
     """Apply `fn` to every block; on the CPU blocks run on a thread pool (NumPy releases the GIL).
 
-    On the GPU the blocks are queued on the current stream in order: the device runs them.
+    On the GPU the blocks are queued on the current stream in order: the device runs them. Every
+    block has finished when this returns, also when one raised (its exception is re-raised).
     """
-    workers = min(_threads(), len(block_list))
-    if is_cupy(xp) or workers <= 1:
+    threads = _threads()
+    if is_cupy(xp) or min(threads, len(block_list)) <= 1 or getattr(_WORKER, "busy", False):
         return [fn(block) for block in block_list]
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(fn, block_list))
+
+    def run(block):
+        _WORKER.busy = True
+        try:
+            return fn(block)
+        finally:
+            _WORKER.busy = False
+
+    pool = _executor(threads)
+    futures = [pool.submit(run, block) for block in block_list]
+    wait(futures)
+    return [future.result() for future in futures]
 
 
 def plane_offsets(xp, nplanes, nbins):

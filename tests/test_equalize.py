@@ -310,6 +310,47 @@ def test_many_threads_and_one_thread_agree(engine, monkeypatch):
     np.testing.assert_array_equal(equalize_hist(images), single)
 
 
+def test_thread_pool_finishes_every_block_and_reraises(monkeypatch):
+    """map_blocks keeps one pool: a failing block is re-raised only after every other block ran,
+    and a block that calls map_blocks again runs its inner blocks in its own thread."""
+    monkeypatch.setenv("GPU_HISTEQ_NUM_THREADS", "2")
+    done = []
+
+    def block(index):
+        if index == 3:
+            raise ValueError("block 3")
+        inner = _planes.map_blocks(np, lambda j: j * 10, [0, 1, 2])
+        done.append(index)
+        return inner
+
+    with pytest.raises(ValueError, match="block 3"):
+        _planes.map_blocks(np, block, list(range(8)))
+    assert sorted(done) == [0, 1, 2, 4, 5, 6, 7]
+    assert _planes.map_blocks(np, block, [0, 1]) == [[0, 10, 20]] * 2
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_thread_pool_works_in_a_forked_child(monkeypatch):
+    import os
+    import signal
+    import warnings
+    monkeypatch.setenv("GPU_HISTEQ_NUM_THREADS", "2")
+    monkeypatch.setattr(_planes, "CHUNK_PIXELS", 20 * 20 * 8)  # 8 blocks
+    images = np.random.default_rng(15).random((64, 20, 20)).astype(np.float32)
+    expected = equalize_hist(images)  # the parent's pool exists now
+    with warnings.catch_warnings():  # Python 3.12+ warns that forking a threaded process may hang
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # child: the parent's pool has no threads here and would hang (SIGALRM ends it)
+        try:
+            signal.alarm(20)
+            os._exit(0 if np.array_equal(equalize_hist(images), expected) else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def test_compiled_and_portable_paths_agree_bit_for_bit(monkeypatch):
     if not _cpu.AVAILABLE:
         pytest.skip("the compiled extension gpu_histeq._levels is not built")
