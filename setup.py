@@ -7,7 +7,7 @@ setup(
         Extension(
             "gpu_histeq._levels",
             ["gpu_histeq/_levels.c", "gpu_histeq/_clahe.c"],
-            extra_compile_args=["-O3", "-ffp-contract=off"],
+            extra_compile_args=["-O3", "-ffp-contract=off", "-fno-trapping-math"],
             optional=True,
         )
     ]

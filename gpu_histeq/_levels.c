@@ -23,7 +23,32 @@
 #define GPU_HISTEQ_EXPORT __attribute__((visibility("default")))
 #endif
 
-/* Four interleaved sub-histograms so that runs of equal values do not serialise on one counter. */
+/* Add every value (or every selected one) of values[0, n) to four interleaved sub-histograms
+ * sub0..sub3 (each `stride` counters apart), so that runs of equal values do not serialise on
+ * one counter. */
+#define GPU_HISTEQ_COUNT4(values, s, n, sub0, stride)                                           \
+    do {                                                                                       \
+        uint32_t *sub1_ = (sub0) + (stride), *sub2_ = sub1_ + (stride), *sub3_ = sub2_ + (stride); \
+        int64_t i_ = 0;                                                                        \
+        if ((s) == NULL) {                                                                     \
+            for (; i_ + 4 <= (n); i_ += 4) {                                                   \
+                ++(sub0)[(values)[i_]];                                                        \
+                ++sub1_[(values)[i_ + 1]];                                                     \
+                ++sub2_[(values)[i_ + 2]];                                                     \
+                ++sub3_[(values)[i_ + 3]];                                                     \
+            }                                                                                  \
+            for (; i_ < (n); ++i_) ++(sub0)[(values)[i_]];                                     \
+        } else {                                                                               \
+            for (; i_ + 4 <= (n); i_ += 4) {                                                   \
+                (sub0)[(values)[i_]] += (s)[i_] != 0;                                          \
+                sub1_[(values)[i_ + 1]] += (s)[i_ + 1] != 0;                                   \
+                sub2_[(values)[i_ + 2]] += (s)[i_ + 2] != 0;                                   \
+                sub3_[(values)[i_ + 3]] += (s)[i_ + 3] != 0;                                   \
+            }                                                                                  \
+            for (; i_ < (n); ++i_) (sub0)[(values)[i_]] += (s)[i_] != 0;                       \
+        }                                                                                      \
+    } while (0)
+
 GPU_HISTEQ_EXPORT int gpu_histeq_count_u8(const uint8_t *values, const uint8_t *selected,
                                           int64_t nplanes, int64_t npixels, int64_t *counts)
 {
@@ -32,24 +57,7 @@ GPU_HISTEQ_EXPORT int gpu_histeq_count_u8(const uint8_t *values, const uint8_t *
         const uint8_t *v = values + p * npixels;
         const uint8_t *s = selected ? selected + p * npixels : NULL;
         memset(sub, 0, sizeof(sub));
-        int64_t i = 0;
-        if (s == NULL) {
-            for (; i + 4 <= npixels; i += 4) {
-                ++sub[0][v[i]];
-                ++sub[1][v[i + 1]];
-                ++sub[2][v[i + 2]];
-                ++sub[3][v[i + 3]];
-            }
-            for (; i < npixels; ++i) ++sub[0][v[i]];
-        } else {
-            for (; i + 4 <= npixels; i += 4) {
-                sub[0][v[i]] += s[i] != 0;
-                sub[1][v[i + 1]] += s[i + 1] != 0;
-                sub[2][v[i + 2]] += s[i + 2] != 0;
-                sub[3][v[i + 3]] += s[i + 3] != 0;
-            }
-            for (; i < npixels; ++i) sub[0][v[i]] += s[i] != 0;
-        }
+        GPU_HISTEQ_COUNT4(v, s, npixels, sub[0], 256);
         int64_t *c = counts + p * 256;
         for (int k = 0; k < 256; ++k) c[k] += (int64_t)sub[0][k] + sub[1][k] + sub[2][k] + sub[3][k];
     }
@@ -94,28 +102,67 @@ GPU_HISTEQ_REMAP(uint16_t, u16, 65536)
  * range: the plane's minimum and maximum over its selected pixels; 0 when a pixel (selected or
  *      not) is NaN or infinite.
  * edges: numpy.linspace(first, last, nbins + 1) in the images' type (an empty range widened by
- *      0.5 on each side), as histogram.UniformBinning builds them; 0 when two edges repeat
- *      (numpy.histogram refuses those bins too).
- * bin: each pixel's bin k and its numpy.interp segment j (k - 1 left of the bin's center, else
- *      k). The scaled offset s = (x - first) * (nbins / width), in the images' type, clamped to
- *      [0, nbins - 1], gives both: k = floor(s) and left = frac(s) < 1/2. Where frac(s) lies
- *      within the tolerance of 0 or 1 (twice of 1/2) the rounding of s, of the edges and of the
- *      centers may disagree with them, and the edges and centers decide (a tolerance of 0.5 or
- *      more checks every pixel). Values outside a mask's range land in the end bins. The first
- *      loop vectorises: it writes each pixel's guessed bin, marked when it needs the check, and
- *      its segment; the second checks the marked ones (rewriting their segment) and counts each
- *      selected pixel into four interleaved sub-histograms (so runs of equal bins do not
- *      serialise on one counter). One store per pixel in that scalar loop, the count's.
+ *      0.5 on each side), as histogram.UniformBinning builds them: e[k] = k * step + first for
+ *      k < nbins, e[nbins] = last; 0 when two edges repeat (numpy.histogram refuses those bins).
+ * bin: each pixel's bin k (e[k] <= x < e[k + 1], the last bin closed) and its numpy.interp
+ *      segment j (k - 1 left of the bin's center c[k] = (e[k] + e[k + 1]) / 2, else k). The
+ *      scaled offset s = (x - first) * (nbins / width), in the images' type and clamped to
+ *      [0, nbins - 1], is within the tolerance of the exact position, so its floor k is off by
+ *      at most one bin, only next to an edge. The exact loop recomputes e[k] and e[k + 1] as
+ *      linspace does and compares: k - (x < e[k]) + (x >= e[k + 1]) is the bin, and
+ *      k - (x < c[k]) the segment (next to an edge both answers give the same segment). No
+ *      branch and no table, so it vectorises (setup.py compiles with -fno-trapping-math, which
+ *      lets the compiler turn its selects into vector blends). Where the tolerance reaches a
+ *      quarter of a bin (a range narrow for its magnitude) or the edges do not follow the
+ *      formula, the checked loop looks up every pixel's edges and center in the tables instead.
+ *      Values outside a mask's range land in the end bins. The count then adds each selected
+ *      pixel to four interleaved sub-histograms (runs of equal bins do not serialise on one
+ *      counter).
  * interp: numpy.interp in double, slope[j] * (x - centers[j]) + cdf[j], j = -1 below the first
  *      center (slope 0, the first value) and slope 0 on the last segment.
  * equalize: all of the above plane by plane, with the tables built exactly as equalize.py
  *      builds them (cdf = cumsum / total in double, cast to the images' type; centers =
  *      (left + right) / 2 in the images' type; numpy.interp's slopes in double). A plane is read
- *      from memory once: its pixels, segments and tables stay in L1/L2 from the range to the
- *      remap. Traffic per pixel: 4 or 8 bytes read, 4 or 8 written. */
-#define GPU_HISTEQ_CHECK (1 << 30)
-#define GPU_HISTEQ_LANES 8 /* independent minima and maxima, so that the range vectorises */
+ *      from memory once: its pixels, bins, segments and tables stay in L1/L2 from the range to
+ *      the remap. Traffic per pixel: 4 or 8 bytes read, 4 or 8 written. */
+#define GPU_HISTEQ_LANES 8 /* independent minima and maxima per masked range */
 enum { GPU_HISTEQ_OK = 0, GPU_HISTEQ_NOT_FINITE = 1, GPU_HISTEQ_REPEATED_EDGES = 2 };
+
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+/* Unmasked range of the first `whole` pixels (a multiple of 4 / 2 lanes twice over) with two
+ * accumulators per statistic, kept in registers; reduced into lo[], hi[], bad[] (one lane
+ * each). bad sums x - x: 0 for finite pixels, NaN once one is NaN or infinite. (Written with
+ * intrinsics: compilers keep the generic version's lanes in memory.) */
+#define GPU_HISTEQ_RANGE_SSE2(T, NAME, V, SUFFIX, WIDTH, LARGEST)                               \
+    static void range_vector_##NAME(const T *v, int64_t whole, T *lo, T *hi, T *bad)           \
+    {                                                                                          \
+        V lo0 = _mm_set1_##SUFFIX(LARGEST), lo1 = lo0, hi0 = _mm_set1_##SUFFIX(-(LARGEST));    \
+        V hi1 = hi0, bad0 = _mm_setzero_##SUFFIX(), bad1 = bad0;                               \
+        for (int64_t i = 0; i < whole; i += 2 * (WIDTH)) {                                     \
+            const V a = _mm_loadu_##SUFFIX(v + i), b = _mm_loadu_##SUFFIX(v + i + (WIDTH));    \
+            lo0 = _mm_min_##SUFFIX(lo0, a);                                                    \
+            lo1 = _mm_min_##SUFFIX(lo1, b);                                                    \
+            hi0 = _mm_max_##SUFFIX(hi0, a);                                                    \
+            hi1 = _mm_max_##SUFFIX(hi1, b);                                                    \
+            bad0 = _mm_add_##SUFFIX(bad0, _mm_sub_##SUFFIX(a, a));                             \
+            bad1 = _mm_add_##SUFFIX(bad1, _mm_sub_##SUFFIX(b, b));                             \
+        }                                                                                      \
+        _mm_storeu_##SUFFIX(lo, _mm_min_##SUFFIX(lo0, lo1));                                   \
+        _mm_storeu_##SUFFIX(hi, _mm_max_##SUFFIX(hi0, hi1));                                   \
+        _mm_storeu_##SUFFIX(bad, _mm_add_##SUFFIX(bad0, bad1));                                \
+    }
+GPU_HISTEQ_RANGE_SSE2(float, f32, __m128, ps, 4, FLT_MAX)
+GPU_HISTEQ_RANGE_SSE2(double, f64, __m128d, pd, 2, DBL_MAX)
+
+#define GPU_HISTEQ_VECTOR_RANGE 1
+#else
+#define GPU_HISTEQ_VECTOR_RANGE 0
+#define GPU_HISTEQ_NO_RANGE_VECTOR(T, NAME)                                                    \
+    static void range_vector_##NAME(const T *v, int64_t whole, T *lo, T *hi, T *bad) {}
+GPU_HISTEQ_NO_RANGE_VECTOR(float, f32)
+GPU_HISTEQ_NO_RANGE_VECTOR(double, f64)
+#endif
 
 /* numpy.interp's segments of one plane: centers[j], slopes[j], cdf[j] for j in [-1, nbins). The
  * segment -1 (below the first center) has slope 0 and the first value, so that the remap needs
@@ -186,7 +233,12 @@ static void interp_tables(const int64_t *counts, int64_t nbins, int cdf_is_float
             bad[l] = (T)0;                                                                     \
         }                                                                                      \
         const int64_t whole = npixels - npixels % GPU_HISTEQ_LANES;                            \
-        for (int64_t i = 0; i < whole; i += GPU_HISTEQ_LANES) {                                \
+        int64_t i = 0;                                                                         \
+        if (GPU_HISTEQ_VECTOR_RANGE && s == NULL) {                                            \
+            range_vector_##NAME(v, whole, lo, hi, bad);                                        \
+            i = whole;                                                                         \
+        }                                                                                      \
+        for (; i < whole; i += GPU_HISTEQ_LANES) {                                             \
             for (int l = 0; l < GPU_HISTEQ_LANES; ++l) {                                       \
                 const T x = v[i + l], keep = s == NULL || s[i + l];                            \
                 const T x_low = keep ? x : LARGEST, x_high = keep ? x : -LARGEST;              \
@@ -195,7 +247,7 @@ static void interp_tables(const int64_t *counts, int64_t nbins, int cdf_is_float
                 hi[l] = x_high > hi[l] ? x_high : hi[l];                                       \
             }                                                                                  \
         }                                                                                      \
-        for (int64_t i = whole; i < npixels; ++i) {                                            \
+        for (; i < npixels; ++i) {                                                             \
             bad[0] += v[i] - v[i];                                                             \
             if (s != NULL && !s[i]) continue;                                                  \
             lo[0] = v[i] < lo[0] ? v[i] : lo[0];                                               \
@@ -233,38 +285,48 @@ static void interp_tables(const int64_t *counts, int64_t nbins, int cdf_is_float
             if (wide) wide[k] = (double)centers[k];                                            \
         }                                                                                      \
     }                                                                                          \
-    /* Segments of one plane into `segments`; counts of its selected pixels added to `sub`.    \
-     * `bins` (npixels words) holds each pixel's first guess at its bin, with CHECK set when   \
-     * it lies near an edge or a center. */                                                    \
+    /* True when e[k] = k * step + first for every k < nbins (linspace's formula). */         \
+    static int follows_formula_##NAME(const T *e, int64_t nbins, T first, T step)              \
+    {                                                                                          \
+        for (int64_t k = 0; k < nbins; ++k)                                                    \
+            if (e[k] != (T)k * step + first) return 0;                                         \
+        return 1;                                                                              \
+    }                                                                                          \
+    /* Bins and segments of one plane into `bins` and `segments` (npixels words each); counts  \
+     * of its selected pixels added to `sub`. */                                               \
     static void bin_plane_##NAME(const T *v, const uint8_t *s, int64_t npixels, T first,       \
         T width, const T *e, const T *centers, int64_t nbins, int32_t *bins, int32_t *segments, \
         uint32_t *sub)                                                                         \
     {                                                                                          \
-        const T near = (T)tolerance(EPSILON / 2, first, width, nbins), far = (T)1 - near;      \
-        const T last_bin = (T)(nbins - 1), scale = (T)nbins / width;                           \
-        const T half = (T)0.5, near_half = near + near;                                        \
-        for (int64_t i = 0; i < npixels; ++i) {                                                \
-            T scaled = (v[i] - first) * scale;                                                 \
-            scaled = scaled > (T)0 ? scaled : (T)0;                                            \
-            scaled = scaled < last_bin ? scaled : last_bin;                                    \
-            const int32_t k = (int32_t)scaled;                                                 \
-            const T fraction = scaled - (T)k, off_center = fraction - half;                    \
-            const int32_t check = (fraction < near) | (fraction > far)                         \
-                                  | ((off_center < near_half) & (off_center > -near_half));    \
-            bins[i] = k | check * GPU_HISTEQ_CHECK;                                            \
-            segments[i] = k - (fraction < half);                                               \
-        }                                                                                      \
-        for (int64_t i = 0; i < npixels; ++i) {                                                \
-            int32_t k = bins[i];                                                               \
-            if (k & GPU_HISTEQ_CHECK) {                                                        \
-                k &= ~GPU_HISTEQ_CHECK;                                                        \
+        const T near = (T)tolerance(EPSILON / 2, first, width, nbins);                         \
+        const T last_bin = (T)(nbins - 1), scale = (T)nbins / width, step = width / (T)nbins;  \
+        const T last = e[nbins];                                                               \
+        const int32_t top = (int32_t)(nbins - 1);                                              \
+        if (near < (T)0.25 && follows_formula_##NAME(e, nbins, first, step)) {                 \
+            for (int64_t i = 0; i < npixels; ++i) {                                            \
+                const T x = v[i] > first ? v[i] : first;                                       \
+                T scaled = (x - first) * scale;                                                \
+                scaled = scaled < last_bin ? scaled : last_bin;                                \
+                const int32_t k = (int32_t)scaled;                                             \
+                const T left = (T)k * step + first;                                            \
+                const T right = k == top ? last : (T)(k + 1) * step + first;                   \
+                bins[i] = k - (x < left) + ((k != top) & (x >= right));                        \
+                segments[i] = k - (x < (left + right) / (T)2);                                 \
+            }                                                                                  \
+        } else {                                                                               \
+            for (int64_t i = 0; i < npixels; ++i) {                                            \
+                T scaled = (v[i] - first) * scale;                                             \
+                scaled = scaled > (T)0 ? scaled : (T)0;                                        \
+                scaled = scaled < last_bin ? scaled : last_bin;                                \
+                int32_t k = (int32_t)scaled;                                                   \
                 k -= v[i] < e[k];                                                              \
                 k = k < 0 ? 0 : k;                                                             \
-                k += (k != nbins - 1) & (v[i] >= e[k + 1]);                                    \
+                k += (k != top) & (v[i] >= e[k + 1]);                                          \
+                bins[i] = k;                                                                   \
                 segments[i] = k - (v[i] < centers[k]);                                         \
             }                                                                                  \
-            sub[(i & 3) * nbins + k] += s == NULL || s[i];                                     \
         }                                                                                      \
+        GPU_HISTEQ_COUNT4(bins, s, npixels, sub, nbins);                                       \
     }                                                                                          \
     static void interp_plane_##NAME(const T *v, const int32_t *segments, int64_t npixels,      \
         gpu_histeq_interp_table t, T *o)                                                       \
