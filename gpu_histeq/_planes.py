@@ -10,7 +10,6 @@ index array never exceeds ``CHUNK_PIXELS`` elements and a block's histograms nev
 import math
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -93,44 +92,54 @@ def _threads():
     return int(os.environ.get("GPU_HISTEQ_NUM_THREADS", available))
 
 
-def _executor(workers):
-    """The process's thread pool of `workers` threads, created on first use and kept: starting
-    threads on every call costs milliseconds. A forked child or another thread count gets a new
-    pool (the threads of the old one end when it is dropped)."""
-    key = (os.getpid(), workers)
-    with _EXECUTOR_LOCK:
-        if key not in _EXECUTORS:
-            _EXECUTORS.clear()
-            _EXECUTORS[key] = ThreadPoolExecutor(workers, thread_name_prefix="gpu_histeq")
-        return _EXECUTORS[key]
-
-
-_EXECUTORS = {}
-_EXECUTOR_LOCK = threading.Lock()
-_WORKER = threading.local()  # .busy is True inside a pool thread: nested calls run serially
+_WORKER = threading.local()  # .busy is True while a thread runs blocks: nested calls run serially
 
 
 def map_blocks(xp, fn, block_list):
-    """Apply `fn` to every block; on the CPU blocks run on a thread pool (NumPy releases the GIL).
+    """Apply `fn` to every block and return the results in block order.
 
-    On the GPU the blocks are queued on the current stream in order: the device runs them. Every
-    block has finished when this returns, also when one raised (its exception is re-raised).
+    On the GPU the blocks are queued on the current stream in order: the device runs them. On
+    the CPU (NumPy and the compiled path release the GIL) the calling thread and up to
+    ``threads - 1`` helper threads started for this call take the next block until none is
+    left. Fresh threads, not a kept pool: the scheduler places a new thread on an idle core,
+    while the threads of a pool woken after a pause often queue on one core. If a block
+    raises, no new block starts, the running ones finish, and the first error is re-raised: no
+    thread touches the arrays after this returns.
     """
-    threads = _threads()
-    if is_cupy(xp) or min(threads, len(block_list)) <= 1 or getattr(_WORKER, "busy", False):
+    threads = min(_threads(), len(block_list))
+    if is_cupy(xp) or threads <= 1 or getattr(_WORKER, "busy", False):
         return [fn(block) for block in block_list]
+    results = [None] * len(block_list)
+    errors = []
+    indices = iter(range(len(block_list)))  # next() on it is atomic under the GIL
 
-    def run(block):
+    def work():
         _WORKER.busy = True
         try:
-            return fn(block)
+            for index in indices:
+                if errors:
+                    return
+                results[index] = fn(block_list[index])
+        except BaseException as error:  # re-raised by the calling thread
+            errors.append(error)
         finally:
             _WORKER.busy = False
 
-    pool = _executor(threads)
-    futures = [pool.submit(run, block) for block in block_list]
-    wait(futures)
-    return [future.result() for future in futures]
+    helpers = [threading.Thread(target=work, name="gpu_histeq", daemon=True)
+               for _ in range(threads - 1)]
+    for helper in helpers:
+        helper.start()
+    try:
+        work()
+        for helper in helpers:
+            helper.join()
+    except BaseException as error:  # interrupted while waiting: the helpers stop too
+        errors.append(error)
+        for helper in helpers:
+            helper.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def plane_offsets(xp, nplanes, nbins):

@@ -310,45 +310,33 @@ def test_many_threads_and_one_thread_agree(engine, monkeypatch):
     np.testing.assert_array_equal(equalize_hist(images), single)
 
 
-def test_thread_pool_finishes_every_block_and_reraises(monkeypatch):
-    """map_blocks keeps one pool: a failing block is re-raised only after every other block ran,
-    and a block that calls map_blocks again runs its inner blocks in its own thread."""
+def test_threads_stop_on_an_error_and_nest_serially(monkeypatch):
+    """map_blocks re-raises a block's error only once no block runs any more (none starts after
+    it), and a block that calls map_blocks again runs the inner blocks in its own thread."""
+    import threading
+    import time
     monkeypatch.setenv("GPU_HISTEQ_NUM_THREADS", "2")
-    done = []
+    running, started, lock = [0], [], threading.Lock()
 
     def block(index):
-        if index == 3:
-            raise ValueError("block 3")
-        inner = _planes.map_blocks(np, lambda j: j * 10, [0, 1, 2])
-        done.append(index)
-        return inner
+        with lock:
+            running[0] += 1
+            started.append(index)
+        try:
+            if index == 3:
+                raise ValueError("block 3")
+            time.sleep(0.01)
+            return _planes.map_blocks(np, lambda j: (j, threading.get_ident()), [0, 1, 2])
+        finally:
+            with lock:
+                running[0] -= 1
 
     with pytest.raises(ValueError, match="block 3"):
-        _planes.map_blocks(np, block, list(range(8)))
-    assert sorted(done) == [0, 1, 2, 4, 5, 6, 7]
-    assert _planes.map_blocks(np, block, [0, 1]) == [[0, 10, 20]] * 2
-
-
-@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
-def test_thread_pool_works_in_a_forked_child(monkeypatch):
-    import os
-    import signal
-    import warnings
-    monkeypatch.setenv("GPU_HISTEQ_NUM_THREADS", "2")
-    monkeypatch.setattr(_planes, "CHUNK_PIXELS", 20 * 20 * 8)  # 8 blocks
-    images = np.random.default_rng(15).random((64, 20, 20)).astype(np.float32)
-    expected = equalize_hist(images)  # the parent's pool exists now
-    with warnings.catch_warnings():  # Python 3.12+ warns that forking a threaded process may hang
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:  # child: the parent's pool has no threads here and would hang (SIGALRM ends it)
-        try:
-            signal.alarm(20)
-            os._exit(0 if np.array_equal(equalize_hist(images), expected) else 1)
-        finally:
-            os._exit(2)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+        _planes.map_blocks(np, block, list(range(40)))
+    assert running[0] == 0 and 3 in started and len(started) < 40
+    results = _planes.map_blocks(np, block, [0, 1, 2, 4])
+    assert [[j for j, _ in inner] for inner in results] == [[0, 1, 2]] * 4
+    assert all(len({thread for _, thread in inner}) == 1 for inner in results)
 
 
 def test_compiled_and_portable_paths_agree_bit_for_bit(monkeypatch):
