@@ -1,7 +1,7 @@
 """ctypes bindings of the optional compiled count/remap on the CPU (``_levels.c``, ``_clahe.c``).
 
-They cover uint8/uint16 planes binned by level, float32/float64 planes binned uniformly and
-OpenCV's CLAHE of uint8/uint16 planes, and compute exactly what the bincount path computes
+They cover uint8/uint16 planes binned by level, float32/float64 planes binned uniformly, the
+whole equalization of both plane by plane, and OpenCV's CLAHE of uint8/uint16 planes, and compute exactly what the bincount path computes
 (tests compare them bit for bit). ``AVAILABLE`` is False when the extension was not built (no C
 compiler at install time) or the environment variable ``GPU_HISTEQ_PORTABLE=1`` is set: the
 bincount path then does the work.
@@ -25,6 +25,8 @@ _SIGNATURES = {
     "interp_f64": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _POINTER],
     "equalize_f32": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER],
     "equalize_f64": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER],
+    "equalize_levels_u8": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER],
+    "equalize_levels_u16": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER],
     # _clahe.c
     "clahe_tables_u8": [_POINTER] + [_SIZE] * 7 + [_POINTER, _POINTER, _SIZE, ctypes.c_float,
                                                    _POINTER],
@@ -61,8 +63,11 @@ AVAILABLE = _FUNCTIONS is not None
 
 #: Most bins per floating plane on the compiled path: bin numbers stay exact in float32.
 MAX_FLOAT_BINS = 1 << 24
-#: What :func:`equalize_floats` reports besides success (0).
+#: What :func:`equalize` reports besides success (0).
 NOT_FINITE, REPEATED_EDGES = 1, 2
+#: The level tables the compiled equalize builds (``_levels.c``'s method codes).
+_LEVEL_METHODS = {(np.dtype(np.uint8), "opencv"): 0, (np.dtype(np.uint8), "pil"): 1,
+                  (np.dtype(np.uint16), "opencv"): 0}
 
 
 def covers(xp, binning, dtype):
@@ -74,10 +79,13 @@ def covers(xp, binning, dtype):
     return hasattr(binning, "edges") and binning.nbins <= MAX_FLOAT_BINS
 
 
-def equalizes_floats(xp, dtype, nbins):
-    """True when :func:`equalize_floats` handles `nbins` bins of `dtype` planes in module `xp`."""
-    return (AVAILABLE and xp is np and np.dtype(dtype) in (np.float32, np.float64)
-            and nbins <= MAX_FLOAT_BINS)
+def equalizes(xp, dtype, method, nbins):
+    """True when :func:`equalize` does `method` with `nbins` bins on `dtype` planes in `xp`."""
+    if not AVAILABLE or xp is not np:
+        return False
+    if method == "skimage":
+        return np.dtype(dtype) in (np.float32, np.float64) and nbins <= MAX_FLOAT_BINS
+    return (np.dtype(dtype), method) in _LEVEL_METHODS
 
 
 def _address(array):
@@ -122,24 +130,32 @@ def count(values, selected, binning, rows):
     return counts, _segments(values, selected, binning, rows, counts)
 
 
-def equalize_floats(values, selected, nbins, out):
-    """``skimage.exposure.equalize_hist`` of every row of the floating block `values` into `out`.
+def equalize(values, selected, method, nbins, out):
+    """Equalize every row of the C-contiguous block `values` into `out`, plane by plane.
 
-    The whole pipeline per plane (its range, :class:`UniformBinning`'s edges, the counts, the
-    tables of ``table_maker`` and the remap of :func:`remap`), so that each plane is read from
-    memory once and its segments and tables stay in the cache.
+    Floating planes (``"skimage"``): the range, :class:`UniformBinning`'s edges, the counts, the
+    tables of ``table_maker`` and the remap of :func:`remap`, each plane read from memory once
+    with its segments and tables in the cache. Level-indexed planes (``"opencv"``, ``"pil"``):
+    the counts, ``opencv_lut`` / ``pil_lut`` and the gather. Bit for bit what the bincount
+    path computes.
 
     Returns
     -------
     status : int
         0, or :data:`NOT_FINITE` (a NaN or infinity) or :data:`REPEATED_EDGES` (`nbins` too many
-        for a plane's range) for the plane where the block stopped.
+        for a plane's range) for the floating plane where the block stopped.
     """
-    failed = ctypes.c_int64(0)
     selected = None if selected is None else selected.view(np.uint8)
-    status = _FUNCTIONS["equalize_" + _SUFFIX[values.dtype]](
-        _address(values), _address(selected), *values.shape, nbins, _address(out),
-        ctypes.byref(failed))
+    suffix = _SUFFIX[values.dtype]
+    if method != "skimage":
+        status = _FUNCTIONS["equalize_levels_" + suffix](
+            _address(values), _address(selected), *values.shape,
+            _LEVEL_METHODS[values.dtype, method], _address(out))
+    else:
+        failed = ctypes.c_int64(0)
+        status = _FUNCTIONS["equalize_" + suffix](
+            _address(values), _address(selected), *values.shape, nbins, _address(out),
+            ctypes.byref(failed))
     if status < 0:
         raise MemoryError("no memory for the tables of a plane")
     return status

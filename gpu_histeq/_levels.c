@@ -96,6 +96,89 @@ GPU_HISTEQ_EXPORT int gpu_histeq_count_u16(const uint16_t *values, const uint8_t
 GPU_HISTEQ_REMAP(uint8_t, u8, 256)
 GPU_HISTEQ_REMAP(uint16_t, u16, 65536)
 
+/* The level tables of equalize.py, from one plane's counts (they agree bit for bit in tests).
+ * opencv: cv2.equalizeHist -- lut[v] = round_half_even(float(cum[v] - h[first]) * scale),
+ *      scale = float(L - 1) / float(total - h[first]), clipped to [0, L - 1]; `first` is the
+ *      lowest level present; a plane with one level (or none) is left unchanged.
+ * pil: PIL.ImageOps.equalize -- step = (total - h[last]) / 255 (integer division),
+ *      lut[v] = (step / 2 + cum[v - 1]) / step clipped to 255; a plane with one level, or
+ *      step 0, is left unchanged. */
+enum { GPU_HISTEQ_OPENCV = 0, GPU_HISTEQ_PIL = 1 };
+
+#define GPU_HISTEQ_LEVEL_TABLES(T, NAME, LEVELS)                                                \
+    static void opencv_table_##NAME(const int64_t *counts, T *lut)                             \
+    {                                                                                          \
+        const float top = (float)((LEVELS) - 1);                                               \
+        int64_t first = 0, total = 0;                                                          \
+        while (first < (LEVELS) - 1 && counts[first] == 0) ++first;                            \
+        for (int64_t k = 0; k < (LEVELS); ++k) total += counts[k];                             \
+        const int64_t spread = total - counts[first];                                          \
+        const float scale = top / (float)(spread > 0 ? spread : 1);                            \
+        int64_t cumulative = 0;                                                                \
+        for (int64_t k = 0; k < (LEVELS); ++k) {                                               \
+            cumulative += counts[k];                                                           \
+            float value = rintf((float)(cumulative - counts[first]) * scale);                  \
+            value = value < 0.0f ? 0.0f : value;                                               \
+            value = value > top ? top : value;                                                 \
+            lut[k] = spread == 0 ? (T)k : (T)value;                                            \
+        }                                                                                      \
+    }
+GPU_HISTEQ_LEVEL_TABLES(uint8_t, u8, 256)
+GPU_HISTEQ_LEVEL_TABLES(uint16_t, u16, 65536)
+
+static void pil_table(const int64_t *counts, uint8_t *lut)
+{
+    int64_t last = 255, total = 0, present = 0;
+    while (last > 0 && counts[last] == 0) --last;
+    for (int k = 0; k < 256; ++k) {
+        total += counts[k];
+        present += counts[k] > 0;
+    }
+    const int64_t step = (total - counts[last]) / 255;
+    int64_t below = 0;
+    for (int k = 0; k < 256; ++k) {
+        const int64_t value = (step / 2 + below) / (step > 0 ? step : 1);
+        lut[k] = present <= 1 || step == 0 ? (uint8_t)k : (uint8_t)(value < 255 ? value : 255);
+        below += counts[k];
+    }
+}
+
+/* Equalize a block of whole level-indexed planes into `out`, plane by plane: count, table,
+ * remap. A plane is read from memory twice (count, remap) and stays in the cache in between;
+ * no per-pixel index. uint8 counts into four interleaved sub-histograms, uint16 into one (its
+ * 65536 counters are cleared for every plane). Returns 0, or -1 without memory. */
+#define GPU_HISTEQ_EQUALIZE_LEVELS(T, NAME, LEVELS, SUBS)                                       \
+    GPU_HISTEQ_EXPORT int gpu_histeq_equalize_levels_##NAME(const T *values,                   \
+        const uint8_t *selected, int64_t nplanes, int64_t npixels, int64_t method, T *out)     \
+    {                                                                                          \
+        uint32_t *sub = malloc((SUBS) * (LEVELS) * sizeof(uint32_t));                          \
+        int64_t *counts = malloc((LEVELS) * sizeof(int64_t));                                  \
+        T *lut = malloc((LEVELS) * sizeof(T));                                                 \
+        const int status = -(sub == NULL || counts == NULL || lut == NULL);                    \
+        for (int64_t p = 0; p < nplanes && status == 0; ++p) {                                 \
+            const T *v = values + p * npixels;                                                 \
+            memset(sub, 0, (SUBS) * (LEVELS) * sizeof(uint32_t));                             \
+            GPU_HISTEQ_COUNT4(v, selected ? selected + p * npixels : NULL, npixels, sub,       \
+                              (SUBS) > 1 ? (LEVELS) : 0);                                      \
+            for (int64_t k = 0; k < (LEVELS); ++k) {                                           \
+                counts[k] = 0;                                                                 \
+                for (int64_t j = 0; j < (SUBS); ++j) counts[k] += sub[j * (LEVELS) + k];       \
+            }                                                                                  \
+            GPU_HISTEQ_LEVEL_TABLE_##NAME(method, counts, lut);                                \
+            T *o = out + p * npixels;                                                          \
+            for (int64_t i = 0; i < npixels; ++i) o[i] = lut[v[i]];                            \
+        }                                                                                      \
+        free(sub);                                                                             \
+        free(counts);                                                                          \
+        free(lut);                                                                             \
+        return status;                                                                         \
+    }
+#define GPU_HISTEQ_LEVEL_TABLE_u8(method, counts, lut)                                          \
+    ((method) == GPU_HISTEQ_PIL ? pil_table(counts, lut) : opencv_table_u8(counts, lut))
+#define GPU_HISTEQ_LEVEL_TABLE_u16(method, counts, lut) opencv_table_u16(counts, lut)
+GPU_HISTEQ_EQUALIZE_LEVELS(uint8_t, u8, 256, 4)
+GPU_HISTEQ_EQUALIZE_LEVELS(uint16_t, u16, 65536, 1)
+
 /* Floating planes: numpy.histogram's bins over each plane's [min, max], then numpy.interp
  * through each plane's CDF, as skimage.exposure.equalize_hist computes them.
  *

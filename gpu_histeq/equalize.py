@@ -94,10 +94,9 @@ def equalize_planes(xp, planes, mask_planes, method, nbins, result):
     if level_indexed:
         nbins = check_levels_nbins(nbins, planes.dtype, method)
     block_list = _planes.blocks(xp, nplanes, npixels, nbins)
-    if (method == "skimage" and _cpu.equalizes_floats(xp, planes.dtype, nbins)
-            and _planes.whole_planes(block_list, npixels)):
-        _planes.map_blocks(xp, lambda block: _equalize_compiled(planes, mask_planes, nbins, result,
-                                                                block), block_list)
+    if _cpu.equalizes(xp, planes.dtype, method, nbins) and _planes.whole_planes(block_list, npixels):
+        _planes.map_blocks(xp, lambda block: _equalize_compiled(
+            planes, mask_planes, method, nbins, result, block), block_list)
         return
     binning = binning_for(xp, planes, mask_planes, nbins, level_indexed, block_list)
     block_list = _planes.blocks(xp, nplanes, npixels, binning.nbins)
@@ -118,11 +117,11 @@ def equalize_planes(xp, planes, mask_planes, method, nbins, result):
     _planes.map_blocks(xp, remap, block_list)
 
 
-def _equalize_compiled(planes, mask_planes, nbins, result, block):
-    """The compiled CPU path for floating planes: every step of the pipeline, plane by plane."""
+def _equalize_compiled(planes, mask_planes, method, nbins, result, block):
+    """The compiled CPU path: every step of the pipeline, plane by plane, for one block."""
     rows, cols = block
     selected = None if mask_planes is None else mask_planes[rows, cols]
-    status = _cpu.equalize_floats(planes[rows, cols], selected, nbins, result[rows, cols])
+    status = _cpu.equalize(planes[rows, cols], selected, method, nbins, result[rows, cols])
     check_finite(status != _cpu.NOT_FINITE)
     check_edges_increase(status != _cpu.REPEATED_EDGES, nbins, planes.dtype)
 

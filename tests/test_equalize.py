@@ -347,16 +347,26 @@ def test_compiled_and_portable_paths_agree_bit_for_bit(monkeypatch):
               rng.integers(0, 65536, (3, 50, 60), dtype=np.uint16),
               rng.normal(size=(9, 50, 60)).astype(np.float32),
               np.round(rng.normal(size=(9, 50, 60)) * 4) / 4,
-              rng.random((9, 50, 60)) ** 7]
-    mask = rng.random((50, 60)) < 0.4
+              rng.random((9, 50, 60)) ** 7,
+              edge_case_images(rng),  # constant, two-level, narrow planes, rounding ties
+              rng.integers(0, 256, (5, 3, 4), dtype=np.uint8),  # PIL: step 0, unchanged
+              rng.integers(0, 256, (4, 1, 1), dtype=np.uint8),
+              np.stack([np.full((20, 30), 40000), rng.integers(7, 9, (20, 30)),
+                        rng.integers(0, 65536, (20, 30))]).astype(np.uint16)]
+    variants = {"": {}, "mask": {"mask": True}, "13 bins": {"nbins": 13}, "pil": {"method": "pil"},
+                "pil mask": {"method": "pil", "mask": True}}
     portable = {}
-    # whole planes per block (floats: fused per plane), then column blocks (count, then remap)
+    # whole planes per block (fused per plane), then column blocks (count, then remap)
     for chunk_pixels in (_planes.CHUNK_PIXELS, 700):
         monkeypatch.setattr(_planes, "CHUNK_PIXELS", chunk_pixels)
         for case, images in enumerate(inputs):
-            for name, kwargs in {"": {}, "mask": {"mask": mask}, "13 bins": {"nbins": 13}}.items():
-                if images.dtype.kind == "u" and "nbins" in kwargs:
+            mask = np.random.default_rng(case).random(images.shape[1:]) < 0.4
+            mask.flat[0] = True  # every plane keeps a selected pixel
+            for name, variant in variants.items():
+                if (images.dtype.kind == "u" and "nbins" in variant) or (
+                        "method" in variant and images.dtype != np.uint8):
                     continue
+                kwargs = {**variant, "mask": mask} if "mask" in variant else variant
                 compiled = equalize_hist(images, **kwargs)
                 if (case, name) not in portable:
                     with monkeypatch.context() as patch:
