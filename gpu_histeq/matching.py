@@ -12,6 +12,7 @@ arithmetic.
 """
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -90,8 +91,42 @@ def _sorted_knots(xp, planes):
     return _run_counts(xp, ordered), ordered.astype(np.float64)
 
 
-def _interp(xp, source_counts, source_size, owner, cumulative, values, reference_size):
-    """:func:`numpy.interp` of ``c_s / N_s`` through ``(C / N_t, values)`` of row `owner`.
+@dataclass(frozen=True)
+class Knots:
+    """The reference planes' quantile knots, laid out for one ``searchsorted`` over every row.
+
+    Attributes
+    ----------
+    cumulative : (R, W) int64 ndarray
+        Per row, nondecreasing counts ending at ``size``; knots are the positions where it grows.
+    values : (R * W,) float64 ndarray
+        The reference value at each position, rows one after the other.
+    size : int
+        ``N_t``, the pixels of one reference plane.
+    keys : (R * W,) int64 ndarray
+        ``cumulative`` plus ``(size + 1) * row``: increasing over the whole array.
+    first : (R,) intp ndarray
+        Per row, the position of its first knot (the value below every quantile).
+    """
+
+    cumulative: object
+    values: object
+    size: int
+    keys: object
+    first: object
+
+
+def knots(xp, cumulative, values, size):
+    """:class:`Knots` of ``(R, W)`` `cumulative` counts and `values` of `size`-pixel planes."""
+    nrows, width = cumulative.shape
+    bases = _planes.plane_offsets(xp, nrows, size + 1)
+    keys = (cumulative + bases).reshape(-1)
+    return Knots(cumulative, xp.ascontiguousarray(values).reshape(-1), size, keys,
+                 xp.searchsorted(keys, bases[:, 0], side="right"))
+
+
+def _interp(xp, source_counts, source_size, owner, reference):
+    """:func:`numpy.interp` of ``c_s / N_s`` through row `owner` of the `reference` knots.
 
     Parameters
     ----------
@@ -99,35 +134,28 @@ def _interp(xp, source_counts, source_size, owner, cumulative, values, reference
         ``c_s``: source pixels at or below each query value.
     owner : (Q,) intp ndarray
         The reference row of each query.
-    cumulative : (R, W) int64 ndarray
-        Per row, nondecreasing counts ending at ``N_t``; knots are the positions where it grows.
-    values : (R, W) float64 ndarray
-        The reference value at each position.
+    reference : Knots
     """
-    nrows, width = cumulative.shape
-    stride = reference_size + 1
-    keys = (cumulative + _planes.plane_offsets(xp, nrows, stride)).reshape(-1)
-    flat_values = values.reshape(-1) if values.flags.c_contiguous else xp.ascontiguousarray(
-        values).reshape(-1)
+    nrows, width = reference.cumulative.shape
+    cumulative, keys, size = reference.cumulative.reshape(-1), reference.keys, reference.size
     row_start = owner * width
-    base = owner * stride
+    base = owner * (size + 1)
     # positions with C <= floor(c_s * N_t / N_s), i.e. knots with C / N_t <= c_s / N_s
-    bound = source_counts * reference_size // source_size
+    bound = source_counts * size // source_size
     past = xp.searchsorted(keys, bound + base, side="right") - row_start
     before = xp.maximum(past - 1, 0) + row_start
-    reached = xp.take(cumulative.reshape(-1), before)
+    reached = xp.take(cumulative, before)
     left = (past == 0) | (reached == 0)
     # the knot at or below: the first position of the run of its count
-    knot = xp.searchsorted(keys, reached + base, side="left")
-    first_knot = xp.searchsorted(keys, base, side="right")  # value below every quantile
-    knot = xp.where(left, first_knot, knot)
+    knot = xp.where(left, xp.take(reference.first, owner),
+                    xp.searchsorted(keys, reached + base, side="left"))
     last = left | (past >= width)
     following = xp.where(last, knot, past + row_start)
     x = source_counts / float(source_size)
-    x_knot = xp.take(cumulative.reshape(-1), knot) / float(reference_size)
-    x_next = xp.take(cumulative.reshape(-1), following) / float(reference_size)
-    v_knot = xp.take(flat_values, knot)
-    v_next = xp.take(flat_values, following)
+    x_knot = xp.take(cumulative, knot) / float(size)
+    x_next = xp.take(cumulative, following) / float(size)
+    v_knot = xp.take(reference.values, knot)
+    v_next = xp.take(reference.values, following)
     exact = last | (x == x_knot)
     span = xp.where(exact, 1.0, x_next - x_knot)
     slope = (v_next - v_knot) / span
@@ -241,27 +269,30 @@ def _match_planes(xp, planes, ref_planes, owner, matched):
         width = int(max(planes.max(), ref_planes.max())) - low + 1
         integers = width <= MAX_LEVELS
     if integers:
-        cumulative, values = _level_knots(xp, ref_planes, low, width)
+        reference = knots(xp, *_level_knots(xp, ref_planes, low, width), reference_size)
         source_cumulative, _ = _level_knots(xp, planes, low, width)
         queries = xp.broadcast_to(owner[:, None], (nplanes, width))
         tables = _interp(xp, source_cumulative.reshape(-1), source_size, queries.reshape(-1),
-                         cumulative, values, reference_size).reshape(nplanes, width)
+                         reference).reshape(nplanes, width)
         for rows, cols in _planes.blocks(xp, nplanes, source_size, width):
             n = rows.stop - rows.start
             index = xp.add(planes[rows, cols], _planes.plane_offsets(xp, n, width) - low,
                            dtype=np.intp)
             matched[rows, cols] = xp.take(tables[rows].reshape(-1), index)
         return
-    cumulative, values = _sorted_knots(xp, ref_planes)
-    for rows, _ in plane_blocks(xp, nplanes, source_size, 1):
+    reference = knots(xp, *_sorted_knots(xp, ref_planes), reference_size)
+
+    def match_block(block):
+        rows = block[0]
         n = rows.stop - rows.start
-        block = planes[rows]
-        order = xp.argsort(block, axis=1)
-        ordered = xp.take_along_axis(block, order, axis=1)
-        counts = _run_counts(xp, ordered)
+        values = planes[rows]
+        order = xp.argsort(values, axis=1)
+        counts = _run_counts(xp, xp.take_along_axis(values, order, axis=1))
         queries = xp.broadcast_to(owner[rows, None], (n, source_size))
         result = _interp(xp, counts.reshape(-1), source_size, queries.reshape(-1),
-                         cumulative, values, reference_size).reshape(n, source_size)
+                         reference).reshape(n, source_size)
         out = xp.empty((n, source_size), np.float64)
         xp.put_along_axis(out, order, result, axis=1)
         matched[rows] = out
+
+    _planes.map_blocks(xp, match_block, plane_blocks(xp, nplanes, source_size, 1))
