@@ -73,15 +73,29 @@ def _level_knots(xp, planes, low, width):
     return xp.cumsum(counts, axis=1), xp.broadcast_to(levels, (nplanes, width))
 
 
-def _run_counts(xp, ordered):
-    """For rows sorted ascending: how many entries of the row are ``<=`` each entry."""
+def _runs(xp, ordered):
+    """Runs of equal entries in rows sorted ascending.
+
+    Returns
+    -------
+    run : (n, W) intp ndarray
+        Each entry's run, numbered ``W * row + k`` for the k-th run of its row.
+    ends : (n * W,) int64 ndarray
+        For each run number, the count of its row's entries ``<=`` the run's value (run numbers
+        past a row's last run hold ``W``).
+    """
     nrows, width = ordered.shape
     starts = xp.ones(ordered.shape, bool)
     starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
     run = xp.cumsum(starts, axis=1) - 1
     run += _planes.plane_offsets(xp, nrows, width)
     sizes = xp.bincount(run.ravel(), minlength=nrows * width).reshape(nrows, width)
-    ends = xp.cumsum(sizes, axis=1).reshape(-1)
+    return run, xp.cumsum(sizes, axis=1).reshape(-1)
+
+
+def _run_counts(xp, ordered):
+    """For rows sorted ascending: how many entries of the row are ``<=`` each entry."""
+    run, ends = _runs(xp, ordered)
     return xp.take(ends, run)
 
 
@@ -287,12 +301,17 @@ def _match_planes(xp, planes, ref_planes, owner, matched):
         n = rows.stop - rows.start
         values = planes[rows]
         order = xp.argsort(values, axis=1)
-        counts = _run_counts(xp, xp.take_along_axis(values, order, axis=1))
-        queries = xp.broadcast_to(owner[rows, None], (n, source_size))
-        result = _interp(xp, counts.reshape(-1), source_size, queries.reshape(-1),
-                         reference).reshape(n, source_size)
+        run, ends = _runs(xp, xp.take_along_axis(values, order, axis=1))
+        # one query per distinct value (run), as scikit-image interpolates its unique values
+        first_of_run = xp.zeros(run.shape, bool)
+        first_of_run[:, 0] = True
+        first_of_run[:, 1:] = run[:, 1:] != run[:, :-1]
+        runs = run[first_of_run]
+        result = _interp(xp, xp.take(ends, runs), source_size,
+                         xp.take(owner[rows], runs // source_size), reference)
         out = xp.empty((n, source_size), np.float64)
-        xp.put_along_axis(out, order, result, axis=1)
+        xp.put_along_axis(out, order, xp.take(result, xp.cumsum(first_of_run.ravel()) - 1).reshape(
+            n, source_size), axis=1)
         matched[rows] = out
 
     _planes.map_blocks(xp, match_block, plane_blocks(xp, nplanes, source_size, 1))
