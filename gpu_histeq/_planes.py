@@ -79,6 +79,14 @@ def blocks(xp, nplanes, npixels, nbins):
             for p in range(nplanes) for c in range(0, npixels, chunk_pixels)]
 
 
+def whole_plane_blocks(nplanes, npixels):
+    """Blocks of whole planes, up to ``CHUNK_PIXELS`` pixels each (a larger plane on its own):
+    for the compiled per-plane path, which builds no per-pixel index."""
+    per_block = max(1, CHUNK_PIXELS // max(npixels, 1))
+    return [(slice(p, min(p + per_block, nplanes)), slice(0, npixels))
+            for p in range(0, nplanes, per_block)]
+
+
 def whole_planes(block_list, npixels):
     """True when every block holds whole planes, so one pass can count and remap each block."""
     return all(cols.stop - cols.start == npixels for _, cols in block_list)

@@ -94,9 +94,13 @@ def equalize_planes(xp, planes, mask_planes, method, nbins, result):
     if level_indexed:
         nbins = check_levels_nbins(nbins, planes.dtype, method)
     block_list = _planes.blocks(xp, nplanes, npixels, nbins)
-    if _cpu.equalizes(xp, planes.dtype, method, nbins) and _planes.whole_planes(block_list, npixels):
+    # the compiled path, plane by plane; floating planes need 8 bytes of scratch per pixel, so
+    # only planes that fit a block go there, level-indexed ones need none
+    if _cpu.equalizes(xp, planes.dtype, method, nbins) and (
+            level_indexed or _planes.whole_planes(block_list, npixels)):
         _planes.map_blocks(xp, lambda block: _equalize_compiled(
-            planes, mask_planes, method, nbins, result, block), block_list)
+            planes, mask_planes, method, nbins, result, block),
+            _planes.whole_plane_blocks(nplanes, npixels))
         return
     binning = binning_for(xp, planes, mask_planes, nbins, level_indexed, block_list)
     block_list = _planes.blocks(xp, nplanes, npixels, binning.nbins)
