@@ -2,9 +2,9 @@
 
 They cover uint8/uint16 planes binned by level, float32/float64 planes binned uniformly, the
 whole equalization of both plane by plane, and OpenCV's CLAHE of uint8/uint16 planes, and
-compute exactly what the bincount path computes (tests compare them bit for bit). ``AVAILABLE`` is False when the extension was not built (no C
-compiler at install time) or the environment variable ``GPU_HISTEQ_PORTABLE=1`` is set: the
-bincount path then does the work.
+compute exactly what the bincount path computes (tests compare them bit for bit).
+``AVAILABLE`` is False when the extension was not built (no C compiler at install time) or the
+environment variable ``GPU_HISTEQ_PORTABLE=1`` is set: the bincount path then does the work.
 """
 
 import ctypes
