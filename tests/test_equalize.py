@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from conftest import assert_backend, to_numpy
 
 import gpu_histeq
@@ -373,6 +375,39 @@ def test_compiled_and_portable_paths_agree_bit_for_bit(monkeypatch):
                         patch.setattr(_cpu, "AVAILABLE", False)
                         portable[case, name] = equalize_hist(images, **kwargs)
                 np.testing.assert_array_equal(compiled, portable[case, name], err_msg=f"{case} {name}")
+
+
+@settings(max_examples=60, deadline=None)
+@given(dtype=st.sampled_from([np.float32, np.float64]), offset=st.floats(-1e6, 1e6),
+       step=st.floats(1e-3, 1e3), levels=st.integers(1, 300), nbins=st.integers(1, 400),
+       masked=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_property_compiled_float_path_equals_bincount_path(dtype, offset, step, levels, nbins,
+                                                           masked, seed):
+    """Quantized planes (offset + step * level): many pixels exactly on bin edges and centers,
+    ranges narrow or wide for their magnitude, and the exact and checked loops both."""
+    if not _cpu.AVAILABLE:
+        pytest.skip("the compiled extension gpu_histeq._levels is not built")
+    rng = np.random.default_rng(seed)
+    images = (offset + step * rng.integers(0, levels, (3, 17, 13))).astype(dtype)
+    mask = rng.random((17, 13)) < 0.6 if masked else None
+    if mask is not None:
+        mask.flat[0] = True
+    try:
+        compiled = equalize_hist(images, nbins, mask=mask)
+    except ValueError as error:  # bins too narrow for a plane's range: both paths refuse
+        with pytest.raises(ValueError, match="too many"):
+            _portable(images, nbins, mask)
+        assert "too many" in str(error)
+        return
+    np.testing.assert_array_equal(compiled, _portable(images, nbins, mask))
+
+
+def _portable(images, nbins, mask):
+    saved, _cpu.AVAILABLE = _cpu.AVAILABLE, False
+    try:
+        return equalize_hist(images, nbins, mask=mask)
+    finally:
+        _cpu.AVAILABLE = saved
 
 
 def test_mixed_backends_raise(xp):
