@@ -209,6 +209,7 @@ GPU_HISTEQ_EQUALIZE_LEVELS(uint16_t, u16, 65536, 1)
  *      from memory once: its pixels, bins, segments and tables stay in L1/L2 from the range to
  *      the remap. Traffic per pixel: 4 or 8 bytes read, 4 or 8 written. */
 #define GPU_HISTEQ_LANES 8 /* independent minima and maxima per masked range */
+#define GPU_HISTEQ_PLANE_CHUNK (1 << 16) /* pixels binned at a time: their scratch stays in L2 */
 enum { GPU_HISTEQ_OK = 0, GPU_HISTEQ_NOT_FINITE = 1, GPU_HISTEQ_REPEATED_EDGES = 2 };
 
 #if defined(__SSE2__) || defined(_M_X64)
@@ -376,7 +377,7 @@ static void interp_tables(const int64_t *counts, int64_t nbins, int cdf_is_float
         return 1;                                                                              \
     }                                                                                          \
     /* Bins and segments of one plane into `bins` and `segments` (npixels words each); counts  \
-     * of its selected pixels added to `sub`. */                                               \
+     * of its selected pixels added to `sub` (unless NULL). */                                 \
     static void bin_plane_##NAME(const T *v, const uint8_t *s, int64_t npixels, T first,       \
         T width, const T *e, const T *centers, int64_t nbins, int32_t *bins, int32_t *segments, \
         uint32_t *sub)                                                                         \
@@ -409,7 +410,7 @@ static void interp_tables(const int64_t *counts, int64_t nbins, int cdf_is_float
                 segments[i] = k - (v[i] < centers[k]);                                         \
             }                                                                                  \
         }                                                                                      \
-        GPU_HISTEQ_COUNT4(bins, s, npixels, sub, nbins);                                       \
+        if (sub) GPU_HISTEQ_COUNT4(bins, s, npixels, sub, nbins);                               \
     }                                                                                          \
     static void interp_plane_##NAME(const T *v, const int32_t *segments, int64_t npixels,      \
         gpu_histeq_interp_table t, T *o)                                                       \
@@ -462,12 +463,16 @@ static void interp_tables(const int64_t *counts, int64_t nbins, int cdf_is_float
         free(tables);                                                                          \
         return 0;                                                                              \
     }                                                                                          \
-    /* Equalize a block of whole planes into `out`, plane by plane. Returns GPU_HISTEQ_OK, or  \
-     * NOT_FINITE / REPEATED_EDGES with the plane in *failed, or -1 without memory. */         \
+    /* Equalize a block of whole planes into `out`, plane by plane, in chunks of at most        \
+     * GPU_HISTEQ_PLANE_CHUNK pixels (the bins and segments of one chunk are the scratch). A     \
+     * plane larger than a chunk is binned twice: once to count, once more to remap. Returns     \
+     * GPU_HISTEQ_OK, or NOT_FINITE / REPEATED_EDGES with the plane in *failed, or -1 without  \
+     * memory. */                                                                              \
     GPU_HISTEQ_EXPORT int gpu_histeq_equalize_##NAME(const T *values, const uint8_t *selected, \
         int64_t nplanes, int64_t npixels, int64_t nbins, T *out, int64_t *failed)              \
     {                                                                                          \
-        int32_t *bins = malloc((size_t)(2 * npixels) * sizeof(int32_t)), *segments = bins + npixels; \
+        const int64_t chunk = npixels < GPU_HISTEQ_PLANE_CHUNK ? npixels : GPU_HISTEQ_PLANE_CHUNK; \
+        int32_t *bins = malloc((size_t)(2 * chunk + 1) * sizeof(int32_t)), *segments = bins + chunk; \
         uint32_t *sub = calloc((size_t)(4 * nbins), sizeof(uint32_t));                        \
         int64_t *counts = malloc((size_t)nbins * sizeof(int64_t));                             \
         T *edges = malloc((size_t)(2 * nbins + 1) * sizeof(T)), *centers = edges + nbins + 1;  \
@@ -488,12 +493,19 @@ static void interp_tables(const int64_t *counts, int64_t nbins, int cdf_is_float
                 break;                                                                         \
             }                                                                                  \
             centers_##NAME(edges, nbins, centers, t.centers);                                  \
-            bin_plane_##NAME(v, s, npixels, edges[0], width, edges, centers, nbins, bins, segments, \
-                             sub);                                                             \
+            for (int64_t c = 0; c < npixels; c += chunk)                                       \
+                bin_plane_##NAME(v + c, s ? s + c : NULL, npixels - c < chunk ? npixels - c : chunk, \
+                                 edges[0], width, edges, centers, nbins, bins, segments, sub); \
             memset(counts, 0, (size_t)nbins * sizeof(int64_t));                                \
             flush(sub, nbins, counts);                                                         \
             interp_tables(counts, nbins, sizeof(T) == sizeof(float), t);                       \
-            interp_plane_##NAME(v, segments, npixels, t, out + p * npixels);                   \
+            for (int64_t c = 0; c < npixels; c += chunk) {                                     \
+                const int64_t n = npixels - c < chunk ? npixels - c : chunk;                   \
+                if (npixels > chunk) /* the segments of this chunk again */                    \
+                    bin_plane_##NAME(v + c, NULL, n, edges[0], width, edges, centers, nbins,   \
+                                     bins, segments, NULL);                                    \
+                interp_plane_##NAME(v + c, segments, n, t, out + p * npixels + c);             \
+            }                                                                                  \
         }                                                                                      \
         free(bins);                                                                            \
         free(sub);                                                                             \

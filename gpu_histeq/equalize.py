@@ -94,10 +94,7 @@ def equalize_planes(xp, planes, mask_planes, method, nbins, result):
     if level_indexed:
         nbins = check_levels_nbins(nbins, planes.dtype, method)
     block_list = _planes.blocks(xp, nplanes, npixels, nbins)
-    # the compiled path, plane by plane; floating planes need 8 bytes of scratch per pixel, so
-    # only planes that fit a block go there, level-indexed ones need none
-    if _cpu.equalizes(xp, planes.dtype, method, nbins) and (
-            level_indexed or _planes.whole_planes(block_list, npixels)):
+    if _cpu.equalizes(xp, planes.dtype, method, nbins):  # compiled, plane by plane, any size
         _planes.map_blocks(xp, lambda block: _equalize_compiled(
             planes, mask_planes, method, nbins, result, block),
             _planes.whole_plane_blocks(nplanes, npixels))

@@ -354,7 +354,10 @@ def test_compiled_and_portable_paths_agree_bit_for_bit(monkeypatch):
               rng.integers(0, 256, (5, 3, 4), dtype=np.uint8),  # PIL: step 0, unchanged
               rng.integers(0, 256, (4, 1, 1), dtype=np.uint8),
               np.stack([np.full((20, 30), 40000), rng.integers(7, 9, (20, 30)),
-                        rng.integers(0, 65536, (20, 30))]).astype(np.uint16)]
+                        rng.integers(0, 65536, (20, 30))]).astype(np.uint16),
+              # planes larger than the C code's 65536-pixel chunk: binned twice (count, remap)
+              (rng.integers(0, 200, (2, 300, 301)) / 199).astype(np.float32),
+              rng.normal(size=(2, 257, 259)) * 1e3]
     variants = {"": {}, "mask": {"mask": True}, "13 bins": {"nbins": 13}, "pil": {"method": "pil"},
                 "pil mask": {"method": "pil", "mask": True}}
     portable = {}
