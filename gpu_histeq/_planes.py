@@ -92,7 +92,8 @@ def whole_planes(block_list, npixels):
     return all(cols.stop - cols.start == npixels for _, cols in block_list)
 
 
-def _threads():
+def thread_count():
+    """CPU threads for blocks: GPU_HISTEQ_NUM_THREADS, else the cores this process may use."""
     try:
         available = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
@@ -114,7 +115,7 @@ def map_blocks(xp, fn, block_list):
     raises, no new block starts, the running ones finish, and the first error is re-raised: no
     thread touches the arrays after this returns.
     """
-    threads = min(_threads(), len(block_list))
+    threads = min(thread_count(), len(block_list))
     if is_cupy(xp) or threads <= 1 or getattr(_WORKER, "busy", False):
         return [fn(block) for block in block_list]
     results = [None] * len(block_list)

@@ -94,10 +94,11 @@ def equalize_planes(xp, planes, mask_planes, method, nbins, result):
     if level_indexed:
         nbins = check_levels_nbins(nbins, planes.dtype, method)
     block_list = _planes.blocks(xp, nplanes, npixels, nbins)
-    # compiled, plane by plane; a plane larger than a block goes there too unless uint8, whose
-    # count and remap of the blocks of one plane on every thread measured faster
+    # compiled, plane by plane; planes larger than a block go there too when every thread gets
+    # one, except uint8: counting and remapping one plane's blocks on every thread measured faster
     if _cpu.equalizes(xp, planes.dtype, method, nbins) and (
-            planes.dtype != np.uint8 or _planes.whole_planes(block_list, npixels)):
+            _planes.whole_planes(block_list, npixels)
+            or (planes.dtype != np.uint8 and nplanes >= _planes.thread_count())):
         _planes.map_blocks(xp, lambda block: _equalize_compiled(
             planes, mask_planes, method, nbins, result, block),
             _planes.whole_plane_blocks(nplanes, npixels))

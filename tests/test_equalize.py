@@ -357,7 +357,11 @@ def test_compiled_and_portable_paths_agree_bit_for_bit(monkeypatch):
                         rng.integers(0, 65536, (20, 30))]).astype(np.uint16),
               # planes larger than the C code's 65536-pixel chunk: binned twice (count, remap)
               (rng.integers(0, 200, (2, 300, 301)) / 199).astype(np.float32),
-              rng.normal(size=(2, 257, 259)) * 1e3]
+              rng.normal(size=(2, 257, 259)) * 1e3,
+              # fewer planes than threads: a plane larger than a block is split into column blocks
+              rng.normal(size=(1, 50, 60)).astype(np.float32),
+              rng.integers(0, 65536, (1, 50, 60), dtype=np.uint16)]
+    monkeypatch.setenv("GPU_HISTEQ_NUM_THREADS", "2")
     variants = {"": {}, "mask": {"mask": True}, "13 bins": {"nbins": 13}, "pil": {"method": "pil"},
                 "pil mask": {"method": "pil", "mask": True}}
     portable = {}
