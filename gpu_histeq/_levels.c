@@ -6,8 +6,10 @@
  *   remap: out[plane, i] = tables[plane * L + values[plane, i]]       -- numpy.take of the same.
  * Work per pixel: one load and one counter increment (count), one load, one table load and one
  * store (remap). Traffic: the block's pixels once per step plus L counters / table entries per
- * plane. The Python side (gpu_histeq/_cpu.py) loads this library with ctypes, which releases the
- * GIL, so blocks run on all cores; tests check it against the bincount path bit for bit.
+ * plane. equalize_levels does both steps and OpenCV's or PIL's table per plane in one call;
+ * further down, the same for floating planes (scikit-image's bins and numpy.interp). The Python
+ * side (gpu_histeq/_cpu.py) loads this library with ctypes, which releases the GIL, so blocks run
+ * on all cores; tests check it against the bincount path bit for bit.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
