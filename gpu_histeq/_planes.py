@@ -94,11 +94,16 @@ def whole_planes(block_list, npixels):
 
 def thread_count():
     """CPU threads for blocks: GPU_HISTEQ_NUM_THREADS, else the cores this process may use."""
+    asked = os.environ.get("GPU_HISTEQ_NUM_THREADS")
+    if asked is not None:
+        if not asked.strip().isdigit() or int(asked) < 1:
+            raise ValueError(f"environment variable GPU_HISTEQ_NUM_THREADS must be a positive "
+                             f"integer, got {asked!r}")
+        return int(asked)
     try:
-        available = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        available = os.cpu_count() or 1
-    return int(os.environ.get("GPU_HISTEQ_NUM_THREADS", available))
+        return os.cpu_count() or 1
 
 
 _WORKER = threading.local()  # .busy is True while a thread runs blocks: nested calls run serially

@@ -312,6 +312,13 @@ def test_many_threads_and_one_thread_agree(engine, monkeypatch):
     np.testing.assert_array_equal(equalize_hist(images), single)
 
 
+@pytest.mark.parametrize("value", ["0", "-2", "two", ""])
+def test_bad_thread_count_is_refused_clearly(monkeypatch, value):
+    monkeypatch.setenv("GPU_HISTEQ_NUM_THREADS", value)
+    with pytest.raises(ValueError, match="GPU_HISTEQ_NUM_THREADS must be a positive integer"):
+        equalize_hist(np.zeros((4, 8, 8), np.uint8))
+
+
 def test_threads_stop_on_an_error_and_nest_serially(monkeypatch):
     """map_blocks re-raises a block's error only once no block runs any more (none starts after
     it), and a block that calls map_blocks again runs the inner blocks in its own thread."""
