@@ -198,8 +198,10 @@ GPU_HISTEQ_EQUALIZE_LEVELS(uint16_t, u16, 65536, 1)
  *      k - (x < c[k]) the segment (next to an edge both answers give the same segment). No
  *      branch and no table, so it vectorises (setup.py compiles with -fno-trapping-math, which
  *      lets the compiler turn its selects into vector blends). Where the tolerance reaches a
- *      quarter of a bin (a range narrow for its magnitude) or the edges do not follow the
- *      formula, the checked loop looks up every pixel's edges and center in the tables instead.
+ *      quarter of a bin (a range narrow for its magnitude), the step is subnormal, the scale
+ *      overflows or the edges do not follow the formula, the checked loop does what
+ *      numpy.histogram does: its guess ((x - first) / width) * nbins, corrected by one bin
+ *      against the edges table, and the segment from the centers table.
  *      Values outside a mask's range land in the end bins. The count then adds each selected
  *      pixel to four interleaved sub-histograms (runs of equal bins do not serialise on one
  *      counter).
@@ -309,7 +311,30 @@ static void interp_tables(const int64_t *counts, int64_t nbins, int cdf_is_float
     pad(t);
 }
 
-#define GPU_HISTEQ_FLOAT_KERNELS(T, NAME, EPSILON, LARGEST)                                     \
+/* True when every slope of `t` is finite: numpy.interp's arithmetic is then slope * (x - c) + f
+ * at every pixel of its segment. */
+static int regular(gpu_histeq_interp_table t, int64_t nbins)
+{
+    for (int64_t k = 0; k + 1 < nbins; ++k)
+        if (!isfinite(t.slopes[k])) return 0;
+    return 1;
+}
+
+/* numpy.interp at x in segment j (c[j] <= x < c[j + 1]; -1 below the first center) when slopes
+ * may be infinite or NaN (centers that repeat or lie a few subnormal units apart): its exact hit
+ * at a center, and its second try from the right end where the first gives NaN. */
+static double interp_irregular(double x, int64_t j, gpu_histeq_interp_table t, int64_t nbins)
+{
+    if (j < 0 || j >= nbins - 1 || x == t.centers[j]) return t.cdf[j < 0 ? 0 : j];
+    double value = t.slopes[j] * (x - t.centers[j]) + t.cdf[j];
+    if (isnan(value)) {
+        value = t.slopes[j] * (x - t.centers[j + 1]) + t.cdf[j + 1];
+        if (isnan(value) && t.cdf[j] == t.cdf[j + 1]) value = t.cdf[j];
+    }
+    return value;
+}
+
+#define GPU_HISTEQ_FLOAT_KERNELS(T, NAME, EPSILON, SMALLEST, LARGEST)                           \
     static int range_##NAME(const T *v, const uint8_t *s, int64_t npixels, T *first, T *last)  \
     {                                                                                          \
         T lo[GPU_HISTEQ_LANES], hi[GPU_HISTEQ_LANES], bad[GPU_HISTEQ_LANES];                   \
@@ -384,11 +409,14 @@ static void interp_tables(const int64_t *counts, int64_t nbins, int cdf_is_float
         T width, const T *e, const T *centers, int64_t nbins, int32_t *bins, int32_t *segments, \
         uint32_t *sub)                                                                         \
     {                                                                                          \
-        const T near = (T)tolerance(EPSILON / 2, first, width, nbins);                         \
-        const T last_bin = (T)(nbins - 1), scale = (T)nbins / width, step = width / (T)nbins;  \
+        const T near = (T)tolerance(EPSILON / 2, first, width, nbins), count = (T)nbins;       \
+        const T last_bin = (T)(nbins - 1), scale = count / width, step = width / count;        \
         const T last = e[nbins];                                                               \
         const int32_t top = (int32_t)(nbins - 1);                                              \
-        if (near < (T)0.25 && follows_formula_##NAME(e, nbins, first, step)) {                 \
+        /* the tolerance holds for normal numbers: a subnormal step or an infinite scale goes  \
+         * to the checked loop */                                                              \
+        if (near < (T)0.25 && step >= SMALLEST && scale <= LARGEST                             \
+            && follows_formula_##NAME(e, nbins, first, step)) {                                \
             for (int64_t i = 0; i < npixels; ++i) {                                            \
                 const T x = v[i] > first ? v[i] : first;                                       \
                 T scaled = (x - first) * scale;                                                \
@@ -399,9 +427,9 @@ static void interp_tables(const int64_t *counts, int64_t nbins, int cdf_is_float
                 bins[i] = k - (x < left) + ((k != top) & (x >= right));                        \
                 segments[i] = k - (x < (left + right) / (T)2);                                 \
             }                                                                                  \
-        } else {                                                                               \
+        } else { /* numpy.histogram's own guess, then its correction by one bin */            \
             for (int64_t i = 0; i < npixels; ++i) {                                            \
-                T scaled = (v[i] - first) * scale;                                             \
+                T scaled = (v[i] - first) / width * count;                                     \
                 scaled = scaled > (T)0 ? scaled : (T)0;                                        \
                 scaled = scaled < last_bin ? scaled : last_bin;                                \
                 int32_t k = (int32_t)scaled;                                                   \
@@ -409,15 +437,27 @@ static void interp_tables(const int64_t *counts, int64_t nbins, int cdf_is_float
                 k = k < 0 ? 0 : k;                                                             \
                 k += (k != top) & (v[i] >= e[k + 1]);                                          \
                 bins[i] = k;                                                                   \
-                segments[i] = k - (v[i] < centers[k]);                                         \
+                /* numpy.interp's own search: the last center at or below v[i] (or -1) */      \
+                int64_t low = 0, high = nbins;                                                 \
+                while (low < high) {                                                           \
+                    const int64_t middle = (low + high) / 2;                                   \
+                    if (centers[middle] <= v[i]) low = middle + 1;                             \
+                    else high = middle;                                                        \
+                }                                                                              \
+                segments[i] = (int32_t)(low - 1);                                              \
             }                                                                                  \
         }                                                                                      \
         if (sub) GPU_HISTEQ_COUNT4(bins, s, npixels, sub, nbins);                               \
     }                                                                                          \
     static void interp_plane_##NAME(const T *v, const int32_t *segments, int64_t npixels,      \
-        gpu_histeq_interp_table t, T *o)                                                       \
+        gpu_histeq_interp_table t, int64_t nbins, T *o)                                        \
     {                                                                                          \
         const double *centers = t.centers, *slopes = t.slopes, *cdf = t.cdf;                   \
+        if (!regular(t, nbins)) {                                                              \
+            for (int64_t i = 0; i < npixels; ++i)                                              \
+                o[i] = (T)interp_irregular((double)v[i], segments[i], t, nbins);               \
+            return;                                                                            \
+        }                                                                                      \
         for (int64_t i = 0; i < npixels; ++i) {                                                \
             const int32_t j = segments[i];                                                     \
             o[i] = (T)(slopes[j] * ((double)v[i] - centers[j]) + cdf[j]);                      \
@@ -459,7 +499,7 @@ static void interp_tables(const int64_t *counts, int64_t nbins, int cdf_is_float
             memcpy(t.slopes, slopes + p * nbins, (size_t)nbins * sizeof(double));              \
             memcpy(t.cdf, cdf + p * nbins, (size_t)nbins * sizeof(double));                    \
             pad(t);                                                                            \
-            interp_plane_##NAME(values + p * npixels, segments + p * npixels, npixels, t,      \
+            interp_plane_##NAME(values + p * npixels, segments + p * npixels, npixels, t, nbins, \
                                 out + p * npixels);                                            \
         }                                                                                      \
         free(tables);                                                                          \
@@ -506,7 +546,7 @@ static void interp_tables(const int64_t *counts, int64_t nbins, int cdf_is_float
                 if (npixels > chunk) /* the segments of this chunk again */                    \
                     bin_plane_##NAME(v + c, NULL, n, edges[0], width, edges, centers, nbins,   \
                                      bins, segments, NULL);                                    \
-                interp_plane_##NAME(v + c, segments, n, t, out + p * npixels + c);             \
+                interp_plane_##NAME(v + c, segments, n, t, nbins, out + p * npixels + c);      \
             }                                                                                  \
         }                                                                                      \
         free(bins);                                                                            \
@@ -519,8 +559,8 @@ static void interp_tables(const int64_t *counts, int64_t nbins, int cdf_is_float
 
 typedef float gpu_histeq_f32;
 typedef double gpu_histeq_f64;
-GPU_HISTEQ_FLOAT_KERNELS(gpu_histeq_f32, f32, FLT_EPSILON, FLT_MAX)
-GPU_HISTEQ_FLOAT_KERNELS(gpu_histeq_f64, f64, DBL_EPSILON, DBL_MAX)
+GPU_HISTEQ_FLOAT_KERNELS(gpu_histeq_f32, f32, FLT_EPSILON, FLT_MIN, FLT_MAX)
+GPU_HISTEQ_FLOAT_KERNELS(gpu_histeq_f64, f64, DBL_EPSILON, DBL_MIN, DBL_MAX)
 
 /* An importable (empty) module, so that the build tools treat this as a regular extension. */
 static struct PyModuleDef gpu_histeq_levels_module = {PyModuleDef_HEAD_INIT, "_levels",

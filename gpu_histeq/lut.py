@@ -29,16 +29,20 @@ class InterpTable:
         values = cdf.astype(np.float64)
         positions = centers.astype(np.float64)
         slopes = xp.zeros_like(values)
-        # numpy.interp's slope between neighbouring points; 0 past the last one. Two centers can
-        # round to one value in a very narrow plane: no pixel falls between them, so the
-        # infinite slope there is never read.
-        with np.errstate(divide="ignore", invalid="ignore"):
-            slopes[:, :-1] = (values[:, 1:] - values[:, :-1]) / (positions[:, 1:] - positions[:, :-1])
+        # numpy.interp's slope between neighbouring points; 0 past the last one
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            spacing = positions[:, 1:] - positions[:, :-1]
+            slopes[:, :-1] = (values[:, 1:] - values[:, :-1]) / spacing
         self.values, self.positions, self.slopes = values, positions, slopes
+        # (P,) bool: planes whose bins a few subnormal units wide may put a value more than one
+        # bin from its histogram bin, or whose slopes are not finite (repeated centers):
+        # :func:`gather` runs numpy.interp itself there
+        tiny = np.finfo(centers.dtype).smallest_normal if centers.dtype.kind == "f" else 0
+        self.irregular = ((spacing < 2 * tiny) | ~xp.isfinite(slopes[:, :-1])).any(axis=1)
 
     def __getitem__(self, rows):
         table = object.__new__(InterpTable)
-        for name in ("cdf", "centers", "values", "positions", "slopes"):
+        for name in ("cdf", "centers", "values", "positions", "slopes", "irregular"):
             setattr(table, name, getattr(self, name)[rows])
         return table
 
@@ -69,7 +73,11 @@ def gather(xp, table, index, values, offsets, out):
     segment = index - (below & ~before_first)
     slope = xp.where(before_first, 0.0, xp.take(table.slopes.reshape(-1), segment))
     distance = values.astype(np.float64) - xp.take(table.positions.reshape(-1), segment)
-    out[...] = slope * distance + xp.take(table.values.reshape(-1), segment)
+    with np.errstate(invalid="ignore", over="ignore"):
+        out[...] = slope * distance + xp.take(table.values.reshape(-1), segment)
+    for plane, irregular in enumerate(table.irregular.tolist()):  # sync; rare: a few planes
+        if irregular:
+            out[plane] = xp.interp(values[plane], table.positions[plane], table.values[plane])
 
 
 def apply_lut(images, lut, *, axes=(-2, -1)):

@@ -416,6 +416,35 @@ def test_property_compiled_float_path_equals_bincount_path(dtype, offset, step, 
     np.testing.assert_array_equal(compiled, _portable(images, nbins, mask))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nbins", [4, 60, 70, 256])
+def test_compiled_float_path_on_subnormal_ranges(dtype, nbins):
+    """Steps below the smallest normal number (edges rounded to a few units), a scale that
+    overflows, repeated centers: the compiled path bins as numpy.histogram does (its guess, one
+    correction, even when that leaves a value bins away) and interpolates as numpy.interp does
+    (its own search of the centers, its exact hits and NaN fallbacks), as the portable path."""
+    if not _cpu.AVAILABLE:
+        pytest.skip("the compiled extension gpu_histeq._levels is not built")
+    tiny = np.finfo(dtype).smallest_subnormal
+    rng = np.random.default_rng(nbins)
+    images = np.stack([rng.integers(0, 101, (9, 11)) * tiny, rng.integers(0, 7, (9, 11)) * tiny,
+                       rng.random((9, 11)) * np.finfo(dtype).smallest_normal / 2,
+                       np.array([np.finfo(dtype).smallest_normal * 0.8, 0] * 50)[:99].reshape(9, 11)]
+                      ).astype(dtype)
+    for plane in images[:, None]:
+        try:
+            expected = exposure.equalize_hist(plane[0], nbins)
+        except ValueError:  # numpy.histogram refuses repeated edges: so do both paths
+            with pytest.raises(ValueError, match="too many"):
+                equalize_hist(plane, nbins)
+            with pytest.raises(ValueError, match="too many"):
+                _portable(plane, nbins, None)
+            continue
+        compiled = equalize_hist(plane, nbins)
+        np.testing.assert_array_equal(compiled, _portable(plane, nbins, None))
+        np.testing.assert_allclose(compiled[0], expected, rtol=0, atol=1e-5)
+
+
 def _portable(images, nbins, mask):
     saved, _cpu.AVAILABLE = _cpu.AVAILABLE, False
     try:
