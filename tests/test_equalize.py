@@ -445,6 +445,25 @@ def test_compiled_float_path_on_subnormal_ranges(dtype, nbins):
         np.testing.assert_allclose(compiled[0], expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_subnormal_ranges_match_skimage_on_every_backend(xp, dtype):
+    tiny = np.finfo(dtype).smallest_subnormal
+    rng = np.random.default_rng(3)
+    planes = [rng.integers(0, 101, (9, 11)) * tiny, rng.integers(0, 1000, (9, 11)) * tiny,
+              np.array([np.finfo(dtype).smallest_normal * 0.8, 0] * 50)[:99].reshape(9, 11)]
+    for plane in planes:
+        plane = plane.astype(dtype)
+        for nbins in (4, 70, 256):
+            try:
+                expected = exposure.equalize_hist(plane, nbins)
+            except ValueError:
+                with pytest.raises(ValueError, match="too many"):
+                    equalize_hist(xp.asarray(plane), nbins)
+                continue
+            got = to_numpy(equalize_hist(xp.asarray(plane), nbins))
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
 def _portable(images, nbins, mask):
     saved, _cpu.AVAILABLE = _cpu.AVAILABLE, False
     try:
