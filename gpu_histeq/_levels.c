@@ -145,32 +145,23 @@ static void pil_table(const int64_t *counts, uint8_t *lut)
     }
 }
 
-/* Equalize a block of whole level-indexed planes into `out`, plane by plane: count, table,
- * remap. A plane is read from memory twice (count, remap) and stays in the cache in between;
- * no per-pixel index. uint8 counts into four interleaved sub-histograms, uint16 into one (its
- * 65536 counters are cleared for every plane). Returns 0, or -1 without memory. */
-#define GPU_HISTEQ_EQUALIZE_LEVELS(T, NAME, LEVELS, SUBS)                                       \
+/* Equalize a block of whole level-indexed planes into `out`, plane by plane: the count above,
+ * the table, the remap above. A plane is read from memory twice (count, remap) and stays in the
+ * cache in between; no per-pixel index. Returns 0, or -1 without memory. */
+#define GPU_HISTEQ_EQUALIZE_LEVELS(T, NAME, LEVELS)                                             \
     GPU_HISTEQ_EXPORT int gpu_histeq_equalize_levels_##NAME(const T *values,                   \
         const uint8_t *selected, int64_t nplanes, int64_t npixels, int64_t method, T *out)     \
     {                                                                                          \
-        uint32_t *sub = malloc((SUBS) * (LEVELS) * sizeof(uint32_t));                          \
         int64_t *counts = malloc((LEVELS) * sizeof(int64_t));                                  \
         T *lut = malloc((LEVELS) * sizeof(T));                                                 \
-        const int status = -(sub == NULL || counts == NULL || lut == NULL);                    \
+        const int status = -(counts == NULL || lut == NULL);                                   \
         for (int64_t p = 0; p < nplanes && status == 0; ++p) {                                 \
-            const T *v = values + p * npixels;                                                 \
-            memset(sub, 0, (SUBS) * (LEVELS) * sizeof(uint32_t));                             \
-            GPU_HISTEQ_COUNT4(v, selected ? selected + p * npixels : NULL, npixels, sub,       \
-                              (SUBS) > 1 ? (LEVELS) : 0);                                      \
-            for (int64_t k = 0; k < (LEVELS); ++k) {                                           \
-                counts[k] = 0;                                                                 \
-                for (int64_t j = 0; j < (SUBS); ++j) counts[k] += sub[j * (LEVELS) + k];       \
-            }                                                                                  \
+            memset(counts, 0, (LEVELS) * sizeof(int64_t));                                    \
+            gpu_histeq_count_##NAME(values + p * npixels, selected ? selected + p * npixels : NULL, \
+                                    1, npixels, counts);                                       \
             GPU_HISTEQ_LEVEL_TABLE_##NAME(method, counts, lut);                                \
-            T *o = out + p * npixels;                                                          \
-            for (int64_t i = 0; i < npixels; ++i) o[i] = lut[v[i]];                            \
+            gpu_histeq_remap_##NAME(values + p * npixels, 1, npixels, lut, out + p * npixels);  \
         }                                                                                      \
-        free(sub);                                                                             \
         free(counts);                                                                          \
         free(lut);                                                                             \
         return status;                                                                         \
@@ -178,8 +169,8 @@ static void pil_table(const int64_t *counts, uint8_t *lut)
 #define GPU_HISTEQ_LEVEL_TABLE_u8(method, counts, lut)                                          \
     ((method) == GPU_HISTEQ_PIL ? pil_table(counts, lut) : opencv_table_u8(counts, lut))
 #define GPU_HISTEQ_LEVEL_TABLE_u16(method, counts, lut) opencv_table_u16(counts, lut)
-GPU_HISTEQ_EQUALIZE_LEVELS(uint8_t, u8, 256, 4)
-GPU_HISTEQ_EQUALIZE_LEVELS(uint16_t, u16, 65536, 1)
+GPU_HISTEQ_EQUALIZE_LEVELS(uint8_t, u8, 256)
+GPU_HISTEQ_EQUALIZE_LEVELS(uint16_t, u16, 65536)
 
 /* Floating planes: numpy.histogram's bins over each plane's [min, max], then numpy.interp
  * through each plane's CDF, as skimage.exposure.equalize_hist computes them.
@@ -199,19 +190,21 @@ GPU_HISTEQ_EQUALIZE_LEVELS(uint16_t, u16, 65536, 1)
  *      branch and no table, so it vectorises (setup.py compiles with -fno-trapping-math, which
  *      lets the compiler turn its selects into vector blends). Where the tolerance reaches a
  *      quarter of a bin (a range narrow for its magnitude), the step is subnormal, the scale
- *      overflows or the edges do not follow the formula, the checked loop does what
- *      numpy.histogram does: its guess ((x - first) / width) * nbins, corrected by one bin
- *      against the edges table, and the segment from the centers table.
+ *      overflows or the edges do not follow the formula, the checked loop does what numpy
+ *      does: numpy.histogram's guess ((x - first) / width) * nbins corrected by one bin
+ *      against the edges table, and numpy.interp's own binary search of the centers.
  *      Values outside a mask's range land in the end bins. The count then adds each selected
  *      pixel to four interleaved sub-histograms (runs of equal bins do not serialise on one
  *      counter).
  * interp: numpy.interp in double, slope[j] * (x - centers[j]) + cdf[j], j = -1 below the first
- *      center (slope 0, the first value) and slope 0 on the last segment.
+ *      center (slope 0, the first value) and slope 0 on the last segment; where a plane's
+ *      slopes are not all finite, also numpy.interp's exact hits and NaN fallbacks.
  * equalize: all of the above plane by plane, with the tables built exactly as equalize.py
  *      builds them (cdf = cumsum / total in double, cast to the images' type; centers =
- *      (left + right) / 2 in the images' type; numpy.interp's slopes in double). A plane is read
- *      from memory once: its pixels, bins, segments and tables stay in L1/L2 from the range to
- *      the remap. Traffic per pixel: 4 or 8 bytes read, 4 or 8 written. */
+ *      (left + right) / 2 in the images' type; numpy.interp's slopes in double). A plane of up to
+ *      GPU_HISTEQ_PLANE_CHUNK pixels is read from memory once: its pixels, bins, segments and
+ *      tables stay in L1/L2 from the range to the remap (traffic per pixel: 4 or 8 bytes read,
+ *      4 or 8 written); a larger one is read three times (range, count, remap). */
 #define GPU_HISTEQ_LANES 8 /* independent minima and maxima per masked range */
 #define GPU_HISTEQ_PLANE_CHUNK (1 << 16) /* pixels binned at a time: their scratch stays in L2 */
 enum { GPU_HISTEQ_OK = 0, GPU_HISTEQ_NOT_FINITE = 1, GPU_HISTEQ_REPEATED_EDGES = 2 };
@@ -275,12 +268,11 @@ static void pad(gpu_histeq_interp_table t)
 /* How far (in bins) the scaled offset may be from the edges' verdict. The offset and the edges
  * k * step + first are each rounded a few times: together at most about
  * 5 u nbins + 2 u M nbins / width bins apart, u the unit roundoff and M the larger magnitude of
- * the range. Twice that margin, capped at 0.5 (check every pixel). */
+ * the range (for normal numbers). Twice that margin. */
 static double tolerance(double unit, double first, double width, int64_t nbins)
 {
     const double largest = fmax(fabs(first), fabs(first + width));
-    const double bound = 2 * unit * (double)nbins * (5 + 2 * largest / width) + 4 * unit;
-    return bound < 0.5 ? bound : 0.5;
+    return 2 * unit * (double)nbins * (5 + 2 * largest / width) + 4 * unit;
 }
 
 /* Add the four sub-histograms into `counts` (unless NULL) and clear them. */
@@ -325,7 +317,7 @@ static int regular(gpu_histeq_interp_table t, int64_t nbins)
  * at a center, and its second try from the right end where the first gives NaN. */
 static double interp_irregular(double x, int64_t j, gpu_histeq_interp_table t, int64_t nbins)
 {
-    if (j < 0 || j >= nbins - 1 || x == t.centers[j]) return t.cdf[j < 0 ? 0 : j];
+    if (j < 0 || j >= nbins - 1 || x == t.centers[j]) return t.cdf[j]; /* cdf[-1] = cdf[0] */
     double value = t.slopes[j] * (x - t.centers[j]) + t.cdf[j];
     if (isnan(value)) {
         value = t.slopes[j] * (x - t.centers[j + 1]) + t.cdf[j + 1];
