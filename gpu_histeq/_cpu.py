@@ -134,8 +134,8 @@ def equalize(values, selected, method, nbins, out):
     """Equalize every row of the C-contiguous block `values` into `out`, plane by plane.
 
     Floating planes (``"skimage"``): the range, :class:`UniformBinning`'s edges, the counts, the
-    tables of ``table_maker`` and the remap of :func:`remap`, each plane read from memory once
-    with its segments and tables in the cache. Level-indexed planes (``"opencv"``, ``"pil"``):
+    tables of ``table_maker`` and the remap of :func:`remap`, a plane of up to 65536 pixels read
+    from memory once with its segments and tables in the cache. Level-indexed planes (``"opencv"``, ``"pil"``):
     the counts, ``opencv_lut`` / ``pil_lut`` and the gather. Bit for bit what the bincount
     path computes.
 

@@ -79,12 +79,23 @@ def blocks(xp, nplanes, npixels, nbins):
             for p in range(nplanes) for c in range(0, npixels, chunk_pixels)]
 
 
-def whole_plane_blocks(nplanes, npixels):
-    """Blocks of whole planes, up to ``CHUNK_PIXELS`` pixels each (a larger plane on its own):
-    for the compiled per-plane path, which builds no per-pixel index."""
-    per_block = max(1, CHUNK_PIXELS // max(npixels, 1))
-    return [(slice(p, min(p + per_block, nplanes)), slice(0, npixels))
-            for p in range(0, nplanes, per_block)]
+#: On the CPU, a block's tables (int64) stay below this many bytes, to stay in cache.
+CPU_TABLE_BYTES = 1 << 21
+
+
+def plane_blocks(xp, nplanes, npixels, nbins):
+    """Blocks of whole planes, `nbins` table entries per plane (a large plane is its own block).
+
+    On the CPU a block's tables are also kept under ``CPU_TABLE_BYTES``: the clip, cumulative
+    sum and gathers then run in cache.
+    """
+    block_list = blocks(xp, nplanes, npixels, nbins)
+    starts = sorted({rows.start for rows, _ in block_list})
+    if not is_cupy(xp):
+        most = max(1, CPU_TABLE_BYTES // (8 * nbins))
+        starts = sorted({p for a, b in zip(starts, starts[1:] + [nplanes])
+                         for p in range(a, b, most)})
+    return [(slice(a, b), slice(0, npixels)) for a, b in zip(starts, starts[1:] + [nplanes])]
 
 
 def whole_planes(block_list, npixels):

@@ -121,25 +121,6 @@ def tiled_source(shape, tile_counts, tile_shape, source_index):
     return (None if identity else source.ravel()), tile.ravel()
 
 
-#: On the CPU, a block's tile histograms stay below this many bytes (int64), to stay in cache.
-CPU_TABLE_BYTES = 1 << 21
-
-
-def plane_blocks(xp, nplanes, npixels, nbins):
-    """Blocks of whole planes, `nbins` table entries per plane (a large plane is its own block).
-
-    On the CPU a block's tables are also kept under ``CPU_TABLE_BYTES``: the clip, cumulative
-    sum and gathers then run in cache.
-    """
-    block_list = _planes.blocks(xp, nplanes, npixels, nbins)
-    starts = sorted({rows.start for rows, _ in block_list})
-    if not is_cupy(xp):
-        most = max(1, CPU_TABLE_BYTES // (8 * nbins))
-        starts = sorted({p for a, b in zip(starts, starts[1:] + [nplanes])
-                         for p in range(a, b, most)})
-    return [(slice(a, b), slice(0, npixels)) for a, b in zip(starts, starts[1:] + [nplanes])]
-
-
 def offsets_for(xp, nplanes, tile, ntiles, nbins):
     """``(nplanes, M)`` intp offsets ``nbins * (plane * ntiles + tile)``."""
     tiles = xp.asarray(tile * nbins)
@@ -330,7 +311,7 @@ def _clahe_planes(xp, planes, shape, clip_limit, grid, result):
     source = None if source is None else xp.asarray(source)
 
     nplanes, npixels = planes.shape
-    block_list = plane_blocks(xp, nplanes, max(npixels, tile.size), ntiles * nbins)
+    block_list = _planes.plane_blocks(xp, nplanes, max(npixels, tile.size), ntiles * nbins)
     most = max(rows.stop - rows.start for rows, _ in block_list)
     offsets = offsets_for(xp, most, tile, ntiles, nbins)
     plane_tables = _planes.plane_offsets(xp, most, ntiles * nbins)
@@ -376,7 +357,7 @@ def _clahe_planes_compiled(planes, shape, grid, extents, limit, scale, neighbour
     sources = [reflect101(np.arange(e, dtype=np.int64), s) for e, s in zip(extents, shape)]
     nplanes, npixels = planes.shape
     ntables = grid[0] * grid[1] * nbins
-    block_list = plane_blocks(np, nplanes, max(npixels, math.prod(extents)), ntables)
+    block_list = _planes.plane_blocks(np, nplanes, max(npixels, math.prod(extents)), ntables)
 
     def run(block):
         rows, _ = block
@@ -610,7 +591,7 @@ def _adapthist_planes(xp, planes, shape, kernel, clip_limit, nbins, result):
         corners.append(((region * nbins).ravel(), xp.asarray(weight.ravel())))
 
     nplanes, npixels = planes.shape
-    block_list = plane_blocks(xp, nplanes, max(npixels, tile.size), ntiles * nbins)
+    block_list = _planes.plane_blocks(xp, nplanes, max(npixels, tile.size), ntiles * nbins)
     most = max(rows.stop - rows.start for rows, _ in block_list)
     offsets = offsets_for(xp, most, tile, ntiles, nbins)
     plane_tables = _planes.plane_offsets(xp, most, ntiles * nbins)

@@ -101,7 +101,7 @@ def equalize_planes(xp, planes, mask_planes, method, nbins, result):
             or (planes.dtype != np.uint8 and nplanes >= _planes.thread_count())):
         _planes.map_blocks(xp, lambda block: _equalize_compiled(
             planes, mask_planes, method, nbins, result, block),
-            _planes.whole_plane_blocks(nplanes, npixels))
+            _planes.plane_blocks(xp, nplanes, npixels, 1))
         return
     binning = binning_for(xp, planes, mask_planes, nbins, level_indexed, block_list)
     block_list = _planes.blocks(xp, nplanes, npixels, binning.nbins)

@@ -37,7 +37,7 @@ class InterpTable:
         # (P,) bool: planes whose bins a few subnormal units wide may put a value more than one
         # bin from its histogram bin, or whose slopes are not finite (repeated centers):
         # :func:`gather` runs numpy.interp itself there
-        tiny = np.finfo(centers.dtype).smallest_normal if centers.dtype.kind == "f" else 0
+        tiny = np.finfo(centers.dtype).smallest_normal
         self.irregular = ((spacing < 2 * tiny) | ~xp.isfinite(slopes[:, :-1])).any(axis=1)
 
     def __getitem__(self, rows):

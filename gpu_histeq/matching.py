@@ -19,7 +19,6 @@ import numpy as np
 from . import _interop, _planes
 from ._backend import array_module
 from ._validate import check_images, normalize_axes
-from .adaptive import plane_blocks
 from .histogram import cdf_dtype, count
 
 __all__ = ["match_histograms"]
@@ -314,4 +313,4 @@ def _match_planes(xp, planes, ref_planes, owner, matched):
             n, source_size), axis=1)
         matched[rows] = out
 
-    _planes.map_blocks(xp, match_block, plane_blocks(xp, nplanes, source_size, 1))
+    _planes.map_blocks(xp, match_block, _planes.plane_blocks(xp, nplanes, source_size, 1))
