@@ -16,6 +16,7 @@ Usage::
 
 import argparse
 import datetime
+import importlib
 import json
 import os
 import re
@@ -61,12 +62,16 @@ class Skip(Exception):
     """This implementation does not run this case; the message says why."""
 
 
-def _torch():
+def _require(module, peer):
+    """Import `module` for `peer`, or skip that peer's row."""
     try:
-        import torch
+        return importlib.import_module(module)
     except ImportError as error:
-        raise Skip(f"torch not importable: {error}") from None
-    return torch
+        raise Skip(f"{peer} not importable: {error}") from None
+
+
+def _torch():
+    return _require("torch", "torch")
 
 
 def impl_gpu_histeq(batch):
@@ -82,10 +87,7 @@ def impl_gpu_histeq_portable(batch):
 
 def impl_torchvision(batch):
     torch = _torch()
-    try:
-        from torchvision.transforms.v2 import functional
-    except ImportError as error:
-        raise Skip(f"torchvision not importable: {error}") from None
+    functional = _require("torchvision.transforms.v2.functional", "torchvision")
     if batch.dtype not in (np.uint8, np.float32):
         raise Skip(f"torchvision equalize takes uint8 or float images, not {batch.dtype}")
     method = "pil" if batch.dtype == np.uint8 else "skimage"
@@ -94,10 +96,7 @@ def impl_torchvision(batch):
 
 def impl_kornia(batch):
     torch = _torch()
-    try:
-        import kornia
-    except ImportError as error:
-        raise Skip(f"kornia not importable: {error}") from None
+    kornia = _require("kornia", "kornia")
     if batch.dtype != np.float32:
         # kornia equalizes float images in [0, 1]; the conversion is timed as part of the call
         if batch.dtype != np.uint8:
@@ -107,10 +106,7 @@ def impl_kornia(batch):
 
 
 def impl_cucim(batch):
-    try:
-        from cucim.skimage.exposure import equalize_hist as cucim_equalize
-    except ImportError as error:
-        raise Skip(f"cuCIM not importable: {error}") from None
+    cucim_equalize = _require("cucim.skimage.exposure", "cuCIM").equalize_hist
 
     def run(x):  # cuCIM has no batch axis: one call per image
         images = x.reshape((-1,) + x.shape[-2:])
@@ -120,10 +116,7 @@ def impl_cucim(batch):
 
 def impl_cvcuda(batch):
     torch = _torch()
-    try:
-        import cvcuda
-    except ImportError as error:
-        raise Skip(f"CV-CUDA not importable: {error}") from None
+    cvcuda = _require("cvcuda", "CV-CUDA")
     if batch.dtype != np.uint8:
         raise Skip(f"CV-CUDA histogrameq takes uint8 images, not {batch.dtype}")
 
