@@ -52,11 +52,8 @@ def compare(name, batched, loop, repeats, check):
 
 def portable(function):
     """Run `function` with the compiled CPU path switched off (the bincount path)."""
-    compiled, gpu_histeq._cpu.AVAILABLE = gpu_histeq._cpu.AVAILABLE, False
-    try:
+    with gpu_histeq._engine.portable():
         return function()
-    finally:
-        gpu_histeq._cpu.AVAILABLE = compiled
 
 
 def main():
@@ -119,7 +116,7 @@ def main():
         f"{cv2.getNumThreads()}); numpy {np.__version__}, OpenCV {cv2.__version__}, "
         f"scikit-image {exposure.__name__ and __import__('skimage').__version__}.",
         f"Compiled CPU path (`gpu_histeq._levels`): "
-        f"{'built' if gpu_histeq._cpu.AVAILABLE else 'not built'}. Load average (1, 5, 15 min) "
+        f"{'built' if gpu_histeq._cpu.BUILT else 'not built'}. Load average (1, 5, 15 min) "
         f"before: {', '.join(f'{x:.2f}' for x in load_before)}; after: "
         f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}.",
         "Median of interleaved repeats after a warm-up, same data for both sides, one process. "

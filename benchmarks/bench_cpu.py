@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import gpu_histeq
-from gpu_histeq import _cpu, equalize_hist
+from gpu_histeq import _cpu, _engine, equalize_hist
 
 
 def seed_stack(planes):
@@ -53,11 +53,8 @@ def implementations(stack_u8, stack_f32):
     from skimage import exposure
 
     def portable(images, **kwargs):
-        saved, _cpu.AVAILABLE = _cpu.AVAILABLE, False
-        try:
+        with _engine.portable():
             return equalize_hist(images, **kwargs)
-        finally:
-            _cpu.AVAILABLE = saved
 
     u8 = {
         "gpu_histeq": lambda: equalize_hist(stack_u8),
@@ -106,7 +103,7 @@ def main(argv=None):
     stack_f32 = stack_u8.astype(np.float32) / 255
     import cv2
     versions = {"gpu_histeq": gpu_histeq.__version__, "numpy": np.__version__, "opencv": cv2.__version__,
-                "python": platform.python_version(), "compiled_cpu_path": _cpu.AVAILABLE}
+                "python": platform.python_version(), "compiled_cpu_path": _cpu.BUILT}
     for name in ("skimage", "PIL", "torch", "torchvision"):
         try:
             versions[name] = __import__(name).__version__

@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 from cupyx.profiler import benchmark  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from gpu_histeq import _cuda, equalize_hist  # noqa: E402
+from gpu_histeq import _engine, equalize_hist  # noqa: E402
 from render_gpu_table import PEERS as IMPLEMENTATIONS, table  # noqa: E402  (benchmarks/)
 
 #: name, shape, dtype: the cases of issue 3.
@@ -80,7 +80,7 @@ def impl_gpu_histeq(batch):
 
 def impl_gpu_histeq_portable(batch):
     def run(x):
-        with _cuda.disabled():
+        with _engine.portable():
             return equalize_hist(x)
     return run, None
 
@@ -136,7 +136,7 @@ def as_cupy(output):
 def compare(output, batch, method, references):
     """'bit-exact with method=...' or how far the output is from that method's."""
     if method not in references:
-        with _cuda.disabled():  # the portable path is the reference; the fused one equals it
+        with _engine.portable():  # the portable path is the reference; the fused one equals it
             references[method] = equalize_hist(batch, method=method)
     expected = references[method]
     output = as_cupy(output)

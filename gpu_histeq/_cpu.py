@@ -3,8 +3,8 @@
 They cover uint8/uint16 planes binned by level, float32/float64 planes binned uniformly, the
 whole equalization of both plane by plane, and OpenCV's CLAHE of uint8/uint16 planes, and
 compute exactly what the bincount path computes (tests compare them bit for bit).
-``AVAILABLE`` is False when the extension was not built (no C compiler at install time) or the
-environment variable ``GPU_HISTEQ_PORTABLE=1`` is set: the bincount path then does the work.
+:func:`available` is False when the extension was not built (no C compiler at install time) or
+:mod:`gpu_histeq._engine` switches it off: the bincount path then does the work.
 """
 
 import ctypes
@@ -12,6 +12,8 @@ import importlib.util
 import os
 
 import numpy as np
+
+from . import _engine
 
 _POINTER, _SIZE = ctypes.c_void_p, ctypes.c_int64
 _SIGNATURES = {
@@ -40,10 +42,8 @@ _SUFFIX = {np.dtype(np.uint8): "u8", np.dtype(np.uint16): "u16",
 
 
 def _load():
-    if os.environ.get("GPU_HISTEQ_PORTABLE") == "1":
-        return None
     try:
-        spec = importlib.util.find_spec("gpu_histeq._levels")
+        spec = importlib.util.find_spec("gpu_histeq._cpu_kernels")
     except ImportError:
         return None
     if spec is None or not spec.origin:
@@ -58,7 +58,13 @@ def _load():
 
 
 _FUNCTIONS = _load()
-AVAILABLE = _FUNCTIONS is not None
+#: True when the extension was built (no C compiler at install time leaves it out).
+BUILT = _FUNCTIONS is not None
+
+
+def available():
+    """True when the compiled path is built and not switched off (:mod:`gpu_histeq._engine`)."""
+    return BUILT and _engine.compiled_enabled()
 
 
 #: Most bins per floating plane on the compiled path: bin numbers stay exact in float32.
@@ -72,7 +78,7 @@ _LEVEL_METHODS = {(np.dtype(np.uint8), "opencv"): 0, (np.dtype(np.uint8), "pil")
 
 def covers(xp, binning, dtype):
     """True when the compiled path handles planes of `dtype` in module `xp` with `binning`."""
-    if not AVAILABLE or xp is not np or np.dtype(dtype) not in _SUFFIX:
+    if not available() or xp is not np or np.dtype(dtype) not in _SUFFIX:
         return False
     if np.dtype(dtype).kind == "u":
         return getattr(binning, "low", False) is None  # levels from 0
@@ -81,7 +87,7 @@ def covers(xp, binning, dtype):
 
 def equalizes(xp, dtype, method, nbins):
     """True when :func:`equalize` does `method` with `nbins` bins on `dtype` planes in `xp`."""
-    if not AVAILABLE or xp is not np:
+    if not available() or xp is not np:
         return False
     if method == "skimage":
         return np.dtype(dtype) in (np.float32, np.float64) and nbins <= MAX_FLOAT_BINS

@@ -555,7 +555,11 @@ GPU_HISTEQ_FLOAT_KERNELS(gpu_histeq_f32, f32, FLT_EPSILON, FLT_MIN, FLT_MAX)
 GPU_HISTEQ_FLOAT_KERNELS(gpu_histeq_f64, f64, DBL_EPSILON, DBL_MIN, DBL_MAX)
 
 /* An importable (empty) module, so that the build tools treat this as a regular extension. */
-static struct PyModuleDef gpu_histeq_levels_module = {PyModuleDef_HEAD_INIT, "_levels",
-    "Compiled level-indexed count and remap, called through ctypes.", -1, NULL};
+/* An importable (empty) module named for what the library holds -- the compiled CPU kernels of
+ * _levels.c and _clahe.c -- so that the build tools treat it as a regular extension; the
+ * functions themselves are called through ctypes (gpu_histeq/_cpu.py). */
+static struct PyModuleDef gpu_histeq_cpu_kernels_module = {PyModuleDef_HEAD_INIT, "_cpu_kernels",
+    "Compiled CPU kernels of gpu_histeq (count, tables, remap, CLAHE), called through ctypes.",
+    -1, NULL};
 
-PyMODINIT_FUNC PyInit__levels(void) { return PyModule_Create(&gpu_histeq_levels_module); }
+PyMODINIT_FUNC PyInit__cpu_kernels(void) { return PyModule_Create(&gpu_histeq_cpu_kernels_module); }

@@ -297,7 +297,7 @@ def _clahe_planes(xp, planes, shape, clip_limit, grid, result):
     # the four neighbours of each pixel: flat offsets of their tables, weights per row / column
     rows1, rows2, row_w1, row_w2 = blend_weights(np.float32, np.arange(height), tile_shape[0], grid[0])
     cols1, cols2, col_w1, col_w2 = blend_weights(np.float32, np.arange(width), tile_shape[1], grid[1])
-    if xp is np and _cpu.AVAILABLE:  # the compiled kernels: the same arithmetic in C
+    if xp is np and _cpu.available():  # the compiled kernels: the same arithmetic in C
         neighbours = (np.stack([rows1, rows2]).astype(np.int64), np.stack([row_w1, row_w2]),
                       np.stack([cols1, cols2]).astype(np.int64), np.stack([col_w1, col_w2]))
         scale = np.float32(nbins - 1) / np.float32(area)  # as in opencv_tables

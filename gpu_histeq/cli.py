@@ -759,7 +759,7 @@ def run_info(args):
 
     lines = [f"gpu_histeq {__version__}", f"python {sys.version.split()[0]}",
              f"numpy {np.__version__}: CPU backend, {_planes.thread_count()} threads, compiled "
-             f"fast path {'available' if _cpu.AVAILABLE else 'not built (bincount path)'}"]
+             f"fast path {'available' if _cpu.available() else 'not built (bincount path)'}"]
     cupy, reason = _cupy_or_reason()
     if cupy is None:
         lines.append(f"cupy: unavailable ({reason})")

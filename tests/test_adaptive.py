@@ -8,7 +8,7 @@ from conftest import assert_backend, to_numpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpu_histeq import _cpu, clahe, equalize_adapthist
+from gpu_histeq import _cpu, _engine, clahe, equalize_adapthist
 
 cv2 = pytest.importorskip("cv2")
 skimage_data = pytest.importorskip("skimage.data")
@@ -128,14 +128,13 @@ def test_clahe_property_batch_equals_opencv_loop(n, h, w, tx, ty, clip_limit, se
 # ------------------------------------------------------------------------------------------------
 # clahe: the compiled CPU kernels (_clahe.c) against the portable NumPy path, bit for bit
 
-needs_compiled = pytest.mark.skipif(not _cpu.AVAILABLE,
-                                    reason="the compiled extension gpu_histeq._levels is not built")
+needs_compiled = pytest.mark.skipif(not _cpu.BUILT,
+                                    reason="the compiled extension gpu_histeq._cpu_kernels is not built")
 
 
 def portable_clahe(planes, clip_limit, grid, **kwargs):
     """clahe through the portable path (the one CuPy uses): the compiled path switched off."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_cpu, "AVAILABLE", False)
+    with _engine.portable():
         return clahe(planes, clip_limit, grid, **kwargs)
 
 

@@ -12,7 +12,7 @@ from conftest import CUPY, CUPY_SKIP_REASON
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(CUPY is None, reason=str(CUPY_SKIP_REASON))]
 
 if CUPY is not None:
-    from gpu_histeq import _cuda, apply_lut, histogram
+    from gpu_histeq import _cuda, _engine, apply_lut, histogram
     from gpu_histeq._cuda import _kernels
     from gpu_histeq.equalize import equalize_planes
     from gpu_histeq.histogram import cdf_dtype
@@ -60,7 +60,7 @@ def assert_same_bits(result, expected):
 def run_both(planes, mask, method, nbins):
     dtype = planes.dtype if method in ("opencv", "pil") else cdf_dtype(planes.dtype)
     expected = CUPY.empty(planes.shape, dtype)
-    with _cuda.disabled():
+    with _engine.portable():
         equalize_planes(CUPY, planes, mask, method, nbins, expected)
     result = CUPY.full(planes.shape, 7, dtype)
     assert _cuda.equalize(planes, mask, method, nbins, result)
@@ -116,7 +116,7 @@ def test_nan_raises():
 def test_uncovered_dtypes_decline():
     planes = CUPY.zeros((2, 16), np.int16)
     assert not _cuda.equalize(planes, None, "skimage", 256, CUPY.empty((2, 16), np.float64))
-    with _cuda.disabled():
+    with _engine.portable():
         assert not _cuda.equalize(CUPY.zeros((2, 16), np.uint8), None, "opencv", 256,
                                   CUPY.empty((2, 16), np.uint8))
 
@@ -128,7 +128,7 @@ def test_histogram_hook(dtype, nbins, masked):
     images = CUPY.asarray(make_planes(dtype, "narrow", 6, 50 * 40)).reshape(6, 50, 40)
     mask = CUPY.asarray(make_mask(6, 50 * 40)).reshape(6, 50, 40) if masked else None
     counts, centers = histogram(images, nbins, mask=mask)
-    with _cuda.disabled():
+    with _engine.portable():
         expected_counts, expected_centers = histogram(images, nbins, mask=mask)
     assert_same_bits(counts, expected_counts)
     assert_same_bits(centers, expected_centers)
@@ -143,6 +143,6 @@ def test_apply_lut_hook(dtype, table_dtype, length, shared):
     images = CUPY.asarray(rng.integers(0, length, (4, 33, 65)).astype(dtype))
     tables = CUPY.asarray(rng.integers(0, 250, (length,) if shared else (4, length)).astype(table_dtype))
     result = apply_lut(images, tables)
-    with _cuda.disabled():
+    with _engine.portable():
         expected = apply_lut(images, tables)
     assert_same_bits(result, expected)

@@ -1,5 +1,7 @@
 """equalize_hist against the libraries it promises to reproduce, on real and edge-case images."""
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -7,7 +9,7 @@ from hypothesis import strategies as st
 from conftest import assert_backend, to_numpy
 
 import gpu_histeq
-from gpu_histeq import _cpu, _planes, equalize_hist
+from gpu_histeq import _cpu, _engine, _planes, equalize_hist
 
 cv2 = pytest.importorskip("cv2")
 skimage_data = pytest.importorskip("skimage.data")
@@ -39,23 +41,21 @@ def edge_case_images(rng):
 
 
 @pytest.fixture(params=["compiled", "portable"])
-def engine(request, monkeypatch):
+def engine(request):
     """Run on the compiled CPU path and on the portable bincount path (which CuPy always uses)."""
     if request.param == "compiled":
-        if not _cpu.AVAILABLE:
-            pytest.skip("the compiled extension gpu_histeq._levels is not built")
+        if not _cpu.BUILT:
+            pytest.skip("the compiled extension gpu_histeq._cpu_kernels is not built")
+        yield request.param
     else:
-        monkeypatch.setattr(_cpu, "AVAILABLE", False)
-    return request.param
+        with _engine.portable():
+            yield request.param
 
 
 def portable(images, *args, **kwargs):
     """equalize_hist on the portable bincount path (the compiled CPU path switched off)."""
-    saved, _cpu.AVAILABLE = _cpu.AVAILABLE, False
-    try:
+    with _engine.portable():
         return equalize_hist(images, *args, **kwargs)
-    finally:
-        _cpu.AVAILABLE = saved
 
 
 def opencv_loop(images):
@@ -358,8 +358,8 @@ def test_threads_stop_on_an_error_and_nest_serially(monkeypatch):
 
 
 def test_compiled_and_portable_paths_agree_bit_for_bit(monkeypatch):
-    if not _cpu.AVAILABLE:
-        pytest.skip("the compiled extension gpu_histeq._levels is not built")
+    if not _cpu.BUILT:
+        pytest.skip("the compiled extension gpu_histeq._cpu_kernels is not built")
     rng = np.random.default_rng(14)
     inputs = [rng.integers(0, 256, (9, 50, 60), dtype=np.uint8),
               rng.integers(0, 65536, (3, 50, 60), dtype=np.uint16),
@@ -407,8 +407,8 @@ def test_property_compiled_float_path_equals_bincount_path(dtype, offset, step, 
                                                            masked, seed):
     """Quantized planes (offset + step * level): many pixels exactly on bin edges and centers,
     ranges narrow or wide for their magnitude, and the exact and checked loops both."""
-    if not _cpu.AVAILABLE:
-        pytest.skip("the compiled extension gpu_histeq._levels is not built")
+    if not _cpu.BUILT:
+        pytest.skip("the compiled extension gpu_histeq._cpu_kernels is not built")
     rng = np.random.default_rng(seed)
     images = (offset + step * rng.integers(0, levels, (3, 17, 13))).astype(dtype)
     mask = rng.random((17, 13)) < 0.6 if masked else None
@@ -431,8 +431,8 @@ def test_compiled_float_path_on_subnormal_ranges(dtype, nbins):
     overflows, repeated centers: the compiled path bins as numpy.histogram does (its guess, one
     correction, even when that leaves a value bins away) and interpolates as numpy.interp does
     (its own search of the centers, its exact hits and NaN fallbacks), as the portable path."""
-    if not _cpu.AVAILABLE:
-        pytest.skip("the compiled extension gpu_histeq._levels is not built")
+    if not _cpu.BUILT:
+        pytest.skip("the compiled extension gpu_histeq._cpu_kernels is not built")
     tiny = np.finfo(dtype).smallest_subnormal
     rng = np.random.default_rng(nbins)
     images = np.stack([rng.integers(0, 101, (9, 11)) * tiny, rng.integers(0, 7, (9, 11)) * tiny,
@@ -505,9 +505,10 @@ def test_values_on_and_beside_bin_edges(dtype, offset, span, monkeypatch):
     planes = np.stack([rng.permutation(values) for _ in range(4)]).reshape(4, 3, -1)
     expected = np.stack([exposure.equalize_hist(plane, nbins) for plane in planes])
     results = {}
-    for engine_available in ([True, False] if _cpu.AVAILABLE else [False]):
-        monkeypatch.setattr(_cpu, "AVAILABLE", engine_available)
-        results[engine_available] = equalize_hist(planes, nbins)
+    for engine_available in ([True, False] if _cpu.BUILT else [False]):
+        switch = contextlib.nullcontext() if engine_available else _engine.portable()
+        with switch:
+            results[engine_available] = equalize_hist(planes, nbins)
         np.testing.assert_array_equal(results[engine_available], expected)
 
 
@@ -540,8 +541,8 @@ def test_compiled_float_path_matches_portable_on_awkward_planes(dtype, nbins):
     and tiny magnitudes, uint8 levels (pixels exactly on edges), with and without a mask that
     leaves pixels outside its range. The compiled path (whole planes, plane by plane) and the
     bincount path agree bit for bit, or refuse alike."""
-    if not _cpu.AVAILABLE:
-        pytest.skip("the compiled extension gpu_histeq._levels is not built")
+    if not _cpu.BUILT:
+        pytest.skip("the compiled extension gpu_histeq._cpu_kernels is not built")
     rng = np.random.default_rng(17)
     shape = (24, 31)
     planes = [np.full(shape, 3.5), rng.choice([-2.0, 7.0], shape), rng.random(shape) * 1e30,

@@ -11,33 +11,19 @@ runs the portable path, which the kernels reproduce bit for bit:
 
 No index array is made: extra device memory is per-plane scratch (``planes x bins``). CuPy is
 imported by :mod:`._kernels` on first use, so importing this package (or ``_sources``) does not.
-Set ``GPU_HISTEQ_CUDA=0`` in the environment, or use :func:`disabled`, to run the portable path.
+Set ``GPU_HISTEQ_CUDA=0`` in the environment, or use :func:`gpu_histeq._engine.portable`, to run
+the portable path.
 """
-
-import contextlib
-import os
 
 import numpy as np
 
+from .. import _engine
 from . import _sources
-
-_disabled_depth = 0
-
-
-@contextlib.contextmanager
-def disabled():
-    """Within this context every fast path declines and the portable path runs."""
-    global _disabled_depth
-    _disabled_depth += 1
-    try:
-        yield
-    finally:
-        _disabled_depth -= 1
 
 
 def enabled():
-    """True unless inside :func:`disabled` or ``GPU_HISTEQ_CUDA=0``."""
-    return _disabled_depth == 0 and os.environ.get("GPU_HISTEQ_CUDA", "1") != "0"
+    """True unless :mod:`gpu_histeq._engine` switches the CUDA path off."""
+    return _engine.cuda_enabled()
 
 
 def _covers(planes, *others):
