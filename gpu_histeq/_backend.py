@@ -15,11 +15,11 @@ def _cupy_if_imported():
 
 def backend_name(array):
     """Return ``"numpy"``, ``"cupy"`` or ``None`` for something that is not an array of either."""
+    cupy = _cupy_if_imported()
+    if cupy is not None and isinstance(array, cupy.ndarray):  # first: a subclass of numpy's may stand in
+        return "cupy"
     if isinstance(array, np.ndarray):
         return "numpy"
-    cupy = _cupy_if_imported()
-    if cupy is not None and isinstance(array, cupy.ndarray):
-        return "cupy"
     return None
 
 
@@ -57,6 +57,29 @@ def array_module(images, **others):
                 f"(cupy.asarray / cupy.asnumpy), gpu_histeq never copies between host and device"
             )
     return np if name == "numpy" else _cupy_if_imported()
+
+
+def is_dask(array):
+    """True for a ``dask.array.Array``; never imports dask."""
+    module = sys.modules.get("dask.array")
+    return module is not None and isinstance(array, module.Array)
+
+
+def tensor_kind(array):
+    """``"torch"`` for a ``torch.Tensor``, ``"jax"`` for a ``jax.Array``, else None (imports
+    neither: a tensor can only exist if its library was imported)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(array, torch.Tensor):
+        return "torch"
+    jax = sys.modules.get("jax")
+    if jax is not None and isinstance(array, jax.Array):
+        return "jax"
+    return None
+
+
+def is_tensor(array):
+    """True for a ``torch.Tensor`` or a ``jax.Array``."""
+    return tensor_kind(array) is not None
 
 
 def is_cupy(xp):
