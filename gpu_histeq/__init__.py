@@ -1,11 +1,24 @@
-"""Batched histogram equalization on NumPy and CuPy arrays: many images, one call."""
+"""Batched histogram equalization on NumPy and CuPy arrays: many images, one call.
 
-from .equalize import equalize_hist
-from .histogram import cumulative_distribution, histogram
-from .lut import apply_lut
-from .adaptive import clahe, equalize_adapthist
-from .matching import match_histograms
+The public functions, each wrapped once here by :func:`gpu_histeq._interop.adapt` so that Dask
+arrays, torch tensors and JAX arrays are accepted too.
+"""
+
+from . import adaptive as _adaptive
+from . import equalize as _equalize
+from . import histogram as _histogram
+from . import lut as _lut
+from . import matching as _matching
+from ._interop import adapt as _adapt
+
+equalize_hist = _adapt(_equalize.equalize_hist)
+histogram = _adapt(_histogram.histogram)
+cumulative_distribution = _adapt(_histogram.cumulative_distribution)
+apply_lut = _adapt(_lut.apply_lut)
+clahe = _adapt(_adaptive.clahe)
+equalize_adapthist = _adapt(_adaptive.equalize_adapthist)
+match_histograms = _adapt(_matching.match_histograms)
 
 __all__ = ["equalize_hist", "histogram", "cumulative_distribution", "apply_lut",
            "clahe", "equalize_adapthist", "match_histograms"]
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one version source: pyproject.toml reads it

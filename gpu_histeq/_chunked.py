@@ -10,8 +10,8 @@ as the in-memory pipeline, each chunk on its own and the partial results reduced
 2. ``chunk_counts`` -- per-plane histograms under one binning, reduced by ``sum``;
 3. ``chunk_equalize`` -- each chunk remapped through its planes' tables.
 
-The binnings, tables and gather are the in-memory pipeline's own (``histogram``, ``equalize``
-and ``lut``), so the result is bit-identical to ``equalize_hist`` on the whole array. Every
+The binnings, tables and engine steps are the in-memory pipeline's own (``_binning``,
+``_tables``, ``_engine``), so the result is bit-identical to ``equalize_hist`` on the whole array. Every
 function here takes one chunk (NumPy or CuPy) and the image `axes`; the planes of a chunk are its
 batch positions in C order, and per-plane arrays (``low``, ``high``, ``counts``) are given for
 exactly those planes.
@@ -21,12 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _planes
+from . import _engine, _planes
 from ._backend import array_module
-from ._validate import check_levels_nbins, resolve_method
-from .equalize import remap_block, table_maker
-from .histogram import (LevelBinning, block_counts, cdf_dtype, check_finite,
-                        check_planes_selected, integer_width, plane_stats, range_binning)
+from ._binning import LevelBinning, integer_width, plane_stats, range_binning
+from ._tables import cdf_dtype, table_maker
+from ._validate import check_finite, check_levels_nbins, check_planes_selected, resolve_method
 
 
 @dataclass(frozen=True)
@@ -136,7 +135,7 @@ def chunk_counts(chunk, mask, axes, spec, width, low=None, high=None):
         return xp.zeros((nplanes, width), np.int64)
     bins = binning(xp, spec, width, low, high)
     block_list = _planes.blocks(xp, nplanes, npixels, width)
-    return block_counts(xp, planes, mask_planes, bins, block_list)
+    return _engine.histograms(xp, planes, mask_planes, bins, block_list)
 
 
 def check_counts(xp, counts, npixels):
@@ -182,6 +181,97 @@ def chunk_equalize(chunk, axes, spec, width, counts, low=None, high=None, table=
         bins, lut = table if table is not None else tables(xp, spec, width, counts, low, high)
         block_list = _planes.blocks(xp, nplanes, npixels, width)
         _planes.map_blocks(
-            xp, lambda block: remap_block(xp, planes, bins, lut[block[0]], result, block),
+            xp, lambda block: _engine.remap_block(xp, planes, bins, lut[block[0]], result, block),
             block_list)
     return _planes.from_planes(xp, result, batch_shape, image_shape, axes)
+
+
+# ------------------------------------------------------------------- an eager two-pass driver
+
+def passes(spec):
+    """Passes over the data of :func:`equalize_slabs`: ranges (``"skimage"`` only), counts,
+    remap."""
+    return 3 if spec.needs_stats else 2
+
+
+def equalize_slabs(read, slabs, axes, spec, npixels, write, *, mask=None, advance=None):
+    """Dataset-wide equalization of an array read in slabs that split its planes.
+
+    The eager form of Dask's lazy two-pass graph, over the same chunk steps: per-plane ranges
+    reduced by min / max (``"skimage"`` only), counts summed, one table per plane, then every
+    slab remapped and handed to `write`. The streaming CLI reads a file this way.
+
+    Parameters
+    ----------
+    read : callable
+        ``read(start, stop)`` -> the slab (NumPy or CuPy), read again on each pass.
+    slabs : sequence of (int, int)
+        ``(start, stop)`` along the axis the slabs split.
+    axes : tuple of int
+        Image axes of a slab (normalized, ascending).
+    spec : Spec
+    npixels : int
+        Pixels of one whole plane (over every slab): 0 skips the mask check.
+    write : callable
+        ``write(start, stop, result)`` with the remapped slab (the device it was read to).
+    mask : callable, optional
+        ``mask(start, stop)`` -> the mask of that slab, or None.
+    advance : callable, optional
+        ``advance(n)`` after each slab of `n` entries (progress), on every pass.
+
+    Raises
+    ------
+    ValueError
+        As :func:`gpu_histeq.equalize_hist`: NaN or infinity, a mask selecting no pixel of a
+        plane.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpu_histeq import _chunked, equalize_hist
+    >>> images = np.random.default_rng(0).integers(0, 200, (6, 8, 8), dtype=np.uint8)
+    >>> spec = _chunked.make_spec(images.dtype, 256, None, False)
+    >>> out = np.empty_like(images)
+    >>> def write(start, stop, result):
+    ...     out[start:stop] = result
+    >>> _chunked.equalize_slabs(lambda start, stop: images[start:stop], [(0, 4), (4, 6)],
+    ...                         (0, 1, 2), spec, images.size, write)
+    >>> bool((out == equalize_hist(images, axes=(0, 1, 2))).all())
+    True
+    """
+    def each(step, masked=True):
+        for start, stop in slabs:
+            chunk_mask = None if mask is None or not masked else mask(start, stop)
+            step(start, stop, read(start, stop), chunk_mask)
+            if advance is not None:
+                advance(stop - start)
+
+    state = {"low": None, "high": None, "counts": None, "xp": np}
+
+    def stats(start, stop, chunk, chunk_mask):
+        low, high = chunk_stats(chunk, chunk_mask, axes)
+        xp = state["xp"] = array_module(chunk)
+        if state["low"] is not None:
+            low, high = xp.minimum(state["low"], low), xp.maximum(state["high"], high)
+        state["low"], state["high"] = low, high
+
+    if spec.needs_stats:
+        each(stats)
+    low, high = state["low"], state["high"]
+    width = level_width(spec, low, high)
+
+    def count(start, stop, chunk, chunk_mask):
+        part = chunk_counts(chunk, chunk_mask, axes, spec, width, low, high)
+        state["xp"] = array_module(chunk)
+        state["counts"] = part if state["counts"] is None else state["counts"] + part
+
+    each(count)
+    counts = state["counts"]
+    check_counts(state["xp"], counts, npixels)
+    table = tables(state["xp"], spec, width, counts, low, high)
+
+    def remap(start, stop, chunk, chunk_mask):
+        write(start, stop, chunk_equalize(chunk, axes, spec, width, counts, low, high,
+                                          table=table))
+
+    each(remap, masked=False)

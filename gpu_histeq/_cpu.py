@@ -3,8 +3,8 @@
 They cover uint8/uint16 planes binned by level, float32/float64 planes binned uniformly, the
 whole equalization of both plane by plane, and OpenCV's CLAHE of uint8/uint16 planes, and
 compute exactly what the bincount path computes (tests compare them bit for bit).
-:func:`available` is False when the extension was not built (no C compiler at install time) or
-:mod:`gpu_histeq._engine` switches it off: the bincount path then does the work.
+:data:`BUILT` is False when the extension was not built (no C compiler at install time); whether
+it runs is decided in :func:`gpu_histeq._engine.select` alone.
 """
 
 import ctypes
@@ -13,7 +13,8 @@ import os
 
 import numpy as np
 
-from . import _engine
+from . import _planes
+from ._validate import check_edges_increase, check_finite
 
 _POINTER, _SIZE = ctypes.c_void_p, ctypes.c_int64
 _SIGNATURES = {
@@ -58,13 +59,9 @@ def _load():
 
 
 _FUNCTIONS = _load()
-#: True when the extension was built (no C compiler at install time leaves it out).
+#: True when the extension was built (no C compiler at install time leaves it out). Whether it
+#: runs is decided by :func:`gpu_histeq._engine.select`.
 BUILT = _FUNCTIONS is not None
-
-
-def available():
-    """True when the compiled path is built and not switched off (:mod:`gpu_histeq._engine`)."""
-    return BUILT and _engine.compiled_enabled()
 
 
 #: Most bins per floating plane on the compiled path: bin numbers stay exact in float32.
@@ -76,19 +73,17 @@ _LEVEL_METHODS = {(np.dtype(np.uint8), "opencv"): 0, (np.dtype(np.uint8), "pil")
                   (np.dtype(np.uint16), "opencv"): 0}
 
 
-def covers(xp, binning, dtype):
-    """True when the compiled path handles planes of `dtype` in module `xp` with `binning`."""
-    if not available() or xp is not np or np.dtype(dtype) not in _SUFFIX:
+def covers(binning, dtype):
+    """True when the compiled count and remap handle NumPy planes of `dtype` with `binning`."""
+    if np.dtype(dtype) not in _SUFFIX:
         return False
     if np.dtype(dtype).kind == "u":
         return getattr(binning, "low", False) is None  # levels from 0
     return hasattr(binning, "edges") and binning.nbins <= MAX_FLOAT_BINS
 
 
-def equalizes(xp, dtype, method, nbins):
-    """True when :func:`equalize` does `method` with `nbins` bins on `dtype` planes in `xp`."""
-    if not available() or xp is not np:
-        return False
+def equalizes(dtype, method, nbins):
+    """True when :func:`equalize` does `method` with `nbins` bins on NumPy planes of `dtype`."""
     if method == "skimage":
         return np.dtype(dtype) in (np.float32, np.float64) and nbins <= MAX_FLOAT_BINS
     return (np.dtype(dtype), method) in _LEVEL_METHODS
@@ -165,6 +160,32 @@ def equalize(values, selected, method, nbins, out):
     if status < 0:
         raise MemoryError("no memory for the tables of a plane")
     return status
+
+
+def equalize_planes(planes, mask_planes, method, nbins, result):
+    """The whole pipeline plane by plane (count, table, remap in one C call per block).
+
+    Returns False, writing nothing, where this path is not the faster one: cases
+    :func:`equalizes` does not cover, and planes larger than a block when there are fewer of
+    them than threads, or uint8 (counting and remapping one plane's blocks on every thread
+    measured faster there).
+    """
+    nplanes, npixels = planes.shape
+    if not equalizes(planes.dtype, method, nbins):
+        return False
+    if not (_planes.whole_planes(_planes.blocks(np, nplanes, npixels, nbins), npixels)
+            or (planes.dtype != np.uint8 and nplanes >= _planes.thread_count())):
+        return False
+
+    def run(block):
+        rows, cols = block
+        selected = None if mask_planes is None else mask_planes[rows, cols]
+        status = equalize(planes[rows, cols], selected, method, nbins, result[rows, cols])
+        check_finite(status != NOT_FINITE)
+        check_edges_increase(status != REPEATED_EDGES, nbins, planes.dtype)
+
+    _planes.map_blocks(np, run, _planes.plane_blocks(np, nplanes, npixels, 1))
+    return True
 
 
 def remap(values, binning, rows, tables, out, segments=None):

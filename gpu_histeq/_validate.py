@@ -1,5 +1,11 @@
-"""Argument checks shared by every public function: shapes and dtypes only, no device work."""
+"""Every argument check and data-error raiser, shared by the in-memory functions, Dask and the CLI.
 
+Argument checks look at shapes, dtypes and parameter values only (no device work); the raisers at
+the end turn what an engine found in the data (NaN, repeated bin edges, an empty mask) into the
+one message every engine gives. Imports nothing of the package.
+"""
+
+import math
 import numbers
 
 import numpy as np
@@ -76,14 +82,8 @@ def check_mask(mask, images, xp):
     """Return `mask` broadcast to `images.shape` as a boolean array of the same backend."""
     if mask is None:
         return None
-    if not hasattr(mask, "dtype") or np.dtype(mask.dtype) != np.bool_:
-        raise TypeError(f"`mask` must be a boolean array, got {getattr(mask, 'dtype', type(mask))}")
-    try:
-        return xp.broadcast_to(mask, images.shape)
-    except ValueError:
-        raise ValueError(
-            f"`mask` of shape {mask.shape} does not broadcast to `images` of shape {images.shape}"
-        ) from None
+    check_mask_shape(mask, images.shape)
+    return xp.broadcast_to(mask, images.shape)
 
 
 def check_out(out, shape, dtype, xp):
@@ -105,3 +105,126 @@ def check_lut_inputs(images, lut):
         raise TypeError(f"`images` must be an integer array to index a table, got {images.dtype}")
     if not hasattr(lut, "ndim") or lut.ndim < 1:
         raise ValueError("`lut` must be an array with the table along its last axis")
+
+
+def check_channel_axis(channel_axis, axes, ndim):
+    """Return `channel_axis` as a non-negative axis number that is not one of the image `axes`."""
+    if channel_axis is None:
+        return None
+    (channel_axis,) = normalize_axes(channel_axis, ndim, "channel_axis")
+    if channel_axis in axes:
+        raise ValueError(f"`channel_axis` {channel_axis} must not be one of the image `axes` {axes}")
+    return channel_axis
+
+
+def check_luminance(shape, dtype, channel_axis, method):
+    """Check that `luminance=True` fits: RGB channels along `channel_axis`, a dtype and method
+    the YCrCb round trip supports."""
+    if channel_axis is None:
+        raise ValueError("`luminance=True` needs `channel_axis`, the axis of the R, G, B channels")
+    if shape[channel_axis] != 3:
+        raise ValueError(f"`luminance=True` needs 3 (R, G, B) channels along `channel_axis` "
+                         f"{channel_axis}, got {shape[channel_axis]}")
+    dtype = np.dtype(dtype)
+    if dtype.kind == "i":
+        raise TypeError(f"`luminance=True` needs unsigned integer or floating `images`, got {dtype}")
+    if dtype.kind == "f" and method != "skimage":
+        raise TypeError(f"`method={method!r}` does not fit floating `images`")
+
+
+def check_mask_shape(mask, shape):
+    """Check that `mask` is a boolean array that broadcasts to `shape` (no device work)."""
+    if mask is None:
+        return
+    if not hasattr(mask, "dtype") or np.dtype(mask.dtype) != np.bool_:
+        raise TypeError(f"`mask` must be a boolean array, got {getattr(mask, 'dtype', type(mask))}")
+    try:
+        np.broadcast_shapes(mask.shape, tuple(shape))
+    except ValueError:
+        raise ValueError(
+            f"`mask` of shape {mask.shape} does not broadcast to `images` of shape {tuple(shape)}"
+        ) from None
+
+
+def check_lut_shape(lut, batch_shape, images_shape, axes):
+    """Check that `lut` is one table ``(L,)`` or one per plane ``(batch..., L)``."""
+    if lut.ndim > 1 and lut.shape[:-1] != tuple(batch_shape):
+        raise ValueError(
+            f"`lut` must have shape (L,) or {tuple(batch_shape) + ('L',)} for `images` of shape "
+            f"{tuple(images_shape)} with axes {axes}, got {lut.shape}"
+        )
+
+
+def check_clip_limit(clip_limit):
+    """Return `clip_limit` as a finite float >= 0."""
+    if isinstance(clip_limit, (bool, np.bool_)) or not isinstance(clip_limit, numbers.Real):
+        raise TypeError(f"`clip_limit` must be a real number, got {clip_limit!r}")
+    clip_limit = float(clip_limit)
+    if not math.isfinite(clip_limit) or clip_limit < 0:
+        raise ValueError(f"`clip_limit` must be a finite number >= 0, got {clip_limit!r}")
+    return clip_limit
+
+
+def check_int_sequence(value, length, param, what):
+    """Return `value` (an int or a sequence of `length` ints) as a tuple of `length` ints >= 1."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        value = (value,) * length
+    try:
+        entries = tuple(value)
+    except TypeError:
+        raise TypeError(f"`{param}` must be an int or a sequence of {length} ints, "
+                        f"got {value!r}") from None
+    if len(entries) != length:
+        raise ValueError(f"`{param}` must have {length} entries ({what}), got {value!r}")
+    if any(isinstance(e, (bool, np.bool_)) or not isinstance(e, numbers.Integral) for e in entries):
+        raise TypeError(f"`{param}` entries must be integers, got {value!r}")
+    if any(e < 1 for e in entries):
+        raise ValueError(f"`{param}` entries must be >= 1, got {value!r}")
+    return tuple(int(e) for e in entries)
+
+
+# ---------------------------------------------------------------------------------------------
+# errors found in the data (raised by every engine with the same message)
+
+#: Widest per-plane integer range handled with one bin per level (64 MiB of int32 per plane).
+MAX_LEVELS = 1 << 24
+
+
+def check_finite(finite):
+    """Raise unless `finite` (a NaN or infinity was found otherwise)."""
+    if not finite:
+        raise ValueError("`images` must not contain NaN or infinity")
+
+
+def check_edges_increase(increasing, nbins, dtype):
+    """Raise unless `increasing`: numpy.histogram refuses bin edges that repeat."""
+    if not increasing:
+        raise ValueError(
+            f"`nbins` {nbins} is too many for the range of a plane in {np.dtype(dtype)}: its bin "
+            "edges would repeat (numpy.histogram refuses this too); use fewer bins or float64"
+        )
+
+
+def check_level_span(widest):
+    """Raise if one plane spans more than :data:`MAX_LEVELS` integer levels."""
+    if widest > MAX_LEVELS:
+        raise ValueError(
+            f"`images` spans {widest} integer levels in one plane; at most {MAX_LEVELS} are "
+            "supported with one bin per level: convert to float to use `nbins` bins"
+        )
+
+
+def check_planes_selected(xp, selects):
+    """Raise unless `selects`, ``(P,)`` bool, is True for every plane: a plane whose mask
+    selects no pixel has no histogram to equalize by."""
+    if not bool(selects.all()):  # sync: the error names the first such plane
+        plane = int(xp.argmin(selects))
+        raise ValueError(f"`mask` selects no pixel of plane {plane} (planes counted in C order "
+                         "over the batch axes)")
+
+
+def check_mask_selects(xp, mask_planes):
+    """Raise unless the mask selects at least one pixel of every non-empty plane."""
+    if mask_planes is None or mask_planes.shape[1] == 0 or mask_planes.shape[0] == 0:
+        return
+    check_planes_selected(xp, mask_planes.any(axis=1))

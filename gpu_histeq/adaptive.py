@@ -19,10 +19,12 @@ import numbers
 
 import numpy as np
 
-from . import _cpu, _interop, _planes
-from ._backend import array_module, is_cupy
-from ._validate import check_images, check_nbins, normalize_axes
-from .histogram import cdf_dtype, check_finite, count
+from . import _cpu, _engine, _planes
+from ._backend import array_module
+from ._engine.portable import count
+from ._tables import cdf_dtype, clahe_opencv_tables, clahe_skimage_clip
+from ._validate import (check_clip_limit, check_finite, check_images, check_int_sequence,
+                        check_nbins, normalize_axes)
 
 __all__ = ["clahe", "equalize_adapthist"]
 
@@ -32,33 +34,6 @@ NR_OF_GRAY = 2 ** 14
 
 # ---------------------------------------------------------------------------------------------
 # argument checks (shapes and values of the parameters only: no device work)
-
-def _check_clip_limit(clip_limit):
-    if isinstance(clip_limit, (bool, np.bool_)) or not isinstance(clip_limit, numbers.Real):
-        raise TypeError(f"`clip_limit` must be a real number, got {clip_limit!r}")
-    clip_limit = float(clip_limit)
-    if not math.isfinite(clip_limit) or clip_limit < 0:
-        raise ValueError(f"`clip_limit` must be a finite number >= 0, got {clip_limit!r}")
-    return clip_limit
-
-
-def _check_int_sequence(value, length, param, what):
-    """Return `value` (an int or a sequence of `length` ints) as a tuple of `length` ints >= 1."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
-        value = (value,) * length
-    try:
-        entries = tuple(value)
-    except TypeError:
-        raise TypeError(f"`{param}` must be an int or a sequence of {length} ints, "
-                        f"got {value!r}") from None
-    if len(entries) != length:
-        raise ValueError(f"`{param}` must have {length} entries ({what}), got {value!r}")
-    if any(isinstance(e, (bool, np.bool_)) or not isinstance(e, numbers.Integral) for e in entries):
-        raise TypeError(f"`{param}` entries must be integers, got {value!r}")
-    if any(e < 1 for e in entries):
-        raise ValueError(f"`{param}` entries must be >= 1, got {value!r}")
-    return tuple(int(e) for e in entries)
-
 
 def _image_axes(images, axes, count_required=None):
     axes = normalize_axes(axes, images.ndim)
@@ -154,56 +129,6 @@ def blend_weights(dtype, positions, tile_size, ntiles):
 # OpenCV
 
 
-def opencv_clip(xp, hist, limit, area):
-    """Clip ``(K, B)`` int64 tile histograms of `area` pixels in place, as OpenCV does.
-
-    Every bin is capped at `limit`; the clipped count ``c`` is spread as ``c // B`` on every
-    bin, and the remaining ``r = c % B`` as one more count on bins ``0, s, 2s, ...`` (``r`` of
-    them) with ``s = max(B // r, 1)``.
-    """
-    nbins = hist.shape[-1]
-    xp.minimum(hist, limit, out=hist)
-    clipped = area - hist.sum(axis=-1, keepdims=True)
-    if not is_cupy(xp) and not clipped.any():
-        return hist
-    batch = clipped // nbins
-    residual = clipped - batch * nbins
-    hist += batch
-    step = xp.maximum(nbins // xp.maximum(residual, 1), 1)
-    # bins 0, s, ..., (r - 1) * s: multiples of s below r * s (rows of a precomputed table)
-    bins = xp.arange(nbins)
-    if nbins <= 256:
-        multiples = xp.take(_multiples_table(xp, nbins), step[:, 0], axis=0)
-    else:
-        multiples = bins % step == 0
-    multiples &= bins < residual * step
-    hist += multiples
-    return hist
-
-
-_MULTIPLES = {}
-
-
-def _multiples_table(xp, nbins):
-    """``(nbins + 1, nbins)`` bool: ``table[s, i] = (i % s == 0)`` (row 0 unused)."""
-    key = (xp.__name__, nbins)
-    if key not in _MULTIPLES:
-        steps = np.arange(nbins + 1)[:, None]
-        _MULTIPLES[key] = xp.asarray(np.arange(nbins)[None, :] % np.maximum(steps, 1) == 0)
-    return _MULTIPLES[key]
-
-
-def opencv_tables(xp, hist, limit, area):
-    """``(K, B)`` float32 tables ``rint(float32(cumsum) * float32((B - 1) / area))``."""
-    nbins = hist.shape[-1]
-    if limit > 0:
-        hist = opencv_clip(xp, hist, limit, area)
-    cumulative = xp.cumsum(hist, axis=-1, out=hist)
-    scale = np.float32(nbins - 1) / np.float32(area)
-    tables = xp.multiply(cumulative, scale, dtype=np.float32)
-    return xp.rint(tables, out=tables)
-
-
 def clahe(images, clip_limit=40.0, tile_grid=(8, 8), *, axes=(-2, -1)):
     """Contrast limited adaptive histogram equalization of every image, as OpenCV does it.
 
@@ -262,15 +187,13 @@ def clahe(images, clip_limit=40.0, tile_grid=(8, 8), *, axes=(-2, -1)):
     >>> out.shape, out.dtype
     ((4, 1, 96, 96), dtype('uint8'))
     """
-    if _interop.handles(images):  # dask arrays, torch tensors, JAX arrays
-        return _interop.call("clahe", images, clip_limit, tile_grid, axes=axes)
     xp = array_module(images)
     check_images(images, xp)
     dtype = np.dtype(images.dtype)
     if dtype not in (np.uint8, np.uint16):
         raise TypeError(f"`images` must be uint8 or uint16 for OpenCV's CLAHE, got {dtype}")
-    clip_limit = _check_clip_limit(clip_limit)
-    tiles_x, tiles_y = _check_int_sequence(tile_grid, 2, "tile_grid", "tiles_x, tiles_y")
+    clip_limit = check_clip_limit(clip_limit)
+    tiles_x, tiles_y = check_int_sequence(tile_grid, 2, "tile_grid", "tiles_x, tiles_y")
     axes = _image_axes(images, axes, 2)
     planes, batch_shape, image_shape = _planes.to_planes(xp, images, axes)
     result = xp.empty(planes.shape, dtype)
@@ -297,7 +220,7 @@ def _clahe_planes(xp, planes, shape, clip_limit, grid, result):
     # the four neighbours of each pixel: flat offsets of their tables, weights per row / column
     rows1, rows2, row_w1, row_w2 = blend_weights(np.float32, np.arange(height), tile_shape[0], grid[0])
     cols1, cols2, col_w1, col_w2 = blend_weights(np.float32, np.arange(width), tile_shape[1], grid[1])
-    if xp is np and _cpu.available():  # the compiled kernels: the same arithmetic in C
+    if _engine.compiled_clahe(xp, planes.dtype):  # the compiled kernels: the same arithmetic in C
         neighbours = (np.stack([rows1, rows2]).astype(np.int64), np.stack([row_w1, row_w2]),
                       np.stack([cols1, cols2]).astype(np.int64), np.stack([col_w1, col_w2]))
         scale = np.float32(nbins - 1) / np.float32(area)  # as in opencv_tables
@@ -323,7 +246,7 @@ def _clahe_planes(xp, planes, shape, clip_limit, grid, result):
         values = planes[rows]
         tiled = values if source is None else xp.take(values, source, axis=1)
         hist = count_tiles(xp, tiled, offsets, ntiles, nbins).reshape(n * ntiles, nbins)
-        tables = opencv_tables(xp, hist, limit, area).reshape(-1)
+        tables = clahe_opencv_tables(xp, hist, limit, area).reshape(-1)
         index = xp.empty((n, npixels), np.intp)
         blended = [xp.empty((n, height, width), np.float32) for _ in range(2)]
         # OpenCV's order: (top_left * w1 + top_right * w2) * row_w1 + (bottom ...) * row_w2
@@ -395,54 +318,6 @@ ADAPTHIST_DTYPES = tuple(np.dtype(d) for d in
                          (np.uint8, np.uint16, np.int8, np.int16, np.float16, np.float32, np.float64))
 
 
-def skimage_clip(xp, hist, limit):
-    """Clip ``(K, B)`` int64 histograms to `limit` in place, as scikit-image's ``clip_histogram``.
-
-    The first pass is vectorised as is. scikit-image's last step is a loop that adds one count
-    to bins under the limit with a data-dependent stride until the excess is spent; here every
-    histogram that still has excess takes that step together (a Python loop over steps, with
-    the set of active histograms shrinking), so no loop runs over tiles or planes.
-    """
-    nbins = hist.shape[-1]
-    over = hist > limit
-    excess = xp.where(over, hist - limit, 0).sum(axis=-1)
-    xp.minimum(hist, limit, out=hist)
-    increment = excess // nbins
-    upper = (limit - increment)[:, None]
-    low = hist < upper
-    excess -= low.sum(axis=-1) * increment
-    hist += low * increment[:, None]
-    middle = (hist >= upper) & (hist < limit)
-    excess += xp.where(middle, hist - limit, 0).sum(axis=-1)
-    hist[middle] = limit
-
-    active = xp.nonzero(excess > 0)[0]  # sync: the remaining loop is data dependent
-    if active.size == 0:
-        return hist
-    work, left = hist[active], excess[active]
-    bins = xp.arange(nbins)
-    while active.size:
-        before = left.copy()
-        for start in range(nbins):
-            under = work < limit
-            step = xp.maximum(under.sum(axis=-1) // left, 1)[:, None]
-            picked = under & (bins >= start) & ((bins - start) % step == 0)
-            work += picked
-            left -= picked.sum(axis=-1)
-            finished = left <= 0
-            if bool(finished.any()):  # sync: histograms leave the loop once their excess is spent
-                hist[active[finished]] = work[finished]
-                keep = ~finished
-                active, work, left, before = active[keep], work[keep], left[keep], before[keep]
-                if active.size == 0:
-                    return hist
-        stuck = left == before
-        hist[active] = work
-        keep = ~stuck
-        active, work, left = active[keep], work[keep], left[keep]
-    return hist
-
-
 def equalize_adapthist(images, kernel_size=None, clip_limit=0.01, nbins=256, *, axes=(-2, -1)):
     """Contrast limited adaptive histogram equalization of every image, as scikit-image does it.
 
@@ -504,15 +379,13 @@ def equalize_adapthist(images, kernel_size=None, clip_limit=0.01, nbins=256, *, 
     >>> out.shape, out.dtype, float(out.min()), float(out.max())
     ((3, 64, 64), dtype('float64'), 0.0, 1.0)
     """
-    if _interop.handles(images):  # dask arrays, torch tensors, JAX arrays
-        return _interop.call("equalize_adapthist", images, kernel_size, clip_limit, nbins, axes=axes)
     xp = array_module(images)
     check_images(images, xp)
     dtype = np.dtype(images.dtype)
     if dtype not in ADAPTHIST_DTYPES:
         raise TypeError("`images` must be uint8, uint16, int8, int16 or floating for "
                         f"equalize_adapthist, got {dtype}")
-    clip_limit = _check_clip_limit(clip_limit)
+    clip_limit = check_clip_limit(clip_limit)
     nbins = check_nbins(nbins)
     axes = _image_axes(images, axes)
     if len(axes) < 2:
@@ -521,7 +394,7 @@ def equalize_adapthist(images, kernel_size=None, clip_limit=0.01, nbins=256, *, 
     if kernel_size is None:
         kernel = tuple(max(s // 8, 1) for s in shape)
     else:
-        kernel = _check_int_sequence(kernel_size, len(shape), "kernel_size",
+        kernel = check_int_sequence(kernel_size, len(shape), "kernel_size",
                                      f"one per image axis {axes}")
     out_dtype = cdf_dtype(dtype)
     planes, batch_shape, image_shape = _planes.to_planes(xp, images, axes)
@@ -606,7 +479,7 @@ def _adapthist_planes(xp, planes, shape, kernel, clip_limit, nbins, result):
         binned = gray // np.uint16(bin_size)
         tiled = binned if source is None else xp.take(binned, source, axis=1)
         hist = count_tiles(xp, tiled, offsets, ntiles, nbins).reshape(n * ntiles, nbins)
-        hist = skimage_clip(xp, hist, limit)
+        hist = clahe_skimage_clip(xp, hist, limit)
         tables = xp.cumsum(hist, axis=-1).astype(np.float64) * scale
         tables = xp.floor(xp.minimum(tables, float(NR_OF_GRAY - 1))).reshape(-1)
         total = xp.zeros((n, npixels), np.float32)

@@ -1,7 +1,8 @@
-"""Luma equalization of RGB images: RGB -> YCrCb (OpenCV's conversion), equalize Y, back.
+"""Pure colour conversions: RGB <-> YCrCb exactly as OpenCV converts (imports nothing above it).
 
 Integer images use OpenCV's 14-bit fixed-point coefficients, so Y, Cr and Cb are OpenCV's own
-values; floating images use its floating coefficients.
+values; floating images use its floating coefficients. The luma equalization that uses them is
+orchestrated in :mod:`gpu_histeq.equalize`.
 """
 
 import numpy as np
@@ -53,34 +54,3 @@ def from_ycrcb(xp, luma, chroma_red, chroma_blue, dtype):
     green = luma + _descale(cb * _BACK_FIXED[2] + cr * _BACK_FIXED[1])
     blue = luma + _descale(cb * _BACK_FIXED[3])
     return tuple(xp.clip(c, 0, top).astype(dtype) for c in (red, green, blue))
-
-
-def equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out):
-    """Equalize the luma of RGB `images` (channels along `channel_axis`) with `method`."""
-    from .equalize import equalize_hist
-
-    if channel_axis is None:
-        raise ValueError("`luminance=True` needs `channel_axis`, the axis of the R, G, B channels")
-    if images.shape[channel_axis] != 3:
-        raise ValueError(f"`luminance=True` needs 3 (R, G, B) channels along `channel_axis` "
-                         f"{channel_axis}, got {images.shape[channel_axis]}")
-    dtype = np.dtype(images.dtype)
-    if dtype.kind == "i":
-        raise TypeError(f"`luminance=True` needs unsigned integer or floating `images`, got {dtype}")
-    if dtype.kind == "f" and method != "skimage":
-        raise TypeError(f"`method={method!r}` does not fit floating `images`")
-    red, green, blue = (xp.take(images, c, axis=channel_axis) for c in range(3))
-    luma, chroma_red, chroma_blue = to_ycrcb(xp, red, green, blue, dtype)
-    # the channel axis is gone from the planes; image axes after it move down by one
-    luma_axes = tuple(a - (a > channel_axis) for a in axes)
-    luma_mask = None if mask is None else xp.broadcast_to(mask, images.shape).all(axis=channel_axis)
-    equalized = equalize_hist(luma.astype(dtype), nbins, axes=luma_axes, mask=luma_mask,
-                              method=method)
-    if method == "skimage" and dtype.kind == "u":  # cdf in (0, 1] back to the integer range
-        equalized = xp.rint(equalized * np.iinfo(dtype).max)
-    channels = from_ycrcb(xp, equalized, chroma_red, chroma_blue, dtype)
-    result = xp.stack(channels, axis=channel_axis)
-    if out is None:
-        return result.astype(dtype, copy=False)
-    out[...] = result
-    return out

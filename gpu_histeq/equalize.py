@@ -1,134 +1,98 @@
 """Histogram equalization of many image planes in one call.
 
-The pipeline, shared by every method: offset index per pixel -> per-plane histograms by
-``bincount`` -> per-plane tables -> gather. Blocks of whole planes are counted and remapped with
-the same index in one pass; planes larger than a block are counted in a first pass and remapped
-in a second.
+The pipeline, shared by every method: per-plane histograms (``bincount`` over the offset index
+``bin + nbins * plane``) -> per-plane tables -> gather. Blocks of whole planes are counted and
+remapped with the same index in one pass; planes larger than a block are counted in a first pass
+and remapped in a second. :mod:`gpu_histeq._engine` runs each step (or all of them fused) on the
+engine that fits the input.
 """
 
 import numpy as np
 
-from . import _cpu, _interop, _planes
-from ._backend import array_module, is_cupy
-from ._validate import (check_images, check_levels_nbins, check_mask, check_nbins, check_out,
-                        normalize_axes, resolve_method)
-from .histogram import (binning_for, block_counts, cdf_dtype, cdf_table, check_edges_increase,
-                        check_finite, check_mask_selects, count_block)
-from .lut import InterpTable, gather
+from . import _engine, _planes
+from ._backend import array_module
+from ._binning import binning_for
+from ._tables import cdf_dtype, table_maker
+from ._validate import (check_channel_axis, check_images, check_levels_nbins, check_luminance,
+                        check_mask, check_mask_selects, check_nbins, check_out, normalize_axes,
+                        resolve_method)
+from .color import from_ycrcb, to_ycrcb
 
 __all__ = ["equalize_hist"]
-
-
-def opencv_lut(xp, counts, dtype):
-    """``(P, L)`` table of :func:`cv2.equalizeHist` from ``(P, L)`` level counts.
-
-    ``lut[v] = round_half_even(float32(cum[v] - cum[first]) * float32((L - 1) / (total - h[first])))``
-    where ``first`` is the lowest level present; a plane with a single level is left unchanged.
-    """
-    levels = counts.shape[1]
-    cumulative = xp.cumsum(counts, axis=1)
-    first = xp.argmax(counts > 0, axis=1)[:, None]
-    first_count = xp.take_along_axis(counts, first, axis=1)
-    spread = cumulative[:, -1:] - first_count
-    scale = np.float32(levels - 1) / xp.maximum(spread, 1).astype(np.float32)
-    lut = xp.rint((cumulative - first_count).astype(np.float32) * scale)
-    lut = xp.clip(lut, 0, levels - 1).astype(dtype)
-    return xp.where(spread == 0, xp.arange(levels, dtype=dtype), lut)
-
-
-def pil_lut(xp, counts):
-    """``(P, 256)`` table of :func:`PIL.ImageOps.equalize` from ``(P, 256)`` level counts.
-
-    ``step = (total - h[last]) // 255`` and ``lut[v] = (step // 2 + cum[v - 1]) // step`` clipped
-    to 255; a plane with one level, or ``step == 0``, is left unchanged.
-    """
-    present = counts > 0
-    last = counts.shape[1] - 1 - xp.argmax(present[:, ::-1], axis=1)[:, None]
-    step = (counts.sum(axis=1, keepdims=True) - xp.take_along_axis(counts, last, axis=1)) // 255
-    below = xp.cumsum(counts, axis=1) - counts
-    lut = xp.clip((step // 2 + below) // xp.maximum(step, 1), 0, 255).astype(np.uint8)
-    unchanged = (present.sum(axis=1, keepdims=True) <= 1) | (step == 0)
-    return xp.where(unchanged, xp.arange(256, dtype=np.uint8), lut)
-
-
-def table_maker(xp, method, binning, dtype, nplanes):
-    """Return ``tables(counts, rows)``: the remap tables of planes `rows` from their counts."""
-    if method == "opencv":
-        return lambda counts, rows: opencv_lut(xp, counts, dtype)
-    if method == "pil":
-        return lambda counts, rows: pil_lut(xp, counts)
-    if np.dtype(dtype).kind == "f":
-        return lambda counts, rows: InterpTable(
-            xp, cdf_table(xp, counts, dtype), binning.centers(rows, nplanes))
-    # integer skimage: one bin per level, each value lands exactly on its bin center
-    return lambda counts, rows: cdf_table(xp, counts, dtype)
-
-
-def remap_block(xp, planes, binning, tables, result, block, index=None, offsets=None):
-    """Remap block ``(rows, cols)`` of `planes` into `result` through its planes' `tables`.
-
-    `index` and `offsets` are the block's offset index from the histogram step when it was just
-    counted (on the compiled path: its interpolation segments for floats, None for levels);
-    without them the block is binned here.
-    """
-    rows, cols = block
-    values, target = planes[rows, cols], result[rows, cols]
-    if _cpu.covers(xp, binning, planes.dtype):
-        _cpu.remap(values, binning, rows, tables, target, index)
-        return
-    if index is None:
-        offsets = _planes.plane_offsets(xp, rows.stop - rows.start, binning.nbins)
-        index = binning.index(values, rows, offsets)
-    gather(xp, tables, index, values, offsets, target)
 
 
 def equalize_planes(xp, planes, mask_planes, method, nbins, result):
     """Equalize every row of a ``(P, N)`` array into `result` (same shape, the method's dtype).
 
-    This is the portable path (NumPy or CuPy): the CuPy kernels are checked against it.
+    `nbins` is the dtype's levels for ``"opencv"`` / ``"pil"``. A fused engine takes the whole
+    pipeline where it has one; otherwise the steps run block by block (the portable path, or
+    the compiled count and remap).
     """
     nplanes, npixels = planes.shape
     if nplanes == 0 or npixels == 0:
         return
-    level_indexed = method in ("opencv", "pil")
-    if level_indexed:
-        nbins = check_levels_nbins(nbins, planes.dtype, method)
-    block_list = _planes.blocks(xp, nplanes, npixels, nbins)
-    # compiled, plane by plane; planes larger than a block go there too when every thread gets
-    # one, except uint8: counting and remapping one plane's blocks on every thread measured faster
-    if _cpu.equalizes(xp, planes.dtype, method, nbins) and (
-            _planes.whole_planes(block_list, npixels)
-            or (planes.dtype != np.uint8 and nplanes >= _planes.thread_count())):
-        _planes.map_blocks(xp, lambda block: _equalize_compiled(
-            planes, mask_planes, method, nbins, result, block),
-            _planes.plane_blocks(xp, nplanes, npixels, 1))
+    if _engine.equalize(xp, planes, mask_planes, method, nbins, result):
         return
+    level_indexed = method in ("opencv", "pil")
+    block_list = _planes.blocks(xp, nplanes, npixels, nbins)
     binning = binning_for(xp, planes, mask_planes, nbins, level_indexed, block_list)
     block_list = _planes.blocks(xp, nplanes, npixels, binning.nbins)
     tables_of = table_maker(xp, method, binning, planes.dtype, nplanes)
 
     if _planes.whole_planes(block_list, npixels):  # one pass: count, tables, remap per block
         def remap(block):
-            counts, index, offsets = count_block(xp, planes, mask_planes, binning, block)
+            counts, state = _engine.count_block(xp, planes, mask_planes, binning, block)
             tables = tables_of(counts, block[0])
-            remap_block(xp, planes, binning, tables, result, block, index, offsets)
+            _engine.remap_block(xp, planes, binning, tables, result, block, state)
     else:  # planes larger than a block: count them all, then remap
-        all_tables = tables_of(block_counts(xp, planes, mask_planes, binning, block_list),
-                               slice(None))
+        all_tables = tables_of(
+            _engine.histograms(xp, planes, mask_planes, binning, block_list), slice(None))
 
         def remap(block):
-            remap_block(xp, planes, binning, all_tables[block[0]], result, block)
+            _engine.remap_block(xp, planes, binning, all_tables[block[0]], result, block)
 
     _planes.map_blocks(xp, remap, block_list)
 
 
-def _equalize_compiled(planes, mask_planes, method, nbins, result, block):
-    """The compiled CPU path: every step of the pipeline, plane by plane, for one block."""
-    rows, cols = block
-    selected = None if mask_planes is None else mask_planes[rows, cols]
-    status = _cpu.equalize(planes[rows, cols], selected, method, nbins, result[rows, cols])
-    check_finite(status != _cpu.NOT_FINITE)
-    check_edges_increase(status != _cpu.REPEATED_EDGES, nbins, planes.dtype)
+def _equalize(xp, images, nbins, axes, mask, method, out, result_dtype):
+    """Equalize validated `images` (mask already broadcast) into a new array or `out`."""
+    planes, batch_shape, image_shape = _planes.to_planes(xp, images, axes)
+    mask_planes = None if mask is None else _planes.to_planes(xp, mask, axes)[0]
+    check_mask_selects(xp, mask_planes)
+    result = None if out is None else _planes.writable_planes(xp, out, axes)
+    writes_through = result is not None
+    if result is None:
+        result = xp.empty(planes.shape, result_dtype)
+    equalize_planes(xp, planes, mask_planes, method, nbins, result)
+    if writes_through:
+        return out
+    shaped = _planes.from_planes(xp, result, batch_shape, image_shape, axes)
+    if out is None:
+        return shaped
+    out[...] = shaped
+    return out
+
+
+def _equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out):
+    """Equalize the luma of RGB `images` (channels along `channel_axis`) with `method`:
+    RGB -> YCrCb (OpenCV's conversion), equalize Y, back to RGB."""
+    dtype = np.dtype(images.dtype)
+    red, green, blue = (xp.take(images, c, axis=channel_axis) for c in range(3))
+    luma, chroma_red, chroma_blue = to_ycrcb(xp, red, green, blue, dtype)
+    # the channel axis is gone from the planes; image axes after it move down by one
+    luma_axes = tuple(a - (a > channel_axis) for a in axes)
+    luma_mask = None if mask is None else mask.all(axis=channel_axis)
+    luma = luma.astype(dtype)
+    equalized = _equalize(xp, luma, nbins, luma_axes, luma_mask, method, None,
+                          dtype if method in ("opencv", "pil") else cdf_dtype(dtype))
+    if method == "skimage" and dtype.kind == "u":  # cdf in (0, 1] back to the integer range
+        equalized = xp.rint(equalized * np.iinfo(dtype).max)
+    channels = from_ycrcb(xp, equalized, chroma_red, chroma_blue, dtype)
+    result = xp.stack(channels, axis=channel_axis)
+    if out is None:
+        return result.astype(dtype, copy=False)
+    out[...] = result
+    return out
 
 
 def equalize_hist(images, nbins=256, *, axes=(-2, -1), mask=None, method=None,
@@ -204,46 +168,20 @@ def equalize_hist(images, nbins=256, *, axes=(-2, -1), mask=None, method=None,
     >>> equalized.shape, equalized.dtype, int(equalized.min()), int(equalized.max())
     ((1800, 1, 96, 96), dtype('uint8'), 0, 255)
     """
-    if _interop.handles(images):  # dask arrays, torch tensors, JAX arrays
-        return _interop.call("equalize_hist", images, nbins, axes=axes, mask=mask, method=method,
-                              channel_axis=channel_axis, luminance=luminance, out=out)
     xp = array_module(images, mask=mask, out=out)
     check_images(images, xp)
     nbins = check_nbins(nbins)
     method = resolve_method(method, images.dtype)
+    if method in ("opencv", "pil"):
+        nbins = check_levels_nbins(nbins, images.dtype, method)
     axes = normalize_axes(axes, images.ndim)
-    if channel_axis is not None:
-        (channel_axis,) = normalize_axes(channel_axis, images.ndim, "channel_axis")
-        if channel_axis in axes:
-            raise ValueError(f"`channel_axis` {channel_axis} must not be one of the image `axes` {axes}")
+    channel_axis = check_channel_axis(channel_axis, axes, images.ndim)
     result_dtype = images.dtype if method in ("opencv", "pil") else cdf_dtype(images.dtype)
     check_out(out, images.shape, result_dtype, xp)
     if not isinstance(luminance, (bool, np.bool_)):
         raise TypeError(f"`luminance` must be a bool, got {luminance!r}")
-    if luminance:
-        from .color import equalize_luminance
-        return equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out)
     mask = check_mask(mask, images, xp)
-
-    planes, batch_shape, image_shape = _planes.to_planes(xp, images, axes)
-    mask_planes = None if mask is None else _planes.to_planes(xp, mask, axes)[0]
-    check_mask_selects(xp, mask_planes)
-    result = None if out is None else _planes.writable_planes(xp, out, axes)
-    writes_through = result is not None
-    if result is None:
-        result = xp.empty(planes.shape, result_dtype)
-    if not (is_cupy(xp) and _cuda_equalize(planes, mask_planes, method, nbins, result)):
-        equalize_planes(xp, planes, mask_planes, method, nbins, result)
-    if writes_through:
-        return out
-    shaped = _planes.from_planes(xp, result, batch_shape, image_shape, axes)
-    if out is None:
-        return shaped
-    out[...] = shaped
-    return out
-
-
-def _cuda_equalize(planes, mask_planes, method, nbins, result):
-    """Run the fused CUDA kernels when they cover this case; False leaves it to the portable path."""
-    from . import _cuda
-    return _cuda.equalize(planes, mask_planes, method, nbins, result)
+    if luminance:
+        check_luminance(images.shape, images.dtype, channel_axis, method)
+        return _equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out)
+    return _equalize(xp, images, nbins, axes, mask, method, out, result_dtype)

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _interop, _planes
+from . import _planes
 from ._backend import array_module
-from ._validate import check_images, normalize_axes
-from .histogram import cdf_dtype, count
+from ._engine.portable import count
+from ._tables import cdf_dtype
+from ._validate import check_channel_axis, check_images, normalize_axes
 
 __all__ = ["match_histograms"]
 
@@ -236,9 +237,6 @@ def match_histograms(images, reference, *, axes=(-2, -1), channel_axis=None):
            [[30., 30.],
             [10., 10.]]])
     """
-    if _interop.handles(images):  # dask arrays, torch tensors, JAX arrays
-        return _interop.call("match_histograms", images, reference, axes=axes,
-                              channel_axis=channel_axis)
     xp = array_module(images, reference=reference)
     check_images(images, xp)
     if not hasattr(reference, "dtype") or not hasattr(reference, "ndim"):
@@ -249,10 +247,7 @@ def match_histograms(images, reference, *, axes=(-2, -1), channel_axis=None):
     if dtype.kind == "u" and ref_dtype.kind != "u":
         raise TypeError(f"`reference` must be unsigned like `images` ({dtype}), got {ref_dtype}")
     axes = normalize_axes(axes, images.ndim)
-    if channel_axis is not None:
-        (channel_axis,) = normalize_axes(channel_axis, images.ndim, "channel_axis")
-        if channel_axis in axes:
-            raise ValueError(f"`channel_axis` {channel_axis} must not be one of the image `axes` {axes}")
+    channel_axis = check_channel_axis(channel_axis, axes, images.ndim)
     ref_planes, owner = _reference_planes(xp, images, reference, axes, channel_axis)
     planes, batch_shape, image_shape = _planes.to_planes(xp, images, axes)
     matched = xp.empty(planes.shape, np.float64)

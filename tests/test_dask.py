@@ -193,10 +193,10 @@ def test_chunk_backend_is_kept(xp, axes):
 def test_clahe_adapthist_and_matching_map_whole_images():
     """Per-image operations: chunks rechunked to whole images, then the in-memory function.
 
-    Called through ``gpu_histeq._dask`` (the public functions route dask arrays there once
+    Called through ``gpu_histeq._interop.dask`` (the public functions route dask arrays there once
     their modules have the two-line hook).
     """
-    from gpu_histeq import _dask
+    from gpu_histeq._interop import dask as _dask
 
     lazy = da.from_array(UINT8, chunks=CHUNKS["split"])
     reference = RNG.integers(0, 256, (9, 7), dtype=np.uint8)

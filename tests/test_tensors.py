@@ -41,7 +41,7 @@ def test_cpu_tensors_cross_as_views():
     returned = gh.equalize_hist(tensor, out=out)
     assert returned is out  # written in place through a NumPy view of its memory
     np.testing.assert_array_equal(out.numpy(), gh.equalize_hist(FACES))
-    from gpu_histeq._tensors import from_array, to_array
+    from gpu_histeq._interop.tensors import from_array, to_array
 
     view = to_array(tensor)
     assert isinstance(view, np.ndarray) and np.shares_memory(view, tensor.numpy())
@@ -110,13 +110,14 @@ def test_cuda_tensors_stay_on_their_device():
 def test_clahe_and_matching_through_the_adapter():
     """The tensor adapter serves CLAHE and matching too (their public functions route here once
     their modules have the two-line hook)."""
-    from gpu_histeq import _tensors
+    from gpu_histeq import adaptive, matching
+    from gpu_histeq._interop import tensors as _tensors
 
     if not hasattr(gh, "clahe") or not hasattr(gh, "match_histograms"):
         pytest.skip("no CLAHE / matching in this gpu_histeq")
     tensor = torch.from_numpy(FACES)
-    result = _tensors.call("clahe", tensor, 2.0, (2, 2))
+    result = _tensors.call(adaptive.clahe, tensor, 2.0, (2, 2))
     assert isinstance(result, torch.Tensor)
     np.testing.assert_array_equal(result.numpy(), gh.clahe(FACES, 2.0, (2, 2)))
-    matched = _tensors.call("match_histograms", tensor, torch.from_numpy(FACES[0, 0]))
+    matched = _tensors.call(matching.match_histograms, tensor, torch.from_numpy(FACES[0, 0]))
     np.testing.assert_array_equal(matched.numpy(), gh.match_histograms(FACES, FACES[0, 0]))

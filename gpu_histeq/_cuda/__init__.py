@@ -11,26 +11,21 @@ runs the portable path, which the kernels reproduce bit for bit:
 
 No index array is made: extra device memory is per-plane scratch (``planes x bins``). CuPy is
 imported by :mod:`._kernels` on first use, so importing this package (or ``_sources``) does not.
-Set ``GPU_HISTEQ_CUDA=0`` in the environment, or use :func:`gpu_histeq._engine.portable`, to run
-the portable path.
+Whether these run at all is decided in :func:`gpu_histeq._engine.select` alone.
 """
 
 import numpy as np
 
-from .. import _engine
+from .._binning import LevelBinning, UniformBinning
+from .._validate import check_finite, check_levels_nbins
 from . import _sources
-
-
-def enabled():
-    """True unless :mod:`gpu_histeq._engine` switches the CUDA path off."""
-    return _engine.cuda_enabled()
 
 
 def _covers(planes, *others):
     """Non-empty C-contiguous (P, N) planes with N below the 32-bit count limit."""
     from ._kernels import MAX_PIXELS
     nplanes, npixels = planes.shape
-    return (enabled() and nplanes > 0 and 0 < npixels <= MAX_PIXELS
+    return (nplanes > 0 and 0 < npixels <= MAX_PIXELS
             and all(a is None or a.flags.c_contiguous for a in (planes, *others)))
 
 
@@ -66,13 +61,11 @@ def equalize(planes, mask_planes, method, nbins, result):
     """
     if not _covers(planes, mask_planes, result):
         return False
-    from ..histogram import check_finite
     from ._kernels import equalize_levels, equalize_uniform
     dtype = np.dtype(planes.dtype)
     with planes.device:
         if dtype in _sources.LEVEL_DTYPES:
             if method in ("opencv", "pil"):
-                from .._validate import check_levels_nbins
                 check_levels_nbins(nbins, dtype, method)
             equalize_levels(planes, mask_planes, method, result)
             return True
@@ -87,7 +80,6 @@ def equalize(planes, mask_planes, method, nbins, result):
 
 def block_counts(planes, mask_planes, binning):
     """``(P, nbins)`` int64 counts of `binning` over `planes`, or None when not covered."""
-    from ..histogram import LevelBinning, UniformBinning
     if not _covers(planes, mask_planes):
         return None
     import cupy

@@ -17,6 +17,12 @@ import contextlib
 import os
 import threading
 
+import numpy as np
+
+from .. import _cpu, _cuda, _planes
+from .._backend import is_cupy
+from . import portable as _portable
+
 _lock = threading.Lock()
 _portable_depth = 0  # process-wide, so that the worker threads of one call see it too
 
@@ -52,3 +58,102 @@ def cuda_enabled():
     """True unless the CUDA kernels are switched off."""
     return (_portable_depth == 0 and os.environ.get("GPU_HISTEQ_PORTABLE") != "1"
             and os.environ.get("GPU_HISTEQ_CUDA", "1") != "0")
+
+
+def select(xp, dtype):
+    """The engine for planes of `dtype` in array module `xp`: the one place that decides.
+
+    Returns
+    -------
+    {"cuda", "compiled", "portable"}
+        ``"cuda"`` for CuPy input, ``"compiled"`` for NumPy input when the extension is built,
+        unless switched off; each step below still runs the portable path for a case its fast
+        engine does not cover.
+    """
+    if is_cupy(xp):
+        return "cuda" if cuda_enabled() else "portable"
+    return "compiled" if _cpu.BUILT and compiled_enabled() else "portable"
+
+
+# ---------------------------------------------------------------------------------------------
+# the pipeline's steps, each run by the selected engine (or the portable one where it declines)
+
+def equalize(xp, planes, mask_planes, method, nbins, result):
+    """The whole equalization of ``(P, N)`` `planes` in fused kernels, where an engine has them.
+
+    `nbins` is already the dtype's levels for ``"opencv"`` / ``"pil"``. Returns False, writing
+    nothing, when the selected engine has no fused path for this case: the caller then runs the
+    steps below.
+    """
+    engine = select(xp, planes.dtype)
+    if engine == "cuda":
+        return _cuda.equalize(planes, mask_planes, method, nbins, result)
+    if engine == "compiled":
+        return _cpu.equalize_planes(planes, mask_planes, method, nbins, result)
+    return False
+
+
+def count_block(xp, planes, mask_planes, binning, block):
+    """Counts of one block ``(rows, cols)`` and the state :func:`remap_block` may reuse.
+
+    Returns
+    -------
+    counts : (n, nbins) int64 ndarray
+    state : tuple
+        The block's binning: ``(index, offsets)`` on the portable path, ``(segments, None)``
+        (floating planes) or ``(None, None)`` (levels) on the compiled one.
+    """
+    if select(xp, planes.dtype) == "compiled" and _cpu.covers(binning, planes.dtype):
+        rows, cols = block
+        selected = None if mask_planes is None else mask_planes[rows, cols]
+        counts, segments = _cpu.count(planes[rows, cols], selected, binning, rows)
+        return counts, (segments, None)
+    return _portable.count_block(xp, planes, mask_planes, binning, block)
+
+
+def histograms(xp, planes, mask_planes, binning, block_list):
+    """``(P, nbins)`` int64 histograms of every plane of `planes`, block by block."""
+    if select(xp, planes.dtype) == "cuda":
+        counts = _cuda.block_counts(planes, mask_planes, binning)
+        if counts is not None:
+            return counts
+    hist = xp.zeros((planes.shape[0], binning.nbins), np.int64)
+    parts = _planes.map_blocks(
+        xp, lambda block: count_block(xp, planes, mask_planes, binning, block)[0], block_list)
+    for (rows, _), counts in zip(block_list, parts):
+        hist[rows] += counts
+    return hist
+
+
+def remap_block(xp, planes, binning, tables, result, block, state=None):
+    """Remap block ``(rows, cols)`` of `planes` into `result` through its planes' `tables`.
+
+    `state` is :func:`count_block`'s when the block was just counted.
+    """
+    if select(xp, planes.dtype) == "compiled" and _cpu.covers(binning, planes.dtype):
+        rows, cols = block
+        segments = None if state is None else state[0]
+        _cpu.remap(planes[rows, cols], binning, rows, tables, result[rows, cols], segments)
+        return
+    _portable.remap_block(xp, planes, binning, tables, result, block, state)
+
+
+def apply_tables(xp, planes, tables, result):
+    """``result[p] = tables[p][planes[p]]`` (or ``tables[0]`` for all planes): the lut remap.
+
+    Parameters
+    ----------
+    planes : (P, N) integer ndarray
+        Values already checked to lie in ``[0, L)``.
+    tables : (P, L) or (1, L) C-contiguous ndarray
+    result : (P, N) ndarray of ``tables.dtype``
+    """
+    if select(xp, planes.dtype) == "cuda" and _cuda.apply_lut(planes, tables, result):
+        return
+    block_list = _planes.blocks(xp, planes.shape[0], planes.shape[1], tables.shape[-1])
+    _portable.apply_tables(xp, planes, tables, result, block_list)
+
+
+def compiled_clahe(xp, dtype):
+    """True when OpenCV's CLAHE of `dtype` planes runs in the compiled kernels (``_clahe.c``)."""
+    return select(xp, dtype) == "compiled" and np.dtype(dtype) in (np.uint8, np.uint16)

@@ -22,10 +22,16 @@ import string
 
 import numpy as np
 
-from . import _chunked
-from ._backend import array_module
-from ._interop import is_dask
-from ._validate import check_images, check_lut_inputs, check_nbins, normalize_axes
+from .. import _chunked
+from ..adaptive import clahe as _clahe, equalize_adapthist as _equalize_adapthist
+from ..equalize import equalize_hist as _equalize_hist
+from ..histogram import cumulative_distribution as _cumulative_distribution
+from ..histogram import histogram as _histogram_in_memory
+from ..lut import apply_lut as _apply_lut
+from ..matching import match_histograms as _match_histograms
+from .._backend import array_module, is_dask
+from .._tables import cdf_table
+from .._validate import check_images, check_lut_inputs, check_nbins, normalize_axes
 
 __all__ = ["equalize_hist", "histogram", "cumulative_distribution", "apply_lut", "clahe",
            "equalize_adapthist", "match_histograms"]
@@ -180,7 +186,7 @@ def _whole_images(images, axes, extra=()):
 def equalize_hist(images, nbins=256, *, axes=(-2, -1), mask=None, method=None,
                   channel_axis=None, luminance=False, out=None):
     """:func:`gpu_histeq.equalize_hist` of a dask array, lazily; see the module docstring."""
-    from .equalize import equalize_hist as in_memory
+    in_memory = _equalize_hist
 
     if out is not None:
         raise TypeError("`out` is not supported for dask arrays (they are immutable): "
@@ -212,22 +218,19 @@ def equalize_hist(images, nbins=256, *, axes=(-2, -1), mask=None, method=None,
 
 
 def _equalize_whole(chunk, **kwargs):
-    from .equalize import equalize_hist as in_memory
-    return in_memory(chunk, **kwargs)
+    return _equalize_hist(chunk, **kwargs)
 
 
 def _equalize_whole_masked(chunk, mask, **kwargs):
-    from .equalize import equalize_hist as in_memory
-    return in_memory(chunk, mask=mask, **kwargs)
+    return _equalize_hist(chunk, mask=mask, **kwargs)
 
 
 def _histogram(images, nbins, axes, mask, name):
     """Lazy ``(counts, centers)`` with the batch shape, as the in-memory ``histogram``."""
-    from . import histogram as in_memory
 
     xp, axes, mask = _prepare(images, nbins, axes, mask)
     if images.size == 0:
-        return _empty_result(xp, images, getattr(in_memory, name), nbins, axes=axes)
+        return _empty_result(xp, images, _in_memory(name), nbins, axes=axes)
     # the skimage binning: per-plane ranges, one bin per level for integers, `nbins` for floats
     spec = _chunked.Spec("skimage", np.dtype(images.dtype), _chunked.cdf_dtype(images.dtype),
                          int(nbins), mask is not None)
@@ -258,7 +261,6 @@ def _centers_block(low, high, spec, width):
 
 
 def _cdf_block(counts, image_dtype):
-    from .histogram import cdf_table
     return cdf_table(array_module(counts), counts, image_dtype)
 
 
@@ -276,8 +278,7 @@ def cumulative_distribution(images, nbins=256, *, axes=(-2, -1), mask=None):
 
 
 def _lut_block(chunk, lut, axes):
-    from .lut import apply_lut as in_memory
-    return in_memory(chunk, lut, axes=axes)
+    return _apply_lut(chunk, lut, axes=axes)
 
 
 def apply_lut(images, lut, *, axes=(-2, -1)):
@@ -305,9 +306,14 @@ def apply_lut(images, lut, *, axes=(-2, -1)):
                         dtype=lut.dtype, meta=xp.empty((0,) * images.ndim, lut.dtype))
 
 
+_IN_MEMORY = {function.__name__: function for function in (
+    _equalize_hist, _histogram_in_memory, _cumulative_distribution, _apply_lut, _clahe,
+    _equalize_adapthist, _match_histograms)}
+
+
 def _in_memory(name):
-    from ._tensors import _public
-    return _public(name)
+    """The in-memory public function `name`."""
+    return _IN_MEMORY[name]
 
 
 def _per_image_block(chunk, *arrays, function_name, **kwargs):

@@ -11,7 +11,9 @@ import sys
 
 import numpy as np
 
-__all__ = ["is_tensor", "call"]
+from .._backend import is_tensor, tensor_kind
+
+__all__ = ["call"]
 
 
 def _torch():
@@ -22,20 +24,7 @@ def _jax():
     return sys.modules.get("jax")
 
 
-def _kind(array):
-    """``"torch"``, ``"jax"`` or None."""
-    torch = _torch()
-    if torch is not None and isinstance(array, torch.Tensor):
-        return "torch"
-    jax = _jax()
-    if jax is not None and isinstance(array, jax.Array):
-        return "jax"
-    return None
-
-
-def is_tensor(array):
-    """True for a ``torch.Tensor`` or a ``jax.Array``."""
-    return _kind(array) is not None
+_kind = tensor_kind
 
 
 def _cupy(param, where):
@@ -107,23 +96,13 @@ def _convert(value, param, device):
     return to_array(value, param)
 
 
-def _public(name):
-    """The in-memory public function `name` (imported late: this module loads first)."""
-    import importlib
-
-    module = {"equalize_hist": "equalize", "histogram": "histogram",
-              "cumulative_distribution": "histogram", "apply_lut": "lut", "clahe": "adaptive",
-              "equalize_adapthist": "adaptive", "match_histograms": "matching"}[name]
-    return getattr(importlib.import_module(f"gpu_histeq.{module}"), name)
-
-
-def call(name, images, *args, **kwargs):
-    """Run the public function `name` on the arrays behind the tensors; return tensors.
+def call(function, images, *args, **kwargs):
+    """Run the in-memory public `function` on the arrays behind the tensors; return tensors.
 
     A tensor passed as ``out=`` receives the result in place (torch only: JAX arrays are
     immutable) and is returned itself.
     """
-    function = _public(name)
+    name = function.__name__
     device, index = _device(images)
     out = kwargs.get("out")
     if out is not None and _kind(out) == "jax":

@@ -1,0 +1,37 @@
+"""Adapters above the public API: Dask arrays, torch tensors and JAX arrays in, the same out.
+
+:func:`adapt` wraps an in-memory public function once, in ``gpu_histeq/__init__.py``; the public
+modules never import this package. A NumPy or CuPy input costs one ``isinstance``; the adapters
+(:mod:`.dask`, :mod:`.tensors`) are imported on first use, and dask, torch or JAX never by this
+package (an array of theirs can only exist if the caller imported them).
+"""
+
+import functools
+
+import numpy as np
+
+from .._backend import is_dask, is_tensor
+
+__all__ = ["adapt"]
+
+
+def adapt(function):
+    """`function` that also takes a dask array (lazily, as dask) or a tensor (same type out).
+
+    Parameters
+    ----------
+    function : callable
+        An in-memory public function whose first parameter is `images`.
+    """
+    @functools.wraps(function)
+    def public(images, *args, **kwargs):
+        if not isinstance(images, np.ndarray):
+            if is_dask(images):
+                from . import dask
+                return getattr(dask, function.__name__)(images, *args, **kwargs)
+            if is_tensor(images):
+                from . import tensors
+                return tensors.call(function, images, *args, **kwargs)
+        return function(images, *args, **kwargs)
+
+    return public
