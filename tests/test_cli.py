@@ -218,7 +218,7 @@ def test_a_failing_run_leaves_the_previous_output(tmp_path, capsys):
     np.save(tmp_path / "in.npy", bad)
     (tmp_path / "out.npy").write_bytes(b"previous result")
     status, _, err = _run(capsys, "equalize", tmp_path / "in.npy", "-o", tmp_path / "out.npy",
-                          "--chunk-size", 2)
+                          "--chunk-size", 2, "--force")
     assert status == 1 and "NaN" in err
     assert (tmp_path / "out.npy").read_bytes() == b"previous result"
     assert _leftovers(tmp_path) == []
@@ -249,9 +249,9 @@ def test_bad_requests(tmp_path, capsys, argv, message):
 
 
 def test_gpu_without_a_gpu_is_a_clear_error(tmp_path, capsys, monkeypatch):
-    from gpu_histeq import cli
+    from gpu_histeq.cli import commands as cli
 
-    monkeypatch.setattr(cli, "_cupy_or_reason", lambda: (None, "CuPy is not importable"))
+    monkeypatch.setattr(cli, "cupy_or_reason", lambda: (None, "CuPy is not importable"))
     np.save(tmp_path / "in.npy", STACK)
     status, _, err = _run(capsys, "equalize", tmp_path / "in.npy", "--device", "gpu")
     assert status == 1 and "--device gpu needs CuPy and a CUDA GPU" in err

@@ -1,0 +1,85 @@
+"""The ``gpu-histeq`` command: equalize image stacks in files, streaming, on the CPU or a GPU.
+
+``gpu-histeq`` with no arguments equalizes a built-in sample stack and writes a before/after
+figure and the equalized ``.npy`` into the current directory (or ``--out-dir``).
+
+Subcommands
+-----------
+``equalize INPUT... [OUTPUT]``  histogram equalization (``clahe`` and ``match`` appear when the
+                                installed gpu_histeq has them)
+``demo``                        the no-argument run, with a choice of sample
+``info``                        versions, backends and devices found
+
+Inputs: ``.npy`` (read in chunks with positioned reads, so files larger than RAM or GPU memory
+work), ``.npz``, TIFF stacks, PNG/JPEG images, zarr arrays, folders of PNG/JPEG/TIFF images.
+Outputs go to temporary names next to their destination and are moved into place only when
+complete; an existing output is replaced only with ``--force``; no input is ever written over;
+an error or SIGINT/SIGTERM/SIGHUP removes every temporary file and ends with one line on stderr
+(exit status 1, or 128 + the signal's number).
+
+Dataset-wide equalization (image ``--axes`` that include the first axis, along which files are
+chunked) makes two passes over the file -- histograms, then remap -- or three for
+``--method skimage`` (ranges first), through the chunked driver shared with Dask
+(:func:`gpu_histeq._chunked.equalize_slabs`); the result equals
+:func:`gpu_histeq.equalize_hist` on the whole array, bit for bit.
+
+Modules: ``parser`` (arguments), ``commands`` (file commands, ``info``, devices), ``readers``
+and ``writers`` (inputs; outputs moved into place atomically), ``streaming`` (slabs, progress),
+``demo`` (the no-argument job), ``_cleanup`` (signals, temporary files, one-line errors).
+"""
+
+import os
+import sys
+
+from . import _cleanup
+from ._cleanup import PROG, CliError, Interrupted, one_line
+from .commands import operations, run_file_command, run_info
+from .demo import demo_results, run_demo
+from .parser import parse
+
+__all__ = ["CliError", "demo_results", "main"]
+
+
+def _say(args):
+    quiet = getattr(args, "quiet", False)
+
+    def say(line):
+        if not quiet:
+            print(line, flush=True)
+    return say
+
+
+def main(argv=None):
+    """Run ``gpu-histeq``; return the exit status.
+
+    0 success, 1 error (one line on stderr), 2 usage error, 128 + n after signal n (SIGINT,
+    SIGTERM, SIGHUP), with every temporary file removed.
+    """
+    found = operations()
+    with _cleanup.signals_raise():
+        try:
+            args = parse(argv, found)
+            say = _say(args)
+            if args.command in (None, "demo"):
+                if args.command is None:
+                    args.sample, args.device = "synthetic", "auto"
+                return run_demo(args, say)
+            if args.command == "info":
+                return run_info(args)
+            return run_file_command(args, found, say)
+        except Interrupted as signal:
+            _cleanup.remove_all()
+            print(f"{PROG}: interrupted by {signal.name}; no output written", file=sys.stderr)
+            return 128 + signal.signum
+        except KeyboardInterrupt:  # raised by a handler installed before ours
+            _cleanup.remove_all()
+            print(f"{PROG}: interrupted; no output written", file=sys.stderr)
+            return 130
+        except Exception as error:
+            _cleanup.remove_all()
+            if os.environ.get("GPU_HISTEQ_TRACEBACK"):
+                raise
+            print(f"{PROG}: error: {one_line(error)}", file=sys.stderr)
+            return 1
+        finally:
+            _cleanup.remove_all()

@@ -1,0 +1,330 @@
+"""The file commands (``equalize``, ``clahe``, ``match``), ``info``, and the device choice.
+
+A command reads every input, writes every output under a temporary name, and moves the outputs
+into place only when all of them are complete; any error or signal removes what it wrote.
+"""
+
+import importlib.metadata
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..equalize import equalize_hist
+from ._cleanup import CliError, one_line
+from .readers import open_source
+from .streaming import stream
+from .writers import FileTarget, FolderTarget, ImagesSink, image_name, open_sink, suffix_kind
+
+__all__ = ["operations", "parse_axes", "pick_device", "run_file_command", "run_info"]
+
+
+def operations():
+    """Operations available in this installation: equalize always, clahe/match when present."""
+    import gpu_histeq
+
+    found = {"equalize": equalize_hist}
+    for name, attribute in (("clahe", "clahe"), ("match", "match_histograms")):
+        function = getattr(gpu_histeq, attribute, None)
+        if callable(function):
+            found[name] = function
+    return found
+
+
+# ---------------------------------------------------------------------------------- devices
+
+def cupy_or_reason():
+    try:
+        import cupy
+    except Exception as error:
+        return None, f"CuPy is not importable ({type(error).__name__}: {one_line(error)})"
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return None, "CuPy sees no CUDA device"
+    except Exception as error:
+        return None, f"CuPy cannot use a GPU ({type(error).__name__}: {one_line(error)})"
+    return cupy, None
+
+
+def pick_device(choice):
+    """The array module for ``--device``: numpy, or cupy for ``gpu`` (and ``auto`` with a GPU)."""
+    if choice == "cpu":
+        return np
+    cupy, reason = cupy_or_reason()
+    if cupy is not None:
+        return cupy
+    if choice == "gpu":
+        raise CliError(f"--device gpu needs CuPy and a CUDA GPU: {reason}; install "
+                       "'gpu_histeq[cuda12]' (or [cuda13]) on a machine with a GPU, or use "
+                       "--device cpu")
+    return np
+
+
+# ------------------------------------------------------------------------------- arguments
+
+def parse_axes(text, layout, source):
+    """Image axes from ``--axes`` (``-2,-1`` or ``all``) or ``--layout`` (e.g. ``NHWC``)."""
+    ndim = len(source.shape)
+    if text is not None and layout is not None:
+        raise CliError("give --axes or --layout, not both")
+    if layout is not None:
+        layout = layout.upper()
+        if len(layout) != ndim or len(set(layout)) != ndim:
+            example = "NCHW"[-ndim:] if ndim <= 4 else "NCDHW"
+            raise CliError(f"--layout {layout!r} must name each of the {ndim} axes of the input "
+                           f"(shape {source.shape}) once, e.g. {example}")
+        axes = tuple(i for i, letter in enumerate(layout) if letter in "HWDZ")
+        if not axes:
+            raise CliError(f"--layout {layout!r} has no image axis (H, W, D or Z)")
+        return axes
+    if text is None:
+        axes = source.default_axes
+    elif text.strip().lower() == "all":
+        axes = tuple(range(ndim))
+    else:
+        try:
+            axes = tuple(int(part) for part in text.split(","))
+        except ValueError:
+            raise CliError(
+                f"--axes must be comma-separated integers or 'all', got {text!r}") from None
+    if any(not -ndim <= a < ndim for a in axes):
+        raise CliError(f"--axes {text!r} is out of range for the input's {ndim} dimensions "
+                       f"(shape {source.shape})")
+    normalized = tuple(sorted({a % ndim for a in axes}))
+    if len(normalized) != len(axes):
+        raise CliError(f"--axes {text!r} repeats an axis")
+    return normalized
+
+
+def channel_axis_for(args, source):
+    """The RGB axis for ``--luminance``: ``--channel-axis``, C in ``--layout``, or a last axis
+    of length 3 that is not an image axis."""
+    ndim = len(source.shape)
+    if args.channel_axis is not None:
+        if not -ndim <= args.channel_axis < ndim:
+            raise CliError(f"--channel-axis {args.channel_axis} is out of range for the input's "
+                           f"{ndim} axes (shape {source.shape})")
+        return args.channel_axis % ndim
+    if args.layout is not None and "C" in args.layout.upper():
+        return args.layout.upper().index("C")
+    axes = parse_axes(args.axes, args.layout, source)
+    if ndim >= 3 and source.shape[-1] == 3 and ndim - 1 not in axes:
+        return ndim - 1
+    raise CliError(f"--luminance needs the RGB axis of the input (shape {source.shape}): give "
+                   "--channel-axis or a --layout with C, e.g. NHWC")
+
+
+def load_mask(mask_source, shape):
+    """``mask(start, stop)`` -> the boolean mask of those rows, broadcast to their shape."""
+    if mask_source is None:
+        return None
+    path = mask_source.path
+    if mask_source.dtype != np.bool_:
+        raise CliError(f"--mask {path} must be a boolean array, got {mask_source.dtype}")
+    mask_shape = mask_source.shape
+    try:
+        if np.broadcast_shapes(mask_shape, shape) != tuple(shape):
+            raise ValueError
+    except ValueError:
+        raise CliError(f"--mask {path} of shape {mask_shape} does not broadcast to the input's "
+                       f"shape {shape}") from None
+    if len(mask_shape) == len(shape) and shape and mask_shape[0] == shape[0] > 1:
+        def rows(start, stop):  # as large as the input: read by rows, like it
+            return np.broadcast_to(mask_source.read(start, stop), (stop - start,) + shape[1:])
+        return rows
+    whole = np.broadcast_to(mask_source.read_all(), shape)
+    return lambda start, stop: whole[start:stop]
+
+
+# -------------------------------------------------------------------------------- outputs
+
+def _wants_folder(output):
+    text = str(output)
+    return text.endswith(("/", "\\")) or (Path(text).is_dir() and suffix_kind(text) != "zarr")
+
+
+def _default_name(source, command):
+    path = source.path
+    if source.kind == "folder":
+        return f"{path.name}_{command}"
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    suffix = Path(image_name(path.name)).suffix if source.kind == "image" else path.suffix
+    return f"{stem}_{command}{suffix.lower() if source.kind == 'image' else suffix}"
+
+
+def plan_outputs(args, sources):
+    """``[(source, target, name)]``: where each input's result goes.
+
+    A folder input, several inputs, or an output written as a folder (``out/``, or an existing
+    folder) give a FolderTarget; otherwise each input has its own FileTarget.
+    """
+    output = args.output
+    force = args.force
+    several = len(sources) > 1
+    folder_input = [s for s in sources if s.kind in ("folder", "zarr") and several]
+    if folder_input:
+        raise CliError(f"{folder_input[0].path} is a folder: with several inputs every input "
+                       "must be a file (run a folder on its own)")
+    if output is None:
+        jobs = []
+        for source in sources:
+            final = Path(args.out_dir or source.path.parent) / _default_name(source, args.command)
+            if source.kind == "folder":
+                jobs.append((source, FolderTarget(final, force), None))
+            else:
+                jobs.append((source, FileTarget(final, force, source.kind == "zarr"
+                                                and suffix_kind(final) == "zarr"), final.name))
+        return jobs
+    if several or _wants_folder(output) or (
+            sources[0].kind == "folder" and suffix_kind(output) is None):
+        target = FolderTarget(Path(output), force)
+        jobs = []
+        for source in sources:
+            if source.kind == "folder":
+                jobs.append((source, target, None))
+            elif source.kind == "zarr":
+                raise CliError(f"{output}: a zarr input is written as one .zarr or file output, "
+                               "not into a folder")
+            else:
+                name = image_name(source.path.name) if source.kind == "image" else source.path.name
+                jobs.append((source, target, name))
+        names = [name for _, _, name in jobs]
+        for name in names:
+            if names.count(name) > 1:
+                raise CliError(f"two inputs would both write {Path(output) / name}: rename one")
+        return jobs
+    output = Path(output)
+    return [(sources[0], FileTarget(output, force, suffix_kind(output) == "zarr"), output.name)]
+
+
+# ------------------------------------------------------------------------------- commands
+
+def _operation_for(args, found, xp, source, reference):
+    """``(operation(slab, mask, axes, start, stop), equalize_options or None)``."""
+    if args.command == "equalize":
+        color = {}
+        if args.luminance:  # no chunked form across images: a dataset-wide table loads them whole
+            color = {"channel_axis": channel_axis_for(args, source), "luminance": True}
+        elif args.channel_axis is not None:
+            raise CliError("--channel-axis goes with --luminance")
+
+        def operation(slab, mask, axes, start, stop):
+            return equalize_hist(slab, args.nbins, axes=axes, mask=mask, method=args.method,
+                                 **color)
+        return operation, None if color else {"method": args.method, "nbins": args.nbins}
+    if args.command == "clahe":
+        clahe = found["clahe"]
+
+        def operation(slab, mask, axes, start, stop):
+            return clahe(slab, args.clip_limit, args.tile_grid, axes=axes)
+        return operation, None
+    match = found["match"]
+    whole = reference.read_all()
+    if reference.kind == "image":
+        whole = whole[0]
+    whole = xp.asarray(whole)
+    per_image = whole.shape == source.shape
+
+    def operation(slab, mask, axes, start, stop):
+        return match(slab, whole[start:stop] if per_image else whole, axes=axes)
+    return operation, None
+
+
+def _closing(sources):
+    for source in sources:
+        if source is not None:
+            source.close()
+
+
+def run_file_command(args, found, say):
+    """Run one file command over every input; `say` prints a line unless ``--quiet``."""
+    opened = []
+    targets = []
+    try:
+        for path in args.inputs:
+            opened.append(open_source(path, args.key))
+        sources = list(opened)
+        mask_source = reference = None
+        if getattr(args, "mask", None) is not None:
+            mask_source = open_source(args.mask)
+            opened.append(mask_source)
+        if getattr(args, "reference", None) is not None:
+            reference = open_source(args.reference)
+            opened.append(reference)
+        protected = [p for source in opened for p in source.paths]
+        jobs = plan_outputs(args, sources)
+        for _, target, _ in jobs:
+            if target not in targets:
+                target.check(protected)
+                targets.append(target)
+        xp = pick_device(args.device)
+        done = []
+        for source, target, name in jobs:
+            axes = parse_axes(args.axes, args.layout, source)
+            mask = load_mask(mask_source, source.shape)
+            operation, options = _operation_for(args, found, xp, source, reference)
+
+            def sink_for(shape, dtype, rows, source=source, target=target, name=name):
+                if name is None:  # a folder of images
+                    return ImagesSink(target, shape, dtype,
+                                      [image_name(p.name) for p in source.files])
+                return open_sink(target, name, shape, dtype, rows, args.key)
+
+            try:
+                stream(source, operation, sink_for, axes=axes, mask=mask, xp=xp,
+                       chunk_size=args.chunk_size, progress=args.progress,
+                       equalize_options=options)
+            except OSError as error:
+                where = error.filename or target.final
+                raise CliError(f"cannot write {where}: {error.strerror or one_line(error)}"
+                               ) from None
+            done.append((source, target, name))
+        for target in targets:
+            target.commit()
+    except BaseException:
+        for target in targets:
+            target.abort()
+        raise
+    finally:
+        _closing(opened)
+    for source, target, name in done:
+        written = target.final if name is None or isinstance(target, FileTarget) \
+            else target.final / name
+        say(f"{args.command}: {source.path} {source.shape} {source.dtype} -> {written}")
+    return 0
+
+
+def _version(distribution):
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def run_info(args):
+    """Print the versions, the backends and the devices that gpu_histeq can use."""
+    from .. import _cpu, _planes
+
+    lines = [f"gpu_histeq {__version__}", f"python {sys.version.split()[0]}",
+             f"numpy {np.__version__}: CPU backend, {_planes.thread_count()} threads, compiled "
+             f"fast path {'built' if _cpu.BUILT else 'not built (bincount path)'}"]
+    cupy, reason = cupy_or_reason()
+    if cupy is None:
+        lines.append(f"cupy: unavailable ({reason})")
+    else:
+        lines.append(f"cupy {cupy.__version__}: GPU backend")
+        for index in range(cupy.cuda.runtime.getDeviceCount()):
+            props = cupy.cuda.runtime.getDeviceProperties(index)
+            name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+            lines.append(f"  gpu {index}: {name}, {props['totalGlobalMem'] / 2**30:.1f} GiB, "
+                         f"compute capability {props['major']}.{props['minor']}")
+    for label, distribution in (("dask", "dask"), ("distributed", "distributed"),
+                                ("dask-cuda", "dask-cuda"), ("torch", "torch"), ("jax", "jax"),
+                                ("tqdm", "tqdm"), ("tifffile", "tifffile"), ("zarr", "zarr"),
+                                ("Pillow", "pillow")):
+        version = _version(distribution)
+        lines.append(f"{label} {version}" if version else f"{label}: not installed")
+    lines.append(f"operations: {', '.join(operations())}")
+    print("\n".join(lines))
+    return 0

@@ -1,0 +1,113 @@
+"""The no-argument job: equalize a built-in sample, write the result and a before/after figure.
+
+Both files are written under temporary names and moved into place together. An existing file of
+the same name is replaced only when it holds exactly what this run wrote (running the demo again
+changes nothing) or with ``--force``; anything else is refused, so a user's own
+``before_after.png`` is never lost.
+"""
+
+import filecmp
+from pathlib import Path
+
+import numpy as np
+
+from .. import _sample
+from ..equalize import equalize_hist
+from . import _cleanup
+from ._cleanup import CliError
+from .commands import operations, pick_device
+from .streaming import to_host
+from .writers import move_into_place, refuse_inputs
+
+__all__ = ["demo_results", "run_demo"]
+
+
+def demo_results(images):
+    """Title -> host result of each operation installed, on one sample stack (NumPy or CuPy).
+
+    The first entry is :func:`gpu_histeq.equalize_hist` with its defaults.
+
+    Parameters
+    ----------
+    images : (N, H, W) or (N, C, H, W) ndarray
+        NumPy or CuPy.
+
+    Returns
+    -------
+    dict of str to ndarray
+        NumPy results, each shaped like `images`.
+
+    Examples
+    --------
+    >>> from gpu_histeq import _sample
+    >>> list(demo_results(_sample.synthetic()))[0]
+    "equalize_hist (method='opencv', bit-exact with cv2.equalizeHist)"
+    """
+    results = {"equalize_hist (method='opencv', bit-exact with cv2.equalizeHist)":
+               to_host(equalize_hist(images))}
+    found = operations()
+    if "clahe" in found:
+        results["clahe (clip_limit=40, tile_grid=(8, 8), as cv2.createCLAHE)"] = to_host(
+            found["clahe"](images))
+    if "match" in found:
+        results["match_histograms (each image to the last one)"] = to_host(
+            found["match"](images, images[-1]))
+    return results
+
+
+def _place(temp, final, force):
+    """Move `temp` to `final` unless `final` holds something else (and no --force)."""
+    if final.exists() and not force:
+        if final.is_file() and filecmp.cmp(temp, final, shallow=False):
+            _cleanup.remove(temp)  # the same bytes are already there
+            return
+        raise CliError(f"{final} exists and differs from this run's result: use --force to "
+                       "replace it")
+    move_into_place(temp, final, force=True)
+
+
+def run_demo(args, say):
+    """Equalize a sample stack; write ``before_after.png`` and ``<sample>_equalized.npy``."""
+    from ..figure import before_after
+
+    out_dir = Path(args.out_dir or ".")
+    if not out_dir.is_dir():
+        raise CliError(f"--out-dir: the output folder {out_dir} does not exist")
+    images = _sample.load(args.sample)
+    xp = pick_device(args.device)
+    results = demo_results(xp.asarray(images))
+    equalized = next(iter(results.values()))
+    array_path = out_dir / f"{args.sample}_equalized.npy"
+    figure_path = out_dir / "before_after.png"
+    temps = []
+    try:
+        for final in (array_path, figure_path):
+            refuse_inputs(final, [])
+            if final.is_dir():
+                raise CliError(f"{final} is a folder: choose another --out-dir")
+            if final.exists() and not args.force and not final.is_file():
+                raise CliError(f"{final} exists: use --force to replace it")
+        array_temp = Path(_cleanup.create_temp(array_path))
+        temps.append(array_temp)
+        with open(array_temp, "wb") as file:
+            np.save(file, equalized)
+        figure_temp = Path(_cleanup.create_temp(figure_path))
+        temps.append(figure_temp)
+        before_after(figure_temp, images, results)
+        for final in (array_path, figure_path):  # check both before moving either
+            if final.exists() and not args.force:
+                temp = array_temp if final == array_path else figure_temp
+                if not (final.is_file() and filecmp.cmp(temp, final, shallow=False)):
+                    raise CliError(f"{final} exists and differs from this run's result: use "
+                                   "--force to replace it")
+        _place(array_temp, array_path, args.force)
+        _place(figure_temp, figure_path, args.force)
+    except BaseException:
+        for temp in temps:
+            _cleanup.remove(temp)
+        raise
+    device = "GPU (CuPy)" if xp is not np else "CPU (NumPy)"
+    say(f"sample {args.sample!r}: {images.shape} {images.dtype}, equalized on the {device}")
+    say(f"wrote {array_path}")
+    say(f"wrote {figure_path}")
+    return 0

@@ -1,0 +1,171 @@
+"""Streaming a source through an operation into a sink, in slabs of its first axis.
+
+Per-image work reads, processes and writes one slab at a time, so a file larger than memory
+holds one slab (about 64 MiB) at a time. Dataset-wide equalization (image axes that include
+the first axis) goes through :func:`gpu_histeq._chunked.equalize_slabs`, the driver shared with
+the chunked pipeline: ranges (``--method skimage``), histograms, then the remap, each a pass
+over the file.
+"""
+
+import math
+import os
+import sys
+
+import numpy as np
+
+from .. import _chunked
+from ._cleanup import CliError
+
+__all__ = ["CHUNK_BYTES", "Progress", "stream"]
+
+#: Bytes of input per chunk when ``--chunk-size`` is not given.
+CHUNK_BYTES = 64 << 20
+#: Width of the bar when a terminal reports 0 columns (some CI consoles, serial lines).
+FALLBACK_COLUMNS = 80
+
+
+def to_host(array):
+    return array.get() if hasattr(array, "get") else np.asarray(array)
+
+
+def _terminal_columns(stream):
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
+class Progress:
+    """A tqdm bar on stderr, or nothing.
+
+    Parameters
+    ----------
+    enabled : bool or None
+        True: always (an error without tqdm); False: never; None: when stderr is a terminal
+        and tqdm is installed.
+    total : int
+    desc : str
+    """
+
+    def __init__(self, enabled, total, desc):
+        self.bar = None
+        stream = sys.stderr
+        if enabled is False or total == 0:
+            return
+        if enabled is None and not (hasattr(stream, "isatty") and stream.isatty()):
+            return
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            if enabled:
+                raise CliError("--progress needs tqdm: pip install tqdm") from None
+            return
+        columns = _terminal_columns(stream)
+        self.bar = tqdm(total=total, desc=desc, unit="img", file=stream, leave=False,
+                        ncols=columns or FALLBACK_COLUMNS, dynamic_ncols=columns > 0,
+                        mininterval=0.2)
+
+    def update(self, count):
+        if self.bar is not None:
+            self.bar.update(count)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def rows_per_chunk(shape, itemsize, chunk_size):
+    """Entries of the first axis per slab: ``--chunk-size``, or about 64 MiB of input."""
+    if chunk_size is not None:
+        if chunk_size < 1:
+            raise CliError(f"--chunk-size must be a positive number of images, got {chunk_size}")
+        return chunk_size
+    row_bytes = max(1, math.prod(shape[1:]) * itemsize)
+    return max(1, CHUNK_BYTES // row_bytes)
+
+
+def _slabs(rows, step):
+    return [(start, min(start + step, rows)) for start in range(0, rows, step)]
+
+
+def stream(source, operation, sink_for, *, axes, mask=None, xp=np, chunk_size=None,
+           progress=None, equalize_options=None):
+    """Run `operation` over `source` in slabs of its first axis and write through a sink.
+
+    Parameters
+    ----------
+    source : readers.Source
+    operation : callable
+        ``operation(slab, mask_slab, axes, start, stop)`` -> result slab: used when the first
+        axis is a batch axis (each slab holds whole images) or the input fits in one slab.
+    sink_for : callable
+        ``sink_for(shape, dtype, rows_per_chunk)`` -> Sink, called once the result dtype is known.
+    axes : tuple of int
+    mask : callable or None
+        ``mask(start, stop)`` -> the mask of those rows, broadcast to their shape (host array).
+    xp : module
+        numpy or cupy: where the slabs are processed.
+    chunk_size : int, optional
+    progress : bool or None
+        As :class:`Progress`.
+    equalize_options : dict or None
+        ``{"method", "nbins"}`` when `operation` is equalization: an image split over slabs is
+        then equalized in passes (ranges, histograms, remap) instead of being loaded whole.
+
+    Returns
+    -------
+    Sink
+        Finished (complete and closed), not yet moved into place.
+    """
+    shape = source.shape
+    rows = shape[0] if shape else 0
+    step = rows_per_chunk(shape, source.dtype.itemsize, chunk_size)
+    slabs = _slabs(rows, step)
+    split = 0 in axes and len(slabs) > 1
+    if split and equalize_options is None:
+        slabs = [(0, rows)]  # an operation without a chunked form gets the images whole
+        split = False
+
+    def read(start, stop):
+        return xp.asarray(source.read(start, stop))
+
+    def mask_slab(start, stop):
+        return None if mask is None else xp.asarray(mask(start, stop))
+
+    sink = None
+    try:
+        if split:
+            spec = _chunked.make_spec(source.dtype, equalize_options["nbins"],
+                                      equalize_options["method"], mask is not None)
+            sink = sink_for(shape, spec.result_dtype, step)
+            passes = _chunked.passes(spec)
+            bar = Progress(progress, passes * rows, f"{source.path.name} ({passes} passes)")
+            try:
+                _chunked.equalize_slabs(
+                    read, slabs, axes, spec, math.prod(shape[a] for a in axes),
+                    lambda start, stop, result: sink.write(start, stop, to_host(result)),
+                    mask=None if mask is None else mask_slab, advance=bar.update)
+            finally:
+                bar.close()
+        else:
+            bar = Progress(progress, rows, source.path.name)
+            try:
+                for start, stop in slabs:
+                    result = to_host(operation(read(start, stop), mask_slab(start, stop), axes,
+                                               start, stop))
+                    if sink is None:
+                        sink = sink_for(shape, result.dtype, step)
+                    sink.write(start, stop, result)
+                    bar.update(stop - start)
+            finally:
+                bar.close()
+            if sink is None:  # an empty input: the dtype from an empty stand-in
+                empty = to_host(operation(xp.empty(shape, source.dtype), None, axes, 0, 0))
+                sink = sink_for(shape, empty.dtype, step)
+        sink.finish()
+    except BaseException:
+        if sink is not None:
+            sink.close()
+        raise
+    return sink
