@@ -112,10 +112,10 @@ def main():
         f"Command: `{command}`",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs "
-        f"(gpu_histeq threads: {gpu_histeq._planes._threads()}, OpenCV threads: "
+        f"(gpu_histeq threads: {gpu_histeq._planes.thread_count()}, OpenCV threads: "
         f"{cv2.getNumThreads()}); numpy {np.__version__}, OpenCV {cv2.__version__}, "
         f"scikit-image {exposure.__name__ and __import__('skimage').__version__}.",
-        f"Compiled CPU path (`gpu_histeq._levels`): "
+        f"Compiled CPU path (`gpu_histeq._cpu_kernels`): "
         f"{'built' if gpu_histeq._cpu.BUILT else 'not built'}. Load average (1, 5, 15 min) "
         f"before: {', '.join(f'{x:.2f}' for x in load_before)}; after: "
         f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}.",
