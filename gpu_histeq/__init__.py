@@ -9,6 +9,7 @@ from . import equalize as _equalize
 from . import histogram as _histogram
 from . import lut as _lut
 from . import matching as _matching
+from ._config import show_config
 from ._interop import adapt as _adapt
 
 equalize_hist = _adapt(_equalize.equalize_hist)
@@ -20,5 +21,5 @@ equalize_adapthist = _adapt(_adaptive.equalize_adapthist)
 match_histograms = _adapt(_matching.match_histograms)
 
 __all__ = ["equalize_hist", "histogram", "cumulative_distribution", "apply_lut",
-           "clahe", "equalize_adapthist", "match_histograms"]
+           "clahe", "equalize_adapthist", "match_histograms", "show_config"]
 __version__ = "0.1.0"  # the one version source: pyproject.toml reads it

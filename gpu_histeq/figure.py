@@ -1,63 +1,58 @@
-"""Before/after figures as PNG: images next to their histograms, drawn with NumPy alone.
+"""Before/after figures drawn with matplotlib: images next to their histograms and CDFs.
 
-The canvas is a NumPy array and the PNG is written with :mod:`zlib`, so a figure needs no
-plotting library; row titles are added with Pillow when it is installed (and left out otherwise).
+One titled row per stack: the original, then each operation's result. Beside the images of a
+row, their 256-level histogram (left axis, percent of pixels) and cumulative distribution
+(right axis); rows after the first also show the original's histogram and CDF in gray, so
+each method is compared with what it started from. Drawn on matplotlib's Agg canvas (no
+display, no ``pyplot`` state); needs ``pip install "gpu_histeq[plot]"``.
 """
 
 import os
-import struct
-import zlib
 
 import numpy as np
 
-__all__ = ["before_after", "render", "write_png"]
+__all__ = ["before_after", "figure", "to_display"]
 
-_BACKGROUND = 255
-_BAR = np.array([70, 70, 70], np.uint8)
-_CDF = np.array([230, 120, 20], np.uint8)
-_TITLE_HEIGHT = 22
+DPI = 100
+_CDF_COLOR = "tab:orange"
+_BAR_COLOR = "tab:blue"
+_ORIGINAL_COLOR = "0.55"
 
 
-def write_png(path, image):
-    """Write an ``(H, W)`` gray or ``(H, W, 3)`` RGB uint8 array as a PNG file.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-    image : (H, W) or (H, W, 3) uint8 ndarray
-
-    Examples
-    --------
-    >>> import numpy as np, os, tempfile
-    >>> from gpu_histeq.figure import write_png
-    >>> path = os.path.join(tempfile.mkdtemp(), "ramp.png")
-    >>> write_png(path, np.tile(np.arange(256, dtype=np.uint8), (8, 1)))
-    >>> from pathlib import Path
-    >>> Path(path).read_bytes()[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
-    True
-    """
-    image = np.ascontiguousarray(image, dtype=np.uint8)
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
-        raise ValueError(f"`image` must be (H, W) or (H, W, 3), got shape {image.shape}")
-    height, width = image.shape[:2]
-    color_type = 2 if image.ndim == 3 else 0
-    rows = image.reshape(height, -1)
-    raw = np.concatenate([np.zeros((height, 1), np.uint8), rows], axis=1).tobytes()
-
-    def chunk(kind, data):
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
-    with open(os.fspath(path), "wb") as file:
-        file.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-                   + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+def _matplotlib():
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise ImportError(
+            "the before/after figure needs matplotlib: pip install \"gpu_histeq[plot]\" "
+            f"(or pip install matplotlib); importing it failed: {error}") from None
+    return matplotlib
 
 
 def to_display(image):
     """An image as uint8 for display: uint8 as is, other integers and floats by their range.
 
-    Floats already in ``[0, 1]`` (``method="skimage"`` output) are scaled by 255, not stretched.
+    Floats already in ``[0, 1]`` (``method="skimage"`` output) are scaled by 255, not stretched;
+    uint16 keeps its high byte.
+
+    Parameters
+    ----------
+    image : ndarray
+        Any shape, any real dtype.
+
+    Returns
+    -------
+    uint8 ndarray
+        Same shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpu_histeq.figure import to_display
+    >>> to_display(np.array([0.0, 0.5, 1.0])).tolist()
+    [0, 128, 255]
+    >>> to_display(np.array([256, 65535], np.uint16)).tolist()
+    [1, 255]
     """
     image = np.asarray(image)
     if image.dtype == np.uint8:
@@ -71,92 +66,121 @@ def to_display(image):
     return np.clip(np.round(scaled * 255), 0, 255).astype(np.uint8)
 
 
-def _fit(image, size):
-    """Nearest-neighbour resize of a 2-d image into a ``size`` x ``size`` box, centred."""
-    height, width = image.shape
-    scale = size / max(height, width, 1)
-    rows = np.minimum((np.arange(max(1, round(height * scale))) / scale).astype(int), height - 1)
-    cols = np.minimum((np.arange(max(1, round(width * scale))) / scale).astype(int), width - 1)
-    resized = image[rows[:, None], cols[None, :]]
-    box = np.full((size, size), _BACKGROUND, np.uint8)
-    top, left = (size - resized.shape[0]) // 2, (size - resized.shape[1]) // 2
-    box[top:top + resized.shape[0], left:left + resized.shape[1]] = resized
-    return box
+def _as_images(stack, columns):
+    """The first `columns` 2-d images of a ``(..., H, W)`` stack, as uint8 on the host."""
+    stack = np.asarray(stack.get() if hasattr(stack, "get") else stack)
+    if stack.ndim < 2:
+        raise ValueError(f"each stack must be (..., H, W), got shape {stack.shape}")
+    return to_display(stack.reshape((-1,) + stack.shape[-2:])[:columns])
 
 
-def _histogram_panel(images, height, width):
-    """Bars of the 256-level histogram of `images` (uint8) and their cumulative distribution."""
-    panel = np.full((height, width, 3), _BACKGROUND, np.uint8)
-    counts = np.bincount(np.asarray(images).ravel(), minlength=256).astype(np.float64)
-    margin = 6
-    plot_h, plot_w = height - 2 * margin, width - 2 * margin
-    bars = np.round(counts / max(counts.max(), 1) * plot_h).astype(int)
-    levels = (np.arange(plot_w) * 256) // plot_w
-    rows = np.arange(plot_h)[:, None]
-    filled = rows >= plot_h - bars[levels][None, :]
-    panel[margin:margin + plot_h, margin:margin + plot_w][filled] = _BAR
-    cdf = np.cumsum(counts) / max(counts.sum(), 1)
-    line = np.clip(np.round((1 - cdf[levels]) * (plot_h - 1)).astype(int), 0, plot_h - 1)
-    for dy in (0, 1):
-        panel[margin + np.clip(line + dy, 0, plot_h - 1), margin + np.arange(plot_w)] = _CDF
-    panel[height - margin, margin:margin + plot_w] = 0  # axis
-    return panel
+def _distribution(images):
+    """Percent of pixels at each of the 256 levels, and the cumulative fraction."""
+    counts = np.bincount(images.ravel(), minlength=256).astype(np.float64)
+    total = max(counts.sum(), 1.0)
+    return counts / total * 100, np.cumsum(counts) / total
 
 
-def render(rows, titles=None, columns=4, tile=192):
-    """Draw rows of images, each row followed by the histogram of the images shown.
+def _histogram_panel(axes, images, reference):
+    """Histogram bars (left axis) and CDF (right axis) of `images`; `reference` in gray."""
+    edges = np.arange(257) - 0.5
+    percent, cdf = _distribution(images)
+    handles = []
+    if reference is not None:
+        ref_percent, ref_cdf = _distribution(reference)
+        handles.append(axes.stairs(ref_percent, edges, color=_ORIGINAL_COLOR, linewidth=1,
+                                   label="original: histogram"))
+    handles.append(axes.stairs(percent, edges, fill=True, color=_BAR_COLOR, alpha=0.8,
+                               label="histogram"))
+    axes.set_xlim(-0.5, 255.5)
+    axes.set_xticks([0, 64, 128, 192, 255])
+    top = max(percent.max(), 0 if reference is None else ref_percent.max())
+    axes.set_ylim(0, 1.5 * top if top > 0 else 1)  # headroom above the bars for the legend
+    axes.set_xlabel("level (uint8 display value)")
+    axes.set_ylabel("pixels (%)")
+    cdf_axes = axes.twinx()
+    levels = np.arange(256)
+    if reference is not None:
+        handles.append(cdf_axes.plot(levels, ref_cdf, color=_ORIGINAL_COLOR, linestyle="--",
+                                     linewidth=1.2, label="original: CDF")[0])
+    handles.append(cdf_axes.plot(levels, cdf, color=_CDF_COLOR, linewidth=2,
+                                 label="CDF")[0])
+    cdf_axes.set_ylim(0, 1.02)
+    cdf_axes.set_yticks([0, 0.25, 0.5, 0.75, 1])
+    cdf_axes.set_ylabel("cumulative fraction", color=_CDF_COLOR)
+    cdf_axes.tick_params(axis="y", colors=_CDF_COLOR)
+    axes.legend(handles=handles, loc="upper left", fontsize="small", framealpha=0.9)
+    axes.grid(axis="x", alpha=0.3)
+
+
+def figure(original, results, columns=4, tile=192):
+    """Draw the original images and each result, every row with its histogram and CDF.
 
     Parameters
     ----------
-    rows : sequence of (N, H, W) arrays
-        One stack per row (the original, then each operation's result); the first `columns`
-        images of each are shown.
-    titles : sequence of str, optional
-        A title above each row (drawn when Pillow is installed).
+    original : (..., H, W) ndarray
+        A stack of grayscale images (NumPy or CuPy); its first `columns` images are shown.
+    results : dict of str to (..., H, W) ndarray
+        Row title -> result of one operation on `original` (same number of images).
     columns : int
         Images shown per row.
     tile : int
-        Side of each image tile in pixels.
+        Side of each image in pixels (at 100 dpi).
 
     Returns
     -------
-    (H, W, 3) uint8 ndarray
+    matplotlib.figure.Figure
+        On an Agg canvas; ``.savefig(path)`` writes it.
+
+    Raises
+    ------
+    ImportError
+        If matplotlib is not installed.
+    ValueError
+        If a stack has fewer than two dimensions, or `columns` or `tile` is not positive.
+
+    Examples
+    --------
+    >>> from gpu_histeq import equalize_hist
+    >>> from gpu_histeq._sample import synthetic
+    >>> from gpu_histeq.figure import figure
+    >>> stack = synthetic(2, 32)
+    >>> fig = figure(stack, {"equalize_hist": equalize_hist(stack)}, tile=96)
+    >>> [sub.get_suptitle() for sub in fig.subfigs]
+    ['original (2, 32, 32) uint8', 'equalize_hist']
     """
-    gap = 8
-    shown = [to_display(np.asarray(stack).reshape((-1,) + np.asarray(stack).shape[-2:])[:columns])
-             for stack in rows]
+    if int(columns) < 1 or int(tile) < 1:
+        raise ValueError(f"`columns` and `tile` must be positive, got {columns!r} and {tile!r}")
+    _matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    shape, dtype = np.shape(original), getattr(original, "dtype", "")
+    titles = [f"original {shape} {dtype}".rstrip()] + [str(title) for title in results]
+    shown = [_as_images(original, columns)] + [_as_images(r, columns) for r in results.values()]
     count = max(len(images) for images in shown)
-    hist_w = int(tile * 1.6)
-    row_h = tile + _TITLE_HEIGHT
-    height = gap + len(shown) * (row_h + gap)
-    width = gap + count * (tile + gap) + hist_w + gap
-    canvas = np.full((height, width, 3), _BACKGROUND, np.uint8)
-    for r, images in enumerate(shown):
-        top = gap + r * (row_h + gap) + _TITLE_HEIGHT
-        for c, image in enumerate(images):
-            left = gap + c * (tile + gap)
-            canvas[top:top + tile, left:left + tile] = _fit(image, tile)[..., None]
-        left = gap + count * (tile + gap)
-        canvas[top:top + tile, left:left + hist_w] = _histogram_panel(images, tile, hist_w)
-    if titles:
-        canvas = _draw_titles(canvas, titles, gap, row_h)
-    return canvas
-
-
-def _draw_titles(canvas, titles, gap, row_h):
-    try:
-        from PIL import Image, ImageDraw, ImageFont
-    except ImportError:
-        return canvas
-    picture = Image.fromarray(canvas)
-    draw = ImageDraw.Draw(picture)
-    try:
-        font = ImageFont.load_default(size=15)
-    except TypeError:  # Pillow < 10.1: one bitmap size
-        font = ImageFont.load_default()
-    for r, title in enumerate(titles):
-        draw.text((gap, gap + r * (row_h + gap) + 2), title, fill=(0, 0, 0), font=font)
-    return np.asarray(picture)
+    image_inches = tile / DPI
+    hist_inches = max(2.4 * image_inches, 4.8)
+    row_inches = max(image_inches, 1.9) + 0.9  # the row title above, the axis labels below
+    fig = Figure(figsize=(count * (image_inches + 0.1) + hist_inches + 1.6,
+                          len(shown) * row_inches + 0.5), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    fig.suptitle(f"gpu_histeq: before and after (the first {count} images of each stack)",
+                 fontsize="x-large", fontweight="bold")
+    rows = np.atleast_1d(fig.subfigures(len(shown), 1))
+    for row, title, images in zip(rows, titles, shown):
+        row.suptitle(title, x=0.01, horizontalalignment="left", fontsize="large",
+                     fontweight="bold")
+        grid = row.add_gridspec(1, count + 1,
+                                width_ratios=[image_inches] * count + [hist_inches])
+        for c in range(count):
+            axes = row.add_subplot(grid[0, c])
+            axes.set_axis_off()
+            if c < len(images):
+                axes.imshow(images[c], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        _histogram_panel(row.add_subplot(grid[0, count]), images,
+                         shown[0] if images is not shown[0] else None)
+    return fig
 
 
 def before_after(path, original, results, columns=4, tile=192):
@@ -165,12 +189,12 @@ def before_after(path, original, results, columns=4, tile=192):
     Parameters
     ----------
     path : str or os.PathLike
-        The PNG file to write.
-    original : (N, H, W) ndarray
-    results : dict of str to (N, H, W) ndarray
+        The PNG file to write (written as PNG whatever its suffix).
+    original : (..., H, W) ndarray
+    results : dict of str to (..., H, W) ndarray
         Title -> result of one operation on `original`.
     columns, tile : int
-        As for :func:`render`.
+        As for :func:`figure`.
 
     Examples
     --------
@@ -181,8 +205,9 @@ def before_after(path, original, results, columns=4, tile=192):
     >>> stack = synthetic(2, 32)
     >>> path = os.path.join(tempfile.mkdtemp(), "figure.png")
     >>> before_after(path, stack, {"equalize_hist": equalize_hist(stack)}, tile=48)
-    >>> os.path.getsize(path) > 0
+    >>> from pathlib import Path
+    >>> Path(path).read_bytes()[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
     True
     """
-    titles = ["original"] + list(results)
-    write_png(path, render([original] + list(results.values()), titles, columns, tile))
+    fig = figure(original, results, columns, tile)
+    fig.savefig(os.fspath(path), format="png", dpi=DPI, facecolor="white")
