@@ -2,18 +2,29 @@
 
 Every implementation runs on the same stack in one process, round-robin (each repeat times every
 implementation once, so machine-load drift hits all alike), after a warm-up; the table reports
-the median and the ratio to gpu_histeq. Writes ``benchmarks/results/cpu-<date>.md`` and ``.json``.
+the median, the range over repeats and the ratio to gpu_histeq. Cases: the seed's faces as uint8
+and float32, and the seed's own float64 example ``np.random.rand(1000, 1, 96, 96)`` (checked
+equal to the scikit-image loop bit for bit before it is timed), with its memory floor (bytes
+read and written / the copy bandwidth measured in the same run on all threads).
+``--breakdown`` also builds ``benchmarks/breakdown_float.c`` (the compiled float steps timed one
+by one on one thread) with setup.py's flags and records its output.
+Writes ``benchmarks/results/<name>.md`` and ``.json`` (name ``cpu-<date>`` unless ``--name``).
 
-Usage: python benchmarks/bench_cpu.py [--repeats 7] [--planes 1800] [--out benchmarks/results]
+Usage: python benchmarks/bench_cpu.py [--repeats 7] [--planes 1800] [--seed-planes 1000]
+       [--cases u8,f32,f64] [--breakdown] [--name NAME] [--out benchmarks/results]
 """
 
 import argparse
+import concurrent.futures
 import datetime
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,7 +58,51 @@ def numpy_recipe(image):
     return np.interp(image.ravel(), bins[:-1], cdf).reshape(image.shape)
 
 
-def implementations(stack_u8, stack_f32):
+def seed_float64(planes):
+    """The seed's own example, ``np.random.rand(planes, 1, 96, 96)`` (seeded)."""
+    return np.random.default_rng(0).random((planes, 1, 96, 96))
+
+
+def seed_loop(stack):
+    """The seed's loop: :func:`numpy_recipe` on every image."""
+    return np.stack([numpy_recipe(im[0]) for im in stack])[:, None]
+
+
+def skimage_loop(stack):
+    from skimage import exposure
+    return np.stack([exposure.equalize_hist(im[0]) for im in stack])[:, None]
+
+
+def generic_loops(images):
+    """gpu_histeq with the compiled path's AVX-512 loops switched off (GPU_HISTEQ_CPU_SIMD=0)."""
+    previous = os.environ.get("GPU_HISTEQ_CPU_SIMD")
+    os.environ["GPU_HISTEQ_CPU_SIMD"] = "0"
+    try:
+        return equalize_hist(images)
+    finally:
+        if previous is None:
+            del os.environ["GPU_HISTEQ_CPU_SIMD"]
+        else:
+            os.environ["GPU_HISTEQ_CPU_SIMD"] = previous
+
+
+def copy_bandwidth(array, repeats):
+    """Bytes read + written per second copying `array` into a warm buffer on every thread."""
+    from gpu_histeq import _planes
+    threads = _planes.thread_count()
+    target = np.empty_like(array)
+    sources = np.array_split(array.reshape(-1), threads)
+    targets = np.array_split(target.reshape(-1), threads)
+    best = float("inf")
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            list(pool.map(np.copyto, targets, sources))
+            best = min(best, time.perf_counter() - start)
+    return 2 * array.nbytes / best, threads
+
+
+def implementations(stack_u8, stack_f32, stack_f64, cases):
     import cv2
     from PIL import Image, ImageOps
     from skimage import exposure
@@ -71,6 +126,12 @@ def implementations(stack_u8, stack_f32):
         "skimage equalize_hist loop": lambda: np.stack([exposure.equalize_hist(im[0]) for im in stack_f32])[:, None],
         "NumPy recipe loop": lambda: np.stack([numpy_recipe(im[0]) for im in stack_f32])[:, None],
     }
+    f64 = {
+        "gpu_histeq": lambda: equalize_hist(stack_f64),
+        "gpu_histeq generic C loops (GPU_HISTEQ_CPU_SIMD=0)": lambda: generic_loops(stack_f64),
+        "seed loop (np.histogram + np.interp)": lambda: seed_loop(stack_f64),
+        "skimage equalize_hist loop": lambda: skimage_loop(stack_f64),
+    }
     try:
         import torch
         from torchvision.transforms.v2 import functional as tvf
@@ -78,10 +139,14 @@ def implementations(stack_u8, stack_f32):
         u8["torchvision equalize (CPU)"] = lambda: tvf.equalize(tensor)
     except Exception:
         pass
-    return {"seed-u8 (1800,1,96,96) uint8": u8, "float32 (1800,1,96,96) float32": f32}
+    shape = f"({stack_f64.shape[0]},1,96,96)"
+    every = {"u8": ("seed-u8 (1800,1,96,96) uint8", u8), "f32": ("float32 (1800,1,96,96) float32", f32),
+             "f64": (f"seed float64 np.random.rand{shape}", f64)}
+    return dict(every[case] for case in cases)
 
 
 def time_round_robin(functions, repeats):
+    """Median and (min, max) in ms of each function over `repeats` round-robin calls."""
     for function in functions.values():
         function()  # warm-up
     samples = {name: [] for name in functions}
@@ -90,17 +155,42 @@ def time_round_robin(functions, repeats):
             start = time.perf_counter()
             function()
             samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(times) * 1e3 for name, times in samples.items()}
+    return ({name: statistics.median(times) * 1e3 for name, times in samples.items()},
+            {name: (min(times) * 1e3, max(times) * 1e3) for name, times in samples.items()})
+
+
+def breakdown(planes, repeats):
+    """Build and run benchmarks/breakdown_float.c with setup.py's flags; its output lines."""
+    here = Path(__file__).parent
+    with tempfile.TemporaryDirectory() as folder:
+        program = Path(folder) / "breakdown_float"
+        subprocess.run([os.environ.get("CC", "cc"), "-O3", "-ffp-contract=off", "-fno-trapping-math",
+                        "-I" + sysconfig.get_paths()["include"], str(here / "breakdown_float.c"),
+                        "-o", str(program), "-lm"], check=True)
+        run = subprocess.run([str(program), str(planes), str(repeats)], check=True,
+                             capture_output=True, text=True)
+        return run.stdout.strip().splitlines()
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--planes", type=int, default=1800)
+    parser.add_argument("--seed-planes", type=int, default=1000,
+                        help="images of the seed's float64 case (default 1000)")
+    parser.add_argument("--cases", default="u8,f32,f64", help="comma-separated: u8, f32, f64")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time the compiled float steps one by one (needs a C compiler)")
+    parser.add_argument("--name", default=None, help="results file name (default cpu-<date>)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
+    cases_wanted = [case.strip() for case in args.cases.split(",") if case.strip()]
+    unknown = set(cases_wanted) - {"u8", "f32", "f64"}
+    if unknown:
+        parser.error(f"--cases: unknown {sorted(unknown)}; choose from u8, f32, f64")
     stack_u8 = seed_stack(args.planes)
     stack_f32 = stack_u8.astype(np.float32) / 255
+    stack_f64 = seed_float64(args.seed_planes)
     import cv2
     versions = {"gpu_histeq": gpu_histeq.__version__, "numpy": np.__version__, "opencv": cv2.__version__,
                 "python": platform.python_version(), "compiled_cpu_path": _cpu.BUILT}
@@ -111,26 +201,53 @@ def main(argv=None):
             pass
     command = "python " + " ".join([os.path.relpath(__file__)] + sys.argv[1:])
     cases = []
-    for case, functions in implementations(stack_u8, stack_f32).items():
-        medians = time_round_robin(functions, args.repeats)
-        cases.append({"case": case, "median_ms": medians})
-        print(case, json.dumps({k: round(v, 2) for k, v in medians.items()}), flush=True)
+    for case, functions in implementations(stack_u8, stack_f32, stack_f64, cases_wanted).items():
+        entry = {"case": case}
+        if case.startswith("seed float64"):
+            # the promise first: equal to scikit-image's loop to the last bit
+            entry["equal_to_skimage_loop"] = bool(np.array_equal(equalize_hist(stack_f64),
+                                                                 skimage_loop(stack_f64)))
+            bandwidth, threads = copy_bandwidth(stack_f64, args.repeats)
+            entry["memory_floor"] = {"bytes_read": stack_f64.nbytes, "bytes_written": stack_f64.nbytes,
+                                     "copy_bandwidth_GBps": bandwidth / 1e9, "threads": threads,
+                                     "floor_ms": 2 * stack_f64.nbytes / bandwidth * 1e3}
+        entry["median_ms"], entry["range_ms"] = time_round_robin(functions, args.repeats)
+        cases.append(entry)
+        print(case, json.dumps({k: round(v, 2) for k, v in entry["median_ms"].items()}), flush=True)
     date = datetime.date.today().isoformat()
     record = {"command": command, "date": date, "machine": f"{platform.machine()}, "
               f"{len(os.sched_getaffinity(0))} CPUs, {platform.platform()}", "versions": versions,
               "repeats": args.repeats, "cases": cases}
+    if args.breakdown:
+        record["breakdown"] = breakdown(args.seed_planes, max(args.repeats, 3))
+    name = args.name or f"cpu-{date}"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"cpu-{date}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (args.out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
     lines = [f"# CPU benchmark, {date}", "", f"Command: `{command}`", "",
              f"Machine: {record['machine']}", "", "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
-             "", "Median of round-robin repeats, same data in one process. Ratio = time / gpu_histeq's time.", ""]
+             "", "Median (and min-max) of round-robin repeats, same data in one process. "
+             "Ratio = time / gpu_histeq's time.", ""]
     for entry in cases:
         base = entry["median_ms"]["gpu_histeq"]
-        lines += [f"## {entry['case']}", "", "| implementation | median ms | x gpu_histeq |", "|---|---:|---:|"]
-        for name, value in sorted(entry["median_ms"].items(), key=lambda kv: kv[1]):
-            lines.append(f"| {name} | {value:.1f} | {value / base:.2f} |")
+        lines += [f"## {entry['case']}", ""]
+        if "equal_to_skimage_loop" in entry:
+            floor = entry["memory_floor"]
+            lines += [f"gpu_histeq equal to the scikit-image loop bit for bit: "
+                      f"{entry['equal_to_skimage_loop']}.", "",
+                      f"Memory floor: {floor['bytes_read'] / 1e6:.1f} MB read + "
+                      f"{floor['bytes_written'] / 1e6:.1f} MB written at the copy bandwidth measured "
+                      f"in this run on {floor['threads']} threads, {floor['copy_bandwidth_GBps']:.1f} GB/s: "
+                      f"{floor['floor_ms']:.1f} ms; gpu_histeq's median reaches "
+                      f"{floor['floor_ms'] / base:.0%} of it (floor / time).", ""]
+        lines += ["| implementation | median ms | min-max ms | x gpu_histeq |", "|---|---:|---:|---:|"]
+        for key, value in sorted(entry["median_ms"].items(), key=lambda kv: kv[1]):
+            low, high = entry["range_ms"][key]
+            lines.append(f"| {key} | {value:.1f} | {low:.1f}-{high:.1f} | {value / base:.2f} |")
         lines.append("")
-    (args.out / f"cpu-{date}.md").write_text("\n".join(lines))
+    if args.breakdown:
+        lines += ["## Compiled float steps, one thread (benchmarks/breakdown_float.c)", "", "```",
+                  *record["breakdown"], "```", ""]
+    (args.out / f"{name}.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 
