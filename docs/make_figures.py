@@ -1,12 +1,13 @@
 """Make the README's before/after picture from real scikit-image images.
 
-Run from the repository root (needs scikit-image for the images; Pillow for the titles)::
+Run from the repository root (needs scikit-image for the images, matplotlib to draw)::
 
     python docs/make_figures.py
 
 It writes ``docs/before_after.png``: scikit-image's ``moon`` (a low-contrast photograph) and
 ``camera``, then each operation of gpu_histeq on them, every row with the histogram of its
-images and their cumulative distribution (orange).
+images and their cumulative distribution (orange; the original's in gray). ``gpu-histeq`` draws
+the same figure for its built-in synthetic sample.
 """
 
 from pathlib import Path
