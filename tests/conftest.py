@@ -1,4 +1,5 @@
-"""Shared fixtures: every test body runs on NumPy, and on CuPy when a GPU is usable."""
+"""Shared fixtures: every test body runs on NumPy, on CuPy when a GPU is usable, and on the
+emulated CuPy (tests/emulation: the real kernels and launchers run on the CPU) when it is not."""
 
 import numpy as np
 import pytest
@@ -21,14 +22,48 @@ def _cupy_or_reason():
 CUPY, CUPY_SKIP_REASON = _cupy_or_reason()
 
 
-@pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
-def xp(request):
-    """The array module under test: numpy always, cupy when a GPU is usable."""
+def emulated_cupy_or_skip(monkeypatch):
+    """The stand-in cupy module (tests/emulation/fake_cupy.py), installed as ``cupy`` for this
+    test; skipped when a real GPU runs the kernels or no C++ compiler can build the emulator."""
+    if CUPY is not None:
+        pytest.skip("a GPU is usable: the kernels run for real under the `cupy` parameter")
+    from emulation import build, fake_cupy
+    if build.compiler() is None:
+        pytest.skip("no C++ compiler ($CXX, g++ or clang++) to build the CUDA emulator")
+    fake_cupy.install(monkeypatch)
+    return fake_cupy
+
+
+#: The backends of the ``xp`` fixture. "cupy-emulated" runs gpu_histeq's CuPy code against the
+#: stand-in module: the CUDA kernels and launchers for real (on the CPU), the portable path on
+#: NumPy arithmetic.
+BACKENDS = ["numpy", pytest.param("cupy", marks=pytest.mark.gpu), "cupy-emulated"]
+
+
+@pytest.fixture(params=BACKENDS)
+def xp(request, monkeypatch):
+    """The array module under test: numpy always, cupy when a GPU is usable, else emulated."""
     if request.param == "numpy":
         return np
+    if request.param == "cupy-emulated":
+        return emulated_cupy_or_skip(monkeypatch)
     if CUPY is None:
         pytest.skip(CUPY_SKIP_REASON)
     return CUPY
+
+
+@pytest.fixture(params=[pytest.param("cupy", marks=pytest.mark.gpu), "cupy-emulated"])
+def cp(request, monkeypatch):
+    """A CuPy module whose kernels run: the real one on a GPU, else the emulated one."""
+    if request.param == "cupy-emulated":
+        return emulated_cupy_or_skip(monkeypatch)
+    if CUPY is None:
+        pytest.skip(CUPY_SKIP_REASON)
+    return CUPY
+
+
+def is_emulated(xp):
+    return getattr(xp, "__name__", "").endswith("fake_cupy")
 
 
 def to_numpy(array):

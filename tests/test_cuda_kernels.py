@@ -1,26 +1,27 @@
-"""The fused CUDA kernels agree bit for bit with the portable CuPy path (needs a GPU).
+"""The fused CUDA kernels agree bit for bit with the portable CuPy path, errors included.
 
-Every case runs the portable path (``equalize.equalize_planes`` with the fast paths disabled) and
-the kernels on the same CuPy planes and compares the bytes of the results.
+Every case runs the portable path (the public functions inside :func:`gpu_histeq._engine.portable`)
+and the kernels (``_cuda.equalize`` or the public functions, which take them) on the same CuPy
+planes and compares the bytes of the results, or the errors raised. The ``cp`` fixture runs each
+case on a GPU when one is usable, else on the emulated CuPy (tests/emulation): the real kernel
+text and launchers executed on the CPU, against the portable path on NumPy arithmetic.
+
+Float32 planes with subnormal values are left out of the emulated comparison: CuPy compiles its
+own kernels with ``-ftz=true`` too, so on a GPU both paths flush them, while NumPy (the stand-in's
+portable arithmetic) keeps them (tests/emulation/README.md).
 """
 
 import numpy as np
 import pytest
 
-from conftest import CUPY, CUPY_SKIP_REASON
-
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(CUPY is None, reason=str(CUPY_SKIP_REASON))]
-
-if CUPY is not None:
-    from gpu_histeq import _cuda, _engine, apply_lut, histogram
-    from gpu_histeq._cuda import _kernels
-    from gpu_histeq.equalize import equalize_planes
-    from gpu_histeq.histogram import cdf_dtype
+from conftest import is_emulated
+from gpu_histeq import _cuda, _engine, apply_lut, equalize_hist, histogram
 
 #: (name, planes, pixels): small planes take the one-block kernels, large ones the multi-block
 #: kernels; odd pixel counts take the unaligned (element by element) loops; 1x1 planes.
 SHAPES = [("small", 7, 96 * 96), ("odd", 5, 97 * 95), ("large", 3, 300 * 301), ("one-pixel", 4, 1)]
 KINDS = ["random", "narrow", "two-level", "constant"]
+FLT_MAX = float(np.finfo(np.float32).max)
 
 
 def make_planes(dtype, kind, nplanes, npixels, seed=0):
@@ -48,85 +49,141 @@ def make_mask(nplanes, npixels, seed=1):
     return mask
 
 
+def result_dtype(method, dtype):
+    if method in ("opencv", "pil"):
+        return np.dtype(dtype)
+    return np.dtype(np.float32) if np.dtype(dtype) == np.float32 else np.dtype(np.float64)
+
+
 def assert_same_bits(result, expected):
+    result, expected = np.asarray(_host(result)), np.asarray(_host(expected))
     assert result.dtype == expected.dtype and result.shape == expected.shape
     unsigned = np.dtype(f"u{result.itemsize}")
-    different = CUPY.flatnonzero(result.view(unsigned) != expected.view(unsigned))
+    different = np.flatnonzero(result.view(unsigned) != expected.view(unsigned))
     assert different.size == 0, (
         f"{different.size} values differ, first at {int(different[0])}: "
         f"{result.ravel()[different[:5]]} vs {expected.ravel()[different[:5]]}")
 
 
-def run_both(planes, mask, method, nbins):
-    dtype = planes.dtype if method in ("opencv", "pil") else cdf_dtype(planes.dtype)
-    expected = CUPY.empty(planes.shape, dtype)
+def _host(array):
+    return array.get() if hasattr(array, "get") else array
+
+
+def skip_flushed(cp, *arrays):
+    """Float32 subnormals: a GPU flushes them in both paths, NumPy in neither (module docstring)."""
+    if not is_emulated(cp):
+        return
+    for array in arrays:
+        host = np.asarray(_host(array))
+        if host.dtype == np.float32:
+            magnitude = np.abs(host[np.isfinite(host)])
+            if ((magnitude > 0) & (magnitude < 2.0 ** -100)).any():
+                pytest.skip("float32 subnormals: flushed on a GPU (-ftz=true), kept by NumPy")
+
+
+def _outcome(call):
+    try:
+        return call(), None
+    except ValueError as error:
+        return None, error
+
+
+def run_both(cp, planes, mask, method, nbins):
+    """(fused, portable) results of one (P, N) case; errors must match and are returned as such."""
+    skip_flushed(cp, planes)
+    dtype = result_dtype(method, planes.dtype)
+    images = planes.reshape(planes.shape[0], 1, planes.shape[1])
+    masks = None if mask is None else mask.reshape(images.shape)
     with _engine.portable():
-        equalize_planes(CUPY, planes, mask, method, nbins, expected)
-    result = CUPY.full(planes.shape, 7, dtype)
-    assert _cuda.equalize(planes, mask, method, nbins, result)
-    return result, expected
+        expected, expected_error = _outcome(
+            lambda: equalize_hist(images, nbins, mask=masks, method=method))
+    result = cp.full(planes.shape, 7, dtype)
+    taken, error = _outcome(lambda: _cuda.equalize(planes, mask, method, nbins, result))
+    if expected_error is not None or error is not None:
+        assert (type(error), str(error)) == (type(expected_error), str(expected_error))
+        return None, None
+    assert taken, "the fused kernels declined a case they cover"
+    return result, expected.reshape(planes.shape)
+
+
+def check_case(cp, planes, mask, method, nbins):
+    result, expected = run_both(cp, planes, mask, method, nbins)
+    if result is not None:
+        assert_same_bits(result, expected)
 
 
 CASES = ([("opencv", np.uint8, 256), ("pil", np.uint8, 256), ("skimage", np.uint8, 256),
           ("opencv", np.uint16, 65536), ("skimage", np.uint16, 256),
           ("skimage", np.float32, 256), ("skimage", np.float64, 256),
           ("skimage", np.float32, 1000), ("skimage", np.float64, 7)])
+CASE_IDS = [f"{m}-{np.dtype(d)}-{b}" for m, d, b in CASES]
 
 
 @pytest.mark.parametrize("masked", [False, True], ids=["all", "mask"])
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("shape", SHAPES, ids=[s[0] for s in SHAPES])
-@pytest.mark.parametrize("method, dtype, nbins", CASES, ids=[f"{m}-{np.dtype(d)}-{b}" for m, d, b in CASES])
-def test_fused_equals_portable(method, dtype, nbins, shape, kind, masked):
+@pytest.mark.parametrize("method, dtype, nbins", CASES, ids=CASE_IDS)
+def test_fused_equals_portable(cp, method, dtype, nbins, shape, kind, masked):
     _, nplanes, npixels = shape
-    planes = CUPY.asarray(make_planes(dtype, kind, nplanes, npixels))
-    mask = CUPY.asarray(make_mask(nplanes, npixels)) if masked else None
-    result, expected = run_both(planes, mask, method, nbins)
-    assert_same_bits(result, expected)
+    planes = cp.asarray(make_planes(dtype, kind, nplanes, npixels))
+    mask = cp.asarray(make_mask(nplanes, npixels)) if masked else None
+    check_case(cp, planes, mask, method, nbins)
 
 
-@pytest.mark.parametrize("method, dtype, nbins", CASES, ids=[f"{m}-{np.dtype(d)}-{b}" for m, d, b in CASES])
-def test_multi_block_kernels_on_small_planes(method, dtype, nbins, monkeypatch):
+@pytest.mark.parametrize("method, dtype, nbins", CASES, ids=CASE_IDS)
+def test_multi_block_kernels_on_small_planes(cp, method, dtype, nbins, monkeypatch):
     """The multi-block path on planes the one-block kernels would take, in several plane groups."""
+    from gpu_histeq._cuda import _kernels
     monkeypatch.setattr(_kernels, "SMALL_PIXELS", 0)
     monkeypatch.setattr(_kernels._planes, "CHUNK_BINS", 3 * 65536)
-    planes = CUPY.asarray(make_planes(dtype, "random", 9, 64 * 64))
-    mask = CUPY.asarray(make_mask(9, 64 * 64))
+    planes = cp.asarray(make_planes(dtype, "random", 9, 64 * 64))
+    mask = cp.asarray(make_mask(9, 64 * 64))
     for selected in (None, mask):
-        result, expected = run_both(planes, selected, method, nbins)
-        assert_same_bits(result, expected)
+        check_case(cp, planes, selected, method, nbins)
 
 
-def test_unaligned_views():
-    """Planes, masks and results that start off a 16-byte boundary use the element loops."""
-    base = CUPY.asarray(make_planes(np.uint8, "random", 1, 5 * 4096 + 3))
-    planes = base[0, 3:].reshape(5, 4096)
-    result, expected = run_both(planes, None, "opencv", 256)
-    assert_same_bits(result, expected)
+@pytest.mark.parametrize("npixels", [(1 << 16) - 1, 1 << 16, (1 << 16) + 1])
+@pytest.mark.parametrize("method, dtype, nbins", [c for c in CASES if c[1] != np.uint16],
+                         ids=[i for c, i in zip(CASES, CASE_IDS) if c[1] != np.uint16])
+def test_small_pixels_boundary(cp, method, dtype, nbins, npixels):
+    """Planes just under, at and over SMALL_PIXELS: one-block and multi-block kernels meet."""
+    planes = cp.asarray(make_planes(dtype, "random", 2, npixels, seed=npixels))
+    check_case(cp, planes, cp.asarray(make_mask(2, npixels)), method, nbins)
 
 
-def test_nan_raises():
-    planes = CUPY.asarray(make_planes(np.float32, "random", 3, 64))
+@pytest.mark.parametrize("offset", [1, 3, 8])
+@pytest.mark.parametrize("method, dtype, nbins", CASES[:1] + CASES[3:4] + CASES[5:7],
+                         ids=CASE_IDS[:1] + CASE_IDS[3:4] + CASE_IDS[5:7])
+def test_unaligned_views(cp, method, dtype, nbins, offset):
+    """Planes and masks that start off a 16-byte boundary use the element loops."""
+    base = cp.asarray(make_planes(dtype, "random", 1, 5 * 4096 + offset))
+    planes = base[0, offset:].reshape(5, 4096)
+    mask_base = cp.asarray(make_mask(1, 5 * 4096 + offset))
+    masks = mask_base[0, offset:].reshape(5, 4096)
+    masks[:, 0] = True
+    check_case(cp, planes, None, method, nbins)
+    check_case(cp, planes, masks, method, nbins)
+
+
+def test_nan_raises(cp):
+    planes = cp.asarray(make_planes(np.float32, "random", 3, 64))
     planes[1, 5] = np.nan
-    result = CUPY.empty(planes.shape, np.float32)
+    result = cp.empty(planes.shape, np.float32)
     with pytest.raises(ValueError, match="NaN or infinity"):
         _cuda.equalize(planes, None, "skimage", 256, result)
 
 
-def test_uncovered_dtypes_decline():
-    planes = CUPY.zeros((2, 16), np.int16)
-    assert not _cuda.equalize(planes, None, "skimage", 256, CUPY.empty((2, 16), np.float64))
-    with _engine.portable():
-        assert not _cuda.equalize(CUPY.zeros((2, 16), np.uint8), None, "opencv", 256,
-                                  CUPY.empty((2, 16), np.uint8))
+def test_uncovered_dtypes_decline(cp):
+    planes = cp.zeros((2, 16), np.int16)
+    assert not _cuda.equalize(planes, None, "skimage", 256, cp.empty((2, 16), np.float64))
 
 
 @pytest.mark.parametrize("dtype, nbins", [(np.uint8, 256), (np.uint16, 256), (np.float32, 256),
                                           (np.float64, 2000)])
 @pytest.mark.parametrize("masked", [False, True], ids=["all", "mask"])
-def test_histogram_hook(dtype, nbins, masked):
-    images = CUPY.asarray(make_planes(dtype, "narrow", 6, 50 * 40)).reshape(6, 50, 40)
-    mask = CUPY.asarray(make_mask(6, 50 * 40)).reshape(6, 50, 40) if masked else None
+def test_histogram_hook(cp, dtype, nbins, masked):
+    images = cp.asarray(make_planes(dtype, "narrow", 6, 50 * 40)).reshape(6, 50, 40)
+    mask = cp.asarray(make_mask(6, 50 * 40)).reshape(6, 50, 40) if masked else None
     counts, centers = histogram(images, nbins, mask=mask)
     with _engine.portable():
         expected_counts, expected_centers = histogram(images, nbins, mask=mask)
@@ -138,10 +195,10 @@ def test_histogram_hook(dtype, nbins, masked):
     (np.uint8, np.uint8, 256), (np.uint8, np.float32, 200), (np.uint16, np.int64, 65536),
     (np.uint16, np.uint8, 300)])
 @pytest.mark.parametrize("shared", [False, True], ids=["per-plane", "shared"])
-def test_apply_lut_hook(dtype, table_dtype, length, shared):
+def test_apply_lut_hook(cp, dtype, table_dtype, length, shared):
     rng = np.random.default_rng(3)
-    images = CUPY.asarray(rng.integers(0, length, (4, 33, 65)).astype(dtype))
-    tables = CUPY.asarray(rng.integers(0, 250, (length,) if shared else (4, length)).astype(table_dtype))
+    images = cp.asarray(rng.integers(0, length, (4, 33, 65)).astype(dtype))
+    tables = cp.asarray(rng.integers(0, 250, (length,) if shared else (4, length)).astype(table_dtype))
     result = apply_lut(images, tables)
     with _engine.portable():
         expected = apply_lut(images, tables)

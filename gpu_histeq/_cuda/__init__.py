@@ -17,7 +17,7 @@ Whether these run at all is decided in :func:`gpu_histeq._engine.select` alone.
 import numpy as np
 
 from .._binning import LevelBinning, UniformBinning
-from .._validate import check_finite, check_levels_nbins
+from .._validate import check_edges_increase, check_finite, check_levels_nbins
 from . import _sources
 
 
@@ -47,17 +47,20 @@ def equalize(planes, mask_planes, method, nbins, result):
     Returns
     -------
     bool
-        False when the kernels do not cover this case (nothing was written).
+        False when the kernels do not cover this case: nothing was written, or (a floating plane
+        whose bin centers are less than two smallest normals apart, which the portable path
+        interpolates with numpy.interp's own search) `result` was written and must be redone.
 
     Raises
     ------
     ValueError
-        As the portable path: `nbins` that does not fit the levels, NaN or infinity in floating
-        planes (found after the kernels ran: `result` is then left partly written).
+        As the portable path and in its order: `nbins` that does not fit the levels, NaN or
+        infinity in floating planes, `nbins` too many for a floating plane's range (repeated bin
+        edges). Found after the kernels ran: `result` is then left partly written.
 
     Notes
     -----
-    Floating planes synchronize once, to read the NaN/infinity flag.
+    Floating planes synchronize once, to read the status word.
     """
     if not _covers(planes, mask_planes, result):
         return False
@@ -71,10 +74,13 @@ def equalize(planes, mask_planes, method, nbins, result):
             return True
         if dtype in _sources.FLOAT_DTYPES and method == "skimage":
             import cupy
-            nonfinite = cupy.zeros(1, np.int32)
-            equalize_uniform(planes, mask_planes, nbins, result, nonfinite)
-            check_finite(not bool(nonfinite[0]))  # sync: NaN or infinity is an error, as portably
-            return True
+            from ._kernels import STATUS_IRREGULAR, STATUS_NOT_FINITE, STATUS_REPEATED_EDGES
+            status = cupy.zeros(1, np.int32)
+            equalize_uniform(planes, mask_planes, nbins, result, status)
+            flags = int(status[0])  # sync: errors and irregular planes, as portably
+            check_finite(not flags & STATUS_NOT_FINITE)
+            check_edges_increase(not flags & STATUS_REPEATED_EDGES, nbins, dtype)
+            return not flags & STATUS_IRREGULAR
     return False
 
 

@@ -27,6 +27,11 @@ PRIVATE_BINS = 1024
 PACKS_PER_THREAD = 8
 #: Counts are 32-bit: planes must have fewer pixels.
 MAX_PIXELS = (1 << 31) - 1
+#: Bits of the status word of the float kernels (GPU_HISTEQ_* in uniform.cu): NaN or infinity;
+#: repeated bin edges; a plane the portable path interpolates with numpy.interp's own search.
+STATUS_NOT_FINITE = 1
+STATUS_REPEATED_EDGES = 2
+STATUS_IRREGULAR = 4
 
 _NULL = np.uint64(0)  # a null pointer argument (no mask, no per-plane low level)
 
@@ -135,8 +140,8 @@ def uniform_histograms(planes, mask_planes, low, high, widen, nbins, hists):
             shared_mem=WARPS * nbins * 4 if private else 0)
 
 
-def equalize_uniform(planes, mask_planes, nbins, result, nonfinite):
-    """Equalize float32 / float64 planes as scikit-image; sets ``nonfinite[0]`` on NaN or inf."""
+def equalize_uniform(planes, mask_planes, nbins, result, status):
+    """Equalize float32 / float64 planes as scikit-image; ORs STATUS_* bits into ``status[0]``."""
     nplanes, npixels = planes.shape
     dtype = planes.dtype
     if npixels <= SMALL_PIXELS and nbins <= SMALL_BINS:
@@ -144,7 +149,7 @@ def equalize_uniform(planes, mask_planes, nbins, result, nonfinite):
         cache = bool(is_aligned) and npixels * planes.itemsize <= CACHE_BYTES_FLOAT
         _launch("uniform.cu", "gpu_histeq_equalize_small_float", (dtype,), (nplanes,),
                 (planes, _pointer(mask_planes), np.int64(npixels), is_aligned, np.int32(cache),
-                 np.int32(nbins), nonfinite, result),
+                 np.int32(nbins), status, result),
                 shared_mem=npixels * planes.itemsize if cache else 0)
         return
     grid_blocks = blocks_per_plane(npixels, planes.itemsize)
@@ -155,12 +160,12 @@ def equalize_uniform(planes, mask_planes, nbins, result, nonfinite):
         high = cupy.full(count, -np.inf, dtype)
         _launch("uniform.cu", "gpu_histeq_minmax", (dtype,), (count, grid_blocks),
                 (group, _pointer(group_mask), np.int64(npixels), aligned(group, group_mask),
-                 low, high, nonfinite))
+                 low, high, status))
         hists = cupy.zeros((count, nbins), np.uint32)
         uniform_histograms(group, group_mask, low, high, 1, nbins, hists)
         values, positions, slopes = (cupy.empty((count, nbins), np.float64) for _ in range(3))
         _launch("uniform.cu", "gpu_histeq_uniform_tables", (dtype,), (count,),
-                (hists, low, high, np.int32(nbins), values, positions, slopes))
+                (hists, low, high, np.int32(nbins), values, positions, slopes, status))
         _launch("uniform.cu", "gpu_histeq_uniform_remap", (dtype,), (count, grid_blocks),
                 (group, np.int64(npixels), aligned(group, None, result[rows]), low, high,
                  np.int32(nbins), values, positions, slopes, result[rows]))

@@ -10,9 +10,20 @@ __device__ bool gpu_histeq_negative(float x) { return __float_as_int(x) < 0; }
 __device__ bool gpu_histeq_negative(double x) { return __double_as_longlong(x) < 0; }
 __device__ float gpu_histeq_infinity(float) { return __int_as_float(0x7f800000); }
 __device__ double gpu_histeq_infinity(double) { return __longlong_as_double(0x7ff0000000000000LL); }
+__device__ float gpu_histeq_smallest_normal(float) { return __int_as_float(0x00800000); }
+__device__ double gpu_histeq_smallest_normal(double) { return __longlong_as_double(0x0010000000000000LL); }
+
+// Bits of the status word the float kernels set (atomicOr), as _kernels.STATUS_*: NaN or
+// infinity in a plane; repeated bin edges (numpy.histogram refuses them); a plane whose bin
+// centers are less than two smallest normals apart or whose slopes are not finite, which the
+// portable path interpolates with numpy.interp's own search (the caller runs it there).
+#define GPU_HISTEQ_NOT_FINITE 1
+#define GPU_HISTEQ_REPEATED_EDGES 2
+#define GPU_HISTEQ_IRREGULAR 4
 
 struct gpu_histeq_fmin_op { template <typename T> __device__ T operator()(T a, T b) const { return gpu_histeq_fmin(a, b); } };
 struct gpu_histeq_fmax_op { template <typename T> __device__ T operator()(T a, T b) const { return gpu_histeq_fmax(a, b); } };
+struct gpu_histeq_or_op { __device__ int operator()(int a, int b) const { return a | b; } };
 
 // Atomic minimum / maximum of a float or double in memory: the bit patterns of non-negative
 // values order as signed integers, those of negative values (sign bit set) in reverse as unsigned.
@@ -59,11 +70,14 @@ struct gpu_histeq_range {
         return offset + first;
     }
 
-    // The scaled offset truncated (saturating, as CuPy's astype) and corrected against the edges.
+    // The scaled offset clamped to [0, nbins - 1] in floating point, then truncated (as the
+    // portable clip + astype: a value far outside the range, such as a masked-out 1e30, must not
+    // reach the integer conversion), and corrected against the edges.
     __device__ int bin(T x, int nbins) const {
         const T scaled = (x - first) / width * (T)nbins;
-        long long b = (long long)scaled;
-        b = b < 0 ? 0 : (b > nbins - 1 ? nbins - 1 : b);
+        const T top = (T)(nbins - 1);
+        const T clamped = scaled > top ? top : (scaled > (T)0 ? scaled : (T)0);  // NaN -> 0
+        long long b = (long long)clamped;
         if (x < edge(b, nbins)) b -= 1;
         if (b < 0) b = 0;
         if (x >= edge(b + 1, nbins) && b != nbins - 1) b += 1;
@@ -85,10 +99,13 @@ __device__ double gpu_histeq_interp(T x, int bin, const double* values, const do
 
 // The interpolation table of one plane from its counts; every thread of the block takes part.
 // values = T(cum / total) (scikit-image's cdf dtype) as double, positions = bin centers,
-// slopes between neighbouring points (0 after the last), as lut.InterpTable.
+// slopes between neighbouring points (0 after the last), as the portable InterpTable. Sets
+// GPU_HISTEQ_REPEATED_EDGES and GPU_HISTEQ_IRREGULAR in *status as the portable binning and
+// InterpTable find them.
 template <typename T>
 __device__ void gpu_histeq_interp_table(const unsigned* hist, const gpu_histeq_range<T>& range,
-                                        int nbins, double* values, double* positions, double* slopes) {
+                                        int nbins, double* values, double* positions, double* slopes,
+                                        int* status) {
     int begin, end;
     gpu_histeq_thread_bins(nbins, &begin, &end);
     long long sum = 0;
@@ -102,9 +119,21 @@ __device__ void gpu_histeq_interp_table(const unsigned* hist, const gpu_histeq_r
         positions[k] = (double)((range.edge(k, nbins) + range.edge(k + 1, nbins)) / (T)2);
     }
     __syncthreads();
-    for (int k = begin; k < end; ++k)
-        slopes[k] = k + 1 < nbins ? (values[k + 1] - values[k]) / (positions[k + 1] - positions[k]) : 0.0;
-    __syncthreads();
+    int flags = 0;
+    const double tiny = (double)gpu_histeq_smallest_normal(T());
+    for (int k = begin; k < end; ++k) {
+        if (nbins > 1 && !(range.edge(k + 1, nbins) > range.edge(k, nbins)))
+            flags |= GPU_HISTEQ_REPEATED_EDGES;
+        if (k + 1 < nbins) {
+            const double spacing = positions[k + 1] - positions[k];
+            slopes[k] = (values[k + 1] - values[k]) / spacing;
+            if (spacing < 2 * tiny || !isfinite(slopes[k])) flags |= GPU_HISTEQ_IRREGULAR;
+        } else {
+            slopes[k] = 0.0;
+        }
+    }
+    flags = gpu_histeq_block_reduce(flags, gpu_histeq_or_op());
+    if (threadIdx.x == 0 && flags) atomicOr(status, flags);
 }
 
 // The block's minimum and maximum of the selected pixels among first, first + stride, ... of
@@ -133,7 +162,7 @@ __device__ void gpu_histeq_block_range(const T* plane, const bool* mask, long lo
 template <typename T>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
 gpu_histeq_minmax(const T* planes, const bool* masks, long long n, int aligned, T* low, T* high,
-                  int* nonfinite) {
+                  int* status) {
     const long long p = blockIdx.x;
     T lo, hi;
     int bad;
@@ -143,7 +172,7 @@ gpu_histeq_minmax(const T* planes, const bool* masks, long long n, int aligned, 
     if (threadIdx.x == 0) {
         gpu_histeq_atomic_min(low + p, lo);
         gpu_histeq_atomic_max(high + p, hi);
-        if (bad) atomicOr(nonfinite, 1);
+        if (bad) atomicOr(status, GPU_HISTEQ_NOT_FINITE);
     }
 }
 
@@ -167,16 +196,17 @@ gpu_histeq_uniform_histogram(const T* planes, const bool* masks, long long n, in
     gpu_histeq_flush_private(gpu_histeq_private_hists, hist, nbins, private_bins);
 }
 
-// Interpolation tables of many planes, one block per plane. Per bin: one count read and three
-// doubles written (24 bytes); no per-pixel work.
+// Interpolation tables of many planes, one block per plane, with the status bits of
+// gpu_histeq_interp_table. Per bin: one count read and three doubles written (24 bytes); no
+// per-pixel work.
 template <typename T>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
 gpu_histeq_uniform_tables(const unsigned* hists, const T* low, const T* high, int nbins,
-                          double* values, double* positions, double* slopes) {
+                          double* values, double* positions, double* slopes, int* status) {
     const long long p = blockIdx.x;
     const gpu_histeq_range<T> range(low[p], high[p], true);
     gpu_histeq_interp_table(hists + p * nbins, range, nbins, values + p * nbins,
-                            positions + p * nbins, slopes + p * nbins);
+                            positions + p * nbins, slopes + p * nbins, status);
 }
 
 // The interpolated gather, grid (planes, blocks per plane). Per pixel: the bin search of the
@@ -217,7 +247,7 @@ gpu_histeq_uniform_remap(const T* planes, long long n, int aligned, const T* low
 template <typename T>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
 gpu_histeq_equalize_small_float(const T* planes, const bool* masks, long long n, int aligned,
-                                int cache, int nbins, int* nonfinite, T* out) {
+                                int cache, int nbins, int* status, T* out) {
     __shared__ unsigned hist[GPU_HISTEQ_SMALL_BINS];
     __shared__ double values[GPU_HISTEQ_SMALL_BINS], positions[GPU_HISTEQ_SMALL_BINS],
         slopes[GPU_HISTEQ_SMALL_BINS];
@@ -234,12 +264,12 @@ gpu_histeq_equalize_small_float(const T* planes, const bool* masks, long long n,
     T lo, hi;
     int bad;
     gpu_histeq_block_range(plane, mask, n, aligned, threadIdx.x, GPU_HISTEQ_THREADS, &lo, &hi, &bad);
-    if (threadIdx.x == 0 && bad) atomicOr(nonfinite, 1);
+    if (threadIdx.x == 0 && bad) atomicOr(status, GPU_HISTEQ_NOT_FINITE);
     const gpu_histeq_range<T> range(lo, hi, true);
     gpu_histeq_for_pixels(plane, mask, n, aligned, threadIdx.x, GPU_HISTEQ_THREADS,
                           [&](T v, bool selected) { if (selected) atomicAdd(&hist[range.bin(v, nbins)], 1u); });
     __syncthreads();
-    gpu_histeq_interp_table(hist, range, nbins, values, positions, slopes);
+    gpu_histeq_interp_table(hist, range, nbins, values, positions, slopes, status);
     gpu_histeq_map_pixels(plane, out + p * n, n, aligned, threadIdx.x, GPU_HISTEQ_THREADS,
                           [&](T v) { return (T)gpu_histeq_interp(v, range.bin(v, nbins), values, positions, slopes); });
 }

@@ -71,6 +71,10 @@ class ndarray(np.ndarray):
     def device(self):
         return _Device()
 
+    def __array_function__(self, func, types, args, kwargs):
+        # NumPy functions of device arrays return device arrays, as CuPy's do
+        return _wrap(super().__array_function__(func, types, args, kwargs))
+
     def get(self, stream=None, order="C", out=None):
         host = np.array(self.view(np.ndarray), order=order)
         if out is not None:
@@ -196,6 +200,8 @@ class cuda:  # noqa: N801 -- the cupy.cuda namespace
 
 def _matching_instantiations(code):
     """Every instantiation _sources lists for this text: one build serves every kernel() call."""
+    if "gpu_histeq_" not in (code or ""):
+        return "kernels.cu", ()
     from gpu_histeq._cuda import _sources
     for filename, names in _sources.INSTANTIATIONS.items():
         if _sources.source(filename) == code:

@@ -1,0 +1,179 @@
+"""The fused CUDA kernels on the cases that once differed from the portable path, and on real images.
+
+Each case compares ``equalize_hist`` / ``histogram`` with the kernels against the same call inside
+:func:`gpu_histeq._engine.portable`: bit for bit, or the same ``ValueError``. On the emulated CuPy
+(no GPU) every case also proves that a kernel ran. Found by running the kernels through the
+emulator (issue 10):
+
+* repeated bin edges (planes too narrow for `nbins` at their magnitude) must raise numpy's
+  refusal, not return NaN;
+* masked-out pixels far outside the selected range (1e30, FLT_MAX) must not overflow the
+  float -> integer bin conversion;
+* float64 planes whose bins are a few subnormal units wide take numpy.interp's search.
+"""
+
+import numpy as np
+import pytest
+from skimage import data, exposure, img_as_float32, img_as_float64, img_as_uint
+
+from conftest import is_emulated
+from gpu_histeq import _engine, equalize_hist, histogram
+from test_cuda_kernels import assert_same_bits, skip_flushed
+
+FLT_MAX = float(np.finfo(np.float32).max)
+DBL_MAX = float(np.finfo(np.float64).max)
+TINY64 = float(np.finfo(np.float64).smallest_subnormal)
+
+
+def _launches(cp):
+    return sum(cp.LAUNCHES.values()) if is_emulated(cp) else None
+
+
+def compare(cp, images, nbins=256, mask=None, method=None):
+    """equalize_hist with the kernels == the portable path (bits or error); returns the result."""
+    host = np.asarray(images)
+    skip_flushed(cp, host)
+    images = cp.asarray(host)
+    mask = None if mask is None else cp.asarray(mask)
+    before = _launches(cp)
+    # CuPy never warns on floating overflow; NumPy under the stand-in would (warnings are errors)
+    with np.errstate(all="ignore"), _engine.portable():
+        try:
+            expected, expected_error = equalize_hist(images, nbins, mask=mask, method=method), None
+        except ValueError as error:
+            expected, expected_error = None, error
+    try:
+        with np.errstate(all="ignore"):
+            result, error = equalize_hist(images, nbins, mask=mask, method=method), None
+    except ValueError as caught:
+        result, error = None, caught
+    if before is not None:
+        assert _launches(cp) > before, "no kernel ran"
+    assert (type(error), str(error)) == (type(expected_error), str(expected_error))
+    if result is not None:
+        assert_same_bits(result, expected)
+    return result, error
+
+
+def _narrow(dtype, ulps, base=1.0):
+    """A plane `ulps` units in the last place wide, starting at `base`."""
+    base = dtype(base)
+    return (base + np.arange(ulps + 1, dtype=dtype) * np.spacing(base)).astype(dtype)
+
+
+REPEATED_EDGES = {
+    "f32-constant-1e8": (np.full((1, 1), 1e8, np.float32), 256),
+    "f32-two-ulps": (np.array([[1.0, np.nextafter(np.float32(1), np.float32(2))]], np.float32), 256),
+    "f32-full-range": (np.array([[-FLT_MAX, FLT_MAX]], np.float32), 256),
+    "f32-3-ulps": (_narrow(np.float32, 3).reshape(1, -1).astype(np.float32), 256),
+    "f32-100-ulps": (_narrow(np.float32, 100).reshape(1, -1).astype(np.float32), 256),
+    "f64-3-ulps": (_narrow(np.float64, 3).reshape(1, -1), 256),
+    "f64-100-ulps": (_narrow(np.float64, 100).reshape(1, -1), 256),
+    "f32-constant-3e7-batch": (np.stack([np.full((4, 5), 3e7, np.float32),
+                                         np.arange(20, dtype=np.float32).reshape(4, 5)]), 256),
+    "f64-constant-1e17": (np.full((3, 3), 1e17), 256),
+    "f64-constant-1e300": (np.full((3, 3), 1e300), 256),
+    "f64-full-range": (np.array([[-DBL_MAX, DBL_MAX]]), 256),
+    "f64-subnormal-only": (np.array([[0.0, 3.0, 7.0, 100.0]]) * TINY64, 256),
+    "f64-large-2-bins": (np.array([[1e16, 1e16 + 2]]), 2),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REPEATED_EDGES))
+def test_repeated_bin_edges_raise_as_portably(cp, case):
+    images, nbins = REPEATED_EDGES[case]
+    _, error = compare(cp, images, nbins)
+    if case not in ("f64-large-2-bins",):
+        assert error is not None and "too many" in str(error)
+
+
+@pytest.mark.parametrize("case", sorted(REPEATED_EDGES))
+def test_repeated_bin_edges_multi_block(cp, case, monkeypatch):
+    from gpu_histeq._cuda import _kernels
+    monkeypatch.setattr(_kernels, "SMALL_PIXELS", 0)
+    images, nbins = REPEATED_EDGES[case]
+    compare(cp, images, nbins)
+
+
+@pytest.mark.parametrize("far", [1e30, FLT_MAX, -1e30, -FLT_MAX, 1e300], ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pixels", [2, 97 * 95, 300 * 301])
+def test_far_out_unselected_values(cp, dtype, far, pixels):
+    """Sentinels in masked-out pixels: clamped in floating point before the integer cast."""
+    if dtype == np.float32 and abs(far) > FLT_MAX:
+        pytest.skip("not a float32 value")
+    rng = np.random.default_rng(pixels)
+    plane = rng.normal(1.0, 0.5, (2, 1, pixels)).astype(dtype)
+    mask = rng.random(plane.shape) < 0.6
+    mask[..., 0] = True
+    plane[~mask] = far
+    plane[..., -1] = far
+    mask[..., -1] = False
+    result, _ = compare(cp, plane, 256, mask)
+    if pixels == 2:  # the issue's case: [[1.0, 1e30]] with mask [[True, False]] -> [[0.5, 1.0]]
+        got = np.asarray(result.get() if hasattr(result, "get") else result)
+        for p in range(2):
+            expected = exposure.equalize_hist(plane[p], 256, mask=mask[p])
+            np.testing.assert_array_equal(got[p], expected)
+        assert got[0, 0, 1] == (1.0 if far > 0 else 0.0)
+
+
+def test_far_out_unselected_values_multi_block(cp, monkeypatch):
+    from gpu_histeq._cuda import _kernels
+    monkeypatch.setattr(_kernels, "SMALL_PIXELS", 0)
+    plane = np.array([[1.0, 1e30, 2.0, -FLT_MAX, 1.5]], np.float32)
+    compare(cp, plane, 256, np.array([[True, False, True, False, True]]))
+
+
+IRREGULAR = {
+    "issue": np.array([[0, 392553, 396459, 1000000]]) * TINY64,
+    "clustered": np.array([[0, 1, 2, 3, 500, 501, 1000, 2000, 2001]]) * TINY64,
+    "wide-subnormal": np.array([[0, 10**9, 2 * 10**9, 3 * 10**9, 4503599627370495]]) * TINY64,
+}
+
+
+@pytest.mark.parametrize("nbins", [4, 70, 256])
+@pytest.mark.parametrize("case", sorted(IRREGULAR))
+def test_irregular_subnormal_float64_planes(cp, case, nbins):
+    """Bins narrower than the smallest normal: numpy.interp's own search, as portably."""
+    result, error = compare(cp, IRREGULAR[case], nbins)
+    if case == "issue" and nbins == 256:
+        values = np.asarray(result.get() if hasattr(result, "get") else result)
+        assert np.isfinite(values).all() and values[0, 1] == 0.5
+
+
+REAL = {
+    "camera-u8": lambda: data.camera(),
+    "camera-u16": lambda: img_as_uint(data.camera()),
+    "camera-f32": lambda: img_as_float32(data.camera()),
+    "camera-f64": lambda: img_as_float64(data.camera()),
+    "moon-u8-odd": lambda: data.moon()[:301, :299],
+    "coins-f32-odd": lambda: img_as_float32(data.coins())[:97, :95],
+    "astronaut-u8-channels": lambda: np.moveaxis(data.astronaut()[::2, ::2], -1, 0),
+    "astronaut-f64-channels": lambda: np.moveaxis(img_as_float64(data.astronaut()[1::3, ::3]), -1, 0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REAL))
+def test_real_images(cp, case):
+    images = REAL[case]()
+    methods = ["opencv", "skimage"] + (["pil"] if images.dtype == np.uint8 else [])
+    if images.dtype.kind == "f":
+        methods = ["skimage"]
+    for method in methods:
+        compare(cp, images, 256, method=method)
+    if images.dtype.kind == "f":
+        compare(cp, images, 1000)
+        compare(cp, images, 17, mask=images > np.median(images))
+
+
+@pytest.mark.parametrize("case", ["camera-u8", "camera-f32", "camera-f64", "camera-u16"])
+def test_real_images_histogram(cp, case):
+    images = cp.asarray(REAL[case]())
+    mask = cp.asarray(np.asarray(REAL[case]()) > 0)
+    for selected in (None, mask):
+        counts, centers = histogram(images, 300, mask=selected)
+        with _engine.portable():
+            expected_counts, expected_centers = histogram(images, 300, mask=selected)
+        assert_same_bits(counts, expected_counts)
+        assert_same_bits(centers, expected_centers)
