@@ -58,7 +58,10 @@ def main(argv=None):
     found = operations()
     with _cleanup.signals_raise():
         try:
-            args = parse(argv, found)
+            try:
+                args = parse(argv, found)
+            except SystemExit as done:  # --help, --version, or a usage error (one line)
+                return done.code if isinstance(done.code, int) else 0 if done.code is None else 2
             say = _say(args)
             if args.command in (None, "demo"):
                 if args.command is None:

@@ -57,16 +57,23 @@ def optional(module, purpose):
         raise CliError(f"{purpose} needs {package}: pip install 'gpu_histeq[cli]'") from None
 
 
+_deferral = {"depth": 0, "pending": None}
+
+
 def _raise(signum, frame):
     # Further signals during the cleanup are ignored: the first one decides the exit status.
     for other in SIGNALS:
         signal.signal(other, signal.SIG_IGN)
+    if _deferral["depth"]:
+        _deferral["pending"] = signum
+        return
     raise Interrupted(signum)
 
 
 @contextlib.contextmanager
 def signals_raise():
     """Within the block SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` (main thread)."""
+    _deferral.update(depth=0, pending=None)
     try:
         previous = {signum: signal.signal(signum, _raise) for signum in SIGNALS}
     except ValueError:  # not the main thread: leave the handlers alone
@@ -79,17 +86,22 @@ def signals_raise():
 
 
 @contextlib.contextmanager
-def _signals_blocked():
-    """Delay signals (their Python handlers run after the block)."""
-    mask = getattr(signal, "pthread_sigmask", None)
-    if mask is None:  # pragma: no cover - not POSIX
-        yield
-        return
-    old = mask(signal.SIG_BLOCK, SIGNALS)
+def _signals_deferred():
+    """Run the block whole: a signal arriving meanwhile raises :class:`Interrupted` after it.
+
+    The deferral is in Python, not a signal mask: a process-directed signal may be taken by
+    any thread (the worker pool's too), and Python runs its handler in the main thread at the
+    next bytecode, wherever that is.
+    """
+    _deferral["depth"] += 1
     try:
         yield
     finally:
-        mask(signal.SIG_SETMASK, old)
+        _deferral["depth"] -= 1
+        pending = _deferral["pending"]
+        if not _deferral["depth"] and pending is not None:
+            _deferral["pending"] = None
+            raise Interrupted(pending)
 
 
 def temp_name(final):
@@ -108,7 +120,7 @@ def create_temp(final, directory=False):
     """
     for _ in range(100):
         path = temp_name(final)
-        with _signals_blocked():
+        with _signals_deferred():
             try:
                 if directory:
                     os.mkdir(path)
@@ -134,7 +146,7 @@ def forget(path):
 def remove(path):
     """Remove a temporary file or folder (no error if it is gone) and forget it."""
     path = os.fspath(path)
-    with _signals_blocked():
+    with _signals_deferred():
         try:
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)

@@ -7,6 +7,7 @@ kill the process with SIGBUS. Compressed TIFFs are decoded with every tifffile w
 into an error, so a damaged file is refused rather than partly read.
 """
 
+import logging
 import math
 import os
 import warnings
@@ -180,17 +181,40 @@ def _open_npy(path):
     return RawSource(path, offset, shape, dtype, "npy")
 
 
+class _Errors(logging.Handler):
+    """Collects the errors tifffile logs (it logs, then returns what it could read)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
 def _open_tiff(path):
     tifffile = optional("tifffile", "reading TIFF files")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a damaged page is an error, not a partial result
-        with tifffile.TiffFile(path) as tiff:
-            series = tiff.series[0]
-            offset = series.dataoffset
-            dtype = np.dtype(series.dtype).newbyteorder(tiff.byteorder)
-            if offset is not None:
-                return RawSource(path, offset, series.shape, dtype, "tif")
-            return Source(series.asarray(), path, "tif")
+    logger, errors = logging.getLogger("tifffile"), _Errors()
+    logger.addHandler(errors)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a damaged page is an error, not a partial result
+            with tifffile.TiffFile(path) as tiff:
+                series = tiff.series[0]
+                offset = series.dataoffset
+                dtype = np.dtype(series.dtype).newbyteorder(tiff.byteorder)
+                if errors.messages:
+                    raise CliError(f"cannot read {path}: {one_line(errors.messages[0])}")
+                if offset is not None:
+                    return RawSource(path, offset, series.shape, dtype, "tif")
+                array = series.asarray()
+                if errors.messages:
+                    raise CliError(f"cannot read {path}: {one_line(errors.messages[0])}")
+                return Source(array, path, "tif")
+    finally:
+        logger.removeHandler(errors)
+        logger.propagate = propagate
 
 
 def open_source(path, key=None):

@@ -36,7 +36,10 @@ def _exists(path):
 
 
 def _nonempty_dir(path):
-    return os.path.isdir(path) and any(os.scandir(path))
+    if not os.path.isdir(path):
+        return False
+    with os.scandir(path) as entries:
+        return any(True for _ in entries)
 
 
 def _same(a, b):
@@ -191,7 +194,7 @@ class FolderTarget:
 
     def __init__(self, final, force):
         self.final, self.force = Path(final), force
-        self.temp, self.entries = None, []
+        self.temp, self.entries, self.in_place = None, [], False
 
     def check(self, inputs):
         final = self.final
@@ -204,10 +207,9 @@ class FolderTarget:
         if _nonempty_dir(final) and not self.force:
             raise CliError(f"the output folder {final} is not empty: use --force to write "
                            "into it (only the files this run writes are replaced)")
-
-    @property
-    def in_place(self):
-        return _nonempty_dir(self.final)
+        # Decided now: without --force the folder is always built aside and renamed into place,
+        # which fails if another run filled it meanwhile.
+        self.in_place = self.force and _nonempty_dir(final)
 
     def path(self, name):
         """Where entry `name` is written (a file, created empty)."""
@@ -229,7 +231,18 @@ class FolderTarget:
 
     def commit(self):
         if self.temp is not None:
-            move_into_place(self.temp, self.final, force=False, directory=True)
+            try:
+                move_into_place(self.temp, self.final, force=False, directory=True)
+            except CliError:
+                if not self.force:
+                    raise
+                # --force, and another run filled the folder meanwhile: move the entries in
+                self.entries = [(self.temp / name, self.final / name)
+                                for name in sorted(os.listdir(self.temp))]
+                for temp, final in self.entries:
+                    move_into_place(temp, final, force=True)
+                self.entries = []
+                _cleanup.remove(self.temp)
             self.temp = None
         for temp, final in self.entries:
             move_into_place(temp, final, force=True)

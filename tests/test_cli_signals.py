@@ -1,0 +1,168 @@
+"""``gpu-histeq`` under real signals (sent to a real subprocess mid-run) and in real terminals.
+
+A signal ends a run with exit status 128 + its number, one line on stderr, the input unchanged
+and no temporary file; the progress bar shows in a terminal (a pseudo-terminal here, also one
+reporting 0 columns), never on a pipe, never with ``-q``.
+"""
+
+import fcntl
+import os
+import pty
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gpu_histeq as gh
+
+RNG = np.random.default_rng(7)
+
+
+def _leftovers(folder):
+    return [os.path.join(root, name) for root, dirs, names in os.walk(folder)
+            for name in dirs + names if ".tmp-" in name or ".old-" in name]
+
+
+def _command(*argv):
+    return [sys.executable, "-m", "gpu_histeq.cli", *map(str, argv)]
+
+
+def _wait_for_temp(folder, run, timeout=60):
+    """Wait until the run has created its temporary output (it is then mid-run)."""
+    deadline = time.monotonic() + timeout
+    while not _leftovers(folder):
+        assert run.poll() is None, "the run ended before it was signalled"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    """A float32 .npy that takes seconds in chunks of one image with dataset-wide axes."""
+    folder = tmp_path_factory.mktemp("big")
+    np.save(folder / "in.npy", RNG.normal(size=(30000, 8, 8)).astype(np.float32))
+    return folder / "in.npy"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("output", ["out.npy", "out.tif", "out.zarr", "out.npz"])
+def test_signal_mid_run_cleans_up(tmp_path, big, signum, output):
+    if output.endswith(".tif"):
+        pytest.importorskip("tifffile")
+    if output.endswith(".zarr"):
+        pytest.importorskip("zarr")
+    work = tmp_path / "work"
+    work.mkdir()
+    before = big.read_bytes()
+    run = subprocess.Popen(_command("equalize", big, work / output, "--chunk-size", 1,
+                                    "--axes=all"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_temp(work, run)
+    time.sleep(0.05)
+    run.send_signal(signum)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 128 + signum, (run.returncode, err)
+    name = signal.Signals(signum).name
+    assert err == f"gpu-histeq: interrupted by {name}; no output written\n" and out == ""
+    assert os.listdir(work) == [] and big.read_bytes() == before
+
+
+def test_signal_while_writing_a_folder_of_images(tmp_path):
+    pil = pytest.importorskip("PIL.Image")
+    (tmp_path / "in").mkdir()
+    for i in range(400):
+        pil.fromarray(RNG.integers(0, 256, (64, 64), dtype=np.uint8)).save(
+            tmp_path / "in" / f"{i:03d}.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("keep")
+    run = subprocess.Popen(_command("equalize", tmp_path / "in", tmp_path / "out", "--force",
+                                    "--chunk-size", 1),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_temp(tmp_path / "out", run)
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 128 + signal.SIGTERM, err
+    assert err.count("\n") == 1 and "interrupted by SIGTERM" in err
+    assert os.listdir(tmp_path / "out") == ["notes.txt"] and _leftovers(tmp_path) == []
+    assert len(os.listdir(tmp_path / "in")) == 400
+
+
+# ------------------------------------------------------------------------------------ progress
+
+def _in_terminal(argv, columns, cwd):
+    """Run with stderr on a pseudo-terminal of `columns` columns; return (status, its text)."""
+    main_fd, child_fd = pty.openpty()
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    run = subprocess.Popen(_command(*argv), cwd=cwd, stdout=subprocess.PIPE, stderr=child_fd,
+                           env={**os.environ, "COLUMNS": "", "TERM": "xterm"})
+    os.close(child_fd)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main_fd, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    status = run.wait(timeout=60)
+    run.stdout.close()
+    os.close(main_fd)
+    return status, b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.parametrize("columns", [100, 0])
+def test_progress_bar_in_a_terminal(tmp_path, columns):
+    pytest.importorskip("tqdm")
+    images = RNG.integers(0, 256, (300, 8, 8), dtype=np.uint8)
+    np.save(tmp_path / "in.npy", images)
+    status, text = _in_terminal(["equalize", "in.npy", "out.npy", "--chunk-size", 1,
+                                 "--axes=all"], columns, tmp_path)
+    assert status == 0, text
+    bar = [line for line in text.split("\r") if "in.npy (2 passes)" in line]
+    assert bar and "/600 [" in bar[0] and "img/s" in bar[0], text
+    assert len(bar[0].rstrip()) <= (columns or 80), bar  # 0 columns: a fixed width of 80
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"),
+                                  gh.equalize_hist(images, axes=(0, 1, 2)))
+    status, text = _in_terminal(["equalize", "-q", "in.npy", "o2.npy", "--chunk-size", 1],
+                                columns, tmp_path)
+    assert status == 0 and text == "", text
+    assert _leftovers(tmp_path) == []
+
+
+def test_no_progress_bar_on_a_pipe(tmp_path):
+    images = RNG.integers(0, 256, (300, 8, 8), dtype=np.uint8)
+    np.save(tmp_path / "in.npy", images)
+    done = subprocess.run(_command("equalize", "in.npy", "out.npy", "--chunk-size", 1),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout == f"equalize: in.npy {images.shape} uint8 -> out.npy\n"
+
+
+def test_without_tqdm_there_is_no_bar_and_no_error(tmp_path):
+    np.save(tmp_path / "in.npy", RNG.integers(0, 256, (30, 8, 8), dtype=np.uint8))
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "tqdm.py").write_text("raise ImportError('tqdm is not installed')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(blocker)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    main_fd, child_fd = pty.openpty()
+    run = subprocess.Popen(_command("equalize", "in.npy", "out.npy"), cwd=tmp_path, env=env,
+                           stdout=subprocess.PIPE, stderr=child_fd)
+    os.close(child_fd)
+    status = run.wait(timeout=60)
+    os.set_blocking(main_fd, False)
+    try:
+        text = os.read(main_fd, 65536).decode()
+    except OSError:
+        text = ""
+    os.close(main_fd)
+    run.stdout.close()
+    assert status == 0 and text == "", text
+    assert Path(tmp_path / "out.npy").exists()
