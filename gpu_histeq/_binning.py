@@ -159,3 +159,46 @@ def binning_for(xp, planes, mask_planes, nbins, level_indexed, block_list):
     low, high, finite = plane_stats(xp, planes, mask_planes, block_list)
     check_finite(finite)
     return range_binning(xp, nbins, low, high, masked=mask_planes is not None)
+
+
+# ---------------------------------------------------------------------------------------------
+# packed (ragged) planes: pixels of many planes one after the other in one 1-d buffer
+
+def packed_index(binning, values, plane):
+    """``(m,)`` intp: the offset index ``bin + nbins * plane`` of packed pixels.
+
+    The same bins as ``binning.index`` gives each pixel of its plane (the same arithmetic in the
+    same dtype), for pixels of planes of any sizes packed one after the other; the edges are
+    read with one ``take`` of the flat ``(P * (nbins + 1),)`` edges, so no ``(m, nbins)`` array
+    is made.
+
+    Parameters
+    ----------
+    binning : LevelBinning or UniformBinning
+        Built over the packed planes (``P`` rows of ranges).
+    values : (m,) ndarray
+        Pixels of the images' dtype.
+    plane : (m,) intp ndarray
+        The plane (row of `binning`) of each pixel, counted from 0 for this buffer.
+    """
+    xp, nbins = binning.xp, binning.nbins
+    offsets = plane * nbins
+    if isinstance(binning, LevelBinning):
+        shift = offsets if binning.low is None else offsets - xp.take(binning.low, plane)
+        index = xp.add(values, shift, dtype=np.intp)
+        if binning.clip:
+            index = xp.clip(index, offsets, offsets + (nbins - 1))
+        return index
+    dtype = binning.dtype
+    first = xp.take(binning.first.reshape(-1), plane)
+    width = xp.take(binning.width.reshape(-1), plane)
+    scaled = (values - first) / width * dtype.type(nbins)
+    bins = xp.clip(scaled, 0, nbins - 1).astype(np.intp)
+    edges = binning.edges.reshape(-1)
+    rows = plane * (nbins + 1)
+    bins -= values < xp.take(edges, rows + bins)
+    xp.maximum(bins, 0, out=bins)
+    above = values >= xp.take(edges, rows + bins + 1)
+    bins += above & (bins != nbins - 1)
+    bins += offsets
+    return bins

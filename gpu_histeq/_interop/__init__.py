@@ -1,9 +1,10 @@
-"""Adapters above the public API: Dask arrays, torch tensors and JAX arrays in, the same out.
+"""Adapters above the public API: Dask arrays, torch tensors and JAX arrays in, the same out;
+lists and tuples of arrays of any sizes (ragged batches) in, a list out.
 
 :func:`adapt` wraps an in-memory public function once, in ``gpu_histeq/__init__.py``; the public
 modules never import this package. A NumPy or CuPy input costs one ``isinstance``; the adapters
-(:mod:`.dask`, :mod:`.tensors`) are imported on first use, and dask, torch or JAX never by this
-package (an array of theirs can only exist if the caller imported them).
+(:mod:`.dask`, :mod:`.tensors`, :mod:`.ragged`) are imported on first use, and dask, torch or
+JAX never by this package (an array of theirs can only exist if the caller imported them).
 """
 
 import functools
@@ -16,7 +17,8 @@ __all__ = ["adapt"]
 
 
 def adapt(function):
-    """`function` that also takes a dask array (lazily, as dask) or a tensor (same type out).
+    """`function` that also takes a dask array (lazily, as dask), a tensor (same type out) or a
+    list / tuple of arrays (a list out, see :mod:`.ragged`).
 
     Parameters
     ----------
@@ -26,6 +28,9 @@ def adapt(function):
     @functools.wraps(function)
     def public(images, *args, **kwargs):
         if not isinstance(images, np.ndarray):
+            if isinstance(images, (list, tuple)):
+                from . import ragged
+                return ragged.call(function, images, *args, **kwargs)
             if is_dask(images):
                 from . import dask
                 return getattr(dask, function.__name__)(images, *args, **kwargs)

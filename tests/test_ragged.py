@@ -1,0 +1,285 @@
+"""Ragged batches: a list or tuple of arrays of any sizes gives, entry for entry, exactly what the
+per-image calls give (every method and dtype, masks, batch axes of an entry, zero-size and empty
+inputs), on NumPy and on the emulated CuPy backend; bad lists are refused clearly."""
+
+import numpy as np
+import pytest
+from conftest import assert_backend, to_numpy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import gpu_histeq
+from gpu_histeq import _planes
+from gpu_histeq._interop import _packed, ragged
+
+AXES = (-2, -1)
+
+
+def ragged_images(dtype, seed=0, count=9, high=None):
+    """Images of many sizes: 1x1, constant, two-level, narrow range, a (3, H, W) entry whose
+    planes join the batch, a zero-size one, and random sizes."""
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+
+    def draw(shape, low=0, top=None):
+        if dtype.kind == "f":
+            return (rng.random(shape) * 2 - 0.5).astype(dtype)
+        info = np.iinfo(dtype)
+        top = min(info.max, 1000 if high is None else high) if top is None else top
+        return rng.integers(max(info.min, -50 if dtype.kind == "i" else 0), top + 1, shape,
+                            dtype=dtype)
+
+    images = [draw((1, 1)), np.full((5, 7), 3, dtype), draw((6, 5), top=1), draw((2, 9, 11)),
+              np.zeros((0, 4), dtype), draw((40, 33))]
+    images += [draw(tuple(rng.integers(1, 60, 2))) for _ in range(count)]
+    return images
+
+
+def same(result, expected):
+    result = to_numpy(result)
+    assert result.dtype == expected.dtype and result.shape == expected.shape
+    np.testing.assert_array_equal(result, expected)
+
+
+def device_list(xp, images):
+    return [xp.asarray(image) for image in images]
+
+
+CASES = [(np.uint8, "opencv", 256), (np.uint8, "pil", 256), (np.uint8, "skimage", 256),
+         (np.uint16, "opencv", 256), (np.uint16, "skimage", 256), (np.int16, "skimage", 256),
+         (np.int32, "skimage", 256), (np.float16, "skimage", 64), (np.float32, "skimage", 256),
+         (np.float64, "skimage", 100)]
+
+
+@pytest.mark.parametrize("dtype, method, nbins", CASES)
+def test_equalize_list_equals_per_image(xp, dtype, method, nbins):
+    images = ragged_images(dtype)
+    results = gpu_histeq.equalize_hist(device_list(xp, images), nbins, axes=AXES, method=method)
+    assert isinstance(results, list) and len(results) == len(images)
+    for result, image in zip(results, images):
+        assert_backend(result, xp)
+        same(result, gpu_histeq.equalize_hist(image, nbins, axes=AXES, method=method))
+
+
+@pytest.mark.parametrize("dtype, method", [(np.uint8, "opencv"), (np.uint8, "pil"),
+                                           (np.uint16, "skimage"), (np.float32, "skimage")])
+def test_equalize_masks_equal_per_image(xp, dtype, method):
+    images = ragged_images(dtype, seed=1)
+    rng = np.random.default_rng(2)
+    masks = [rng.random(image.shape) < 0.6 for image in images]
+    for mask in masks:
+        if mask.size:  # every plane keeps a selected pixel
+            mask[..., 0, 0] = True
+    masks[3] = None  # every pixel of that image
+    masks[5] = np.ones(images[5].shape[-1], bool)  # broadcast like the per-image call
+    results = gpu_histeq.equalize_hist(device_list(xp, images), axes=AXES, method=method,
+                                       mask=[None if m is None else xp.asarray(m) for m in masks])
+    for result, image, mask in zip(results, images, masks):
+        same(result, gpu_histeq.equalize_hist(image, axes=AXES, method=method, mask=mask))
+
+
+def test_mask_selecting_nothing_names_the_image():
+    images = ragged_images(np.uint8)
+    masks = [np.ones(image.shape, bool) for image in images]
+    masks[3][1] = False  # plane 1 of the (2, 9, 11) entry
+    with pytest.raises(ValueError, match="`mask` selects no pixel of plane 1 of image 3"):
+        gpu_histeq.equalize_hist(images, axes=AXES, mask=masks)
+
+
+@pytest.mark.parametrize("dtype, nbins", [(np.uint8, 256), (np.int16, 7), (np.float32, 30),
+                                          (np.float64, 256)])
+@pytest.mark.parametrize("function", ["histogram", "cumulative_distribution"])
+def test_histograms_equal_per_image(xp, dtype, nbins, function):
+    images = ragged_images(dtype, seed=3)
+    rng = np.random.default_rng(4)
+    masks = [rng.random(image.shape) < 0.7 for image in images]
+    for mask in masks:
+        if mask.size:
+            mask[..., -1, -1] = True
+    fn = getattr(gpu_histeq, function)
+    for mask_list in (None, masks):
+        device_masks = None if mask_list is None else device_list(xp, mask_list)
+        results = fn(device_list(xp, images), nbins, axes=AXES, mask=device_masks)
+        for k, (image, pair) in enumerate(zip(images, results)):
+            mask = None if mask_list is None else mask_list[k]
+            expected = fn(image, nbins, axes=AXES, mask=mask)
+            assert isinstance(pair, tuple) and len(pair) == 2
+            for part, want in zip(pair, expected):
+                assert_backend(part, xp)
+                same(part, want)
+
+
+def test_apply_lut_shared_and_per_image(xp):
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 200, shape, dtype=np.uint8)
+              for shape in [(1, 1), (3, 8, 9), (0, 3), (17, 4), (2, 0, 5)]]
+    shared = rng.random(200).astype(np.float32)
+    for result, image in zip(gpu_histeq.apply_lut(device_list(xp, images), xp.asarray(shared),
+                                                  axes=AXES), images):
+        assert_backend(result, xp)
+        same(result, gpu_histeq.apply_lut(image, shared, axes=AXES))
+    tables = [rng.integers(-9, 9, image.shape[:-2] + (200 + 3 * k,)).astype(np.int16)
+              for k, image in enumerate(images)]
+    tables[0] = tables[0].reshape(-1)
+    results = gpu_histeq.apply_lut(tuple(device_list(xp, images)), device_list(xp, tables),
+                                   axes=AXES)
+    for result, image, table in zip(results, images, tables):
+        same(result, gpu_histeq.apply_lut(image, table, axes=AXES))
+
+
+def test_apply_lut_refusals():
+    images = [np.array([[0, 5]], np.uint8), np.array([[0, 9]], np.uint8)]
+    with pytest.raises(ValueError, match=r"values must lie in \[0, 8\) .* in image 1"):
+        gpu_histeq.apply_lut(images, [np.arange(10), np.arange(8)])
+    with pytest.raises(TypeError, match="`lut` tables must share one dtype"):
+        gpu_histeq.apply_lut(images, [np.arange(10), np.arange(10.0)])
+    with pytest.raises(ValueError, match=r"one table \(L,\) shared by every image"):
+        gpu_histeq.apply_lut(images, np.zeros((2, 10)))
+    with pytest.raises(ValueError, match="`lut` must have one entry per image"):
+        gpu_histeq.apply_lut(images, [np.arange(10)])
+
+
+def test_empty_lists_and_zero_size_images(xp):
+    for function in (gpu_histeq.equalize_hist, gpu_histeq.histogram,
+                     gpu_histeq.cumulative_distribution):
+        assert function([]) == [] and function(()) == []
+    assert gpu_histeq.apply_lut([], np.arange(3)) == []
+    empty = [xp.zeros((0, 5), np.float32), xp.zeros((2, 0, 3), np.float32)]
+    for result, image in zip(gpu_histeq.equalize_hist(empty, axes=AXES), empty):
+        assert_backend(result, xp)
+        same(result, gpu_histeq.equalize_hist(to_numpy(image), axes=AXES))
+    for pair, image in zip(gpu_histeq.histogram(empty, 5, axes=AXES), empty):
+        for part, want in zip(pair, gpu_histeq.histogram(to_numpy(image), 5, axes=AXES)):
+            same(part, want)
+
+
+def test_out_list_and_inputs_untouched():
+    images = ragged_images(np.uint8, seed=6)
+    copies = [image.copy() for image in images]
+    outs = [np.empty_like(image) for image in images]
+    results = gpu_histeq.equalize_hist(images, axes=AXES, out=outs)
+    for result, out, image, copy in zip(results, outs, images, copies):
+        assert result is out
+        same(out, gpu_histeq.equalize_hist(copy, axes=AXES))
+        np.testing.assert_array_equal(image, copy)
+
+
+def test_channel_axis_planes_join_the_batch():
+    rng = np.random.default_rng(7)
+    images = [rng.integers(0, 256, (h, w, 2), dtype=np.uint8) for h, w in [(5, 6), (30, 2), (9, 9)]]
+    results = gpu_histeq.equalize_hist(images, axes=(0, 1), channel_axis=2)
+    for result, image in zip(results, images):
+        same(result, gpu_histeq.equalize_hist(image, axes=(0, 1), channel_axis=2))
+
+
+def test_blocks_split_planes_and_pack_groups(monkeypatch):
+    """Small chunk sizes: planes split into column ranges (count all, then remap) and several
+    packed groups of whole images give the same numbers."""
+    monkeypatch.setattr(_planes, "CHUNK_PIXELS", 97)
+    monkeypatch.setattr(ragged, "PACK_PIXELS", 500)
+    for dtype, method in [(np.uint8, "opencv"), (np.uint8, "skimage"), (np.float64, "skimage")]:
+        images = ragged_images(dtype, seed=8)
+        for result, image in zip(gpu_histeq.equalize_hist(images, axes=AXES, method=method),
+                                 images):
+            same(result, gpu_histeq.equalize_hist(image, axes=AXES, method=method))
+    images = ragged_images(np.float32, seed=9)
+    for pair, image in zip(gpu_histeq.histogram(images, 17, axes=AXES), images):
+        for part, want in zip(pair, gpu_histeq.histogram(image, 17, axes=AXES)):
+            same(part, want)
+
+
+def test_blocks_cover_every_pixel_once():
+    starts = _packed.plane_starts([0, 5, 0, 0, 300, 7, 0, 90, 90, 0])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_planes, "CHUNK_PIXELS", 100)
+        block_list = _packed.blocks(np, starts, 256)
+    covered = np.zeros(starts[-1], int)
+    for p0, p1, a, b in block_list:
+        covered[a:b] += 1
+        assert b - a <= 200 and starts[p0] <= a and b <= starts[p1]
+        local = _packed.local_planes(np, starts, (p0, p1, a, b))
+        expected = np.searchsorted(starts, np.arange(a, b), side="right") - 1 - p0
+        np.testing.assert_array_equal(local, expected)
+    np.testing.assert_array_equal(covered, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32])
+def test_tiled_segment_reduction_equals_reduceat(dtype):
+    """The sort-free reduction CuPy uses gives NumPy's reduceat (run here on NumPy)."""
+    rng = np.random.default_rng(10)
+    sizes = np.array([1, 255, 256, 257, 70000, 3, 513, 65536])
+    values = (rng.random(sizes.sum()) * 1000 - 500).astype(dtype)
+    starts = _packed.plane_starts(sizes)[:-1]
+    for reduce, ufunc in ((np.min, np.minimum), (np.max, np.maximum)):
+        tiled = _packed.segment_reduce(np, reduce, values, starts, sizes)
+        np.testing.assert_array_equal(tiled, ufunc.reduceat(values, starts))
+
+
+def test_refusals(cp):
+    images = [np.zeros((4, 4), np.uint8), np.zeros((5, 5), np.uint8)]
+    with pytest.raises(TypeError, match=r"all numpy.ndarray or all cupy.ndarray, got both "
+                                        r"numpy.ndarray \(entry 0\) and cupy.ndarray \(entry 1\)"):
+        gpu_histeq.equalize_hist([images[0], cp.asarray(images[1])])
+    with pytest.raises(TypeError, match=r"share one dtype, got uint8 \(entry 0\) and uint16"):
+        gpu_histeq.histogram([images[0], images[1].astype(np.uint16)])
+    with pytest.raises(TypeError, match="entry 1 is builtins.list"):
+        gpu_histeq.equalize_hist([images[0], [[1, 2]]])
+    with pytest.raises(TypeError, match="`mask` must be a list or tuple"):
+        gpu_histeq.equalize_hist(images, mask=np.ones((4, 4), bool))
+    with pytest.raises(ValueError, match=r"`mask` must have one entry per image \(2\), got 1"):
+        gpu_histeq.equalize_hist(images, mask=[np.ones((4, 4), bool)])
+    with pytest.raises(TypeError, match="`luminance=True` is not supported"):
+        gpu_histeq.equalize_hist(images, luminance=True, channel_axis=0)
+    for function in (gpu_histeq.clahe, gpu_histeq.equalize_adapthist):
+        with pytest.raises(TypeError, match=f"must be one array for {function.__name__}"):
+            function(images)
+    with pytest.raises(TypeError, match="`method='pil'` needs uint8"):
+        gpu_histeq.equalize_hist([np.zeros((2, 2), np.float32)], method="pil")
+
+
+def test_dask_lists_are_refused():
+    da = pytest.importorskip("dask.array")
+    with pytest.raises(TypeError, match="entry 1 is a Dask array: .* call gpu_histeq.equalize_hist "
+                                        "on each Dask array"):
+        gpu_histeq.equalize_hist([np.zeros((2, 2), np.uint8), da.zeros((3, 3), np.uint8)])
+
+
+DTYPES = [np.uint8, np.uint16, np.int8, np.float32, np.float64]
+
+
+@st.composite
+def ragged_batches(draw):
+    dtype = np.dtype(draw(st.sampled_from(DTYPES)))
+    shapes = draw(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 12), st.integers(1, 12)),
+                           min_size=0, max_size=6))
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    rng = np.random.default_rng(seed)
+    images = []
+    for planes, height, width in shapes:
+        shape = (height, width) if planes == 0 else (planes, height, width)
+        if dtype.kind == "f":
+            images.append((rng.random(shape) * draw(st.sampled_from([1e-3, 1.0, 1e6]))).astype(dtype))
+        else:
+            info = np.iinfo(dtype)
+            images.append(rng.integers(info.min, info.max, shape, dtype=dtype, endpoint=True))
+    return dtype, images
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ragged_batches(), st.sampled_from([None, "skimage"]), st.sampled_from([16, 256]))
+def test_property_list_equals_per_image_loop(batch, method, nbins):
+    dtype, images = batch
+    if dtype.kind == "f" or method == "skimage":
+        nbins_used = nbins
+    else:
+        nbins_used = 256
+    results = gpu_histeq.equalize_hist(images, nbins_used, axes=AXES, method=method)
+    assert len(results) == len(images)
+    for result, image in zip(results, images):
+        same(result, gpu_histeq.equalize_hist(image, nbins_used, axes=AXES, method=method))
+    # permuting the list permutes the results
+    order = list(reversed(range(len(images))))
+    permuted = gpu_histeq.equalize_hist([images[k] for k in order], nbins_used, axes=AXES,
+                                        method=method)
+    for k, result in zip(order, permuted):
+        same(result, to_numpy(results[k]))
