@@ -21,6 +21,8 @@ import numbers
 __all__ = ["EqualizeHist", "CLAHE", "MatchHistograms"]
 
 _METHODS = (None, "opencv", "pil", "skimage")
+#: The image axes of (..., C, H, W) tensors: every (H, W) plane is one image.
+_PLANE = (-2, -1)
 _CLASSES = {}
 
 
@@ -213,7 +215,8 @@ def _make_classes():
 
         def _apply(self, images):
             return gpu_histeq.equalize_hist(
-                images, self.nbins, method=self.method, mask=self._on_device("mask", self._mask, images),
+                images, self.nbins, axes=_PLANE, method=self.method,
+                mask=self._on_device("mask", self._mask, images),
                 channel_axis=-3 if self.luminance else None, luminance=self.luminance)
 
     class CLAHE(_PlaneTransform):
@@ -239,7 +242,7 @@ def _make_classes():
             self.tile_grid = _check_tile_grid(tile_grid)
 
         def _apply(self, images):
-            return gpu_histeq.clahe(images, self.clip_limit, self.tile_grid)
+            return gpu_histeq.clahe(images, self.clip_limit, self.tile_grid, axes=_PLANE)
 
     class MatchHistograms(_PlaneTransform):
         """Match every plane's histogram to a reference, as a ``transforms.v2`` transform.
@@ -268,8 +271,8 @@ def _make_classes():
                 if images.ndim < 3 or images.shape[-3] != reference.shape[0]:
                     raise ValueError(f"`reference` has {reference.shape[0]} channels but the images "
                                      f"have shape {tuple(images.shape)} (channels at -3)")
-                return gpu_histeq.match_histograms(images, reference, channel_axis=-3)
-            return gpu_histeq.match_histograms(images, reference)
+                return gpu_histeq.match_histograms(images, reference, axes=_PLANE, channel_axis=-3)
+            return gpu_histeq.match_histograms(images, reference, axes=_PLANE)
 
     classes = {"EqualizeHist": EqualizeHist, "CLAHE": CLAHE, "MatchHistograms": MatchHistograms}
     for name, cls in classes.items():

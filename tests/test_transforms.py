@@ -242,6 +242,14 @@ def test_transforms_pickle_for_dataloader_workers():
     assert pickle.loads(pickle.dumps(EqualizeHist(32, method="skimage"))).nbins == 32
 
 
+def test_narrow_images_are_planes_without_a_colour_warning():
+    thin = _crops(2)[..., :3]  # (2, 3, 96, 3): W = 3 is a width here, not channels
+    result = EqualizeHist(method="pil")(thin)  # warnings are errors in this test suite
+    assert torch.equal(result, F.equalize(thin))
+    assert CLAHE(tile_grid=(1, 4))(thin).shape == thin.shape
+    assert MatchHistograms(thin[0, 0])(thin).shape == thin.shape
+
+
 def test_empty_and_zero_size_tensors():
     empty = torch.zeros((0, 3, 8, 8), dtype=torch.uint8)
     assert EqualizeHist()(empty).shape == (0, 3, 8, 8)
