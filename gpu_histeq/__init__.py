@@ -11,6 +11,7 @@ from . import lut as _lut
 from . import matching as _matching
 from ._config import show_config
 from ._interop import adapt as _adapt
+from ._version import __version__
 
 equalize_hist = _adapt(_equalize.equalize_hist)
 histogram = _adapt(_histogram.histogram)
@@ -22,4 +23,3 @@ match_histograms = _adapt(_matching.match_histograms)
 
 __all__ = ["equalize_hist", "histogram", "cumulative_distribution", "apply_lut",
            "clahe", "equalize_adapthist", "match_histograms", "show_config"]
-__version__ = "0.1.0"  # the one version source: pyproject.toml reads it

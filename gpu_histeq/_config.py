@@ -108,7 +108,7 @@ def config() -> dict[str, dict[str, Any]]:
     >>> sorted(info["compiled CPU path"])
     ['active', 'built', 'library', 'switched off']
     """
-    from . import __version__
+    from ._version import __version__
 
     return {
         "gpu_histeq": {"version": __version__,
