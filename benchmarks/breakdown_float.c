@@ -9,7 +9,7 @@
  * does). Each figure is the best of `repeats` passes
  * over all planes, in this thread's CPU time (time preempted by other work on a shared machine
  * does not count). Built and run by `python benchmarks/bench_cpu.py --breakdown` with the flags
- * setup.py uses; GPU_HISTEQ_CPU_SIMD=0 times the generic loops.
+ * setup.py uses; GPU_HISTEQ_CPU_SIMD=0 times the generic loops, =avx2 the AVX2 ones.
  *
  * Usage: breakdown_float PLANES REPEATS
  */
@@ -142,8 +142,9 @@ int main(int argc, char **argv)
     memset(out32, 0, n * sizeof(float));
     tick = clock_cost();
     printf("%lld planes of %d pixels, %d bins, one thread, thread CPU time (%.0f ns per clock "
-           "read subtracted), best of %d; AVX-512 loops: %s\n", (long long)planes, PIXELS, NBINS,
-           tick * 1e9, repeats, simd_avx512() ? "yes" : "no");
+           "read subtracted), best of %d; loops: %s\n", (long long)planes, PIXELS, NBINS,
+           tick * 1e9, repeats,
+           (const char *[]){"generic", "AVX2", "AVX-512"}[simd_level()]);
     breakdown_f64(values, out, planes, repeats);
     breakdown_f32(values32, out32, planes, repeats);
     /* one thread's copy bandwidth: read + write of the float64 stack, warm destination */

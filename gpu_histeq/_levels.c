@@ -326,25 +326,41 @@ static double interp_irregular(double x, int64_t j, gpu_histeq_interp_table t, i
     return value;
 }
 
-/* AVX-512 versions of the three per-pixel loops of the floating path (the range of unmasked
- * planes, the exact bin loop and the regular remap), chosen at run time when the CPU has
- * AVX-512 F, VL and DQ (GPU_HISTEQ_CPU_SIMD=0 turns them off). They do the same IEEE operations
- * in the same order as the generic loops below -- max/min where those select, the conversions
- * the casts do, x * 0.5 for x / 2 (the same real number, so the same rounding) -- so the results
- * are bit for bit the same (the build keeps -ffp-contract=off: no fused multiply-add). Work per
- * pixel, double (float): bin 14 vector operations per 8 (16) pixels, remap 3 gathers and 3
- * operations per 8 pixels; the plane's 4 or 8 bytes read by the range and written by the remap
- * are its only memory traffic (bins and segments stay in L1/L2). */
+/* AVX-512 and AVX2 versions of the per-pixel loops of the floating path (AVX-512: the range of
+ * unmasked planes, the exact bin loop and the regular remap; AVX2: the bin loop and the remap),
+ * chosen at run time from what the CPU has (GPU_HISTEQ_CPU_SIMD=0 keeps the generic loops,
+ * GPU_HISTEQ_CPU_SIMD=avx2 stops at AVX2). They do the same IEEE operations in the same order as
+ * the generic loops below -- max/min where those select, the conversions the casts do, x * 0.5
+ * for x / 2 (the same real number, so the same rounding) -- so the results are bit for bit the
+ * same; no fused multiply-add (fp-contract off here whatever the build flags). Work per pixel,
+ * double (float): bin 14 vector operations per 8 (16) pixels, remap 3 gathers and 3 operations
+ * per 8 pixels (AVX-512); the plane's 4 or 8 bytes read by the range and written by the remap
+ * are its only memory traffic (bins and segments stay in L1/L2), and the next plane is
+ * prefetched into L2 while one is binned. */
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #include <immintrin.h>
-#define GPU_HISTEQ_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq")))
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#define GPU_HISTEQ_TARGET(features) __attribute__((target(features)))
+#else
+#define GPU_HISTEQ_TARGET(features) __attribute__((target(features), optimize("fp-contract=off")))
+#endif
+#define GPU_HISTEQ_AVX512 GPU_HISTEQ_TARGET("avx512f,avx512vl,avx512dq")
+#define GPU_HISTEQ_AVX2 GPU_HISTEQ_TARGET("avx2")
+enum { GPU_HISTEQ_GENERIC = 0, GPU_HISTEQ_WITH_AVX2 = 1, GPU_HISTEQ_WITH_AVX512 = 2 };
 
-static int simd_avx512(void)
+/* The widest loops to use: what the CPU has, capped by GPU_HISTEQ_CPU_SIMD. */
+static int simd_level(void)
 {
     const char *setting = getenv("GPU_HISTEQ_CPU_SIMD");
-    if (setting != NULL && strcmp(setting, "0") == 0) return 0;
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
-           && __builtin_cpu_supports("avx512dq");
+    int cap = GPU_HISTEQ_WITH_AVX512;
+    if (setting != NULL && strcmp(setting, "0") == 0) cap = GPU_HISTEQ_GENERIC;
+    if (setting != NULL && strcmp(setting, "avx2") == 0) cap = GPU_HISTEQ_WITH_AVX2;
+    if (cap >= GPU_HISTEQ_WITH_AVX512 && __builtin_cpu_supports("avx512f")
+        && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        return GPU_HISTEQ_WITH_AVX512;
+    if (cap >= GPU_HISTEQ_WITH_AVX2 && __builtin_cpu_supports("avx2")) return GPU_HISTEQ_WITH_AVX2;
+    return GPU_HISTEQ_GENERIC;
 }
 
 /* Range of v[0, n) into lo[8], hi[8], bad[8] (as the generic lanes); returns how many pixels
@@ -490,16 +506,116 @@ GPU_HISTEQ_AVX512 static int64_t interp_avx512_f32(const float *v, const int32_t
     }
     return i;
 }
+
+/* AVX2 versions of the exact bin loop and the regular remap, for CPUs without AVX-512: the same
+ * operations 4 (double) or 8 (float) lanes wide, the comparisons' all-ones lanes (-1) added to
+ * the bin. */
+GPU_HISTEQ_AVX2 static int64_t bin_avx2_f64(const double *v, int64_t n, double first,
+    double scale, double last_bin, double step, double last, int32_t *bins, int32_t *segments,
+    const double *next)
+{
+    const __m256d vfirst = _mm256_set1_pd(first), vscale = _mm256_set1_pd(scale);
+    const __m256d vlast_bin = _mm256_set1_pd(last_bin), vstep = _mm256_set1_pd(step);
+    const __m256d vlast = _mm256_set1_pd(last), one = _mm256_set1_pd(1.0), half = _mm256_set1_pd(0.5);
+    const __m128i top = _mm_set1_epi32((int32_t)last_bin);
+    const __m256i low_halves = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        if (next && (i & 7) == 0) _mm_prefetch((const char *)(next + i), _MM_HINT_T1);
+        const __m256d x = _mm256_max_pd(_mm256_loadu_pd(v + i), vfirst);
+        const __m256d scaled = _mm256_min_pd(_mm256_mul_pd(_mm256_sub_pd(x, vfirst), vscale), vlast_bin);
+        const __m128i k = _mm256_cvttpd_epi32(scaled);
+        const __m256d kd = _mm256_cvtepi32_pd(k);
+        const __m256d left = _mm256_add_pd(_mm256_mul_pd(kd, vstep), vfirst);
+        const __m256d at_top = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_cmpeq_epi32(k, top)));
+        const __m256d right = _mm256_blendv_pd(
+            _mm256_add_pd(_mm256_mul_pd(_mm256_add_pd(kd, one), vstep), vfirst), vlast, at_top);
+        const __m256d below = _mm256_cmp_pd(x, left, _CMP_LT_OQ);
+        const __m256d above = _mm256_andnot_pd(at_top, _mm256_cmp_pd(x, right, _CMP_GE_OQ));
+        const __m256d before_center =
+            _mm256_cmp_pd(x, _mm256_mul_pd(_mm256_add_pd(left, right), half), _CMP_LT_OQ);
+#define GPU_HISTEQ_NARROW(mask) \
+    _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(_mm256_castpd_si256(mask), low_halves))
+        const __m128i bin = _mm_sub_epi32(_mm_add_epi32(k, GPU_HISTEQ_NARROW(below)),
+                                          GPU_HISTEQ_NARROW(above));
+        _mm_storeu_si128((__m128i *)(bins + i), bin);
+        _mm_storeu_si128((__m128i *)(segments + i), _mm_add_epi32(k, GPU_HISTEQ_NARROW(before_center)));
+#undef GPU_HISTEQ_NARROW
+    }
+    return i;
+}
+
+GPU_HISTEQ_AVX2 static int64_t bin_avx2_f32(const float *v, int64_t n, float first,
+    float scale, float last_bin, float step, float last, int32_t *bins, int32_t *segments,
+    const float *next)
+{
+    const __m256 vfirst = _mm256_set1_ps(first), vscale = _mm256_set1_ps(scale);
+    const __m256 vlast_bin = _mm256_set1_ps(last_bin), vstep = _mm256_set1_ps(step);
+    const __m256 vlast = _mm256_set1_ps(last), one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f);
+    const __m256i top = _mm256_set1_epi32((int32_t)last_bin);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        if (next && (i & 15) == 0) _mm_prefetch((const char *)(next + i), _MM_HINT_T1);
+        const __m256 x = _mm256_max_ps(_mm256_loadu_ps(v + i), vfirst);
+        const __m256 scaled = _mm256_min_ps(_mm256_mul_ps(_mm256_sub_ps(x, vfirst), vscale), vlast_bin);
+        const __m256i k = _mm256_cvttps_epi32(scaled);
+        const __m256 kf = _mm256_cvtepi32_ps(k);
+        const __m256 left = _mm256_add_ps(_mm256_mul_ps(kf, vstep), vfirst);
+        const __m256 at_top = _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, top));
+        const __m256 right = _mm256_blendv_ps(
+            _mm256_add_ps(_mm256_mul_ps(_mm256_add_ps(kf, one), vstep), vfirst), vlast, at_top);
+        const __m256 below = _mm256_cmp_ps(x, left, _CMP_LT_OQ);
+        const __m256 above = _mm256_andnot_ps(at_top, _mm256_cmp_ps(x, right, _CMP_GE_OQ));
+        const __m256 before_center =
+            _mm256_cmp_ps(x, _mm256_mul_ps(_mm256_add_ps(left, right), half), _CMP_LT_OQ);
+        const __m256i bin = _mm256_sub_epi32(_mm256_add_epi32(k, _mm256_castps_si256(below)),
+                                             _mm256_castps_si256(above));
+        _mm256_storeu_si256((__m256i *)(bins + i), bin);
+        _mm256_storeu_si256((__m256i *)(segments + i),
+                            _mm256_add_epi32(k, _mm256_castps_si256(before_center)));
+    }
+    return i;
+}
+
+GPU_HISTEQ_AVX2 static int64_t interp_avx2_f64(const double *v, const int32_t *segments,
+    int64_t n, const double *centers, const double *slopes, const double *cdf, double *o)
+{
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const __m128i j = _mm_loadu_si128((const __m128i *)(segments + i));
+        const __m256d c = _mm256_i32gather_pd(centers, j, 8), s = _mm256_i32gather_pd(slopes, j, 8);
+        const __m256d f = _mm256_i32gather_pd(cdf, j, 8);
+        _mm256_storeu_pd(o + i, _mm256_add_pd(_mm256_mul_pd(s, _mm256_sub_pd(_mm256_loadu_pd(v + i), c)), f));
+    }
+    return i;
+}
+
+GPU_HISTEQ_AVX2 static int64_t interp_avx2_f32(const float *v, const int32_t *segments,
+    int64_t n, const double *centers, const double *slopes, const double *cdf, float *o)
+{
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const __m128i j = _mm_loadu_si128((const __m128i *)(segments + i));
+        const __m256d c = _mm256_i32gather_pd(centers, j, 8), s = _mm256_i32gather_pd(slopes, j, 8);
+        const __m256d f = _mm256_i32gather_pd(cdf, j, 8);
+        const __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(v + i));
+        _mm_storeu_ps(o + i, _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(s, _mm256_sub_pd(x, c)), f)));
+    }
+    return i;
+}
 #else
-static int simd_avx512(void) { return 0; }
-#define GPU_HISTEQ_NO_AVX512(T, NAME)                                                          \
-    static int64_t range_avx512_##NAME(const T *v, int64_t n, T *lo, T *hi, T *bad) { return 0; } \
-    static int64_t bin_avx512_##NAME(const T *v, int64_t n, T first, T scale, T last_bin,      \
+enum { GPU_HISTEQ_GENERIC = 0, GPU_HISTEQ_WITH_AVX2 = 1, GPU_HISTEQ_WITH_AVX512 = 2 };
+static int simd_level(void) { return GPU_HISTEQ_GENERIC; }
+#define GPU_HISTEQ_NO_SIMD(T, NAME, ISA)                                                       \
+    static int64_t range_##ISA##_##NAME(const T *v, int64_t n, T *lo, T *hi, T *bad) { return 0; } \
+    static int64_t bin_##ISA##_##NAME(const T *v, int64_t n, T first, T scale, T last_bin,     \
         T step, T last, int32_t *bins, int32_t *segments, const T *next) { return 0; }         \
-    static int64_t interp_avx512_##NAME(const T *v, const int32_t *segments, int64_t n,        \
+    static int64_t interp_##ISA##_##NAME(const T *v, const int32_t *segments, int64_t n,       \
         const double *centers, const double *slopes, const double *cdf, T *o) { return 0; }
-GPU_HISTEQ_NO_AVX512(float, f32)
-GPU_HISTEQ_NO_AVX512(double, f64)
+GPU_HISTEQ_NO_SIMD(float, f32, avx512)
+GPU_HISTEQ_NO_SIMD(double, f64, avx512)
+GPU_HISTEQ_NO_SIMD(float, f32, avx2)
+GPU_HISTEQ_NO_SIMD(double, f64, avx2)
 #endif
 
 #define GPU_HISTEQ_FLOAT_KERNELS(T, NAME, EPSILON, SMALLEST, LARGEST)                           \
@@ -513,7 +629,7 @@ GPU_HISTEQ_NO_AVX512(double, f64)
         }                                                                                      \
         const int64_t whole = npixels - npixels % GPU_HISTEQ_LANES;                            \
         int64_t i = 0;                                                                         \
-        if (s == NULL && simd_avx512()) {                                                      \
+        if (s == NULL && simd_level() == GPU_HISTEQ_WITH_AVX512) {                             \
             i = range_avx512_##NAME(v, whole, lo, hi, bad);                                    \
         } else if (GPU_HISTEQ_VECTOR_RANGE && s == NULL) {                                     \
             range_vector_##NAME(v, whole, lo, hi, bad);                                        \
@@ -587,8 +703,14 @@ GPU_HISTEQ_NO_AVX512(double, f64)
          * to the checked loop */                                                              \
         if (near < (T)0.25 && step >= SMALLEST && scale <= LARGEST                             \
             && follows_formula_##NAME(e, nbins, first, step)) {                                \
-            int64_t i = simd_avx512() ? bin_avx512_##NAME(v, npixels, first, scale, last_bin,  \
-                                                          step, last, bins, segments, next) : 0; \
+            const int simd = simd_level();                                                     \
+            int64_t i = 0;                                                                     \
+            if (simd == GPU_HISTEQ_WITH_AVX512)                                                \
+                i = bin_avx512_##NAME(v, npixels, first, scale, last_bin, step, last, bins,    \
+                                      segments, next);                                         \
+            else if (simd == GPU_HISTEQ_WITH_AVX2)                                             \
+                i = bin_avx2_##NAME(v, npixels, first, scale, last_bin, step, last, bins,      \
+                                    segments, next);                                           \
             for (; i < npixels; ++i) {                                                         \
                 const T x = v[i] > first ? v[i] : first;                                       \
                 T scaled = (x - first) * scale;                                                \
@@ -630,8 +752,12 @@ GPU_HISTEQ_NO_AVX512(double, f64)
                 o[i] = (T)interp_irregular((double)v[i], segments[i], t, nbins);               \
             return;                                                                            \
         }                                                                                      \
-        int64_t i = simd_avx512() ? interp_avx512_##NAME(v, segments, npixels, centers, slopes, \
-                                                         cdf, o) : 0;                          \
+        const int simd = simd_level();                                                         \
+        int64_t i = 0;                                                                         \
+        if (simd == GPU_HISTEQ_WITH_AVX512)                                                    \
+            i = interp_avx512_##NAME(v, segments, npixels, centers, slopes, cdf, o);           \
+        else if (simd == GPU_HISTEQ_WITH_AVX2)                                                 \
+            i = interp_avx2_##NAME(v, segments, npixels, centers, slopes, cdf, o);             \
         for (; i < npixels; ++i) {                                                             \
             const int32_t j = segments[i];                                                     \
             o[i] = (T)(slopes[j] * ((double)v[i] - centers[j]) + cdf[j]);                      \
