@@ -164,12 +164,12 @@ def binning_for(xp, planes, mask_planes, nbins, level_indexed, block_list):
 # ---------------------------------------------------------------------------------------------
 # packed (ragged) planes: pixels of many planes one after the other in one 1-d buffer
 
-def packed_index(binning, values, plane):
+def packed_index(binning, values, plane, rows=slice(None)):
     """``(m,)`` intp: the offset index ``bin + nbins * plane`` of packed pixels.
 
     The same bins as ``binning.index`` gives each pixel of its plane (the same arithmetic in the
     same dtype), for pixels of planes of any sizes packed one after the other; the edges are
-    read with one ``take`` of the flat ``(P * (nbins + 1),)`` edges, so no ``(m, nbins)`` array
+    read with one ``take`` of the flat ``(n * (nbins + 1),)`` edges, so no ``(m, nbins)`` array
     is made.
 
     Parameters
@@ -179,26 +179,28 @@ def packed_index(binning, values, plane):
     values : (m,) ndarray
         Pixels of the images' dtype.
     plane : (m,) intp ndarray
-        The plane (row of `binning`) of each pixel, counted from 0 for this buffer.
+        The plane of each pixel, counted from ``rows.start``.
+    rows : slice, optional
+        The rows of `binning` the pixels belong to (a block of planes).
     """
     xp, nbins = binning.xp, binning.nbins
     offsets = plane * nbins
     if isinstance(binning, LevelBinning):
-        shift = offsets if binning.low is None else offsets - xp.take(binning.low, plane)
+        shift = offsets if binning.low is None else offsets - xp.take(binning.low[rows], plane)
         index = xp.add(values, shift, dtype=np.intp)
         if binning.clip:
             index = xp.clip(index, offsets, offsets + (nbins - 1))
         return index
     dtype = binning.dtype
-    first = xp.take(binning.first.reshape(-1), plane)
-    width = xp.take(binning.width.reshape(-1), plane)
+    first = xp.take(binning.first[rows].reshape(-1), plane)
+    width = xp.take(binning.width[rows].reshape(-1), plane)
     scaled = (values - first) / width * dtype.type(nbins)
     bins = xp.clip(scaled, 0, nbins - 1).astype(np.intp)
-    edges = binning.edges.reshape(-1)
-    rows = plane * (nbins + 1)
-    bins -= values < xp.take(edges, rows + bins)
+    edges = binning.edges[rows].reshape(-1)
+    starts = plane * (nbins + 1)
+    bins -= values < xp.take(edges, starts + bins)
     xp.maximum(bins, 0, out=bins)
-    above = values >= xp.take(edges, rows + bins + 1)
+    above = values >= xp.take(edges, starts + bins + 1)
     bins += above & (bins != nbins - 1)
     bins += offsets
     return bins

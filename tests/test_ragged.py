@@ -8,8 +8,10 @@ from conftest import assert_backend, to_numpy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import contextlib
+
 import gpu_histeq
-from gpu_histeq import _planes
+from gpu_histeq import _cpu, _engine, _planes
 from gpu_histeq._interop import _packed, ragged
 
 AXES = (-2, -1)
@@ -51,19 +53,28 @@ CASES = [(np.uint8, "opencv", 256), (np.uint8, "pil", 256), (np.uint8, "skimage"
          (np.float64, "skimage", 100)]
 
 
+def engine(portable):
+    """The portable packed path, or the selected engine (the compiled buckets on the CPU)."""
+    return _engine.portable() if portable else contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("portable", [False, True], ids=["selected", "portable"])
 @pytest.mark.parametrize("dtype, method, nbins", CASES)
-def test_equalize_list_equals_per_image(xp, dtype, method, nbins):
+def test_equalize_list_equals_per_image(xp, dtype, method, nbins, portable):
     images = ragged_images(dtype)
-    results = gpu_histeq.equalize_hist(device_list(xp, images), nbins, axes=AXES, method=method)
+    with engine(portable):
+        results = gpu_histeq.equalize_hist(device_list(xp, images), nbins, axes=AXES,
+                                           method=method)
     assert isinstance(results, list) and len(results) == len(images)
     for result, image in zip(results, images):
         assert_backend(result, xp)
         same(result, gpu_histeq.equalize_hist(image, nbins, axes=AXES, method=method))
 
 
+@pytest.mark.parametrize("portable", [False, True], ids=["selected", "portable"])
 @pytest.mark.parametrize("dtype, method", [(np.uint8, "opencv"), (np.uint8, "pil"),
                                            (np.uint16, "skimage"), (np.float32, "skimage")])
-def test_equalize_masks_equal_per_image(xp, dtype, method):
+def test_equalize_masks_equal_per_image(xp, dtype, method, portable):
     images = ragged_images(dtype, seed=1)
     rng = np.random.default_rng(2)
     masks = [rng.random(image.shape) < 0.6 for image in images]
@@ -72,8 +83,10 @@ def test_equalize_masks_equal_per_image(xp, dtype, method):
             mask[..., 0, 0] = True
     masks[3] = None  # every pixel of that image
     masks[5] = np.ones(images[5].shape[-1], bool)  # broadcast like the per-image call
-    results = gpu_histeq.equalize_hist(device_list(xp, images), axes=AXES, method=method,
-                                       mask=[None if m is None else xp.asarray(m) for m in masks])
+    with engine(portable):
+        results = gpu_histeq.equalize_hist(
+            device_list(xp, images), axes=AXES, method=method,
+            mask=[None if m is None else xp.asarray(m) for m in masks])
     for result, image, mask in zip(results, images, masks):
         same(result, gpu_histeq.equalize_hist(image, axes=AXES, method=method, mask=mask))
 
@@ -175,17 +188,39 @@ def test_channel_axis_planes_join_the_batch():
 def test_blocks_split_planes_and_pack_groups(monkeypatch):
     """Small chunk sizes: planes split into column ranges (count all, then remap) and several
     packed groups of whole images give the same numbers."""
+    cases = [(np.uint8, "opencv"), (np.uint8, "skimage"), (np.float64, "skimage")]
+    expected = {case: [gpu_histeq.equalize_hist(image, axes=AXES, method=case[1])
+                       for image in ragged_images(case[0], seed=8)] for case in cases}
     monkeypatch.setattr(_planes, "CHUNK_PIXELS", 97)
     monkeypatch.setattr(ragged, "PACK_PIXELS", 500)
-    for dtype, method in [(np.uint8, "opencv"), (np.uint8, "skimage"), (np.float64, "skimage")]:
+    monkeypatch.setattr(ragged, "BUCKET_PIXELS", 200)
+    for (dtype, method), portable in [(case, p) for case in cases for p in (False, True)]:
         images = ragged_images(dtype, seed=8)
-        for result, image in zip(gpu_histeq.equalize_hist(images, axes=AXES, method=method),
-                                 images):
-            same(result, gpu_histeq.equalize_hist(image, axes=AXES, method=method))
+        with engine(portable):
+            results = gpu_histeq.equalize_hist(images, axes=AXES, method=method)
+        for result, want in zip(results, expected[dtype, method]):
+            same(result, want)
     images = ragged_images(np.float32, seed=9)
     for pair, image in zip(gpu_histeq.histogram(images, 17, axes=AXES), images):
         for part, want in zip(pair, gpu_histeq.histogram(image, 17, axes=AXES)):
             same(part, want)
+
+
+@pytest.mark.skipif(not _cpu.BUILT, reason="the compiled extension is not built")
+def test_engine_choice(monkeypatch):
+    """NumPy lists take the compiled engine in size buckets; inside `portable()` the packed
+    bincount path; both give the per-image results (checked above)."""
+    images = ragged_images(np.uint8, seed=11)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the other path ran")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_packed, "equalize", refuse)
+        gpu_histeq.equalize_hist(images, axes=AXES)
+    with monkeypatch.context() as patch, _engine.portable():
+        patch.setattr(ragged, "_bucketed", refuse)
+        gpu_histeq.equalize_hist(images, axes=AXES)
 
 
 def test_blocks_cover_every_pixel_once():
@@ -222,7 +257,7 @@ def test_refusals(cp):
         gpu_histeq.equalize_hist([images[0], cp.asarray(images[1])])
     with pytest.raises(TypeError, match=r"share one dtype, got uint8 \(entry 0\) and uint16"):
         gpu_histeq.histogram([images[0], images[1].astype(np.uint16)])
-    with pytest.raises(TypeError, match="entry 1 is builtins.list"):
+    with pytest.raises(TypeError, match="or a list of them; entry 1 of the list is builtins.list"):
         gpu_histeq.equalize_hist([images[0], [[1, 2]]])
     with pytest.raises(TypeError, match="`mask` must be a list or tuple"):
         gpu_histeq.equalize_hist(images, mask=np.ones((4, 4), bool))
@@ -266,14 +301,16 @@ def ragged_batches(draw):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ragged_batches(), st.sampled_from([None, "skimage"]), st.sampled_from([16, 256]))
-def test_property_list_equals_per_image_loop(batch, method, nbins):
+@given(ragged_batches(), st.sampled_from([None, "skimage"]), st.sampled_from([16, 256]),
+       st.booleans())
+def test_property_list_equals_per_image_loop(batch, method, nbins, portable):
     dtype, images = batch
     if dtype.kind == "f" or method == "skimage":
         nbins_used = nbins
     else:
         nbins_used = 256
-    results = gpu_histeq.equalize_hist(images, nbins_used, axes=AXES, method=method)
+    with engine(portable):
+        results = gpu_histeq.equalize_hist(images, nbins_used, axes=AXES, method=method)
     assert len(results) == len(images)
     for result, image in zip(results, images):
         same(result, gpu_histeq.equalize_hist(image, nbins_used, axes=AXES, method=method))

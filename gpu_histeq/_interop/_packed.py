@@ -163,8 +163,7 @@ def _count(xp, values, mask, starts, bins, block):
     """Counts ``(p1 - p0, nbins)`` of one block and its local offset index."""
     p0, p1, a, b = block
     local = local_planes(xp, starts, block)
-    index = packed_index(bins, values[a:b], local + p0)
-    index -= p0 * bins.nbins
+    index = packed_index(bins, values[a:b], local, slice(p0, p1))
     selected = index if mask is None else index[mask[a:b]]
     counts = xp.bincount(selected, minlength=(p1 - p0) * bins.nbins)
     return counts.reshape(p1 - p0, bins.nbins), (index, local)
@@ -230,7 +229,7 @@ def equalize(xp, values, mask, starts, method, nbins, result_dtype):
             tables = tables_of(counts, slice(p0, p1))
         else:
             local = local_planes(xp, starts, block)
-            index = packed_index(bins, values[a:b], local + p0) - p0 * bins.nbins
+            index = packed_index(bins, values[a:b], local, slice(p0, p1))
             tables = all_tables[p0:p1]
         _gather(xp, tables, index, local, values[a:b], bins.nbins, result[a:b])
 

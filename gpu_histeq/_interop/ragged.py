@@ -7,18 +7,26 @@ through :mod:`._packed` together: one segmented range reduction, ``bincount`` ov
 offsets, the tables of every plane at once, one gather. Python loops run over the entries only to
 check them, to copy them into the buffer and to hand back views of the result.
 
-Results equal the per-image calls bit for bit. They run on the portable engine (NumPy or CuPy
-array operations): the compiled CPU and CUDA kernels take one plane size per call and are not
-used for lists. :func:`gpu_histeq.clahe` and :func:`gpu_histeq.equalize_adapthist` refuse lists
-(tile geometry is per image shape), and so does every function for lists of Dask arrays or
-tensors.
+Results equal the per-image calls bit for bit. Engines: CuPy lists (and everything inside
+:func:`gpu_histeq._engine.portable`) run the packed portable path above; no CUDA kernel takes
+per-plane offsets yet. NumPy lists of :func:`equalize_hist`, when the compiled extension is
+selected, go to the compiled engine in buckets of similar plane sizes (:func:`_bucketed`: each
+plane padded to its bucket's width, the padding masked out; a loop over buckets, not images),
+which measured several times faster than the portable path on the CPU
+(``benchmarks/results/ragged-*.md``); histograms and ``apply_lut`` stay portable.
+:func:`gpu_histeq.clahe` and :func:`gpu_histeq.equalize_adapthist` refuse lists (tile geometry
+is per image shape), and so does every function for lists of Dask arrays or tensors, and
+``equalize_hist`` for ``luminance=True``.
 """
 
+import functools
 import inspect
+import math
 
 import numpy as np
 
-from .. import _planes, _validate
+from .. import _engine, _planes, _validate
+from .. import equalize as _equalize
 from .._backend import array_module, backend_name, is_cupy, is_dask, is_tensor
 from .._binning import UniformBinning, range_binning
 from .._tables import cdf_dtype, cdf_table
@@ -34,6 +42,10 @@ __all__ = ["call", "equalize_hist", "histogram", "cumulative_distribution", "app
 PACK_PIXELS = 1 << 24
 #: The same on the GPU.
 PACK_PIXELS_GPU = 1 << 27
+#: Size buckets per doubling of the plane size on the compiled CPU path (padding <= 19 %).
+BUCKETS_PER_OCTAVE = 4
+#: Padded pixels per call of the compiled engine on a bucket.
+BUCKET_PIXELS = 1 << 22
 
 
 def call(function, images, *args, **kwargs):
@@ -159,8 +171,8 @@ class Layout:
             batch = tuple(n for a, n in enumerate(item.shape) if a not in axes)
             image = tuple(item.shape[a] for a in axes)
             self.shapes.append((batch, image, axes))
-            nplanes.append(int(np.prod(batch, dtype=np.int64)))
-            sizes.append(int(np.prod(image, dtype=np.int64)))
+            nplanes.append(math.prod(batch))
+            sizes.append(math.prod(image))
         self.first_plane = plane_starts(nplanes)
         self.sizes = np.asarray(sizes, np.int64)
 
@@ -246,13 +258,49 @@ def equalize_hist(images, nbins, *, axes, mask, method, channel_axis, luminance,
         values = _pack(xp, items[i0:i1], axes_list[i0:i1])
         packed_mask = None if masks is None else _pack(xp, masks[i0:i1], axes_list[i0:i1])
         _check_selects(xp, packed_mask, starts, layout, i0)
-        packed = _packed.equalize(xp, values, packed_mask, starts, method, nbins, result_dtype)
+        if _engine.select(xp, dtype) == "compiled":
+            packed = _bucketed(xp, values, packed_mask, starts, result_dtype, functools.partial(
+                _equalize.equalize_hist, nbins=nbins, axes=(1,), method=method))
+        else:
+            packed = _packed.equalize(xp, values, packed_mask, starts, method, nbins,
+                                      result_dtype)
         results += layout.unpack(xp, packed, i0, i1)
     for k, o in enumerate(outs):
         if o is not None:
             o[...] = results[k]
             results[k] = o
     return results
+
+
+def _bucketed(xp, values, mask, starts, result_dtype, equalize_rows):
+    """The packed planes through ``equalize_rows(rows, mask=...)`` (one array, the engine it
+    selects: the compiled one on the CPU) in buckets of similar sizes.
+
+    Planes sorted by size are cut into buckets whose sizes differ by less than a factor
+    ``2 ** (1 / BUCKETS_PER_OCTAVE)``; a bucket becomes ``(n, W)`` rows (``W`` its largest
+    plane, at most ``BUCKET_PIXELS`` pixels per call), each plane padded with its own last pixel
+    and the padding left out of the mask. The histograms, and so the tables, are then exactly
+    the plane's own, and a padding pixel maps to its last pixel's value: scattering every row
+    back (padding included) writes only right values. A loop over buckets, not over images.
+    """
+    result = xp.empty(values.shape, result_dtype)
+    sizes = np.diff(starts)
+    filled = np.flatnonzero(sizes)
+    if filled.size == 0:
+        return result
+    order = filled[np.argsort(sizes[filled], kind="stable")]
+    octave = np.floor(np.log2(sizes[order]) * BUCKETS_PER_OCTAVE).astype(np.int64)
+    for bucket in np.split(order, np.flatnonzero(np.diff(octave)) + 1):
+        width = int(sizes[bucket[-1]])
+        for group in np.array_split(bucket, -(-len(bucket) * width // BUCKET_PIXELS)):
+            columns = xp.arange(width)
+            counts = xp.asarray(sizes[group])[:, None]
+            index = xp.asarray(starts[group])[:, None] + xp.minimum(columns, counts - 1)
+            selected = columns < counts
+            if mask is not None:
+                selected &= xp.take(mask, index)
+            result[index] = equalize_rows(xp.take(values, index), mask=selected)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
