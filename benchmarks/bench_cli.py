@@ -113,10 +113,10 @@ def main():
         np.save(out_mem, equalize_hist(np.load(source)))
 
     job = timed(whole_job, args.repeat)
-    streamed = timed(lambda: cli("equalize", source, "-o", out_cli, "--no-progress"),
-                        args.repeat)
+    streamed = timed(lambda: cli("equalize", source, "-o", out_cli, "--no-progress",
+                                 "--force"), args.repeat)
     dataset = timed(lambda: cli("equalize", source, "-o", out_all, "--axes=all",
-                                   "--no-progress"), args.repeat)
+                                   "--no-progress", "--force"), args.repeat)
     assert np.array_equal(np.load(out_cli, mmap_mode="r"), expected)
     assert np.array_equal(np.load(out_all, mmap_mode="r"), expected_all)
     for path in (source, out_cli, out_all, out_mem):

@@ -45,6 +45,26 @@ def test_no_arguments_writes_the_demo_here(tmp_path, monkeypatch, capsys):
     assert _leftovers(tmp_path) == []
 
 
+def test_demo_again_changes_nothing_and_keeps_other_files(tmp_path, monkeypatch, capsys):
+    """Running the README's command twice works; a different file of the same name is kept."""
+    monkeypatch.chdir(tmp_path)
+    assert _run(capsys)[0] == 0
+    figure = (tmp_path / "before_after.png").read_bytes()
+    status, _, err = _run(capsys)
+    assert status == 0, err
+    assert (tmp_path / "before_after.png").read_bytes() == figure
+    (tmp_path / "before_after.png").write_bytes(b"my own figure")
+    status, out, err = _run(capsys)
+    assert status == 1 and out == "" and err.count("\n") == 1
+    assert "before_after.png exists and differs from this run's result: use --force" in err
+    assert (tmp_path / "before_after.png").read_bytes() == b"my own figure"
+    assert _leftovers(tmp_path) == []
+    status, out, err = _run(capsys, "--force", "-q")
+    assert (status, out, err) == (0, "", "")
+    assert (tmp_path / "before_after.png").read_bytes() == figure
+    assert sorted(os.listdir(tmp_path)) == ["before_after.png", "synthetic_equalized.npy"]
+
+
 def test_out_dir_and_a_scikit_image_sample(tmp_path, capsys):
     pytest.importorskip("skimage")
     status, out, err = _run(capsys, "demo", "--sample", "moon", "--out-dir", tmp_path)

@@ -144,6 +144,17 @@ def test_reference_may_be_one_image_file(tmp_path, capsys, pil):
     assert status == 0, err
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"),
                                   gh.match_histograms(STACK[:, 0], GRAY[:12, :10]))
+    # one image in, one image out: the float result rounded to the 8-bit reference's levels
+    pil.fromarray(GRAY).save(tmp_path / "cam.png")
+    pil.fromarray(GRAY[::-1, ::-1] // 2).save(tmp_path / "ref.png")
+    inputs = [tmp_path / "cam.png", tmp_path / "ref.png"]
+    status, _, err = _run(capsys, "match", tmp_path / "cam.png", "--reference",
+                          tmp_path / "ref.png", inputs=inputs, folder=tmp_path)
+    assert status == 0, err
+    expected = gh.match_histograms(GRAY, GRAY[::-1, ::-1] // 2)
+    with pil.open(tmp_path / "cam_match.png") as image:
+        np.testing.assert_array_equal(np.asarray(image),
+                                      np.clip(np.rint(expected), 0, 255).astype(np.uint8))
 
 
 @pytest.mark.parametrize("axes", [["--axes", "-2,-1"], ["--axes", "-1,-2"], ["--axes=-2,-1"]])
@@ -155,10 +166,12 @@ def test_negative_axes(tmp_path, capsys, axes):
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), gh.equalize_hist(STACK))
 
 
-def test_negative_channel_axis(tmp_path, capsys):
+@pytest.mark.parametrize("axes", [[], ["--axes", "1,2"], ["--layout", "NHWC"]])
+def test_negative_channel_axis(tmp_path, capsys, axes):
+    """``--channel-axis -1`` on an NHWC stack: the image axes are H, W unless given."""
     np.save(tmp_path / "in.npy", RGB)
     status, _, err = _run(capsys, "equalize", tmp_path / "in.npy", tmp_path / "out.npy",
-                          "--luminance", "--channel-axis", "-1", "--axes", "1,2",
+                          "--luminance", "--channel-axis", "-1", *axes,
                           inputs=[tmp_path / "in.npy"], folder=tmp_path)
     assert status == 0, err
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), gh.equalize_hist(

@@ -63,7 +63,7 @@ def _image_folder(pil, folder, images=IMAGES):
     return sorted(folder.iterdir())
 
 
-# ---------------------------------------------------------------------- no overwrite without --force
+# ------------------------------------------------------------------ no overwrite without --force
 
 @pytest.mark.parametrize("flag", ["--force", "--overwrite", "-f"])
 def test_existing_output_file_needs_force(tmp_path, capsys, flag):

@@ -15,7 +15,8 @@ from ..equalize import equalize_hist
 from ._cleanup import CliError, one_line
 from .readers import open_source
 from .streaming import stream
-from .writers import FileTarget, FolderTarget, ImagesSink, image_name, open_sink, suffix_kind
+from .writers import (FileTarget, FolderTarget, ImagesSink, Rounded, image_name, open_sink,
+                      suffix_kind)
 
 __all__ = ["operations", "parse_axes", "pick_device", "run_file_command", "run_info"]
 
@@ -113,6 +114,16 @@ def channel_axis_for(args, source):
         return ndim - 1
     raise CliError(f"--luminance needs the RGB axis of the input (shape {source.shape}): give "
                    "--channel-axis or a --layout with C, e.g. NHWC")
+
+
+def image_axes(args, source):
+    """The image axes; with ``--luminance --channel-axis C`` alone, the last two axes but C
+    (so ``--channel-axis -1`` on an NHWC stack means H and W)."""
+    if (getattr(args, "luminance", False) and args.channel_axis is not None
+            and args.axes is None and args.layout is None):
+        channel = channel_axis_for(args, source)
+        return tuple(a for a in range(len(source.shape)) if a != channel)[-2:]
+    return parse_axes(args.axes, args.layout, source)
 
 
 def load_mask(mask_source, shape):
@@ -261,15 +272,22 @@ def run_file_command(args, found, say):
         xp = pick_device(args.device)
         done = []
         for source, target, name in jobs:
-            axes = parse_axes(args.axes, args.layout, source)
+            axes = image_axes(args, source)
             mask = load_mask(mask_source, source.shape)
             operation, options = _operation_for(args, found, xp, source, reference)
 
             def sink_for(shape, dtype, rows, source=source, target=target, name=name):
+                rounded = (reference is not None and np.dtype(dtype).kind == "f"
+                           and reference.dtype in (np.uint8, np.uint16)
+                           and (name is None or suffix_kind(name) == "image"))
+                if rounded:  # matched to an 8/16-bit reference, written as images
+                    dtype = reference.dtype
                 if name is None:  # a folder of images
-                    return ImagesSink(target, shape, dtype,
+                    sink = ImagesSink(target, shape, dtype,
                                       [image_name(p.name) for p in source.files])
-                return open_sink(target, name, shape, dtype, rows, args.key)
+                else:
+                    sink = open_sink(target, name, shape, dtype, rows, args.key)
+                return Rounded(sink) if rounded else sink
 
             try:
                 stream(source, operation, sink_for, axes=axes, mask=mask, xp=xp,

@@ -17,7 +17,7 @@ from . import _cleanup
 from ._cleanup import CliError
 from .commands import operations, pick_device
 from .streaming import to_host
-from .writers import move_into_place, refuse_inputs
+from .writers import move_into_place
 
 __all__ = ["demo_results", "run_demo"]
 
@@ -82,11 +82,8 @@ def run_demo(args, say):
     temps = []
     try:
         for final in (array_path, figure_path):
-            refuse_inputs(final, [])
             if final.is_dir():
                 raise CliError(f"{final} is a folder: choose another --out-dir")
-            if final.exists() and not args.force and not final.is_file():
-                raise CliError(f"{final} exists: use --force to replace it")
         array_temp = Path(_cleanup.create_temp(array_path))
         temps.append(array_temp)
         with open(array_temp, "wb") as file:

@@ -51,8 +51,11 @@ class Source:
     def rows(self):
         return self.shape[0] if self.shape else 0
 
-    def read(self, start, stop):
-        """Rows ``start:stop`` of the first axis as a NumPy array."""
+    def read(self, start, stop, reuse=False):
+        """Rows ``start:stop`` of the first axis as a NumPy array.
+
+        With `reuse`, the array may be overwritten by the next ``read(..., reuse=True)``.
+        """
         return np.asarray(self.array[start:stop])
 
     def read_all(self):
@@ -70,9 +73,9 @@ class RawSource(Source):
         self.paths = [self.path]
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
         self.row_bytes = math.prod(self.shape[1:]) * self.dtype.itemsize
-        self.fd = os.open(self.path, os.O_RDONLY)
-        needed = offset + self.rows * self.row_bytes if self.shape else offset + self.dtype.itemsize
-        self._check_size(needed)
+        self.fd, self.buffer = os.open(self.path, os.O_RDONLY), None
+        self._check_size(offset + (self.rows * self.row_bytes if self.shape
+                                   else self.dtype.itemsize))
 
     def _check_size(self, needed):
         size = os.fstat(self.fd).st_size
@@ -80,9 +83,15 @@ class RawSource(Source):
             raise CliError(f"cannot read {self.path}: it holds {size} bytes, its header needs "
                            f"{needed} (truncated?)")
 
-    def read(self, start, stop):
+    def read(self, start, stop, reuse=False):
         stop = max(start, stop)
-        block = np.empty((stop - start,) + self.shape[1:], self.dtype)
+        shape = (stop - start,) + self.shape[1:]
+        if reuse:  # one buffer for every slab: no fresh pages to fault in each time
+            if self.buffer is None or len(self.buffer) < shape[0]:
+                self.buffer = np.empty(shape, self.dtype)
+            block = self.buffer[: shape[0]]
+        else:
+            block = np.empty(shape, self.dtype)
         view = memoryview(block).cast("B") if block.nbytes else memoryview(b"")
         position, done = self.offset + start * self.row_bytes, 0
         while done < len(view):
@@ -97,6 +106,7 @@ class RawSource(Source):
         return block
 
     def close(self):
+        self.buffer = None
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
@@ -131,7 +141,7 @@ class FolderSource(Source):
             array = array.astype(np.uint16)
         return array
 
-    def read(self, start, stop):
+    def read(self, start, stop, reuse=False):
         images = [self._load(path) for path in self.files[start:stop]]
         for path, image in zip(self.files[start:stop], images):
             if image.shape != self.shape[1:] or image.dtype != self.dtype:

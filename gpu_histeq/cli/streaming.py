@@ -128,7 +128,9 @@ def stream(source, operation, sink_for, *, axes, mask=None, xp=np, chunk_size=No
         split = False
 
     def read(start, stop):
-        return xp.asarray(source.read(start, stop))
+        # Each slab is consumed (reduced, or remapped into a new array and written) before the
+        # next is read, so one input buffer serves them all.
+        return xp.asarray(source.read(start, stop, reuse=True))
 
     def mask_slab(start, stop):
         return None if mask is None else xp.asarray(mask(start, stop))

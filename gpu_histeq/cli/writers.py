@@ -301,8 +301,6 @@ class NpySink(Sink):
         self.rows = stop
 
     def finish(self):
-        self.file.flush()
-        os.fsync(self.file.fileno())
         self.close()
         if self.rows != (self.shape[0] if self.shape else 0):
             raise RuntimeError(f"wrote {self.rows} of {self.shape[0]} entries")
@@ -322,8 +320,6 @@ class NpzSink(Sink):
     def finish(self):
         with open(self.path, "wb") as file:
             np.savez(file, **{self.key: self.target})
-            file.flush()
-            os.fsync(file.fileno())
         self.target = None
 
 
@@ -345,7 +341,6 @@ class TiffSink(Sink):
         _pwrite_all(self.fd, data, self.offset + start * self.row_bytes)
 
     def finish(self):
-        os.fsync(self.fd)
         self.close()
 
     def close(self):
@@ -401,6 +396,28 @@ class ImageSink(Sink):
         image = self.pil.fromarray(np.ascontiguousarray(block[0]))
         image.save(self.path, format=_pil_format(self.name), **(
             {"quality": 95} if _pil_format(self.name) == "JPEG" else {}))
+
+
+class Rounded(Sink):
+    """Writes float results through `sink` rounded to its integer dtype (half to even), clipped.
+
+    For ``match`` into image files: the result is in the reference's units, so an 8/16-bit
+    reference gives an 8/16-bit image.
+    """
+
+    def __init__(self, sink):
+        self.sink, self.path, self.shape, self.dtype = sink, sink.path, sink.shape, sink.dtype
+        self.limits = np.iinfo(sink.dtype)
+
+    def write(self, start, stop, block):
+        self.sink.write(start, stop, np.clip(np.rint(block), self.limits.min,
+                                             self.limits.max).astype(self.dtype))
+
+    def finish(self):
+        self.sink.finish()
+
+    def close(self):
+        self.sink.close()
 
 
 def _pil_format(name):
