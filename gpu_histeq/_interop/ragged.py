@@ -44,7 +44,7 @@ PACK_PIXELS = 1 << 24
 PACK_PIXELS_GPU = 1 << 27
 #: Size buckets per doubling of the plane size on the compiled CPU path (padding <= 19 %).
 BUCKETS_PER_OCTAVE = 4
-#: Padded pixels per call of the compiled engine on a bucket.
+#: Padded pixels per call of the compiled engine on a bucket (whole images; a larger one alone).
 BUCKET_PIXELS = 1 << 22
 
 
@@ -252,19 +252,20 @@ def equalize_hist(images, nbins, *, axes, mask, method, channel_axis, luminance,
             check_out(o, item.shape, result_dtype, xp)
     masks = _masks(mask, items, xp)
     layout = Layout(items, axes_list)
-    results = []
-    for i0, i1 in layout.groups(xp):
-        starts = layout.starts(i0, i1)
-        values = _pack(xp, items[i0:i1], axes_list[i0:i1])
-        packed_mask = None if masks is None else _pack(xp, masks[i0:i1], axes_list[i0:i1])
-        _check_selects(xp, packed_mask, starts, layout, i0)
-        if _engine.select(xp, dtype) == "compiled":
-            packed = _bucketed(xp, values, packed_mask, starts, result_dtype, functools.partial(
-                _equalize.equalize_hist, nbins=nbins, axes=(1,), method=method))
-        else:
+    if _engine.select(xp, dtype) == "compiled":
+        equalize_rows = functools.partial(_equalize.equalize_hist, nbins=nbins, axes=(1,),
+                                          method=method)
+        results = _bucketed(xp, items, masks, layout, result_dtype, equalize_rows)
+    else:
+        results = []
+        for i0, i1 in layout.groups(xp):
+            starts = layout.starts(i0, i1)
+            values = _pack(xp, items[i0:i1], axes_list[i0:i1])
+            packed_mask = None if masks is None else _pack(xp, masks[i0:i1], axes_list[i0:i1])
+            _check_selects(xp, packed_mask, starts, layout, i0)
             packed = _packed.equalize(xp, values, packed_mask, starts, method, nbins,
                                       result_dtype)
-        results += layout.unpack(xp, packed, i0, i1)
+            results += layout.unpack(xp, packed, i0, i1)
     for k, o in enumerate(outs):
         if o is not None:
             o[...] = results[k]
@@ -272,35 +273,58 @@ def equalize_hist(images, nbins, *, axes, mask, method, channel_axis, luminance,
     return results
 
 
-def _bucketed(xp, values, mask, starts, result_dtype, equalize_rows):
-    """The packed planes through ``equalize_rows(rows, mask=...)`` (one array, the engine it
-    selects: the compiled one on the CPU) in buckets of similar sizes.
+def _bucketed(xp, items, masks, layout, result_dtype, equalize_rows):
+    """Every image through ``equalize_rows(rows, mask=...)`` (the in-memory function on one
+    array, in the engine it selects: the compiled one on the CPU), in buckets of similar sizes.
 
-    Planes sorted by size are cut into buckets whose sizes differ by less than a factor
-    ``2 ** (1 / BUCKETS_PER_OCTAVE)``; a bucket becomes ``(n, W)`` rows (``W`` its largest
-    plane, at most ``BUCKET_PIXELS`` pixels per call), each plane padded with its own last pixel
-    and the padding left out of the mask. The histograms, and so the tables, are then exactly
-    the plane's own, and a padding pixel maps to its last pixel's value: scattering every row
-    back (padding included) writes only right values. A loop over buckets, not over images.
+    Images sorted by plane size are cut into buckets whose sizes differ by less than a factor
+    ``2 ** (1 / BUCKETS_PER_OCTAVE)``, at most about ``BUCKET_PIXELS`` padded pixels each. A
+    bucket is packed into ``(rows, W)`` (``W`` its largest plane; one row per plane), the padding
+    zero and left out of the mask: each plane's histogram, and so its table, is exactly its own.
+    The results are views of each bucket's rows. Python loops over the images pack and unpack;
+    the computation runs once per bucket.
     """
-    result = xp.empty(values.shape, result_dtype)
-    sizes = np.diff(starts)
-    filled = np.flatnonzero(sizes)
+    results = [None] * len(items)
+    nplanes = np.diff(layout.first_plane)
+    sizes = layout.sizes
+    filled = np.flatnonzero((sizes > 0) & (nplanes > 0))
+    for i in np.flatnonzero((sizes == 0) | (nplanes == 0)).tolist():
+        results[i] = xp.empty(items[i].shape, result_dtype)
     if filled.size == 0:
-        return result
+        return results
     order = filled[np.argsort(sizes[filled], kind="stable")]
     octave = np.floor(np.log2(sizes[order]) * BUCKETS_PER_OCTAVE).astype(np.int64)
     for bucket in np.split(order, np.flatnonzero(np.diff(octave)) + 1):
         width = int(sizes[bucket[-1]])
-        for group in np.array_split(bucket, -(-len(bucket) * width // BUCKET_PIXELS)):
-            columns = xp.arange(width)
-            counts = xp.asarray(sizes[group])[:, None]
-            index = xp.asarray(starts[group])[:, None] + xp.minimum(columns, counts - 1)
-            selected = columns < counts
-            if mask is not None:
-                selected &= xp.take(mask, index)
-            result[index] = equalize_rows(xp.take(values, index), mask=selected)
-    return result
+        # groups of whole images of at most about BUCKET_PIXELS padded pixels
+        group_of = plane_starts(nplanes[bucket] * width)[:-1] // BUCKET_PIXELS
+        for group in np.split(bucket, np.flatnonzero(np.diff(group_of)) + 1):
+            rows = plane_starts(nplanes[group])
+            padded = xp.zeros((int(rows[-1]), width), items[0].dtype)
+            selected = xp.zeros((int(rows[-1]), width), bool)
+            for k, i in enumerate(group.tolist()):  # packing: one copy per image
+                part = (slice(int(rows[k]), int(rows[k + 1])), slice(0, int(sizes[i])))
+                padded[part] = _planes.to_planes(xp, items[i], layout.shapes[i][2])[0]
+                if masks is None:
+                    selected[part] = True
+                else:
+                    selected[part] = _selecting(xp, masks[i], layout.shapes[i][2], i)
+            out = equalize_rows(padded, mask=selected)
+            for k, i in enumerate(group.tolist()):  # views of the result rows
+                batch, image, axes = layout.shapes[i]
+                part = out[int(rows[k]):int(rows[k + 1]), :int(sizes[i])]
+                results[i] = _planes.from_planes(xp, part, batch, image, axes)
+    return results
+
+
+def _selecting(xp, mask, axes, image):
+    """The ``(P, N)`` planes of one image's mask, checked to select a pixel of every plane."""
+    planes = _planes.to_planes(xp, mask, axes)[0]
+    empty = np.flatnonzero(~np.asarray(planes.any(axis=1).tolist(), bool))  # sync: an error
+    if empty.size:
+        raise ValueError(f"`mask` selects no pixel of plane {int(empty[0])} of image {image} "
+                         "(planes counted in C order over its batch axes)")
+    return planes
 
 
 # ---------------------------------------------------------------------------------------------
