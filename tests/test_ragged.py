@@ -12,7 +12,7 @@ import contextlib
 
 import gpu_histeq
 from gpu_histeq import _cpu, _engine, _planes
-from gpu_histeq._interop import _packed, ragged
+from gpu_histeq._interop import _lists, _packed, ragged
 
 AXES = (-2, -1)
 
@@ -192,7 +192,7 @@ def test_blocks_split_planes_and_pack_groups(monkeypatch):
     expected = {case: [gpu_histeq.equalize_hist(image, axes=AXES, method=case[1])
                        for image in ragged_images(case[0], seed=8)] for case in cases}
     monkeypatch.setattr(_planes, "CHUNK_PIXELS", 97)
-    monkeypatch.setattr(ragged, "PACK_PIXELS", 500)
+    monkeypatch.setattr(_lists, "PACK_PIXELS", 500)
     monkeypatch.setattr(ragged, "BUCKET_PIXELS", 200)
     for (dtype, method), portable in [(case, p) for case in cases for p in (False, True)]:
         images = ragged_images(dtype, seed=8)
