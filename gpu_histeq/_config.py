@@ -16,6 +16,8 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
+from ._version import __version__
+
 __all__ = ["config", "format_config", "show_config"]
 
 #: Optional libraries reported by version: distribution name -> label.
@@ -108,8 +110,6 @@ def config() -> dict[str, dict[str, Any]]:
     >>> sorted(info["compiled CPU path"])
     ['active', 'built', 'library', 'switched off']
     """
-    from ._version import __version__
-
     return {
         "gpu_histeq": {"version": __version__,
                        "path": os.path.dirname(os.path.abspath(__file__))},
