@@ -140,6 +140,51 @@ def test_apply_lut_shared_and_per_image(xp):
         same(result, gpu_histeq.apply_lut(image, table, axes=AXES))
 
 
+@pytest.mark.parametrize("dtype, ref_dtype", [(np.uint8, np.uint8), (np.uint16, np.uint8),
+                                               (np.int16, np.float32), (np.float32, np.float32),
+                                               (np.float64, np.uint8)])
+def test_match_histograms_equals_per_image(xp, dtype, ref_dtype):
+    images = ragged_images(dtype, seed=12, count=6)
+    rng = np.random.default_rng(13)
+
+    def reference(shape):
+        if np.dtype(ref_dtype).kind == "f":
+            return rng.random(shape).astype(ref_dtype)
+        return rng.integers(3, 250, shape).astype(ref_dtype)
+
+    shared = reference((23, 31))
+    # one reference per image: any size, one per plane for the (2, 9, 11) entry
+    own = [reference((2, 7, 5) if image.ndim == 3 else tuple(rng.integers(1, 40, 2)))
+           for image in images]
+    for refs in (shared, own):
+        device_refs = xp.asarray(refs) if refs is shared else device_list(xp, refs)
+        results = gpu_histeq.match_histograms(device_list(xp, images), device_refs, axes=AXES)
+        for k, (result, image) in enumerate(zip(results, images)):
+            assert_backend(result, xp)
+            same(result, gpu_histeq.match_histograms(
+                image, refs if refs is shared else refs[k], axes=AXES))
+
+
+def test_match_histograms_channels_and_wide_integers():
+    rng = np.random.default_rng(14)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(5, 9), (30, 2)]]
+    reference = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    results = gpu_histeq.match_histograms(images, reference, axes=(0, 1), channel_axis=2)
+    for result, image in zip(results, images):
+        same(result, gpu_histeq.match_histograms(image, reference, axes=(0, 1), channel_axis=2))
+    # one image's range is too wide for level tables: the batch sorts, each image alone may not
+    wide = [rng.integers(0, 100, (20, 30)).astype(np.int32),
+            rng.integers(-3_000_000, 3_000_000, (25, 17)).astype(np.int32)]
+    reference = rng.integers(0, 50, (10, 10)).astype(np.int32)
+    for result, image in zip(gpu_histeq.match_histograms(wide, reference, axes=AXES), wide):
+        same(result, gpu_histeq.match_histograms(image, reference, axes=AXES))
+    with pytest.raises(TypeError, match="`reference` arrays must share one dtype"):
+        gpu_histeq.match_histograms(wide, [reference, reference.astype(np.int64)], axes=AXES)
+    with pytest.raises(TypeError, match="`reference` must be unsigned like `images`"):
+        gpu_histeq.match_histograms(images, reference, axes=(0, 1), channel_axis=2)
+    assert gpu_histeq.match_histograms([], reference) == []
+
+
 def test_apply_lut_refusals():
     images = [np.array([[0, 5]], np.uint8), np.array([[0, 9]], np.uint8)]
     with pytest.raises(ValueError, match=r"values must lie in \[0, 8\) .* in image 1"):

@@ -254,3 +254,15 @@ def apply_tables(xp, values, starts, tables):
 
     _planes.map_blocks(xp, remap, blocks(xp, starts, length))
     return result
+
+
+def gather_tables(xp, values, starts, bins, tables, out):
+    """``out = tables[plane][bin]`` of packed pixels: `tables` ``(P, bins.nbins)``, one row per
+    plane, the bins of `bins` (a :class:`~gpu_histeq._binning.LevelBinning`)."""
+    def remap(block):
+        p0, p1, a, b = block
+        local = local_planes(xp, starts, block)
+        index = packed_index(bins, values[a:b], local, slice(p0, p1))
+        out[a:b] = xp.take(tables[p0:p1].reshape(-1), index)
+
+    _planes.map_blocks(xp, remap, blocks(xp, starts, bins.nbins))

@@ -2,8 +2,8 @@
 
 Each entry follows the rules of one array (its own `axes`, `channel_axis`, mask, batch axes: an
 entry ``(C, H, W)`` adds ``C`` planes). The planes of every entry are packed once into one
-buffer, one group of whole images at a time (``PACK_PIXELS``, so memory stays bounded), and go
-through :mod:`._packed` together: one segmented range reduction, ``bincount`` over per-plane
+buffer, one group of whole images at a time (``_lists.PACK_PIXELS``, so memory stays bounded),
+and go through :mod:`._packed` together: one segmented range reduction, ``bincount`` over per-plane
 offsets, the tables of every plane at once, one gather. Python loops run over the entries only to
 check them, to copy them into the buffer and to hand back views of the result.
 
@@ -14,6 +14,7 @@ selected, go to the compiled engine in buckets of similar plane sizes (:func:`_b
 plane padded to its bucket's width, the padding masked out; a loop over buckets, not images),
 which measured several times faster than the portable path on the CPU
 (``benchmarks/results/ragged-*.md``); histograms and ``apply_lut`` stay portable.
+:func:`match_histograms` is :mod:`.ragged_matching` (level tables or one sort, per-plane sizes).
 :func:`gpu_histeq.clahe` and :func:`gpu_histeq.equalize_adapthist` refuse lists (tile geometry
 is per image shape), and so does every function for lists of Dask arrays or tensors, and
 ``equalize_hist`` for ``luminance=True``.
@@ -35,6 +36,7 @@ from . import _packed
 from ._lists import (Layout, arrays, check_selects, masks_for, pack, per_entry, resolve_axes,
                      unsupported)
 from ._packed import plane_starts
+from .ragged_matching import match_histograms
 
 __all__ = ["call", "equalize_hist", "histogram", "cumulative_distribution", "apply_lut"]
 
@@ -300,4 +302,5 @@ def _check_lut_range(xp, values, starts, first, lengths, i0):
 
 
 _HANDLERS = {"equalize_hist": equalize_hist, "histogram": histogram,
-             "cumulative_distribution": cumulative_distribution, "apply_lut": apply_lut}
+             "cumulative_distribution": cumulative_distribution, "apply_lut": apply_lut,
+             "match_histograms": match_histograms}
