@@ -144,14 +144,16 @@ def _bucketed(xp, items, masks, layout, result_dtype, equalize_rows):
         for group in np.split(bucket, np.flatnonzero(np.diff(group_of)) + 1):
             rows = plane_starts(nplanes[group])
             padded = xp.zeros((int(rows[-1]), width), items[0].dtype)
-            selected = xp.zeros((int(rows[-1]), width), bool)
+            # no padding and no mask: the unmasked (faster) path
+            exact = masks is None and int(sizes[group].min()) == width
+            selected = None if exact else xp.zeros((int(rows[-1]), width), bool)
             for k, i in enumerate(group.tolist()):  # packing: one copy per image
                 part = (slice(int(rows[k]), int(rows[k + 1])), slice(0, int(sizes[i])))
                 padded[part] = _planes.to_planes(xp, items[i], layout.shapes[i][2])[0]
-                if masks is None:
-                    selected[part] = True
-                else:
+                if masks is not None:
                     selected[part] = _selecting(xp, masks[i], layout.shapes[i][2], i)
+                elif not exact:
+                    selected[part] = True
             out = equalize_rows(padded, mask=selected)
             for k, i in enumerate(group.tolist()):  # views of the result rows
                 batch, image, axes = layout.shapes[i]
