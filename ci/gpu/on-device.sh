@@ -9,7 +9,8 @@
 #   install    the carried wheels ($GPU_CHECK_WHEELS, default .whl/gpu: kornia, kornia_rs, cuCIM)
 #              into /tmp/gpu_histeq_check/site; gpu_histeq itself (pip install -e: the compiled CPU path)
 #   tests      python3 -m pytest, the whole suite, CuPy backend included (xdist workers if installed)
-#   memcheck   compute-sanitizer --tool memcheck over a selection of tests/test_cuda_kernels.py
+#   memcheck   compute-sanitizer --tool memcheck over a selection of the kernel tests
+#              (tests/test_cuda_kernels.py, tests/test_cuda_edge_cases.py)
 #   racecheck  compute-sanitizer --tool racecheck over a smaller selection
 #   bench      benchmarks/bench_gpu.py with the time that is left
 #   stage DIR  keep the files carried in DIR in /tmp/gpu_histeq_check/peers (kept while the machine
@@ -25,7 +26,8 @@
 #
 # Knobs (environment): GPU_CHECK_WHEELS, GPU_CHECK_WORKERS (pytest-xdist workers, 0 = one process),
 # GPU_CHECK_MEMCHECK_K / GPU_CHECK_RACECHECK_K (pytest -k selections), GPU_CHECK_BENCH_ARGS,
-# GPU_CHECK_TESTS (pytest paths for the tests stage; default: the whole suite). For testing this
+# GPU_CHECK_TESTS (pytest paths for the tests stage; default: the whole suite),
+# GPU_CHECK_SANITIZER_TESTS (the sanitizers' test files; default the two above). For testing this
 # script on a machine without a GPU only (ci/gpu/selftest.sh): GPU_CHECK_ASSUME_GPU=1.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
@@ -56,7 +58,7 @@ for name in "${stages[@]}"; do case $name in info|stage) ;; *) light=0 ;; esac; 
 
 wheels=${GPU_CHECK_WHEELS:-.whl/gpu}
 workers=${GPU_CHECK_WORKERS:-8}
-memcheck_k=${GPU_CHECK_MEMCHECK_K:-"((fused_equals_portable and random) or multi_block or unaligned or hook or nan_raises) and not emul"}
+memcheck_k=${GPU_CHECK_MEMCHECK_K:-"((fused_equals_portable and random) or multi_block or unaligned or hook or nan_raises or far_out or repeated_bin_edges) and not emul"}
 racecheck_k=${GPU_CHECK_RACECHECK_K:-"((fused_equals_portable and random and (small or large)) or multi_block or unaligned) and not emul"}
 
 mkdir -p "$out" "$work/site" "$work/peers" "$work/cupy-cache"
@@ -293,7 +295,10 @@ stage_tests() {  # INDEX LIMIT
 }
 
 stage_sanitizer() {  # INDEX TOOL LIMIT SELECTION
-    local t0=$SECONDS code log=$out/gpu-$2.log outcome found status
+    local t0=$SECONDS code log=$out/gpu-$2.log outcome found status files=() file reports
+    for file in ${GPU_CHECK_SANITIZER_TESTS:-tests/test_cuda_kernels.py tests/test_cuda_edge_cases.py}; do
+        [ -f "$file" ] && files+=("$file")
+    done
     if [ $gpu_ok != 1 ]; then
         record "$1" "$2" skipped 0 "needs a GPU: $gpu_reason"; return
     fi
@@ -302,20 +307,25 @@ stage_sanitizer() {  # INDEX TOOL LIMIT SELECTION
     fi
     too_short "$1" "$2" "$3" && return
     mark_running "$1" "$2" "$3"
-    echo "== $sanitizer --tool $2 over tests/test_cuda_kernels.py -k \"$4\"" > "$log"
+    if [ ${#files[@]} = 0 ]; then
+        record "$1" "$2" skipped 0 "none of the sanitizer test files is here"; return
+    fi
+    echo "== $sanitizer --tool $2 over ${files[*]} -k \"$4\"" > "$log"
     # shellcheck disable=SC2046
     timeout -k 10 "$3" "$sanitizer" --tool "$2" --report-api-errors no --error-exitcode 86 --print-limit 30 \
-        python3 -m pytest $(pytest_plugins serial) -q -ra tests/test_cuda_kernels.py -k "$4" >> "$log" 2>&1
+        python3 -m pytest $(pytest_plugins serial) -q -ra "${files[@]}" -k "$4" >> "$log" 2>&1
     code=$?
     outcome=$(pytest_outcome "$log")
     found=$(grep -E '(ERROR|RACECHECK) SUMMARY' "$log" | tail -1 | sed 's/^=* *//')
+    reports=$(grep -cE '^=+ +(Invalid|Race|Error|Potential|Uninitialized|Barrier|Out-of-range|Misaligned)' "$log")
+    [ -n "$found" ] || found="no sanitizer summary line, $reports report lines before the end"
     case $code in
     86) status="errors found" ;;
     5) status="no tests selected"; outcome="-k selected nothing: set GPU_CHECK_${2^^}_K" ;;
     *) status=$(status_of $code) ;;
     esac
     grep -q 'Device not supported' "$log" && found="compute-sanitizer: Device not supported (gVisor runtime?)"
-    record "$1" "$2" "$status" $(( SECONDS - t0 )) "${outcome:-no pytest summary line}; ${found:-no sanitizer summary line}"
+    record "$1" "$2" "$status" $(( SECONDS - t0 )) "$outcome; $found"
 }
 
 stage_bench() {  # INDEX LIMIT [bench arguments...]
