@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import signal
+import time
 
 PROG = "gpu-histeq"
 #: The signals that end a run cleanly: handlers raise Interrupted, cleanup runs, exit 128 + n.
@@ -86,7 +87,7 @@ def signals_raise():
 
 
 @contextlib.contextmanager
-def _signals_deferred():
+def signals_deferred():
     """Run the block whole: a signal arriving meanwhile raises :class:`Interrupted` after it.
 
     The deferral is in Python, not a signal mask: a process-directed signal may be taken by
@@ -120,7 +121,7 @@ def create_temp(final, directory=False):
     """
     for _ in range(100):
         path = temp_name(final)
-        with _signals_deferred():
+        with signals_deferred():
             try:
                 if directory:
                     os.mkdir(path)
@@ -146,10 +147,16 @@ def forget(path):
 def remove(path):
     """Remove a temporary file or folder (no error if it is gone) and forget it."""
     path = os.fspath(path)
-    with _signals_deferred():
+    with signals_deferred():
         try:
             if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
+                # A writer's background thread (zarr's) may still add a file after a failed
+                # write: remove again until the folder stays gone.
+                for _ in range(20):
+                    shutil.rmtree(path, ignore_errors=True)
+                    time.sleep(0.01)
+                    if not os.path.lexists(path):
+                        break
             else:
                 os.unlink(path)
         except OSError as error:

@@ -358,7 +358,10 @@ class ZarrSink(Sink):
                                       dtype=self.dtype, chunks=chunks)
 
     def write(self, start, stop, block):
-        self.target[start:stop] = block
+        # zarr writes its chunks on a background thread: a signal waits for the slab to be
+        # written, so no chunk file appears in the temporary folder after it is removed.
+        with _cleanup.signals_deferred():
+            self.target[start:stop] = block
 
 
 def _check_image_dtype(dtype, what):
