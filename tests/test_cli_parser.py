@@ -98,6 +98,26 @@ def test_several_inputs_into_a_folder(tmp_path, capsys, pil):
     assert sorted(os.listdir(tmp_path / "again")) == ["a.png", "b.png"]
 
 
+def test_several_inputs_with_out_dir(tmp_path, capsys):
+    """``--out-dir`` names no output: every positional is an input, each gets its own name."""
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    for name in ("x/a.npy", "x/b.npy", "y/a.npy"):
+        np.save(tmp_path / name, STACK)
+    inputs = [tmp_path / "x" / "a.npy", tmp_path / "x" / "b.npy"]
+    (tmp_path / "eq").mkdir()
+    status, out, err = _run(capsys, "equalize", *inputs, "--out-dir", tmp_path / "eq",
+                            inputs=inputs, folder=tmp_path)
+    assert status == 0, err
+    assert sorted(os.listdir(tmp_path / "eq")) == ["a_equalize.npy", "b_equalize.npy"]
+    np.testing.assert_array_equal(np.load(tmp_path / "eq" / "b_equalize.npy"),
+                                  gh.equalize_hist(STACK))
+    status, out, err = _run(capsys, "equalize", inputs[0], tmp_path / "y" / "a.npy",
+                            "--out-dir", tmp_path, inputs=inputs, folder=tmp_path)
+    assert status == 1
+    _one_line_error(err, r"two inputs would both write .*a_equalize\.npy: rename one")
+
+
 def test_several_inputs_need_a_folder_output(tmp_path, capsys):
     for name in ("a.npy", "b.npy"):
         np.save(tmp_path / name, STACK)

@@ -186,6 +186,10 @@ def plan_outputs(args, sources):
             else:
                 jobs.append((source, FileTarget(final, force, source.kind == "zarr"
                                                 and suffix_kind(final) == "zarr"), final.name))
+        finals = [target.final for _, target, _ in jobs]
+        for final in finals:
+            if finals.count(final) > 1:
+                raise CliError(f"two inputs would both write {final}: rename one")
         return jobs
     if several or _wants_folder(output) or (
             sources[0].kind == "folder" and suffix_kind(output) is None):
@@ -286,7 +290,8 @@ def run_file_command(args, found, say):
                     sink = ImagesSink(target, shape, dtype,
                                       [image_name(p.name) for p in source.files])
                 else:
-                    sink = open_sink(target, name, shape, dtype, rows, args.key)
+                    sink = open_sink(target, name, shape, dtype, rows,
+                                     args.key or getattr(source, "key", None))
                 return Rounded(sink) if rounded else sink
 
             try:

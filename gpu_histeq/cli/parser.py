@@ -84,7 +84,8 @@ def _add_file_options(parser, operation):
     parser.add_argument("-o", "--output", help="output: .npy, .npz, .tif, .zarr, .png (one "
                         "image), or a folder (out/); default <input>_" + operation + " in the "
                         "input's format, next to it")
-    parser.add_argument("--out-dir", help="folder for the default output name")
+    parser.add_argument("--out-dir", help="folder for the default output names (then every "
+                        "positional argument is an input)")
     parser.add_argument("--key", help="the array inside an .npz or a zarr group")
     parser.add_argument("--axes", help="image axes, comma-separated (e.g. -2,-1), or 'all' for "
                         "one table over the whole dataset; default -2,-1 (1,2 for images: per "
@@ -168,7 +169,7 @@ def parse(argv, operations):
     args.force = getattr(args, "force", False)
     if hasattr(args, "paths"):
         paths = args.paths + extra  # positionals after options
-        if args.output is not None or len(paths) == 1:
+        if args.output is not None or len(paths) == 1 or args.out_dir is not None:
             args.inputs, output = paths, args.output
         else:
             args.inputs, output = paths[:-1], paths[-1]

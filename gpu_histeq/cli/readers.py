@@ -265,7 +265,10 @@ def open_source(path, key=None):
             return _open_npy(path)
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
-                return Source(archive[_pick(archive.files, key, path)], path, "npz")
+                name = _pick(archive.files, key, path)
+                source = Source(archive[name], path, "npz")
+                source.key = name  # written under the same name
+                return source
         if suffix in (".tif", ".tiff"):
             return _open_tiff(path)
         if suffix in PILLOW_SUFFIXES:
