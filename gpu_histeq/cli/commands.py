@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
-from ..equalize import equalize_hist
+from .. import __version__, equalize_hist
 from ._cleanup import CliError, one_line
 from .readers import open_source
 from .streaming import stream

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import _sample
-from ..equalize import equalize_hist
+from .. import _sample, equalize_hist
 from . import _cleanup
 from ._cleanup import CliError
 from .commands import operations, pick_device
