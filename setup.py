@@ -61,7 +61,8 @@ class OptionalBuildExt(build_ext):
 
 setup(
     ext_modules=[
-        Extension("gpu_histeq._cpu_kernels", ["gpu_histeq/_levels.c", "gpu_histeq/_clahe.c"])
+        Extension("gpu_histeq._cpu_kernels", ["gpu_histeq/_levels.c", "gpu_histeq/_clahe.c",
+                                              "gpu_histeq/_color.c"])
     ],
     cmdclass={"build_ext": OptionalBuildExt},
 )

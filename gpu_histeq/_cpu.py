@@ -1,7 +1,9 @@
-"""ctypes bindings of the optional compiled count/remap on the CPU (``_levels.c``, ``_clahe.c``).
+"""ctypes bindings of the optional compiled kernels on the CPU (``_levels.c``, ``_clahe.c``,
+``_color.c``).
 
 They cover uint8/uint16 planes binned by level, float32/float64 planes binned uniformly, the
-whole equalization of both plane by plane, and OpenCV's CLAHE of uint8/uint16 planes, and
+whole equalization of both plane by plane, OpenCV's CLAHE of uint8/uint16 planes and its
+RGB <-> YCrCb luma round trip of uint8/uint16 pixels, and
 compute exactly what the bincount path computes (tests compare them bit for bit).
 :data:`BUILT` is False when the extension was not built (no C compiler at install time); whether
 it runs is decided in :func:`gpu_histeq._engine.select` alone.
@@ -37,6 +39,11 @@ _SIGNATURES = {
                                                     _POINTER],
     "clahe_blend_u8": [_POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _SIZE, _SIZE] + [_POINTER] * 5,
     "clahe_blend_u16": [_POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _SIZE, _SIZE] + [_POINTER] * 5,
+    # _color.c
+    "luma_u8": [_POINTER, _SIZE, _SIZE, _POINTER],
+    "luma_u16": [_POINTER, _SIZE, _SIZE, _POINTER],
+    "replace_luma_u8": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER],
+    "replace_luma_u16": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER],
 }
 _SUFFIX = {np.dtype(np.uint8): "u8", np.dtype(np.uint16): "u16",
            np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
@@ -232,3 +239,45 @@ def clahe_blend(values, shape, tables, grid, rows, row_weights, cols, col_weight
     _FUNCTIONS["clahe_blend_" + _SUFFIX[values.dtype]](
         _address(values), values.shape[0], *shape, _address(tables), *grid, _address(rows),
         _address(row_weights), _address(cols), _address(col_weights), _address(out))
+
+
+def converts(dtype):
+    """True when :func:`rgb_luma` and :func:`replace_luma` take RGB of `dtype`."""
+    return np.dtype(dtype) in (np.uint8, np.uint16)
+
+
+#: Pixels per call of the colour kernels (a few per thread, each in the cache).
+_COLOR_PIXELS = 1 << 16
+
+
+def _color_blocks(outer, inner):
+    per_block = max(1, _COLOR_PIXELS // max(inner, 1))
+    return [slice(a, min(a + per_block, outer)) for a in range(0, outer, per_block)]
+
+
+def rgb_luma(rgb):
+    """``(outer, inner)`` OpenCV Y (``COLOR_RGB2YCrCb``'s first channel) of C-contiguous
+    ``(outer, 3, inner)`` uint8/uint16 RGB, on all cores."""
+    outer, _, inner = rgb.shape
+    luma = np.empty((outer, inner), rgb.dtype)
+    function = _FUNCTIONS["luma_" + _SUFFIX[rgb.dtype]]
+
+    def run(rows):
+        function(_address(rgb[rows]), rows.stop - rows.start, inner, _address(luma[rows]))
+
+    _planes.map_blocks(np, run, _color_blocks(outer, inner))
+    return luma
+
+
+def replace_luma(rgb, luma, out):
+    """`out` = `rgb` with its Y replaced by `luma` (OpenCV's YCrCb -> RGB of the new Y and the
+    original Cr, Cb); `out` may be `rgb` itself. All C-contiguous, ``(outer, 3, inner)`` and
+    ``(outer, inner)``."""
+    outer, _, inner = rgb.shape
+    function = _FUNCTIONS["replace_luma_" + _SUFFIX[rgb.dtype]]
+
+    def run(rows):
+        function(_address(rgb[rows]), _address(luma[rows]), rows.stop - rows.start, inner,
+                 _address(out[rows]))
+
+    _planes.map_blocks(np, run, _color_blocks(outer, inner))

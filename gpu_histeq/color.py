@@ -1,8 +1,11 @@
-"""Pure colour conversions: RGB <-> YCrCb exactly as OpenCV converts (imports nothing above it).
+"""Pure colour conversions (imports nothing of the package).
 
-Integer images use OpenCV's 14-bit fixed-point coefficients, so Y, Cr and Cb are OpenCV's own
-values; floating images use its floating coefficients. The luma equalization that uses them is
-orchestrated in :mod:`gpu_histeq.equalize`.
+* RGB <-> YCrCb exactly as OpenCV converts: integer images use OpenCV's 14-bit fixed-point
+  coefficients, so Y, Cr and Cb are OpenCV's own values; floating images use its floating
+  coefficients. This is the portable twin of ``_color.c``; the luma path that uses them is
+  orchestrated in :mod:`gpu_histeq.equalize`.
+* RGB <-> HSV exactly as :func:`skimage.color.rgb2hsv` / :func:`skimage.color.hsv2rgb` (after
+  :func:`as_float`, scikit-image's ``img_as_float``), for ``equalize_adapthist`` of RGB images.
 """
 
 import numpy as np
@@ -23,14 +26,21 @@ def _descale(value):
     return (value + _HALF_UNIT) >> _SHIFT
 
 
+def _work_type(dtype):
+    """Integer type that holds every intermediate exactly: int32 up to 16 bits, else int64."""
+    return np.int32 if np.dtype(dtype).itemsize <= 2 else np.int64
+
+
 def to_ycrcb(xp, red, green, blue, dtype):
-    """Y, Cr, Cb of RGB channels: int64 for integer `dtype`, float64 otherwise."""
+    """Y, Cr, Cb of RGB channels: integers (int32 up to 16 bits, int64 above) for unsigned
+    `dtype` up to 32 bits, the floating type of the channels otherwise."""
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
         luma = _Y_WEIGHTS[0] * red + _Y_WEIGHTS[1] * green + _Y_WEIGHTS[2] * blue
         delta = 0.5
         return luma, (red - luma) * _CR + delta, (blue - luma) * _CB + delta
-    red, green, blue = (c.astype(np.int64) for c in (red, green, blue))
+    work = _work_type(dtype)
+    red, green, blue = (c.astype(work) for c in (red, green, blue))
     delta = (1 << (8 * dtype.itemsize - 1)) << _SHIFT
     luma = _descale(red * _Y_WEIGHTS_FIXED[0] + green * _Y_WEIGHTS_FIXED[1]
                     + blue * _Y_WEIGHTS_FIXED[2])
@@ -47,10 +57,94 @@ def from_ycrcb(xp, luma, chroma_red, chroma_blue, dtype):
         cr, cb = chroma_red - 0.5, chroma_blue - 0.5
         return (luma + _BACK[0] * cr, luma + _BACK[1] * cr + _BACK[2] * cb, luma + _BACK[3] * cb)
     half = 1 << (8 * dtype.itemsize - 1)
-    luma = luma.astype(np.int64)
-    cr, cb = chroma_red.astype(np.int64) - half, chroma_blue.astype(np.int64) - half
+    work = _work_type(dtype)
+    luma = luma.astype(work)
+    cr, cb = chroma_red.astype(work) - half, chroma_blue.astype(work) - half
     top = np.iinfo(dtype).max
     red = luma + _descale(cr * _BACK_FIXED[0])
     green = luma + _descale(cb * _BACK_FIXED[2] + cr * _BACK_FIXED[1])
     blue = luma + _descale(cb * _BACK_FIXED[3])
     return tuple(xp.clip(c, 0, top).astype(dtype) for c in (red, green, blue))
+
+
+def split_luma(xp, rgb):
+    """Y of C-contiguous ``(outer, 3, inner)`` RGB, and the chroma :func:`merge_luma` needs.
+
+    Returns
+    -------
+    luma : (outer, inner) ndarray
+        The dtype of `rgb` for integers, a floating type for floats.
+    chroma : tuple of two (outer, inner) ndarrays
+        Cr and Cb.
+    """
+    dtype = np.dtype(rgb.dtype)
+    luma, chroma_red, chroma_blue = to_ycrcb(xp, rgb[:, 0], rgb[:, 1], rgb[:, 2], dtype)
+    if dtype.kind != "f":
+        luma = luma.astype(dtype)
+    return luma, (chroma_red, chroma_blue)
+
+
+def merge_luma(xp, luma, chroma, out):
+    """Write RGB from the new `luma` and the `chroma` of :func:`split_luma` into `out`,
+    ``(outer, 3, inner)``: saturated for integers, clipped to ``[0, 1]`` for floats."""
+    dtype = np.dtype(out.dtype)
+    if dtype.kind == "f":
+        channels = from_ycrcb(xp, luma, chroma[0], chroma[1], dtype)
+        for c, channel in enumerate(channels):
+            out[:, c] = xp.clip(channel, 0, 1)
+        return
+    for c, channel in enumerate(from_ycrcb(xp, luma, chroma[0], chroma[1], dtype)):
+        out[:, c] = channel
+
+
+def as_float(xp, image):
+    """:func:`skimage.util.img_as_float` as ``skimage.color`` calls it: float32 for float16 and
+    float32 input, float64 otherwise, with scikit-image's arithmetic per integer dtype."""
+    dtype = np.dtype(image.dtype)
+    out = np.float32 if dtype in (np.float16, np.float32) else np.float64
+    if dtype.kind == "f":
+        return image.astype(out)
+    info = np.iinfo(dtype)
+    compute = np.float32 if dtype.itemsize <= 4 and out == np.float32 else np.float64
+    scaled = xp.multiply(image, 1.0 / info.max, dtype=compute)
+    if dtype.kind == "i":
+        xp.maximum(scaled, -1.0, out=scaled)
+    return scaled.astype(out, copy=False)
+
+
+def rgb_to_hsv(xp, rgb):
+    """Hue, saturation and value of floating RGB (channels last), :func:`skimage.color.rgb2hsv`'s
+    arithmetic step by step."""
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    value = rgb.max(-1)
+    delta = value - rgb.min(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        saturation = delta / value
+        saturation[delta == 0.0] = 0.0
+        hue = xp.where(blue == value, 4.0 + (red - green) / delta,
+                       xp.where(green == value, 2.0 + (blue - red) / delta,
+                                (green - blue) / delta))
+        hue = (hue / 6.0) % 1.0
+    hue[delta == 0.0] = 0.0
+    hue[xp.isnan(hue)] = 0
+    saturation[xp.isnan(saturation)] = 0
+    return hue, saturation, value
+
+
+def hsv_to_rgb(xp, hue, saturation, value):
+    """RGB (channels last) of floating HSV, :func:`skimage.color.hsv2rgb`'s arithmetic."""
+    sector = xp.floor(hue * 6)
+    fraction = hue * 6 - sector
+    p = value * (1 - saturation)
+    q = value * (1 - fraction * saturation)
+    t = value * (1 - (1 - fraction) * saturation)
+    sector = sector.astype(np.uint8) % 6
+    choices = ((value, t, p), (q, value, p), (p, value, t), (p, q, value), (t, p, value),
+               (value, p, q))
+    channels = []
+    for c in range(3):
+        channel = xp.empty_like(value)
+        for k, choice in enumerate(choices):
+            xp.copyto(channel, choice[c], where=sector == k)
+        channels.append(channel)
+    return xp.stack(channels, axis=-1)

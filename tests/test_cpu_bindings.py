@@ -16,7 +16,7 @@ import pytest
 
 from gpu_histeq import _cpu
 
-SOURCES = [Path(_cpu.__file__).with_name(name) for name in ("_levels.c", "_clahe.c")]
+SOURCES = [Path(_cpu.__file__).with_name(name) for name in ("_levels.c", "_clahe.c", "_color.c")]
 #: C parameter type -> the ctypes type the table must use.
 C_TO_CTYPES = {"int64_t": ctypes.c_int64, "int32_t": ctypes.c_int32, "float": ctypes.c_float,
                "double": ctypes.c_double}

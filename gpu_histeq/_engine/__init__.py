@@ -19,7 +19,7 @@ import threading
 
 import numpy as np
 
-from .. import _cpu, _cuda, _planes
+from .. import _cpu, _cuda, _planes, color
 from .._backend import is_cupy
 from . import portable as _portable
 
@@ -157,3 +157,23 @@ def apply_tables(xp, planes, tables, result):
 def compiled_clahe(xp, dtype):
     """True when OpenCV's CLAHE of `dtype` planes runs in the compiled kernels (``_clahe.c``)."""
     return select(xp, dtype) == "compiled" and np.dtype(dtype) in (np.uint8, np.uint16)
+
+
+def split_luma(xp, rgb):
+    """Y of C-contiguous ``(outer, 3, inner)`` RGB and the state :func:`merge_luma` needs.
+
+    The compiled engine (uint8/uint16 NumPy) writes only Y, ``(outer, inner)``, and recomputes
+    the chroma from `rgb` when merging (state None); the portable one keeps Cr and Cb.
+    """
+    if select(xp, rgb.dtype) == "compiled" and _cpu.converts(rgb.dtype):
+        return _cpu.rgb_luma(rgb), None
+    return color.split_luma(xp, rgb)
+
+
+def merge_luma(xp, rgb, luma, state, out):
+    """`out` ``(outer, 3, inner)``: `rgb` with its luma replaced by `luma` ``(outer, inner)``
+    (OpenCV's YCrCb -> RGB with the chroma of `rgb`)."""
+    if state is None:
+        _cpu.replace_luma(rgb, luma, out)
+        return
+    color.merge_luma(xp, luma, state, out)
