@@ -14,6 +14,7 @@ Their ``index`` methods are the portable binning (each pixel's bin plus its plan
 import numpy as np
 
 from . import _planes
+from ._backend import array_module
 from ._validate import check_edges_increase, check_finite, check_level_span
 
 
@@ -31,8 +32,9 @@ class LevelBinning:
         Clip bins into ``[0, nbins)``: needed when a mask excludes pixels outside its range.
     """
 
-    def __init__(self, xp, nbins, low=None, clip=False):
+    def __init__(self, xp, nbins, low=None, clip=False, unsigned64=False):
         self.xp, self.nbins, self.low, self.clip = xp, nbins, low, clip
+        self.unsigned64 = unsigned64  # `low` holds uint64 levels as wrapped intp
 
     def index(self, values, planes, offsets):
         """``(n, m)`` intp: bin of each pixel of ``values`` (planes `planes`) plus its plane offset."""
@@ -46,6 +48,8 @@ class LevelBinning:
         """``(n, nbins)`` the level each bin of planes `rows` (of `nplanes`) stands for."""
         levels = self.xp.arange(self.nbins, dtype=np.intp)
         low = self.xp.zeros(nplanes, np.intp) if self.low is None else self.low
+        if self.unsigned64:  # levels of 2**63 and above: the centers in uint64, not wrapped
+            return low[rows, None].astype(np.uint64) + levels.astype(np.uint64)
         return low[rows, None] + levels
 
 
@@ -134,7 +138,13 @@ def plane_stats(xp, planes, mask, block_list):
 
 def integer_width(low, high):
     """Bins per plane for integer planes with ranges `low`, `high`: the widest plane's levels."""
-    widest = int((high.astype(np.intp) - low.astype(np.intp)).max()) + 1  # sync: a shape
+    # high - low in uint64 is exact for every int64/uint64 pair with high >= low (a plane with
+    # no selected pixel has high < low and counts 0): no overflow for full-range planes
+    if isinstance(low, np.generic):  # a reduction over every axis hands over scalars
+        low, high = np.asarray(low), np.asarray(high)
+    xp = array_module(low)
+    span = xp.where(high >= low, high.astype(np.uint64) - low.astype(np.uint64), 0)
+    widest = int(span.max()) + 1  # sync: a shape
     check_level_span(widest)
     return widest
 
@@ -149,7 +159,8 @@ def range_binning(xp, nbins, low, high, masked, width=None):
     if np.dtype(low.dtype).kind == "f":
         return UniformBinning(xp, nbins, low, high)
     width = integer_width(low, high) if width is None else width
-    return LevelBinning(xp, width, low.astype(np.intp), clip=masked)
+    return LevelBinning(xp, width, low.astype(np.intp), clip=masked,
+                        unsigned64=np.dtype(low.dtype) == np.uint64)
 
 
 def binning_for(xp, planes, mask_planes, nbins, level_indexed, block_list):

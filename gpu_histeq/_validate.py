@@ -7,6 +7,8 @@ one message every engine gives. Imports nothing of the package.
 
 import math
 import numbers
+import os
+import warnings
 
 import numpy as np
 
@@ -14,7 +16,8 @@ METHODS = ("opencv", "pil", "skimage")
 
 
 def check_images(images, xp):
-    """Check the dtype and number of dimensions of `images`."""
+    """Check the dtype and number of dimensions of `images` (masked arrays are refused)."""
+    refuse_masked(images, "images")
     dtype = np.dtype(images.dtype)
     if dtype.kind == "b" or dtype.kind not in "uif":
         raise TypeError(
@@ -26,6 +29,25 @@ def check_images(images, xp):
         raise ValueError(
             f"`images` must have at least 2 dimensions (one image is (H, W)), got shape {images.shape}"
         )
+
+
+def refuse_masked(array, param):
+    """Raise TypeError for a :class:`numpy.ma.MaskedArray`: its mask would be ignored silently."""
+    if isinstance(array, np.ma.MaskedArray):
+        hint = (" pass `images.data` and `mask=~numpy.ma.getmaskarray(images)` (equalize_hist, "
+                "histogram and cumulative_distribution take a mask)" if param == "images"
+                else f" pass `{param}.data` (or `{param}.filled(...)`)")
+        raise TypeError(f"`{param}` must not be a numpy.ma.MaskedArray (its mask would be "
+                        f"ignored):{hint}")
+
+
+def native(array):
+    """`array` in the native byte order (the same array when it already is): byte order never
+    changes an answer or a result dtype. Applied to every input array at the boundary."""
+    dtype = getattr(array, "dtype", None)
+    if dtype is None or not isinstance(dtype, np.dtype) or dtype.isnative:
+        return array
+    return array.astype(dtype.newbyteorder("="))
 
 
 def check_nbins(nbins):
@@ -53,6 +75,75 @@ def normalize_axes(axes, ndim, param="axes"):
     return normalized
 
 
+def _spatial_axes(ndim, channel_axis):
+    """The two trailing axes other than `channel_axis` (None when fewer than two remain)."""
+    spatial = [a for a in range(ndim) if a != channel_axis]
+    return tuple(spatial[-2:]) if len(spatial) >= 2 else None
+
+
+def image_axes(axes, channel_axis, shape, *, color_warning=True):
+    """Resolve the image axes and the channel axis of `images` of `shape`, as scikit-image does.
+
+    The one rule every public function, Dask and the CLI use:
+
+    * `axes` given: those axes (normalized), and `channel_axis` must not be one of them;
+    * `axes` None and `channel_axis` given: the two trailing axes other than the channel axis
+      (``(H, W, C)`` -> ``(0, 1)``, ``(N, H, W, C)`` -> ``(1, 2)``, ``(N, C, H, W)`` with
+      ``channel_axis=1`` -> ``(2, 3)``);
+    * both None: ``(-2, -1)``. Then a last axis of length 3 or 4 after two axes of at least 8
+      is probably a colour axis (``(H, W, 3)``, ``(N, H, W, 4)``): a UserWarning names the fix
+      (``channel_axis=-1``), as scikit-image warns about probable colour images. Passing
+      ``axes=(-2, -1)`` keeps the planes without it. (Smaller shapes such as a batch of 3x3
+      images ``(N, 3, 3)`` are taken as they are.)
+
+    Parameters
+    ----------
+    axes : int, tuple of int or None
+    channel_axis : int or None
+    shape : tuple of int
+        The shape of `images`.
+
+    Returns
+    -------
+    axes : tuple of int
+        Sorted, non-negative.
+    channel_axis : int or None
+        Non-negative.
+    """
+    ndim = len(shape)
+    if channel_axis is not None:
+        (channel_axis,) = normalize_axes(channel_axis, ndim, "channel_axis")
+    if axes is not None:
+        axes = normalize_axes(axes, ndim)
+        if channel_axis is not None and channel_axis in axes:
+            spatial = _spatial_axes(ndim, channel_axis)
+            hint = ("" if spatial is None else
+                    f": leave `axes` out (with `channel_axis={channel_axis}` the image axes are "
+                    f"the trailing axes {spatial}) or pass `axes={spatial}`")
+            raise ValueError(f"`channel_axis` {channel_axis} must not be one of the image `axes` "
+                             f"{axes}{hint}")
+        return axes, channel_axis
+    if channel_axis is None:
+        if color_warning and ndim >= 3 and shape[-1] in (3, 4) and min(shape[-3:-1]) >= 8:
+            warnings.warn(
+                f"`images` of shape {tuple(shape)} might be colour images (a last axis of length "
+                f"{shape[-1]}), but without `channel_axis` each ({shape[-2]}, {shape[-1]}) plane "
+                "of the last two axes is one image. Pass `channel_axis=-1` for colour channels, "
+                "or `axes=(-2, -1)` to keep these planes without this warning.",
+                UserWarning, stacklevel=4)
+        return (ndim - 2, ndim - 1), None
+    spatial = _spatial_axes(ndim, channel_axis)
+    if spatial is None:
+        raise ValueError(f"`images` of shape {tuple(shape)} has no two image axes besides "
+                         f"`channel_axis` {channel_axis}")
+    return spatial, channel_axis
+
+
+def plane_count(shape, axes):
+    """Planes of `images` of `shape` with image `axes`: the product of the batch axes."""
+    return math.prod(n for a, n in enumerate(shape) if a not in axes)
+
+
 def resolve_method(method, dtype):
     """Return the method name for `dtype`, checking that they fit together."""
     dtype = np.dtype(dtype)
@@ -71,9 +162,11 @@ def check_levels_nbins(nbins, dtype, method):
     """For the level-indexed methods the bins are the dtype's levels; `nbins` must agree."""
     levels = 1 << (8 * np.dtype(dtype).itemsize)
     if nbins not in (256, levels):
+        allowed = "the default 256" if levels == 256 else f"{levels} or the default 256"
         raise ValueError(
-            f"`nbins` must be {levels} (one bin per level of {np.dtype(dtype)}) or the default 256 "
-            f"with `method={method!r}`, got {nbins}"
+            f"`nbins` must be {allowed} with `method={method!r}` (one bin per level of "
+            f"{np.dtype(dtype)}), got {nbins}; for {nbins} bins use `method='skimage'` on "
+            f"floating images (e.g. `images.astype(numpy.float32)`)"
         )
     return levels
 
@@ -87,12 +180,16 @@ def check_mask(mask, images, xp):
 
 
 def check_out(out, shape, dtype, xp):
-    """Check a preallocated result array."""
+    """Check a preallocated result array: an array of `xp` (any byte order) of the result's
+    shape and dtype."""
     if out is None:
         return None
+    if isinstance(out, np.ma.MaskedArray) or not isinstance(out, xp.ndarray):
+        raise TypeError(f"`out` must be a {xp.__name__}.ndarray like `images`, got "
+                        f"{type(out).__module__}.{type(out).__qualname__}")
     if out.shape != tuple(shape):
         raise ValueError(f"`out` must have shape {tuple(shape)}, got {out.shape}")
-    if np.dtype(out.dtype) != np.dtype(dtype):
+    if np.dtype(out.dtype).newbyteorder("=") != np.dtype(dtype).newbyteorder("="):
         raise TypeError(f"`out` must have dtype {np.dtype(dtype)}, got {out.dtype}")
     if xp is np and not out.flags.writeable:
         raise ValueError("`out` must be writeable")
@@ -105,23 +202,15 @@ def check_lut_inputs(images, lut):
         raise TypeError(f"`images` must be an integer array to index a table, got {images.dtype}")
     if not hasattr(lut, "ndim") or lut.ndim < 1:
         raise ValueError("`lut` must be an array with the table along its last axis")
-
-
-def check_channel_axis(channel_axis, axes, ndim):
-    """Return `channel_axis` as a non-negative axis number that is not one of the image `axes`."""
-    if channel_axis is None:
-        return None
-    (channel_axis,) = normalize_axes(channel_axis, ndim, "channel_axis")
-    if channel_axis in axes:
-        raise ValueError(f"`channel_axis` {channel_axis} must not be one of the image `axes` {axes}")
-    return channel_axis
+    refuse_masked(lut, "lut")
 
 
 def check_luminance(shape, dtype, channel_axis, method):
     """Check that `luminance=True` fits: RGB channels along `channel_axis`, a dtype and method
     the YCrCb round trip supports."""
     if channel_axis is None:
-        raise ValueError("`luminance=True` needs `channel_axis`, the axis of the R, G, B channels")
+        raise ValueError("`luminance=True` needs `channel_axis`, the axis of the R, G, B channels "
+                         "(e.g. `channel_axis=-1` for (..., H, W, 3) images)")
     if shape[channel_axis] != 3:
         raise ValueError(f"`luminance=True` needs 3 (R, G, B) channels along `channel_axis` "
                          f"{channel_axis}, got {shape[channel_axis]}")
@@ -181,6 +270,52 @@ def check_int_sequence(value, length, param, what):
     if any(e < 1 for e in entries):
         raise ValueError(f"`{param}` entries must be >= 1, got {value!r}")
     return tuple(int(e) for e in entries)
+
+
+def check_bool(value, param):
+    """Return `value` as a bool; TypeError for anything else."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{param}` must be a bool, got {value!r}")
+    return bool(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# memory: parameters that size an allocation are checked before it is made
+
+def available_memory(xp):
+    """Bytes the backend of `xp` can still allocate: the host's available memory (Linux
+    ``MemAvailable``, else the physical memory) for NumPy, the device's free memory for CuPy."""
+    runtime = getattr(getattr(xp, "cuda", None), "runtime", None)
+    if xp is not np and hasattr(runtime, "memGetInfo"):  # (a host stand-in has none)
+        return int(runtime.memGetInfo()[0])
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover
+        return 1 << 40
+
+
+def _size(nbytes):
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} bytes"
+
+
+def check_allocation(param, value, nbytes, xp):
+    """Raise ValueError when `param` = `value` needs an estimated `nbytes` of working memory
+    above half of what the backend has available (:func:`available_memory`)."""
+    limit = available_memory(xp) // 2
+    if nbytes > limit:
+        raise ValueError(f"`{param}` {value!r} needs about {_size(nbytes)} of working memory, "
+                         f"more than half of the {_size(2 * limit)} available: use a smaller "
+                         f"`{param}`")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,16 +15,18 @@ Two peers are reproduced:
 
 import itertools
 import math
-import numbers
 
 import numpy as np
 
 from . import _cpu, _engine, _planes
 from ._backend import array_module
-from ._engine.portable import count
 from ._tables import cdf_dtype, clahe_opencv_tables, clahe_skimage_clip
-from ._validate import (check_clip_limit, check_finite, check_images, check_int_sequence,
-                        check_nbins, normalize_axes)
+from ._validate import (check_allocation, check_bool, check_clip_limit, check_finite,
+                        check_images, check_int_sequence, check_luminance, check_nbins,
+                        image_axes, native, plane_count)
+from .color import as_float, hsv_to_rgb, rgb_to_hsv
+from .equalize import luma_path
+from ._tiles import blend_weights, count_tiles, offsets_for, reflect101, tiled_source
 
 __all__ = ["clahe", "equalize_adapthist"]
 
@@ -32,104 +34,19 @@ __all__ = ["clahe", "equalize_adapthist"]
 NR_OF_GRAY = 2 ** 14
 
 
-# ---------------------------------------------------------------------------------------------
-# argument checks (shapes and values of the parameters only: no device work)
-
-def _image_axes(images, axes, count_required=None):
-    axes = normalize_axes(axes, images.ndim)
-    if count_required is not None and len(axes) != count_required:
-        raise ValueError(f"`axes` must name {count_required} axes (rows, columns), got {axes!r}")
-    return axes
-
-
-# ---------------------------------------------------------------------------------------------
-# the shared steps: tiled images, tile histograms, clipping, blended gathers
-
-def reflect101(index, size):
-    """OpenCV's ``BORDER_REFLECT_101`` (NumPy's ``"reflect"``): the source of each padded index.
-
-    The reflection is periodic with period ``2 * (size - 1)``, which also covers borders wider
-    than the image; a single row or column repeats itself.
-    """
-    if size == 1:
-        return np.zeros_like(index)
-    period = 2 * (size - 1)
-    folded = np.mod(index, period)
-    return np.where(folded >= size, period - folded, folded)
-
-
-def tiled_source(shape, tile_counts, tile_shape, source_index):
-    """Where each pixel of the tiled image comes from, and which tile it belongs to.
-
-    Parameters
-    ----------
-    shape : tuple of int
-        The image shape.
-    tile_counts, tile_shape : tuple of int
-        Tiles per axis and pixels per tile per axis; the tiled image covers
-        ``tile_counts * tile_shape`` pixels per axis from the image's origin.
-    source_index : callable
-        ``source_index(index, size)``: the image index of each tiled index along one axis.
-
-    Returns
-    -------
-    source : (M,) intp ndarray or None
-        Flat image index of each tiled pixel in C order; None when the tiled image is the
-        image itself.
-    tile : (M,) intp ndarray
-        Flat tile number (C order over `tile_counts`) of each tiled pixel.
-    """
-    extents = [n * t for n, t in zip(tile_counts, tile_shape)]
-    ndim = len(shape)
-    source = np.zeros(extents, np.intp)
-    tile = np.zeros(extents, np.intp)
-    stride, tile_stride = 1, 1
-    for axis in reversed(range(ndim)):
-        view = [1] * ndim
-        view[axis] = extents[axis]
-        positions = np.arange(extents[axis])
-        source += (source_index(positions, shape[axis]) * stride).reshape(view)
-        tile += ((positions // tile_shape[axis]) * tile_stride).reshape(view)
-        stride *= shape[axis]
-        tile_stride *= tile_counts[axis]
-    identity = tuple(extents) == tuple(shape)
-    return (None if identity else source.ravel()), tile.ravel()
-
-
-def offsets_for(xp, nplanes, tile, ntiles, nbins):
-    """``(nplanes, M)`` intp offsets ``nbins * (plane * ntiles + tile)``."""
-    tiles = xp.asarray(tile * nbins)
-    return _planes.plane_offsets(xp, nplanes, ntiles * nbins) + tiles[None, :]
-
-
-def count_tiles(xp, binned, offsets, ntiles, nbins):
-    """``(n, ntiles, nbins)`` int64 histograms of every tile of a block of planes."""
-    n = binned.shape[0]
-    index = xp.add(binned, offsets[:n], dtype=np.intp)
-    return count(xp, index, None, n * ntiles, nbins).reshape(n, ntiles, nbins)
-
-
-def blend_weights(dtype, positions, tile_size, ntiles):
-    """Per-pixel neighbour tiles and weights along one axis, OpenCV's float32 arithmetic.
-
-    ``t = float32(x) * (1 / tile_size) - 0.5``, neighbours ``floor(t)`` and ``floor(t) + 1``
-    clamped to the grid, weights ``1 - a`` and ``a`` with ``a = t - floor(t)``.
-    """
-    f32 = np.float32
-    inverse = f32(1.0) / f32(tile_size)
-    scaled = positions.astype(f32) * inverse - f32(0.5)
-    first = np.floor(scaled).astype(np.intp)
-    weight = (scaled - first.astype(f32)).astype(f32)
-    second = np.minimum(first + 1, ntiles - 1)
-    first = np.maximum(first, 0)
-    return first, second, (f32(1.0) - weight).astype(dtype), weight.astype(dtype)
+def _check_tables(xp, param, value, nplanes, ntiles, nbins, tiled_pixels):
+    """The memory of the tile tables (int64 counts and their tables, per plane on every thread)
+    and of the tiled image's index arrays, checked before allocating."""
+    in_flight = max(1, min(nplanes, _planes.thread_count()))
+    check_allocation(param, value, 24 * ntiles * nbins * in_flight + 16 * tiled_pixels, xp)
 
 
 # ---------------------------------------------------------------------------------------------
 # OpenCV
 
 
-def clahe(images, clip_limit=40.0, tile_grid=(8, 8), *, axes=(-2, -1)):
+def clahe(images, clip_limit=40.0, tile_grid=(8, 8), *, axes=None, channel_axis=None,
+          luminance=False):
     """Contrast limited adaptive histogram equalization of every image, as OpenCV does it.
 
     Parameters
@@ -144,19 +61,29 @@ def clahe(images, clip_limit=40.0, tile_grid=(8, 8), *, axes=(-2, -1)):
         OpenCV's ``tileGridSize`` = ``(tiles_x, tiles_y)``: the number of tiles along the
         second image axis (columns, the width) first, then along the first (rows).
     axes : (int, int), optional
-        The row and column axes of one image.
+        The row and column axes of one image. None (the default) means ``(-2, -1)``, or with
+        `channel_axis` the two trailing axes other than it.
+    channel_axis : int, optional
+        The axis of colour channels, as in scikit-image: without `luminance` a batch axis (each
+        channel through CLAHE on its own, like a per-channel loop of ``cv2.CLAHE.apply``).
+    luminance : bool, optional
+        CLAHE of the luma of RGB images (`channel_axis` of length 3), keeping their chroma:
+        OpenCV's ``COLOR_RGB2YCrCb``, CLAHE of Y, ``COLOR_YCrCb2RGB`` (bit-exact), the luma path
+        of :func:`equalize_hist`.
 
     Returns
     -------
     out : (..., H, W) ndarray
-        Same shape, dtype and backend as `images`.
+        Same shape, dtype and backend as `images` (native byte order).
 
     Raises
     ------
     TypeError
-        `images` not uint8/uint16, `clip_limit` not a real number, `tile_grid` entries not ints.
+        `images` not uint8/uint16 or a masked array, `clip_limit` not a real number,
+        `tile_grid` entries not ints.
     ValueError
-        `clip_limit` negative or NaN, `tile_grid` not two entries >= 1, `axes` not two axes.
+        `clip_limit` negative or NaN, `tile_grid` not two entries >= 1 or with tables that need
+        more than half the available memory, `axes` not two axes.
 
     See Also
     --------
@@ -189,12 +116,25 @@ def clahe(images, clip_limit=40.0, tile_grid=(8, 8), *, axes=(-2, -1)):
     """
     xp = array_module(images)
     check_images(images, xp)
+    images = native(images)
     dtype = np.dtype(images.dtype)
     if dtype not in (np.uint8, np.uint16):
         raise TypeError(f"`images` must be uint8 or uint16 for OpenCV's CLAHE, got {dtype}")
     clip_limit = check_clip_limit(clip_limit)
     tiles_x, tiles_y = check_int_sequence(tile_grid, 2, "tile_grid", "tiles_x, tiles_y")
-    axes = _image_axes(images, axes, 2)
+    luminance = check_bool(luminance, "luminance")
+    axes, channel_axis = image_axes(axes, channel_axis, images.shape)
+    if len(axes) != 2:
+        raise ValueError(f"`axes` must name 2 axes (rows, columns), got {axes!r}")
+    height, width = (images.shape[a] for a in axes)
+    extents = (height + tiles_y - height % tiles_y) * (width + tiles_x - width % tiles_x)
+    _check_tables(xp, "tile_grid", tile_grid, plane_count(images.shape, axes), tiles_x * tiles_y,
+                  256 if dtype == np.uint8 else 65536, extents)
+    if luminance:
+        check_luminance(images.shape, dtype, channel_axis, "opencv")
+        luma_axes = tuple(a - (a > channel_axis) for a in axes)
+        return luma_path(xp, images, channel_axis,
+                         lambda luma: clahe(luma, clip_limit, tile_grid, axes=luma_axes))
     planes, batch_shape, image_shape = _planes.to_planes(xp, images, axes)
     result = xp.empty(planes.shape, dtype)
     if planes.size:
@@ -318,7 +258,8 @@ ADAPTHIST_DTYPES = tuple(np.dtype(d) for d in
                          (np.uint8, np.uint16, np.int8, np.int16, np.float16, np.float32, np.float64))
 
 
-def equalize_adapthist(images, kernel_size=None, clip_limit=0.01, nbins=256, *, axes=(-2, -1)):
+def equalize_adapthist(images, kernel_size=None, clip_limit=0.01, nbins=256, *, axes=None,
+                       channel_axis=None):
     """Contrast limited adaptive histogram equalization of every image, as scikit-image does it.
 
     Parameters
@@ -335,7 +276,12 @@ def equalize_adapthist(images, kernel_size=None, clip_limit=0.01, nbins=256, *, 
     nbins : int, optional
         Number of gray bins of the tile histograms.
     axes : tuple of int, optional
-        The axes of one image.
+        The axes of one image (2 or more: 3-D volumes too). None (the default) means
+        ``(-2, -1)``, or with `channel_axis` the two trailing axes other than it.
+    channel_axis : int, optional
+        The axis of colour channels, as in scikit-image. With 3 channels (RGB) the images go
+        through scikit-image's colour path: HSV value equalized, hue and saturation kept (4
+        channels are refused: pass the RGB ones). With any other count, each channel on its own.
 
     Returns
     -------
@@ -346,9 +292,11 @@ def equalize_adapthist(images, kernel_size=None, clip_limit=0.01, nbins=256, *, 
     Raises
     ------
     TypeError
-        Unsupported dtype, non-integer `kernel_size` entries, `clip_limit` not a real number.
+        Unsupported dtype or a masked array, non-integer `kernel_size` entries, `clip_limit`
+        not a real number.
     ValueError
-        `kernel_size` of the wrong length or larger than the image, negative or NaN
+        `kernel_size` of the wrong length or larger than the image, `kernel_size` or `nbins`
+        whose tile tables need more than half the available memory, negative or NaN
         `clip_limit`, bad `nbins`, floating values outside ``[-1, 1]`` or not finite.
 
     See Also
@@ -364,8 +312,10 @@ def equalize_adapthist(images, kernel_size=None, clip_limit=0.01, nbins=256, *, 
     ``map_histogram`` tables truncated to integers, multilinear interpolation accumulated in
     float32 in scikit-image's corner order and truncated to uint16, and the final rescale of the
     plane's range to ``[0, 1]``. The tests check agreement to 1e-5 per plane (in practice the
-    results are identical). Unlike scikit-image, a 3-channel last axis is not treated as RGB:
-    equalize the HSV value yourself, or make the channel axis a batch axis.
+    results are identical). RGB with `channel_axis` equals
+    ``skimage.exposure.equalize_adapthist(rgb)`` (``rgb2hsv``, the value channel, ``hsv2rgb``,
+    the same arithmetic; tested to 1e-6). Without `channel_axis` a last axis of 3 is not taken
+    for colour (a UserWarning says so).
 
     On CuPy the clip loop synchronizes once per redistribution step that has work left (usually
     none or a few), plus once for the range check of floating input.
@@ -381,13 +331,14 @@ def equalize_adapthist(images, kernel_size=None, clip_limit=0.01, nbins=256, *, 
     """
     xp = array_module(images)
     check_images(images, xp)
+    images = native(images)
     dtype = np.dtype(images.dtype)
     if dtype not in ADAPTHIST_DTYPES:
         raise TypeError("`images` must be uint8, uint16, int8, int16 or floating for "
                         f"equalize_adapthist, got {dtype}")
     clip_limit = check_clip_limit(clip_limit)
     nbins = check_nbins(nbins)
-    axes = _image_axes(images, axes)
+    axes, channel_axis = image_axes(axes, channel_axis, images.shape)
     if len(axes) < 2:
         raise ValueError(f"`axes` must name at least 2 axes, got {axes!r}")
     shape = tuple(images.shape[a] for a in axes)
@@ -396,13 +347,29 @@ def equalize_adapthist(images, kernel_size=None, clip_limit=0.01, nbins=256, *, 
     else:
         kernel = check_int_sequence(kernel_size, len(shape), "kernel_size",
                                      f"one per image axis {axes}")
-    out_dtype = cdf_dtype(dtype)
+    if any(k > s for k, s in zip(kernel, shape) if s):
+        raise ValueError(f"`kernel_size` {kernel} must not exceed the image shape {shape}")
+    ntiles = math.prod(-(-s // k) for s, k in zip(shape, kernel))
+    tiled = math.prod(-(-s // k) * k for s, k in zip(shape, kernel))
+    _check_tables(xp, "kernel_size" if kernel_size is not None else "nbins",
+                  kernel_size if kernel_size is not None else nbins,
+                  plane_count(images.shape, axes), ntiles, nbins, tiled)
+    if channel_axis is not None and images.shape[channel_axis] == 4:
+        raise ValueError("`images` has 4 channels along `channel_axis`: pass the RGB channels "
+                         "only (scikit-image drops the alpha channel of RGBA images)")
+    if channel_axis is not None and images.shape[channel_axis] == 3:
+        return _adapthist_hsv(xp, images, channel_axis, axes, kernel, clip_limit, nbins)
+    return _adapthist(xp, images, axes, kernel, clip_limit, nbins)
+
+
+def _adapthist(xp, images, axes, kernel, clip_limit, nbins):
+    """:func:`equalize_adapthist` of validated `images`, each plane on its own."""
+    dtype = np.dtype(images.dtype)
+    shape = tuple(images.shape[a] for a in axes)
     planes, batch_shape, image_shape = _planes.to_planes(xp, images, axes)
-    result = xp.empty(planes.shape, out_dtype)
+    result = xp.empty(planes.shape, cdf_dtype(dtype))
     if planes.size == 0:
         return _planes.from_planes(xp, result, batch_shape, image_shape, axes)
-    if any(k > s for k, s in zip(kernel, shape)):
-        raise ValueError(f"`kernel_size` {kernel} must not exceed the image shape {shape}")
     if dtype.kind == "f":
         low, high = float(planes.min()), float(planes.max())  # sync: img_as_uint's range check
         check_finite(math.isfinite(low) and math.isfinite(high))
@@ -411,6 +378,16 @@ def equalize_adapthist(images, kernel_size=None, clip_limit=0.01, nbins=256, *, 
                              f"got values in [{low}, {high}]")
     _adapthist_planes(xp, planes, shape, kernel, clip_limit, nbins, result)
     return _planes.from_planes(xp, result, batch_shape, image_shape, axes)
+
+
+def _adapthist_hsv(xp, images, channel_axis, axes, kernel, clip_limit, nbins):
+    """scikit-image's colour path (``adapt_rgb(hsv_value)``): RGB -> HSV (after
+    ``img_as_float``), CLAHE of the value, HSV -> RGB."""
+    rgb = as_float(xp, xp.moveaxis(images, channel_axis, -1))
+    hue, saturation, value = rgb_to_hsv(xp, rgb)
+    value_axes = tuple(a - (a > channel_axis) for a in axes)
+    value = _adapthist(xp, value, value_axes, kernel, clip_limit, nbins).astype(rgb.dtype)
+    return xp.moveaxis(hsv_to_rgb(xp, hue, saturation, value), -1, channel_axis)
 
 
 def _rescale_to_gray(xp, values):

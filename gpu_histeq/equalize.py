@@ -13,10 +13,10 @@ from . import _engine, _planes
 from ._backend import array_module
 from ._binning import binning_for
 from ._tables import cdf_dtype, table_maker
-from ._validate import (check_channel_axis, check_images, check_levels_nbins, check_luminance,
-                        check_mask, check_mask_selects, check_nbins, check_out, normalize_axes,
+from ._validate import (check_allocation, check_bool, check_images, check_levels_nbins,
+                        check_luminance, check_mask, check_mask_selects, check_nbins, check_out,
+                        image_axes, native, plane_count, refuse_masked,
                         resolve_method)
-from .color import from_ycrcb, to_ycrcb
 
 __all__ = ["equalize_hist"]
 
@@ -59,7 +59,8 @@ def _equalize(xp, images, nbins, axes, mask, method, out, result_dtype):
     planes, batch_shape, image_shape = _planes.to_planes(xp, images, axes)
     mask_planes = None if mask is None else _planes.to_planes(xp, mask, axes)[0]
     check_mask_selects(xp, mask_planes)
-    result = None if out is None else _planes.writable_planes(xp, out, axes)
+    writes_through = out is not None and np.dtype(out.dtype).isnative
+    result = _planes.writable_planes(xp, out, axes) if writes_through else None
     writes_through = result is not None
     if result is None:
         result = xp.empty(planes.shape, result_dtype)
@@ -73,29 +74,87 @@ def _equalize(xp, images, nbins, axes, mask, method, out, result_dtype):
     return out
 
 
-def _equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out):
-    """Equalize the luma of RGB `images` (channels along `channel_axis`) with `method`:
-    RGB -> YCrCb (OpenCV's conversion), equalize Y, back to RGB."""
+def luma_path(xp, images, channel_axis, transform, out=None):
+    """Replace the luma of RGB `images` (channels along `channel_axis`) by ``transform(luma)``.
+
+    The one luma path (``equalize_hist`` and ``clahe`` with ``luminance=True``): OpenCV's
+    RGB -> YCrCb conversion (14-bit fixed point for integers, its float coefficients for
+    floats), `transform` of Y, then YCrCb -> RGB with the original Cr and Cb, saturated to the
+    integer range or clipped to ``[0, 1]`` for floats. The conversions run in the engine
+    :func:`gpu_histeq._engine.select` picks (compiled C for uint8/uint16 NumPy input).
+
+    Parameters
+    ----------
+    images : (..., 3, ...) ndarray
+        Unsigned integer or floating RGB, native byte order.
+    channel_axis : int
+        Non-negative.
+    transform : callable
+        ``transform(luma)`` with luma of the shape of `images` without `channel_axis` (the
+        images' dtype for integers, float for floats) returns the new luma: the images' dtype for
+        integers, any float for floats.
+    out : ndarray, optional
+        Checked result array.
+
+    Returns
+    -------
+    out : ndarray
+        Shape of `images`; the images' dtype for integers, float32 for float16/float32 and
+        float64 for float64.
+    """
     dtype = np.dtype(images.dtype)
-    red, green, blue = (xp.take(images, c, axis=channel_axis) for c in range(3))
-    luma, chroma_red, chroma_blue = to_ycrcb(xp, red, green, blue, dtype)
-    # the channel axis is gone from the planes; image axes after it move down by one
-    luma_axes = tuple(a - (a > channel_axis) for a in axes)
-    luma_mask = None if mask is None else mask.all(axis=channel_axis)
-    luma = luma.astype(dtype)
-    equalized = _equalize(xp, luma, nbins, luma_axes, luma_mask, method, None,
-                          dtype if method in ("opencv", "pil") else cdf_dtype(dtype))
-    if method == "skimage" and dtype.kind == "u":  # cdf in (0, 1] back to the integer range
-        equalized = xp.rint(equalized * np.iinfo(dtype).max)
-    channels = from_ycrcb(xp, equalized, chroma_red, chroma_blue, dtype)
-    result = xp.stack(channels, axis=channel_axis)
+    shape = images.shape
+    outer = int(np.prod(shape[:channel_axis], dtype=np.int64))
+    inner = int(np.prod(shape[channel_axis + 1:], dtype=np.int64))
+    rgb = xp.ascontiguousarray(images).reshape(outer, 3, inner)
+    luma, state = _engine.split_luma(xp, rgb)
+    luma_shape = shape[:channel_axis] + shape[channel_axis + 1:]
+    new_luma = transform(luma.reshape(luma_shape))
+    new_luma = xp.ascontiguousarray(new_luma).reshape(outer, inner)
+    result_dtype = dtype if dtype.kind != "f" else cdf_dtype(dtype)
+    if out is not None and np.dtype(out.dtype).isnative and out.flags.c_contiguous:
+        target = out.reshape(outer, 3, inner)
+        _engine.merge_luma(xp, rgb, new_luma, state, target)
+        return out
+    result = xp.empty((outer, 3, inner), result_dtype)
+    _engine.merge_luma(xp, rgb, new_luma, state, result)
+    result = result.reshape(shape)
     if out is None:
-        return result.astype(dtype, copy=False)
+        return result
     out[...] = result
     return out
 
 
-def equalize_hist(images, nbins=256, *, axes=(-2, -1), mask=None, method=None,
+def _equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out):
+    """Equalize the luma of RGB `images` (channels along `channel_axis`) with `method`."""
+    dtype = np.dtype(images.dtype)
+    # the channel axis is gone from the luma; image axes after it move down by one
+    luma_axes = tuple(a - (a > channel_axis) for a in axes)
+    luma_mask = None if mask is None else mask.all(axis=channel_axis)
+
+    def transform(luma):
+        luma = luma.astype(dtype, copy=False)
+        equalized = _equalize(xp, luma, nbins, luma_axes, luma_mask, method, None,
+                              dtype if method in ("opencv", "pil") else cdf_dtype(dtype))
+        if method == "skimage" and dtype.kind == "u":  # cdf in (0, 1] back to the integer range
+            equalized = xp.rint(equalized * np.iinfo(dtype).max).astype(dtype)
+        return equalized
+
+    return luma_path(xp, images, channel_axis, transform, out)
+
+
+#: Working bytes per bin of one floating plane (edges, counts, the interpolation tables and
+#: their temporaries), measured: the peak of ``nbins=10**8`` on one plane is about 14 GB.
+BYTES_PER_FLOAT_BIN = 144
+
+
+def check_float_bins(xp, nbins, nplanes):
+    """Check the memory `nbins` uniform bins take for `nplanes` planes (one per thread at once)."""
+    in_flight = max(1, min(nplanes, _planes.thread_count()))
+    check_allocation("nbins", nbins, BYTES_PER_FLOAT_BIN * nbins * in_flight, xp)
+
+
+def equalize_hist(images, nbins=256, *, axes=None, mask=None, method=None,
                   channel_axis=None, luminance=False, out=None):
     """Equalize the histogram of every image in a batch with one call.
 
@@ -109,8 +168,10 @@ def equalize_hist(images, nbins=256, *, axes=(-2, -1), mask=None, method=None,
         or that number. Integer images with ``"skimage"`` get one bin per level, as scikit-image.
     axes : tuple of int, optional
         The axes that form one image; every other axis is a batch axis with its own histogram.
-        ``(1, 2)`` equalizes each channel of an NHWC batch; all axes give one table for the
-        whole dataset.
+        None (the default) means ``(-2, -1)``, or with `channel_axis` the two trailing axes
+        other than it (``(N, H, W, C)`` -> ``(1, 2)``). All axes give one table for the whole
+        dataset. A probable colour image (last axis of length 3 or 4) with neither `axes` nor
+        `channel_axis` gives a UserWarning.
     mask : ndarray of bool, optional
         Broadcastable to `images`. Histograms count the selected pixels only; every pixel is
         remapped. Each plane must have at least one selected pixel.
@@ -118,28 +179,34 @@ def equalize_hist(images, nbins=256, *, axes=(-2, -1), mask=None, method=None,
         Whose numbers to reproduce. None picks ``"opencv"`` for uint8/uint16 and ``"skimage"``
         for every other dtype.
     channel_axis : int, optional
-        The axis of color channels. Without `luminance` it is one more batch axis (each channel
-        equalized on its own); it must not be in `axes`.
+        The axis of colour channels, as in scikit-image. Without `luminance` it is one more
+        batch axis (each channel equalized on its own, like a per-channel loop of the peer); it
+        must not be in `axes`.
     luminance : bool, optional
         Equalize the luma of RGB images (`channel_axis` of length 3) and keep their chroma,
-        through OpenCV's YCrCb conversion.
+        through OpenCV's YCrCb conversion (``cv2.COLOR_RGB2YCrCb`` and back, bit-exact for
+        uint8/uint16). Floating results are clipped to ``[0, 1]``.
     out : ndarray, optional
         Preallocated result: shape of `images`, the result dtype, same backend.
 
     Returns
     -------
     out : ndarray
-        Shape of `images`. dtype of `images` for ``"opencv"`` and ``"pil"``; for ``"skimage"``
-        float32 for float16/float32 input and float64 otherwise (scikit-image's rule), with
-        values in ``(0, 1]``.
+        Shape of `images`, native byte order. dtype of `images` for ``"opencv"`` and ``"pil"``
+        (and for unsigned `images` with `luminance`); for ``"skimage"`` float32 for
+        float16/float32 input and float64 otherwise (scikit-image's rule), with values in
+        ``(0, 1]`` (``[0, 1]`` with `luminance`).
 
     Raises
     ------
     TypeError
-        Unsupported dtype, a method that does not fit the dtype, arrays on different backends.
+        Unsupported dtype, a method that does not fit the dtype, arrays on different backends,
+        `out` not an array of the backend of `images`, a :class:`numpy.ma.MaskedArray` (pass
+        its data and ``mask=~numpy.ma.getmaskarray(images)`` instead).
     ValueError
-        Fewer than 2 dimensions, bad `nbins` or `axes`, NaN or infinity in floating input, a mask
-        of the wrong shape or selecting no pixel of a plane, `out` of the wrong shape.
+        Fewer than 2 dimensions, bad `nbins` or `axes`, `nbins` whose tables would need more
+        than half the available memory, NaN or infinity in floating input, a mask of the wrong
+        shape or selecting no pixel of a plane, `out` of the wrong shape.
 
     See Also
     --------
@@ -170,16 +237,20 @@ def equalize_hist(images, nbins=256, *, axes=(-2, -1), mask=None, method=None,
     """
     xp = array_module(images, mask=mask, out=out)
     check_images(images, xp)
+    images = native(images)
+    refuse_masked(mask, "mask")
     nbins = check_nbins(nbins)
     method = resolve_method(method, images.dtype)
     if method in ("opencv", "pil"):
         nbins = check_levels_nbins(nbins, images.dtype, method)
-    axes = normalize_axes(axes, images.ndim)
-    channel_axis = check_channel_axis(channel_axis, axes, images.ndim)
+    luminance = check_bool(luminance, "luminance")
+    axes, channel_axis = image_axes(axes, channel_axis, images.shape)
     result_dtype = images.dtype if method in ("opencv", "pil") else cdf_dtype(images.dtype)
+    if luminance and images.dtype.kind == "u":
+        result_dtype = images.dtype
     check_out(out, images.shape, result_dtype, xp)
-    if not isinstance(luminance, (bool, np.bool_)):
-        raise TypeError(f"`luminance` must be a bool, got {luminance!r}")
+    if method == "skimage" and images.dtype.kind == "f":
+        check_float_bins(xp, nbins, plane_count(images.shape, axes))
     mask = check_mask(mask, images, xp)
     if luminance:
         check_luminance(images.shape, images.dtype, channel_axis, method)

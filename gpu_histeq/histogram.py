@@ -12,16 +12,27 @@ from . import _engine, _planes
 from ._backend import array_module
 from ._binning import UniformBinning, binning_for
 from ._tables import cdf_table
-from ._validate import check_images, check_mask, check_mask_selects, check_nbins, normalize_axes
+from ._validate import (check_allocation, check_images, check_mask, check_mask_selects,
+                        check_nbins, image_axes, native, plane_count, refuse_masked)
 
 __all__ = ["histogram", "cumulative_distribution"]
 
 
-def _prepare(images, nbins, axes, mask):
+#: Bytes per bin of one plane a histogram holds: counts and centers, int64 / float64 each, and
+#: the binning's edges and their temporaries.
+BYTES_PER_BIN = 48
+
+
+def _prepare(images, nbins, axes, mask, channel_axis):
     xp = array_module(images, mask=mask)
     check_images(images, xp)
+    images = native(images)
+    refuse_masked(mask, "mask")
     nbins = check_nbins(nbins)
-    axes = normalize_axes(axes, images.ndim)
+    axes, _ = image_axes(axes, channel_axis, images.shape)
+    if images.dtype.kind == "f":  # integer planes get one bin per level (checked on the data)
+        check_allocation("nbins", nbins, BYTES_PER_BIN * nbins * max(plane_count(images.shape,
+                                                                                 axes), 1), xp)
     mask = check_mask(mask, images, xp)
     planes, batch_shape, _ = _planes.to_planes(xp, images, axes)
     mask_planes = None if mask is None else _planes.to_planes(xp, mask, axes)[0]
@@ -52,7 +63,7 @@ def _empty_histogram(xp, dtype, nplanes, nbins):
     return xp.zeros((nplanes, nbins), np.int64), centers
 
 
-def histogram(images, nbins=256, *, axes=(-2, -1), mask=None):
+def histogram(images, nbins=256, *, axes=None, mask=None, channel_axis=None):
     """Histogram of every image plane in one call.
 
     Parameters
@@ -65,9 +76,13 @@ def histogram(images, nbins=256, *, axes=(-2, -1), mask=None):
         the plane's minimum and maximum (as :func:`skimage.exposure.histogram`), so `nbins` is
         checked but not used for them.
     axes : tuple of int, optional
-        The axes of one image.
+        The axes of one image. None (the default) means ``(-2, -1)``, or with `channel_axis`
+        the two trailing axes other than it.
     mask : (..., H, W) bool ndarray, optional
         Broadcastable to `images`; only selected pixels are counted.
+    channel_axis : int, optional
+        The axis of colour channels, as in scikit-image: one more batch axis, each channel with
+        its own histogram (and its own bins).
 
     Returns
     -------
@@ -75,12 +90,15 @@ def histogram(images, nbins=256, *, axes=(-2, -1), mask=None):
         ``B = nbins`` for floating images; for integer images ``B`` is the widest plane's number
         of levels, planes narrower than that count zero in their last bins.
     centers : (batch..., B) ndarray
-        The value at the center of each bin of each plane (the images' floating dtype, or intp).
+        The value at the center of each bin of each plane (the images' floating dtype, intp,
+        or uint64 for uint64 images).
 
     Raises
     ------
     TypeError, ValueError
-        For unsupported dtypes, bad `nbins`, `axes` or `mask`, and NaN or infinite values.
+        For unsupported dtypes, masked arrays, bad `nbins`, `axes` or `mask`, NaN or infinite
+        values, an integer plane spanning more than 2**24 levels, and `nbins` whose counts would
+        need more than half the available memory.
 
     See Also
     --------
@@ -104,18 +122,18 @@ def histogram(images, nbins=256, *, axes=(-2, -1), mask=None):
     array([[0, 1, 2, 3],
            [5, 6, 7, 8]])
     """
-    xp, planes, mask_planes, nbins, batch_shape = _prepare(images, nbins, axes, mask)
+    xp, planes, mask_planes, nbins, batch_shape = _prepare(images, nbins, axes, mask, channel_axis)
     counts, centers = planes_histogram(xp, planes, mask_planes, nbins)
     width = counts.shape[-1]
     return counts.reshape(batch_shape + (width,)), centers.reshape(batch_shape + (width,))
 
 
-def cumulative_distribution(images, nbins=256, *, axes=(-2, -1), mask=None):
+def cumulative_distribution(images, nbins=256, *, axes=None, mask=None, channel_axis=None):
     """Cumulative distribution of every image plane in one call.
 
     Parameters
     ----------
-    images, nbins, axes, mask
+    images, nbins, axes, mask, channel_axis
         As for :func:`histogram`.
 
     Returns
@@ -138,7 +156,7 @@ def cumulative_distribution(images, nbins=256, *, axes=(-2, -1), mask=None):
     >>> cdf
     array([0.25, 0.75, 0.75, 1.  ])
     """
-    xp, planes, mask_planes, nbins, batch_shape = _prepare(images, nbins, axes, mask)
+    xp, planes, mask_planes, nbins, batch_shape = _prepare(images, nbins, axes, mask, channel_axis)
     counts, centers = planes_histogram(xp, planes, mask_planes, nbins)
     cdf = cdf_table(xp, counts, planes.dtype)
     width = counts.shape[-1]

@@ -5,12 +5,12 @@ import numpy as np
 
 from . import _engine, _planes
 from ._backend import array_module
-from ._validate import check_images, check_lut_inputs, check_lut_shape, normalize_axes
+from ._validate import check_images, check_lut_inputs, check_lut_shape, image_axes, native
 
 __all__ = ["apply_lut"]
 
 
-def apply_lut(images, lut, *, axes=(-2, -1)):
+def apply_lut(images, lut, *, axes=None, channel_axis=None):
     """Map every pixel through its plane's lookup table (or one table shared by all planes).
 
     Parameters
@@ -21,17 +21,23 @@ def apply_lut(images, lut, *, axes=(-2, -1)):
         One table for every plane, or one per plane with the batch shape of `images` (the shape
         of every axis not in `axes`, in order). Same backend as `images`.
     axes : tuple of int, optional
-        The axes of one image.
+        The axes of one image. None (the default) means ``(-2, -1)``, or with `channel_axis`
+        the two trailing axes other than it.
+    channel_axis : int, optional
+        The axis of colour channels, as in scikit-image: a batch axis, so a per-plane `lut`
+        has a table per channel.
 
     Returns
     -------
     out : ndarray
-        Shape of `images`, dtype of `lut`: ``out[..., y, x] = lut[..., images[..., y, x]]``.
+        Shape of `images`, dtype of `lut` (native byte order):
+        ``out[..., y, x] = lut[..., images[..., y, x]]``.
 
     Raises
     ------
     TypeError
-        If `images` is not an integer array or `lut` is on another backend.
+        If `images` is not an integer array, `lut` is on another backend, or either is a
+        :class:`numpy.ma.MaskedArray`.
     ValueError
         If `lut` has the wrong shape or a pixel is outside ``[0, L)``.
 
@@ -52,7 +58,8 @@ def apply_lut(images, lut, *, axes=(-2, -1)):
     xp = array_module(images, lut=lut)
     check_images(images, xp)
     check_lut_inputs(images, lut)
-    axes = normalize_axes(axes, images.ndim)
+    images, lut = native(images), native(lut)
+    axes, _ = image_axes(axes, channel_axis, images.shape)
     planes, batch_shape, image_shape = _planes.to_planes(xp, images, axes)
     check_lut_shape(lut, batch_shape, images.shape, axes)
     length = lut.shape[-1]

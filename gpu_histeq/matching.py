@@ -20,7 +20,7 @@ from . import _planes
 from ._backend import array_module
 from ._engine.portable import count
 from ._tables import cdf_dtype
-from ._validate import check_channel_axis, check_images, normalize_axes
+from ._validate import available_memory, check_images, image_axes, native, refuse_masked
 
 __all__ = ["match_histograms"]
 
@@ -176,7 +176,7 @@ def _interp(xp, source_counts, source_size, owner, reference):
     return xp.where(exact, v_knot, slope * (x - x_knot) + v_knot)
 
 
-def match_histograms(images, reference, *, axes=(-2, -1), channel_axis=None):
+def match_histograms(images, reference, *, axes=None, channel_axis=None):
     """Match the histogram of every image plane to a reference, in one call.
 
     Parameters
@@ -191,9 +191,11 @@ def match_histograms(images, reference, *, axes=(-2, -1), channel_axis=None):
         the same size or 1 (broadcast), image axes of any size. Unsigned `images` need an
         unsigned `reference` (scikit-image counts it with ``bincount``).
     axes : tuple of int, optional
-        The axes of one image.
+        The axes of one image. None (the default) means ``(-2, -1)``, or with `channel_axis`
+        the two trailing axes other than it (``match_histograms(rgb, ref, channel_axis=-1)``
+        as in scikit-image).
     channel_axis : int, optional
-        The color axis: a batch axis (each channel matched on its own) that a shared
+        The colour axis: a batch axis (each channel matched on its own) that a shared
         `reference` carries too, with the same number of channels.
 
     Returns
@@ -207,7 +209,7 @@ def match_histograms(images, reference, *, axes=(-2, -1), channel_axis=None):
     ------
     TypeError
         Unsupported dtypes, an unsigned image with a signed or floating reference, arrays on
-        different backends.
+        different backends, a :class:`numpy.ma.MaskedArray`.
     ValueError
         A reference whose shape does not fit, a channel count that differs, an empty reference,
         NaN or infinity in floating input.
@@ -241,13 +243,14 @@ def match_histograms(images, reference, *, axes=(-2, -1), channel_axis=None):
     check_images(images, xp)
     if not hasattr(reference, "dtype") or not hasattr(reference, "ndim"):
         raise TypeError(f"`reference` must be an array, got {type(reference).__qualname__}")
+    refuse_masked(reference, "reference")
+    images, reference = native(images), native(reference)
     dtype, ref_dtype = np.dtype(images.dtype), np.dtype(reference.dtype)
     if ref_dtype.kind not in "uif":
         raise TypeError(f"`reference` must have an integer or real floating dtype, got {ref_dtype}")
     if dtype.kind == "u" and ref_dtype.kind != "u":
         raise TypeError(f"`reference` must be unsigned like `images` ({dtype}), got {ref_dtype}")
-    axes = normalize_axes(axes, images.ndim)
-    channel_axis = check_channel_axis(channel_axis, axes, images.ndim)
+    axes, channel_axis = image_axes(axes, channel_axis, images.shape)
     ref_planes, owner = _reference_planes(xp, images, reference, axes, channel_axis)
     planes, batch_shape, image_shape = _planes.to_planes(xp, images, axes)
     matched = xp.empty(planes.shape, np.float64)
@@ -275,7 +278,9 @@ def _match_planes(xp, planes, ref_planes, owner, matched):
     if integers:
         low = int(min(planes.min(), ref_planes.min()))  # sync: the table width is a shape
         width = int(max(planes.max(), ref_planes.max())) - low + 1
-        integers = width <= MAX_LEVELS
+        # the level tables (about 32 bytes per level per plane) must fit, else sort instead
+        table_bytes = 32 * width * (nplanes + ref_planes.shape[0])
+        integers = width <= MAX_LEVELS and table_bytes <= available_memory(xp) // 2
     if integers:
         reference = knots(xp, *_level_knots(xp, ref_planes, low, width), reference_size)
         source_cumulative, _ = _level_knots(xp, planes, low, width)

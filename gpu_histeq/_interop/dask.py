@@ -31,7 +31,8 @@ from ..lut import apply_lut as _apply_lut
 from ..matching import match_histograms as _match_histograms
 from .._backend import array_module, is_dask
 from .._tables import cdf_table
-from .._validate import check_images, check_lut_inputs, check_nbins, normalize_axes
+from .._validate import (check_bool, check_images, check_lut_inputs, check_nbins, image_axes,
+                         native, refuse_masked)
 
 __all__ = ["equalize_hist", "histogram", "cumulative_distribution", "apply_lut", "clahe",
            "equalize_adapthist", "match_histograms"]
@@ -55,13 +56,16 @@ def _indices(ndim, axes):
     return letters, batch, "z" if ndim < 26 else string.ascii_uppercase[0]
 
 
-def _prepare(images, nbins, axes, mask):
-    """Validate as the in-memory functions do; return ``(xp, axes, mask)`` with mask as dask."""
+def _prepare(images, nbins, axes, mask, channel_axis=None):
+    """Validate as the in-memory functions do; return ``(images, xp, axes, channel_axis,
+    mask)``: `images` in native byte order, `mask` as dask."""
     da = _da()
     xp = _meta_module(images, mask=mask)
     check_images(images, xp)
+    images = native(images)
     check_nbins(nbins)
-    axes = normalize_axes(axes, images.ndim)
+    axes, channel_axis = image_axes(axes, channel_axis, images.shape)
+    refuse_masked(mask, "mask")
     if mask is not None:
         if not hasattr(mask, "dtype") or np.dtype(mask.dtype) != np.bool_:
             got = getattr(mask, "dtype", type(mask))
@@ -73,7 +77,7 @@ def _prepare(images, nbins, axes, mask):
             raise ValueError(f"`mask` of shape {mask.shape} does not broadcast to `images` of "
                              f"shape {images.shape}") from None
         mask = mask.rechunk(images.chunks)
-    return xp, axes, mask
+    return images, xp, axes, channel_axis, mask
 
 
 def _empty_result(xp, images, fn, *args, **kwargs):
@@ -183,7 +187,7 @@ def _whole_images(images, axes, extra=()):
                           block_size_limit=max(_chunk_nbytes(images), image_nbytes))
 
 
-def equalize_hist(images, nbins=256, *, axes=(-2, -1), mask=None, method=None,
+def equalize_hist(images, nbins=256, *, axes=None, mask=None, method=None,
                   channel_axis=None, luminance=False, out=None):
     """:func:`gpu_histeq.equalize_hist` of a dask array, lazily; see the module docstring."""
     in_memory = _equalize_hist
@@ -191,17 +195,11 @@ def equalize_hist(images, nbins=256, *, axes=(-2, -1), mask=None, method=None,
     if out is not None:
         raise TypeError("`out` is not supported for dask arrays (they are immutable): "
                         "store the result with dask.array.store or .to_zarr instead")
-    xp, axes, mask = _prepare(images, nbins, axes, mask)
+    luminance = check_bool(luminance, "luminance")
+    images, xp, axes, channel_axis, mask = _prepare(images, nbins, axes, mask, channel_axis)
     spec = _chunked.make_spec(images.dtype, nbins, method, mask is not None)
-    if channel_axis is not None:
-        (channel_axis,) = normalize_axes(channel_axis, images.ndim, "channel_axis")
-        if channel_axis in axes:
-            raise ValueError(
-                f"`channel_axis` {channel_axis} must not be one of the image `axes` {axes}")
-    if not isinstance(luminance, (bool, np.bool_)):
-        raise TypeError(f"`luminance` must be a bool, got {luminance!r}")
     kwargs = dict(nbins=nbins, axes=axes, method=method, channel_axis=channel_axis,
-                  luminance=bool(luminance))
+                  luminance=luminance)
     if images.size == 0:
         return _empty_result(xp, images, in_memory, **kwargs)
     extra = (channel_axis,) if luminance else ()
@@ -225,10 +223,10 @@ def _equalize_whole_masked(chunk, mask, **kwargs):
     return _equalize_hist(chunk, mask=mask, **kwargs)
 
 
-def _histogram(images, nbins, axes, mask, name):
+def _histogram(images, nbins, axes, mask, channel_axis, name):
     """Lazy ``(counts, centers)`` with the batch shape, as the in-memory ``histogram``."""
 
-    xp, axes, mask = _prepare(images, nbins, axes, mask)
+    images, xp, axes, _, mask = _prepare(images, nbins, axes, mask, channel_axis)
     if images.size == 0:
         return _empty_result(xp, images, _in_memory(name), nbins, axes=axes)
     # the skimage binning: per-plane ranges, one bin per level for integers, `nbins` for floats
@@ -264,30 +262,31 @@ def _cdf_block(counts, image_dtype):
     return cdf_table(array_module(counts), counts, image_dtype)
 
 
-def histogram(images, nbins=256, *, axes=(-2, -1), mask=None):
+def histogram(images, nbins=256, *, axes=None, mask=None, channel_axis=None):
     """:func:`gpu_histeq.histogram` of a dask array: lazy counts and centers.
 
     Integer images compute their per-plane ranges at once: the number of bins is a shape.
     """
-    return _histogram(images, nbins, axes, mask, "histogram")
+    return _histogram(images, nbins, axes, mask, channel_axis, "histogram")
 
 
-def cumulative_distribution(images, nbins=256, *, axes=(-2, -1), mask=None):
+def cumulative_distribution(images, nbins=256, *, axes=None, mask=None, channel_axis=None):
     """:func:`gpu_histeq.cumulative_distribution` of a dask array: lazy cdf and centers."""
-    return _histogram(images, nbins, axes, mask, "cumulative_distribution")
+    return _histogram(images, nbins, axes, mask, channel_axis, "cumulative_distribution")
 
 
 def _lut_block(chunk, lut, axes):
     return _apply_lut(chunk, lut, axes=axes)
 
 
-def apply_lut(images, lut, *, axes=(-2, -1)):
+def apply_lut(images, lut, *, axes=None, channel_axis=None):
     """:func:`gpu_histeq.apply_lut` of a dask array: each chunk through its planes' tables."""
     da = _da()
     xp = _meta_module(images, lut=lut)
     check_images(images, xp)
     check_lut_inputs(images, lut)
-    axes = normalize_axes(axes, images.ndim)
+    images, lut = native(images), native(lut)
+    axes, _ = image_axes(axes, channel_axis, images.shape)
     ind, batch, free = _indices(images.ndim, axes)
     batch_shape = tuple(images.shape[a] for a in range(images.ndim) if a not in axes)
     lut = da.asarray(lut)
@@ -331,31 +330,38 @@ def _result_meta(xp, images, name, zero_axis, *args, **kwargs):
     return _in_memory(name)(xp.empty(shape, images.dtype), *args, **kwargs)
 
 
-def _map_whole_images(name, images, axes, **kwargs):
-    """A per-image function mapped over chunks that hold whole images (rechunked if needed)."""
+def _map_whole_images(name, images, axes, channel_axis, **kwargs):
+    """A per-image function mapped over chunks that hold whole images (rechunked if needed;
+    with their channels too when `channel_axis` is given)."""
     xp = _meta_module(images)
     check_images(images, xp)
-    axes = normalize_axes(axes, images.ndim)
-    whole = images.rechunk({a: -1 for a in axes})
-    batch = [a for a in range(images.ndim) if a not in axes]
+    images = native(images)
+    axes, channel_axis = image_axes(axes, channel_axis, images.shape)
+    whole_axes = axes + (() if channel_axis is None else (channel_axis,))
+    whole = images.rechunk({a: -1 for a in whole_axes})
+    kwargs["channel_axis"] = channel_axis
+    batch = [a for a in range(images.ndim) if a not in whole_axes]
     meta = _result_meta(xp, images, name, batch[0] if batch else None, axes=axes, **kwargs)
     options = {} if meta is None else {"dtype": meta.dtype, "meta": meta}
     return _da().map_blocks(_per_image_block, whole, function_name=name, axes=axes, **kwargs,
                             **options)
 
 
-def clahe(images, clip_limit=40.0, tile_grid=(8, 8), *, axes=(-2, -1)):
+def clahe(images, clip_limit=40.0, tile_grid=(8, 8), *, axes=None, channel_axis=None,
+          luminance=False):
     """:func:`gpu_histeq.clahe` of a dask array: each chunk of whole images, lazily."""
-    return _map_whole_images("clahe", images, axes, clip_limit=clip_limit, tile_grid=tile_grid)
+    return _map_whole_images("clahe", images, axes, channel_axis, clip_limit=clip_limit,
+                             tile_grid=tile_grid, luminance=luminance)
 
 
-def equalize_adapthist(images, kernel_size=None, clip_limit=0.01, nbins=256, *, axes=(-2, -1)):
+def equalize_adapthist(images, kernel_size=None, clip_limit=0.01, nbins=256, *, axes=None,
+                       channel_axis=None):
     """:func:`gpu_histeq.equalize_adapthist` of a dask array: whole images per chunk, lazily."""
-    return _map_whole_images("equalize_adapthist", images, axes, kernel_size=kernel_size,
-                             clip_limit=clip_limit, nbins=nbins)
+    return _map_whole_images("equalize_adapthist", images, axes, channel_axis,
+                             kernel_size=kernel_size, clip_limit=clip_limit, nbins=nbins)
 
 
-def match_histograms(images, reference, *, axes=(-2, -1), channel_axis=None):
+def match_histograms(images, reference, *, axes=None, channel_axis=None):
     """:func:`gpu_histeq.match_histograms` of a dask array, lazily.
 
     A shared `reference` (image axes only) goes whole to every task; a per-image reference (the
@@ -364,9 +370,9 @@ def match_histograms(images, reference, *, axes=(-2, -1), channel_axis=None):
     da = _da()
     xp = _meta_module(images, reference=reference)
     check_images(images, xp)
-    axes = normalize_axes(axes, images.ndim)
-    extra = () if channel_axis is None else normalize_axes(channel_axis, images.ndim,
-                                                           "channel_axis")
+    images, reference = native(images), native(reference)
+    axes, channel_axis = image_axes(axes, channel_axis, images.shape)
+    extra = () if channel_axis is None else (channel_axis,)
     whole = images.rechunk({a: -1 for a in tuple(axes) + tuple(extra)})
     reference = da.asarray(reference)
     kwargs = dict(axes=axes, channel_axis=channel_axis)
