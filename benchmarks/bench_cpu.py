@@ -204,6 +204,7 @@ def main(argv=None):
         except ImportError:
             pass
     command = "python " + " ".join([os.path.relpath(__file__)] + sys.argv[1:])
+    load_before = os.getloadavg()
     cases = []
     for case, functions in implementations(stack_u8, stack_f32, stack_f64, cases_wanted).items():
         entry = {"case": case}
@@ -222,14 +223,19 @@ def main(argv=None):
     date = datetime.date.today().isoformat()
     record = {"command": command, "date": date, "machine": f"{platform.machine()}, "
               f"{len(os.sched_getaffinity(0))} CPUs, {platform.platform()}", "versions": versions,
-              "repeats": args.repeats, "cases": cases}
+              "repeats": args.repeats, "cases": cases,
+              "load_average_1_5_15min": {"before": load_before, "after": os.getloadavg()}}
     if args.breakdown:
         record["breakdown"] = breakdown(args.seed_planes, max(args.repeats, 3))
     name = args.name or f"cpu-{date}"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
     lines = [f"# CPU benchmark, {date}", "", f"Command: `{command}`", "",
-             f"Machine: {record['machine']}", "", "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+             f"Machine: {record['machine']}", "",
+             "Load average (1, 5, 15 min) before / after: {:.1f} {:.1f} {:.1f} / {:.1f} {:.1f} {:.1f} "
+             "(other work on this shared machine; {} cores)".format(
+                 *load_before, *record["load_average_1_5_15min"]["after"], os.cpu_count()), "",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
              "", "Median (and min-max) of round-robin repeats, same data in one process. "
              "Ratio = time / gpu_histeq's time.", ""]
     for entry in cases:
