@@ -144,9 +144,8 @@ def plane_stats(xp, values, mask, starts):
 
 def selected_counts(xp, mask, starts):
     """``(P,)`` host int64: selected pixels of each packed plane (one cumulative sum)."""
-    running = xp.zeros(mask.size + 1, np.int64)
-    xp.cumsum(mask, out=running[1:])
-    ends = running[xp.asarray(starts)]
+    running = xp.concatenate([xp.zeros(1, np.int64), xp.cumsum(mask, dtype=np.int64)])
+    ends = xp.take(running, xp.asarray(starts))
     return np.asarray((ends[1:] - ends[:-1]).tolist(), np.int64)  # sync: the error names a plane
 
 

@@ -221,8 +221,7 @@ def _sorted_runs(xp, values, starts):
     new : (M,) bool ndarray
         True where a run starts.
     """
-    sizes = np.diff(starts)
-    plane = xp.asarray(np.repeat(np.arange(len(sizes), dtype=np.intp), sizes))
+    plane = _packed.local_planes(xp, starts, (0, len(starts) - 1, 0, int(starts[-1])))
     if is_cupy(xp):  # CuPy's lexsort takes one 2-d array of keys
         order = xp.lexsort(xp.stack([values.astype(np.float64), plane.astype(np.float64)]))
     else:
