@@ -607,11 +607,12 @@ GPU_HISTEQ_AVX2 static int64_t interp_avx2_f32(const float *v, const int32_t *se
 enum { GPU_HISTEQ_GENERIC = 0, GPU_HISTEQ_WITH_AVX2 = 1, GPU_HISTEQ_WITH_AVX512 = 2 };
 static int simd_level(void) { return GPU_HISTEQ_GENERIC; }
 #define GPU_HISTEQ_NO_SIMD(T, NAME, ISA)                                                       \
-    static int64_t range_##ISA##_##NAME(const T *v, int64_t n, T *lo, T *hi, T *bad) { return 0; } \
     static int64_t bin_##ISA##_##NAME(const T *v, int64_t n, T first, T scale, T last_bin,     \
         T step, T last, int32_t *bins, int32_t *segments, const T *next) { return 0; }         \
     static int64_t interp_##ISA##_##NAME(const T *v, const int32_t *segments, int64_t n,       \
         const double *centers, const double *slopes, const double *cdf, T *o) { return 0; }
+static int64_t range_avx512_f32(const float *v, int64_t n, float *lo, float *hi, float *bad) { return 0; }
+static int64_t range_avx512_f64(const double *v, int64_t n, double *lo, double *hi, double *bad) { return 0; }
 GPU_HISTEQ_NO_SIMD(float, f32, avx512)
 GPU_HISTEQ_NO_SIMD(double, f64, avx512)
 GPU_HISTEQ_NO_SIMD(float, f32, avx2)
