@@ -122,6 +122,7 @@ def test_progress_bar_in_a_terminal(tmp_path, columns):
     pytest.importorskip("tqdm")
     images = RNG.integers(0, 256, (300, 8, 8), dtype=np.uint8)
     np.save(tmp_path / "in.npy", images)
+    before = (tmp_path / "in.npy").read_bytes()
     status, text = _in_terminal(["equalize", "in.npy", "out.npy", "--chunk-size", 1,
                                  "--axes=all"], columns, tmp_path)
     assert status == 0, text
@@ -133,7 +134,7 @@ def test_progress_bar_in_a_terminal(tmp_path, columns):
     status, text = _in_terminal(["equalize", "-q", "in.npy", "o2.npy", "--chunk-size", 1],
                                 columns, tmp_path)
     assert status == 0 and text == "", text
-    assert _leftovers(tmp_path) == []
+    assert _leftovers(tmp_path) == [] and (tmp_path / "in.npy").read_bytes() == before
 
 
 def test_no_progress_bar_on_a_pipe(tmp_path):
@@ -143,6 +144,7 @@ def test_no_progress_bar_on_a_pipe(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout == f"equalize: in.npy {images.shape} uint8 -> out.npy\n"
+    assert np.array_equal(np.load(tmp_path / "in.npy"), images) and _leftovers(tmp_path) == []
 
 
 def test_without_tqdm_there_is_no_bar_and_no_error(tmp_path):
@@ -165,4 +167,4 @@ def test_without_tqdm_there_is_no_bar_and_no_error(tmp_path):
     os.close(main_fd)
     run.stdout.close()
     assert status == 0 and text == "", text
-    assert Path(tmp_path / "out.npy").exists()
+    assert Path(tmp_path / "out.npy").exists() and _leftovers(tmp_path) == []
