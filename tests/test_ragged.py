@@ -91,6 +91,32 @@ def test_equalize_masks_equal_per_image(xp, dtype, method, portable):
         same(result, gpu_histeq.equalize_hist(image, axes=AXES, method=method, mask=mask))
 
 
+@pytest.mark.parametrize("portable", [False, True], ids=["selected", "portable"])
+@pytest.mark.parametrize("dtype, method", [(np.uint8, "opencv"), (np.uint8, "pil"),
+                                           (np.uint16, "skimage"), (np.float32, "skimage")])
+def test_equalize_luminance_equals_per_image(xp, dtype, method, portable):
+    rng = np.random.default_rng(15)
+    shapes = [(7, 5, 3), (40, 9, 3), (1, 1, 3), (0, 4, 3), (2, 17, 6, 3)]
+    if np.dtype(dtype).kind == "f":
+        images = [rng.random(shape).astype(dtype) for shape in shapes]
+    else:
+        images = [rng.integers(0, 200, shape).astype(dtype) for shape in shapes]
+    masks = [rng.random(image.shape[:-1] + (1,)) < 0.7 for image in images]
+    for mask in masks:
+        if mask.size:
+            mask[..., 0, 0, :] = True
+    for mask_list in (None, masks):
+        with engine(portable):
+            results = gpu_histeq.equalize_hist(
+                device_list(xp, images), axes=(-3, -2), channel_axis=-1, luminance=True,
+                method=method, mask=None if mask_list is None else device_list(xp, mask_list))
+        for k, (result, image) in enumerate(zip(results, images)):
+            assert_backend(result, xp)
+            same(result, gpu_histeq.equalize_hist(
+                image, axes=(-3, -2), channel_axis=-1, luminance=True, method=method,
+                mask=None if mask_list is None else mask_list[k]))
+
+
 def test_mask_selecting_nothing_names_the_image():
     images = ragged_images(np.uint8)
     masks = [np.ones(image.shape, bool) for image in images]
@@ -308,8 +334,9 @@ def test_refusals(cp):
         gpu_histeq.equalize_hist(images, mask=np.ones((4, 4), bool))
     with pytest.raises(ValueError, match=r"`mask` must have one entry per image \(2\), got 1"):
         gpu_histeq.equalize_hist(images, mask=[np.ones((4, 4), bool)])
-    with pytest.raises(TypeError, match="`luminance=True` is not supported"):
-        gpu_histeq.equalize_hist(images, luminance=True, channel_axis=0)
+    with pytest.raises(ValueError, match="`luminance=True` needs 3"):
+        gpu_histeq.equalize_hist([np.zeros((4, 4, 2), np.uint8)], axes=(0, 1), luminance=True,
+                                 channel_axis=-1)
     for function in (gpu_histeq.clahe, gpu_histeq.equalize_adapthist):
         with pytest.raises(TypeError, match=f"must be one array for {function.__name__}"):
             function(images)

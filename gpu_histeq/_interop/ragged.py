@@ -14,14 +14,16 @@ selected, go to the compiled engine in buckets of similar plane sizes (:func:`_b
 plane padded to its bucket's width, the padding masked out; a loop over buckets, not images),
 which measured several times faster than the portable path on the CPU
 (``benchmarks/results/ragged-*.md``); histograms and ``apply_lut`` stay portable.
+``luminance=True`` takes the buckets on every backend (``(rows, 3, W)`` arrays through the
+in-memory luma path, so the colour conversions are exactly its own).
 :func:`match_histograms` is :mod:`.ragged_matching` (level tables or one sort, per-plane sizes).
 :func:`gpu_histeq.clahe` and :func:`gpu_histeq.equalize_adapthist` refuse lists (tile geometry
-is per image shape), and so does every function for lists of Dask arrays or tensors, and
-``equalize_hist`` for ``luminance=True``.
+is per image shape), and so does every function for lists of Dask arrays or tensors.
 """
 
 import functools
 import inspect
+import math
 
 import numpy as np
 
@@ -31,7 +33,8 @@ from .._backend import array_module
 from .._binning import UniformBinning, range_binning
 from .._tables import cdf_dtype, cdf_table
 from .._validate import (METHODS, check_finite, check_levels_nbins, check_lut_inputs,
-                         check_lut_shape, check_nbins, check_out, resolve_method)
+                         check_lut_shape, check_luminance, check_nbins, check_out,
+                         resolve_method)
 from . import _packed
 from ._lists import (Layout, arrays, check_selects, masks_for, pack, per_entry, resolve_axes,
                      unsupported)
@@ -73,9 +76,6 @@ def equalize_hist(images, nbins, *, axes, mask, method, channel_axis, luminance,
     nbins = check_nbins(nbins)
     if not isinstance(luminance, (bool, np.bool_)):
         raise TypeError(f"`luminance` must be a bool, got {luminance!r}")
-    if luminance:
-        raise TypeError("`luminance=True` is not supported when `images` is a list: call "
-                        "equalize_hist per image, or on one array per size")
     items, xp, dtype = arrays(images, "equalize_hist")
     outs = per_entry(out, items, "out")
     if not items:
@@ -87,18 +87,25 @@ def equalize_hist(images, nbins, *, axes, mask, method, channel_axis, luminance,
     level_indexed = method in ("opencv", "pil")
     if level_indexed:
         nbins = check_levels_nbins(nbins, dtype, method)
-    axes_list = [resolve_axes(axes, channel_axis, item.shape)[0] for item in items]
+    resolved = [resolve_axes(axes, channel_axis, item.shape) for item in items]
+    axes_list = [a for a, _ in resolved]
     result_dtype = dtype if level_indexed else cdf_dtype(dtype)
     for item, o in zip(items, outs):
         if o is not None:
             array_module(item, out=o)
-            check_out(o, item.shape, result_dtype, xp)
+            check_out(o, item.shape, o.dtype if luminance else result_dtype, xp)
     masks = masks_for(mask, items, xp)
     layout = Layout(items, axes_list)
-    if _engine.select(xp, dtype) == "compiled":
+    if luminance:
+        for item, (_, channel) in zip(items, resolved):
+            check_luminance(item.shape, dtype, channel, method)
+        equalize_rows = functools.partial(_equalize.equalize_hist, nbins=nbins, axes=(2,),
+                                          method=method, channel_axis=1, luminance=True)
+        results = _bucketed(xp, items, masks, _Rows(items, resolved), equalize_rows)
+    elif _engine.select(xp, dtype) == "compiled":
         equalize_rows = functools.partial(_equalize.equalize_hist, nbins=nbins, axes=(1,),
                                           method=method)
-        results = _bucketed(xp, items, masks, layout, result_dtype, equalize_rows)
+        results = _bucketed(xp, items, masks, _Rows(items, resolved, layout), equalize_rows)
     else:
         results = []
         for i0, i1 in layout.groups(xp):
@@ -111,28 +118,71 @@ def equalize_hist(images, nbins, *, axes, mask, method, channel_axis, luminance,
             results += layout.unpack(xp, packed, i0, i1)
     for k, o in enumerate(outs):
         if o is not None:
+            if np.dtype(o.dtype) != np.dtype(results[k].dtype):
+                raise TypeError(f"`out` must have dtype {results[k].dtype}, got {o.dtype}")
             o[...] = results[k]
             results[k] = o
     return results
 
 
-def _bucketed(xp, items, masks, layout, result_dtype, equalize_rows):
+class _Rows:
+    """How each image becomes rows of a bucket and back: ``(P, N)`` planes, or for the luma path
+    ``(P, 3, N)`` (the channel axis kept beside the flattened image axes)."""
+
+    def __init__(self, items, resolved, layout=None):
+        self.luminance = layout is None
+        self.items, self.resolved, self.layout = items, resolved, layout
+        if layout is not None:
+            self.nplanes, self.sizes = np.diff(layout.first_plane), layout.sizes
+            return
+        shapes = [tuple(n for a, n in enumerate(item.shape) if a != c)
+                  for item, (_, c) in zip(items, resolved)]
+        self.nplanes = np.asarray([math.prod(s) for s in shapes], np.int64)
+        self.sizes = np.asarray([math.prod(item.shape[a] for a in axes)
+                                 for item, (axes, _) in zip(items, resolved)], np.int64)
+        self.nplanes //= np.maximum(self.sizes, 1)
+
+    def lanes(self):
+        return (3,) if self.luminance else ()
+
+    def to_rows(self, xp, array, i):
+        axes, channel = self.resolved[i]
+        if not self.luminance:
+            return _planes.to_planes(xp, array, axes)[0]
+        last = tuple(range(array.ndim - 1 - len(axes), array.ndim))
+        moved = xp.moveaxis(array, (channel,) + axes, last)
+        return moved.reshape(int(self.nplanes[i]), array.shape[channel], int(self.sizes[i]))
+
+    def from_rows(self, xp, part, i):
+        axes, channel = self.resolved[i]
+        if not self.luminance:
+            batch, image, _ = self.layout.shapes[i]
+            return _planes.from_planes(xp, part, batch, image, axes)
+        shape = self.items[i].shape
+        last = tuple(range(len(shape) - 1 - len(axes), len(shape)))
+        order = [a for a in range(len(shape)) if a not in (channel,) + axes]
+        moved = part.reshape(tuple(shape[a] for a in order) + (shape[channel],)
+                             + tuple(shape[a] for a in axes))
+        return xp.moveaxis(moved, last, (channel,) + axes)
+
+
+def _bucketed(xp, items, masks, rows_of, equalize_rows):
     """Every image through ``equalize_rows(rows, mask=...)`` (the in-memory function on one
     array, in the engine it selects: the compiled one on the CPU), in buckets of similar sizes.
 
     Images sorted by plane size are cut into buckets whose sizes differ by less than a factor
     ``2 ** (1 / BUCKETS_PER_OCTAVE)``, at most about ``BUCKET_PIXELS`` padded pixels each. A
-    bucket is packed into ``(rows, W)`` (``W`` its largest plane; one row per plane), the padding
-    zero and left out of the mask: each plane's histogram, and so its table, is exactly its own.
-    The results are views of each bucket's rows. Python loops over the images pack and unpack;
-    the computation runs once per bucket.
+    bucket is packed into ``(rows, W)`` (``W`` its largest plane; one row per plane; ``(rows,
+    3, W)`` for the luma path), the padding zero and left out of the mask: each plane's
+    histogram, and so its table, is exactly its own. The results are views of each bucket's
+    rows. Python loops over the images pack and unpack; the computation runs once per bucket.
     """
     results = [None] * len(items)
-    nplanes = np.diff(layout.first_plane)
-    sizes = layout.sizes
+    nplanes, sizes, lanes = rows_of.nplanes, rows_of.sizes, rows_of.lanes()
     filled = np.flatnonzero((sizes > 0) & (nplanes > 0))
     for i in np.flatnonzero((sizes == 0) | (nplanes == 0)).tolist():
-        results[i] = xp.empty(items[i].shape, result_dtype)
+        results[i] = equalize_rows(xp.zeros((0,) + lanes + (1,), items[i].dtype),
+                                   mask=None).reshape(items[i].shape)  # nothing to compute
     if filled.size == 0:
         return results
     order = filled[np.argsort(sizes[filled], kind="stable")]
@@ -143,28 +193,32 @@ def _bucketed(xp, items, masks, layout, result_dtype, equalize_rows):
         group_of = plane_starts(nplanes[bucket] * width)[:-1] // BUCKET_PIXELS
         for group in np.split(bucket, np.flatnonzero(np.diff(group_of)) + 1):
             rows = plane_starts(nplanes[group])
-            padded = xp.zeros((int(rows[-1]), width), items[0].dtype)
+            padded = xp.zeros((int(rows[-1]),) + lanes + (width,), items[0].dtype)
             # no padding and no mask: the unmasked (faster) path
             exact = masks is None and int(sizes[group].min()) == width
-            selected = None if exact else xp.zeros((int(rows[-1]), width), bool)
+            selected = None
+            if not exact:
+                selected = xp.zeros((int(rows[-1]),) + (1,) * len(lanes) + (width,), bool)
             for k, i in enumerate(group.tolist()):  # packing: one copy per image
-                part = (slice(int(rows[k]), int(rows[k + 1])), slice(0, int(sizes[i])))
-                padded[part] = _planes.to_planes(xp, items[i], layout.shapes[i][2])[0]
+                part = (slice(int(rows[k]), int(rows[k + 1])),) + (slice(None),) * len(lanes) \
+                    + (slice(0, int(sizes[i])),)
+                padded[part] = rows_of.to_rows(xp, items[i], i)
                 if masks is not None:
-                    selected[part] = _selecting(xp, masks[i], layout.shapes[i][2], i)
+                    mask_rows = rows_of.to_rows(xp, masks[i], i)
+                    if lanes:  # the luma path counts pixels selected in every channel
+                        mask_rows = mask_rows.all(axis=1)
+                    selected[part] = _selecting(xp, mask_rows, i).reshape(selected[part].shape)
                 elif not exact:
                     selected[part] = True
             out = equalize_rows(padded, mask=selected)
             for k, i in enumerate(group.tolist()):  # views of the result rows
-                batch, image, axes = layout.shapes[i]
-                part = out[int(rows[k]):int(rows[k + 1]), :int(sizes[i])]
-                results[i] = _planes.from_planes(xp, part, batch, image, axes)
+                part = out[int(rows[k]):int(rows[k + 1]), ..., :int(sizes[i])]
+                results[i] = rows_of.from_rows(xp, part, i)
     return results
 
 
-def _selecting(xp, mask, axes, image):
-    """The ``(P, N)`` planes of one image's mask, checked to select a pixel of every plane."""
-    planes = _planes.to_planes(xp, mask, axes)[0]
+def _selecting(xp, planes, image):
+    """One image's ``(P, N)`` mask planes, checked to select a pixel of every plane."""
     empty = np.flatnonzero(~np.asarray(planes.any(axis=1).tolist(), bool))  # sync: an error
     if empty.size:
         raise ValueError(f"`mask` selects no pixel of plane {int(empty[0])} of image {image} "
