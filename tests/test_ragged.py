@@ -344,6 +344,20 @@ def test_refusals(cp):
         gpu_histeq.equalize_hist([np.zeros((2, 2), np.float32)], method="pil")
 
 
+def test_parameters_the_list_path_does_not_know():
+    """A public parameter the list path lacks is refused unless left at its default."""
+    def equalize_hist(images, nbins=256, *, axes=None, mask=None, method=None,
+                      channel_axis=None, luminance=False, out=None, sparkle=False):
+        raise AssertionError("the list path calls its own implementation")
+
+    images = [np.arange(12, dtype=np.uint8).reshape(3, 4)]
+    with pytest.raises(TypeError, match="`sparkle` is not supported by equalize_hist when "
+                                        "`images` is a list"):
+        ragged.call(equalize_hist, images, sparkle=True)
+    (result,) = ragged.call(equalize_hist, images, axes=AXES)
+    same(result, gpu_histeq.equalize_hist(images[0], axes=AXES))
+
+
 def test_dask_lists_are_refused():
     da = pytest.importorskip("dask.array")
     with pytest.raises(TypeError, match="entry 1 is a Dask array: .* call gpu_histeq.equalize_hist "

@@ -22,14 +22,6 @@ PACK_PIXELS = 1 << 24
 PACK_PIXELS_GPU = 1 << 27
 
 
-def unsupported(name, others, defaults):
-    """Refuse parameters the list path does not implement (any value but their default)."""
-    for param, value in others.items():
-        if value is not defaults.get(param, None) and value != defaults.get(param, None):
-            raise TypeError(f"`{param}` is not supported by {name} when `images` is a list: "
-                            f"call {name} per image for `{param}={value!r}`")
-
-
 def resolve_axes(axes, channel_axis, shape):
     """The image axes and channel axis of one entry, by the rule of a single array."""
     if hasattr(_validate, "image_axes"):

@@ -36,8 +36,7 @@ from .._validate import (METHODS, check_finite, check_levels_nbins, check_lut_in
                          check_lut_shape, check_luminance, check_nbins, check_out,
                          resolve_method)
 from . import _packed
-from ._lists import (Layout, arrays, check_selects, masks_for, pack, per_entry, resolve_axes,
-                     unsupported)
+from ._lists import Layout, arrays, check_selects, masks_for, pack, per_entry, resolve_axes
 from ._packed import plane_starts
 from .ragged_matching import match_histograms
 
@@ -59,20 +58,28 @@ def call(function, images, *args, **kwargs):
             "geometry (tile shape, padding, clip limit) follows each image's size, which "
             f"gpu_histeq does not batch across sizes; call {name} per image, or on one array "
             "per size")
-    # the public function's own signature and defaults, so both always agree
-    bound = inspect.signature(function).bind(images, *args, **kwargs)
+    # the public function's own signature and defaults, so both always agree; a parameter the
+    # list path does not know is refused unless left at its default
+    signature = inspect.signature(function)
+    bound = signature.bind(images, *args, **kwargs)
+    given = dict(bound.arguments)
     bound.apply_defaults()
     arguments = dict(bound.arguments)
     del arguments["images"]
+    accepted = inspect.signature(handler).parameters
+    for param in [p for p in arguments if p not in accepted]:
+        if param in given and given[param] is not signature.parameters[param].default:
+            raise TypeError(f"`{param}` is not supported by {name} when `images` is a list: "
+                            f"call {name} per image for `{param}={given[param]!r}`")
+        del arguments[param]
     return handler(images, **arguments)
 
 
 # ---------------------------------------------------------------------------------------------
 # equalize_hist
 
-def equalize_hist(images, nbins, *, axes, mask, method, channel_axis, luminance, out, **others):
+def equalize_hist(images, nbins, *, axes, mask, method, channel_axis, luminance, out):
     """:func:`gpu_histeq.equalize_hist` of every image of a list, in one batched computation."""
-    unsupported("equalize_hist", others, {})
     nbins = check_nbins(nbins)
     if not isinstance(luminance, (bool, np.bool_)):
         raise TypeError(f"`luminance` must be a bool, got {luminance!r}")
@@ -280,25 +287,22 @@ def _empty_histogram(xp, dtype, nplanes, nbins):
     return xp.zeros((nplanes, nbins), np.int64), centers
 
 
-def histogram(images, nbins, *, axes, mask, channel_axis=None, **others):
+def histogram(images, nbins, *, axes, mask, channel_axis=None):
     """:func:`gpu_histeq.histogram` of every image of a list: a list of ``(counts, centers)``."""
-    unsupported("histogram", others, {})
     return _histograms(images, nbins, axes, mask, channel_axis, "histogram", False)
 
 
-def cumulative_distribution(images, nbins, *, axes, mask, channel_axis=None, **others):
+def cumulative_distribution(images, nbins, *, axes, mask, channel_axis=None):
     """:func:`gpu_histeq.cumulative_distribution` of every image of a list: ``(cdf, centers)``."""
-    unsupported("cumulative_distribution", others, {})
     return _histograms(images, nbins, axes, mask, channel_axis, "cumulative_distribution", True)
 
 
 # ---------------------------------------------------------------------------------------------
 # apply_lut
 
-def apply_lut(images, lut, *, axes, channel_axis=None, **others):
+def apply_lut(images, lut, *, axes, channel_axis=None):
     """:func:`gpu_histeq.apply_lut` of every image of a list: one table for all, or a list of
     tables (one ``(L,)`` or ``(batch..., L)`` per image, one dtype, any lengths)."""
-    unsupported("apply_lut", others, {})
     items, xp, _ = arrays(images, "apply_lut")
     native = getattr(_validate, "native", lambda array: array)
     shared = not isinstance(lut, (list, tuple))

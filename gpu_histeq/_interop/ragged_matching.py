@@ -24,19 +24,18 @@ from .._binning import LevelBinning
 from .._tables import cdf_dtype
 from ..matching import MAX_LEVELS, _reference_planes
 from . import _packed
-from ._lists import Layout, arrays, pack, per_entry, resolve_axes, unsupported
+from ._lists import Layout, arrays, pack, per_entry, resolve_axes
 from ._packed import plane_starts
 
 __all__ = ["match_histograms"]
 
 
-def match_histograms(images, reference, *, axes, channel_axis, **others):
+def match_histograms(images, reference, *, axes, channel_axis):
     """:func:`gpu_histeq.match_histograms` of every image of a list.
 
     `reference` is one array (the form the per-image call takes, used for every image) or a
     list with one reference per image.
     """
-    unsupported("match_histograms", others, {})
     items, xp, dtype = arrays(images, "match_histograms")
     shared = not isinstance(reference, (list, tuple))
     references = [reference] * len(items) if shared else per_entry(reference, items, "reference")
