@@ -119,7 +119,7 @@ write_summary() {
 
 too_short() {  # too_short INDEX STAGE LIMIT: record a skip (and succeed) when LIMIT is under 20 s
     [ "$3" -ge 20 ] && return 1
-    record "$1" "$2" skipped 0 "only $3 s left for it before the $deadline s deadline"
+    record "$1" "$2" skipped 0 "$3 s left for it (20 needed) before the $deadline s deadline"
 }
 
 status_of() {  # status_of EXIT_CODE: the words for a stage's exit code
