@@ -128,7 +128,8 @@ def test_mask_selecting_nothing_names_the_image():
 @pytest.mark.parametrize("dtype, nbins", [(np.uint8, 256), (np.int16, 7), (np.float32, 30),
                                           (np.float64, 256)])
 @pytest.mark.parametrize("function", ["histogram", "cumulative_distribution"])
-def test_histograms_equal_per_image(xp, dtype, nbins, function):
+@pytest.mark.parametrize("portable", [False, True], ids=["selected", "portable"])
+def test_histograms_equal_per_image(xp, dtype, nbins, function, portable):
     images = ragged_images(dtype, seed=3)
     rng = np.random.default_rng(4)
     masks = [rng.random(image.shape) < 0.7 for image in images]
@@ -138,7 +139,8 @@ def test_histograms_equal_per_image(xp, dtype, nbins, function):
     fn = getattr(gpu_histeq, function)
     for mask_list in (None, masks):
         device_masks = None if mask_list is None else device_list(xp, mask_list)
-        results = fn(device_list(xp, images), nbins, axes=AXES, mask=device_masks)
+        with engine(portable):
+            results = fn(device_list(xp, images), nbins, axes=AXES, mask=device_masks)
         for k, (image, pair) in enumerate(zip(images, results)):
             mask = None if mask_list is None else mask_list[k]
             expected = fn(image, nbins, axes=AXES, mask=mask)
@@ -272,9 +274,13 @@ def test_blocks_split_planes_and_pack_groups(monkeypatch):
         for result, want in zip(results, expected[dtype, method]):
             same(result, want)
     images = ragged_images(np.float32, seed=9)
-    for pair, image in zip(gpu_histeq.histogram(images, 17, axes=AXES), images):
-        for part, want in zip(pair, gpu_histeq.histogram(image, 17, axes=AXES)):
-            same(part, want)
+    expected = [gpu_histeq.histogram(image, 17, axes=AXES) for image in images]
+    for portable in (False, True):
+        with engine(portable):
+            results = gpu_histeq.histogram(images, 17, axes=AXES)
+        for pair, want in zip(results, expected):
+            for part, part_want in zip(pair, want):
+                same(part, part_want)
 
 
 @pytest.mark.skipif(not _cpu.BUILT, reason="the compiled extension is not built")

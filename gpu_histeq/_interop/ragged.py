@@ -13,7 +13,9 @@ per-plane offsets yet. NumPy lists of :func:`equalize_hist`, when the compiled e
 selected, go to the compiled engine in buckets of similar plane sizes (:func:`_bucketed`: each
 plane padded to its bucket's width, the padding masked out; a loop over buckets, not images),
 which measured several times faster than the portable path on the CPU
-(``benchmarks/results/ragged-*.md``); histograms and ``apply_lut`` stay portable.
+(``benchmarks/results/ragged-*.md``); so do :func:`histogram` and
+:func:`cumulative_distribution` (integer rows padded with their own first pixel, whose count
+is taken back out, so no mask is needed there); ``apply_lut`` stays portable.
 ``luminance=True`` takes the buckets on every backend (``(rows, 3, W)`` arrays through the
 in-memory luma path, so the colour conversions are exactly its own).
 :func:`match_histograms` is :mod:`.ragged_matching` (level tables or one sort, per-plane sizes).
@@ -29,6 +31,8 @@ import numpy as np
 
 from .. import _engine, _planes, _validate
 from .. import equalize as _equalize
+from ..histogram import cumulative_distribution as _in_memory_cdf
+from ..histogram import histogram as _in_memory_histogram
 from .._backend import array_module
 from .._binning import UniformBinning, range_binning
 from .._tables import cdf_dtype, cdf_table
@@ -108,11 +112,12 @@ def equalize_hist(images, nbins, *, axes, mask, method, channel_axis, luminance,
             check_luminance(item.shape, dtype, channel, method)
         equalize_rows = functools.partial(_equalize.equalize_hist, nbins=nbins, axes=(2,),
                                           method=method, channel_axis=1, luminance=True)
-        results = _bucketed(xp, items, masks, _Rows(items, resolved), equalize_rows)
+        results = _equalize_buckets(xp, items, masks, _Rows(items, resolved), equalize_rows)
     elif _engine.select(xp, dtype) == "compiled":
         equalize_rows = functools.partial(_equalize.equalize_hist, nbins=nbins, axes=(1,),
                                           method=method)
-        results = _bucketed(xp, items, masks, _Rows(items, resolved, layout), equalize_rows)
+        results = _equalize_buckets(xp, items, masks, _Rows(items, resolved, layout),
+                                    equalize_rows)
     else:
         results = []
         for i0, i1 in layout.groups(xp):
@@ -173,23 +178,42 @@ class _Rows:
         return xp.moveaxis(moved, last, (channel,) + axes)
 
 
-def _bucketed(xp, items, masks, rows_of, equalize_rows):
-    """Every image through ``equalize_rows(rows, mask=...)`` (the in-memory function on one
-    array, in the engine it selects: the compiled one on the CPU), in buckets of similar sizes.
+def _equalize_buckets(xp, items, masks, rows_of, equalize_rows):
+    """:func:`_bucketed` with ``equalize_rows(rows, mask=...)`` (an in-memory equalize_hist)."""
+    sizes = rows_of.sizes
+    lanes = rows_of.lanes()
+
+    def empty(i):  # nothing to compute: the in-memory function's own empty result
+        return equalize_rows(xp.zeros((0,) + lanes + (1,), items[i].dtype), mask=None).reshape(
+            items[i].shape)
+
+    def unpack(out, rows, i):
+        return rows_of.from_rows(xp, out[rows, ..., :int(sizes[i])], i)
+
+    return _bucketed(xp, items, masks, rows_of,
+                     lambda padded, selected: equalize_rows(padded, mask=selected), unpack, empty)
+
+
+def _bucketed(xp, items, masks, rows_of, compute, unpack, empty, repeat_first=False):
+    """Every image through one in-memory call per bucket of similar sizes.
 
     Images sorted by plane size are cut into buckets whose sizes differ by less than a factor
     ``2 ** (1 / BUCKETS_PER_OCTAVE)``, at most about ``BUCKET_PIXELS`` padded pixels each. A
     bucket is packed into ``(rows, W)`` (``W`` its largest plane; one row per plane; ``(rows,
-    3, W)`` for the luma path), the padding zero and left out of the mask: each plane's
-    histogram, and so its table, is exactly its own. The results are views of each bucket's
-    rows. Python loops over the images pack and unpack; the computation runs once per bucket.
+    3, W)`` for the luma path), the padding zero and left out of the mask, and goes through
+    ``compute(padded, selected)`` once (the in-memory function, in the engine it selects: the
+    compiled one on the CPU). Each plane's histogram, and so its table, is exactly its own.
+    ``unpack(out, rows, i)`` gives image ``i``'s result from its `rows` of the bucket's, and
+    ``empty(i)`` the result of an image without pixels. With `repeat_first` and no mask, the
+    padding repeats each plane's first pixel instead and nothing is masked: ``compute(padded,
+    padding)`` then gets the ``(rows,)`` host count of padding pixels per row to take back out.
+    Python loops over the images pack and unpack; the computation runs once per bucket.
     """
     results = [None] * len(items)
     nplanes, sizes, lanes = rows_of.nplanes, rows_of.sizes, rows_of.lanes()
     filled = np.flatnonzero((sizes > 0) & (nplanes > 0))
     for i in np.flatnonzero((sizes == 0) | (nplanes == 0)).tolist():
-        results[i] = equalize_rows(xp.zeros((0,) + lanes + (1,), items[i].dtype),
-                                   mask=None).reshape(items[i].shape)  # nothing to compute
+        results[i] = empty(i)
     if filled.size == 0:
         return results
     order = filled[np.argsort(sizes[filled], kind="stable")]
@@ -202,7 +226,7 @@ def _bucketed(xp, items, masks, rows_of, equalize_rows):
             rows = plane_starts(nplanes[group])
             padded = xp.zeros((int(rows[-1]),) + lanes + (width,), items[0].dtype)
             # no padding and no mask: the unmasked (faster) path
-            exact = masks is None and int(sizes[group].min()) == width
+            exact = masks is None and (repeat_first or int(sizes[group].min()) == width)
             selected = None
             if not exact:
                 selected = xp.zeros((int(rows[-1]),) + (1,) * len(lanes) + (width,), bool)
@@ -210,6 +234,8 @@ def _bucketed(xp, items, masks, rows_of, equalize_rows):
                 part = (slice(int(rows[k]), int(rows[k + 1])),) + (slice(None),) * len(lanes) \
                     + (slice(0, int(sizes[i])),)
                 padded[part] = rows_of.to_rows(xp, items[i], i)
+                if exact and repeat_first:
+                    padded[part[0], int(sizes[i]):] = padded[part[0], :1]
                 if masks is not None:
                     mask_rows = rows_of.to_rows(xp, masks[i], i)
                     if lanes:  # the luma path counts pixels selected in every channel
@@ -217,10 +243,11 @@ def _bucketed(xp, items, masks, rows_of, equalize_rows):
                     selected[part] = _selecting(xp, mask_rows, i).reshape(selected[part].shape)
                 elif not exact:
                     selected[part] = True
-            out = equalize_rows(padded, mask=selected)
-            for k, i in enumerate(group.tolist()):  # views of the result rows
-                part = out[int(rows[k]):int(rows[k + 1]), ..., :int(sizes[i])]
-                results[i] = rows_of.from_rows(xp, part, i)
+            if exact and repeat_first:
+                selected = width - np.repeat(sizes[group], nplanes[group])
+            out = compute(padded, selected)
+            for k, i in enumerate(group.tolist()):
+                results[i] = unpack(out, slice(int(rows[k]), int(rows[k + 1])), i)
     return results
 
 
@@ -242,9 +269,13 @@ def _histograms(images, nbins, axes, mask, channel_axis, name, cumulative):
     if not items:
         per_entry(mask, items, "mask")
         return []
-    axes_list = [resolve_axes(axes, channel_axis, item.shape)[0] for item in items]
+    resolved = [resolve_axes(axes, channel_axis, item.shape) for item in items]
+    axes_list = [a for a, _ in resolved]
     masks = masks_for(mask, items, xp)
     layout = Layout(items, axes_list)
+    if _engine.select(xp, dtype) == "compiled":
+        return _histogram_buckets(xp, items, masks, _Rows(items, resolved, layout), nbins,
+                                  cumulative)
     results = []
     for i0, i1 in layout.groups(xp):
         starts = layout.starts(i0, i1)
@@ -274,6 +305,44 @@ def _histograms(images, nbins, axes, mask, channel_axis, name, cumulative):
                 part = (counts[rows, :width], centers[rows, :width])
             results.append(tuple(p.reshape(batch + (p.shape[-1],)) for p in part))
     return results
+
+
+def _histogram_buckets(xp, items, masks, rows_of, nbins, cumulative):
+    """The histograms (or cumulative distributions) of the images through the in-memory
+    function, one call per bucket of similar sizes (:func:`_bucketed`). An integer image's
+    width is its widest plane's levels: up to its last bin with a count (the plane's maximum
+    is a selected pixel), where the cumulative distribution first reaches exactly 1."""
+    function = _in_memory_cdf if cumulative else _in_memory_histogram
+    floating = np.dtype(items[0].dtype).kind == "f"
+
+    def compute(padded, selected):
+        if isinstance(selected, np.ndarray) and selected.dtype != np.bool_:
+            # integer rows padded with their first pixel: take the padding back out of its bin
+            counts, centers = _in_memory_histogram(padded, nbins, axes=(1,))
+            first = xp.asarray(padded[:, :1].astype(np.int64) - centers[:, :1].astype(np.int64))
+            xp.put_along_axis(counts, first, xp.take_along_axis(counts, first, axis=1)
+                              - xp.asarray(selected)[:, None], axis=1)
+            table = cdf_table(xp, counts, padded.dtype) if cumulative else counts
+        else:
+            table, centers = function(padded, nbins, axes=(1,), mask=selected)
+        if floating:
+            return table, centers, None
+        reached = (table == 1) if cumulative else (table[:, ::-1] > 0)
+        last = xp.argmax(reached, axis=1)
+        widths = last + 1 if cumulative else table.shape[1] - last
+        return table, centers, np.asarray(widths.tolist(), np.int64)  # sync: shapes
+
+    def unpack(out, rows, i):
+        table, centers, widths = out
+        width = nbins if floating else int(widths[rows].max())
+        batch = rows_of.layout.shapes[i][0]
+        return tuple(part[rows, :width].reshape(batch + (width,)) for part in (table, centers))
+
+    def empty(i):
+        return function(items[i], nbins, axes=rows_of.resolved[i][0])
+
+    return _bucketed(xp, items, masks, rows_of, compute, unpack, empty,
+                     repeat_first=not floating)
 
 
 def _empty_histogram(xp, dtype, nplanes, nbins):
