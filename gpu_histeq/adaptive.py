@@ -248,7 +248,11 @@ def _as_uint16(xp, values):
     if dtype == np.int16:  # 15 bits to 16: through 30 bits in int32
         scaled = values.astype(np.int32) * np.int32(32769) // np.int32(1 << 14)
         return xp.maximum(scaled, 0).astype(np.uint16)
-    # floating, checked to lie in [-1, 1]: scaled in its own dtype, rounded, clipped
+    # floating, checked to lie in [-1, 1]: scaled in its own dtype (float16 in float32: 65535
+    # overflows float16, where scikit-image's arithmetic turns every pixel into inf or NaN and
+    # returns a constant image), rounded, clipped
+    if dtype == np.float16:
+        values, dtype = values.astype(np.float32), np.dtype(np.float32)
     scaled = values * dtype.type(65535)
     xp.rint(scaled, out=scaled)
     return xp.clip(scaled, 0, 65535).astype(np.uint16)
@@ -315,7 +319,8 @@ def equalize_adapthist(images, kernel_size=None, clip_limit=0.01, nbins=256, *, 
     results are identical). RGB with `channel_axis` equals
     ``skimage.exposure.equalize_adapthist(rgb)`` (``rgb2hsv``, the value channel, ``hsv2rgb``,
     the same arithmetic; tested to 1e-6). Without `channel_axis` a last axis of 3 is not taken
-    for colour (a UserWarning says so).
+    for colour (a UserWarning says so). float16 input is scaled to uint16 in float32 (scikit-image
+    does it in float16, where ``65535`` overflows and the result is a constant image).
 
     On CuPy the clip loop synchronizes once per redistribution step that has work left (usually
     none or a few), plus once for the range check of floating input.
@@ -451,8 +456,7 @@ def _adapthist_planes(xp, planes, shape, kernel, clip_limit, nbins, result):
     def run(block):
         rows, _ = block
         n = rows.stop - rows.start
-        with np.errstate(over="ignore"):  # float16 * 65535 overflows to inf, then clipped
-            gray = _rescale_to_gray(xp, _as_uint16(xp, planes[rows]))
+        gray = _rescale_to_gray(xp, _as_uint16(xp, planes[rows]))
         binned = gray // np.uint16(bin_size)
         tiled = binned if source is None else xp.take(binned, source, axis=1)
         hist = count_tiles(xp, tiled, offsets, ntiles, nbins).reshape(n * ntiles, nbins)
