@@ -327,6 +327,23 @@ def test_tiled_segment_reduction_equals_reduceat(dtype):
         np.testing.assert_array_equal(tiled, ufunc.reduceat(values, starts))
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.uint16, np.float16, np.float64])
+def test_segment_argsort_sorts_each_plane_in_place(monkeypatch, dtype):
+    monkeypatch.setattr(_planes, "CHUNK_PIXELS", 300)  # several blocks per size class
+    rng = np.random.default_rng(16)
+    sizes = np.array([0, 1, 5, 130, 0, 131, 140, 7, 600, 3, 0])
+    starts = _packed.plane_starts(sizes)
+    if np.dtype(dtype).kind == "f":
+        values = rng.standard_normal(starts[-1]).astype(dtype)
+    else:  # the dtype's maximum occurs: it ties with the padding
+        info = np.iinfo(dtype)
+        values = rng.integers(info.max - 20, info.max, starts[-1], dtype=dtype, endpoint=True)
+    order = _packed.segment_argsort(np, values, starts)
+    for a, b in zip(starts[:-1], starts[1:]):
+        np.testing.assert_array_equal(np.sort(order[a:b]), np.arange(a, b))
+        np.testing.assert_array_equal(values[order[a:b]], np.sort(values[a:b]))
+
+
 def test_refusals(cp):
     images = [np.zeros((4, 4), np.uint8), np.zeros((5, 5), np.uint8)]
     with pytest.raises(TypeError, match=r"all numpy.ndarray or all cupy.ndarray, got both "

@@ -265,3 +265,43 @@ def gather_tables(xp, values, starts, bins, tables, out):
         out[a:b] = xp.take(tables[p0:p1].reshape(-1), index)
 
     _planes.map_blocks(xp, remap, blocks(xp, starts, bins.nbins))
+
+
+#: Size classes per doubling of the plane size in :func:`segment_argsort`.
+SORT_CLASSES_PER_OCTAVE = 4
+
+
+def segment_argsort(xp, values, starts):
+    """``(M,)`` intp permutation that sorts each packed plane's pixels (planes stay in place).
+
+    Planes of similar sizes (within ``2 ** (1 / SORT_CLASSES_PER_OCTAVE)``) are gathered into
+    ``(rows, W)`` arrays padded after their last pixel with a value no pixel sorts after (+inf
+    for the finite floating pixels, or the dtype's maximum with a stable sort keeping real
+    pixels first), sorted along rows,
+    and the orders of the real pixels scattered back: row sorts that stay in cache, about ten
+    times faster on the CPU than one ``lexsort`` of the buffer by (plane, value). A loop over
+    size classes (and blocks of ``CHUNK_PIXELS`` padded pixels), not over planes.
+    """
+    sizes = np.diff(starts)
+    order = xp.empty(int(starts[-1]), np.intp)
+    filled = np.flatnonzero(sizes)
+    if filled.size == 0:
+        return order
+    dtype = np.dtype(values.dtype)
+    pad = dtype.type(np.inf) if dtype.kind == "f" else np.iinfo(dtype).max
+    # finite values all sort before +inf; integers may equal the padding: stable keeps them first
+    kind = None if dtype.kind == "f" else "stable"
+    by_size = filled[np.argsort(sizes[filled], kind="stable")]
+    size_class = np.floor(np.log2(sizes[by_size]) * SORT_CLASSES_PER_OCTAVE).astype(np.int64)
+    chunk = _planes.CHUNK_PIXELS_GPU if is_cupy(xp) else _planes.CHUNK_PIXELS
+    for bucket in np.split(by_size, np.flatnonzero(np.diff(size_class)) + 1):
+        width = int(sizes[bucket[-1]])
+        for group in np.array_split(bucket, -(-len(bucket) * width // chunk)):
+            counts = xp.asarray(sizes[group])[:, None]
+            first = xp.asarray(starts[group])[:, None]
+            columns = xp.arange(width)
+            real = columns < counts
+            rows = xp.where(real, xp.take(values, first + xp.minimum(columns, counts - 1)), pad)
+            row_order = xp.argsort(rows, axis=1, kind=kind)
+            order[(first + columns)[real]] = (first + row_order)[real]
+    return order

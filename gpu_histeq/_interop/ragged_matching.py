@@ -7,8 +7,8 @@ The steps are those of :mod:`gpu_histeq.matching` with per-plane sizes:
 * integer images and references -- level counts of every plane by one ``bincount`` over
   per-plane offsets (one level range for the whole batch: each plane's table does not depend on
   it), cumulative counts, and one quantile lookup per (plane, level);
-* otherwise -- one sort of the packed pixels by (plane, value) (``lexsort``), the runs of equal
-  values, and one quantile lookup per run.
+* otherwise -- every plane's pixels sorted (:func:`._packed.segment_argsort`: row sorts of
+  planes of similar sizes), the runs of equal values, and one quantile lookup per run.
 
 The lookup compares quantiles as integers, ``c_t * N_s <= c_s * N_t``, over the reference rows
 laid one after the other with keys ``cumulative + base[row]`` (``base`` the running sum of
@@ -19,7 +19,7 @@ the per-image calls.
 import numpy as np
 
 from .. import _validate
-from .._backend import array_module, is_cupy
+from .._backend import array_module
 from .._binning import LevelBinning
 from .._tables import cdf_dtype
 from ..matching import MAX_LEVELS, _reference_planes
@@ -221,10 +221,7 @@ def _sorted_runs(xp, values, starts):
         True where a run starts.
     """
     plane = _packed.local_planes(xp, starts, (0, len(starts) - 1, 0, int(starts[-1])))
-    if is_cupy(xp):  # CuPy's lexsort takes one 2-d array of keys
-        order = xp.lexsort(xp.stack([values.astype(np.float64), plane.astype(np.float64)]))
-    else:
-        order = np.lexsort((values, plane))
+    order = _packed.segment_argsort(xp, values, starts)
     ordered = xp.take(values, order)
     new = xp.ones(ordered.shape, bool)
     new[1:] = (ordered[1:] != ordered[:-1]) | (plane[1:] != plane[:-1])
