@@ -30,8 +30,15 @@ def emulated_cupy_or_skip(monkeypatch):
     from emulation import build, fake_cupy
     if build.compiler() is None:
         pytest.skip("no C++ compiler ($CXX, g++ or clang++) to build the CUDA emulator")
+    global _EMULATOR_BUILT
+    if not _EMULATOR_BUILT:  # both kernel files at once (one compiler per core), then cached
+        build.build_sources()
+        _EMULATOR_BUILT = True
     fake_cupy.install(monkeypatch)
     return fake_cupy
+
+
+_EMULATOR_BUILT = False
 
 
 #: The backends of the ``xp`` fixture. "cupy-emulated" runs gpu_histeq's CuPy code against the

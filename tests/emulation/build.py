@@ -149,3 +149,19 @@ def build(code, options, expressions, sanitizer="", filename="kernels.cu"):
     module = Module(target, expressions, sanitizer)
     _MODULES[key] = module
     return module
+
+
+def build_sources(sanitizer=""):
+    """Build every kernel source of gpu_histeq (one compiler per file, in parallel) and return
+    the modules by file name; later RawModule calls for the same text find them built."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gpu_histeq._cuda import _sources
+
+    def one(filename):
+        return build(_sources.source(filename), _sources.OPTIONS, _sources.INSTANTIATIONS[filename],
+                     sanitizer=sanitizer, filename=filename)
+
+    names = sorted(_sources.INSTANTIATIONS)
+    with ThreadPoolExecutor(len(names)) as pool:
+        return dict(zip(names, pool.map(one, names)))

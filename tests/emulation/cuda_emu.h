@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <cmath>
 #include <string>
 #include <thread>
@@ -58,6 +59,14 @@ void __asan_unpoison_memory_region(void const volatile* addr, size_t size);
 #endif
 
 #define EMU_EXPORT extern "C" __attribute__((visibility("default")))
+// The harness's own bookkeeping (current fiber, saved stacks, wait states) is shared between the
+// scheduler and the fibers of one OS thread, which ThreadSanitizer sees as separate threads:
+// those functions are not instrumented, so that only the kernels' accesses are checked.
+#if EMU_TSAN
+#define EMU_HARNESS __attribute__((noinline, no_sanitize_thread))
+#else
+#define EMU_HARNESS inline
+#endif
 
 // ---- declaration specifiers
 #define __global__
@@ -124,6 +133,7 @@ struct Block {
     std::vector<unsigned long long> exchange;  // shuffle slots, one per thread
     std::string error;
     char sync_objects[2];                   // TSan: block barrier, by generation parity
+    char end_sync = 0;                      // TSan: every thread's exit, before the next block
     std::vector<char> warp_sync_objects;    // TSan: warp barriers, 2 per warp
 };
 
@@ -132,7 +142,7 @@ static thread_local uint3 tls_block_idx{0, 0, 0};
 static thread_local dim3 tls_block_dim{1, 1, 1};
 static thread_local dim3 tls_grid_dim{1, 1, 1};
 
-inline Fiber* current_fiber() { return tls_worker->current; }
+EMU_HARNESS Fiber* current_fiber() { return tls_worker->current; }
 
 // ---- context switch: callee-saved registers, MXCSR and the x87 control word on the stack
 #if defined(__x86_64__)
@@ -182,7 +192,7 @@ void fiber_main(void* fiber);
 void fiber_main_ucontext();
 #endif
 
-inline void prepare_fiber(Fiber& f) {
+EMU_HARNESS void prepare_fiber(Fiber& f) {
 #if defined(__x86_64__)
     uintptr_t top = (reinterpret_cast<uintptr_t>(f.stack) + f.stack_size) & ~uintptr_t(15);
     uint64_t* sp = reinterpret_cast<uint64_t*>(top - 80);
@@ -206,7 +216,7 @@ inline void prepare_fiber(Fiber& f) {
 }
 
 // Scheduler -> fiber.
-inline void switch_to_fiber(Worker& w, Fiber& f) {
+EMU_HARNESS void switch_to_fiber(Worker& w, Fiber& f) {
     w.current = &f;
 #if EMU_TSAN
     // The first entry of a fiber synchronizes with the scheduler (block setup happens before);
@@ -228,11 +238,14 @@ inline void switch_to_fiber(Worker& w, Fiber& f) {
 }
 
 // Fiber -> scheduler; `finished`: the fiber never runs again.
-inline void switch_to_scheduler(bool finished) {
+EMU_HARNESS void switch_to_scheduler(bool finished) {
     Worker& w = *tls_worker;
     Fiber& f = *w.current;
 #if EMU_TSAN
-    __tsan_switch_to_fiber(w.tsan_scheduler, finished ? 0u : 1u);
+    // Never synchronizes: a thread's exit is published through Block::end_sync, which the
+    // scheduler acquires once the whole block is done (so exited threads do not order the rest).
+    if (finished) __tsan_release(&w.block->end_sync);
+    __tsan_switch_to_fiber(w.tsan_scheduler, 1u);
 #endif
 #if EMU_ASAN
     void* fake_stack = nullptr;
@@ -249,7 +262,7 @@ inline void switch_to_scheduler(bool finished) {
 #endif
 }
 
-inline void fiber_main(void* arg) {
+EMU_HARNESS void fiber_main(void* arg) {
 #if EMU_ASAN
     __sanitizer_finish_switch_fiber(nullptr, &tls_worker->asan_scheduler_bottom,
                                     &tls_worker->asan_scheduler_size);
@@ -267,7 +280,7 @@ inline void fiber_main_ucontext() { fiber_main(tls_worker->current); }
 #endif
 
 // ---- barriers (called on a fiber)
-[[noreturn]] inline void fail_in_fiber(const std::string& message) {
+[[noreturn]] EMU_HARNESS void fail_in_fiber(const std::string& message) {
     Block& b = *tls_worker->block;
     if (b.error.empty()) b.error = message;
     current_fiber()->state.store(WAITING, std::memory_order_relaxed);
@@ -276,7 +289,7 @@ inline void fiber_main_ucontext() { fiber_main(tls_worker->current); }
     abort();  // the scheduler abandons the block
 }
 
-inline void wait_block(int site) {
+EMU_HARNESS void wait_block(int site) {
     Worker& w = *tls_worker;
     Fiber& f = *w.current;
     unsigned parity = w.block->generation.load(std::memory_order_relaxed) & 1u;
@@ -293,7 +306,7 @@ inline void wait_block(int site) {
     (void)parity;
 }
 
-inline void wait_warp(int site) {
+EMU_HARNESS void wait_warp(int site) {
     Worker& w = *tls_worker;
     Fiber& f = *w.current;
     const unsigned warp = f.index.x / kWarp;
@@ -458,7 +471,7 @@ struct GridRun {
     std::atomic_flag error_lock = ATOMIC_FLAG_INIT;
 };
 
-inline std::string run_block(Worker& w, Block& b) {
+EMU_HARNESS std::string run_block(Worker& w, Block& b) {
     const int n = b.threads;
     b.generation.store(0, std::memory_order_relaxed);
     b.warp_generation.assign((n + kWarp - 1) / kWarp, 0);
@@ -474,8 +487,7 @@ inline std::string run_block(Worker& w, Block& b) {
                         unsigned(t) / (tls_block_dim.x * tls_block_dim.y)};
         prepare_fiber(f);
 #if EMU_TSAN
-        f.tsan_fiber = __tsan_create_fiber(0);
-        f.tsan_started = false;
+        f.tsan_started = false;  // the TSan fiber itself lives as long as the worker
 #endif
     }
     std::string error;
@@ -563,13 +575,56 @@ inline std::string run_block(Worker& w, Block& b) {
         break;
     }
 #if EMU_TSAN
-    for (int t = 0; t < n; ++t) __tsan_destroy_fiber(w.fibers[t].tsan_fiber);
+    __tsan_acquire(&b.end_sync);
 #endif
     w.current = nullptr;
     return error;
 }
 
-inline void worker_loop(GridRun& run) {
+// Fiber stacks (and ThreadSanitizer's fiber states) are kept for the next launch: creating
+// them each time costs more than the kernels under the sanitizers.
+struct FiberSet {
+    char* stacks = nullptr;
+    size_t bytes = 0;
+    std::vector<void*> tsan;  // one TSan fiber per thread (ThreadSanitizer builds)
+};
+
+inline std::mutex& fiber_pool_mutex() { static std::mutex m; return m; }
+inline std::vector<FiberSet>& fiber_pool() {
+    static std::vector<FiberSet> pool;
+    return pool;
+}
+
+inline FiberSet take_fibers(size_t bytes, int n) {
+    {
+        std::lock_guard<std::mutex> lock(fiber_pool_mutex());
+        auto& pool = fiber_pool();
+        for (size_t i = 0; i < pool.size(); ++i)
+            if (pool[i].bytes == bytes && int(pool[i].tsan.size()) == n) {
+                FiberSet set = pool[i];
+                pool.erase(pool.begin() + long(i));
+                return set;
+            }
+    }
+    FiberSet set;
+    void* stacks = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (stacks == MAP_FAILED) return set;
+    set.stacks = static_cast<char*>(stacks);
+    set.bytes = bytes;
+    set.tsan.assign(n, nullptr);
+#if EMU_TSAN
+    for (int t = 0; t < n; ++t) set.tsan[t] = __tsan_create_fiber(0);
+#endif
+    return set;
+}
+
+inline void give_back_fibers(const FiberSet& set) {
+    std::lock_guard<std::mutex> lock(fiber_pool_mutex());
+    fiber_pool().push_back(set);
+}
+
+EMU_HARNESS void worker_loop(GridRun& run) {
     const LaunchConfig& c = *run.config;
     Worker w;
     tls_worker = &w;
@@ -579,9 +634,9 @@ inline void worker_loop(GridRun& run) {
     w.fibers = std::vector<Fiber>(n);
     const size_t stack = size_t(c.stack_bytes);
     w.stacks_bytes = stack * n;
-    w.stacks = static_cast<char*>(mmap(nullptr, w.stacks_bytes, PROT_READ | PROT_WRITE,
-                                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0));
-    if (w.stacks == MAP_FAILED) {
+    const FiberSet set = take_fibers(w.stacks_bytes, n);
+    w.stacks = set.stacks;
+    if (w.stacks == nullptr) {
         run.failed.store(1);
         while (run.error_lock.test_and_set()) {}
         run.error = "cannot map fiber stacks";
@@ -594,6 +649,7 @@ inline void worker_loop(GridRun& run) {
     }
 #if EMU_TSAN
     w.tsan_scheduler = __tsan_get_current_fiber();
+    for (int t = 0; t < n; ++t) w.fibers[t].tsan_fiber = set.tsan[t];
 #endif
 #if defined(__x86_64__)
     const unsigned saved_csr = _mm_getcsr();
@@ -636,7 +692,7 @@ inline void worker_loop(GridRun& run) {
 #if defined(__x86_64__)
     _mm_setcsr(saved_csr);
 #endif
-    munmap(w.stacks, w.stacks_bytes);
+    give_back_fibers(set);
     tls_worker = nullptr;
 }
 

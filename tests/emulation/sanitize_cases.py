@@ -1,0 +1,158 @@
+"""Cases for the sanitizer runs (tests/test_cuda_sanitizers.py), run in a subprocess with the
+sanitizer runtime preloaded and ``GPU_HISTEQ_EMU_SANITIZER`` set.
+
+``python sanitize_cases.py cases`` runs a small set that reaches every kernel and every branch
+of the launchers (one-block and multi-block, cached and uncached, aligned and unaligned, private
+and global histograms, shared and global tables, masks, the status bits) and checks each result
+against the portable path bit for bit; it prints ``CASES OK <n>`` at the end.
+
+``python sanitize_cases.py planted <bug>`` runs a small kernel with a planted bug, for the
+self-test that each detector fires: ``race`` (missing __syncthreads: ThreadSanitizer),
+``overflow`` (write past the dynamic shared memory asked for: AddressSanitizer), ``cast``
+(out-of-range float -> integer conversion: UBSan), ``divergent`` (a __syncthreads only some
+threads reach: the emulator's barrier).
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from emulation import fake_cupy as cp  # noqa: E402
+
+PLANTED = {
+    "race": ("""
+extern "C" __global__ void planted(int* out) {
+    __shared__ int values[256];
+    values[threadIdx.x] = threadIdx.x;
+    // missing __syncthreads()
+    out[threadIdx.x] = values[(threadIdx.x + 1) % 256];
+}""", 0),
+    "overflow": ("""
+extern "C" __global__ void planted(int* out) {
+    extern __shared__ int scratch[];
+    scratch[threadIdx.x] = threadIdx.x;  // 256 ints, but the launch asks for 64 ints
+    __syncthreads();
+    out[threadIdx.x] = scratch[threadIdx.x];
+}""", 64 * 4),
+    "cast": ("""
+extern "C" __global__ void planted(int* out) {
+    volatile float big = 1e30f;
+    out[threadIdx.x] = (int)big;
+}""", 0),
+    "divergent": ("""
+extern "C" __global__ void planted(int* out) {
+    if (threadIdx.x < 32) __syncthreads();
+    out[threadIdx.x] = 1;
+}""", 0),
+}
+
+
+def planted(name):
+    code, shared = PLANTED[name]
+    kernel = cp.RawModule(code=code, options=("--std=c++17",), name_expressions=("planted",))
+    out = cp.zeros(256, np.int32)
+    kernel.get_function("planted")((1,), (256,), (out,), shared_mem=shared)
+    print("PLANTED RAN", name)
+
+
+def cases():
+    from emulation import build
+    build.build_sources(cp.SANITIZER)  # both files at once: one compiler per core
+    import gpu_histeq
+    from gpu_histeq import _engine
+    from gpu_histeq._cuda import _kernels
+
+    rng = np.random.default_rng(0)
+    count = 0
+
+    def same(call, *args, **kwargs):
+        nonlocal count
+        with _engine.portable():
+            try:
+                expected, expected_error = call(*args, **kwargs), None
+            except ValueError as error:
+                expected, expected_error = None, str(error)
+        try:
+            result, error = call(*args, **kwargs), None
+        except ValueError as caught:
+            result, error = None, str(caught)
+        assert error == expected_error, (error, expected_error)
+        results = result if isinstance(result, tuple) else (result,)
+        expecteds = expected if isinstance(expected, tuple) else (expected,)
+        for r, e in zip(results, expecteds):
+            if r is not None:
+                r, e = np.asarray(r.get()), np.asarray(e.get())
+                assert r.dtype == e.dtype and r.tobytes() == e.tobytes(), call
+        count += 1
+
+    def images(dtype, shape, offset=0):
+        size = int(np.prod(shape))
+        if np.dtype(dtype).kind == "f":
+            host = rng.normal(0, 2, size + offset).astype(dtype)
+        else:
+            host = rng.integers(0, np.iinfo(dtype).max, size + offset, endpoint=True).astype(dtype)
+        return cp.asarray(host)[offset:].reshape(shape)
+
+    equalize = gpu_histeq.equalize_hist
+    for offset in (0, 1):
+        for shape in ((3, 40, 40), (2, 37, 41), (1, 200, 180)):  # cached, odd, larger than the cache
+            u8 = images(np.uint8, shape, offset)
+            mask = cp.asarray(rng.random(shape) < 0.5)
+            mask[..., 0, 0] = True
+            for method in ("opencv", "pil", "skimage"):
+                same(equalize, u8, method=method)
+            same(equalize, u8, mask=mask)
+            for dtype in (np.float32, np.float64):
+                floats = images(dtype, shape, offset)
+                same(equalize, floats)
+                same(equalize, floats, 70, mask=mask)
+    # multi-block kernels: uint16 levels, float min/max, private and global histograms, tables
+    # in shared memory (<= 256 bins) and global memory
+    saved = _kernels.SMALL_PIXELS
+    _kernels.SMALL_PIXELS = 0
+    try:
+        u16 = images(np.uint16, (2, 70, 90))
+        same(equalize, u16)
+        same(equalize, u16, method="skimage")
+        same(equalize, images(np.uint8, (2, 70, 90), 1), method="pil")
+        for dtype in (np.float32, np.float64):
+            floats = images(dtype, (2, 70, 90))
+            for nbins in (200, 1500):
+                same(equalize, floats, nbins)
+            same(equalize, images(dtype, (2, 71, 89), 1), 300)
+            same(gpu_histeq.histogram, floats, 2000)
+            same(equalize, cp.asarray(np.array([[[1.0, 1e30, 2.0, 3.0]]], dtype)), 8,
+                 mask=cp.asarray(np.array([[[True, False, True, True]]])))
+            same(equalize, cp.asarray(np.full((1, 3, 3), 1e8 if dtype == np.float32 else 1e17, dtype)))
+    finally:
+        _kernels.SMALL_PIXELS = saved
+    same(gpu_histeq.histogram, images(np.uint8, (3, 33, 40)))
+    same(gpu_histeq.histogram, images(np.uint16, (3, 33, 40)))  # wide levels: global histogram
+    same(gpu_histeq.histogram, images(np.float32, (3, 33, 40), 1), 100,
+         mask=cp.asarray(rng.random((3, 33, 40)) < 0.5) | cp.asarray(np.eye(33, 40, dtype=bool)))
+    lut8 = cp.asarray(rng.integers(0, 255, (3, 256)).astype(np.float32))
+    same(gpu_histeq.apply_lut, images(np.uint8, (3, 17, 19), 1), lut8)
+    lut16 = cp.asarray(rng.integers(0, 60000, 65536).astype(np.uint16))
+    same(gpu_histeq.apply_lut, images(np.uint16, (3, 17, 19)), lut16)
+    # the status bits: NaN, repeated edges, an irregular subnormal plane
+    nan = images(np.float32, (2, 9, 9))
+    nan[1, 3, 3] = np.nan
+    same(equalize, nan)
+    same(equalize, cp.asarray(np.array([[[0.0, 392553, 396459, 1000000]]]) * 5e-324))
+    launched = set(cp.LAUNCHES)
+    from gpu_histeq._cuda import _sources
+    kernels = {name.split("<")[0] for names in _sources.INSTANTIATIONS.values() for name in names}
+    missing = kernels - {name.split("<")[0] for name in launched}
+    assert not missing, f"kernels no case reached: {sorted(missing)}"
+    print("CASES OK", count, "launches", sum(cp.LAUNCHES.values()))
+
+
+if __name__ == "__main__":
+    sys.modules["cupy"] = cp
+    if sys.argv[1] == "cases":
+        cases()
+    else:
+        planted(sys.argv[2])
