@@ -16,7 +16,9 @@ and the range over repeats:
   the mean area's square) and stacked, then ``gpu_histeq.equalize_hist(stack)``: what a user
   gives up exactness for today. ``resize + array`` times the resize too.
 
-The list result is checked equal, image for image, to the loop's before anything is timed.
+The list result is checked equal, image for image, to the loop's before anything is timed. A
+second table times the other per-plane functions (histogram, cumulative_distribution,
+match_histograms against the first image, apply_lut for uint8) as a list and as a loop.
 Writes ``benchmarks/results/<name>.md`` (``ragged-<date>`` unless ``--name``) with the command.
 
 Usage: python benchmarks/bench_ragged.py [--images 500] [--min-size 64] [--max-size 256]
@@ -118,6 +120,35 @@ def run(images, repeats, side):
     return times
 
 
+def other_functions(images, repeats):
+    """List call against the per-image loop for the other per-plane functions (checked equal
+    first): ``{name: (list seconds, loop seconds)}``, medians over `repeats` round-robin runs."""
+    reference = images[0]
+    calls = {"histogram": (gpu_histeq.histogram, ()),
+             "cumulative_distribution": (gpu_histeq.cumulative_distribution, ()),
+             "match_histograms (one reference)": (gpu_histeq.match_histograms, (reference,))}
+    if images[0].dtype == np.uint8:
+        table = np.arange(256, dtype=np.uint8)[::-1].copy()
+        calls["apply_lut (one table)"] = (gpu_histeq.apply_lut, (table,))
+    medians = {}
+    for name, (fn, args) in calls.items():
+        listed = fn(images, *args)
+        for result, image in zip(listed, images):
+            expected = fn(image, *args)
+            parts = zip(result, expected) if isinstance(expected, tuple) else [(result, expected)]
+            if not all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in parts):
+                raise SystemExit(f"{name}: the list result differs from the per-image loop")
+        pair = [[], []]
+        for _ in range(repeats):
+            for k, run_once in enumerate((lambda: fn(images, *args),
+                                          lambda: [fn(image, *args) for image in images])):
+                start = time.perf_counter()
+                run_once()
+                pair[k].append(time.perf_counter() - start)
+        medians[name] = tuple(statistics.median(t) for t in pair)
+    return medians
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=500)
@@ -161,7 +192,16 @@ def main():
         lines += ["", "List results (both paths) checked equal to the per-image loop"
                   + (" and to cv2.equalizeHist" if dtype == np.uint8 else "")
                   + " on every image before timing.", ""]
-        print("\n".join(lines[-(len(times) + 5):]), flush=True)
+        others = other_functions(images, args.repeats)
+        lines += ["The other per-plane functions, list against the per-image loop (results "
+                  "checked equal first):", "",
+                  "| function | list ms | loop ms | list ns/pixel | loop / list |",
+                  "|---|---:|---:|---:|---:|"]
+        for name, (listed, looped) in others.items():
+            lines.append(f"| {name} | {listed * 1e3:.1f} | {looped * 1e3:.1f} | "
+                         f"{listed / pixels * 1e9:.2f} | {looped / listed:.2f} |")
+        lines.append("")
+        print("\n".join(lines[-(len(times) + len(others) + 10):]), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
