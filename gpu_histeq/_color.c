@@ -122,6 +122,123 @@ static int gpu_histeq_color_avx2(void) { return 0; }
 #define GPU_HISTEQ_PICK(isa_avx2, name, suffix) name##_generic_##suffix
 #endif
 
+#ifdef GPU_HISTEQ_COLOR_AVX2
+#include <immintrin.h>
+
+/* Channels-last uint8, 8 pixels per step with AVX2 (the same int32 operations as the tile loops,
+ * so the same bits): 24 bytes deinterleaved by byte shuffles, widened to int32, the round trip,
+ * narrowed and interleaved back. Returns the pixels done (a multiple of 8); the tile loop does
+ * the rest. */
+#define GPU_HISTEQ_SPLAT(x) _mm256_set1_epi32(x)
+#define GPU_HISTEQ_DESCALE8(v) \
+    _mm256_srai_epi32(_mm256_add_epi32((v), GPU_HISTEQ_SPLAT(1 << (GPU_HISTEQ_SHIFT - 1))), \
+                      GPU_HISTEQ_SHIFT)
+#define GPU_HISTEQ_MUL8(v, c) _mm256_mullo_epi32((v), GPU_HISTEQ_SPLAT(c))
+
+__attribute__((target("avx2"))) static inline __m256i gpu_histeq_widen(__m128i lo, __m128i hi,
+                                                                      __m128i mlo, __m128i mhi)
+{
+    return _mm256_cvtepu8_epi32(_mm_or_si128(_mm_shuffle_epi8(lo, mlo), _mm_shuffle_epi8(hi, mhi)));
+}
+
+__attribute__((target("avx2"))) static inline __m128i gpu_histeq_narrow(__m256i v)
+{
+    /* byte 0 of each int32 (values in [0, 255]) -> 8 bytes in the low half */
+    const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          -1, 0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          -1, -1);
+    v = _mm256_shuffle_epi8(v, pick);
+    v = _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
+    return _mm256_castsi256_si128(v);
+}
+
+__attribute__((target("avx2"))) static int64_t gpu_histeq_luma8_avx2(const uint8_t *src,
+                                                                    int64_t n, uint8_t *luma)
+{
+    const __m128i r_lo = _mm_setr_epi8(0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i r_hi = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, 2, 5, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i g_lo = _mm_setr_epi8(1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i g_hi = _mm_setr_epi8(-1, -1, -1, -1, -1, 0, 3, 6, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i b_lo = _mm_setr_epi8(2, 5, 8, 11, 14, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i b_hi = _mm_setr_epi8(-1, -1, -1, -1, -1, 1, 4, 7, -1, -1, -1, -1, -1, -1, -1, -1);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i lo = _mm_loadu_si128((const __m128i *)(src + 3 * i));
+        __m128i hi = _mm_loadl_epi64((const __m128i *)(src + 3 * i + 16));
+        __m256i r = gpu_histeq_widen(lo, hi, r_lo, r_hi), g = gpu_histeq_widen(lo, hi, g_lo, g_hi);
+        __m256i b = gpu_histeq_widen(lo, hi, b_lo, b_hi);
+        __m256i y = GPU_HISTEQ_DESCALE8(_mm256_add_epi32(
+            _mm256_add_epi32(GPU_HISTEQ_MUL8(r, 4899), GPU_HISTEQ_MUL8(g, 9617)),
+            GPU_HISTEQ_MUL8(b, 1868)));
+        _mm_storel_epi64((__m128i *)(luma + i), gpu_histeq_narrow(y));
+    }
+    return i;
+}
+
+__attribute__((target("avx2"))) static int64_t gpu_histeq_replace8_avx2(const uint8_t *src,
+                                                                       const uint8_t *luma,
+                                                                       int64_t n, uint8_t *dst)
+{
+    const __m128i r_lo = _mm_setr_epi8(0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i r_hi = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, 2, 5, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i g_lo = _mm_setr_epi8(1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i g_hi = _mm_setr_epi8(-1, -1, -1, -1, -1, 0, 3, 6, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i b_lo = _mm_setr_epi8(2, 5, 8, 11, 14, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i b_hi = _mm_setr_epi8(-1, -1, -1, -1, -1, 1, 4, 7, -1, -1, -1, -1, -1, -1, -1, -1);
+    /* output byte k = pixel k / 3, channel k % 3: from rg = (r0..r7, g0..g7) or from b */
+    const __m128i rg_out_lo = _mm_setr_epi8(0, 8, -1, 1, 9, -1, 2, 10, -1, 3, 11, -1, 4, 12, -1, 5);
+    const __m128i b_out_lo = _mm_setr_epi8(-1, -1, 0, -1, -1, 1, -1, -1, 2, -1, -1, 3, -1, -1, 4, -1);
+    const __m128i rg_out_hi = _mm_setr_epi8(13, -1, 6, 14, -1, 7, 15, -1, -1, -1, -1, -1, -1, -1, -1,
+                                            -1);
+    const __m128i b_out_hi = _mm_setr_epi8(-1, 5, -1, -1, 6, -1, -1, 7, -1, -1, -1, -1, -1, -1, -1,
+                                           -1);
+    const __m256i zero = _mm256_setzero_si256(), top = GPU_HISTEQ_SPLAT(255);
+    const __m256i half = GPU_HISTEQ_SPLAT(128), delta = GPU_HISTEQ_SPLAT(128 << GPU_HISTEQ_SHIFT);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i lo = _mm_loadu_si128((const __m128i *)(src + 3 * i));
+        __m128i hi = _mm_loadl_epi64((const __m128i *)(src + 3 * i + 16));
+        __m256i r = gpu_histeq_widen(lo, hi, r_lo, r_hi), g = gpu_histeq_widen(lo, hi, g_lo, g_hi);
+        __m256i b = gpu_histeq_widen(lo, hi, b_lo, b_hi);
+        __m256i y = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(luma + i)));
+        __m256i old = GPU_HISTEQ_DESCALE8(_mm256_add_epi32(
+            _mm256_add_epi32(GPU_HISTEQ_MUL8(r, 4899), GPU_HISTEQ_MUL8(g, 9617)),
+            GPU_HISTEQ_MUL8(b, 1868)));
+        __m256i cr = GPU_HISTEQ_DESCALE8(
+            _mm256_add_epi32(GPU_HISTEQ_MUL8(_mm256_sub_epi32(r, old), 11682), delta));
+        __m256i cb = GPU_HISTEQ_DESCALE8(
+            _mm256_add_epi32(GPU_HISTEQ_MUL8(_mm256_sub_epi32(b, old), 9241), delta));
+        cr = _mm256_sub_epi32(_mm256_min_epi32(_mm256_max_epi32(cr, zero), top), half);
+        cb = _mm256_sub_epi32(_mm256_min_epi32(_mm256_max_epi32(cb, zero), top), half);
+        __m256i red = _mm256_add_epi32(y, GPU_HISTEQ_DESCALE8(GPU_HISTEQ_MUL8(cr, 22987)));
+        __m256i green = _mm256_add_epi32(y, GPU_HISTEQ_DESCALE8(_mm256_add_epi32(
+            GPU_HISTEQ_MUL8(cb, -5636), GPU_HISTEQ_MUL8(cr, -11698))));
+        __m256i blue = _mm256_add_epi32(y, GPU_HISTEQ_DESCALE8(GPU_HISTEQ_MUL8(cb, 29049)));
+        red = _mm256_min_epi32(_mm256_max_epi32(red, zero), top);
+        green = _mm256_min_epi32(_mm256_max_epi32(green, zero), top);
+        blue = _mm256_min_epi32(_mm256_max_epi32(blue, zero), top);
+        __m128i rg = _mm_unpacklo_epi64(gpu_histeq_narrow(red), gpu_histeq_narrow(green));
+        __m128i b8 = gpu_histeq_narrow(blue);
+        __m128i out_lo = _mm_or_si128(_mm_shuffle_epi8(rg, rg_out_lo), _mm_shuffle_epi8(b8, b_out_lo));
+        __m128i out_hi = _mm_or_si128(_mm_shuffle_epi8(rg, rg_out_hi), _mm_shuffle_epi8(b8, b_out_hi));
+        _mm_storeu_si128((__m128i *)(dst + 3 * i), out_lo);
+        _mm_storel_epi64((__m128i *)(dst + 3 * i + 16), out_hi);
+    }
+    return i;
+}
+#endif
+
+#ifdef GPU_HISTEQ_COLOR_AVX2
+#define GPU_HISTEQ_FAST_LUMA_u8(avx2, rgb, n, luma) ((avx2) ? gpu_histeq_luma8_avx2(rgb, n, luma) : 0)
+#define GPU_HISTEQ_FAST_REPLACE_u8(avx2, rgb, luma, n, out) \
+    ((avx2) ? gpu_histeq_replace8_avx2(rgb, luma, n, out) : 0)
+#else
+#define GPU_HISTEQ_FAST_LUMA_u8(avx2, rgb, n, luma) 0
+#define GPU_HISTEQ_FAST_REPLACE_u8(avx2, rgb, luma, n, out) 0
+#endif
+#define GPU_HISTEQ_FAST_LUMA_u16(avx2, rgb, n, luma) 0
+#define GPU_HISTEQ_FAST_REPLACE_u16(avx2, rgb, luma, n, out) 0
+
 /* The exported functions: (outer, 3, inner) pixels, tile by tile. */
 #define GPU_HISTEQ_COLOR(suffix, type, top)                                                     \
     GPU_HISTEQ_EXPORT int gpu_histeq_luma_##suffix(const type *rgb, int64_t outer, int64_t inner, \
@@ -130,7 +247,8 @@ static int gpu_histeq_color_avx2(void) { return 0; }
         const int avx2 = gpu_histeq_color_avx2();                                              \
         (void)avx2;                                                                            \
         if (inner == 1) { /* channels last: interleaved R, G, B */                             \
-            for (int64_t o = 0; o < outer; o += GPU_HISTEQ_TILE) {                             \
+            int64_t start = GPU_HISTEQ_FAST_LUMA_##suffix(avx2, rgb, outer, luma);             \
+            for (int64_t o = start; o < outer; o += GPU_HISTEQ_TILE) {                         \
                 int64_t n = outer - o < GPU_HISTEQ_TILE ? outer - o : GPU_HISTEQ_TILE;         \
                 GPU_HISTEQ_PICK(avx2, luma_tile, suffix)(rgb + 3 * o, 1, 3, n, luma + o);      \
             }                                                                                  \
@@ -153,7 +271,8 @@ static int gpu_histeq_color_avx2(void) { return 0; }
         const int avx2 = gpu_histeq_color_avx2();                                              \
         (void)avx2;                                                                            \
         if (inner == 1) {                                                                      \
-            for (int64_t o = 0; o < outer; o += GPU_HISTEQ_TILE) {                             \
+            int64_t start = GPU_HISTEQ_FAST_REPLACE_##suffix(avx2, rgb, luma, outer, out);     \
+            for (int64_t o = start; o < outer; o += GPU_HISTEQ_TILE) {                         \
                 int64_t n = outer - o < GPU_HISTEQ_TILE ? outer - o : GPU_HISTEQ_TILE;         \
                 GPU_HISTEQ_PICK(avx2, replace_tile, suffix)(rgb + 3 * o, 1, 3, n, luma + o,    \
                                                             out + 3 * o);                      \
