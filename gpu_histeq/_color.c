@@ -177,8 +177,9 @@ __attribute__((target("avx2"))) static int64_t gpu_histeq_luma8_avx2(const uint8
 
 __attribute__((target("avx2"))) static int64_t gpu_histeq_replace8_avx2(const uint8_t *src,
                                                                        const uint8_t *luma,
+                                                                       const uint8_t *table,
                                                                        int64_t n, uint8_t *dst)
-{
+{ /* the new Y from `luma`, or (table != NULL) each pixel's own Y through `table` */
     const __m128i r_lo = _mm_setr_epi8(0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
     const __m128i r_hi = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, 2, 5, -1, -1, -1, -1, -1, -1, -1, -1);
     const __m128i g_lo = _mm_setr_epi8(1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
@@ -200,10 +201,18 @@ __attribute__((target("avx2"))) static int64_t gpu_histeq_replace8_avx2(const ui
         __m128i hi = _mm_loadl_epi64((const __m128i *)(src + 3 * i + 16));
         __m256i r = gpu_histeq_widen(lo, hi, r_lo, r_hi), g = gpu_histeq_widen(lo, hi, g_lo, g_hi);
         __m256i b = gpu_histeq_widen(lo, hi, b_lo, b_hi);
-        __m256i y = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(luma + i)));
         __m256i old = GPU_HISTEQ_DESCALE8(_mm256_add_epi32(
             _mm256_add_epi32(GPU_HISTEQ_MUL8(r, 4899), GPU_HISTEQ_MUL8(g, 9617)),
             GPU_HISTEQ_MUL8(b, 1868)));
+        __m256i y;
+        if (table != NULL) {
+            uint8_t levels[16];
+            _mm_storeu_si128((__m128i *)levels, gpu_histeq_narrow(old));
+            for (int k = 0; k < 8; ++k) levels[k] = table[levels[k]];
+            y = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)levels));
+        } else {
+            y = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(luma + i)));
+        }
         __m256i cr = GPU_HISTEQ_DESCALE8(
             _mm256_add_epi32(GPU_HISTEQ_MUL8(_mm256_sub_epi32(r, old), 11682), delta));
         __m256i cb = GPU_HISTEQ_DESCALE8(
@@ -231,10 +240,13 @@ __attribute__((target("avx2"))) static int64_t gpu_histeq_replace8_avx2(const ui
 #ifdef GPU_HISTEQ_COLOR_AVX2
 #define GPU_HISTEQ_FAST_LUMA_u8(avx2, rgb, n, luma) ((avx2) ? gpu_histeq_luma8_avx2(rgb, n, luma) : 0)
 #define GPU_HISTEQ_FAST_REPLACE_u8(avx2, rgb, luma, n, out) \
-    ((avx2) ? gpu_histeq_replace8_avx2(rgb, luma, n, out) : 0)
+    ((avx2) ? gpu_histeq_replace8_avx2(rgb, luma, NULL, n, out) : 0)
+#define GPU_HISTEQ_FAST_REPLACE_LUT_u8(avx2, rgb, table, n, out) \
+    ((avx2) ? gpu_histeq_replace8_avx2(rgb, NULL, table, n, out) : 0)
 #else
 #define GPU_HISTEQ_FAST_LUMA_u8(avx2, rgb, n, luma) 0
 #define GPU_HISTEQ_FAST_REPLACE_u8(avx2, rgb, luma, n, out) 0
+#define GPU_HISTEQ_FAST_REPLACE_LUT_u8(avx2, rgb, table, n, out) 0
 #endif
 #define GPU_HISTEQ_FAST_LUMA_u16(avx2, rgb, n, luma) 0
 #define GPU_HISTEQ_FAST_REPLACE_u16(avx2, rgb, luma, n, out) 0
@@ -292,3 +304,67 @@ __attribute__((target("avx2"))) static int64_t gpu_histeq_replace8_avx2(const ui
 
 GPU_HISTEQ_COLOR(u8, uint8_t, 255)
 GPU_HISTEQ_COLOR(u16, uint16_t, 65535)
+
+/* The whole luma equalization of channels-last uint8 planes (nplanes x npixels pixels, each R, G,
+ * B), fused: luma_counts_u8 counts each plane's Y without storing it; replace_luma_lut_u8 maps
+ * each pixel's Y through its plane's table (`tables`, nplanes x 256, made from the counts by the
+ * Python side with the method's own table function) and writes the round trip. Per tile of
+ * GPU_HISTEQ_TILE pixels, Y goes through a stack buffer in the cache: the pixels are read twice and
+ * written once in all (9 bytes per pixel), instead of writing and reading Y planes. */
+static int64_t gpu_histeq_luma_block_u8(int avx2, const uint8_t *rgb, int64_t n, uint8_t *luma)
+{
+    int64_t start = GPU_HISTEQ_FAST_LUMA_u8(avx2, rgb, n, luma);
+    if (start < n)
+        GPU_HISTEQ_PICK(avx2, luma_tile, u8)(rgb + 3 * start, 1, 3, n - start, luma + start);
+    return 0;
+}
+
+GPU_HISTEQ_EXPORT int gpu_histeq_luma_counts_u8(const uint8_t *rgb, int64_t nplanes,
+                                                int64_t npixels, int64_t *counts)
+{
+    const int avx2 = gpu_histeq_color_avx2();
+    uint8_t luma[GPU_HISTEQ_TILE];
+    uint32_t sub[4][256];
+    for (int64_t p = 0; p < nplanes; ++p) {
+        memset(sub, 0, sizeof(sub));
+        const uint8_t *plane = rgb + 3 * p * npixels;
+        for (int64_t o = 0; o < npixels; o += GPU_HISTEQ_TILE) {
+            int64_t n = npixels - o < GPU_HISTEQ_TILE ? npixels - o : GPU_HISTEQ_TILE;
+            gpu_histeq_luma_block_u8(avx2, plane + 3 * o, n, luma);
+            int64_t i = 0;
+            for (; i + 4 <= n; i += 4) {
+                ++sub[0][luma[i]];
+                ++sub[1][luma[i + 1]];
+                ++sub[2][luma[i + 2]];
+                ++sub[3][luma[i + 3]];
+            }
+            for (; i < n; ++i) ++sub[0][luma[i]];
+        }
+        for (int v = 0; v < 256; ++v)
+            counts[p * 256 + v] = (int64_t)sub[0][v] + sub[1][v] + sub[2][v] + sub[3][v];
+    }
+    return 0;
+}
+
+GPU_HISTEQ_EXPORT int gpu_histeq_replace_luma_lut_u8(const uint8_t *rgb, const uint8_t *tables,
+                                                     int64_t nplanes, int64_t npixels,
+                                                     uint8_t *out)
+{
+    const int avx2 = gpu_histeq_color_avx2();
+    uint8_t luma[GPU_HISTEQ_TILE];
+    for (int64_t p = 0; p < nplanes; ++p) {
+        const uint8_t *plane = rgb + 3 * p * npixels, *table = tables + 256 * p;
+        uint8_t *target = out + 3 * p * npixels;
+        int64_t done = GPU_HISTEQ_FAST_REPLACE_LUT_u8(avx2, plane, table, npixels, target);
+        for (int64_t o = done; o < npixels; o += GPU_HISTEQ_TILE) {
+            int64_t n = npixels - o < GPU_HISTEQ_TILE ? npixels - o : GPU_HISTEQ_TILE;
+            gpu_histeq_luma_block_u8(avx2, plane + 3 * o, n, luma);
+            for (int64_t i = 0; i < n; ++i) luma[i] = table[luma[i]];
+            int64_t start = GPU_HISTEQ_FAST_REPLACE_u8(avx2, plane + 3 * o, luma, n, target + 3 * o);
+            if (start < n)
+                GPU_HISTEQ_PICK(avx2, replace_tile, u8)(plane + 3 * (o + start), 1, 3, n - start,
+                                                        luma + start, target + 3 * (o + start));
+        }
+    }
+    return 0;
+}

@@ -44,6 +44,8 @@ _SIGNATURES = {
     "luma_u16": [_POINTER, _SIZE, _SIZE, _POINTER],
     "replace_luma_u8": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER],
     "replace_luma_u16": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER],
+    "luma_counts_u8": [_POINTER, _SIZE, _SIZE, _POINTER],
+    "replace_luma_lut_u8": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER],
 }
 _SUFFIX = {np.dtype(np.uint8): "u8", np.dtype(np.uint16): "u16",
            np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
@@ -281,3 +283,36 @@ def replace_luma(rgb, luma, out):
                  _address(out[rows]))
 
     _planes.map_blocks(np, run, _color_blocks(outer, inner))
+
+
+def _luma_plane_blocks(nplanes, npixels):
+    per_block = max(1, _COLOR_PIXELS // max(npixels, 1))
+    return [slice(a, min(a + per_block, nplanes)) for a in range(0, nplanes, per_block)]
+
+
+def luma_counts(rgb, nplanes):
+    """``(nplanes, 256)`` int64 counts of the OpenCV Y of C-contiguous channels-last uint8 RGB,
+    ``(nplanes * npixels, 3, 1)``, plane by plane (Y itself is not stored)."""
+    npixels = rgb.shape[0] // max(nplanes, 1)
+    counts = np.empty((nplanes, 256), np.int64)
+    planes = rgb.reshape(nplanes, npixels * 3)
+
+    def run(rows):
+        _FUNCTIONS["luma_counts_u8"](_address(planes[rows]), rows.stop - rows.start, npixels,
+                                     _address(counts[rows]))
+
+    _planes.map_blocks(np, run, _luma_plane_blocks(nplanes, npixels))
+    return counts
+
+
+def replace_luma_lut(rgb, tables, nplanes, out):
+    """`out` = `rgb` (as for :func:`luma_counts`) with each pixel's Y mapped through its plane's
+    row of `tables`, ``(nplanes, 256)`` uint8, and converted back to RGB."""
+    npixels = rgb.shape[0] // max(nplanes, 1)
+    planes, target = rgb.reshape(nplanes, npixels * 3), out.reshape(nplanes, npixels * 3)
+
+    def run(rows):
+        _FUNCTIONS["replace_luma_lut_u8"](_address(planes[rows]), _address(tables[rows]),
+                                          rows.stop - rows.start, npixels, _address(target[rows]))
+
+    _planes.map_blocks(np, run, _luma_plane_blocks(nplanes, npixels))

@@ -125,12 +125,28 @@ def luma_path(xp, images, channel_axis, transform, out=None):
     return out
 
 
+def _fused_target(out):
+    return np.dtype(out.dtype).isnative and out.flags.c_contiguous
+
+
 def _equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out):
     """Equalize the luma of RGB `images` (channels along `channel_axis`) with `method`."""
     dtype = np.dtype(images.dtype)
     # the channel axis is gone from the luma; image axes after it move down by one
     luma_axes = tuple(a - (a > channel_axis) for a in axes)
     luma_mask = None if mask is None else mask.all(axis=channel_axis)
+
+    ndim = images.ndim
+    trailing = axes == tuple(range(ndim - 1 - len(axes), ndim - 1))
+    if mask is None and channel_axis == ndim - 1 and trailing and images.size:
+        # each image's pixels lie together: the engine may fuse the count, tables and round trip
+        nplanes = plane_count(images.shape[:-1], luma_axes)
+        target = out if out is not None and _fused_target(out) else xp.empty(images.shape, dtype)
+        rgb = xp.ascontiguousarray(images).reshape(-1, 3, 1)
+        if _engine.equalize_luma(xp, rgb, nplanes, method, target.reshape(-1, 3, 1)):
+            if out is not None and target is not out:
+                out[...] = target
+            return target if out is None else out
 
     def transform(luma):
         luma = luma.astype(dtype, copy=False)

@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import _cpu, _cuda, _planes, color
 from .._backend import is_cupy
+from .._tables import opencv_lut, pil_lut
 from . import portable as _portable
 
 _lock = threading.Lock()
@@ -177,3 +178,18 @@ def merge_luma(xp, rgb, luma, state, out):
         _cpu.replace_luma(rgb, luma, out)
         return
     color.merge_luma(xp, luma, state, out)
+
+
+def equalize_luma(xp, rgb, nplanes, method, out):
+    """The fused luma equalization, where an engine has it: `rgb` C-contiguous channels-last
+    uint8, ``(nplanes * npixels, 3, 1)`` with each plane's pixels together, no mask, ``"opencv"``
+    or ``"pil"``. Counts each plane's Y, makes the method's tables (the same functions as every
+    other path) and writes the round trip through them into `out` (same shape). Returns False,
+    writing nothing, where it does not apply."""
+    if not (select(xp, rgb.dtype) == "compiled" and rgb.dtype == np.uint8
+            and rgb.shape[2] == 1 and method in ("opencv", "pil")):
+        return False
+    counts = _cpu.luma_counts(rgb, nplanes)
+    tables = opencv_lut(np, counts, np.uint8) if method == "opencv" else pil_lut(np, counts)
+    _cpu.replace_luma_lut(rgb, np.ascontiguousarray(tables), nplanes, out)
+    return True
