@@ -14,7 +14,7 @@
  * compiler this builds with (GCC, Clang, MSVC), as NumPy's right shift. Pixels go through tiles of
  * GPU_HISTEQ_TILE int32 values per channel (deinterleaved, converted, then the arithmetic on planar
  * tiles, which compilers vectorize); on x86-64 with GCC or Clang an AVX2 build of the tile loops is
- * chosen at run time when the CPU has AVX2 (GPU_HISTEQ_CPU_SIMD=none keeps the generic one), the
+ * chosen at run time when the CPU has AVX2 (GPU_HISTEQ_CPU_SIMD=0 keeps the generic one, as in _levels.c), the
  * same integer operations, so the same bits. The Python side (gpu_histeq/_cpu.py) calls these
  * through ctypes, which releases the GIL, on all cores.
  */
@@ -112,7 +112,7 @@ GPU_HISTEQ_TILE_FUNCTIONS(__attribute__((target("avx2"))), avx2, u16, uint16_t, 
 static int gpu_histeq_color_avx2(void)
 {
     const char *setting = getenv("GPU_HISTEQ_CPU_SIMD");
-    if (setting != NULL && strcmp(setting, "none") == 0) return 0;
+    if (setting != NULL && strcmp(setting, "0") == 0) return 0; /* as _levels.c */
     return __builtin_cpu_supports("avx2");
 }
 #define GPU_HISTEQ_PICK(isa_avx2, name, suffix) \
