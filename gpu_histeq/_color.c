@@ -13,10 +13,12 @@
  * in int32 for 8 and 16 bits; `>>` of a negative int32 is an arithmetic shift (floor) on every
  * compiler this builds with (GCC, Clang, MSVC), as NumPy's right shift. Pixels go through tiles of
  * GPU_HISTEQ_TILE int32 values per channel (deinterleaved, converted, then the arithmetic on planar
- * tiles, which compilers vectorize); on x86-64 with GCC or Clang an AVX2 build of the tile loops is
- * chosen at run time when the CPU has AVX2 (GPU_HISTEQ_CPU_SIMD=0 keeps the generic one, as in _levels.c), the
- * same integer operations, so the same bits. The Python side (gpu_histeq/_cpu.py) calls these
- * through ctypes, which releases the GIL, on all cores.
+ * tiles, which compilers vectorize); on x86-64 with GCC or Clang, AVX2 builds (tile loops, and
+ * intrinsics doing 8 channels-last uint8 pixels per step) are chosen at run time when the CPU has
+ * AVX2 (GPU_HISTEQ_CPU_SIMD=0 keeps the generic loops, as in _levels.c): the same integer
+ * operations, so the same bits. At the end, the fused luma equalization of channels-last uint8
+ * (9 bytes of traffic per pixel in all). The Python side (gpu_histeq/_cpu.py) calls these through
+ * ctypes, which releases the GIL, on all cores.
  */
 #include <stdint.h>
 #include <stdlib.h>
