@@ -12,10 +12,10 @@ import numpy as np
 
 from .. import __version__, equalize_hist
 from ._cleanup import CliError, one_line
+from .batches import entries, make_sink, run_batches
 from .readers import open_source
 from .streaming import stream
-from .writers import (FileTarget, FolderTarget, ImagesSink, Rounded, image_name, open_sink,
-                      suffix_kind)
+from .writers import FileTarget, FolderTarget, image_name, suffix_kind
 
 __all__ = ["operations", "parse_axes", "pick_device", "run_file_command", "run_info"]
 
@@ -251,8 +251,45 @@ def _closing(sources):
             source.close()
 
 
+def _batched(args, source, name, axes):
+    """Whether an input goes through :mod:`.batches`: image files written one per image."""
+    return ((source.kind == "image" or (source.kind == "folder" and name is None))
+            and 0 not in axes and args.command in ("equalize", "clahe", "match"))
+
+
+def _per_image_options(args, source, axes):
+    """``(axes, color)`` of one image of `source` (its stacked axes less the first)."""
+    color = {}
+    if args.command == "equalize":
+        if args.luminance:
+            color = {"channel_axis": channel_axis_for(args, source) - 1, "luminance": True}
+        elif args.channel_axis is not None:
+            raise CliError("--channel-axis goes with --luminance")
+    return tuple(a - 1 for a in axes), color
+
+
+def _reference_of(xp, reference, sources):
+    """``reference(entry)`` for the batched match: the whole reference, or its entry."""
+    whole = reference.read_all()
+    if reference.kind == "image":
+        whole = whole[0]
+    whole = xp.asarray(whole)
+    per_image = {job: whole.shape == source.shape for job, source in enumerate(sources)}
+    return lambda entry: whole[entry.index] if per_image[entry.job] else whole
+
+
+def _mask_of(mask_source):
+    """``mask(entry, shape)`` for the batched equalize: the mask broadcast to that image."""
+    return lambda entry, shape: load_mask(mask_source, (1,) + tuple(shape))(0, 1)[0]
+
+
 def run_file_command(args, found, say):
-    """Run one file command over every input; `say` prints a line unless ``--quiet``."""
+    """Run one file command over every input; `say` prints a line unless ``--quiet``.
+
+    Image files (a folder written as images, PNG/JPEG inputs) go through
+    :func:`.batches.run_batches`, one library call per chunk of files whatever their sizes;
+    arrays (npy, npz, TIFF stacks, zarr) and dataset-wide axes are streamed in slabs.
+    """
     opened = []
     targets = []
     try:
@@ -273,25 +310,20 @@ def run_file_command(args, found, say):
                 target.check(protected)
                 targets.append(target)
         xp = pick_device(args.device)
-        done = []
-        for source, target, name in jobs:
+        todo, per_image = [], {}
+        for job, (source, target, name) in enumerate(jobs):
             axes = image_axes(args, source)
+            if _batched(args, source, name, axes):
+                per_image[job] = _per_image_options(args, source, axes)
+                todo.extend(entries(job, source, target, name))
+                continue
             mask = load_mask(mask_source, source.shape)
             operation, options = _operation_for(args, found, xp, source, reference)
 
             def sink_for(shape, dtype, rows, source=source, target=target, name=name):
-                rounded = (reference is not None and np.dtype(dtype).kind == "f"
-                           and reference.dtype in (np.uint8, np.uint16)
-                           and (name is None or suffix_kind(name) == "image"))
-                if rounded:  # matched to an 8/16-bit reference, written as images
-                    dtype = reference.dtype
-                if name is None:  # a folder of images
-                    sink = ImagesSink(target, shape, dtype,
-                                      [image_name(p.name) for p in source.files])
-                else:
-                    sink = open_sink(target, name, shape, dtype, rows,
-                                     args.key or getattr(source, "key", None))
-                return Rounded(sink) if rounded else sink
+                return make_sink(target, name, shape, dtype, rows,
+                                 args.key or getattr(source, "key", None), reference,
+                                 [image_name(p.name) for p in getattr(source, "files", [])])
 
             try:
                 stream(source, operation, sink_for, axes=axes, mask=mask, xp=xp,
@@ -301,7 +333,17 @@ def run_file_command(args, found, say):
                 where = error.filename or target.final
                 raise CliError(f"cannot write {where}: {error.strerror or one_line(error)}"
                                ) from None
-            done.append((source, target, name))
+        shapes = {}
+        if todo:
+            try:
+                shapes = run_batches(
+                    args, found, xp, todo, per_image.__getitem__,
+                    reference=None if reference is None else _reference_of(xp, reference,
+                                                                           sources),
+                    mask_for=None if mask_source is None else _mask_of(mask_source))
+            except OSError as error:
+                raise CliError(f"cannot write {error.filename or 'an output'}: "
+                               f"{error.strerror or one_line(error)}") from None
         for target in targets:
             target.commit()
     except BaseException:
@@ -310,10 +352,13 @@ def run_file_command(args, found, say):
         raise
     finally:
         _closing(opened)
-    for source, target, name in done:
+    for job, (source, target, name) in enumerate(jobs):
         written = target.final if name is None or isinstance(target, FileTarget) \
             else target.final / name
-        say(f"{args.command}: {source.path} {source.shape} {source.dtype} -> {written}")
+        described = f"{source.shape} {source.dtype}"
+        if len(shapes.get(job, ())) > 1:
+            described = f"{source.rows} images of {len(shapes[job])} sizes, {source.dtype}"
+        say(f"{args.command}: {source.path} {described} -> {written}")
     return 0
 
 

@@ -113,18 +113,23 @@ class RawSource(Source):
 
 
 class FolderSource(Source):
-    """Same-sized PNG/JPEG/TIFF images read with Pillow, in name order, one entry per file."""
+    """PNG/JPEG/TIFF images read with Pillow, in name order, one entry per file.
+
+    Read as one stack (:meth:`read`) they must share the first image's shape and dtype;
+    written into a folder they may differ, and are read one by one (:meth:`load`, see
+    :mod:`.batches`)."""
 
     default_axes = (1, 2)  # (N, H, W) or (N, H, W, C): per image, per channel
 
     def __init__(self, path, files, kind="folder"):
         self.pil = optional("PIL.Image", "reading PNG/JPEG images")
         self.path, self.kind, self.files = Path(path), kind, [Path(f) for f in files]
-        first = self._load(self.files[0])
+        first = self.load(self.files[0])
         self.shape, self.dtype = (len(self.files),) + first.shape, first.dtype
         self.paths = ([self.path] if kind == "folder" else []) + self.files
 
-    def _load(self, path):
+    def load(self, path):
+        """One image file as an array: ``(H, W)`` or ``(H, W, C)``, uint8/uint16/..."""
         try:
             with self.pil.open(path) as image:
                 image.load()
@@ -142,12 +147,13 @@ class FolderSource(Source):
         return array
 
     def read(self, start, stop, reuse=False):
-        images = [self._load(path) for path in self.files[start:stop]]
+        images = [self.load(path) for path in self.files[start:stop]]
         for path, image in zip(self.files[start:stop], images):
             if image.shape != self.shape[1:] or image.dtype != self.dtype:
                 raise CliError(f"{path.name} is {image.shape} {image.dtype}, but the folder's "
-                               f"first image is {self.shape[1:]} {self.dtype}: all images "
-                               "must match")
+                               f"first image is {self.shape[1:]} {self.dtype}: one array "
+                               "output needs images of one size and dtype; write into a "
+                               "folder (e.g. -o out/) to take mixed sizes")
         return np.stack(images) if images else np.empty((0,) + self.shape[1:], self.dtype)
 
 

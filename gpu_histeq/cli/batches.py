@@ -1,0 +1,171 @@
+"""Image files of any sizes, in batches: one library call per chunk of files, not per image.
+
+A folder written into a folder of images, and image files (PNG/JPEG) given as inputs, are
+read one file at a time into chunks of about :data:`BATCH_PIXELS` values. Each chunk is split
+by dtype and image axes (a list shares one dtype) and each part goes to the library as one
+list -- :func:`gpu_histeq.equalize_hist` and :func:`gpu_histeq.match_histograms` take a list of
+arrays of any sizes and return the list of per-image results, equal to the per-image calls bit
+for bit. ``clahe`` refuses lists, so it is called once per image here.
+
+Outputs go through the same targets and sinks as every other output (temporary names, moved
+into place by the caller after every job succeeded), so the data-safety rules do not change.
+"""
+
+import numpy as np
+
+from ._cleanup import CliError
+from .streaming import Progress, to_host
+from .writers import ImagesSink, Rounded, image_name, open_sink, suffix_kind
+
+__all__ = ["BATCH_PIXELS", "Entry", "entries", "make_sink", "run_batches"]
+
+#: Values (pixels times channels) read per chunk when ``--chunk-size`` is not given.
+BATCH_PIXELS = 1 << 24
+
+
+def make_sink(target, name, shape, dtype, rows, key=None, reference=None, names=None):
+    """The sink for a result of `shape` and `dtype` written as `name` into `target`.
+
+    ``name=None`` writes one image file per entry of the first axis, named by `names` (a folder
+    of images). A float result matched to an 8/16-bit `reference` and written as images is
+    rounded to the reference's dtype.
+    """
+    rounded = (reference is not None and np.dtype(dtype).kind == "f"
+               and reference.dtype in (np.uint8, np.uint16)
+               and (name is None or suffix_kind(name) == "image"))
+    if rounded:
+        dtype = reference.dtype
+    if name is None:
+        sink = ImagesSink(target, shape, dtype, names)
+    else:
+        sink = open_sink(target, name, shape, dtype, rows, key)
+    return Rounded(sink) if rounded else sink
+
+
+class Entry:
+    """One image file to process: where it comes from and where its result goes.
+
+    Attributes
+    ----------
+    job : int
+        Index of the input it belongs to (a folder gives one entry per file).
+    index : int
+        Its position in that input (the first axis of a stacked input).
+    path : Path
+    source : readers.FolderSource
+    target : writers.FileTarget or writers.FolderTarget
+    name : str
+        Output name inside `target`.
+    in_folder : bool
+        True for an image of a folder input (written like a folder of images).
+    """
+
+    def __init__(self, job, index, path, source, target, name, in_folder):
+        self.job, self.index, self.path, self.source = job, index, path, source
+        self.target, self.name, self.in_folder = target, name, in_folder
+
+
+def entries(job, source, target, name):
+    """The entries of one input: every file of a folder, or the one image file."""
+    if source.kind == "folder":
+        return [Entry(job, i, path, source, target, image_name(path.name), True)
+                for i, path in enumerate(source.files)]
+    return [Entry(job, 0, source.files[0], source, target, name, False)]
+
+
+def _chunks(todo, chunk_size):
+    """Yield lists of ``(entry, image)``: `chunk_size` files, or about BATCH_PIXELS values."""
+    chunk, values = [], 0
+    for entry in todo:
+        image = entry.source.load(entry.path)
+        chunk.append((entry, image))
+        values += image.size
+        if (len(chunk) >= chunk_size) if chunk_size else values >= BATCH_PIXELS:
+            yield chunk
+            chunk, values = [], 0
+    if chunk:
+        yield chunk
+
+
+def run_batches(args, found, xp, todo, options_for, reference=None, mask_for=None):
+    """Process `todo` (a list of :class:`Entry`) in chunks; write each result.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``command``, ``nbins``, ``method``, ``clip_limit``, ``tile_grid``, ``chunk_size``,
+        ``progress``.
+    found : dict
+        The library functions by command (``equalize``, ``clahe``, ``match``).
+    xp : module
+        numpy or cupy.
+    todo : list of Entry
+    options_for : callable
+        ``options_for(job)`` -> ``(axes, color)``: the image axes of one image of that input
+        (the stacked input's axes less its first axis) and ``{"channel_axis", "luminance"}``
+        or ``{}``.
+    reference : callable, optional
+        ``reference(entry)`` -> the reference array of that image (``match``).
+    mask_for : callable, optional
+        ``mask_for(entry, shape)`` -> the boolean mask of that image (``equalize --mask``).
+
+    Returns
+    -------
+    dict
+        ``{job: set of image shapes}`` of what was written.
+    """
+    chunk_size = args.chunk_size
+    if chunk_size is not None and chunk_size < 1:
+        raise CliError(f"--chunk-size must be a positive number of images, got {chunk_size}")
+    shapes = {}
+    bar = Progress(args.progress, len(todo), "images")
+    try:
+        for chunk in _chunks(todo, chunk_size):
+            groups = {}
+            for entry, image in chunk:  # one list per dtype and axes
+                axes, color = options_for(entry.job)
+                key = (image.dtype.str, axes, tuple(sorted(color.items())))
+                groups.setdefault(key, []).append((entry, image))
+            for (_, axes, color), members in groups.items():
+                results = _compute(args, found, xp, members, axes, dict(color), reference,
+                                   mask_for)
+                for (entry, image), result in zip(members, results):
+                    _write(args, entry, to_host(result), reference)
+                    shapes.setdefault(entry.job, set()).add(image.shape)
+                    bar.update(1)
+    finally:
+        bar.close()
+    return shapes
+
+
+def _compute(args, found, xp, members, axes, color, reference, mask_for):
+    images = [xp.asarray(image) for _, image in members]
+    if args.command == "equalize":
+        masks = None
+        if mask_for is not None:
+            masks = [xp.asarray(mask_for(entry, image.shape)) for entry, image in members]
+        return found["equalize"](images, args.nbins, method=args.method, axes=axes, mask=masks,
+                                 **color)
+    if args.command == "match":
+        references = [reference(entry) for entry, _ in members]
+        shared = all(r is references[0] for r in references)
+        return found["match"](images, references[0] if shared else references, axes=axes)
+    clahe = found["clahe"]  # refuses lists: one call per image
+    return [clahe(image, args.clip_limit, args.tile_grid, axes=axes) for image in images]
+
+
+def _write(args, entry, result, reference):
+    shape = (1,) + result.shape
+    ref = None if reference is None else reference(entry)
+    if entry.in_folder:
+        sink = make_sink(entry.target, None, shape, result.dtype, 1, reference=ref,
+                         names=[entry.name])
+    else:
+        sink = make_sink(entry.target, entry.name, shape, result.dtype, 1,
+                         args.key or getattr(entry.source, "key", None), reference=ref)
+    try:
+        sink.write(0, 1, result[None])
+        sink.finish()
+    except BaseException:
+        sink.close()
+        raise
