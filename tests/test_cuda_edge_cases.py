@@ -177,3 +177,34 @@ def test_real_images_histogram(cp, case):
             expected_counts, expected_centers = histogram(images, 300, mask=selected)
         assert_same_bits(counts, expected_counts)
         assert_same_bits(centers, expected_centers)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_far_out_unselected_values_histogram(cp, dtype):
+    """The histogram hook with masked-out sentinels: counts equal numpy.histogram of the selection."""
+    plane = np.array([[[1.0, 1e30, 2.0, -1e30, 1.5, 3.0]]], dtype)
+    mask = np.array([[[True, False, True, False, True, True]]])
+    images, selected = cp.asarray(plane), cp.asarray(mask)
+    with np.errstate(all="ignore"):
+        counts, centers = histogram(images, 4, mask=selected)
+        with _engine.portable():
+            expected_counts, expected_centers = histogram(images, 4, mask=selected)
+    assert_same_bits(counts, expected_counts)
+    assert_same_bits(centers, expected_centers)
+    reference, _ = np.histogram(plane[mask], 4)
+    np.testing.assert_array_equal(np.asarray(counts.get() if hasattr(counts, "get") else counts),
+                                  [reference])
+
+
+@pytest.mark.parametrize("small", [True, False], ids=["one-block", "multi-block"])
+def test_errors_come_in_the_portable_order(cp, small, monkeypatch):
+    """NaN in one plane and repeated edges in another: the NaN error, as portably."""
+    from gpu_histeq._cuda import _kernels
+    if not small:
+        monkeypatch.setattr(_kernels, "SMALL_PIXELS", 0)
+    planes = np.stack([np.full((3, 3), 1e8, np.float32), np.arange(9, dtype=np.float32).reshape(3, 3)])
+    planes[1, 1, 1] = np.nan
+    _, error = compare(cp, planes)
+    assert "NaN or infinity" in str(error)
+    _, error = compare(cp, planes[:1])
+    assert "too many" in str(error)
