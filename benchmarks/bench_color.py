@@ -74,6 +74,19 @@ def portable(function):
         return function()
 
 
+def one_thread(function):
+    """Run `function` with gpu_histeq on one thread (GPU_HISTEQ_NUM_THREADS=1), like the loop."""
+    saved = os.environ.get("GPU_HISTEQ_NUM_THREADS")
+    os.environ["GPU_HISTEQ_NUM_THREADS"] = "1"
+    try:
+        return function()
+    finally:
+        if saved is None:
+            del os.environ["GPU_HISTEQ_NUM_THREADS"]
+        else:
+            os.environ["GPU_HISTEQ_NUM_THREADS"] = saved
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -83,10 +96,15 @@ def main():
     batch = crops([data.astronaut(), data.chelsea(), data.coffee()], args.count, 96)
     shape = batch.shape
     clahe = cv2.createCLAHE(2.0, (8, 8))
+    load_before = os.getloadavg()
     rows = [
         compare(f"equalize_hist {shape} uint8, channel_axis=-1, luminance=True vs "
                 "cvtColor -> equalizeHist -> cvtColor loop",
                 lambda: gpu_histeq.equalize_hist(batch, channel_axis=-1, luminance=True),
+                lambda: luma_loop(batch, cv2.equalizeHist), args.repeats),
+        compare("the same, gpu_histeq on one thread",
+                lambda: one_thread(lambda: gpu_histeq.equalize_hist(batch, channel_axis=-1,
+                                                                    luminance=True)),
                 lambda: luma_loop(batch, cv2.equalizeHist), args.repeats),
         compare("the same, portable NumPy path (CuPy's; no compiler)",
                 lambda: portable(lambda: gpu_histeq.equalize_hist(batch, channel_axis=-1,
@@ -108,8 +126,9 @@ def main():
         f"Machine: {platform.machine()}, {len(os.sched_getaffinity(0))} CPUs (gpu_histeq "
         f"threads: {threads}, OpenCV threads: {cv2.getNumThreads()}); numpy {np.__version__}, "
         f"OpenCV {cv2.__version__}. Compiled CPU path: "
-        f"{'built' if gpu_histeq._cpu.BUILT else 'not built'}. Load average before the run "
-        f"end: {os.getloadavg()}.",
+        f"{'built' if gpu_histeq._cpu.BUILT else 'not built'}. Load average (1, 5, 15 min) "
+        f"before: {', '.join(f'{x:.2f}' for x in load_before)}; after: "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} (the machine is shared).",
         "Data: crops of skimage.data astronaut, chelsea, coffee. Median of interleaved repeats "
         "after a warm-up, same data, one process. ratio = batched / loop (below 1: the batch "
         "is faster).", "",
