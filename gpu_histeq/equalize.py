@@ -237,6 +237,11 @@ def equalize_hist(images, nbins=256, *, axes=None, mask=None, method=None,
     ``equalize``). ``"skimage"`` matches :func:`skimage.exposure.equalize_hist` per plane: the same
     bins and cumulative distribution, and :func:`numpy.interp`'s arithmetic.
 
+    With `luminance`, NumPy uint8/uint16 input converts in the compiled kernels of ``_color.c``
+    (for channels-last uint8 with ``"opencv"`` or ``"pil"`` and no mask, fused with the count and
+    the tables: the pixels are read twice and written once); CuPy input and floats take the
+    portable conversion of :mod:`gpu_histeq.color` (no fused CUDA kernel for it yet).
+
     Peak extra memory is one block's index (``CHUNK_PIXELS`` int64 per worker thread, 4 MiB on
     the CPU) plus the tables (``P x bins``), plus one copy of `images` when its image axes are not
     its last, C-contiguous axes. On CuPy, floating input synchronizes once for the NaN check and
