@@ -34,35 +34,38 @@ def _run(capsys, *argv):
     return status, captured.out, captured.err
 
 
-def test_no_arguments_writes_the_demo_here(tmp_path, monkeypatch, capsys):
+def test_no_arguments_writes_the_demo_into_its_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
+    demo = tmp_path / "gpu_histeq_demo"
     status, out, err = _run(capsys)
     assert status == 0, err
-    figure, array = tmp_path / "before_after.png", tmp_path / "synthetic_equalized.npy"
+    assert os.listdir(tmp_path) == ["gpu_histeq_demo"]  # nothing else in the current directory
+    figure, array = demo / "before_after.png", demo / "synthetic_equalized.npy"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     np.testing.assert_array_equal(np.load(array), gh.equalize_hist(_sample.synthetic()))
     assert "before_after.png" in out and "synthetic_equalized.npy" in out
-    assert _leftovers(tmp_path) == []
+    assert _leftovers(demo) == []
 
 
 def test_demo_again_changes_nothing_and_keeps_other_files(tmp_path, monkeypatch, capsys):
     """Running the README's command twice works; a different file of the same name is kept."""
     monkeypatch.chdir(tmp_path)
+    demo = tmp_path / "gpu_histeq_demo"
     assert _run(capsys)[0] == 0
-    figure = (tmp_path / "before_after.png").read_bytes()
+    figure = (demo / "before_after.png").read_bytes()
     status, _, err = _run(capsys)
     assert status == 0, err
-    assert (tmp_path / "before_after.png").read_bytes() == figure
-    (tmp_path / "before_after.png").write_bytes(b"my own figure")
+    assert (demo / "before_after.png").read_bytes() == figure
+    (demo / "before_after.png").write_bytes(b"my own figure")
     status, out, err = _run(capsys)
     assert status == 1 and out == "" and err.count("\n") == 1
     assert "before_after.png exists and differs from this run's result: use --force" in err
-    assert (tmp_path / "before_after.png").read_bytes() == b"my own figure"
-    assert _leftovers(tmp_path) == []
+    assert (demo / "before_after.png").read_bytes() == b"my own figure"
+    assert _leftovers(demo) == []
     status, out, err = _run(capsys, "--force", "-q")
     assert (status, out, err) == (0, "", "")
-    assert (tmp_path / "before_after.png").read_bytes() == figure
-    assert sorted(os.listdir(tmp_path)) == ["before_after.png", "synthetic_equalized.npy"]
+    assert (demo / "before_after.png").read_bytes() == figure
+    assert sorted(os.listdir(demo)) == ["before_after.png", "synthetic_equalized.npy"]
 
 
 def test_out_dir_and_a_scikit_image_sample(tmp_path, capsys):

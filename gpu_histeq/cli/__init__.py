@@ -1,7 +1,7 @@
 """The ``gpu-histeq`` command: equalize image stacks in files, streaming, on the CPU or a GPU.
 
 ``gpu-histeq`` with no arguments equalizes a built-in sample stack and writes a before/after
-figure and the equalized ``.npy`` into the current directory (or ``--out-dir``).
+figure and the equalized ``.npy`` into ``./gpu_histeq_demo/`` (created; or ``--out-dir``).
 
 Subcommands
 -----------

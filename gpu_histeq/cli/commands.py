@@ -4,13 +4,11 @@ A command reads every input, writes every output under a temporary name, and mov
 into place only when all of them are complete; any error or signal removes what it wrote.
 """
 
-import importlib.metadata
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from .. import __version__, equalize_hist
+from .. import equalize_hist
 from ._cleanup import CliError, one_line
 from .batches import entries, make_sink, run_batches
 from .readers import open_source
@@ -362,36 +360,10 @@ def run_file_command(args, found, say):
     return 0
 
 
-def _version(distribution):
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def run_info(args):
-    """Print the versions, the backends and the devices that gpu_histeq can use."""
-    from .. import _cpu, _planes
+    """Print :func:`gpu_histeq.show_config`'s report and the operations installed."""
+    from .._config import config, format_config
 
-    lines = [f"gpu_histeq {__version__}", f"python {sys.version.split()[0]}",
-             f"numpy {np.__version__}: CPU backend, {_planes.thread_count()} threads, compiled "
-             f"fast path {'built' if _cpu.BUILT else 'not built (bincount path)'}"]
-    cupy, reason = cupy_or_reason()
-    if cupy is None:
-        lines.append(f"cupy: unavailable ({reason})")
-    else:
-        lines.append(f"cupy {cupy.__version__}: GPU backend")
-        for index in range(cupy.cuda.runtime.getDeviceCount()):
-            props = cupy.cuda.runtime.getDeviceProperties(index)
-            name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
-            lines.append(f"  gpu {index}: {name}, {props['totalGlobalMem'] / 2**30:.1f} GiB, "
-                         f"compute capability {props['major']}.{props['minor']}")
-    for label, distribution in (("dask", "dask"), ("distributed", "distributed"),
-                                ("dask-cuda", "dask-cuda"), ("torch", "torch"), ("jax", "jax"),
-                                ("tqdm", "tqdm"), ("tifffile", "tifffile"), ("zarr", "zarr"),
-                                ("Pillow", "pillow")):
-        version = _version(distribution)
-        lines.append(f"{label} {version}" if version else f"{label}: not installed")
-    lines.append(f"operations: {', '.join(operations())}")
-    print("\n".join(lines))
+    print(format_config(config()))
+    print(f"operations: {', '.join(operations())}")
     return 0

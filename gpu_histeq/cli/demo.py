@@ -65,11 +65,17 @@ def _place(temp, final, force):
     move_into_place(temp, final, force=True)
 
 
+#: Where the demo writes without --out-dir (created in the current directory).
+DEMO_DIR = "gpu_histeq_demo"
+
+
 def run_demo(args, say):
     """Equalize a sample stack; write ``before_after.png`` and ``<sample>_equalized.npy``."""
     from ..figure import before_after
 
-    out_dir = Path(args.out_dir or ".")
+    out_dir = Path(args.out_dir or DEMO_DIR)
+    if args.out_dir is None and not out_dir.exists():
+        out_dir.mkdir()  # the default folder, never the current directory by surprise
     if not out_dir.is_dir():
         raise CliError(f"--out-dir: the output folder {out_dir} does not exist")
     images = _sample.load(args.sample)

@@ -110,7 +110,8 @@ def build_parser(operations):
         prog=PROG, description="Batched histogram equalization of image stacks in files. "
         "Without a command: equalize a built-in sample and write a before/after figure.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--out-dir", help="where the no-command demo writes (default: .)")
+    parser.add_argument("--out-dir", help="where the no-command demo writes (default: "
+                        "./gpu_histeq_demo, created)")
     _common(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -146,7 +147,7 @@ def build_parser(operations):
     demo = commands.add_parser("demo", help="equalize a built-in sample; write a figure")
     demo.add_argument("--sample", default="synthetic", choices=_sample.SAMPLES,
                       help="synthetic (default, NumPy only) or a scikit-image image")
-    demo.add_argument("--out-dir", help="output folder (default: .)")
+    demo.add_argument("--out-dir", help="output folder (default: ./gpu_histeq_demo, created)")
     demo.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     _common(demo)
     commands.add_parser("info", help="versions, backends and devices found")
