@@ -207,3 +207,10 @@ def test_nbins_message_on_integer_images_points_to_skimage():
         gh.equalize_hist(np.zeros((8, 8), np.uint8), nbins=128)
     with pytest.raises(ValueError, match=r"must be 65536 or the default 256 with `method='opencv'`"):
         gh.equalize_hist(np.zeros((8, 8), np.uint16), nbins=1000)
+
+
+def test_huge_nbins_is_refused_at_once_in_dask():
+    lazy = da.from_array(np.zeros((2, 4, 4), np.float32), chunks=(1, 4, 4))
+    for call in (gh.equalize_hist, gh.histogram, gh.cumulative_distribution):
+        with pytest.raises(ValueError, match=estimate("nbins")):
+            call(lazy, nbins=10**12)

@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import _chunked
 from ..adaptive import clahe as _clahe, equalize_adapthist as _equalize_adapthist
+from ..equalize import BYTES_PER_FLOAT_BIN as _BYTES_PER_FLOAT_BIN
 from ..equalize import equalize_hist as _equalize_hist
 from ..histogram import cumulative_distribution as _cumulative_distribution
 from ..histogram import histogram as _histogram_in_memory
@@ -31,8 +32,8 @@ from ..lut import apply_lut as _apply_lut
 from ..matching import match_histograms as _match_histograms
 from .._backend import array_module, is_dask
 from .._tables import cdf_table
-from .._validate import (check_bool, check_images, check_lut_inputs, check_nbins, image_axes,
-                         native, refuse_masked)
+from .._validate import (check_allocation, check_bool, check_images, check_lut_inputs,
+                         check_nbins, image_axes, native, refuse_masked)
 
 __all__ = ["equalize_hist", "histogram", "cumulative_distribution", "apply_lut", "clahe",
            "equalize_adapthist", "match_histograms"]
@@ -65,6 +66,8 @@ def _prepare(images, nbins, axes, mask, channel_axis=None):
     images = native(images)
     check_nbins(nbins)
     axes, channel_axis = image_axes(axes, channel_axis, images.shape)
+    if images.dtype.kind == "f":  # each task's tables: at least one plane's (the in-memory check)
+        check_allocation("nbins", nbins, _BYTES_PER_FLOAT_BIN * nbins, xp)
     refuse_masked(mask, "mask")
     if mask is not None:
         if not hasattr(mask, "dtype") or np.dtype(mask.dtype) != np.bool_:
