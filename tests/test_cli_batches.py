@@ -236,3 +236,23 @@ def test_force_into_a_folder_replaces_only_this_runs_files(tmp_path, capsys):
         np.testing.assert_array_equal(_read(out / path.name), gh.equalize_hist(image))
         np.testing.assert_array_equal(_read(path), image)  # inputs untouched
     assert _leftovers(tmp_path) == []
+
+
+def test_grey_and_colour_images_in_one_folder(tmp_path, capsys, monkeypatch):
+    """Per image and channel (the folder's default axes): a grey and an RGB image share a list."""
+    images = [RNG.integers(10, 200, SIZES[1] + (3,), dtype=np.uint8), GRAYS[0], GRAYS[2]]
+    files = _folder(tmp_path / "in", images)
+    calls = _counting(monkeypatch, commands, "equalize_hist")
+    status, _, err = _run(capsys, "equalize", tmp_path / "in", "-o", f"{tmp_path / 'out'}/")
+    assert status == 0, err
+    assert calls == [3]
+    for path, image in zip(files, images):
+        np.testing.assert_array_equal(_read(tmp_path / "out" / path.name),
+                                      gh.equalize_hist(image, axes=(0, 1)))
+    # --luminance (the RGB axis from the first image) fails on the first grey image, naming
+    # its file, and leaves nothing
+    status, out, err = _run(capsys, "equalize", tmp_path / "in", "-o", f"{tmp_path / 'lum'}/",
+                            "--luminance")
+    assert status == 1 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"gpu-histeq: error: {files[1]}: ")
+    assert not (tmp_path / "lum").exists() and _leftovers(tmp_path) == []

@@ -11,9 +11,11 @@ Outputs go through the same targets and sinks as every other output (temporary n
 into place by the caller after every job succeeded), so the data-safety rules do not change.
 """
 
+import sys
+
 import numpy as np
 
-from ._cleanup import CliError
+from ._cleanup import CliError, one_line
 from .streaming import Progress, to_host
 from .writers import ImagesSink, Rounded, image_name, open_sink, suffix_kind
 
@@ -127,8 +129,16 @@ def run_batches(args, found, xp, todo, options_for, reference=None, mask_for=Non
                 key = (image.dtype.str, axes, tuple(sorted(color.items())))
                 groups.setdefault(key, []).append((entry, image))
             for (_, axes, color), members in groups.items():
-                results = _compute(args, found, xp, members, axes, dict(color), reference,
+                try:
+                    results = _compute(args, found, xp, members, axes, dict(color), reference,
+                                       mask_for)
+                except (TypeError, ValueError):
+                    if len(members) == 1:
+                        raise CliError(f"{members[0][0].path}: {one_line(sys.exc_info()[1])}"
+                                       ) from None
+                    _name_the_file(args, found, xp, members, axes, dict(color), reference,
                                    mask_for)
+                    raise
                 for (entry, image), result in zip(members, results):
                     _write(args, entry, to_host(result), reference)
                     shapes.setdefault(entry.job, set()).add(image.shape)
@@ -136,6 +146,15 @@ def run_batches(args, found, xp, todo, options_for, reference=None, mask_for=Non
     finally:
         bar.close()
     return shapes
+
+
+def _name_the_file(args, found, xp, members, axes, color, reference, mask_for):
+    """After a list call failed: find the first image that fails alone and name its file."""
+    for member in members:
+        try:
+            _compute(args, found, xp, [member], axes, color, reference, mask_for)
+        except (TypeError, ValueError) as error:
+            raise CliError(f"{member[0].path}: {one_line(error)}") from None
 
 
 def _compute(args, found, xp, members, axes, color, reference, mask_for):
