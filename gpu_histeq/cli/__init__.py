@@ -17,6 +17,13 @@ complete; an existing output is replaced only with ``--force``; no input is ever
 an error or SIGINT/SIGTERM/SIGHUP removes every temporary file and ends with one line on stderr
 (exit status 1, or 128 + the signal's number).
 
+Image files -- a folder written into a folder of images, or PNG/JPEG inputs -- may have any
+sizes: they are read in chunks of about 2**24 values (``--chunk-size N``: N files) and each
+chunk's images of one dtype go to :func:`gpu_histeq.equalize_hist` or
+:func:`gpu_histeq.match_histograms` as one list (one call per chunk, the per-image results
+bit for bit); ``clahe`` takes no lists and is called per image. Written as one array (``.npy``
+and the like), a folder's images must share one size and dtype.
+
 Dataset-wide equalization (image ``--axes`` that include the first axis, along which files are
 chunked) makes two passes over the file -- histograms, then remap -- or three for
 ``--method skimage`` (ranges first), through the chunked driver shared with Dask
@@ -25,7 +32,7 @@ chunked) makes two passes over the file -- histograms, then remap -- or three fo
 
 Modules: ``parser`` (arguments), ``commands`` (file commands, ``info``, devices), ``readers``
 and ``writers`` (inputs; outputs moved into place atomically), ``streaming`` (slabs, progress),
-``demo`` (the no-argument job), ``_cleanup`` (signals, temporary files, one-line errors).
+``batches`` (image files in list calls), ``demo`` (the no-argument job), ``_cleanup`` (signals, temporary files, one-line errors).
 """
 
 import os
