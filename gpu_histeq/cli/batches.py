@@ -2,10 +2,11 @@
 
 A folder written into a folder of images, and image files (PNG/JPEG) given as inputs, are
 read one file at a time into chunks of about :data:`BATCH_PIXELS` values. Each chunk is split
-by dtype and image axes (a list shares one dtype) and each part goes to the library as one
-list (a part of one image as that array: a list of one costs about 0.5 ms more to set up) -- :func:`gpu_histeq.equalize_hist` and :func:`gpu_histeq.match_histograms` take a list of
+by dtype and image axes (a list shares one dtype) and each part goes to the library in one
+call: :func:`gpu_histeq.equalize_hist` and :func:`gpu_histeq.match_histograms` take a list of
 arrays of any sizes and return the list of per-image results, equal to the per-image calls bit
-for bit. ``clahe`` refuses lists, so it is called once per image here.
+for bit (a part of one image is passed as that array: a list of one costs about 0.5 ms more to
+set up). ``clahe`` refuses lists, so it is called once per image here.
 
 Outputs go through the same targets and sinks as every other output (temporary names, moved
 into place by the caller after every job succeeded), so the data-safety rules do not change.
