@@ -40,14 +40,23 @@ def to_ycrcb(xp, red, green, blue, dtype):
         delta = 0.5
         return luma, (red - luma) * _CR + delta, (blue - luma) * _CB + delta
     work = _work_type(dtype)
-    red, green, blue = (c.astype(work) for c in (red, green, blue))
-    delta = (1 << (8 * dtype.itemsize - 1)) << _SHIFT
-    luma = _descale(red * _Y_WEIGHTS_FIXED[0] + green * _Y_WEIGHTS_FIXED[1]
-                    + blue * _Y_WEIGHTS_FIXED[2])
-    chroma_red = _descale((red - luma) * _CR_FIXED + delta)
-    chroma_blue = _descale((blue - luma) * _CB_FIXED + delta)
     top = np.iinfo(dtype).max
-    return (xp.clip(luma, 0, top), xp.clip(chroma_red, 0, top), xp.clip(chroma_blue, 0, top))
+    delta = ((1 << (8 * dtype.itemsize - 1)) << _SHIFT) + _HALF_UNIT
+    red, blue = red.astype(work), blue.astype(work)
+    # in place, one temporary at a time (the same integer arithmetic as OpenCV's fixed point)
+    luma = xp.multiply(green, _Y_WEIGHTS_FIXED[1], dtype=work)
+    luma += red * _Y_WEIGHTS_FIXED[0]
+    luma += blue * _Y_WEIGHTS_FIXED[2]
+    luma += _HALF_UNIT
+    luma >>= _SHIFT  # within [0, top]: the weights sum to 2**14
+    chroma = []
+    for channel, scale in ((red, _CR_FIXED), (blue, _CB_FIXED)):
+        channel -= luma
+        channel *= scale
+        channel += delta
+        channel >>= _SHIFT
+        chroma.append(xp.clip(channel, 0, top, out=channel))
+    return luma, chroma[0], chroma[1]
 
 
 def from_ycrcb(xp, luma, chroma_red, chroma_blue, dtype):
@@ -58,13 +67,25 @@ def from_ycrcb(xp, luma, chroma_red, chroma_blue, dtype):
         return (luma + _BACK[0] * cr, luma + _BACK[1] * cr + _BACK[2] * cb, luma + _BACK[3] * cb)
     half = 1 << (8 * dtype.itemsize - 1)
     work = _work_type(dtype)
-    luma = luma.astype(work)
-    cr, cb = chroma_red.astype(work) - half, chroma_blue.astype(work) - half
     top = np.iinfo(dtype).max
-    red = luma + _descale(cr * _BACK_FIXED[0])
-    green = luma + _descale(cb * _BACK_FIXED[2] + cr * _BACK_FIXED[1])
-    blue = luma + _descale(cb * _BACK_FIXED[3])
-    return tuple(xp.clip(c, 0, top).astype(dtype) for c in (red, green, blue))
+    cr = chroma_red.astype(work)
+    cr -= half
+    cb = chroma_blue.astype(work)
+    cb -= half
+    channels = []
+    for first, (weight_cr, weight_cb) in ((cr, (_BACK_FIXED[0], 0)),
+                                          (None, (_BACK_FIXED[1], _BACK_FIXED[2])),
+                                          (cb, (0, _BACK_FIXED[3]))):
+        if weight_cr and weight_cb:  # green: both chroma terms, then one descale
+            term = cb * weight_cb
+            term += cr * weight_cr
+        else:
+            term = first * (weight_cr or weight_cb)
+        term += _HALF_UNIT
+        term >>= _SHIFT
+        term += luma
+        channels.append(xp.clip(term, 0, top, out=term).astype(dtype))
+    return tuple(channels)
 
 
 def split_luma(xp, rgb):
