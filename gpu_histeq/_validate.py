@@ -215,8 +215,9 @@ def check_luminance(shape, dtype, channel_axis, method):
         raise ValueError(f"`luminance=True` needs 3 (R, G, B) channels along `channel_axis` "
                          f"{channel_axis}, got {shape[channel_axis]}")
     dtype = np.dtype(dtype)
-    if dtype.kind == "i":
-        raise TypeError(f"`luminance=True` needs unsigned integer or floating `images`, got {dtype}")
+    if dtype.kind == "i" or (dtype.kind == "u" and dtype.itemsize > 4):
+        raise TypeError("`luminance=True` needs uint8, uint16, uint32 or floating `images` (the "
+                        f"fixed-point conversion overflows 64 bits beyond), got {dtype}")
     if dtype.kind == "f" and method != "skimage":
         raise TypeError(f"`method={method!r}` does not fit floating `images`")
 

@@ -214,3 +214,12 @@ def test_huge_nbins_is_refused_at_once_in_dask():
     for call in (gh.equalize_hist, gh.histogram, gh.cumulative_distribution):
         with pytest.raises(ValueError, match=estimate("nbins")):
             call(lazy, nbins=10**12)
+
+
+def test_luminance_refuses_uint64_whose_conversion_would_overflow():
+    with pytest.raises(TypeError, match=r"`luminance=True` needs uint8, uint16, uint32 or floating"):
+        gh.equalize_hist(np.zeros((4, 4, 3), np.uint64), channel_axis=-1, luminance=True)
+    top = np.iinfo(np.uint32).max  # uint32 still exact (int64 intermediates)
+    rgb = np.array([[[top, 0, top], [0, top, 0]], [[top, top, top], [1, 2, 3]]], np.uint32)
+    result = gh.equalize_hist(rgb, channel_axis=-1, luminance=True)
+    assert result.dtype == np.uint32 and int(result.max()) <= top
