@@ -73,7 +73,7 @@ def test_divergent_barrier_is_reported(monkeypatch):
     cp = emulated_cupy_or_skip(monkeypatch)
     from emulation import sanitize_cases
     code, _ = sanitize_cases.PLANTED["divergent"]
-    kernel = cp.RawModule(code=code, options=("--std=c++17",), name_expressions=("planted",))
+    kernel = cp.RawModule(code=code, options=("--std=c++17", "--fmad=false"), name_expressions=("planted",))
     out = cp.zeros(256, np.int32)
     with pytest.raises(cp.EmulatedLaunchError,
                        match=r"divergent __syncthreads: 224 threads exited while 32 wait"):
@@ -96,7 +96,7 @@ extern "C" __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
 planted(const int* values, long long n, int scale, int* out) {
     for (long long i = threadIdx.x; i < n; i += blockDim.x) out[i] = values[i] * scale;
 }"""
-    kernel = cp.RawModule(code=code, options=("--std=c++17",),
+    kernel = cp.RawModule(code=code, options=("--std=c++17", "--fmad=false"),
                           name_expressions=("planted",)).get_function("planted")
     values, out = cp.arange(300, dtype=np.int32), cp.zeros(300, np.int32)
     kernel((1,), (256,), (values, np.int64(300), np.int32(3), out))  # a correct launch runs

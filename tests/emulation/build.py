@@ -68,6 +68,9 @@ def wrapper_source(code, options, expressions, filename="kernels.cu"):
     unknown = set(options) - KNOWN_OPTIONS
     if unknown:
         raise EmulationUnavailable(f"NVRTC options the emulator does not model: {sorted(unknown)}")
+    if "--fmad=false" not in options:
+        raise EmulationUnavailable("without --fmad=false NVRTC contracts a * b + c into fused "
+                                   "multiply-adds where it chooses; the emulator cannot follow it")
     ftz_option = "-ftz=true" in options
     lines = ['#include "cuda_emu.h"', f'#line 1 "{filename}"', code, "", '#line 1 "emu_wrapper.cpp"']
     seen = {}

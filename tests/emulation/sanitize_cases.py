@@ -52,7 +52,7 @@ extern "C" __global__ void planted(int* out) {
 
 def planted(name):
     code, shared = PLANTED[name]
-    kernel = cp.RawModule(code=code, options=("--std=c++17",), name_expressions=("planted",))
+    kernel = cp.RawModule(code=code, options=("--std=c++17", "--fmad=false"), name_expressions=("planted",))
     out = cp.zeros(256, np.int32)
     kernel.get_function("planted")((1,), (256,), (out,), shared_mem=shared)
     print("PLANTED RAN", name)
