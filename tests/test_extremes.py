@@ -220,6 +220,8 @@ def test_luminance_refuses_uint64_whose_conversion_would_overflow():
     with pytest.raises(TypeError, match=r"`luminance=True` needs uint8, uint16, uint32 or floating"):
         gh.equalize_hist(np.zeros((4, 4, 3), np.uint64), channel_axis=-1, luminance=True)
     top = np.iinfo(np.uint32).max  # uint32 still exact (int64 intermediates)
-    rgb = np.array([[[top, 0, top], [0, top, 0]], [[top, top, top], [1, 2, 3]]], np.uint32)
+    rgb = np.array([[[top, top - 9, top], [top - 300, top, top - 5]],
+                    [[top, top, top], [top - 1, top - 2, top - 3]]], np.uint32)
     result = gh.equalize_hist(rgb, channel_axis=-1, luminance=True)
-    assert result.dtype == np.uint32 and int(result.max()) <= top
+    assert result.dtype == np.uint32
+    assert int(result[1, 0].min()) == top  # the brightest luma goes to the top, saturated
