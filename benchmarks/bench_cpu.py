@@ -150,17 +150,22 @@ def implementations(stack_u8, stack_f32, stack_f64, cases):
 
 
 def time_round_robin(functions, repeats):
-    """Median and (min, max) in ms of each function over `repeats` round-robin calls."""
+    """Median and (min, max) wall time in ms of each function over `repeats` round-robin calls,
+    and its median CPU time in ms (all threads of the process: what the call itself computed,
+    whatever else runs on the machine)."""
     for function in functions.values():
         function()  # warm-up
     samples = {name: [] for name in functions}
+    cpu = {name: [] for name in functions}
     for _ in range(repeats):
         for name, function in functions.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             function()
             samples[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
     return ({name: statistics.median(times) * 1e3 for name, times in samples.items()},
-            {name: (min(times) * 1e3, max(times) * 1e3) for name, times in samples.items()})
+            {name: (min(times) * 1e3, max(times) * 1e3) for name, times in samples.items()},
+            {name: statistics.median(times) * 1e3 for name, times in cpu.items()})
 
 
 def breakdown(planes, repeats):
@@ -217,7 +222,8 @@ def main(argv=None):
                                      "copy_bandwidth_GBps": bandwidth / 1e9, "threads": threads,
                                      "floor_ms": 2 * stack_f64.nbytes / bandwidth * 1e3,
                                      "copy_to_fresh_array_ms": fresh * 1e3}
-        entry["median_ms"], entry["range_ms"] = time_round_robin(functions, args.repeats)
+        entry["median_ms"], entry["range_ms"], entry["cpu_median_ms"] = time_round_robin(
+            functions, args.repeats)
         cases.append(entry)
         print(case, json.dumps({k: round(v, 2) for k, v in entry["median_ms"].items()}), flush=True)
     date = datetime.date.today().isoformat()
@@ -237,7 +243,9 @@ def main(argv=None):
                  *load_before, *record["load_average_1_5_15min"]["after"], os.cpu_count()), "",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
              "", "Median (and min-max) of round-robin repeats, same data in one process. "
-             "Ratio = time / gpu_histeq's time.", ""]
+             "Ratio = time / gpu_histeq's time. CPU ms: the process's CPU time during the call "
+             "(every thread), which other work on the machine does not inflate as it does wall "
+             "time.", ""]
     for entry in cases:
         base = entry["median_ms"]["gpu_histeq"]
         lines += [f"## {entry['case']}", ""]
@@ -253,10 +261,14 @@ def main(argv=None):
                       f"fresh array (pages faulted in and zeroed, as for any new result): "
                       f"{floor['copy_to_fresh_array_ms']:.1f} ms, "
                       f"{floor['copy_to_fresh_array_ms'] / base:.0%} of gpu_histeq's median.", ""]
-        lines += ["| implementation | median ms | min-max ms | x gpu_histeq |", "|---|---:|---:|---:|"]
+        cpu_base = entry["cpu_median_ms"]["gpu_histeq"]
+        lines += ["| implementation | median ms | min-max ms | x gpu_histeq | CPU ms (all threads) "
+                  "| CPU x gpu_histeq |", "|---|---:|---:|---:|---:|---:|"]
         for key, value in sorted(entry["median_ms"].items(), key=lambda kv: kv[1]):
             low, high = entry["range_ms"][key]
-            lines.append(f"| {key} | {value:.1f} | {low:.1f}-{high:.1f} | {value / base:.2f} |")
+            busy = entry["cpu_median_ms"][key]
+            lines.append(f"| {key} | {value:.1f} | {low:.1f}-{high:.1f} | {value / base:.2f} "
+                         f"| {busy:.1f} | {busy / cpu_base:.2f} |")
         lines.append("")
     if args.breakdown:
         lines += ["## Compiled float steps, one thread (benchmarks/breakdown_float.c)", "", "```",
