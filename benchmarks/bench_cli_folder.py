@@ -11,13 +11,17 @@ times, in one process, on the same files:
   file into a plain folder (no temporary names, no atomic move): the loop a user would write;
 * ``cv2 loop``: the same loop with ``cv2.equalizeHist`` (when OpenCV is installed);
 
-and the compute alone on the decoded images: ``equalize_hist(list)`` against the per-image loop,
-and the same images resized to one size with the same total pixel count (one ``(N, S, S)``
-stack, and a list of N equal arrays). Every output is checked equal to ``cv2.equalizeHist`` (or
-the per-image call) first. Each timing is warmed up once; the median and best of `--repeat`
-runs are reported, with the load average, since the machine is shared. Every run writes into
-a new output folder (as a first run does; removed after it, untimed): rewriting an existing
-folder with ``--force`` renames each file over an old one, which costs more per file.
+the same images resized to one size with the same total pixel count, through the CLI (into a
+folder of PNGs, and into one ``.npy``: a stack per slab, no list); and the compute alone on the
+decoded images: ``equalize_hist(list)`` against the per-image loop, and on the resized images
+one ``(N, S, S)`` stack against a list of N equal arrays. Every output is checked equal to
+``cv2.equalizeHist`` (or the per-image call) first.
+
+Each case is warmed up once, then the cases run in turns for `--repeat` rounds (so a change of
+the shared machine's load touches all alike); the median and best are reported, with the load
+average. Every run writes into a new output folder (as a first run does; removed after it,
+untimed): rewriting an existing folder with ``--force`` renames each file over an old one,
+which costs more per file.
 
 Usage::
 
@@ -62,28 +66,34 @@ def make_folder(folder, count, seed=0):
     return images
 
 
-def timed(function, repeat, fresh=None):
-    """Median and best seconds of `function()`; with `fresh`, ``function(folder)`` each run
-    writes into a new output folder (removed after, untimed), as a first run would."""
-    runs = iter(range(repeat + 1))
-    if fresh is not None:
-        fresh.mkdir(exist_ok=True)
+def interleaved(cases, repeat):
+    """``[(median s, best s)]`` of each ``(label, function, fresh)`` case, timed in turns.
 
-    def once():
+    Each case is warmed up once, then the cases run one after another, `repeat` rounds, so a
+    change of the shared machine's load touches every case alike. With `fresh` (a folder),
+    ``function(out)`` writes into a new folder under it each run (removed after, untimed), as a
+    first run would; otherwise ``function()``.
+    """
+    def once(function, fresh, run):
         if fresh is None:
             start = time.perf_counter()
             function()
             return time.perf_counter() - start
-        folder = fresh / f"run{next(runs)}"
+        fresh.mkdir(exist_ok=True)
+        out = fresh / f"run{run}"
         start = time.perf_counter()
-        function(folder)
+        function(out)
         elapsed = time.perf_counter() - start
-        shutil.rmtree(folder)
+        shutil.rmtree(out)
         return elapsed
 
-    once()  # warm-up
-    times = [once() for _ in range(repeat)]
-    return statistics.median(times), min(times)
+    for _, function, fresh in cases:
+        once(function, fresh, "warm")
+    times = [[] for _ in cases]
+    for run in range(repeat):
+        for k, (_, function, fresh) in enumerate(cases):
+            times[k].append(once(function, fresh, run))
+    return [(statistics.median(t), min(t)) for t in times]
 
 
 def read_folder(folder):
@@ -123,11 +133,6 @@ def main_bench(argv=None):
         images = make_folder(folder, args.count)
         pixels = sum(image.size for image in images)
         load_before = os.getloadavg()
-        rows = []
-
-        def add(label, median, best):
-            rows.append((label, median, best))
-            print(f"{label:70s} {median * 1e3:9.1f} ms (best {best * 1e3:.1f})", flush=True)
 
         # -- whole jobs: read, equalize, write ------------------------------------------
         outs = {name: scratch / name for name in ("batched", "chunk1", "loop", "cv2")}
@@ -152,25 +157,46 @@ def main_bench(argv=None):
             for key, value in written.items():
                 np.testing.assert_array_equal(value, reference[key], err_msg=f"{name} {key}")
             shutil.rmtree(outs[name])
-        for label, name, job in jobs:
-            add(label, *timed(job, args.repeat, fresh=outs[name].parent / f"{name}-runs"))
+        cases = [(label, job, scratch / f"{name}-runs") for label, name, job in jobs]
 
-        # -- compute only, on the decoded images --------------------------------------------
+        # -- the same images resized to one size (same pixel count), through the CLI ------------
         decoded = list(read_folder(folder).values())
-        batched = equalize_hist(decoded)
-        for image, result in zip(decoded, batched):
-            np.testing.assert_array_equal(result, equalize_hist(image))
-        add("compute only: `equalize_hist(list)` (mixed sizes)",
-            *timed(lambda: equalize_hist(decoded), args.repeat))
-        add("compute only: `[equalize_hist(a) for a in list]` (mixed sizes)",
-            *timed(lambda: [equalize_hist(a) for a in decoded], args.repeat))
         side = int(round((pixels / len(decoded)) ** 0.5))
         same = np.stack([np.asarray(Image.fromarray(a).resize((side, side), Image.NEAREST))
                          for a in decoded])
-        add(f"compute only: same images resized to {side}x{side}, one `(N, S, S)` stack",
-            *timed(lambda: equalize_hist(same), args.repeat))
-        add(f"compute only: resized to {side}x{side}, `equalize_hist(list)`",
-            *timed(lambda: equalize_hist(list(same)), args.repeat))
+        uniform = scratch / "uniform"
+        uniform.mkdir()
+        for i, image in enumerate(same):
+            Image.fromarray(image).save(uniform / f"img{i:04d}.png")
+        cases += [
+            (f"batched CLI on the same images resized to {side}x{side} (PNG folder)",
+             lambda out: run_cli("equalize", uniform, "-o", f"{out}/", "-q"),
+             scratch / "uniform-runs"),
+            ("CLI on the resized images into one `.npy` (one `(N, S, S)` stack per slab)",
+             lambda out: (out.mkdir(), run_cli("equalize", uniform, "-o", out / "out.npy",
+                                               "-q")),
+             scratch / "npy-runs"),
+        ]
+        whole = interleaved(cases, args.repeat)
+
+        # -- compute only, on the decoded images --------------------------------------------
+        batched = equalize_hist(decoded)
+        for image, result in zip(decoded, batched):
+            np.testing.assert_array_equal(result, equalize_hist(image))
+        compute = [
+            ("compute only: `equalize_hist(list)` (mixed sizes)",
+             lambda: equalize_hist(decoded), None),
+            ("compute only: `[equalize_hist(a) for a in list]` (mixed sizes)",
+             lambda: [equalize_hist(a) for a in decoded], None),
+            (f"compute only: same images resized to {side}x{side}, one `(N, S, S)` stack",
+             lambda: equalize_hist(same), None),
+            (f"compute only: resized to {side}x{side}, `equalize_hist(list)`",
+             lambda: equalize_hist(list(same)), None),
+        ]
+        rows = [(label,) + timing for (label, _, _), timing in
+                zip(cases + compute, whole + interleaved(compute, args.repeat))]
+        for label, median, best in rows:
+            print(f"{label:76s} {median * 1e3:9.1f} ms (best {best * 1e3:.1f})", flush=True)
         load_after = os.getloadavg()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -188,8 +214,8 @@ def main_bench(argv=None):
         f"{gpu_histeq.__version__}, OpenCV {cv2.__version__ if cv2 else 'not installed'}, "
         "device: CPU (no GPU on this machine; nothing here is a GPU number). "
         f"Load average before {load_before[0]:.1f}, after {load_after[0]:.1f} (shared machine). "
-        f"One warm-up, {args.repeat} runs, in one process. Every output was checked equal to "
-        "`cv2.equalizeHist` per image before timing.",
+        f"One warm-up each, then {args.repeat} rounds of all cases in turn, in one process. "
+        "Every output was checked equal to `cv2.equalizeHist` per image before timing.",
         "",
         "| what | median ms | best ms | ns/pixel (median) |",
         "|---|---:|---:|---:|",
