@@ -256,3 +256,26 @@ def test_grey_and_colour_images_in_one_folder(tmp_path, capsys, monkeypatch):
     assert status == 1 and out == "" and err.count("\n") == 1
     assert err.startswith(f"gpu-histeq: error: {files[1]}: ")
     assert not (tmp_path / "lum").exists() and _leftovers(tmp_path) == []
+
+
+def test_match_one_reference_per_image(tmp_path, capsys, monkeypatch):
+    """A reference stack shaped like the folder gives each image its own reference, as a list."""
+    if "match" not in commands.operations():
+        pytest.skip("no gpu_histeq.match_histograms")
+    images = [RNG.integers(40, 90, (21, 17), dtype=np.uint8) for _ in range(4)]
+    references = np.stack([RNG.integers(10 * k, 60 + 50 * k, (21, 17), dtype=np.uint8)
+                           for k in range(4)])
+    files = _folder(tmp_path / "in", images)
+    np.save(tmp_path / "refs.npy", references)
+    calls = _counting(monkeypatch, gh, "match_histograms")
+    status, _, err = _run(capsys, "match", tmp_path / "in", "-o", f"{tmp_path / 'out'}/",
+                          "--reference", tmp_path / "refs.npy", "--chunk-size", 3)
+    assert status == 0, err
+    assert calls == [3, None]
+    for k, (path, image) in enumerate(zip(files, images)):
+        expected = np.clip(np.rint(gh.match_histograms(image, references[k])), 0, 255)
+        result = _read(tmp_path / "out" / path.name)
+        np.testing.assert_array_equal(result, expected.astype(np.uint8))
+        if k:  # each image took its own reference, not the first
+            assert not np.array_equal(result, np.clip(np.rint(
+                gh.match_histograms(image, references[0])), 0, 255).astype(np.uint8))
