@@ -53,10 +53,18 @@ def compiler():
 
 
 def cache_dir():
+    """$GPU_HISTEQ_EMU_CACHE, else ~/.cache/gpu_histeq_emu, else a folder in the temp dir."""
     root = os.environ.get("GPU_HISTEQ_EMU_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gpu_histeq_emu")
-    Path(root).mkdir(parents=True, exist_ok=True)
-    return Path(root)
+    try:
+        Path(root).mkdir(parents=True, exist_ok=True)
+        if os.access(root, os.W_OK):
+            return Path(root)
+    except OSError:
+        pass
+    fallback = Path(tempfile.gettempdir()) / f"gpu_histeq_emu-{os.getuid()}"
+    fallback.mkdir(parents=True, exist_ok=True)
+    return fallback
 
 
 def _template_args(expression):
