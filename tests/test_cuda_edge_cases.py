@@ -14,6 +14,8 @@ emulator (issue 10):
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from skimage import data, exposure, img_as_float32, img_as_float64, img_as_uint
 
 from conftest import is_emulated
@@ -208,3 +210,21 @@ def test_errors_come_in_the_portable_order(cp, small, monkeypatch):
     assert "NaN or infinity" in str(error)
     _, error = compare(cp, planes[:1])
     assert "too many" in str(error)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(dtype=st.sampled_from([np.float32, np.float64]), offset=st.floats(-1e6, 1e6),
+       step=st.floats(1e-3, 1e3), levels=st.integers(1, 300), nbins=st.integers(1, 400),
+       masked=st.booleans(), large=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_property_fused_float_kernels_equal_portable(cp, dtype, offset, step, levels, nbins,
+                                                     masked, large, seed, monkeypatch):
+    """Quantized planes (offset + step * level): many pixels exactly on bin edges and centers,
+    ranges narrow or wide for their magnitude, one-block and multi-block kernels, 1-400 bins."""
+    from gpu_histeq._cuda import _kernels
+    monkeypatch.setattr(_kernels, "SMALL_PIXELS", 0 if large else 1 << 16)
+    rng = np.random.default_rng(seed)
+    images = (offset + step * rng.integers(0, levels, (3, 17, 13))).astype(dtype)
+    mask = rng.random((3, 17, 13)) < 0.6 if masked else None
+    if mask is not None:
+        mask[:, 0, 0] = True
+    compare(cp, images, nbins, mask)
