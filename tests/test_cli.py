@@ -210,7 +210,9 @@ def test_luminance_of_a_folder_of_colour_images(tmp_path, capsys):
     (["--luminance"], r"--luminance needs the RGB axis of the input \(shape \(7, 2, 12, 10\)\)"),
     (["--luminance", "--channel-axis", 4], r"--channel-axis 4 is out of range"),
     (["--luminance", "--channel-axis", 1], r"needs 3 \(R, G, B\) channels along `channel_axis` 1, got 2"),
-    (["--channel-axis", 1], r"--channel-axis goes with --luminance"),
+    (["--channel-axis", 1, "--axes=1,2"],
+     r"the channel axis 1 is one of the image axes \(1, 2\): leave --axes out or give --axes 2,3"),
+    (["--channel-axis", 3, "--axes=-2,-1"], r"the channel axis 3 is one of the image axes"),
 ])
 def test_luminance_without_an_rgb_axis_fails_in_one_line(tmp_path, capsys, options, message):
     np.save(tmp_path / "in.npy", STACK)

@@ -178,7 +178,8 @@ def _compute(args, found, xp, members, axes, color, reference, mask_for):
             return [found["match"](images[0], references[0], axes=axes)]
         return found["match"](images, references[0] if shared else references, axes=axes)
     clahe = found["clahe"]  # refuses lists: one call per image
-    return [clahe(image, args.clip_limit, args.tile_grid, axes=axes) for image in images]
+    return [clahe(image, args.clip_limit, args.tile_grid, axes=axes, **color)
+            for image in images]
 
 
 def _write(args, entry, result, reference):

@@ -4,18 +4,21 @@ A command reads every input, writes every output under a temporary name, and mov
 into place only when all of them are complete; any error or signal removes what it wrote.
 """
 
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from .. import equalize_hist
-from ._cleanup import CliError, one_line
+from .. import _validate, equalize_hist
+from ._cleanup import PROG, CliError, one_line
 from .batches import entries, make_sink, run_batches
 from .readers import open_source
 from .streaming import stream
 from .writers import FileTarget, FolderTarget, image_name, suffix_kind
 
-__all__ = ["operations", "parse_axes", "pick_device", "run_file_command", "run_info"]
+__all__ = ["operations", "parse_axes", "pick_device", "probable_colour", "resolve_axes",
+           "run_file_command", "run_info"]
 
 
 def operations():
@@ -95,32 +98,93 @@ def parse_axes(text, layout, source):
     return normalized
 
 
-def channel_axis_for(args, source):
-    """The RGB axis for ``--luminance``: ``--channel-axis``, C in ``--layout``, or a last axis
-    of length 3 that is not an image axis."""
+def _given_channel(args, source):
+    """``--channel-axis`` (checked, non-negative) or the C of ``--layout``, or None."""
     ndim = len(source.shape)
-    if args.channel_axis is not None:
-        if not -ndim <= args.channel_axis < ndim:
-            raise CliError(f"--channel-axis {args.channel_axis} is out of range for the input's "
-                           f"{ndim} axes (shape {source.shape})")
-        return args.channel_axis % ndim
+    channel = getattr(args, "channel_axis", None)
+    if channel is not None:
+        if not -ndim <= channel < ndim:
+            raise CliError(f"--channel-axis {channel} is out of range for the input's {ndim} "
+                           f"axes (shape {source.shape})")
+        return channel % ndim
     if args.layout is not None and "C" in args.layout.upper():
         return args.layout.upper().index("C")
-    axes = parse_axes(args.axes, args.layout, source)
-    if ndim >= 3 and source.shape[-1] == 3 and ndim - 1 not in axes:
-        return ndim - 1
-    raise CliError(f"--luminance needs the RGB axis of the input (shape {source.shape}): give "
-                   "--channel-axis or a --layout with C, e.g. NHWC")
+    return None
 
 
-def image_axes(args, source):
-    """The image axes; with ``--luminance --channel-axis C`` alone, the last two axes but C
-    (so ``--channel-axis -1`` on an NHWC stack means H and W)."""
-    if (getattr(args, "luminance", False) and args.channel_axis is not None
-            and args.axes is None and args.layout is None):
-        channel = channel_axis_for(args, source)
-        return tuple(a for a in range(len(source.shape)) if a != channel)[-2:]
-    return parse_axes(args.axes, args.layout, source)
+def probable_colour(shape):
+    """Whether the library's rule (:func:`gpu_histeq._validate.image_axes`) takes images of
+    `shape` without a channel axis for probable colour images (its UserWarning)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _validate.image_axes(None, None, tuple(shape))
+    return any(issubclass(w.category, UserWarning) for w in caught)
+
+
+def _colour_warning(args, source):
+    shape = source.shape
+    return (f"{source.path} of shape {shape} may hold colour images (a last axis of length "
+            f"{shape[-1]}), but without --channel-axis each ({shape[-2]}, {shape[-1]}) plane of "
+            "the last two axes is one image: give --channel-axis -1 for colour channels"
+            f"{' (--luminance for the luma)' if args.command != 'match' else ''}, or --axes -2,-1 "
+            "to keep these planes without this warning")
+
+
+def resolve_axes(args, source, warn=None):
+    """``(axes, channel_axis)`` of `source` (its stacked shape), by the library's one rule.
+
+    ``--axes``/``--layout`` give the image axes; otherwise they are the two trailing axes, or
+    the two trailing axes besides the channel axis (:func:`gpu_histeq._validate.image_axes`).
+    The channel axis is ``--channel-axis`` or the C of ``--layout``; image files (a folder,
+    PNG/JPEG inputs) carry their own: ``(N, H, W, C)`` is per image and channel. With
+    ``--luminance`` and none of these, a last axis of length 3 outside the image axes, or one
+    the library takes for probable colour, is the RGB axis. A probable colour input without a
+    channel axis keeps the library's planes and calls ``warn(line)``.
+
+    Returns
+    -------
+    axes : tuple of int
+        Sorted, non-negative.
+    channel_axis : int or None
+        Non-negative; what to pass to the library (None: channels, if any, need none).
+    """
+    shape, ndim = source.shape, len(source.shape)
+    luminance = getattr(args, "luminance", False)
+    if args.axes is not None or args.layout is not None:
+        axes = parse_axes(args.axes, args.layout, source)
+        channel = _given_channel(args, source)
+        if (channel is None and luminance and ndim >= 3 and shape[-1] == 3
+                and ndim - 1 not in axes):
+            channel = ndim - 1
+    else:
+        channel = _given_channel(args, source)
+        if source.kind in ("folder", "image"):
+            if channel is not None and ndim < 4:
+                raise CliError(f"--channel-axis {args.channel_axis}: {source.files[0]} is a grey "
+                               f"image of shape {shape[1:]}, without a channel axis")
+            if channel is None and luminance and ndim == 4:
+                channel = ndim - 1
+        elif channel is None and probable_colour(shape):
+            if luminance:
+                channel = ndim - 1
+            elif warn is not None:
+                warn(_colour_warning(args, source))
+        if channel is None:
+            axes = parse_axes(None, None, source)
+        else:
+            try:
+                axes, _ = _validate.image_axes(None, channel, shape)
+            except ValueError:
+                raise CliError(f"--channel-axis {args.channel_axis}: the input of shape {shape} "
+                               "has no two image axes besides it") from None
+    if luminance and channel is None:
+        raise CliError(f"--luminance needs the RGB axis of the input (shape {shape}): give "
+                       "--channel-axis or a --layout with C, e.g. NHWC")
+    if channel is not None and channel in axes:
+        spatial = tuple(a for a in range(ndim) if a != channel)[-2:]
+        raise CliError(f"the channel axis {channel} is one of the image axes {axes}: leave "
+                       f"--axes out or give --axes {','.join(map(str, spatial))}")
+    return axes, channel
 
 
 def load_mask(mask_source, shape):
@@ -212,24 +276,29 @@ def plan_outputs(args, sources):
 
 # ------------------------------------------------------------------------------- commands
 
-def _operation_for(args, found, xp, source, reference):
-    """``(operation(slab, mask, axes, start, stop), equalize_options or None)``."""
-    if args.command == "equalize":
-        color = {}
-        if args.luminance:  # no chunked form across images: a dataset-wide table loads them whole
-            color = {"channel_axis": channel_axis_for(args, source), "luminance": True}
-        elif args.channel_axis is not None:
-            raise CliError("--channel-axis goes with --luminance")
+def _colour(args, channel):
+    """The library's colour keywords: ``channel_axis`` (when known) and ``luminance``."""
+    colour = {} if channel is None else {"channel_axis": channel}
+    if getattr(args, "luminance", False):
+        colour["luminance"] = True
+    return colour
 
+
+def _operation_for(args, found, xp, source, reference, channel):
+    """``(operation(slab, mask, axes, start, stop), equalize_options or None)``."""
+    colour = _colour(args, channel)
+    if args.command == "equalize":
         def operation(slab, mask, axes, start, stop):
             return equalize_hist(slab, args.nbins, axes=axes, mask=mask, method=args.method,
-                                 **color)
-        return operation, None if color else {"method": args.method, "nbins": args.nbins}
+                                 **colour)
+        # no chunked form of the luma across images: a dataset-wide table loads them whole
+        luminance = colour.get("luminance", False)
+        return operation, None if luminance else {"method": args.method, "nbins": args.nbins}
     if args.command == "clahe":
         clahe = found["clahe"]
 
         def operation(slab, mask, axes, start, stop):
-            return clahe(slab, args.clip_limit, args.tile_grid, axes=axes)
+            return clahe(slab, args.clip_limit, args.tile_grid, axes=axes, **colour)
         return operation, None
     match = found["match"]
     whole = reference.read_all()
@@ -239,7 +308,7 @@ def _operation_for(args, found, xp, source, reference):
     per_image = whole.shape == source.shape
 
     def operation(slab, mask, axes, start, stop):
-        return match(slab, whole[start:stop] if per_image else whole, axes=axes)
+        return match(slab, whole[start:stop] if per_image else whole, axes=axes, **colour)
     return operation, None
 
 
@@ -255,15 +324,15 @@ def _batched(args, source, name, axes):
             and 0 not in axes and args.command in ("equalize", "clahe", "match"))
 
 
-def _per_image_options(args, source, axes):
-    """``(axes, color)`` of one image of `source` (its stacked axes less the first)."""
-    color = {}
-    if args.command == "equalize":
-        if args.luminance:
-            color = {"channel_axis": channel_axis_for(args, source) - 1, "luminance": True}
-        elif args.channel_axis is not None:
-            raise CliError("--channel-axis goes with --luminance")
-    return tuple(a - 1 for a in axes), color
+def _per_image_options(args, axes, channel):
+    """``(axes, colour)`` of one image of a stacked input (its axes less the first).
+
+    Channels are processed each on their own by the axes alone; the channel axis is passed
+    only for ``--luminance``, so grey and colour images of one folder share a list call."""
+    colour = {}
+    if getattr(args, "luminance", False):
+        colour = {"channel_axis": channel - 1, "luminance": True}
+    return tuple(a - 1 for a in axes), colour
 
 
 def _reference_of(xp, reference, sources):
@@ -288,6 +357,10 @@ def run_file_command(args, found, say):
     :func:`.batches.run_batches`, one library call per chunk of files whatever their sizes;
     arrays (npy, npz, TIFF stacks, zarr) and dataset-wide axes are streamed in slabs.
     """
+    def warn(line):
+        if not args.quiet:
+            print(f"{PROG}: warning: {line}", file=sys.stderr, flush=True)
+
     opened = []
     targets = []
     try:
@@ -310,13 +383,13 @@ def run_file_command(args, found, say):
         xp = pick_device(args.device)
         todo, per_image = [], {}
         for job, (source, target, name) in enumerate(jobs):
-            axes = image_axes(args, source)
+            axes, channel = resolve_axes(args, source, warn)
             if _batched(args, source, name, axes):
-                per_image[job] = _per_image_options(args, source, axes)
+                per_image[job] = _per_image_options(args, axes, channel)
                 todo.extend(entries(job, source, target, name))
                 continue
             mask = load_mask(mask_source, source.shape)
-            operation, options = _operation_for(args, found, xp, source, reference)
+            operation, options = _operation_for(args, found, xp, source, reference, channel)
 
             def sink_for(shape, dtype, rows, source=source, target=target, name=name):
                 return make_sink(target, name, shape, dtype, rows,

@@ -88,8 +88,8 @@ def _add_file_options(parser, operation):
                         "positional argument is an input)")
     parser.add_argument("--key", help="the array inside an .npz or a zarr group")
     parser.add_argument("--axes", help="image axes, comma-separated (e.g. -2,-1), or 'all' for "
-                        "one table over the whole dataset; default -2,-1 (1,2 for images: per "
-                        "image and channel)")
+                        "one table over the whole dataset; default -2,-1, or the two trailing "
+                        "axes besides --channel-axis (1,2 for image files: per image and channel)")
     parser.add_argument("--layout", help="axis letters instead of --axes, e.g. NCHW or NHWC: "
                         "H, W (and D, Z) are the image axes")
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
@@ -102,6 +102,20 @@ def _add_file_options(parser, operation):
                      help="progress bar on stderr (default: when stderr is a terminal)")
     bar.add_argument("--no-progress", dest="progress", action="store_false")
     _common(parser)
+
+
+def _add_colour_options(parser, luminance=True):
+    """``--channel-axis`` (channels processed each on its own) and, where the library has it,
+    ``--luminance``."""
+    parser.add_argument("--channel-axis", type=int, metavar="AXIS",
+                        help="the colour axis (e.g. -1 for NHWC): each channel on its own, the "
+                             "image axes the two trailing axes besides it unless --axes/--layout "
+                             "(images read from PNG/JPEG/TIFF files: their own channels)")
+    if luminance:
+        parser.add_argument("--luminance", action="store_true",
+                            help="equalize the luma of RGB images and keep their colours "
+                                 "(OpenCV's YCrCb); the RGB axis is --channel-axis, C in "
+                                 "--layout, or a last axis of length 3")
 
 
 def build_parser(operations):
@@ -124,12 +138,7 @@ def build_parser(operations):
                           help="bins for float input (skimage)")
     equalize.add_argument("--mask", help="boolean .npy broadcastable to the input: histograms "
                                          "count the selected pixels")
-    equalize.add_argument("--luminance", action="store_true",
-                          help="equalize the luma of RGB images and keep their colours (OpenCV's "
-                               "YCrCb); the channel axis is C in --layout, --channel-axis, or a "
-                               "last axis of length 3")
-    equalize.add_argument("--channel-axis", type=int, metavar="AXIS",
-                          help="the RGB axis for --luminance")
+    _add_colour_options(equalize)
     if "clahe" in operations:
         clahe = commands.add_parser("clahe", help="contrast limited adaptive equalization "
                                                   "(OpenCV's CLAHE)")
@@ -137,12 +146,14 @@ def build_parser(operations):
         clahe.add_argument("--clip-limit", type=float, default=40.0)
         clahe.add_argument("--tile-grid", type=tile_grid, default=(8, 8), metavar="NxM",
                            help="tiles across and down: 8x8 or 8,8 (default)")
+        _add_colour_options(clahe)
     if "match" in operations:
         match = commands.add_parser("match", help="match each image's histogram to a reference")
         _add_file_options(match, "match")
         match.add_argument("--reference", required=True,
                            help="any input: one image file, one array, or a stack shaped like "
                                 "the input (one reference per image)")
+        _add_colour_options(match, luminance=False)
 
     demo = commands.add_parser("demo", help="equalize a built-in sample; write a figure")
     demo.add_argument("--sample", default="synthetic", choices=_sample.SAMPLES,
