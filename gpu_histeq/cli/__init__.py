@@ -38,6 +38,7 @@ and ``writers`` (inputs; outputs moved into place atomically), ``streaming`` (sl
 
 import os
 import sys
+import warnings
 
 from . import _cleanup
 from ._cleanup import PROG, CliError, Interrupted, one_line
@@ -57,14 +58,20 @@ def _say(args):
     return say
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None):
+    """A warning from the library or a reader as one line on stderr, not Python's two."""
+    print(f"{PROG}: warning: {one_line(message)}", file=sys.stderr, flush=True)
+
+
 def main(argv=None):
     """Run ``gpu-histeq``; return the exit status.
 
     0 success, 1 error (one line on stderr), 2 usage error, 128 + n after signal n (SIGINT,
-    SIGTERM, SIGHUP), with every temporary file removed.
+    SIGTERM, SIGHUP), with every temporary file removed. Warnings print one line each.
     """
     found = operations()
-    with _cleanup.signals_raise():
+    with _cleanup.signals_raise(), warnings.catch_warnings():
+        warnings.showwarning = _warning_line  # the filters stay as the user set them
         try:
             try:
                 args = parse(argv, found)
