@@ -258,3 +258,23 @@ def test_a_library_warning_is_one_line(tmp_path, capsys, monkeypatch):
     assert err == "gpu-histeq: warning: something to know about this input\n"
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), gh.equalize_hist(NHWC[..., 0]))
     assert _leftovers(tmp_path) == []
+
+
+def test_readme_cli_lines_parse():
+    """Every ``gpu-histeq`` line of the README's CLI block is accepted by the parser (the
+    ``--channel-axis -1`` line included)."""
+    import shlex
+    from pathlib import Path
+
+    from gpu_histeq.cli.parser import parse
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    if not readme.is_file():
+        pytest.skip("needs the source tree (README.md)")
+    lines = [line.split(" #")[0] for line in readme.read_text(encoding="utf-8").splitlines()
+             if line.startswith("gpu-histeq ")]
+    assert any("--channel-axis -1" in line for line in lines)
+    for line in lines:
+        args = parse(shlex.split(line)[1:], commands.operations())
+        if "--channel-axis" in line:
+            assert args.channel_axis == -1, line
