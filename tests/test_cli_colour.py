@@ -197,6 +197,30 @@ def test_folder_of_rgb_pngs_luminance_and_clahe(tmp_path, capsys):
     assert _unchanged(before) and _leftovers(tmp_path) == []
 
 
+def test_match_folder_of_rgb_pngs_to_an_rgb_png(tmp_path, capsys):
+    """``--channel-axis -1``: a folder of RGB PNGs matched to one RGB PNG channel by channel,
+    written as one array or as PNGs, equal to ``match_histograms(..., channel_axis=-1)`` (which
+    keeps the input's dtype, as scikit-image does)."""
+    if "match" not in commands.operations():
+        pytest.skip("no gpu_histeq.match_histograms")
+    files = _png_folder(tmp_path / "in", list(NHWC))
+    reference = ASTRONAUT[200:330, 100:250]
+    _png_folder(tmp_path / "ref", [reference])
+    before = _snapshot(tmp_path / "in", tmp_path / "ref")
+    expected = gh.match_histograms(NHWC, reference, channel_axis=-1)
+    assert expected.dtype == np.uint8
+    status, _, err = _run(capsys, "match", tmp_path / "in", tmp_path / "out.npy",
+                          "--reference", tmp_path / "ref" / "photo0.png", "--channel-axis", "-1")
+    assert status == 0 and err == "", err
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)
+    status, _, err = _run(capsys, "match", tmp_path / "in", f"{tmp_path / 'out'}/",
+                          "--reference", tmp_path / "ref" / "photo0.png", "--channel-axis", "-1")
+    assert status == 0 and err == "", err
+    for path, matched in zip(files, expected):
+        np.testing.assert_array_equal(_read_png(tmp_path / "out" / path.name), matched)
+    assert _unchanged(before) and _leftovers(tmp_path) == []
+
+
 def test_channel_axis_on_grey_images_fails_in_one_line(tmp_path, capsys):
     files = _png_folder(tmp_path / "in", [CAT[:40, :50, 0], CAT[:30, :20, 1]])
     status, out, err = _run(capsys, "equalize", tmp_path / "in", f"{tmp_path / 'out'}/",

@@ -105,8 +105,8 @@ def run_batches(args, found, xp, todo, options_for, reference=None, mask_for=Non
     todo : list of Entry
     options_for : callable
         ``options_for(job)`` -> ``(axes, color)``: the image axes of one image of that input
-        (the stacked input's axes less its first axis) and ``{"channel_axis", "luminance"}``
-        or ``{}``.
+        (the stacked input's axes less its first axis) and the library's colour keywords
+        (``channel_axis``, ``luminance``; ``{}`` without them).
     reference : callable, optional
         ``reference(entry)`` -> the reference array of that image (``match``).
     mask_for : callable, optional
@@ -175,8 +175,9 @@ def _compute(args, found, xp, members, axes, color, reference, mask_for):
         references = [reference(entry) for entry, _ in members]
         shared = all(r is references[0] for r in references)
         if single:
-            return [found["match"](images[0], references[0], axes=axes)]
-        return found["match"](images, references[0] if shared else references, axes=axes)
+            return [found["match"](images[0], references[0], axes=axes, **color)]
+        return found["match"](images, references[0] if shared else references, axes=axes,
+                              **color)
     clahe = found["clahe"]  # refuses lists: one call per image
     return [clahe(image, args.clip_limit, args.tile_grid, axes=axes, **color)
             for image in images]

@@ -146,7 +146,8 @@ def resolve_axes(args, source, warn=None):
     axes : tuple of int
         Sorted, non-negative.
     channel_axis : int or None
-        Non-negative; what to pass to the library (None: channels, if any, need none).
+        Non-negative; what to pass to the library: given, from ``--layout``, or the RGB axis
+        of ``--luminance`` (None otherwise: image files' channels lie outside their axes).
     """
     shape, ndim = source.shape, len(source.shape)
     luminance = getattr(args, "luminance", False)
@@ -327,12 +328,9 @@ def _batched(args, source, name, axes):
 def _per_image_options(args, axes, channel):
     """``(axes, colour)`` of one image of a stacked input (its axes less the first).
 
-    Channels are processed each on their own by the axes alone; the channel axis is passed
-    only for ``--luminance``, so grey and colour images of one folder share a list call."""
-    colour = {}
-    if getattr(args, "luminance", False):
-        colour = {"channel_axis": channel - 1, "luminance": True}
-    return tuple(a - 1 for a in axes), colour
+    Without ``--channel-axis`` or ``--luminance`` the axes alone keep the channels apart, so
+    grey and colour images of one folder share a list call."""
+    return tuple(a - 1 for a in axes), _colour(args, None if channel is None else channel - 1)
 
 
 def _reference_of(xp, reference, sources):
