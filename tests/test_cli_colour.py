@@ -281,6 +281,9 @@ def test_a_library_warning_is_one_line(tmp_path, capsys, monkeypatch):
     assert status == 0
     assert err == "gpu-histeq: warning: something to know about this input\n"
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), gh.equalize_hist(NHWC[..., 0]))
+    status, out, err = _run(capsys, "equalize", tmp_path / "in.npy", tmp_path / "out.npy",
+                            "--force", "-q")
+    assert status == 0 and out == err == ""
     assert _leftovers(tmp_path) == []
 
 

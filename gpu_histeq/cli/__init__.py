@@ -24,6 +24,12 @@ chunk's images of one dtype go to :func:`gpu_histeq.equalize_hist` or
 bit for bit); ``clahe`` takes no lists and is called per image. Written as one array (``.npy``
 and the like), a folder's images must share one size and dtype.
 
+Colour: ``--channel-axis N`` processes each channel on its own (``--luminance``: the luma of
+RGB, OpenCV's YCrCb); without ``--axes``/``--layout`` the image axes follow the library's rule
+(:func:`gpu_histeq._validate.image_axes`: the last two axes, or the two trailing axes besides
+the channel axis), and an array that looks like colour images without a channel axis gets one
+warning line. Image files keep their own channels apart. Warnings print as one line each.
+
 Dataset-wide equalization (image ``--axes`` that include the first axis, along which files are
 chunked) makes two passes over the file -- histograms, then remap -- or three for
 ``--method skimage`` (ranges first), through the chunked driver shared with Dask
@@ -58,9 +64,13 @@ def _say(args):
     return say
 
 
-def _warning_line(message, category, filename, lineno, file=None, line=None):
-    """A warning from the library or a reader as one line on stderr, not Python's two."""
-    print(f"{PROG}: warning: {one_line(message)}", file=sys.stderr, flush=True)
+def _warning_lines(quiet):
+    """``showwarning`` printing a warning as one line on stderr (not Python's file:line and
+    source line); nothing once ``quiet[0]`` is set (``-q``)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not quiet[0]:
+            print(f"{PROG}: warning: {one_line(message)}", file=sys.stderr, flush=True)
+    return show
 
 
 def main(argv=None):
@@ -71,13 +81,15 @@ def main(argv=None):
     """
     found = operations()
     with _cleanup.signals_raise(), warnings.catch_warnings():
-        warnings.showwarning = _warning_line  # the filters stay as the user set them
+        quiet = [False]
+        warnings.showwarning = _warning_lines(quiet)  # the filters stay as the user set them
         try:
             try:
                 args = parse(argv, found)
             except SystemExit as done:  # --help, --version, or a usage error (one line)
                 return done.code if isinstance(done.code, int) else 0 if done.code is None else 2
             say = _say(args)
+            quiet[0] = args.quiet
             if args.command in (None, "demo"):
                 if args.command is None:
                     args.sample, args.device = "synthetic", "auto"
