@@ -168,3 +168,28 @@ def test_without_tqdm_there_is_no_bar_and_no_error(tmp_path):
     run.stdout.close()
     assert status == 0 and text == "", text
     assert Path(tmp_path / "out.npy").exists() and _leftovers(tmp_path) == []
+
+
+def test_a_signal_that_python_wraps_still_exits_with_its_status(tmp_path, monkeypatch, capsys):
+    """A handler's Interrupted raised inside ``__set_name__`` (as when SIGTERM lands while PIL
+    imports a plugin) reaches the CLI as a RuntimeError; the exit status is still 128 + n."""
+    import gpu_histeq.cli as cli
+
+    source = tmp_path / "in.npy"
+    np.save(source, RNG.integers(0, 256, (4, 8, 8), dtype=np.uint8))
+    before = source.read_bytes()
+
+    class Raises:
+        def __set_name__(self, owner, name):
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler raises here, inside __set_name__
+
+    def interrupted(*args, **kwargs):
+        type("Plugin", (), {"attribute": Raises()})
+        raise AssertionError("the signal did not interrupt")
+
+    monkeypatch.setattr(cli, "run_file_command", interrupted)
+    status = cli.main(["equalize", str(source), str(tmp_path / "out.npy")])
+    err = capsys.readouterr().err
+    assert status == 128 + signal.SIGTERM, err
+    assert err.count("\n") == 1 and "interrupted by SIGTERM" in err
+    assert source.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["in.npy"]

@@ -107,6 +107,11 @@ def main(argv=None):
             return 130
         except Exception as error:
             _cleanup.remove_all()
+            signum = _cleanup.received_signal()
+            if signum is not None:  # a signal's Interrupted, wrapped by Python into `error`
+                print(f"{PROG}: interrupted by {Interrupted(signum).name}; no output written",
+                      file=sys.stderr)
+                return 128 + signum
             if os.environ.get("GPU_HISTEQ_TRACEBACK"):
                 raise
             print(f"{PROG}: error: {one_line(error)}", file=sys.stderr)

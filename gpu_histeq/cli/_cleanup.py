@@ -58,13 +58,21 @@ def optional(module, purpose):
         raise CliError(f"{purpose} needs {package}: pip install 'gpu_histeq[cli]'") from None
 
 
-_deferral = {"depth": 0, "pending": None}
+_deferral = {"depth": 0, "pending": None, "received": None}
+
+
+def received_signal():
+    """The signal that ended this run, or None: Python may wrap the :class:`Interrupted` a
+    handler raises into another exception (a handler that runs inside ``__set_name__``, say,
+    while a module is imported), so the top level asks here too."""
+    return _deferral["received"]
 
 
 def _raise(signum, frame):
     # Further signals during the cleanup are ignored: the first one decides the exit status.
     for other in SIGNALS:
         signal.signal(other, signal.SIG_IGN)
+    _deferral["received"] = signum
     if _deferral["depth"]:
         _deferral["pending"] = signum
         return
@@ -74,7 +82,7 @@ def _raise(signum, frame):
 @contextlib.contextmanager
 def signals_raise():
     """Within the block SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` (main thread)."""
-    _deferral.update(depth=0, pending=None)
+    _deferral.update(depth=0, pending=None, received=None)
     try:
         previous = {signum: signal.signal(signum, _raise) for signum in SIGNALS}
     except ValueError:  # not the main thread: leave the handlers alone
