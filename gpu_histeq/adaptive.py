@@ -15,6 +15,8 @@ Two peers are reproduced:
 
 import itertools
 import math
+from collections.abc import Sequence
+from typing import Any, overload
 
 import numpy as np
 
@@ -27,6 +29,7 @@ from ._validate import (check_allocation, check_bool, check_clip_limit, check_fi
 from .color import as_float, hsv_to_rgb, rgb_to_hsv
 from .equalize import luma_path
 from ._tiles import blend_weights, count_tiles, offsets_for, reflect101, tiled_source
+from ._typing import Array, Axes
 
 __all__ = ["clahe", "equalize_adapthist"]
 
@@ -45,8 +48,21 @@ def _check_tables(xp, param, value, nplanes, ntiles, nbins, tiled_pixels):
 # OpenCV
 
 
-def clahe(images, clip_limit=40.0, tile_grid=(8, 8), *, axes=None, channel_axis=None,
-          luminance=False):
+@overload
+def clahe(
+        images: Array, clip_limit: float = ..., tile_grid: Sequence[int] = ..., *,
+        axes: Axes = ..., channel_axis: int | None = ..., luminance: bool = ...) -> Array: ...
+
+
+@overload
+def clahe(
+        images: Any, clip_limit: float = ..., tile_grid: Sequence[int] = ..., *,
+        axes: Axes = ..., channel_axis: int | None = ..., luminance: bool = ...) -> Any: ...
+
+
+def clahe(
+        images: Any, clip_limit: float = 40.0, tile_grid: Sequence[int] = (8, 8), *,
+        axes: Any = None, channel_axis: int | None = None, luminance: bool = False) -> Any:
     """Contrast limited adaptive histogram equalization of every image, as OpenCV does it.
 
     Parameters
@@ -262,8 +278,21 @@ ADAPTHIST_DTYPES = tuple(np.dtype(d) for d in
                          (np.uint8, np.uint16, np.int8, np.int16, np.float16, np.float32, np.float64))
 
 
-def equalize_adapthist(images, kernel_size=None, clip_limit=0.01, nbins=256, *, axes=None,
-                       channel_axis=None):
+@overload
+def equalize_adapthist(
+        images: Array, kernel_size: int | Sequence[int] | None = ..., clip_limit: float = ...,
+        nbins: int = ..., *, axes: Axes = ..., channel_axis: int | None = ...) -> Array: ...
+
+
+@overload
+def equalize_adapthist(
+        images: Any, kernel_size: int | Sequence[int] | None = ..., clip_limit: float = ...,
+        nbins: int = ..., *, axes: Axes = ..., channel_axis: int | None = ...) -> Any: ...
+
+
+def equalize_adapthist(
+        images: Any, kernel_size: int | Sequence[int] | None = None, clip_limit: float = 0.01,
+        nbins: int = 256, *, axes: Any = None, channel_axis: int | None = None) -> Any:
     """Contrast limited adaptive histogram equalization of every image, as scikit-image does it.
 
     Parameters

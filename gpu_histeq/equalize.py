@@ -7,6 +7,8 @@ and remapped in a second. :mod:`gpu_histeq._engine` runs each step (or all of th
 engine that fits the input.
 """
 
+from typing import Any, overload
+
 import numpy as np
 
 from . import _engine, _planes
@@ -17,6 +19,7 @@ from ._validate import (check_allocation, check_bool, check_images, check_levels
                         check_luminance, check_mask, check_mask_selects, check_nbins, check_out,
                         image_axes, native, plane_count, refuse_masked,
                         resolve_method)
+from ._typing import Array, ArrayList, Axes
 
 __all__ = ["equalize_hist"]
 
@@ -170,8 +173,31 @@ def check_float_bins(xp, nbins, nplanes):
     check_allocation("nbins", nbins, BYTES_PER_FLOAT_BIN * nbins * in_flight, xp)
 
 
-def equalize_hist(images, nbins=256, *, axes=None, mask=None, method=None,
-                  channel_axis=None, luminance=False, out=None):
+@overload
+def equalize_hist(
+        images: Array, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
+        method: str | None = ..., channel_axis: int | None = ..., luminance: bool = ...,
+        out: Any = ...) -> Array: ...
+
+
+@overload
+def equalize_hist(
+        images: ArrayList, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
+        method: str | None = ..., channel_axis: int | None = ..., luminance: bool = ...,
+        out: Any = ...) -> list[Array]: ...
+
+
+@overload
+def equalize_hist(
+        images: Any, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
+        method: str | None = ..., channel_axis: int | None = ..., luminance: bool = ...,
+        out: Any = ...) -> Any: ...
+
+
+def equalize_hist(
+        images: Any, nbins: int = 256, *, axes: Axes = None, mask: Any = None,
+        method: str | None = None, channel_axis: int | None = None, luminance: bool = False,
+        out: Any = None) -> Any:
     """Equalize the histogram of every image in a batch with one call.
 
     Parameters

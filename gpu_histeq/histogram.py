@@ -6,6 +6,8 @@ binning (:mod:`gpu_histeq._binning`), counting (:mod:`gpu_histeq._engine`) and c
 (:mod:`gpu_histeq._tables`).
 """
 
+from typing import Any, overload
+
 import numpy as np
 
 from . import _engine, _planes
@@ -14,6 +16,7 @@ from ._binning import UniformBinning, binning_for
 from ._tables import cdf_table
 from ._validate import (check_allocation, check_images, check_mask, check_mask_selects,
                         check_nbins, image_axes, native, plane_count, refuse_masked)
+from ._typing import Array, ArrayList, Axes, Pair
 
 __all__ = ["histogram", "cumulative_distribution"]
 
@@ -63,7 +66,27 @@ def _empty_histogram(xp, dtype, nplanes, nbins):
     return xp.zeros((nplanes, nbins), np.int64), centers
 
 
-def histogram(images, nbins=256, *, axes=None, mask=None, channel_axis=None):
+@overload
+def histogram(
+        images: Array, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
+        channel_axis: int | None = ...) -> Pair: ...
+
+
+@overload
+def histogram(
+        images: ArrayList, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
+        channel_axis: int | None = ...) -> list[Pair]: ...
+
+
+@overload
+def histogram(
+        images: Any, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
+        channel_axis: int | None = ...) -> Any: ...
+
+
+def histogram(
+        images: Any, nbins: int = 256, *, axes: Axes = None, mask: Any = None,
+        channel_axis: int | None = None) -> Any:
     """Histogram of every image plane in one call.
 
     Parameters
@@ -128,7 +151,27 @@ def histogram(images, nbins=256, *, axes=None, mask=None, channel_axis=None):
     return counts.reshape(batch_shape + (width,)), centers.reshape(batch_shape + (width,))
 
 
-def cumulative_distribution(images, nbins=256, *, axes=None, mask=None, channel_axis=None):
+@overload
+def cumulative_distribution(
+        images: Array, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
+        channel_axis: int | None = ...) -> Pair: ...
+
+
+@overload
+def cumulative_distribution(
+        images: ArrayList, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
+        channel_axis: int | None = ...) -> list[Pair]: ...
+
+
+@overload
+def cumulative_distribution(
+        images: Any, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
+        channel_axis: int | None = ...) -> Any: ...
+
+
+def cumulative_distribution(
+        images: Any, nbins: int = 256, *, axes: Axes = None, mask: Any = None,
+        channel_axis: int | None = None) -> Any:
     """Cumulative distribution of every image plane in one call.
 
     Parameters

@@ -1,16 +1,39 @@
 """The remap step as a public function: every pixel gathers its new value from its own plane's
 table (or one table shared by every plane), on the device that holds the data."""
 
+from typing import Any, overload
+
 import numpy as np
 
 from . import _engine, _planes
 from ._backend import array_module
 from ._validate import check_images, check_lut_inputs, check_lut_shape, image_axes, native
+from ._typing import Array, ArrayList, Axes
 
 __all__ = ["apply_lut"]
 
 
-def apply_lut(images, lut, *, axes=None, channel_axis=None):
+@overload
+def apply_lut(
+        images: Array, lut: Any, *,
+        axes: Axes = ..., channel_axis: int | None = ...) -> Array: ...
+
+
+@overload
+def apply_lut(
+        images: ArrayList, lut: Any, *,
+        axes: Axes = ..., channel_axis: int | None = ...) -> list[Array]: ...
+
+
+@overload
+def apply_lut(
+        images: Any, lut: Any, *,
+        axes: Axes = ..., channel_axis: int | None = ...) -> Any: ...
+
+
+def apply_lut(
+        images: Any, lut: Any, *,
+        axes: Axes = None, channel_axis: int | None = None) -> Any:
     """Map every pixel through its plane's lookup table (or one table shared by all planes).
 
     Parameters

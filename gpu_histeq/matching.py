@@ -14,6 +14,8 @@ arithmetic.
 import math
 from dataclasses import dataclass
 
+from typing import Any, overload
+
 import numpy as np
 
 from . import _planes
@@ -21,6 +23,7 @@ from ._backend import array_module
 from ._engine.portable import count
 from ._tables import cdf_dtype
 from ._validate import available_memory, check_images, image_axes, native, refuse_masked
+from ._typing import Array, ArrayList, Axes
 
 __all__ = ["match_histograms"]
 
@@ -176,7 +179,27 @@ def _interp(xp, source_counts, source_size, owner, reference):
     return xp.where(exact, v_knot, slope * (x - x_knot) + v_knot)
 
 
-def match_histograms(images, reference, *, axes=None, channel_axis=None):
+@overload
+def match_histograms(
+        images: Array, reference: Any, *,
+        axes: Axes = ..., channel_axis: int | None = ...) -> Array: ...
+
+
+@overload
+def match_histograms(
+        images: ArrayList, reference: Any, *,
+        axes: Axes = ..., channel_axis: int | None = ...) -> list[Array]: ...
+
+
+@overload
+def match_histograms(
+        images: Any, reference: Any, *,
+        axes: Axes = ..., channel_axis: int | None = ...) -> Any: ...
+
+
+def match_histograms(
+        images: Any, reference: Any, *,
+        axes: Axes = None, channel_axis: int | None = None) -> Any:
     """Match the histogram of every image plane to a reference, in one call.
 
     Parameters

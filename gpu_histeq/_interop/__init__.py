@@ -8,6 +8,8 @@ JAX never by this package (an array of theirs can only exist if the caller impor
 """
 
 import functools
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -15,8 +17,11 @@ from .._backend import is_dask, is_tensor
 
 __all__ = ["adapt"]
 
+#: A public function; :func:`adapt` returns a function of the same type (its overloads too).
+F = TypeVar("F", bound=Callable[..., Any])
 
-def adapt(function):
+
+def adapt(function: F) -> F:
     """`function` that also takes a dask array (lazily, as dask), a tensor (same type out) or a
     list / tuple of arrays (a list out, see :mod:`.ragged`).
 
@@ -24,9 +29,15 @@ def adapt(function):
     ----------
     function : callable
         An in-memory public function whose first parameter is `images`.
+
+    Returns
+    -------
+    callable
+        The wrapper (``functools.wraps``: same name, docstring and signature), typed as
+        `function` is, so a type checker sees the public function's overloads.
     """
     @functools.wraps(function)
-    def public(images, *args, **kwargs):
+    def public(images: Any, *args: Any, **kwargs: Any) -> Any:
         if not isinstance(images, np.ndarray):
             if isinstance(images, (list, tuple)):
                 from . import ragged
@@ -39,4 +50,4 @@ def adapt(function):
                 return tensors.call(function, images, *args, **kwargs)
         return function(images, *args, **kwargs)
 
-    return public
+    return cast(F, public)
