@@ -12,7 +12,6 @@ arithmetic.
 """
 
 import math
-from dataclasses import dataclass
 
 from typing import Any, overload
 
@@ -108,69 +107,67 @@ def _sorted_knots(xp, planes):
     return _run_counts(xp, ordered), ordered.astype(np.float64)
 
 
-@dataclass(frozen=True)
 class Knots:
-    """The reference planes' quantile knots, laid out for one ``searchsorted`` over every row.
+    """The reference planes' quantile knots, laid out for one ``searchsorted`` over every row
+    (rows of one size, or of different sizes for ragged lists).
 
     Attributes
     ----------
     cumulative : (R, W) int64 ndarray
-        Per row, nondecreasing counts ending at ``size``; knots are the positions where it grows.
+        Per row, nondecreasing counts ending at that row's size (padded with it).
     values : (R * W,) float64 ndarray
-        The reference value at each position, rows one after the other.
-    size : int
-        ``N_t``, the pixels of one reference plane.
+    sizes : (R,) int64 ndarray
+        ``N_t`` of each row.
+    bases : (R,) int64 ndarray
+        Running sum of ``N_t + 1``: row ``r``'s keys lie in ``[bases[r], bases[r] + N_t]``.
     keys : (R * W,) int64 ndarray
-        ``cumulative`` plus ``(size + 1) * row``: increasing over the whole array.
+        ``cumulative + bases[row]``: nondecreasing over the whole array.
     first : (R,) intp ndarray
-        Per row, the position of its first knot (the value below every quantile).
+        Per row, the position of its first knot.
     """
 
-    cumulative: object
-    values: object
-    size: int
-    keys: object
-    first: object
+    def __init__(self, xp, cumulative, values, sizes):
+        host_bases = np.concatenate([[0], np.cumsum(np.asarray(sizes, np.int64) + 1)[:-1]])
+        self.cumulative = cumulative
+        self.values = xp.ascontiguousarray(values).reshape(-1)
+        self.sizes = xp.asarray(sizes)
+        self.bases = xp.asarray(host_bases)
+        self.keys = (cumulative + self.bases[:, None]).reshape(-1)
+        self.first = xp.searchsorted(self.keys, self.bases, side="right")
 
 
-def knots(xp, cumulative, values, size):
-    """:class:`Knots` of ``(R, W)`` `cumulative` counts and `values` of `size`-pixel planes."""
-    nrows, width = cumulative.shape
-    bases = _planes.plane_offsets(xp, nrows, size + 1)
-    keys = (cumulative + bases).reshape(-1)
-    return Knots(cumulative, xp.ascontiguousarray(values).reshape(-1), size, keys,
-                 xp.searchsorted(keys, bases[:, 0], side="right"))
-
-
-def _interp(xp, source_counts, source_size, owner, reference):
+def _interp(xp, source_counts, source_sizes, owner, reference):
     """:func:`numpy.interp` of ``c_s / N_s`` through row `owner` of the `reference` knots.
+
+    Quantiles are compared as integers (see the module docstring); the interpolation is
+    :func:`numpy.interp`'s float64 arithmetic.
 
     Parameters
     ----------
-    source_counts : (Q,) int64 ndarray
-        ``c_s``: source pixels at or below each query value.
+    source_counts, source_sizes : (Q,) int64 ndarray
+        ``c_s`` (source pixels at or below each query value) and ``N_s`` of its plane.
     owner : (Q,) intp ndarray
         The reference row of each query.
     reference : Knots
     """
-    nrows, width = reference.cumulative.shape
-    cumulative, keys, size = reference.cumulative.reshape(-1), reference.keys, reference.size
+    width = reference.cumulative.shape[1]
+    cumulative, keys = reference.cumulative.reshape(-1), reference.keys
+    size = xp.take(reference.sizes, owner)
+    base = xp.take(reference.bases, owner)
     row_start = owner * width
-    base = owner * (size + 1)
-    # positions with C <= floor(c_s * N_t / N_s), i.e. knots with C / N_t <= c_s / N_s
-    bound = source_counts * size // source_size
+    bound = source_counts * size // source_sizes
     past = xp.searchsorted(keys, bound + base, side="right") - row_start
     before = xp.maximum(past - 1, 0) + row_start
     reached = xp.take(cumulative, before)
     left = (past == 0) | (reached == 0)
-    # the knot at or below: the first position of the run of its count
     knot = xp.where(left, xp.take(reference.first, owner),
                     xp.searchsorted(keys, reached + base, side="left"))
     last = left | (past >= width)
     following = xp.where(last, knot, past + row_start)
-    x = source_counts / float(source_size)
-    x_knot = xp.take(cumulative, knot) / float(size)
-    x_next = xp.take(cumulative, following) / float(size)
+    x = source_counts / source_sizes.astype(np.float64)
+    size = size.astype(np.float64)
+    x_knot = xp.take(cumulative, knot) / size
+    x_next = xp.take(cumulative, following) / size
     v_knot = xp.take(reference.values, knot)
     v_next = xp.take(reference.values, following)
     exact = last | (x == x_knot)
@@ -305,10 +302,12 @@ def _match_planes(xp, planes, ref_planes, owner, matched):
         table_bytes = 32 * width * (nplanes + ref_planes.shape[0])
         integers = width <= MAX_LEVELS and table_bytes <= available_memory(xp) // 2
     if integers:
-        reference = knots(xp, *_level_knots(xp, ref_planes, low, width), reference_size)
+        reference = Knots(xp, *_level_knots(xp, ref_planes, low, width),
+                          np.full(ref_planes.shape[0], reference_size, np.int64))
         source_cumulative, _ = _level_knots(xp, planes, low, width)
         queries = xp.broadcast_to(owner[:, None], (nplanes, width))
-        tables = _interp(xp, source_cumulative.reshape(-1), source_size, queries.reshape(-1),
+        tables = _interp(xp, source_cumulative.reshape(-1),
+                         xp.full(nplanes * width, source_size, np.int64), queries.reshape(-1),
                          reference).reshape(nplanes, width)
         for rows, cols in _planes.blocks(xp, nplanes, source_size, width):
             n = rows.stop - rows.start
@@ -316,7 +315,8 @@ def _match_planes(xp, planes, ref_planes, owner, matched):
                            dtype=np.intp)
             matched[rows, cols] = xp.take(tables[rows].reshape(-1), index)
         return
-    reference = knots(xp, *_sorted_knots(xp, ref_planes), reference_size)
+    reference = Knots(xp, *_sorted_knots(xp, ref_planes),
+                      np.full(ref_planes.shape[0], reference_size, np.int64))
 
     def match_block(block):
         rows = block[0]
@@ -329,7 +329,7 @@ def _match_planes(xp, planes, ref_planes, owner, matched):
         first_of_run[:, 0] = True
         first_of_run[:, 1:] = run[:, 1:] != run[:, :-1]
         runs = run[first_of_run]
-        result = _interp(xp, xp.take(ends, runs), source_size,
+        result = _interp(xp, xp.take(ends, runs), xp.full(runs.shape, source_size, np.int64),
                          xp.take(owner[rows], runs // source_size), reference)
         out = xp.empty((n, source_size), np.float64)
         xp.put_along_axis(out, order, xp.take(result, xp.cumsum(first_of_run.ravel()) - 1).reshape(

@@ -22,7 +22,7 @@ from .. import _validate
 from .._backend import array_module
 from .._binning import LevelBinning
 from .._tables import cdf_dtype
-from ..matching import MAX_LEVELS, _reference_planes
+from ..matching import MAX_LEVELS, Knots, _interp, _reference_planes
 from . import _packed
 from ._lists import Layout, arrays, pack, per_entry, resolve_axes
 from ._packed import plane_starts
@@ -112,73 +112,6 @@ def match_packed(xp, values, starts, ref_values, ref_starts, owner, matched):
         _match_sorted(xp, values, starts, ref_values, ref_starts, owner, matched)
 
 
-class RaggedKnots:
-    """Reference rows of different sizes laid out for one ``searchsorted`` over all of them.
-
-    Attributes
-    ----------
-    cumulative : (R, W) int64 ndarray
-        Per row, nondecreasing counts ending at that row's size (padded with it).
-    values : (R * W,) float64 ndarray
-    sizes : (R,) int64 ndarray
-        ``N_t`` of each row.
-    bases : (R,) int64 ndarray
-        Running sum of ``N_t + 1``: row ``r``'s keys lie in ``[bases[r], bases[r] + N_t]``.
-    keys : (R * W,) int64 ndarray
-        ``cumulative + bases[row]``: nondecreasing over the whole array.
-    first : (R,) intp ndarray
-        Per row, the position of its first knot.
-    """
-
-    def __init__(self, xp, cumulative, values, sizes):
-        host_bases = plane_starts(np.asarray(sizes) + 1)[:-1]
-        self.cumulative = cumulative
-        self.values = xp.ascontiguousarray(values).reshape(-1)
-        self.sizes = xp.asarray(sizes)
-        self.bases = xp.asarray(host_bases)
-        self.keys = (cumulative + self.bases[:, None]).reshape(-1)
-        self.first = xp.searchsorted(self.keys, self.bases, side="right")
-
-
-def interp(xp, source_counts, source_sizes, owner, reference):
-    """:func:`numpy.interp` of ``c_s / N_s`` through row `owner` of the `reference` knots.
-
-    :func:`gpu_histeq.matching._interp` with a size per query and per reference row.
-
-    Parameters
-    ----------
-    source_counts, source_sizes : (Q,) int64 ndarray
-        ``c_s`` (source pixels at or below each query value) and ``N_s`` of its plane.
-    owner : (Q,) intp ndarray
-        The reference row of each query.
-    reference : RaggedKnots
-    """
-    width = reference.cumulative.shape[1]
-    cumulative, keys = reference.cumulative.reshape(-1), reference.keys
-    size = xp.take(reference.sizes, owner)
-    base = xp.take(reference.bases, owner)
-    row_start = owner * width
-    bound = source_counts * size // source_sizes
-    past = xp.searchsorted(keys, bound + base, side="right") - row_start
-    before = xp.maximum(past - 1, 0) + row_start
-    reached = xp.take(cumulative, before)
-    left = (past == 0) | (reached == 0)
-    knot = xp.where(left, xp.take(reference.first, owner),
-                    xp.searchsorted(keys, reached + base, side="left"))
-    last = left | (past >= width)
-    following = xp.where(last, knot, past + row_start)
-    x = source_counts / source_sizes.astype(np.float64)
-    size = size.astype(np.float64)
-    x_knot = xp.take(cumulative, knot) / size
-    x_next = xp.take(cumulative, following) / size
-    v_knot = xp.take(reference.values, knot)
-    v_next = xp.take(reference.values, following)
-    exact = last | (x == x_knot)
-    span = xp.where(exact, 1.0, x_next - x_knot)
-    slope = (v_next - v_knot) / span
-    return xp.where(exact, v_knot, slope * (x - x_knot) + v_knot)
-
-
 def _level_cumulative(xp, values, starts, low, width):
     """``(P, width)`` cumulative counts of levels ``low + w`` of every packed plane."""
     nplanes = len(starts) - 1
@@ -190,14 +123,14 @@ def _match_levels(xp, values, starts, ref_values, ref_starts, owner, low, width,
     """Integer planes: a table per source plane over the batch's levels, then one gather."""
     ref_cumulative, _ = _level_cumulative(xp, ref_values, ref_starts, low, width)
     levels = xp.arange(width, dtype=np.float64) + float(low)
-    reference = RaggedKnots(xp, ref_cumulative,
+    reference = Knots(xp, ref_cumulative,
                             xp.broadcast_to(levels, ref_cumulative.shape), np.diff(ref_starts))
     source_cumulative, bins = _level_cumulative(xp, values, starts, low, width)
     nplanes = len(starts) - 1
     source_sizes = xp.asarray(np.maximum(np.diff(starts), 1))  # empty planes: never gathered
     queries = xp.broadcast_to(owner[:, None], (nplanes, width)).reshape(-1)
     sizes = xp.broadcast_to(source_sizes[:, None], (nplanes, width)).reshape(-1)
-    tables = interp(xp, source_cumulative.reshape(-1), sizes, queries, reference)
+    tables = _interp(xp, source_cumulative.reshape(-1), sizes, queries, reference)
     tables = tables.reshape(nplanes, width)
     _packed.gather_tables(xp, values, starts, bins, tables, matched)
 
@@ -241,11 +174,11 @@ def _match_sorted(xp, values, starts, ref_values, ref_starts, owner, matched):
     # no knot (see the module notes)
     columns = xp.minimum(xp.arange(width), xp.asarray(ref_sizes - 1)[:, None])
     index = xp.asarray(ref_starts[:-1])[:, None] + columns
-    reference = RaggedKnots(xp, xp.take(xp.take(ref_ends, ref_run), index),
+    reference = Knots(xp, xp.take(xp.take(ref_ends, ref_run), index),
                             xp.take(ref_ordered, index).astype(np.float64), ref_sizes)
     order, _, run, ends, plane, new = _sorted_runs(xp, values, starts)
     run_plane = xp.take(plane, xp.flatnonzero(new))
     source_sizes = xp.asarray(np.diff(starts))
-    result = interp(xp, ends, xp.take(source_sizes, run_plane), xp.take(owner, run_plane),
+    result = _interp(xp, ends, xp.take(source_sizes, run_plane), xp.take(owner, run_plane),
                     reference)
     matched[order] = xp.take(result, run)
