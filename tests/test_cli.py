@@ -14,24 +14,13 @@ import pytest
 
 import gpu_histeq as gh
 from gpu_histeq import _sample
-from gpu_histeq.cli import main
+from cli_support import leftovers as _leftovers, run_cli as _run
 
 RNG = np.random.default_rng(3)
 STACK = RNG.integers(50, 140, (7, 2, 12, 10), dtype=np.uint8)
 FLOATS = RNG.normal(size=(7, 2, 12, 10)).astype(np.float32)
 INT16 = RNG.integers(-500, 500, (7, 2, 12, 10)).astype(np.int16)
 UINT16 = RNG.integers(100, 3000, (7, 12, 10), dtype=np.uint16)
-
-
-def _leftovers(folder):
-    """Temporary files a failed or finished run must not leave behind."""
-    return [name for name in os.listdir(folder) if ".tmp-" in name]
-
-
-def _run(capsys, *argv):
-    status = main([str(arg) for arg in argv])
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
 
 
 def test_no_arguments_writes_the_demo_into_its_folder(tmp_path, monkeypatch, capsys):

@@ -11,24 +11,14 @@ import numpy as np
 import pytest
 
 import gpu_histeq as gh
-from gpu_histeq.cli import batches, commands, main
+from gpu_histeq.cli import batches, commands
+from cli_support import leftovers as _leftovers, run_cli as _run
 
 pil = pytest.importorskip("PIL.Image")
 
 RNG = np.random.default_rng(15)
 SIZES = [(int(h), int(w)) for h, w in RNG.integers(9, 70, (12, 2))]
 GRAYS = [RNG.integers(20 + i, 180 + 5 * i, size, dtype=np.uint8) for i, size in enumerate(SIZES)]
-
-
-def _leftovers(folder):
-    return [os.path.join(root, name) for root, dirs, names in os.walk(folder)
-            for name in dirs + names if ".tmp-" in name]
-
-
-def _run(capsys, *argv):
-    status = main([str(arg) for arg in argv])
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
 
 
 def _folder(path, images, suffix=".png"):

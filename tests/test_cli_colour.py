@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import gpu_histeq as gh
-from gpu_histeq.cli import commands, main
+from gpu_histeq.cli import commands
+from cli_support import leftovers as _leftovers, run_cli as _run
 
 cv2 = pytest.importorskip("cv2")
 data = pytest.importorskip("skimage.data")
@@ -24,17 +25,6 @@ NHWC = np.stack([CAT[:120, :160], CAT[100:220, 200:360], ASTRONAUT[:120, :160],
                  ASTRONAUT[300:420, 250:410]])
 #: Mixed sizes, for folders of PNG files.
 MIXED = [CAT[:97, :131], ASTRONAUT[40:200, 10:90], CAT[150:, 300:]]
-
-
-def _run(capsys, *argv):
-    status = main([str(arg) for arg in argv])
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
-def _leftovers(folder):
-    return [os.path.join(root, name) for root, dirs, names in os.walk(folder)
-            for name in dirs + names if ".tmp-" in name or ".old-" in name]
 
 
 def _snapshot(*paths):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import gpu_histeq as gh
-from gpu_histeq.cli import main
+from cli_support import run_cli as _run
 
 RNG = np.random.default_rng(11)
 STACK = RNG.integers(40, 150, (5, 2, 12, 10), dtype=np.uint8)
@@ -29,23 +29,6 @@ def _files(folder):
             path = os.path.join(root, name)
             found[os.path.relpath(path, folder)] = Path(path).read_bytes()
     return found
-
-
-def _leftovers(folder):
-    return [name for root, dirs, names in os.walk(folder) for name in dirs + names
-            if ".tmp-" in name]
-
-
-def _run(capsys, *argv, inputs=(), folder=None):
-    """Run main; assert the inputs did not change and nothing temporary remains."""
-    before = {path: Path(path).read_bytes() for path in inputs}
-    status = main([str(arg) for arg in argv])
-    captured = capsys.readouterr()
-    for path, data in before.items():
-        assert Path(path).read_bytes() == data, f"{path} changed"
-    if folder is not None:
-        assert _leftovers(folder) == []
-    return status, captured.out, captured.err
 
 
 def _one_line_error(err, pattern):

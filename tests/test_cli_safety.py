@@ -17,28 +17,11 @@ import numpy as np
 import pytest
 
 import gpu_histeq as gh
-from gpu_histeq.cli import main
+from cli_support import leftovers as _leftovers, run_cli as _run
 
 RNG = np.random.default_rng(5)
 STACK = RNG.integers(40, 150, (6, 2, 12, 10), dtype=np.uint8)
 IMAGES = RNG.integers(30, 140, (4, 12, 10), dtype=np.uint8)
-
-
-def _leftovers(folder):
-    return [os.path.join(root, name) for root, dirs, names in os.walk(folder)
-            for name in dirs + names if ".tmp-" in name or ".old-" in name]
-
-
-def _run(capsys, *argv, inputs=(), folder=None):
-    """Run main; assert the inputs did not change and nothing temporary remains."""
-    before = {path: Path(path).read_bytes() for path in inputs}
-    status = main([str(arg) for arg in argv])
-    captured = capsys.readouterr()
-    for path, data in before.items():
-        assert Path(path).read_bytes() == data, f"{path} changed"
-    if folder is not None:
-        assert _leftovers(folder) == []
-    return status, captured.out, captured.err
 
 
 def _one_line(err, text):

@@ -20,13 +20,9 @@ import numpy as np
 import pytest
 
 import gpu_histeq as gh
+from cli_support import leftovers as _leftovers
 
 RNG = np.random.default_rng(7)
-
-
-def _leftovers(folder):
-    return [os.path.join(root, name) for root, dirs, names in os.walk(folder)
-            for name in dirs + names if ".tmp-" in name or ".old-" in name]
 
 
 def _command(*argv):
