@@ -167,3 +167,14 @@ def check_selects(xp, mask, starts, layout, i0):
         image = int(np.searchsorted(layout.first_plane, plane, side="right")) - 1
         raise ValueError(f"`mask` selects no pixel of plane {plane - int(layout.first_plane[image])} "
                          f"of image {image} (planes counted in C order over its batch axes)")
+
+
+def packed_groups(xp, layout, items, masks, axes_list):
+    """Each group of whole images packed once: ``(i0, i1, starts, values, mask)``, the packed
+    mask (or None) checked to select a pixel of every plane."""
+    for i0, i1 in layout.groups(xp):
+        starts = layout.starts(i0, i1)
+        values = pack(xp, items[i0:i1], axes_list[i0:i1])
+        mask = None if masks is None else pack(xp, masks[i0:i1], axes_list[i0:i1])
+        check_selects(xp, mask, starts, layout, i0)
+        yield i0, i1, starts, values, mask

@@ -40,7 +40,8 @@ from .._validate import (METHODS, check_finite, check_levels_nbins, check_lut_in
                          check_lut_shape, check_luminance, check_nbins, check_out,
                          resolve_method)
 from . import _packed
-from ._lists import Layout, arrays, check_selects, masks_for, pack, per_entry, resolve_axes
+from ._lists import (Layout, arrays, masks_for, pack, packed_groups, per_entry,
+                     resolve_axes)
 from ._packed import plane_starts
 from .ragged_matching import match_histograms
 
@@ -120,11 +121,8 @@ def equalize_hist(images, nbins, *, axes, mask, method, channel_axis, luminance,
                                     equalize_rows)
     else:
         results = []
-        for i0, i1 in layout.groups(xp):
-            starts = layout.starts(i0, i1)
-            values = pack(xp, items[i0:i1], axes_list[i0:i1])
-            packed_mask = None if masks is None else pack(xp, masks[i0:i1], axes_list[i0:i1])
-            check_selects(xp, packed_mask, starts, layout, i0)
+        for i0, i1, starts, values, packed_mask in packed_groups(xp, layout, items, masks,
+                                                                 axes_list):
             packed = _packed.equalize(xp, values, packed_mask, starts, method, nbins,
                                       result_dtype)
             results += layout.unpack(xp, packed, i0, i1)
@@ -277,11 +275,7 @@ def _histograms(images, nbins, axes, mask, channel_axis, name, cumulative):
         return _histogram_buckets(xp, items, masks, _Rows(items, resolved, layout), nbins,
                                   cumulative)
     results = []
-    for i0, i1 in layout.groups(xp):
-        starts = layout.starts(i0, i1)
-        values = pack(xp, items[i0:i1], axes_list[i0:i1])
-        packed_mask = None if masks is None else pack(xp, masks[i0:i1], axes_list[i0:i1])
-        check_selects(xp, packed_mask, starts, layout, i0)
+    for i0, i1, starts, values, packed_mask in packed_groups(xp, layout, items, masks, axes_list):
         if values.size:
             low, high, finite = _packed.plane_stats(xp, values, packed_mask, starts)
             check_finite(finite)
