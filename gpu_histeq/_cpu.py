@@ -28,10 +28,10 @@ _SIGNATURES = {
     "bin_f64": [_POINTER, _POINTER, _SIZE, _SIZE] + [_POINTER] * 3 + [_SIZE, _POINTER, _POINTER],
     "interp_f32": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _POINTER],
     "interp_f64": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _POINTER],
-    "equalize_f32": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER],
-    "equalize_f64": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER],
-    "equalize_levels_u8": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER],
-    "equalize_levels_u16": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER],
+    "equalize_f32": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _SIZE, _POINTER, _POINTER],
+    "equalize_f64": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _SIZE, _POINTER, _POINTER],
+    "equalize_levels_u8": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _SIZE, _POINTER],
+    "equalize_levels_u16": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _SIZE, _POINTER],
     # _clahe.c
     "clahe_tables_u8": [_POINTER] + [_SIZE] * 7 + [_POINTER, _POINTER, _SIZE, ctypes.c_float,
                                                    _POINTER],
@@ -140,14 +140,23 @@ def count(values, selected, binning, rows):
     return counts, _segments(values, selected, binning, rows, counts)
 
 
-def equalize(values, selected, method, nbins, out):
-    """Equalize every row of the C-contiguous block `values` into `out`, plane by plane.
+def equalize(values, selected, method, nbins, out, starts=None):
+    """Equalize every plane of the C-contiguous block `values` into `out`, plane by plane.
 
     Floating planes (``"skimage"``): the range, :class:`UniformBinning`'s edges, the counts, the
     tables of ``table_maker`` and the remap of :func:`remap`, a plane of up to 65536 pixels read
     from memory once with its segments and tables in the cache. Level-indexed planes (``"opencv"``, ``"pil"``):
     the counts, ``opencv_lut`` / ``pil_lut`` and the gather. Bit for bit what the bincount
     path computes.
+
+    Parameters
+    ----------
+    values : (n, m) ndarray, or (M,) ndarray with `starts`
+        Planes as rows, or packed planes of any sizes.
+    selected : bool ndarray of the shape of `values`, or None
+    starts : (P + 1,) int64 ndarray or None
+        With (M,) `values`: plane ``p`` is ``values[starts[p]:starts[p + 1]]``.
+    out : ndarray of the shape of `values`
 
     Returns
     -------
@@ -157,15 +166,20 @@ def equalize(values, selected, method, nbins, out):
     """
     selected = None if selected is None else selected.view(np.uint8)
     suffix = _SUFFIX[values.dtype]
+    if starts is None:
+        shape = values.shape
+    else:
+        starts = np.ascontiguousarray(starts, np.int64)
+        shape = (len(starts) - 1, int(np.diff(starts).max(initial=0)))
     if method != "skimage":
         status = _FUNCTIONS["equalize_levels_" + suffix](
-            _address(values), _address(selected), *values.shape,
+            _address(values), _address(selected), *shape, _address(starts),
             _LEVEL_METHODS[values.dtype, method], _address(out))
     else:
         failed = ctypes.c_int64(0)
         status = _FUNCTIONS["equalize_" + suffix](
-            _address(values), _address(selected), *values.shape, nbins, _address(out),
-            ctypes.byref(failed))
+            _address(values), _address(selected), *shape, _address(starts), nbins,
+            _address(out), ctypes.byref(failed))
     if status < 0:
         raise MemoryError("no memory for the tables of a plane")
     return status
@@ -195,6 +209,51 @@ def equalize_planes(planes, mask_planes, method, nbins, result):
 
     _planes.map_blocks(np, run, _planes.plane_blocks(np, nplanes, npixels, 1))
     return True
+
+
+def packed_blocks(starts, threads):
+    """Blocks ``slice(p0, p1)`` of whole packed planes for `threads` threads: cut every
+    ``min(CHUNK_PIXELS, pixels / (4 * threads))`` pixels (about four blocks per thread, so
+    the threads finish together), each block the planes that start in its cut."""
+    nplanes = len(starts) - 1
+    total = int(starts[-1])
+    step = max(1, min(_planes.CHUNK_PIXELS, -(-total // (4 * threads))))
+    cuts = np.searchsorted(starts[:-1], np.arange(0, total, step), side="right") - 1
+    firsts = np.unique(np.concatenate([[0], cuts])).tolist()
+    return [slice(a, b) for a, b in zip(firsts, firsts[1:] + [nplanes])]
+
+
+def equalize_packed(values, selected, starts, method, nbins, out):
+    """Equalize packed planes of any sizes (a ragged batch), whole planes on every thread.
+
+    Parameters
+    ----------
+    values : (M,) ndarray
+        Planes one after the other, plane ``p`` at ``starts[p]:starts[p + 1]``.
+    selected : (M,) bool ndarray or None
+        Counted pixels (at least one in every non-empty plane, checked by the caller).
+    starts : (P + 1,) int64 ndarray
+    method : {"opencv", "pil", "skimage"}
+    nbins : int
+        The dtype's levels for ``"opencv"`` / ``"pil"``.
+    out : (M,) ndarray
+        The result, of the method's dtype.
+
+    Returns
+    -------
+    bool
+        False where these kernels do not equalize this case (nothing written), or where a
+        floating plane has a NaN or infinity or too many bins for its range (`out` partly
+        written): the caller then runs the portable path, which raises the error as a
+        per-image call does, checking every plane's values before any plane's bins.
+    """
+    if not equalizes(values.dtype, method, nbins):
+        return False
+    starts = np.ascontiguousarray(starts, np.int64)
+    statuses = _planes.map_blocks(np, lambda rows: equalize(
+        values, selected, method, nbins, out,
+        starts=starts[rows.start:rows.stop + 1]), packed_blocks(starts, _planes.thread_count()))
+    return not any(statuses)
 
 
 def remap(values, binning, rows, tables, out, segments=None):

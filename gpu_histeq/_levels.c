@@ -146,21 +146,26 @@ static void pil_table(const int64_t *counts, uint8_t *lut)
 }
 
 /* Equalize a block of whole level-indexed planes into `out`, plane by plane: the count above,
- * the table, the remap above. A plane is read from memory twice (count, remap) and stays in the
+ * the table, the remap above. Planes are (nplanes, npixels) rows, or with `starts` (nplanes + 1
+ * offsets) packed planes of any sizes, plane p at starts[p]:starts[p + 1] (a ragged batch; an
+ * empty plane is skipped). A plane is read from memory twice (count, remap) and stays in the
  * cache in between; no per-pixel index. Returns 0, or -1 without memory. */
 #define GPU_HISTEQ_EQUALIZE_LEVELS(T, NAME, LEVELS)                                             \
     GPU_HISTEQ_EXPORT int gpu_histeq_equalize_levels_##NAME(const T *values,                   \
-        const uint8_t *selected, int64_t nplanes, int64_t npixels, int64_t method, T *out)     \
+        const uint8_t *selected, int64_t nplanes, int64_t npixels, const int64_t *starts,      \
+        int64_t method, T *out)                                                                \
     {                                                                                          \
         int64_t *counts = malloc((LEVELS) * sizeof(int64_t));                                  \
         T *lut = malloc((LEVELS) * sizeof(T));                                                 \
         const int status = -(counts == NULL || lut == NULL);                                   \
         for (int64_t p = 0; p < nplanes && status == 0; ++p) {                                 \
+            const int64_t at = starts ? starts[p] : p * npixels;                               \
+            const int64_t n = starts ? starts[p + 1] - starts[p] : npixels;                    \
+            if (n == 0) continue;                                                              \
             memset(counts, 0, (LEVELS) * sizeof(int64_t));                                    \
-            gpu_histeq_count_##NAME(values + p * npixels, selected ? selected + p * npixels : NULL, \
-                                    1, npixels, counts);                                       \
+            gpu_histeq_count_##NAME(values + at, selected ? selected + at : NULL, 1, n, counts); \
             GPU_HISTEQ_LEVEL_TABLE_##NAME(method, counts, lut);                                \
-            gpu_histeq_remap_##NAME(values + p * npixels, 1, npixels, lut, out + p * npixels);  \
+            gpu_histeq_remap_##NAME(values + at, 1, n, lut, out + at);                         \
         }                                                                                      \
         free(counts);                                                                          \
         free(lut);                                                                             \
@@ -807,12 +812,15 @@ GPU_HISTEQ_NO_SIMD(double, f64, avx2)
         return 0;                                                                              \
     }                                                                                          \
     /* Equalize a block of whole planes into `out`, plane by plane, in chunks of at most        \
-     * GPU_HISTEQ_PLANE_CHUNK pixels (the bins and segments of one chunk are the scratch). A     \
+     * GPU_HISTEQ_PLANE_CHUNK pixels (the bins and segments of one chunk are the scratch). The   \
+     * planes are (nplanes, npixels) rows, or with `starts` packed planes of any sizes up to     \
+     * npixels, plane p at starts[p]:starts[p + 1] (an empty one skipped). A                    \
      * plane larger than a chunk is binned twice: once to count, once more to remap. Returns     \
      * GPU_HISTEQ_OK, or NOT_FINITE / REPEATED_EDGES with the plane in *failed, or -1 without  \
      * memory. */                                                                              \
     GPU_HISTEQ_EXPORT int gpu_histeq_equalize_##NAME(const T *values, const uint8_t *selected, \
-        int64_t nplanes, int64_t npixels, int64_t nbins, T *out, int64_t *failed)              \
+        int64_t nplanes, int64_t npixels, const int64_t *starts, int64_t nbins, T *out,        \
+        int64_t *failed)                                                                       \
     {                                                                                          \
         const int64_t chunk = npixels < GPU_HISTEQ_PLANE_CHUNK ? npixels : GPU_HISTEQ_PLANE_CHUNK; \
         int32_t *bins = malloc((size_t)(2 * chunk + 1) * sizeof(int32_t)), *segments = bins + chunk; \
@@ -824,10 +832,13 @@ GPU_HISTEQ_NO_SIMD(double, f64, avx2)
                        || tables == NULL);                                                     \
         gpu_histeq_interp_table t = table_of(tables, nbins);                                   \
         for (int64_t p = 0; p < nplanes && status == GPU_HISTEQ_OK; ++p) {                     \
-            const T *v = values + p * npixels;                                                 \
-            const uint8_t *s = selected ? selected + p * npixels : NULL;                       \
+            const int64_t at = starts ? starts[p] : p * npixels;                               \
+            const int64_t n_plane = starts ? starts[p + 1] - starts[p] : npixels;              \
+            if (n_plane == 0) continue;                                                        \
+            const T *v = values + at;                                                          \
+            const uint8_t *s = selected ? selected + at : NULL;                                \
             T first, last, width;                                                              \
-            if (!range_##NAME(v, s, npixels, &first, &last))                                   \
+            if (!range_##NAME(v, s, n_plane, &first, &last))                                   \
                 status = GPU_HISTEQ_NOT_FINITE;                                                \
             else if (!edges_##NAME(first, last, nbins, edges, &width) && nbins > 1)            \
                 status = GPU_HISTEQ_REPEATED_EDGES;                                            \
@@ -836,19 +847,21 @@ GPU_HISTEQ_NO_SIMD(double, f64, avx2)
                 break;                                                                         \
             }                                                                                  \
             centers_##NAME(edges, nbins, centers, t.centers);                                  \
-            for (int64_t c = 0; c < npixels; c += chunk)                                       \
-                bin_plane_##NAME(v + c, s ? s + c : NULL, npixels - c < chunk ? npixels - c : chunk, \
+            const T *next = n_plane <= chunk && p + 1 < nplanes                                \
+                ? values + (starts ? starts[p + 1] : at + n_plane) : NULL;                     \
+            for (int64_t c = 0; c < n_plane; c += chunk)                                       \
+                bin_plane_##NAME(v + c, s ? s + c : NULL, n_plane - c < chunk ? n_plane - c : chunk, \
                                  edges[0], width, edges, centers, nbins, bins, segments, sub,  \
-                                 npixels == chunk && p + 1 < nplanes ? v + npixels : NULL);    \
+                                 next);                                                        \
             memset(counts, 0, (size_t)nbins * sizeof(int64_t));                                \
             flush(sub, nbins, counts);                                                         \
             interp_tables(counts, nbins, sizeof(T) == sizeof(float), t);                       \
-            for (int64_t c = 0; c < npixels; c += chunk) {                                     \
-                const int64_t n = npixels - c < chunk ? npixels - c : chunk;                   \
-                if (npixels > chunk) /* the segments of this chunk again */                    \
+            for (int64_t c = 0; c < n_plane; c += chunk) {                                     \
+                const int64_t n = n_plane - c < chunk ? n_plane - c : chunk;                   \
+                if (n_plane > chunk) /* the segments of this chunk again */                    \
                     bin_plane_##NAME(v + c, NULL, n, edges[0], width, edges, centers, nbins,   \
                                      bins, segments, NULL, NULL);                              \
-                interp_plane_##NAME(v + c, segments, n, t, nbins, out + p * npixels + c);      \
+                interp_plane_##NAME(v + c, segments, n, t, nbins, out + at + c);               \
             }                                                                                  \
         }                                                                                      \
         free(bins);                                                                            \

@@ -40,7 +40,8 @@ def to_planes(xp, array, axes):
     batch_shape, image_shape : tuple of int
     """
     batch_axes = tuple(a for a in range(array.ndim) if a not in axes)
-    moved = xp.moveaxis(array, axes, tuple(range(len(batch_axes), array.ndim)))
+    trailing = tuple(range(len(batch_axes), array.ndim))
+    moved = array if tuple(axes) == trailing else xp.moveaxis(array, axes, trailing)
     batch_shape = moved.shape[: len(batch_axes)]
     image_shape = moved.shape[len(batch_axes):]
     planes = xp.ascontiguousarray(moved.reshape(math.prod(batch_shape), math.prod(image_shape)))
@@ -51,7 +52,8 @@ def from_planes(xp, planes, batch_shape, image_shape, axes):
     """Inverse of :func:`to_planes`: a view of `planes` with the original axis order."""
     ndim = len(batch_shape) + len(image_shape)
     stacked = planes.reshape(tuple(batch_shape) + tuple(image_shape))
-    return xp.moveaxis(stacked, tuple(range(len(batch_shape), ndim)), axes)
+    trailing = tuple(range(len(batch_shape), ndim))
+    return stacked if tuple(axes) == trailing else xp.moveaxis(stacked, trailing, axes)
 
 
 def writable_planes(xp, out, axes):

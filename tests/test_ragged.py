@@ -285,19 +285,68 @@ def test_blocks_split_planes_and_pack_groups(monkeypatch):
 
 @pytest.mark.skipif(not _cpu.BUILT, reason="the compiled extension is not built")
 def test_engine_choice(monkeypatch):
-    """NumPy lists take the compiled engine in size buckets; inside `portable()` the packed
-    bincount path; both give the per-image results (checked above)."""
+    """NumPy lists take the compiled kernels over packed planes (per-plane offsets, no padding);
+    inside `portable()` the packed bincount path; both give the per-image results."""
     images = ragged_images(np.uint8, seed=11)
 
     def refuse(*args, **kwargs):
         raise AssertionError("the other path ran")
 
+    calls = []
+    compiled = _cpu.equalize_packed
     with monkeypatch.context() as patch:
         patch.setattr(_packed, "equalize", refuse)
+        patch.setattr(ragged, "_bucketed", refuse)
+        patch.setattr(_cpu, "equalize_packed", lambda *a: calls.append(a) or compiled(*a))
         gpu_histeq.equalize_hist(images, axes=AXES)
+    assert len(calls) == 1 and calls[0][2].tolist()[-1] == sum(i.size for i in images)
     with monkeypatch.context() as patch, _engine.portable():
+        patch.setattr(_cpu, "equalize_packed", refuse)
         patch.setattr(ragged, "_bucketed", refuse)
         gpu_histeq.equalize_hist(images, axes=AXES)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint16])
+@pytest.mark.parametrize("masked", [False, True])
+def test_compiled_packed_planes_larger_than_a_chunk(dtype, masked):
+    """Planes above the compiled kernels' 65536-pixel chunk (binned twice) beside small and
+    empty ones, packed at odd offsets: per image and against the portable packed path."""
+    rng = np.random.default_rng(21)
+    shapes = [(3, 5), (301, 257), (0, 9), (1, 1), (2, 263, 251), (17, 3)]
+    if np.dtype(dtype).kind == "f":
+        images = [(rng.random(shape) * 3 - 1).astype(dtype) for shape in shapes]
+    else:
+        images = [rng.integers(0, 5000, shape).astype(dtype) for shape in shapes]
+    masks = None
+    if masked:
+        masks = [rng.random(shape) < 0.5 for shape in shapes]
+        for mask in masks:
+            mask[..., :1, :1] = True
+    nbins = 300 if np.dtype(dtype).kind == "f" else 256
+    results = gpu_histeq.equalize_hist(images, nbins, axes=AXES, mask=masks)
+    with _engine.portable():
+        portable = gpu_histeq.equalize_hist(images, nbins, axes=AXES, mask=masks)
+    for k, image in enumerate(images):
+        expected = gpu_histeq.equalize_hist(image, nbins, axes=AXES,
+                                            mask=None if masks is None else masks[k])
+        same(results[k], expected)
+        same(portable[k], expected)
+
+
+@pytest.mark.parametrize("portable", [False, True], ids=["selected", "portable"])
+def test_list_errors_as_the_portable_path_orders_them(portable):
+    """An earlier image whose range is too narrow for `nbins` and a later one with a NaN: every
+    engine reports the NaN (values are checked before bins), as the portable packed path does;
+    alone, the narrow image reports its repeated edges."""
+    narrow = np.full((4, 4), 1.0, np.float32)
+    narrow[0, 0] = np.nextafter(np.float32(1), np.float32(2))
+    broken = np.random.default_rng(3).random((9, 9)).astype(np.float32)
+    broken[4, 4] = np.nan
+    with engine(portable):
+        with pytest.raises(ValueError, match="NaN"):
+            gpu_histeq.equalize_hist([narrow, broken, broken[:2]], 256, axes=AXES)
+        with pytest.raises(ValueError, match="edges|bins"):
+            gpu_histeq.equalize_hist([broken[:4, :4], narrow], 256, axes=AXES)
 
 
 def test_blocks_cover_every_pixel_once():

@@ -94,6 +94,28 @@ def equalize(xp, planes, mask_planes, method, nbins, result):
     return False
 
 
+def equalize_packed(xp, values, mask, starts, method, nbins, result):
+    """:func:`equalize` of packed planes of any sizes (a ragged batch), where an engine has it.
+
+    Parameters
+    ----------
+    values : (M,) C-contiguous ndarray
+        Plane ``p`` is ``values[starts[p]:starts[p + 1]]``.
+    mask : (M,) bool ndarray or None
+    starts : (P + 1,) int64 host ndarray
+    result : (M,) ndarray of the method's dtype
+
+    Returns
+    -------
+    bool
+        False when the selected engine did not equalize every plane (`result` may be partly
+        written): the caller then runs the portable packed path.
+    """
+    if select(xp, values.dtype) == "compiled":
+        return _cpu.equalize_packed(values, mask, starts, method, nbins, result)
+    return False
+
+
 def count_block(xp, planes, mask_planes, binning, block):
     """Counts of one block ``(rows, cols)`` and the state :func:`remap_block` may reuse.
 

@@ -7,17 +7,17 @@ and go through :mod:`._packed` together: one segmented range reduction, ``bincou
 offsets, the tables of every plane at once, one gather. Python loops run over the entries only to
 check them, to copy them into the buffer and to hand back views of the result.
 
-Results equal the per-image calls bit for bit. Engines: CuPy lists (and everything inside
-:func:`gpu_histeq._engine.portable`) run the packed portable path above; no CUDA kernel takes
-per-plane offsets yet. NumPy lists of :func:`equalize_hist`, when the compiled extension is
-selected, go to the compiled engine in buckets of similar plane sizes (:func:`_bucketed`: each
-plane padded to its bucket's width, the padding masked out; a loop over buckets, not images),
-which measured several times faster than the portable path on the CPU
-(``benchmarks/results/ragged-*.md``); so do :func:`histogram` and
-:func:`cumulative_distribution` (integer rows padded with their own first pixel, whose count
-is taken back out, so no mask is needed there); ``apply_lut`` stays portable.
-``luminance=True`` takes the buckets on every backend (``(rows, 3, W)`` arrays through the
-in-memory luma path, so the colour conversions are exactly its own).
+Results equal the per-image calls bit for bit. Engines: :func:`equalize_hist` hands each packed
+group to :func:`gpu_histeq._engine.equalize_packed` -- the compiled CPU kernels take the per-plane
+offsets themselves (whole planes on every thread, no padding) -- and runs the portable packed
+path above where it declines (CuPy lists today, and everything inside
+:func:`gpu_histeq._engine.portable`). NumPy lists of :func:`histogram` and
+:func:`cumulative_distribution`, when the compiled extension is selected, go to the compiled
+engine in buckets of similar plane sizes (:func:`_bucketed`: integer rows padded with their own
+first pixel, whose count is taken back out; floating rows padded and masked; a loop over
+buckets, not images); ``apply_lut`` stays portable. ``luminance=True`` takes the buckets on every
+backend (``(rows, 3, W)`` arrays through the in-memory luma path, so the colour conversions are
+exactly its own).
 :func:`match_histograms` is :mod:`.ragged_matching` (level tables or one sort, per-plane sizes).
 :func:`gpu_histeq.clahe` and :func:`gpu_histeq.equalize_adapthist` refuse lists (tile geometry
 is per image shape), and so does every function for lists of Dask arrays or tensors.
@@ -114,17 +114,15 @@ def equalize_hist(images, nbins, *, axes, mask, method, channel_axis, luminance,
         equalize_rows = functools.partial(_equalize.equalize_hist, nbins=nbins, axes=(2,),
                                           method=method, channel_axis=1, luminance=True)
         results = _equalize_buckets(xp, items, masks, _Rows(items, resolved), equalize_rows)
-    elif _engine.select(xp, dtype) == "compiled":
-        equalize_rows = functools.partial(_equalize.equalize_hist, nbins=nbins, axes=(1,),
-                                          method=method)
-        results = _equalize_buckets(xp, items, masks, _Rows(items, resolved, layout),
-                                    equalize_rows)
     else:
         results = []
         for i0, i1, starts, values, packed_mask in packed_groups(xp, layout, items, masks,
                                                                  axes_list):
-            packed = _packed.equalize(xp, values, packed_mask, starts, method, nbins,
-                                      result_dtype)
+            packed = xp.empty(values.shape, result_dtype)
+            if not _engine.equalize_packed(xp, values, packed_mask, starts, method, nbins,
+                                           packed):
+                packed = _packed.equalize(xp, values, packed_mask, starts, method, nbins,
+                                          result_dtype)
             results += layout.unpack(xp, packed, i0, i1)
     for k, o in enumerate(outs):
         if o is not None:
