@@ -20,7 +20,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from . import _cpu, _engine, _planes
+from . import _engine, _planes
 from ._backend import array_module
 from ._tables import cdf_dtype, clahe_opencv_tables, clahe_skimage_clip
 from ._validate import (check_allocation, check_bool, check_clip_limit, check_finite,
@@ -176,12 +176,12 @@ def _clahe_planes(xp, planes, shape, clip_limit, grid, result):
     # the four neighbours of each pixel: flat offsets of their tables, weights per row / column
     rows1, rows2, row_w1, row_w2 = blend_weights(np.float32, np.arange(height), tile_shape[0], grid[0])
     cols1, cols2, col_w1, col_w2 = blend_weights(np.float32, np.arange(width), tile_shape[1], grid[1])
-    if _engine.compiled_clahe(xp, planes.dtype):  # the compiled kernels: the same arithmetic in C
-        neighbours = (np.stack([rows1, rows2]).astype(np.int64), np.stack([row_w1, row_w2]),
-                      np.stack([cols1, cols2]).astype(np.int64), np.stack([col_w1, col_w2]))
-        scale = np.float32(nbins - 1) / np.float32(area)  # as in opencv_tables
-        _clahe_planes_compiled(planes, shape, grid, extents, limit, scale, neighbours, result)
-        return
+    neighbours = (np.stack([rows1, rows2]).astype(np.int64), np.stack([row_w1, row_w2]),
+                  np.stack([cols1, cols2]).astype(np.int64), np.stack([col_w1, col_w2]))
+    sources = [reflect101(np.arange(e, dtype=np.int64), s) for e, s in zip(extents, shape)]
+    scale = np.float32(nbins - 1) / np.float32(area)  # as in opencv_tables
+    if _engine.clahe(xp, planes, shape, grid, sources, limit, scale, neighbours, result):
+        return  # the compiled kernels: the same arithmetic in C
     source, tile = tiled_source(shape, grid, tile_shape, reflect101)
     corners = [((r[:, None] * grid[1] + c[None, :]) * nbins).ravel()
                for r in (rows1, rows2) for c in (cols1, cols2)]
@@ -223,28 +223,6 @@ def _clahe_planes(xp, planes, shape, clip_limit, grid, result):
         result[rows] = top.reshape(n, npixels)
 
     _planes.map_blocks(xp, run, block_list)
-
-
-def _clahe_planes_compiled(planes, shape, grid, extents, limit, scale, neighbours, result):
-    """:func:`_clahe_planes` through the compiled kernels (``_clahe.c``), bit for bit the same.
-
-    Per block of planes one call makes the tile tables (histograms through the reflect-101
-    sources, clip, rounded CDFs) and one blends them; blocks run on all cores (ctypes releases
-    the GIL). `neighbours` holds the first/second tile and weight of every row and column.
-    """
-    nbins = 256 if planes.dtype == np.uint8 else 65536
-    sources = [reflect101(np.arange(e, dtype=np.int64), s) for e, s in zip(extents, shape)]
-    nplanes, npixels = planes.shape
-    ntables = grid[0] * grid[1] * nbins
-    block_list = _planes.plane_blocks(np, nplanes, max(npixels, math.prod(extents)), ntables)
-
-    def run(block):
-        rows, _ = block
-        values = planes[rows]
-        tables = _cpu.clahe_tables(values, shape, grid, *sources, limit, scale)
-        _cpu.clahe_blend(values, shape, tables, grid, *neighbours, result[rows])
-
-    _planes.map_blocks(np, run, block_list)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -177,9 +177,45 @@ def apply_tables(xp, planes, tables, result):
     _portable.apply_tables(xp, planes, tables, result, block_list)
 
 
-def compiled_clahe(xp, dtype):
-    """True when OpenCV's CLAHE of `dtype` planes runs in the compiled kernels (``_clahe.c``)."""
-    return select(xp, dtype) == "compiled" and np.dtype(dtype) in (np.uint8, np.uint16)
+def clahe(xp, planes, shape, grid, sources, limit, scale, neighbours, result):
+    """OpenCV's CLAHE of every plane in fused kernels, where an engine has them (the compiled
+    one: uint8 / uint16 NumPy planes, ``_clahe.c``); False, writing nothing, elsewhere.
+
+    Per block of planes one call makes the tile tables (histograms through the reflect-101
+    `sources`, clip at `limit`, CDFs rounded with `scale`) and one blends them; blocks run on all
+    cores (ctypes releases the GIL).
+
+    Parameters
+    ----------
+    planes : (P, H * W) ndarray
+    shape : (int, int)
+        ``(H, W)``.
+    grid : (int, int)
+        Tiles along each axis.
+    sources : [(Hp,) int64 ndarray, (Wp,) int64 ndarray]
+        The source row / column of each row / column of the padded extents.
+    neighbours : tuple of four ndarrays
+        ``(2, H)`` int64 first/second tile row, ``(2, H)`` float32 their weights, and the same
+        for the columns ``(2, W)``.
+    result : (P, H * W) ndarray of ``planes.dtype``
+    """
+    if not (select(xp, planes.dtype) == "compiled"
+            and np.dtype(planes.dtype) in (np.uint8, np.uint16)):
+        return False
+    nbins = 256 if planes.dtype == np.uint8 else 65536
+    nplanes, npixels = planes.shape
+    ntables = grid[0] * grid[1] * nbins
+    extent = len(sources[0]) * len(sources[1])
+    block_list = _planes.plane_blocks(np, nplanes, max(npixels, extent), ntables)
+
+    def run(block):
+        rows, _ = block
+        values = planes[rows]
+        tables = _cpu.clahe_tables(values, shape, grid, *sources, limit, scale)
+        _cpu.clahe_blend(values, shape, tables, grid, *neighbours, result[rows])
+
+    _planes.map_blocks(np, run, block_list)
+    return True
 
 
 def split_luma(xp, rgb):
