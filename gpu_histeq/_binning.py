@@ -163,13 +163,25 @@ def range_binning(xp, nbins, low, high, masked, width=None):
                         unsigned64=np.dtype(low.dtype) == np.uint64)
 
 
-def binning_for(xp, planes, mask_planes, nbins, level_indexed, block_list):
-    """The binning of `planes`: dtype levels, per-plane integer levels, or uniform float bins."""
+def binning_of(xp, nbins, level_indexed, stats, masked):
+    """Dtype levels when `level_indexed`, else the :func:`range_binning` of the planes' ranges.
+
+    `stats` is called (only for a range binning) for ``(low, high, finite)`` as
+    :func:`plane_stats` gives them, for planes of one array or packed planes alike; a NaN or
+    infinity is refused before any bin is made.
+    """
     if level_indexed:
         return LevelBinning(xp, nbins)
-    low, high, finite = plane_stats(xp, planes, mask_planes, block_list)
+    low, high, finite = stats()
     check_finite(finite)
-    return range_binning(xp, nbins, low, high, masked=mask_planes is not None)
+    return range_binning(xp, nbins, low, high, masked=masked)
+
+
+def binning_for(xp, planes, mask_planes, nbins, level_indexed, block_list):
+    """The binning of `planes`: dtype levels, per-plane integer levels, or uniform float bins."""
+    return binning_of(xp, nbins, level_indexed,
+                      lambda: plane_stats(xp, planes, mask_planes, block_list),
+                      mask_planes is not None)
 
 
 # ---------------------------------------------------------------------------------------------

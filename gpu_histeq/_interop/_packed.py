@@ -19,10 +19,9 @@ import numpy as np
 
 from .. import _planes
 from .._backend import is_cupy
-from .._binning import LevelBinning, packed_index, range_binning
+from .._binning import binning_of, packed_index
 from .._engine.portable import gather
 from .._tables import InterpTable, table_maker
-from .._validate import check_finite
 
 #: Pixels per reduction row of the sort-free segmented minimum / maximum (CuPy).
 SEGMENT_WIDTH = 256
@@ -151,11 +150,8 @@ def selected_counts(xp, mask, starts):
 
 def binning(xp, values, mask, starts, nbins, level_indexed):
     """The binning of the packed planes, as ``binning_for`` makes it for one array."""
-    if level_indexed:
-        return LevelBinning(xp, nbins)
-    low, high, finite = plane_stats(xp, values, mask, starts)
-    check_finite(finite)
-    return range_binning(xp, nbins, low, high, masked=mask is not None)
+    return binning_of(xp, nbins, level_indexed, lambda: plane_stats(xp, values, mask, starts),
+                      mask is not None)
 
 
 def _count(xp, values, mask, starts, bins, block):
