@@ -7,7 +7,14 @@ runs the portable path, which the kernels reproduce bit for bit:
   on float32 / float64 planes (``method="skimage"``);
 * :func:`block_counts` -- the histograms of a ``LevelBinning`` (uint8 / uint16) or a
   ``UniformBinning`` (float32 / float64);
-* :func:`apply_lut` -- the remap of uint8 / uint16 planes through per-plane or shared tables.
+* :func:`apply_lut` -- the remap of uint8 / uint16 planes through per-plane or shared tables;
+* :func:`equalize_packed`, :func:`packed_counts`, :func:`apply_packed` -- the same three on
+  packed planes of different sizes (a ragged batch: plane ``p`` is ``values[starts[p]:starts[p
+  + 1]]`` of one 1-d buffer), as :mod:`gpu_histeq._interop._packed` computes them.
+
+The kernels are the same for both layouts: each takes an optional ``spans`` array (null for
+``(P, N)`` rows at ``p * N``), peels the pixels before a packed plane's first 16-byte pack, and
+over packed planes runs a 1-d grid of the blocks each plane needs (``_kernels.Planes``).
 
 No index array is made: extra device memory is per-plane scratch (``planes x bins``). CuPy is
 imported by :mod:`._kernels` on first use, so importing this package (or ``_sources``) does not.
@@ -64,19 +71,25 @@ def equalize(planes, mask_planes, method, nbins, result):
     """
     if not _covers(planes, mask_planes, result):
         return False
+    from ._kernels import Planes
+    return _equalize(Planes(planes, mask_planes, result), method, nbins)
+
+
+def _equalize(planes, method, nbins):
+    """:func:`equalize` of ``_kernels.Planes`` (either layout) into ``planes.out``."""
     from ._kernels import equalize_levels, equalize_uniform
-    dtype = np.dtype(planes.dtype)
-    with planes.device:
+    dtype = np.dtype(planes.values.dtype)
+    with planes.values.device:
         if dtype in _sources.LEVEL_DTYPES:
             if method in ("opencv", "pil"):
                 check_levels_nbins(nbins, dtype, method)
-            equalize_levels(planes, mask_planes, method, result)
+            equalize_levels(planes, method)
             return True
         if dtype in _sources.FLOAT_DTYPES and method == "skimage":
             import cupy
             from ._kernels import STATUS_IRREGULAR, STATUS_NOT_FINITE, STATUS_REPEATED_EDGES
             status = cupy.zeros(1, np.int32)
-            equalize_uniform(planes, mask_planes, nbins, result, status)
+            equalize_uniform(planes, nbins, status)
             flags = int(status[0])  # sync: errors and irregular planes, as portably
             check_finite(not flags & STATUS_NOT_FINITE)
             check_edges_increase(not flags & STATUS_REPEATED_EDGES, nbins, dtype)
@@ -88,20 +101,32 @@ def block_counts(planes, mask_planes, binning):
     """``(P, nbins)`` int64 counts of `binning` over `planes`, or None when not covered."""
     if not _covers(planes, mask_planes):
         return None
+    from ._kernels import Planes
+    return _counts(Planes(planes, mask_planes), binning)
+
+
+def _counts(planes, binning):
+    """:func:`block_counts` of ``_kernels.Planes`` (either layout), one launch per group."""
     import cupy
     from ._kernels import level_histograms, uniform_histograms
-    dtype = np.dtype(planes.dtype)
-    hists = cupy.zeros((planes.shape[0], binning.nbins), np.uint32)
-    with planes.device:
-        if isinstance(binning, LevelBinning) and dtype in _sources.LEVEL_DTYPES:
-            low = None if binning.low is None else cupy.ascontiguousarray(binning.low, np.int64)
-            level_histograms(planes, mask_planes, low, binning.nbins, hists)
-        elif isinstance(binning, UniformBinning) and dtype in _sources.FLOAT_DTYPES:
-            first = cupy.ascontiguousarray(binning.first[:, 0])
-            last = cupy.ascontiguousarray(binning.edges[:, -1])
-            uniform_histograms(planes, mask_planes, first, last, 0, binning.nbins, hists)
-        else:
-            return None
+    dtype = np.dtype(planes.values.dtype)
+    if isinstance(binning, LevelBinning) and dtype in _sources.LEVEL_DTYPES:
+        low = None if binning.low is None else cupy.ascontiguousarray(binning.low, np.int64)
+        bounds = None
+    elif isinstance(binning, UniformBinning) and dtype in _sources.FLOAT_DTYPES:
+        low, bounds = None, (cupy.ascontiguousarray(binning.first[:, 0]),
+                             cupy.ascontiguousarray(binning.edges[:, -1]))
+    else:
+        return None
+    hists = cupy.zeros((planes.count, binning.nbins), np.uint32)
+    with planes.values.device:
+        for rows, group in planes.groups():
+            if bounds is None:
+                level_histograms(group, None if low is None else low[rows], binning.nbins,
+                                 hists[rows])
+            else:
+                uniform_histograms(group, bounds[0][rows], bounds[1][rows], 0, binning.nbins,
+                                   hists[rows])
     return hists.astype(np.int64)
 
 
@@ -119,7 +144,126 @@ def apply_lut(planes, tables, result):
     if (dtype not in _sources.LEVEL_DTYPES or np.dtype(tables.dtype) not in _sources.C_TYPES
             or tables.shape[-1] > np.iinfo(np.int32).max or not _covers(planes, tables, result)):
         return False
+    from ._kernels import Planes
+    return _apply(Planes(planes, None, result), tables)
+
+
+def _apply(planes, tables):
+    """:func:`apply_lut` of ``_kernels.Planes`` (either layout) into ``planes.out``."""
     from ._kernels import remap
-    with planes.device:
-        remap(planes, tables, 0 if tables.shape[0] == 1 else tables.shape[1], result)
+    shared = tables.shape[0] == 1
+    with planes.values.device:
+        for rows, group in planes.groups():
+            remap(group, tables if shared else tables[rows], 0 if shared else tables.shape[1])
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# packed planes of different sizes (ragged batches), as gpu_histeq._interop._packed
+
+def _packed_planes(values, mask, starts, out):
+    """``_kernels.Planes`` over the packed planes of `starts`, or None when not covered: 1-d
+    C-contiguous arrays, every plane below the 32-bit count limit."""
+    from ._kernels import MAX_PIXELS, Planes
+    starts = np.asarray(starts, np.int64)
+    if (starts.ndim != 1 or len(starts) < 1 or values.ndim != 1
+            or any(a is not None and (a.ndim != 1 or not a.flags.c_contiguous)
+                   for a in (values, mask, out))):
+        return None
+    spans = np.stack([starts[:-1], starts[1:]], axis=1)
+    if len(spans) and int((spans[:, 1] - spans[:, 0]).max()) > MAX_PIXELS:
+        return None
+    return Planes(values, mask, out, spans)
+
+
+def equalize_packed(values, mask, starts, method, nbins, result):
+    """Equalize every packed plane of `values` into `result` with the fused kernels.
+
+    Parameters
+    ----------
+    values : (M,) cupy.ndarray
+        C-contiguous; plane ``p`` is ``values[starts[p]:starts[p + 1]]`` (any sizes, 0 included).
+    mask : (M,) bool cupy.ndarray or None
+        Pixels counted in each plane's histogram (every pixel is remapped); the caller checked
+        that every non-empty plane selects one.
+    starts : (P + 1,) int64 numpy.ndarray
+        Host offsets, non-decreasing, ``starts[-1] == M``.
+    method : {"opencv", "pil", "skimage"}
+    nbins : int
+        Bins of floating planes; the dtype's levels for ``"opencv"`` / ``"pil"`` (checked).
+    result : (M,) cupy.ndarray
+        C-contiguous output of the method's dtype.
+
+    Returns
+    -------
+    bool
+        As :func:`equalize`: False when the kernels do not cover this case (other dtypes or
+        methods, non-contiguous arrays, a plane of 2**31 pixels or more: nothing written), or
+        when a floating plane needs numpy.interp's own search (`result` written, to be redone
+        for every plane by ``_packed.equalize``).
+
+    Raises
+    ------
+    ValueError
+        As :func:`equalize` and in its order (`nbins` and the levels, NaN or infinity, repeated
+        bin edges, which a plane of 0 pixels checks over [-0.5, 0.5] as the portable path).
+
+    Notes
+    -----
+    Bit for bit ``_packed.equalize(cupy, values, mask, starts, method, nbins, result.dtype)``,
+    and per plane :func:`gpu_histeq.equalize_hist` of that plane's pixels. Floating planes
+    synchronize once, to read the status word; every call copies the spans to the device.
+    """
+    planes = _packed_planes(values, mask, starts, result)
+    if planes is None:
+        return False
+    return _equalize(planes, method, nbins)
+
+
+def packed_counts(values, mask, starts, binning):
+    """``(P, nbins)`` int64 counts of every packed plane, or None when not covered.
+
+    Parameters
+    ----------
+    values : (M,) cupy.ndarray
+        C-contiguous packed planes, plane ``p`` at ``starts[p]:starts[p + 1]``.
+    mask : (M,) bool cupy.ndarray or None
+    starts : (P + 1,) int64 numpy.ndarray
+    binning : LevelBinning or UniformBinning
+        Made for these planes (``_packed.binning``): levels of uint8 / uint16 planes (a
+        per-plane lowest level or none), uniform bins of float32 / float64 planes.
+
+    Returns
+    -------
+    (P, nbins) int64 cupy.ndarray or None
+        As ``_packed.histograms(cupy, values, mask, starts, binning)``; zeros for a plane of 0
+        pixels.
+    """
+    planes = _packed_planes(values, mask, starts, None)
+    return None if planes is None else _counts(planes, binning)
+
+
+def apply_packed(values, starts, tables, result):
+    """``result[a:b] = tables[p][values[a:b]]`` for every packed plane ``p``; False if not covered.
+
+    Parameters
+    ----------
+    values : (M,) uint8 or uint16 cupy.ndarray
+        C-contiguous packed planes, already checked to lie in ``[0, L)``.
+    starts : (P + 1,) int64 numpy.ndarray
+    tables : (P, L) or (1, L) C-contiguous cupy.ndarray
+        One table per plane, or one shared by every plane.
+    result : (M,) cupy.ndarray of ``tables.dtype``
+
+    Returns
+    -------
+    bool
+        As ``_packed.apply_tables``, bit for bit; False (nothing written) for other value or
+        table dtypes and tables of 2**31 entries or more.
+    """
+    if (np.dtype(values.dtype) not in _sources.LEVEL_DTYPES
+            or np.dtype(tables.dtype) not in _sources.C_TYPES
+            or tables.shape[-1] > np.iinfo(np.int32).max or not tables.flags.c_contiguous):
+        return False
+    planes = _packed_planes(values, None, starts, result)
+    return planes is not None and _apply(planes, tables)

@@ -1,7 +1,11 @@
 """Build and launch the CUDA kernels on CuPy arrays (imported only for CuPy input).
 
-Each launcher takes C-contiguous ``(P, N)`` planes and writes into preallocated arrays; the only
-device memory it adds is per-plane scratch, at most ``_planes.CHUNK_BINS`` bins at a time.
+Each launcher takes :class:`Planes` -- C-contiguous ``(P, N)`` rows, or spans of packed 1-d
+arrays (a ragged batch: planes of any sizes one after the other) -- and writes into
+preallocated arrays; the only device memory it adds is per-plane scratch, at most
+``_planes.CHUNK_BINS`` bins at a time, and for packed planes their ``(K, 2)`` spans and
+``(K + 1,)`` first blocks. Multi-block kernels over packed planes run a 1-d grid of exactly
+the blocks each plane needs (none for a plane of 0 pixels), not planes x the largest plane's.
 """
 
 import cupy
@@ -51,6 +55,10 @@ def _launch(filename, kernel_name, template_args, grid, args, shared_mem=0):
     kernel(filename, name)(grid, (THREADS,), args, shared_mem=shared_mem)
 
 
+#: Blocks of one 1-d grid (packed layout): at most this many planes of 65535 blocks per launch.
+MAX_GRID_BLOCKS = (1 << 31) - 1
+
+
 def _pointer(array):
     return _NULL if array is None else array
 
@@ -58,9 +66,18 @@ def _pointer(array):
 def aligned(planes, mask_planes=None, out=None):
     """1 when every plane row (and its mask and output rows) starts on a 16-byte pack."""
     per_pack = 16 // planes.itemsize
-    ok = planes.data.ptr % 16 == 0 and planes.shape[1] % per_pack == 0
-    if mask_planes is not None:
-        ok = ok and mask_planes.data.ptr % per_pack == 0
+    ok = planes.shape[1] % per_pack == 0 and packed_aligned(planes, mask_planes, out)
+    return np.int32(ok)
+
+
+def packed_aligned(values, mask=None, out=None):
+    """1 when the arrays' bases start on a pack (values 16 bytes, mask and `out` one pack of
+    theirs): a plane at any offset then peels the pixels before its first pack
+    (``gpu_histeq_head`` in common.cuh) and loads 16 bytes at a time from there."""
+    per_pack = 16 // values.itemsize
+    ok = values.data.ptr % 16 == 0
+    if mask is not None:
+        ok = ok and mask.data.ptr % per_pack == 0
     if out is not None:
         ok = ok and out.data.ptr % min(16, per_pack * out.itemsize) == 0
     return np.int32(ok)
@@ -78,94 +95,196 @@ def plane_groups(nplanes, bins):
     return [slice(p, min(p + size, nplanes)) for p in range(0, nplanes, size)]
 
 
+class Planes:
+    """The planes of one launch: C-contiguous ``(P, N)`` rows, or spans of packed 1-d arrays.
+
+    Parameters
+    ----------
+    values : (P, N) or (M,) cupy.ndarray
+    mask : (P, N) or (M,) bool cupy.ndarray or None
+    out : (P, N) or (M,) cupy.ndarray or None
+        The output the launches write, when they write one.
+    spans : (K, 2) int64 numpy.ndarray or None
+        Packed layout: plane ``q`` of the launch is ``values[spans[q, 0]:spans[q, 1]]`` (any
+        subset of a ragged batch's planes, in any order); None for ``(P, N)`` rows.
+    """
+
+    def __init__(self, values, mask=None, out=None, spans=None):
+        self.values, self.mask, self.out, self.spans = values, mask, out, spans
+        self.itemsize = values.itemsize
+        if spans is None:
+            self.count, width = values.shape
+            self.sizes = np.full(self.count, width, np.int64)
+        else:
+            self.count = len(spans)
+            self.sizes = spans[:, 1] - spans[:, 0]
+        self.largest = int(self.sizes.max()) if self.count else 0
+        self._device_spans = None
+
+    def select(self, rows):
+        """The planes `rows` (a slice, or host indices in the packed layout)."""
+        if self.spans is None:
+            return Planes(self.values[rows], _rows(self.mask, rows), _rows(self.out, rows))
+        return Planes(self.values, self.mask, self.out, self.spans[rows])
+
+    def split(self, limit):
+        """``(planes of at most `limit` pixels, the others)``, either None when it has none."""
+        small = self.sizes <= limit
+        if not self.count:
+            return None, None
+        if small.all():
+            return self, None
+        if self.spans is None or not small.any():
+            return None, self
+        return self.select(np.flatnonzero(small)), self.select(np.flatnonzero(~small))
+
+    def _aligned(self, with_mask, with_out):
+        mask = self.mask if with_mask else None
+        out = self.out if with_out else None
+        if self.spans is None:
+            return aligned(self.values, mask, out)
+        return packed_aligned(self.values, mask, out)
+
+    def _layout(self):
+        if self.spans is None:
+            return _NULL, np.int64(self.largest)
+        if self._device_spans is None:
+            self._device_spans = cupy.asarray(np.ascontiguousarray(self.spans, np.int64))
+        return self._device_spans, np.int64(0)
+
+    def one_block(self, with_mask=True):
+        """``(grid, args)`` of a one-block-per-plane kernel: ``(values, [mask,] spans, n,
+        aligned)``; args None when no plane is left."""
+        spans, width = self._layout()
+        masks = (_pointer(self.mask),) if with_mask else ()
+        return (self.count,), (self.values, *masks, spans, width,
+                               self._aligned(with_mask, self.out is not None))
+
+    def multi_block(self, with_mask=True):
+        """``(grid, args)`` of a multi-block kernel: ``(values, [mask,] spans, first_blocks,
+        nplanes, n, aligned)``; grid None when no plane has a pixel (nothing to launch)."""
+        spans, width = self._layout()
+        masks = (_pointer(self.mask),) if with_mask else ()
+        is_aligned = self._aligned(with_mask, not with_mask and self.out is not None)
+        if self.spans is None:
+            grid = (self.count, blocks_per_plane(self.largest, self.itemsize))
+            return grid, (self.values, *masks, spans, _NULL, np.int64(self.count), width,
+                          is_aligned)
+        per_block = THREADS * (16 // self.itemsize) * PACKS_PER_THREAD
+        first = np.zeros(self.count + 1, np.int64)
+        np.cumsum(np.minimum(65535, -(-self.sizes // per_block)), out=first[1:])
+        if first[-1] == 0:
+            return None, None
+        return (int(first[-1]),), (self.values, *masks, spans, cupy.asarray(first),
+                                   np.int64(self.count), width, is_aligned)
+
+    def groups(self, bins=None):
+        """``(rows, planes)`` per launch: :func:`plane_groups` for `bins` entries of scratch per
+        plane (None: no scratch, one group of ``(P, N)`` rows); packed groups also hold at most
+        MAX_GRID_BLOCKS // 65535 planes, so that the 1-d grid of their blocks stays valid."""
+        if self.spans is None:
+            slices = [slice(None)] if bins is None else plane_groups(self.count, bins)
+        else:
+            size = MAX_GRID_BLOCKS // 65535
+            if bins is not None:
+                size = max(1, min(_planes.CHUNK_BINS // max(bins, 1), size))
+            slices = [slice(p, min(p + size, self.count)) for p in range(0, self.count, size)]
+        return [(rows, self.select(rows)) for rows in slices]
+
+    def cache(self, limit):
+        """``(cache, shared_mem)`` of a one-block kernel that keeps planes in shared memory:
+        a packed plane's copy keeps its phase (up to a pack less one pixel more)."""
+        if not self._aligned(True, True):
+            return np.int32(0), 0
+        extra = 0 if self.spans is None else 16 - self.itemsize
+        nbytes = self.largest * self.itemsize + extra
+        return (np.int32(1), nbytes) if nbytes <= limit else (np.int32(0), 0)
+
+
 def _rows(array, rows):
     return None if array is None else array[rows]
 
 
 # ---- integer levels (levels.cu)
 
-def level_histograms(planes, mask_planes, low, nbins, hists):
+def level_histograms(planes, low, nbins, hists):
     """Add the counts of ``clamp(value - low[p], 0, nbins - 1)`` into ``(P, nbins)`` uint32 `hists`."""
-    nplanes, npixels = planes.shape
     private = nbins <= PRIVATE_BINS
-    _launch("levels.cu", "gpu_histeq_level_histogram", (planes.dtype,),
-            (nplanes, blocks_per_plane(npixels, planes.itemsize)),
-            (planes, _pointer(mask_planes), np.int64(npixels), aligned(planes, mask_planes),
-             _pointer(low), np.int32(nbins), np.int32(private), hists),
-            shared_mem=WARPS * nbins * 4 if private else 0)
+    grid, args = planes.multi_block()
+    if grid is not None:
+        _launch("levels.cu", "gpu_histeq_level_histogram", (planes.values.dtype,), grid,
+                (*args, _pointer(low), np.int32(nbins), np.int32(private), hists),
+                shared_mem=WARPS * nbins * 4 if private else 0)
 
 
-def remap(planes, tables, table_stride, result):
-    """``result[p, i] = tables[p * table_stride + planes[p, i]]`` (stride 0: one shared table)."""
-    nplanes, npixels = planes.shape
-    _launch("levels.cu", "gpu_histeq_remap", (planes.dtype, result.dtype),
-            (nplanes, blocks_per_plane(npixels, planes.itemsize)),
-            (planes, np.int64(npixels), aligned(planes, None, result), tables,
-             np.int64(table_stride), np.int32(tables.shape[-1]), result))
+def remap(planes, tables, table_stride):
+    """``out[p, i] = tables[p * table_stride + values[p, i]]`` (stride 0: one shared table)."""
+    grid, args = planes.multi_block(with_mask=False)
+    if grid is not None:
+        _launch("levels.cu", "gpu_histeq_remap", (planes.values.dtype, planes.out.dtype), grid,
+                (*args, tables, np.int64(table_stride), np.int32(tables.shape[-1]), planes.out))
 
 
-def equalize_levels(planes, mask_planes, method, result):
-    """Equalize uint8 / uint16 planes with one bin per level (opencv, pil, skimage)."""
-    nplanes, npixels = planes.shape
+def equalize_levels(planes, method):
+    """Equalize uint8 / uint16 planes into ``planes.out``, one bin per level (every method)."""
     method_id = _sources.METHODS[method]
-    if planes.dtype == np.uint8 and npixels <= SMALL_PIXELS:
-        is_aligned = aligned(planes, mask_planes, result)
-        cache = bool(is_aligned) and npixels <= CACHE_BYTES_U8
-        _launch("levels.cu", "gpu_histeq_equalize_small_u8", (method_id, result.dtype), (nplanes,),
-                (planes, _pointer(mask_planes), np.int64(npixels), is_aligned, np.int32(cache),
-                 result),
-                shared_mem=npixels if cache else 0)
+    result_dtype = planes.out.dtype
+    small, planes = planes.split(SMALL_PIXELS if planes.values.dtype == np.uint8 else -1)
+    if small is not None:
+        cache, shared_mem = small.cache(CACHE_BYTES_U8)
+        grid, args = small.one_block()
+        _launch("levels.cu", "gpu_histeq_equalize_small_u8", (method_id, result_dtype), grid,
+                (*args, cache, small.out), shared_mem=shared_mem)
+    if planes is None:
         return
     levels = 1 << (8 * planes.itemsize)
-    for rows in plane_groups(nplanes, levels):
-        count = rows.stop - rows.start
-        hists = cupy.zeros((count, levels), np.uint32)
-        level_histograms(planes[rows], _rows(mask_planes, rows), None, levels, hists)
-        tables = cupy.empty((count, levels), result.dtype)
-        _launch("levels.cu", "gpu_histeq_level_tables", (method_id, result.dtype), (count,),
+    for _, group in planes.groups(levels):
+        hists = cupy.zeros((group.count, levels), np.uint32)
+        level_histograms(group, None, levels, hists)
+        tables = cupy.empty((group.count, levels), result_dtype)
+        _launch("levels.cu", "gpu_histeq_level_tables", (method_id, result_dtype), (group.count,),
                 (hists, np.int32(levels), tables))
-        remap(planes[rows], tables, levels, result[rows])
+        remap(group, tables, levels)
 
 
 # ---- floating values, uniform bins (uniform.cu)
 
-def uniform_histograms(planes, mask_planes, low, high, widen, nbins, hists):
+def uniform_histograms(planes, low, high, widen, nbins, hists):
     """Add numpy.histogram's counts over ``[low[p], high[p]]`` into ``(P, nbins)`` uint32 `hists`."""
-    nplanes, npixels = planes.shape
     private = nbins <= PRIVATE_BINS
-    _launch("uniform.cu", "gpu_histeq_uniform_histogram", (planes.dtype,),
-            (nplanes, blocks_per_plane(npixels, planes.itemsize)),
-            (planes, _pointer(mask_planes), np.int64(npixels), aligned(planes, mask_planes),
-             low, high, np.int32(widen), np.int32(nbins), np.int32(private), hists),
-            shared_mem=WARPS * nbins * 4 if private else 0)
+    grid, args = planes.multi_block()
+    if grid is not None:
+        _launch("uniform.cu", "gpu_histeq_uniform_histogram", (planes.values.dtype,), grid,
+                (*args, low, high, np.int32(widen), np.int32(nbins), np.int32(private), hists),
+                shared_mem=WARPS * nbins * 4 if private else 0)
 
 
-def equalize_uniform(planes, mask_planes, nbins, result, status):
-    """Equalize float32 / float64 planes as scikit-image; ORs STATUS_* bits into ``status[0]``."""
-    nplanes, npixels = planes.shape
-    dtype = planes.dtype
-    if npixels <= SMALL_PIXELS and nbins <= SMALL_BINS:
-        is_aligned = aligned(planes, mask_planes, result)
-        cache = bool(is_aligned) and npixels * planes.itemsize <= CACHE_BYTES_FLOAT
-        _launch("uniform.cu", "gpu_histeq_equalize_small_float", (dtype,), (nplanes,),
-                (planes, _pointer(mask_planes), np.int64(npixels), is_aligned, np.int32(cache),
-                 np.int32(nbins), status, result),
-                shared_mem=npixels * planes.itemsize if cache else 0)
+def equalize_uniform(planes, nbins, status):
+    """Equalize float32 / float64 planes into ``planes.out`` as scikit-image; ORs STATUS_* bits
+    into ``status[0]``. A plane of 0 pixels gets the range [0, 0] (its edges are checked, as
+    the portable path checks them) and nothing written."""
+    dtype = planes.values.dtype
+    small, planes = planes.split(SMALL_PIXELS if nbins <= SMALL_BINS else -1)
+    if small is not None:
+        cache, shared_mem = small.cache(CACHE_BYTES_FLOAT)
+        grid, args = small.one_block()
+        _launch("uniform.cu", "gpu_histeq_equalize_small_float", (dtype,), grid,
+                (*args, cache, np.int32(nbins), status, small.out), shared_mem=shared_mem)
+    if planes is None:
         return
-    grid_blocks = blocks_per_plane(npixels, planes.itemsize)
-    for rows in plane_groups(nplanes, nbins):
-        count = rows.stop - rows.start
-        group, group_mask = planes[rows], _rows(mask_planes, rows)
-        low = cupy.full(count, np.inf, dtype)
-        high = cupy.full(count, -np.inf, dtype)
-        _launch("uniform.cu", "gpu_histeq_minmax", (dtype,), (count, grid_blocks),
-                (group, _pointer(group_mask), np.int64(npixels), aligned(group, group_mask),
-                 low, high, status))
-        hists = cupy.zeros((count, nbins), np.uint32)
-        uniform_histograms(group, group_mask, low, high, 1, nbins, hists)
-        values, positions, slopes = (cupy.empty((count, nbins), np.float64) for _ in range(3))
-        _launch("uniform.cu", "gpu_histeq_uniform_tables", (dtype,), (count,),
+    for _, group in planes.groups(nbins):
+        empty = group.sizes == 0
+        low = cupy.asarray(np.where(empty, 0, np.inf).astype(dtype))
+        high = cupy.asarray(np.where(empty, 0, -np.inf).astype(dtype))
+        grid, args = group.multi_block()
+        if grid is not None:
+            _launch("uniform.cu", "gpu_histeq_minmax", (dtype,), grid, (*args, low, high, status))
+        hists = cupy.zeros((group.count, nbins), np.uint32)
+        uniform_histograms(group, low, high, 1, nbins, hists)
+        values, positions, slopes = (cupy.empty((group.count, nbins), np.float64) for _ in range(3))
+        _launch("uniform.cu", "gpu_histeq_uniform_tables", (dtype,), (group.count,),
                 (hists, low, high, np.int32(nbins), values, positions, slopes, status))
-        _launch("uniform.cu", "gpu_histeq_uniform_remap", (dtype,), (count, grid_blocks),
-                (group, np.int64(npixels), aligned(group, None, result[rows]), low, high,
-                 np.int32(nbins), values, positions, slopes, result[rows]))
+        grid, args = group.multi_block(with_mask=False)
+        if grid is not None:
+            _launch("uniform.cu", "gpu_histeq_uniform_remap", (dtype,), grid,
+                    (*args, low, high, np.int32(nbins), values, positions, slopes, group.out))

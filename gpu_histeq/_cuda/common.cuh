@@ -26,14 +26,71 @@ struct gpu_histeq_pixels {
     typedef gpu_histeq_pack<bool, per_pack> mask_pack;
 };
 
+// Where the pixels of one block lie. Two layouts, chosen by `spans`:
+// * uniform (spans null): C-contiguous (P, N) planes; block (blockIdx.x, blockIdx.y) works on
+//   plane blockIdx.x, which starts at p * n, as block blockIdx.y of gridDim.y;
+// * packed (ragged batches): plane q of the launch is [spans[2q], spans[2q + 1]) of the packed
+//   arrays. One block per plane (first_blocks null: plane blockIdx.x), or a 1-d grid of the
+//   planes' blocks one after the other, plane q owning first_blocks[q] .. first_blocks[q + 1] - 1
+//   (a binary search over the nplanes + 1 entries; a plane of 0 blocks gets none).
+// `plane` indexes everything kept per plane of the launch (histograms, tables, ranges).
+struct gpu_histeq_work {
+    long long plane, offset, n, block, blocks;
+};
+
+__device__ gpu_histeq_work gpu_histeq_locate(const long long* spans, const long long* first_blocks,
+                                             long long nplanes, long long n) {
+    gpu_histeq_work work;
+    if (!spans) {
+        work.plane = blockIdx.x;
+        work.offset = work.plane * n;
+        work.n = n;
+        work.block = blockIdx.y;
+        work.blocks = gridDim.y;
+        return work;
+    }
+    long long q = blockIdx.x;
+    work.block = 0;
+    work.blocks = 1;
+    if (first_blocks) {  // the last plane whose first block is at or before this one
+        long long lo = 0, hi = nplanes - 1;
+        while (lo < hi) {
+            const long long mid = (lo + hi + 1) / 2;
+            if (first_blocks[mid] <= (long long)blockIdx.x) lo = mid;
+            else hi = mid - 1;
+        }
+        q = lo;
+        work.block = blockIdx.x - first_blocks[q];
+        work.blocks = first_blocks[q + 1] - first_blocks[q];
+    }
+    work.plane = q;
+    work.offset = spans[2 * q];
+    work.n = spans[2 * q + 1] - work.offset;
+    return work;
+}
+
+// Pixels of a plane that starts `offset` pixels into its arrays before its first 16-byte pack,
+// or -1 (no packed access) when the arrays' bases are not `aligned` (_kernels.aligned /
+// packed_aligned: values on 16 bytes, mask and output on one pack of theirs). A plane that does
+// not start on a pack peels these pixels off its head and takes the packs from there on.
+template <typename T>
+__device__ long long gpu_histeq_head(long long offset, int aligned) {
+    constexpr int per_pack = 16 / sizeof(T);
+    return aligned ? (per_pack - offset % per_pack) % per_pack : -1;
+}
+
 // Calls visit(value, selected) for the pixels first, first + stride, ... of one plane of n
-// pixels, one 16-byte pack at a time when `aligned` (plane and mask rows start on a pack).
+// pixels: the `head` pixels before its first pack one by one, then one 16-byte pack at a time,
+// then the tail one by one (every pixel one by one when head < 0). Nothing outside the plane
+// is read.
 template <typename T, typename Visit>
-__device__ void gpu_histeq_for_pixels(const T* plane, const bool* mask, long long n, bool aligned,
+__device__ void gpu_histeq_for_pixels(const T* plane, const bool* mask, long long n, long long head,
                                       long long first, long long stride, Visit visit) {
     typedef gpu_histeq_pixels<T> px;
-    const long long packed = aligned ? n / px::per_pack * px::per_pack : 0;
-    for (long long i = first * px::per_pack; i < packed; i += stride * px::per_pack) {
+    const long long begin = head < 0 ? n : (head < n ? head : n);
+    const long long packed = begin + (n - begin) / px::per_pack * px::per_pack;
+    for (long long i = first; i < begin; i += stride) visit(plane[i], mask ? mask[i] : true);
+    for (long long i = begin + first * px::per_pack; i < packed; i += stride * px::per_pack) {
         const typename px::pack values = *reinterpret_cast<const typename px::pack*>(plane + i);
         if (mask) {
             const typename px::mask_pack selected =
@@ -68,14 +125,16 @@ __device__ void gpu_histeq_flush_private(const unsigned* privates, unsigned* his
     }
 }
 
-// out[i] = map(plane[i]) for the same pixels, packed loads and stores when `aligned`.
+// out[i] = map(plane[i]) for the same pixels, packed loads and stores after the head.
 template <typename T, typename OutT, typename Map>
-__device__ void gpu_histeq_map_pixels(const T* plane, OutT* out, long long n, bool aligned,
+__device__ void gpu_histeq_map_pixels(const T* plane, OutT* out, long long n, long long head,
                                       long long first, long long stride, Map map) {
     typedef gpu_histeq_pixels<T> px;
     typedef gpu_histeq_pack<OutT, px::per_pack> out_pack;
-    const long long packed = aligned ? n / px::per_pack * px::per_pack : 0;
-    for (long long i = first * px::per_pack; i < packed; i += stride * px::per_pack) {
+    const long long begin = head < 0 ? n : (head < n ? head : n);
+    const long long packed = begin + (n - begin) / px::per_pack * px::per_pack;
+    for (long long i = first; i < begin; i += stride) out[i] = map(plane[i]);
+    for (long long i = begin + first * px::per_pack; i < packed; i += stride * px::per_pack) {
         const typename px::pack values = *reinterpret_cast<const typename px::pack*>(plane + i);
         out_pack mapped;
         for (int k = 0; k < px::per_pack; ++k) mapped.v[k] = map(values.v[k]);
@@ -84,18 +143,26 @@ __device__ void gpu_histeq_map_pixels(const T* plane, OutT* out, long long n, bo
     for (long long i = packed + first; i < n; i += stride) out[i] = map(plane[i]);
 }
 
-// Copies a plane of n pixels into shared memory, 16 bytes per thread and step (aligned planes).
+// Copies a plane of n pixels into shared memory, 16 bytes per thread and step from its first
+// pack on (head >= 0: the plane's bases are aligned). Returns the copy, placed in `cache` at the
+// plane's own phase (copy + head starts a pack), so the packs of the copy, of the mask and of
+// the output are the same pixels; `cache` holds n + 16 / sizeof(T) - 1 pixels.
 template <typename T>
-__device__ void gpu_histeq_copy_plane(const T* plane, T* cache, long long n) {
-    const long long bytes = n * (long long)sizeof(T);
-    const uint4* source = reinterpret_cast<const uint4*>(plane);
-    uint4* target = reinterpret_cast<uint4*>(cache);
+__device__ T* gpu_histeq_copy_plane(const T* plane, uint4* cache, long long n, long long head) {
+    constexpr int per_pack = 16 / sizeof(T);
+    head = head < n ? head : n;
+    T* copy = reinterpret_cast<T*>(cache) + (per_pack - head) % per_pack;
+    for (long long i = threadIdx.x; i < head; i += GPU_HISTEQ_THREADS) copy[i] = plane[i];
+    const long long bytes = (n - head) * (long long)sizeof(T);
+    const uint4* source = reinterpret_cast<const uint4*>(plane + head);
+    uint4* target = reinterpret_cast<uint4*>(copy + head);
     for (long long i = threadIdx.x; i < bytes / 16; i += GPU_HISTEQ_THREADS) target[i] = source[i];
-    const char* source_tail = reinterpret_cast<const char*>(plane);
-    char* target_tail = reinterpret_cast<char*>(cache);
+    const char* source_tail = reinterpret_cast<const char*>(plane + head);
+    char* target_tail = reinterpret_cast<char*>(copy + head);
     for (long long i = bytes / 16 * 16 + threadIdx.x; i < bytes; i += GPU_HISTEQ_THREADS)
         target_tail[i] = source_tail[i];
     __syncthreads();
+    return copy;
 }
 
 // Block-wide reduction with a binary operation; every thread of the block calls it and gets

@@ -55,31 +55,30 @@ __device__ void gpu_histeq_level_table(const unsigned* hist, int levels, OutT* t
     __syncthreads();
 }
 
-// Small uint8 planes, the whole pipeline in one launch: block p equalizes plane p.
-// Per pixel: one shared-memory atomic (histograms private to each warp) and one shared-memory
-// table read. Traffic per pixel: 1 byte read (+1 mask byte) and sizeof(OutT) bytes written;
-// with `cache` the plane stays in shared memory between the passes, else the remap reads it a
-// second time (mostly from L2, which the block filled a moment before).
+// Small uint8 planes, the whole pipeline in one launch: block p equalizes plane p (its span
+// with `spans`, gpu_histeq_locate). Per pixel: one shared-memory atomic (histograms private to
+// each warp) and one shared-memory table read. Traffic per pixel: 1 byte read (+1 mask byte)
+// and sizeof(OutT) bytes written; with `cache` the plane stays in shared memory between the
+// passes, else the remap reads it a second time (mostly from L2, which the block filled a
+// moment before). A plane of 0 pixels writes nothing.
 template <int METHOD, typename OutT>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
-gpu_histeq_equalize_small_u8(const unsigned char* planes, const bool* masks, long long n,
-                             int aligned, int cache, OutT* out) {
+gpu_histeq_equalize_small_u8(const unsigned char* planes, const bool* masks,
+                             const long long* spans, long long n, int aligned, int cache,
+                             OutT* out) {
     __shared__ unsigned warp_hists[GPU_HISTEQ_WARPS][256];
     __shared__ OutT table[256];
     extern __shared__ uint4 gpu_histeq_plane_cache[];
-    const long long p = blockIdx.x;
-    const unsigned char* plane = planes + p * n;
-    const bool* mask = masks ? masks + p * n : nullptr;
+    const gpu_histeq_work work = gpu_histeq_locate(spans, nullptr, 0, n);
+    const long long head = gpu_histeq_head<unsigned char>(work.offset, aligned);
+    const unsigned char* plane = planes + work.offset;
+    const bool* mask = masks ? masks + work.offset : nullptr;
     for (int i = threadIdx.x; i < GPU_HISTEQ_WARPS * 256; i += GPU_HISTEQ_THREADS)
         warp_hists[i / 256][i % 256] = 0;
-    if (cache) {
-        unsigned char* cached = reinterpret_cast<unsigned char*>(gpu_histeq_plane_cache);
-        gpu_histeq_copy_plane(plane, cached, n);
-        plane = cached;
-    }
+    if (cache) plane = gpu_histeq_copy_plane(plane, gpu_histeq_plane_cache, work.n, head);
     __syncthreads();
     unsigned* hist = warp_hists[threadIdx.x / 32];
-    gpu_histeq_for_pixels(plane, mask, n, aligned, threadIdx.x, GPU_HISTEQ_THREADS,
+    gpu_histeq_for_pixels(plane, mask, work.n, head, threadIdx.x, GPU_HISTEQ_THREADS,
                           [&](unsigned char v, bool selected) { if (selected) atomicAdd(&hist[v], 1u); });
     __syncthreads();
     unsigned count = 0;  // thread t merges bin t of every warp into warp_hists[0]
@@ -87,25 +86,29 @@ gpu_histeq_equalize_small_u8(const unsigned char* planes, const bool* masks, lon
     warp_hists[0][threadIdx.x] = count;
     __syncthreads();
     gpu_histeq_level_table<METHOD>(warp_hists[0], 256, table);
-    gpu_histeq_map_pixels(plane, out + p * n, n, aligned, threadIdx.x, GPU_HISTEQ_THREADS,
+    gpu_histeq_map_pixels(plane, out + work.offset, work.n, head, threadIdx.x, GPU_HISTEQ_THREADS,
                           [&](unsigned char v) { return table[v]; });
 }
 
-// Level histograms of many planes, grid (planes, blocks per plane): bin = clamp(v - low[p]).
-// Per pixel: one shared-memory atomic when `private_bins` (nbins <= 1024: per-warp histograms,
-// flushed once per block with at most nbins global atomics), else one global atomic (L2).
-// Traffic per pixel: sizeof(T) bytes read (+1 mask byte).
+// Level histograms of many planes, bin = clamp(v - low[plane]); grid (planes, blocks per plane),
+// or with `spans` the 1-d grid of every plane's blocks (gpu_histeq_locate). Per pixel: one
+// shared-memory atomic when `private_bins` (nbins <= 1024: per-warp histograms, flushed once per
+// block with at most nbins global atomics), else one global atomic (L2). Traffic per pixel:
+// sizeof(T) bytes read (+1 mask byte); with `spans` a binary search over the planes per block.
 template <typename T>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
-gpu_histeq_level_histogram(const T* planes, const bool* masks, long long n, int aligned,
-                           const long long* low, int nbins, int private_bins, unsigned* hists) {
+gpu_histeq_level_histogram(const T* planes, const bool* masks, const long long* spans,
+                           const long long* first_blocks, long long nplanes, long long n,
+                           int aligned, const long long* low, int nbins, int private_bins,
+                           unsigned* hists) {
     extern __shared__ unsigned gpu_histeq_private_hists[];  // GPU_HISTEQ_WARPS x nbins
-    const long long p = blockIdx.x;
-    const long long shift = low ? low[p] : 0;
-    unsigned* hist = hists + p * nbins;
+    const gpu_histeq_work work = gpu_histeq_locate(spans, first_blocks, nplanes, n);
+    const long long shift = low ? low[work.plane] : 0;
+    unsigned* hist = hists + work.plane * nbins;
     unsigned* target = gpu_histeq_count_target(gpu_histeq_private_hists, hist, nbins, private_bins);
-    gpu_histeq_for_pixels(planes + p * n, masks ? masks + p * n : nullptr, n, aligned,
-                          blockIdx.y * GPU_HISTEQ_THREADS + threadIdx.x, gridDim.y * GPU_HISTEQ_THREADS,
+    gpu_histeq_for_pixels(planes + work.offset, masks ? masks + work.offset : nullptr, work.n,
+                          gpu_histeq_head<T>(work.offset, aligned),
+                          work.block * GPU_HISTEQ_THREADS + threadIdx.x, work.blocks * GPU_HISTEQ_THREADS,
                           [&](T v, bool selected) {
                               if (!selected) return;
                               long long bin = (long long)v - shift;
@@ -124,22 +127,25 @@ gpu_histeq_level_tables(const unsigned* hists, int levels, OutT* tables) {
     gpu_histeq_level_table<METHOD>(hists + p * levels, levels, tables + p * levels);
 }
 
-// out = table[p][value] for many planes, grid (planes, blocks per plane); table_stride 0 shares
-// one table. Per pixel: one table read, from shared memory when levels <= 256 (else global,
-// L2-resident). Traffic per pixel: sizeof(T) read and sizeof(OutT) written, 16-byte loads.
+// out = table[plane][value] for many planes, grids as gpu_histeq_level_histogram; table_stride 0
+// shares one table. Per pixel: one table read, from shared memory when levels <= 256 (else
+// global, L2-resident). Traffic per pixel: sizeof(T) read and sizeof(OutT) written, 16-byte
+// loads.
 template <typename T, typename OutT>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
-gpu_histeq_remap(const T* planes, long long n, int aligned, const OutT* tables,
+gpu_histeq_remap(const T* planes, const long long* spans, const long long* first_blocks,
+                 long long nplanes, long long n, int aligned, const OutT* tables,
                  long long table_stride, int levels, OutT* out) {
     __shared__ OutT shared_table[256];
-    const long long p = blockIdx.x;
-    const OutT* table = tables + p * table_stride;
+    const gpu_histeq_work work = gpu_histeq_locate(spans, first_blocks, nplanes, n);
+    const OutT* table = tables + work.plane * table_stride;
     if (levels <= 256) {
         for (int v = threadIdx.x; v < levels; v += GPU_HISTEQ_THREADS) shared_table[v] = table[v];
         __syncthreads();
         table = shared_table;
     }
-    gpu_histeq_map_pixels(planes + p * n, out + p * n, n, aligned,
-                          blockIdx.y * GPU_HISTEQ_THREADS + threadIdx.x, gridDim.y * GPU_HISTEQ_THREADS,
+    gpu_histeq_map_pixels(planes + work.offset, out + work.offset, work.n,
+                          gpu_histeq_head<T>(work.offset, aligned),
+                          work.block * GPU_HISTEQ_THREADS + threadIdx.x, work.blocks * GPU_HISTEQ_THREADS,
                           [&](T v) { return table[v]; });
 }

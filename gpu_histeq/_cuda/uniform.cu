@@ -140,11 +140,11 @@ __device__ void gpu_histeq_interp_table(const unsigned* hist, const gpu_histeq_r
 // one plane, and 1 in *bad when any of them (selected or not) is NaN or infinite; every thread
 // of the block gets the block's result.
 template <typename T>
-__device__ void gpu_histeq_block_range(const T* plane, const bool* mask, long long n, bool aligned,
+__device__ void gpu_histeq_block_range(const T* plane, const bool* mask, long long n, long long head,
                                        long long first, long long stride, T* low, T* high, int* bad) {
     T lo = gpu_histeq_infinity(T()), hi = -gpu_histeq_infinity(T());
     int nonfinite = 0;
-    gpu_histeq_for_pixels(plane, mask, n, aligned, first, stride, [&](T v, bool selected) {
+    gpu_histeq_for_pixels(plane, mask, n, head, first, stride, [&](T v, bool selected) {
         nonfinite |= !isfinite(v);
         if (selected) {
             lo = gpu_histeq_fmin(lo, v);
@@ -157,41 +157,47 @@ __device__ void gpu_histeq_block_range(const T* plane, const bool* mask, long lo
 }
 
 // Per-plane minimum and maximum of the selected pixels and a flag for any NaN or infinity,
-// grid (planes, blocks per plane); low / high start at +inf / -inf. Per pixel: two comparisons
-// and a finiteness test; traffic sizeof(T) bytes read (+1 mask byte); two atomics per block.
+// grid (planes, blocks per plane), or with `spans` the 1-d grid of every plane's blocks
+// (gpu_histeq_locate); low / high start at +inf / -inf (a plane of 0 pixels keeps its start
+// values: it has no block). Per pixel: two comparisons and a finiteness test; traffic sizeof(T)
+// bytes read (+1 mask byte); two atomics per block.
 template <typename T>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
-gpu_histeq_minmax(const T* planes, const bool* masks, long long n, int aligned, T* low, T* high,
-                  int* status) {
-    const long long p = blockIdx.x;
+gpu_histeq_minmax(const T* planes, const bool* masks, const long long* spans,
+                  const long long* first_blocks, long long nplanes, long long n, int aligned,
+                  T* low, T* high, int* status) {
+    const gpu_histeq_work work = gpu_histeq_locate(spans, first_blocks, nplanes, n);
     T lo, hi;
     int bad;
-    gpu_histeq_block_range(planes + p * n, masks ? masks + p * n : nullptr, n, aligned,
-                           blockIdx.y * GPU_HISTEQ_THREADS + threadIdx.x,
-                           gridDim.y * GPU_HISTEQ_THREADS, &lo, &hi, &bad);
+    gpu_histeq_block_range(planes + work.offset, masks ? masks + work.offset : nullptr, work.n,
+                           gpu_histeq_head<T>(work.offset, aligned),
+                           work.block * GPU_HISTEQ_THREADS + threadIdx.x,
+                           work.blocks * GPU_HISTEQ_THREADS, &lo, &hi, &bad);
     if (threadIdx.x == 0) {
-        gpu_histeq_atomic_min(low + p, lo);
-        gpu_histeq_atomic_max(high + p, hi);
+        gpu_histeq_atomic_min(low + work.plane, lo);
+        gpu_histeq_atomic_max(high + work.plane, hi);
         if (bad) atomicOr(status, GPU_HISTEQ_NOT_FINITE);
     }
 }
 
-// Counts of numpy.histogram's bins, grid (planes, blocks per plane); `widen` as gpu_histeq_range
+// Counts of numpy.histogram's bins, grids as gpu_histeq_minmax; `widen` as gpu_histeq_range
 // (0 when low / high are already a binning's first and last edge). Per pixel: a scaled offset,
 // two edge comparisons and one shared-memory atomic when `private_bins` (per-warp histograms
 // flushed once per block), else one global atomic. Traffic: sizeof(T) read (+1 mask byte).
 template <typename T>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
-gpu_histeq_uniform_histogram(const T* planes, const bool* masks, long long n, int aligned,
-                             const T* low, const T* high, int widen, int nbins, int private_bins,
-                             unsigned* hists) {
+gpu_histeq_uniform_histogram(const T* planes, const bool* masks, const long long* spans,
+                             const long long* first_blocks, long long nplanes, long long n,
+                             int aligned, const T* low, const T* high, int widen, int nbins,
+                             int private_bins, unsigned* hists) {
     extern __shared__ unsigned gpu_histeq_private_hists[];  // GPU_HISTEQ_WARPS x nbins
-    const long long p = blockIdx.x;
-    const gpu_histeq_range<T> range(low[p], high[p], widen);
-    unsigned* hist = hists + p * nbins;
+    const gpu_histeq_work work = gpu_histeq_locate(spans, first_blocks, nplanes, n);
+    const gpu_histeq_range<T> range(low[work.plane], high[work.plane], widen);
+    unsigned* hist = hists + work.plane * nbins;
     unsigned* target = gpu_histeq_count_target(gpu_histeq_private_hists, hist, nbins, private_bins);
-    gpu_histeq_for_pixels(planes + p * n, masks ? masks + p * n : nullptr, n, aligned,
-                          blockIdx.y * GPU_HISTEQ_THREADS + threadIdx.x, gridDim.y * GPU_HISTEQ_THREADS,
+    gpu_histeq_for_pixels(planes + work.offset, masks ? masks + work.offset : nullptr, work.n,
+                          gpu_histeq_head<T>(work.offset, aligned),
+                          work.block * GPU_HISTEQ_THREADS + threadIdx.x, work.blocks * GPU_HISTEQ_THREADS,
                           [&](T v, bool selected) { if (selected) atomicAdd(&target[range.bin(v, nbins)], 1u); });
     gpu_histeq_flush_private(gpu_histeq_private_hists, hist, nbins, private_bins);
 }
@@ -209,16 +215,18 @@ gpu_histeq_uniform_tables(const unsigned* hists, const T* low, const T* high, in
                             positions + p * nbins, slopes + p * nbins, status);
 }
 
-// The interpolated gather, grid (planes, blocks per plane). Per pixel: the bin search of the
+// The interpolated gather, grids as gpu_histeq_minmax. Per pixel: the bin search of the
 // histogram step and one interpolation (three table reads, shared memory when nbins <= 256).
 // Traffic per pixel: sizeof(T) read and sizeof(T) written, 16-byte loads and stores.
 template <typename T>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
-gpu_histeq_uniform_remap(const T* planes, long long n, int aligned, const T* low, const T* high,
+gpu_histeq_uniform_remap(const T* planes, const long long* spans, const long long* first_blocks,
+                         long long nplanes, long long n, int aligned, const T* low, const T* high,
                          int nbins, const double* values, const double* positions,
                          const double* slopes, T* out) {
     __shared__ double shared_tables[3][GPU_HISTEQ_SMALL_BINS];
-    const long long p = blockIdx.x;
+    const gpu_histeq_work work = gpu_histeq_locate(spans, first_blocks, nplanes, n);
+    const long long p = work.plane;
     const gpu_histeq_range<T> range(low[p], high[p], true);
     values += p * nbins;
     positions += p * nbins;
@@ -234,42 +242,44 @@ gpu_histeq_uniform_remap(const T* planes, long long n, int aligned, const T* low
         positions = shared_tables[1];
         slopes = shared_tables[2];
     }
-    gpu_histeq_map_pixels(planes + p * n, out + p * n, n, aligned,
-                          blockIdx.y * GPU_HISTEQ_THREADS + threadIdx.x, gridDim.y * GPU_HISTEQ_THREADS,
+    gpu_histeq_map_pixels(planes + work.offset, out + work.offset, work.n,
+                          gpu_histeq_head<T>(work.offset, aligned),
+                          work.block * GPU_HISTEQ_THREADS + threadIdx.x, work.blocks * GPU_HISTEQ_THREADS,
                           [&](T v) { return (T)gpu_histeq_interp(v, range.bin(v, nbins), values, positions, slopes); });
 }
 
 // Small floating planes (nbins <= 256), the whole pipeline in one launch: block p equalizes
-// plane p. Per pixel: min/max, two bin searches (count and remap), one shared-memory atomic and
-// one interpolation from shared-memory tables. Traffic per pixel: sizeof(T) read (+1 mask byte)
-// and sizeof(T) written; with `cache` the plane is read from global memory once, else three
-// times (the later two mostly from L2).
+// plane p (its span with `spans`). Per pixel: min/max, two bin searches (count and remap), one
+// shared-memory atomic and one interpolation from shared-memory tables. Traffic per pixel:
+// sizeof(T) read (+1 mask byte) and sizeof(T) written; with `cache` the plane is read from
+// global memory once, else three times (the later two mostly from L2). A plane of 0 pixels
+// writes nothing; its table is made over [0, 0] as the portable path makes it (its status bits
+// count, as there).
 template <typename T>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
-gpu_histeq_equalize_small_float(const T* planes, const bool* masks, long long n, int aligned,
-                                int cache, int nbins, int* status, T* out) {
+gpu_histeq_equalize_small_float(const T* planes, const bool* masks, const long long* spans,
+                                long long n, int aligned, int cache, int nbins, int* status,
+                                T* out) {
     __shared__ unsigned hist[GPU_HISTEQ_SMALL_BINS];
     __shared__ double values[GPU_HISTEQ_SMALL_BINS], positions[GPU_HISTEQ_SMALL_BINS],
         slopes[GPU_HISTEQ_SMALL_BINS];
     extern __shared__ uint4 gpu_histeq_plane_cache[];
-    const long long p = blockIdx.x;
-    const T* plane = planes + p * n;
-    const bool* mask = masks ? masks + p * n : nullptr;
+    const gpu_histeq_work work = gpu_histeq_locate(spans, nullptr, 0, n);
+    const long long head = gpu_histeq_head<T>(work.offset, aligned);
+    const T* plane = planes + work.offset;
+    const bool* mask = masks ? masks + work.offset : nullptr;
     for (int k = threadIdx.x; k < nbins; k += GPU_HISTEQ_THREADS) hist[k] = 0;
-    if (cache) {
-        T* cached = reinterpret_cast<T*>(gpu_histeq_plane_cache);
-        gpu_histeq_copy_plane(plane, cached, n);
-        plane = cached;
-    }
+    if (cache) plane = gpu_histeq_copy_plane(plane, gpu_histeq_plane_cache, work.n, head);
     T lo, hi;
     int bad;
-    gpu_histeq_block_range(plane, mask, n, aligned, threadIdx.x, GPU_HISTEQ_THREADS, &lo, &hi, &bad);
+    gpu_histeq_block_range(plane, mask, work.n, head, threadIdx.x, GPU_HISTEQ_THREADS, &lo, &hi, &bad);
     if (threadIdx.x == 0 && bad) atomicOr(status, GPU_HISTEQ_NOT_FINITE);
+    if (work.n == 0) lo = hi = (T)0;
     const gpu_histeq_range<T> range(lo, hi, true);
-    gpu_histeq_for_pixels(plane, mask, n, aligned, threadIdx.x, GPU_HISTEQ_THREADS,
+    gpu_histeq_for_pixels(plane, mask, work.n, head, threadIdx.x, GPU_HISTEQ_THREADS,
                           [&](T v, bool selected) { if (selected) atomicAdd(&hist[range.bin(v, nbins)], 1u); });
     __syncthreads();
     gpu_histeq_interp_table(hist, range, nbins, values, positions, slopes, status);
-    gpu_histeq_map_pixels(plane, out + p * n, n, aligned, threadIdx.x, GPU_HISTEQ_THREADS,
+    gpu_histeq_map_pixels(plane, out + work.offset, work.n, head, threadIdx.x, GPU_HISTEQ_THREADS,
                           [&](T v) { return (T)gpu_histeq_interp(v, range.bin(v, nbins), values, positions, slopes); });
 }
