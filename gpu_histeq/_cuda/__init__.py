@@ -80,7 +80,7 @@ def _equalize(planes, method, nbins):
     from ._kernels import equalize_levels, equalize_uniform
     dtype = np.dtype(planes.values.dtype)
     with planes.values.device:
-        if dtype in _sources.LEVEL_DTYPES:
+        if dtype in _sources.LEVEL_DTYPES and (method != "pil" or dtype == np.uint8):
             if method in ("opencv", "pil"):
                 check_levels_nbins(nbins, dtype, method)
             equalize_levels(planes, method)
