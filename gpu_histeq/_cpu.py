@@ -20,12 +20,12 @@ from ._validate import check_edges_increase, check_finite
 
 _POINTER, _SIZE = ctypes.c_void_p, ctypes.c_int64
 _SIGNATURES = {
-    "count_u8": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER],
-    "count_u16": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER],
+    "count_u8": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _POINTER],
+    "count_u16": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _POINTER],
     "remap_u8": [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER],
     "remap_u16": [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER],
-    "bin_f32": [_POINTER, _POINTER, _SIZE, _SIZE] + [_POINTER] * 3 + [_SIZE, _POINTER, _POINTER],
-    "bin_f64": [_POINTER, _POINTER, _SIZE, _SIZE] + [_POINTER] * 3 + [_SIZE, _POINTER, _POINTER],
+    "bin_f32": [_POINTER, _POINTER, _SIZE, _SIZE] + [_POINTER] * 4 + [_SIZE, _POINTER, _POINTER],
+    "bin_f64": [_POINTER, _POINTER, _SIZE, _SIZE] + [_POINTER] * 4 + [_SIZE, _POINTER, _POINTER],
     "interp_f32": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _POINTER],
     "interp_f64": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _POINTER],
     "equalize_f32": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _SIZE, _POINTER, _POINTER],
@@ -112,7 +112,7 @@ def _segments(values, selected, binning, rows, counts=None):
     the selected pixels' bins into `counts` when given."""
     segments = np.empty(values.shape, np.int32)
     status = _FUNCTIONS["bin_" + _SUFFIX[values.dtype]](
-        _address(values), _address(selected), *values.shape, _address(binning.first[rows]),
+        _address(values), _address(selected), *values.shape, None, _address(binning.first[rows]),
         _address(binning.width[rows]), _address(binning.edges[rows]), binning.nbins,
         _address(segments), _address(counts))
     if status:
@@ -134,7 +134,7 @@ def count(values, selected, binning, rows):
     selected = None if selected is None else selected.view(np.uint8)
     suffix = _SUFFIX[values.dtype]
     if suffix in ("u8", "u16"):
-        _FUNCTIONS["count_" + suffix](_address(values), _address(selected), *values.shape,
+        _FUNCTIONS["count_" + suffix](_address(values), _address(selected), *values.shape, None,
                                       _address(counts))
         return counts, None
     return counts, _segments(values, selected, binning, rows, counts)
@@ -211,16 +211,78 @@ def equalize_planes(planes, mask_planes, method, nbins, result):
     return True
 
 
-def packed_blocks(starts, threads):
+def packed_blocks(starts, threads, most=None):
     """Blocks ``slice(p0, p1)`` of whole packed planes for `threads` threads: cut every
     ``min(CHUNK_PIXELS, pixels / (4 * threads))`` pixels (about four blocks per thread, so
-    the threads finish together), each block the planes that start in its cut."""
+    the threads finish together), each block the planes that start in its cut, and at most
+    `most` planes (when given) per block."""
     nplanes = len(starts) - 1
     total = int(starts[-1])
     step = max(1, min(_planes.CHUNK_PIXELS, -(-total // (4 * threads))))
     cuts = np.searchsorted(starts[:-1], np.arange(0, total, step), side="right") - 1
-    firsts = np.unique(np.concatenate([[0], cuts])).tolist()
+    firsts = np.unique(np.concatenate([[0], cuts, np.arange(0, nplanes, most or nplanes or 1)]))
+    firsts = firsts[firsts < max(nplanes, 1)].tolist()
     return [slice(a, b) for a, b in zip(firsts, firsts[1:] + [nplanes])]
+
+
+def count_packed(values, selected, starts, binning):
+    """Counts of packed planes of any sizes, whole planes on every thread; None where these
+    kernels do not count this case.
+
+    Parameters
+    ----------
+    values : (M,) ndarray
+        Plane ``p`` is ``values[starts[p]:starts[p + 1]]``.
+    selected : (M,) bool ndarray or None
+    starts : (P + 1,) int64 ndarray
+    binning : UniformBinning or LevelBinning
+        Uniform bins of float32 / float64 planes, or one bin per level of uint8 / uint16 planes
+        from 0 or from each plane's own lowest level (``binning.low``): those are the dtype's
+        level counts of the plane shifted by it (a mask's clip changes no selected pixel's bin).
+
+    Returns
+    -------
+    (P, binning.nbins) int64 ndarray or None
+    """
+    dtype = np.dtype(values.dtype)
+    if dtype not in _SUFFIX:
+        return None
+    floating = dtype.kind == "f"
+    levels = 1 << (8 * dtype.itemsize)
+    if floating and not covers(binning, dtype):
+        return None
+    if not floating and (not hasattr(binning, "low")
+                         or (binning.low is None and binning.nbins != levels)):
+        return None
+    starts = np.ascontiguousarray(starts, np.int64)
+    nplanes, nbins = len(starts) - 1, binning.nbins
+    largest = int(np.diff(starts).max(initial=0))
+    counts = np.zeros((nplanes, nbins), np.int64)
+    selected = None if selected is None else selected.view(np.uint8)
+    function = _FUNCTIONS[("bin_" if floating else "count_") + _SUFFIX[dtype]]
+
+    def run(rows):
+        part, n = starts[rows.start:rows.stop + 1], rows.stop - rows.start
+        if floating:
+            status = function(_address(values), _address(selected), n, largest, _address(part),
+                              _address(binning.first[rows]), _address(binning.width[rows]),
+                              _address(binning.edges[rows]), nbins, None,
+                              _address(counts[rows]))
+            if status:
+                raise MemoryError("no memory for a histogram of the block")
+            return
+        full = counts[rows] if binning.low is None else np.zeros((n, levels), np.int64)
+        function(_address(values), _address(selected), n, largest, _address(part),
+                 _address(full))
+        if binning.low is not None:  # the window [low, low + nbins) of each plane's levels
+            window = binning.low[rows, None] + np.arange(nbins)
+            inside = window < levels
+            counts[rows] = np.where(inside, np.take_along_axis(
+                full, np.minimum(window, levels - 1), axis=1), 0)
+
+    most = None if floating else max(1, _planes.CHUNK_BINS // levels)
+    _planes.map_blocks(np, run, packed_blocks(starts, _planes.thread_count(), most))
+    return counts
 
 
 def equalize_packed(values, selected, starts, method, nbins, out):

@@ -51,15 +51,20 @@
         }                                                                                      \
     } while (0)
 
+/* Counts of (nplanes, npixels) planes, or with `starts` of packed planes of any sizes (plane p
+ * at starts[p]:starts[p + 1]), added to (nplanes, LEVELS) `counts`. */
 GPU_HISTEQ_EXPORT int gpu_histeq_count_u8(const uint8_t *values, const uint8_t *selected,
-                                          int64_t nplanes, int64_t npixels, int64_t *counts)
+                                          int64_t nplanes, int64_t npixels,
+                                          const int64_t *starts, int64_t *counts)
 {
     uint32_t sub[4][256];
     for (int64_t p = 0; p < nplanes; ++p) {
-        const uint8_t *v = values + p * npixels;
-        const uint8_t *s = selected ? selected + p * npixels : NULL;
+        const int64_t at = starts ? starts[p] : p * npixels;
+        const int64_t n = starts ? starts[p + 1] - starts[p] : npixels;
+        const uint8_t *v = values + at;
+        const uint8_t *s = selected ? selected + at : NULL;
         memset(sub, 0, sizeof(sub));
-        GPU_HISTEQ_COUNT4(v, s, npixels, sub[0], 256);
+        GPU_HISTEQ_COUNT4(v, s, n, sub[0], 256);
         int64_t *c = counts + p * 256;
         for (int k = 0; k < 256; ++k) c[k] += (int64_t)sub[0][k] + sub[1][k] + sub[2][k] + sub[3][k];
     }
@@ -67,16 +72,19 @@ GPU_HISTEQ_EXPORT int gpu_histeq_count_u8(const uint8_t *values, const uint8_t *
 }
 
 GPU_HISTEQ_EXPORT int gpu_histeq_count_u16(const uint16_t *values, const uint8_t *selected,
-                                           int64_t nplanes, int64_t npixels, int64_t *counts)
+                                           int64_t nplanes, int64_t npixels,
+                                           const int64_t *starts, int64_t *counts)
 {
     for (int64_t p = 0; p < nplanes; ++p) {
-        const uint16_t *v = values + p * npixels;
-        const uint8_t *s = selected ? selected + p * npixels : NULL;
+        const int64_t at = starts ? starts[p] : p * npixels;
+        const int64_t n = starts ? starts[p + 1] - starts[p] : npixels;
+        const uint16_t *v = values + at;
+        const uint8_t *s = selected ? selected + at : NULL;
         int64_t *c = counts + p * 65536;
         if (s == NULL) {
-            for (int64_t i = 0; i < npixels; ++i) ++c[v[i]];
+            for (int64_t i = 0; i < n; ++i) ++c[v[i]];
         } else {
-            for (int64_t i = 0; i < npixels; ++i) c[v[i]] += s[i] != 0;
+            for (int64_t i = 0; i < n; ++i) c[v[i]] += s[i] != 0;
         }
     }
     return 0;
@@ -163,7 +171,8 @@ static void pil_table(const int64_t *counts, uint8_t *lut)
             const int64_t n = starts ? starts[p + 1] - starts[p] : npixels;                    \
             if (n == 0) continue;                                                              \
             memset(counts, 0, (LEVELS) * sizeof(int64_t));                                    \
-            gpu_histeq_count_##NAME(values + at, selected ? selected + at : NULL, 1, n, counts); \
+            gpu_histeq_count_##NAME(values + at, selected ? selected + at : NULL, 1, n, NULL,   \
+                                    counts);                                                   \
             GPU_HISTEQ_LEVEL_TABLE_##NAME(method, counts, lut);                                \
             gpu_histeq_remap_##NAME(values + at, 1, n, lut, out + at);                         \
         }                                                                                      \
@@ -769,22 +778,28 @@ GPU_HISTEQ_NO_SIMD(double, f64, avx2)
             o[i] = (T)(slopes[j] * ((double)v[i] - centers[j]) + cdf[j]);                      \
         }                                                                                      \
     }                                                                                          \
-    /* Segments of every pixel of a block binned by the caller's edges; its counts added to    \
-     * `counts` (when not NULL). */                                                            \
+    /* Segments of every pixel of a block binned by the caller's edges (into `segments`, unless \
+     * NULL: counts only); its counts added to `counts` (when not NULL). Planes are rows of     \
+     * npixels, or with `starts` packed planes of up to npixels (as equalize below). */        \
     GPU_HISTEQ_EXPORT int gpu_histeq_bin_##NAME(const T *values, const uint8_t *selected,      \
-        int64_t nplanes, int64_t npixels, const T *first, const T *width, const T *edges,      \
-        int64_t nbins, int32_t *segments, int64_t *counts)                                     \
+        int64_t nplanes, int64_t npixels, const int64_t *starts, const T *first, const T *width, \
+        const T *edges, int64_t nbins, int32_t *segments, int64_t *counts)                     \
     {                                                                                          \
+        const int64_t chunk = npixels < GPU_HISTEQ_PLANE_CHUNK ? npixels : GPU_HISTEQ_PLANE_CHUNK; \
         uint32_t *sub = calloc((size_t)(4 * nbins), sizeof(uint32_t));                         \
         T *centers = malloc((size_t)nbins * sizeof(T));                                        \
-        int32_t *bins = malloc((size_t)npixels * sizeof(int32_t));                             \
+        int32_t *bins = malloc((size_t)(2 * chunk + 1) * sizeof(int32_t)), *spare = bins + chunk; \
         int status = -(sub == NULL || centers == NULL || bins == NULL);                        \
         for (int64_t p = 0; p < nplanes && status == 0; ++p) {                                 \
+            const int64_t at = starts ? starts[p] : p * npixels;                               \
+            const int64_t n_plane = starts ? starts[p + 1] - starts[p] : npixels;              \
             const T *e = edges + p * (nbins + 1);                                              \
             centers_##NAME(e, nbins, centers, NULL);                                           \
-            bin_plane_##NAME(values + p * npixels, selected ? selected + p * npixels : NULL,   \
-                             npixels, first[p], width[p], e, centers, nbins, bins,             \
-                             segments + p * npixels, sub, NULL);                               \
+            for (int64_t c = 0; c < n_plane; c += chunk)                                       \
+                bin_plane_##NAME(values + at + c, selected ? selected + at + c : NULL,         \
+                                 n_plane - c < chunk ? n_plane - c : chunk, first[p], width[p], \
+                                 e, centers, nbins, bins, segments ? segments + at + c : spare, \
+                                 sub, NULL);                                                   \
             flush(sub, nbins, counts ? counts + p * nbins : NULL);                             \
         }                                                                                      \
         free(sub);                                                                             \

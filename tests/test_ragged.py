@@ -117,6 +117,19 @@ def test_equalize_luminance_equals_per_image(xp, dtype, method, portable):
                 mask=None if mask_list is None else mask_list[k]))
 
 
+def test_luminance_buckets_in_several_groups(monkeypatch):
+    """Colour lists cut into several padded luma buckets and groups give the per-image results."""
+    rng = np.random.default_rng(16)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+              for h, w in [(5, 6), (30, 2), (9, 9), (1, 1), (40, 33), (8, 9), (0, 3)]]
+    monkeypatch.setattr(ragged, "BUCKET_PIXELS", 60)
+    monkeypatch.setattr(ragged, "BUCKETS_PER_OCTAVE", 1)
+    results = gpu_histeq.equalize_hist(images, axes=(0, 1), channel_axis=2, luminance=True)
+    for result, image in zip(results, images):
+        same(result, gpu_histeq.equalize_hist(image, axes=(0, 1), channel_axis=2,
+                                              luminance=True))
+
+
 def test_mask_selecting_nothing_names_the_image():
     images = ragged_images(np.uint8)
     masks = [np.ones(image.shape, bool) for image in images]
@@ -125,8 +138,8 @@ def test_mask_selecting_nothing_names_the_image():
         gpu_histeq.equalize_hist(images, axes=AXES, mask=masks)
 
 
-@pytest.mark.parametrize("dtype, nbins", [(np.uint8, 256), (np.int16, 7), (np.float32, 30),
-                                          (np.float64, 256)])
+@pytest.mark.parametrize("dtype, nbins", [(np.uint8, 256), (np.uint16, 256), (np.int16, 7),
+                                          (np.float32, 30), (np.float64, 256)])
 @pytest.mark.parametrize("function", ["histogram", "cumulative_distribution"])
 @pytest.mark.parametrize("portable", [False, True], ids=["selected", "portable"])
 def test_histograms_equal_per_image(xp, dtype, nbins, function, portable):
@@ -266,7 +279,6 @@ def test_blocks_split_planes_and_pack_groups(monkeypatch):
                        for image in ragged_images(case[0], seed=8)] for case in cases}
     monkeypatch.setattr(_planes, "CHUNK_PIXELS", 97)
     monkeypatch.setattr(_lists, "PACK_PIXELS", 500)
-    monkeypatch.setattr(ragged, "BUCKET_PIXELS", 200)
     for (dtype, method), portable in [(case, p) for case in cases for p in (False, True)]:
         images = ragged_images(dtype, seed=8)
         with engine(portable):
@@ -296,14 +308,17 @@ def test_engine_choice(monkeypatch):
     compiled = _cpu.equalize_packed
     with monkeypatch.context() as patch:
         patch.setattr(_packed, "equalize", refuse)
-        patch.setattr(ragged, "_bucketed", refuse)
+        patch.setattr(_packed, "histograms", refuse)
         patch.setattr(_cpu, "equalize_packed", lambda *a: calls.append(a) or compiled(*a))
         gpu_histeq.equalize_hist(images, axes=AXES)
+        gpu_histeq.histogram(images, axes=AXES)
+        gpu_histeq.histogram([image.astype(np.float32) for image in images], axes=AXES)
     assert len(calls) == 1 and calls[0][2].tolist()[-1] == sum(i.size for i in images)
     with monkeypatch.context() as patch, _engine.portable():
         patch.setattr(_cpu, "equalize_packed", refuse)
-        patch.setattr(ragged, "_bucketed", refuse)
+        patch.setattr(_cpu, "count_packed", refuse)
         gpu_histeq.equalize_hist(images, axes=AXES)
+        gpu_histeq.histogram(images, axes=AXES)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint16])
@@ -331,6 +346,16 @@ def test_compiled_packed_planes_larger_than_a_chunk(dtype, masked):
                                             mask=None if masks is None else masks[k])
         same(results[k], expected)
         same(portable[k], expected)
+    # the counts too, and more uint16 planes than one block of level counts holds
+    images += [image[..., :3, :4] + k for k, image in enumerate(images * 30) if image.size]
+    if masks is not None:
+        masks += [mask[..., :3, :4] for mask in masks * 30 if mask.size]
+    for function in (gpu_histeq.histogram, gpu_histeq.cumulative_distribution):
+        results = function(images, nbins, axes=AXES, mask=masks)
+        for k, image in enumerate(images):
+            expected = function(image, nbins, axes=AXES, mask=None if masks is None else masks[k])
+            for part, want in zip(results[k], expected):
+                same(part, want)
 
 
 @pytest.mark.parametrize("portable", [False, True], ids=["selected", "portable"])

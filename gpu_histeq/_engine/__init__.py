@@ -116,6 +116,24 @@ def equalize_packed(xp, values, mask, starts, method, nbins, result):
     return False
 
 
+def packed_counts(xp, values, mask, starts, binning):
+    """``(P, nbins)`` int64 counts of packed planes of any sizes where an engine has kernels for
+    them, else None (the caller then counts with the portable packed path).
+
+    Parameters
+    ----------
+    values : (M,) C-contiguous ndarray
+        Plane ``p`` is ``values[starts[p]:starts[p + 1]]``.
+    mask : (M,) bool ndarray or None
+    starts : (P + 1,) int64 host ndarray
+    binning : LevelBinning or UniformBinning
+        Made for these planes (``_interop._packed.binning``).
+    """
+    if select(xp, values.dtype) == "compiled":
+        return _cpu.count_packed(values, mask, starts, binning)
+    return None
+
+
 def count_block(xp, planes, mask_planes, binning, block):
     """Counts of one block ``(rows, cols)`` and the state :func:`remap_block` may reuse.
 

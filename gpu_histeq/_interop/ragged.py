@@ -7,17 +7,14 @@ and go through :mod:`._packed` together: one segmented range reduction, ``bincou
 offsets, the tables of every plane at once, one gather. Python loops run over the entries only to
 check them, to copy them into the buffer and to hand back views of the result.
 
-Results equal the per-image calls bit for bit. Engines: :func:`equalize_hist` hands each packed
-group to :func:`gpu_histeq._engine.equalize_packed` -- the compiled CPU kernels take the per-plane
-offsets themselves (whole planes on every thread, no padding) -- and runs the portable packed
-path above where it declines (CuPy lists today, and everything inside
-:func:`gpu_histeq._engine.portable`). NumPy lists of :func:`histogram` and
-:func:`cumulative_distribution`, when the compiled extension is selected, go to the compiled
-engine in buckets of similar plane sizes (:func:`_bucketed`: integer rows padded with their own
-first pixel, whose count is taken back out; floating rows padded and masked; a loop over
-buckets, not images); ``apply_lut`` stays portable. ``luminance=True`` takes the buckets on every
-backend (``(rows, 3, W)`` arrays through the in-memory luma path, so the colour conversions are
-exactly its own).
+Results equal the per-image calls bit for bit. Engines: each packed group goes to the engine
+step (:func:`gpu_histeq._engine.equalize_packed`, :func:`~gpu_histeq._engine.packed_counts`):
+the compiled CPU kernels take the per-plane offsets themselves (whole planes on every thread,
+no padding), and the portable packed path above runs where an engine declines (CuPy lists for
+now, and everything inside :func:`gpu_histeq._engine.portable`). ``apply_lut`` is the portable
+gather. ``luminance=True`` takes buckets of similar sizes on every backend (:func:`_luma_buckets`:
+padded ``(rows, 3, W)`` arrays through the in-memory luma path, so the colour conversions are
+exactly its own; a loop over buckets, not images).
 :func:`match_histograms` is :mod:`.ragged_matching` (level tables or one sort, per-plane sizes).
 :func:`gpu_histeq.clahe` and :func:`gpu_histeq.equalize_adapthist` refuse lists (tile geometry
 is per image shape), and so does every function for lists of Dask arrays or tensors.
@@ -29,10 +26,8 @@ import math
 
 import numpy as np
 
-from .. import _engine, _planes, _validate
+from .. import _engine, _validate
 from .. import equalize as _equalize
-from ..histogram import cumulative_distribution as _in_memory_cdf
-from ..histogram import histogram as _in_memory_histogram
 from .._backend import array_module
 from .._binning import UniformBinning, range_binning
 from .._tables import cdf_dtype, cdf_table
@@ -47,9 +42,9 @@ from .ragged_matching import match_histograms
 
 __all__ = ["call", "equalize_hist", "histogram", "cumulative_distribution", "apply_lut"]
 
-#: Size buckets per doubling of the plane size on the compiled CPU path (padding <= 19 %).
+#: Size buckets per doubling of the plane size on the luma path (padding <= 19 %).
 BUCKETS_PER_OCTAVE = 4
-#: Padded pixels per call of the compiled engine on a bucket (whole images; a larger one alone).
+#: Padded pixels per in-memory luma call on a bucket (whole images; a larger one alone).
 BUCKET_PIXELS = 1 << 22
 
 
@@ -113,7 +108,7 @@ def equalize_hist(images, nbins, *, axes, mask, method, channel_axis, luminance,
             check_luminance(item.shape, dtype, channel, method)
         equalize_rows = functools.partial(_equalize.equalize_hist, nbins=nbins, axes=(2,),
                                           method=method, channel_axis=1, luminance=True)
-        results = _equalize_buckets(xp, items, masks, _Rows(items, resolved), equalize_rows)
+        results = _luma_buckets(xp, items, masks, _LumaRows(items, resolved), equalize_rows)
     else:
         results = []
         for i0, i1, starts, values, packed_mask in packed_groups(xp, layout, items, masks,
@@ -133,16 +128,12 @@ def equalize_hist(images, nbins, *, axes, mask, method, channel_axis, luminance,
     return results
 
 
-class _Rows:
-    """How each image becomes rows of a bucket and back: ``(P, N)`` planes, or for the luma path
-    ``(P, 3, N)`` (the channel axis kept beside the flattened image axes)."""
+class _LumaRows:
+    """How each colour image becomes rows ``(P, 3, N)`` of a bucket and back: its channel axis
+    kept beside its flattened image axes, one row per plane."""
 
-    def __init__(self, items, resolved, layout=None):
-        self.luminance = layout is None
-        self.items, self.resolved, self.layout = items, resolved, layout
-        if layout is not None:
-            self.nplanes, self.sizes = np.diff(layout.first_plane), layout.sizes
-            return
+    def __init__(self, items, resolved):
+        self.items, self.resolved = items, resolved
         shapes = [tuple(n for a, n in enumerate(item.shape) if a != c)
                   for item, (_, c) in zip(items, resolved)]
         self.nplanes = np.asarray([math.prod(s) for s in shapes], np.int64)
@@ -150,22 +141,14 @@ class _Rows:
                                  for item, (axes, _) in zip(items, resolved)], np.int64)
         self.nplanes //= np.maximum(self.sizes, 1)
 
-    def lanes(self):
-        return (3,) if self.luminance else ()
-
     def to_rows(self, xp, array, i):
         axes, channel = self.resolved[i]
-        if not self.luminance:
-            return _planes.to_planes(xp, array, axes)[0]
         last = tuple(range(array.ndim - 1 - len(axes), array.ndim))
         moved = xp.moveaxis(array, (channel,) + axes, last)
         return moved.reshape(int(self.nplanes[i]), array.shape[channel], int(self.sizes[i]))
 
     def from_rows(self, xp, part, i):
         axes, channel = self.resolved[i]
-        if not self.luminance:
-            batch, image, _ = self.layout.shapes[i]
-            return _planes.from_planes(xp, part, batch, image, axes)
         shape = self.items[i].shape
         last = tuple(range(len(shape) - 1 - len(axes), len(shape)))
         order = [a for a in range(len(shape)) if a not in (channel,) + axes]
@@ -174,42 +157,25 @@ class _Rows:
         return xp.moveaxis(moved, last, (channel,) + axes)
 
 
-def _equalize_buckets(xp, items, masks, rows_of, equalize_rows):
-    """:func:`_bucketed` with ``equalize_rows(rows, mask=...)`` (an in-memory equalize_hist)."""
-    sizes = rows_of.sizes
-    lanes = rows_of.lanes()
-
-    def empty(i):  # nothing to compute: the in-memory function's own empty result
-        return equalize_rows(xp.zeros((0,) + lanes + (1,), items[i].dtype), mask=None).reshape(
-            items[i].shape)
-
-    def unpack(out, rows, i):
-        return rows_of.from_rows(xp, out[rows, ..., :int(sizes[i])], i)
-
-    return _bucketed(xp, items, masks, rows_of,
-                     lambda padded, selected: equalize_rows(padded, mask=selected), unpack, empty)
-
-
-def _bucketed(xp, items, masks, rows_of, compute, unpack, empty, repeat_first=False):
-    """Every image through one in-memory call per bucket of similar sizes.
+def _luma_buckets(xp, items, masks, rows_of, equalize_rows):
+    """Every colour image through one in-memory luma call per bucket of similar sizes.
 
     Images sorted by plane size are cut into buckets whose sizes differ by less than a factor
     ``2 ** (1 / BUCKETS_PER_OCTAVE)``, at most about ``BUCKET_PIXELS`` padded pixels each. A
-    bucket is packed into ``(rows, W)`` (``W`` its largest plane; one row per plane; ``(rows,
-    3, W)`` for the luma path), the padding zero and left out of the mask, and goes through
-    ``compute(padded, selected)`` once (the in-memory function, in the engine it selects: the
-    compiled one on the CPU). Each plane's histogram, and so its table, is exactly its own.
-    ``unpack(out, rows, i)`` gives image ``i``'s result from its `rows` of the bucket's, and
-    ``empty(i)`` the result of an image without pixels. With `repeat_first` and no mask, the
-    padding repeats each plane's first pixel instead and nothing is masked: ``compute(padded,
-    padding)`` then gets the ``(rows,)`` host count of padding pixels per row to take back out.
-    Python loops over the images pack and unpack; the computation runs once per bucket.
+    bucket is packed into ``(rows, 3, W)`` (``W`` its largest plane; one row per plane), the
+    padding zero and left out of the mask, and goes through ``equalize_rows(padded,
+    mask=selected)`` once (the in-memory ``equalize_hist(..., luminance=True)``, in the engine it
+    selects), so the colour conversions are exactly its own. Each plane's histogram, and so its
+    table, is exactly its own. Python loops over the images pack and unpack; the computation
+    runs once per bucket.
     """
     results = [None] * len(items)
-    nplanes, sizes, lanes = rows_of.nplanes, rows_of.sizes, rows_of.lanes()
+    nplanes, sizes = rows_of.nplanes, rows_of.sizes
     filled = np.flatnonzero((sizes > 0) & (nplanes > 0))
     for i in np.flatnonzero((sizes == 0) | (nplanes == 0)).tolist():
-        results[i] = empty(i)
+        # nothing to compute: the in-memory function's own empty result
+        results[i] = equalize_rows(xp.zeros((0, 3, 1), items[i].dtype), mask=None).reshape(
+            items[i].shape)
     if filled.size == 0:
         return results
     order = filled[np.argsort(sizes[filled], kind="stable")]
@@ -220,30 +186,22 @@ def _bucketed(xp, items, masks, rows_of, compute, unpack, empty, repeat_first=Fa
         group_of = plane_starts(nplanes[bucket] * width)[:-1] // BUCKET_PIXELS
         for group in np.split(bucket, np.flatnonzero(np.diff(group_of)) + 1):
             rows = plane_starts(nplanes[group])
-            padded = xp.zeros((int(rows[-1]),) + lanes + (width,), items[0].dtype)
-            # no padding and no mask: the unmasked (faster) path
-            exact = masks is None and (repeat_first or int(sizes[group].min()) == width)
-            selected = None
-            if not exact:
-                selected = xp.zeros((int(rows[-1]),) + (1,) * len(lanes) + (width,), bool)
+            padded = xp.zeros((int(rows[-1]), 3, width), items[0].dtype)
+            exact = masks is None and int(sizes[group].min()) == width  # no padding, no mask
+            selected = None if exact else xp.zeros((int(rows[-1]), 1, width), bool)
             for k, i in enumerate(group.tolist()):  # packing: one copy per image
-                part = (slice(int(rows[k]), int(rows[k + 1])),) + (slice(None),) * len(lanes) \
-                    + (slice(0, int(sizes[i])),)
+                part = (slice(int(rows[k]), int(rows[k + 1])), slice(None),
+                        slice(0, int(sizes[i])))
                 padded[part] = rows_of.to_rows(xp, items[i], i)
-                if exact and repeat_first:
-                    padded[part[0], int(sizes[i]):] = padded[part[0], :1]
-                if masks is not None:
-                    mask_rows = rows_of.to_rows(xp, masks[i], i)
-                    if lanes:  # the luma path counts pixels selected in every channel
-                        mask_rows = mask_rows.all(axis=1)
+                if masks is not None:  # pixels selected in every channel count
+                    mask_rows = rows_of.to_rows(xp, masks[i], i).all(axis=1)
                     selected[part] = _selecting(xp, mask_rows, i).reshape(selected[part].shape)
                 elif not exact:
                     selected[part] = True
-            if exact and repeat_first:
-                selected = width - np.repeat(sizes[group], nplanes[group])
-            out = compute(padded, selected)
+            out = equalize_rows(padded, mask=selected)
             for k, i in enumerate(group.tolist()):
-                results[i] = unpack(out, slice(int(rows[k]), int(rows[k + 1])), i)
+                part = out[int(rows[k]):int(rows[k + 1]), :, :int(sizes[i])]
+                results[i] = rows_of.from_rows(xp, part, i)
     return results
 
 
@@ -269,16 +227,15 @@ def _histograms(images, nbins, axes, mask, channel_axis, name, cumulative):
     axes_list = [a for a, _ in resolved]
     masks = masks_for(mask, items, xp)
     layout = Layout(items, axes_list)
-    if _engine.select(xp, dtype) == "compiled":
-        return _histogram_buckets(xp, items, masks, _Rows(items, resolved, layout), nbins,
-                                  cumulative)
     results = []
     for i0, i1, starts, values, packed_mask in packed_groups(xp, layout, items, masks, axes_list):
         if values.size:
             low, high, finite = _packed.plane_stats(xp, values, packed_mask, starts)
             check_finite(finite)
             bins = range_binning(xp, nbins, low, high, masked=packed_mask is not None)
-            counts = _packed.histograms(xp, values, packed_mask, starts, bins)
+            counts = _engine.packed_counts(xp, values, packed_mask, starts, bins)
+            if counts is None:
+                counts = _packed.histograms(xp, values, packed_mask, starts, bins)
             centers = bins.centers(slice(None), len(starts) - 1)
             if cumulative:
                 counts = cdf_table(xp, counts, dtype)
@@ -297,44 +254,6 @@ def _histograms(images, nbins, axes, mask, channel_axis, name, cumulative):
                 part = (counts[rows, :width], centers[rows, :width])
             results.append(tuple(p.reshape(batch + (p.shape[-1],)) for p in part))
     return results
-
-
-def _histogram_buckets(xp, items, masks, rows_of, nbins, cumulative):
-    """The histograms (or cumulative distributions) of the images through the in-memory
-    function, one call per bucket of similar sizes (:func:`_bucketed`). An integer image's
-    width is its widest plane's levels: up to its last bin with a count (the plane's maximum
-    is a selected pixel), where the cumulative distribution first reaches exactly 1."""
-    function = _in_memory_cdf if cumulative else _in_memory_histogram
-    floating = np.dtype(items[0].dtype).kind == "f"
-
-    def compute(padded, selected):
-        if isinstance(selected, np.ndarray) and selected.dtype != np.bool_:
-            # integer rows padded with their first pixel: take the padding back out of its bin
-            counts, centers = _in_memory_histogram(padded, nbins, axes=(1,))
-            first = xp.asarray(padded[:, :1].astype(np.int64) - centers[:, :1].astype(np.int64))
-            xp.put_along_axis(counts, first, xp.take_along_axis(counts, first, axis=1)
-                              - xp.asarray(selected)[:, None], axis=1)
-            table = cdf_table(xp, counts, padded.dtype) if cumulative else counts
-        else:
-            table, centers = function(padded, nbins, axes=(1,), mask=selected)
-        if floating:
-            return table, centers, None
-        reached = (table == 1) if cumulative else (table[:, ::-1] > 0)
-        last = xp.argmax(reached, axis=1)
-        widths = last + 1 if cumulative else table.shape[1] - last
-        return table, centers, np.asarray(widths.tolist(), np.int64)  # sync: shapes
-
-    def unpack(out, rows, i):
-        table, centers, widths = out
-        width = nbins if floating else int(widths[rows].max())
-        batch = rows_of.layout.shapes[i][0]
-        return tuple(part[rows, :width].reshape(batch + (width,)) for part in (table, centers))
-
-    def empty(i):
-        return function(items[i], nbins, axes=rows_of.resolved[i][0])
-
-    return _bucketed(xp, items, masks, rows_of, compute, unpack, empty,
-                     repeat_first=not floating)
 
 
 def _empty_histogram(xp, dtype, nplanes, nbins):
