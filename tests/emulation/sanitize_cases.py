@@ -6,6 +6,10 @@ of the launchers (one-block and multi-block, cached and uncached, aligned and un
 and global histograms, shared and global tables, masks, the status bits) and checks each result
 against the portable path bit for bit; it prints ``CASES OK <n>`` at the end.
 
+The ragged cases (:func:`ragged`) run the same kernels over packed planes of different sizes
+(per-plane spans: 0-pixel, 1-pixel and odd planes whose heads are peeled, one-block and
+multi-block launches, unaligned bases) against ``gpu_histeq._interop._packed``.
+
 ``python sanitize_cases.py planted <bug>`` runs a small kernel with a planted bug, for the
 self-test that each detector fires: ``race`` (missing __syncthreads: ThreadSanitizer),
 ``overflow`` (write past the dynamic shared memory asked for: AddressSanitizer), ``cast``
@@ -142,12 +146,86 @@ def cases():
     nan[1, 3, 3] = np.nan
     same(equalize, nan)
     same(equalize, cp.asarray(np.array([[[0.0, 392553, 396459, 1000000]]]) * 5e-324))
+    ragged(rng, images, same)
     launched = set(cp.LAUNCHES)
     from gpu_histeq._cuda import _sources
     kernels = {name.split("<")[0] for names in _sources.INSTANTIATIONS.values() for name in names}
     missing = kernels - {name.split("<")[0] for name in launched}
     assert not missing, f"kernels no case reached: {sorted(missing)}"
     print("CASES OK", count, "launches", sum(cp.LAUNCHES.values()))
+
+
+def ragged(rng, images, same):
+    """Packed planes of different sizes through ``_cuda.equalize_packed`` / ``packed_counts`` /
+    ``apply_packed``, each against the portable ``_packed`` function (through `same`)."""
+    from gpu_histeq import _cuda
+    from gpu_histeq._cuda import _kernels
+    from gpu_histeq._interop import _packed
+
+    sizes = [0, 1, 37, 0, 300, 1029, 5]
+    starts = _packed.plane_starts(sizes)
+    total = int(starts[-1])
+
+    def equalize(values, mask, method, nbins, out_dtype, offset=0):
+        def call():
+            from gpu_histeq import _engine
+            if _engine.cuda_enabled():
+                result = cp.empty(total + offset, out_dtype)[offset:]
+                assert _cuda.equalize_packed(values, mask, starts, method, nbins, result)
+                return result
+            return _packed.equalize(cp, values, mask, starts, method, nbins, out_dtype)
+        same(call)
+
+    saved = _kernels.SMALL_PIXELS
+    try:
+        for small in (saved, 100):  # one-block kernels for all, then for the planes <= 100
+            _kernels.SMALL_PIXELS = small
+            for offset in (0, 1):
+                mask = cp.asarray(rng.random(total + offset) < 0.5)[offset:]
+                mask[starts[:-1][np.diff(starts) > 0]] = True
+                u8 = images(np.uint8, (total,), offset)
+                for method in ("opencv", "pil", "skimage"):
+                    out = np.uint8 if method != "skimage" else np.float64
+                    equalize(u8, None, method, 256, out, offset)
+                equalize(u8, mask, "opencv", 256, np.uint8, offset)
+                equalize(images(np.uint16, (total,), offset), mask, "opencv", 65536, np.uint16)
+                for dtype in (np.float32, np.float64):
+                    floats = images(dtype, (total,), offset)
+                    equalize(floats, None, "skimage", 70, dtype, offset)
+                    equalize(floats, mask, "skimage", 300, dtype, offset)
+    finally:
+        _kernels.SMALL_PIXELS = saved
+
+    def counts(values, mask, nbins, level_indexed):
+        bins = _packed.binning(cp, values, mask, starts, nbins, level_indexed)
+
+        def call():
+            from gpu_histeq import _engine
+            if _engine.cuda_enabled():
+                return _cuda.packed_counts(values, mask, starts, bins)
+            return _packed.histograms(cp, values, mask, starts, bins)
+        same(call)
+
+    mask = cp.asarray(rng.random(total) < 0.5)
+    mask[starts[:-1][np.diff(starts) > 0]] = True
+    counts(images(np.uint8, (total,), 1), mask, 256, False)
+    counts(images(np.uint16, (total,)), None, 65536, True)
+    counts(images(np.float32, (total,), 1), mask, 2000, False)
+
+    def apply(values, tables):
+        def call():
+            from gpu_histeq import _engine
+            if _engine.cuda_enabled():
+                result = cp.empty(total, tables.dtype)
+                assert _cuda.apply_packed(values, starts, tables, result)
+                return result
+            return _packed.apply_tables(cp, values, starts, tables)
+        same(call)
+
+    apply(images(np.uint8, (total,), 1),
+          cp.asarray(rng.integers(0, 255, (7, 256)).astype(np.float32)))
+    apply(images(np.uint16, (total,)),
+          cp.asarray(rng.integers(0, 60000, (1, 65536)).astype(np.uint16)))
 
 
 if __name__ == "__main__":
