@@ -135,6 +135,18 @@ def test_equalize_packed_equals_portable_and_per_image(cp, method, dtype, nbins,
     check_equalize(cp, values, mask if masked else None, starts, method, nbins)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_random_lists(cp, seed):
+    """Random lengths (0 to 40 planes of 0 to 5000 pixels, zeros and ones likelier), a random
+    case and mask: the same two comparisons."""
+    rng = np.random.default_rng(100 + seed)
+    sizes = rng.choice([0, 1, 2, 15, 16, 17], rng.integers(0, 41)).tolist()
+    sizes = [n if rng.random() < 0.4 else int(rng.integers(0, 5000)) for n in sizes]
+    method, dtype, nbins = CASES[seed * 4 % len(CASES)]
+    values, mask, starts = packed_list(dtype, sizes, seed=seed)
+    check_equalize(cp, values, mask if seed % 2 else None, starts, method, nbins)
+
+
 @pytest.mark.parametrize("method, dtype, nbins", CASES, ids=CASE_IDS)
 def test_multi_block_kernels_on_many_groups(cp, kernels, method, dtype, nbins, monkeypatch):
     """Every plane through the multi-block kernels (no one-block kernel), scratch in groups of
@@ -220,6 +232,14 @@ def test_uncovered_cases_decline(cp):
                                      cp.empty(8, np.float32))
     assert not _cuda.apply_packed(cp.zeros(8, np.float32), starts, cp.zeros((2, 4), np.uint8),
                                   cp.empty(8, np.uint8))
+    for bad in ([0, 5, 3], [0, 3, 9], [-1, 3, 8]):  # decreasing, past the end, before the start
+        bad = np.asarray(bad, np.int64)
+        values = cp.zeros(8, np.uint8)
+        assert not _cuda.equalize_packed(values, None, bad, "opencv", 256, cp.empty(8, np.uint8))
+        assert _cuda.packed_counts(values, None, bad, _packed.binning(
+            cp, values, None, starts, 256, True)) is None
+        assert not _cuda.apply_packed(values, bad, cp.zeros((2, 256), np.uint8),
+                                      cp.empty(8, np.uint8))
 
 
 @pytest.mark.parametrize("masked", [False, True], ids=["all", "mask"])

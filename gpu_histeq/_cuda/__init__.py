@@ -163,17 +163,19 @@ def _apply(planes, tables):
 
 def _packed_planes(values, mask, starts, out):
     """``_kernels.Planes`` over the packed planes of `starts`, or None when not covered: 1-d
-    C-contiguous arrays, every plane below the 32-bit count limit."""
+    C-contiguous arrays of one length, starts inside them and non-decreasing (the kernels read
+    where they point: checked on the host), every plane below the 32-bit count limit."""
     from ._kernels import MAX_PIXELS, Planes
     starts = np.asarray(starts, np.int64)
-    if (starts.ndim != 1 or len(starts) < 1 or values.ndim != 1
-            or any(a is not None and (a.ndim != 1 or not a.flags.c_contiguous)
+    if (starts.ndim != 1 or len(starts) < 1 or starts[0] < 0 or starts[-1] > values.size
+            or any(a is not None and (a.ndim != 1 or a.size != values.size
+                                      or not a.flags.c_contiguous)
                    for a in (values, mask, out))):
         return None
-    spans = np.stack([starts[:-1], starts[1:]], axis=1)
-    if len(spans) and int((spans[:, 1] - spans[:, 0]).max()) > MAX_PIXELS:
+    sizes = np.diff(starts)
+    if len(sizes) and (int(sizes.min()) < 0 or int(sizes.max()) > MAX_PIXELS):
         return None
-    return Planes(values, mask, out, spans)
+    return Planes(values, mask, out, np.stack([starts[:-1], starts[1:]], axis=1))
 
 
 def equalize_packed(values, mask, starts, method, nbins, result):
