@@ -232,6 +232,8 @@ def test_uncovered_cases_decline(cp):
                                      cp.empty(8, np.float32))
     assert not _cuda.apply_packed(cp.zeros(8, np.float32), starts, cp.zeros((2, 4), np.uint8),
                                   cp.empty(8, np.uint8))
+    assert not _cuda.apply_packed(cp.zeros(8, np.uint8), starts, cp.zeros((3, 256), np.uint8),
+                                  cp.empty(8, np.uint8))
     for bad in ([0, 5, 3], [0, 3, 9], [-1, 3, 8]):  # decreasing, past the end, before the start
         bad = np.asarray(bad, np.int64)
         values = cp.zeros(8, np.uint8)

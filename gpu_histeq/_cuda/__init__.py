@@ -261,11 +261,13 @@ def apply_packed(values, starts, tables, result):
     -------
     bool
         As ``_packed.apply_tables``, bit for bit; False (nothing written) for other value or
-        table dtypes and tables of 2**31 entries or more.
+        table dtypes, tables of 2**31 entries or more, or neither one nor P rows of tables.
     """
     if (np.dtype(values.dtype) not in _sources.LEVEL_DTYPES
             or np.dtype(tables.dtype) not in _sources.C_TYPES
             or tables.shape[-1] > np.iinfo(np.int32).max or not tables.flags.c_contiguous):
         return False
     planes = _packed_planes(values, None, starts, result)
-    return planes is not None and _apply(planes, tables)
+    if planes is None or tables.ndim != 2 or tables.shape[0] not in (1, planes.count):
+        return False
+    return _apply(planes, tables)

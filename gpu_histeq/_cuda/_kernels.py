@@ -4,8 +4,9 @@ Each launcher takes :class:`Planes` -- C-contiguous ``(P, N)`` rows, or spans of
 arrays (a ragged batch: planes of any sizes one after the other) -- and writes into
 preallocated arrays; the only device memory it adds is per-plane scratch, at most
 ``_planes.CHUNK_BINS`` bins at a time, and for packed planes their ``(K, 2)`` spans and
-``(K + 1,)`` first blocks. Multi-block kernels over packed planes run a 1-d grid of exactly
-the blocks each plane needs (none for a plane of 0 pixels), not planes x the largest plane's.
+``(K + 1,)`` first blocks, copied from the host once per launch group. Multi-block kernels over
+packed planes run a 1-d grid of exactly the blocks each plane needs (none for a plane of 0
+pixels), not planes x the largest plane's.
 """
 
 import cupy
@@ -119,7 +120,7 @@ class Planes:
             self.count = len(spans)
             self.sizes = spans[:, 1] - spans[:, 0]
         self.largest = int(self.sizes.max()) if self.count else 0
-        self._device_spans = None
+        self._device_spans = self._first_blocks = None
 
     def select(self, rows):
         """The planes `rows` (a slice, or host indices in the packed layout)."""
@@ -154,7 +155,7 @@ class Planes:
 
     def one_block(self, with_mask=True):
         """``(grid, args)`` of a one-block-per-plane kernel: ``(values, [mask,] spans, n,
-        aligned)``; args None when no plane is left."""
+        aligned)``."""
         spans, width = self._layout()
         masks = (_pointer(self.mask),) if with_mask else ()
         return (self.count,), (self.values, *masks, spans, width,
@@ -170,13 +171,16 @@ class Planes:
             grid = (self.count, blocks_per_plane(self.largest, self.itemsize))
             return grid, (self.values, *masks, spans, _NULL, np.int64(self.count), width,
                           is_aligned)
-        per_block = THREADS * (16 // self.itemsize) * PACKS_PER_THREAD
-        first = np.zeros(self.count + 1, np.int64)
-        np.cumsum(np.minimum(65535, -(-self.sizes // per_block)), out=first[1:])
-        if first[-1] == 0:
+        if self._first_blocks is None:  # blocks_per_plane, but none for a plane of 0 pixels
+            per_block = THREADS * (16 // self.itemsize) * PACKS_PER_THREAD
+            first = np.zeros(self.count + 1, np.int64)
+            np.cumsum(np.minimum(65535, -(-self.sizes // per_block)), out=first[1:])
+            self._first_blocks = (int(first[-1]), cupy.asarray(first))
+        total, first_blocks = self._first_blocks
+        if total == 0:
             return None, None
-        return (int(first[-1]),), (self.values, *masks, spans, cupy.asarray(first),
-                                   np.int64(self.count), width, is_aligned)
+        return (total,), (self.values, *masks, spans, first_blocks, np.int64(self.count), width,
+                          is_aligned)
 
     def groups(self, bins=None):
         """``(rows, planes)`` per launch: :func:`plane_groups` for `bins` entries of scratch per
@@ -273,9 +277,11 @@ def equalize_uniform(planes, nbins, status):
     if planes is None:
         return
     for _, group in planes.groups(nbins):
-        empty = group.sizes == 0
-        low = cupy.asarray(np.where(empty, 0, np.inf).astype(dtype))
-        high = cupy.asarray(np.where(empty, 0, -np.inf).astype(dtype))
+        low, high = cupy.full(group.count, np.inf, dtype), cupy.full(group.count, -np.inf, dtype)
+        if group.spans is not None:  # planes of 0 pixels: [0, 0], as the portable plane_stats
+            spans, _ = group._layout()
+            empty = spans[:, 1] == spans[:, 0]
+            low, high = cupy.where(empty, dtype.type(0), low), cupy.where(empty, dtype.type(0), high)
         grid, args = group.multi_block()
         if grid is not None:
             _launch("uniform.cu", "gpu_histeq_minmax", (dtype,), grid, (*args, low, high, status))
