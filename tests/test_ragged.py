@@ -321,6 +321,39 @@ def test_engine_choice(monkeypatch):
         gpu_histeq.histogram(images, axes=AXES)
 
 
+@pytest.mark.parametrize("dtype, method", [(np.uint8, "opencv"), (np.uint16, "skimage"),
+                                           (np.float32, "skimage")])
+def test_cupy_lists_take_the_cuda_kernels(cp, monkeypatch, dtype, method):
+    """CuPy lists run the CUDA kernels over the packed planes (per-plane offsets), not the
+    portable packed path, for equalize_hist, histogram and apply_lut; same numbers as per image."""
+    from gpu_histeq import _cuda
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the portable packed path ran")
+
+    images = ragged_images(dtype, seed=12)
+    ran = []
+    for name in ("equalize_packed", "packed_counts", "apply_packed"):
+        kernel = getattr(_cuda, name)
+        monkeypatch.setattr(_cuda, name, lambda *a, _k=kernel, _n=name: ran.append(_n) or _k(*a))
+    for name in ("equalize", "histograms", "apply_tables"):
+        monkeypatch.setattr(_packed, name, refuse)
+    device = device_list(cp, images)
+    results = gpu_histeq.equalize_hist(device, axes=AXES, method=method)
+    counts = gpu_histeq.histogram(device, 64, axes=AXES)
+    for k, image in enumerate(images):
+        same(results[k], gpu_histeq.equalize_hist(image, axes=AXES, method=method))
+        for part, want in zip(counts[k], gpu_histeq.histogram(image, 64, axes=AXES)):
+            same(part, want)
+    if np.dtype(dtype).kind == "u":
+        table = cp.asarray(np.arange(np.iinfo(dtype).max + 1)[::-1].astype(np.float32))
+        remapped = gpu_histeq.apply_lut(device, table, axes=AXES)
+        for k, image in enumerate(images):
+            same(remapped[k], gpu_histeq.apply_lut(image, to_numpy(table), axes=AXES))
+    assert {"equalize_packed", "packed_counts"} <= set(ran)
+    assert ("apply_packed" in ran) == (np.dtype(dtype).kind == "u")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint16])
 @pytest.mark.parametrize("masked", [False, True])
 def test_compiled_packed_planes_larger_than_a_chunk(dtype, masked):

@@ -111,7 +111,10 @@ def equalize_packed(xp, values, mask, starts, method, nbins, result):
         False when the selected engine did not equalize every plane (`result` may be partly
         written): the caller then runs the portable packed path.
     """
-    if select(xp, values.dtype) == "compiled":
+    engine = select(xp, values.dtype)
+    if engine == "cuda":
+        return _cuda.equalize_packed(values, mask, starts, method, nbins, result)
+    if engine == "compiled":
         return _cpu.equalize_packed(values, mask, starts, method, nbins, result)
     return False
 
@@ -129,9 +132,30 @@ def packed_counts(xp, values, mask, starts, binning):
     binning : LevelBinning or UniformBinning
         Made for these planes (``_interop._packed.binning``).
     """
-    if select(xp, values.dtype) == "compiled":
+    engine = select(xp, values.dtype)
+    if engine == "cuda":
+        return _cuda.packed_counts(values, mask, starts, binning)
+    if engine == "compiled":
         return _cpu.count_packed(values, mask, starts, binning)
     return None
+
+
+def apply_packed(xp, values, starts, tables, result):
+    """``result[a:b] = tables[p][values[a:b]]`` of packed plane ``p`` (``a:b`` its pixels), or
+    ``tables[0]`` for every plane, where an engine has a kernel for it (the CUDA one: uint8 /
+    uint16 values); False, writing nothing, elsewhere.
+
+    Parameters
+    ----------
+    values : (M,) C-contiguous integer ndarray
+        Values already checked to lie in each plane's table.
+    starts : (P + 1,) int64 host ndarray
+    tables : (P, L) or (1, L) C-contiguous ndarray
+    result : (M,) ndarray of ``tables.dtype``
+    """
+    if select(xp, values.dtype) == "cuda":
+        return _cuda.apply_packed(values, starts, tables, result)
+    return False
 
 
 def count_block(xp, planes, mask_planes, binning, block):

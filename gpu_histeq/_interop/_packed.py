@@ -11,8 +11,10 @@ Planes of many images lie one after the other in one 1-d buffer; plane ``p`` hol
 
 Blocks are pixel ranges of whole planes (at most about ``2 * CHUNK_PIXELS`` pixels and
 ``CHUNK_BINS`` bins) or column ranges of one large plane: the index and counts stay bounded
-whatever the list. This is the portable engine (NumPy or CuPy array operations): no compiled C
-or CUDA kernel takes per-plane offsets yet.
+whatever the list. This is the portable engine (NumPy or CuPy array operations), the reference
+of the compiled CPU and CUDA kernels that take the same per-plane offsets
+(:func:`gpu_histeq._engine.equalize_packed`, ``packed_counts``, ``apply_packed``), and the path
+that runs wherever those decline.
 """
 
 import numpy as np

@@ -8,11 +8,13 @@ offsets, the tables of every plane at once, one gather. Python loops run over th
 check them, to copy them into the buffer and to hand back views of the result.
 
 Results equal the per-image calls bit for bit. Engines: each packed group goes to the engine
-step (:func:`gpu_histeq._engine.equalize_packed`, :func:`~gpu_histeq._engine.packed_counts`):
-the compiled CPU kernels take the per-plane offsets themselves (whole planes on every thread,
-no padding), and the portable packed path above runs where an engine declines (CuPy lists for
-now, and everything inside :func:`gpu_histeq._engine.portable`). ``apply_lut`` is the portable
-gather. ``luminance=True`` takes buckets of similar sizes on every backend (:func:`_luma_buckets`:
+steps (:func:`gpu_histeq._engine.equalize_packed`, :func:`~gpu_histeq._engine.packed_counts`,
+:func:`~gpu_histeq._engine.apply_packed`): the compiled CPU kernels and the CUDA kernels take the
+per-plane offsets themselves (no padding; on the CPU whole planes on every thread, on the GPU the
+blocks each plane needs in one launch), and the portable packed path above runs where an engine
+declines (a case its kernels do not cover, an irregular float plane, everything inside
+:func:`gpu_histeq._engine.portable`). ``apply_lut`` on NumPy is the portable gather.
+``luminance=True`` takes buckets of similar sizes on every backend (:func:`_luma_buckets`:
 padded ``(rows, 3, W)`` arrays through the in-memory luma path, so the colour conversions are
 exactly its own; a loop over buckets, not images).
 :func:`match_histograms` is :mod:`.ragged_matching` (level tables or one sort, per-plane sizes).
@@ -317,7 +319,9 @@ def apply_lut(images, lut, *, axes, channel_axis=None):
             for k in range(i0, i1):
                 rows = slice(int(first[k - i0]), int(first[k - i0 + 1]))
                 tables[rows, :lengths[k]] = luts[k].reshape(-1, int(lengths[k]))
-        packed = _packed.apply_tables(xp, values, starts, tables)
+        packed = xp.empty(values.shape, tables.dtype)
+        if not _engine.apply_packed(xp, values, starts, tables, packed):
+            packed = _packed.apply_tables(xp, values, starts, tables)
         results += layout.unpack(xp, packed, i0, i1)
     return results
 
