@@ -3,15 +3,17 @@
 Every implementation runs on the same stack in one process, round-robin (each repeat times every
 implementation once, so machine-load drift hits all alike), after a warm-up; the table reports
 the median, the range over repeats and the ratio to gpu_histeq. Cases: the seed's faces as uint8
-and float32, and the seed's own float64 example ``np.random.rand(1000, 1, 96, 96)`` (checked
-equal to the scikit-image loop bit for bit before it is timed), with its memory floor (bytes
-read and written / the copy bandwidth measured in the same run on all threads).
+and float32, the seed's own float64 example ``np.random.rand(1000, 1, 96, 96)`` and the same
+values as float32 (each checked equal to the scikit-image loop bit for bit before it is timed),
+with their memory floor (bytes read and written / the copy bandwidth measured in the same run on
+all threads) and gpu_histeq writing into a preallocated ``out=`` (no fresh result pages to fault
+in and zero: what that costs in every fresh result).
 ``--breakdown`` also builds ``benchmarks/breakdown_float.c`` (the compiled float steps timed one
 by one on one thread) with setup.py's flags and records its output.
 Writes ``benchmarks/results/<name>.md`` and ``.json`` (name ``cpu-<date>`` unless ``--name``).
 
 Usage: python benchmarks/bench_cpu.py [--repeats 7] [--planes 1800] [--seed-planes 1000]
-       [--cases u8,f32,f64] [--breakdown] [--name NAME] [--out benchmarks/results]
+       [--cases u8,f32,f64,f32seed] [--breakdown] [--name NAME] [--out benchmarks/results]
 """
 
 import argparse
@@ -106,6 +108,18 @@ def copy_bandwidth(array, repeats):
     return 2 * array.nbytes / best["warm"], best["fresh"], threads
 
 
+def seed_cases(stack):
+    """gpu_histeq (fresh result and preallocated ``out=``), the seed loop and scikit-image's loop
+    on the seed's data `stack` (float64, or the same values as float32)."""
+    out = np.empty(stack.shape, stack.dtype)
+    return {
+        "gpu_histeq": lambda: equalize_hist(stack),
+        "gpu_histeq into a preallocated out= (no fresh pages)": lambda: equalize_hist(stack, out=out),
+        "seed loop (np.histogram + np.interp)": lambda: seed_loop(stack),
+        "skimage equalize_hist loop": lambda: skimage_loop(stack),
+    }
+
+
 def implementations(stack_u8, stack_f32, stack_f64, cases):
     import cv2
     from PIL import Image, ImageOps
@@ -130,12 +144,8 @@ def implementations(stack_u8, stack_f32, stack_f64, cases):
         "skimage equalize_hist loop": lambda: np.stack([exposure.equalize_hist(im[0]) for im in stack_f32])[:, None],
         "NumPy recipe loop": lambda: np.stack([numpy_recipe(im[0]) for im in stack_f32])[:, None],
     }
-    f64 = {
-        "gpu_histeq": lambda: equalize_hist(stack_f64),
-        "gpu_histeq generic C loops (GPU_HISTEQ_CPU_SIMD=0)": lambda: generic_loops(stack_f64),
-        "seed loop (np.histogram + np.interp)": lambda: seed_loop(stack_f64),
-        "skimage equalize_hist loop": lambda: skimage_loop(stack_f64),
-    }
+    f64 = seed_cases(stack_f64)
+    f64["gpu_histeq generic C loops (GPU_HISTEQ_CPU_SIMD=0)"] = lambda: generic_loops(stack_f64)
     try:
         import torch
         from torchvision.transforms.v2 import functional as tvf
@@ -146,7 +156,19 @@ def implementations(stack_u8, stack_f32, stack_f64, cases):
     shape = f"({stack_f64.shape[0]},1,96,96)"
     every = {"u8": ("seed-u8 (1800,1,96,96) uint8", u8), "f32": ("float32 (1800,1,96,96) float32", f32),
              "f64": (f"seed float64 np.random.rand{shape}", f64)}
+    if "f32seed" in cases:
+        every["f32seed"] = (f"seed float32 np.random.rand{shape}.astype(np.float32)",
+                            seed_cases(stack_f64.astype(np.float32)))
     return dict(every[case] for case in cases)
+
+
+def seed_stack_of(case, stack_f64):
+    """The seed's data of a case (float64 or float32), or None for the faces cases."""
+    if case.startswith("seed float64"):
+        return stack_f64
+    if case.startswith("seed float32"):
+        return stack_f64.astype(np.float32)
+    return None
 
 
 def time_round_robin(functions, repeats):
@@ -187,16 +209,17 @@ def main(argv=None):
     parser.add_argument("--planes", type=int, default=1800)
     parser.add_argument("--seed-planes", type=int, default=1000,
                         help="images of the seed's float64 case (default 1000)")
-    parser.add_argument("--cases", default="u8,f32,f64", help="comma-separated: u8, f32, f64")
+    parser.add_argument("--cases", default="u8,f32,f64",
+                        help="comma-separated: u8, f32, f64, f32seed (the seed's data as float32)")
     parser.add_argument("--breakdown", action="store_true",
                         help="also time the compiled float steps one by one (needs a C compiler)")
     parser.add_argument("--name", default=None, help="results file name (default cpu-<date>)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
     cases_wanted = [case.strip() for case in args.cases.split(",") if case.strip()]
-    unknown = set(cases_wanted) - {"u8", "f32", "f64"}
+    unknown = set(cases_wanted) - {"u8", "f32", "f64", "f32seed"}
     if unknown:
-        parser.error(f"--cases: unknown {sorted(unknown)}; choose from u8, f32, f64")
+        parser.error(f"--cases: unknown {sorted(unknown)}; choose from u8, f32, f64, f32seed")
     stack_u8 = seed_stack(args.planes)
     stack_f32 = stack_u8.astype(np.float32) / 255
     stack_f64 = seed_float64(args.seed_planes)
@@ -213,15 +236,17 @@ def main(argv=None):
     cases = []
     for case, functions in implementations(stack_u8, stack_f32, stack_f64, cases_wanted).items():
         entry = {"case": case}
-        if case.startswith("seed float64"):
+        seed = seed_stack_of(case, stack_f64)
+        if seed is not None:
             # the promise first: equal to scikit-image's loop to the last bit
-            entry["equal_to_skimage_loop"] = bool(np.array_equal(equalize_hist(stack_f64),
-                                                                 skimage_loop(stack_f64)))
-            bandwidth, fresh, threads = copy_bandwidth(stack_f64, args.repeats)
-            entry["memory_floor"] = {"bytes_read": stack_f64.nbytes, "bytes_written": stack_f64.nbytes,
+            entry["equal_to_skimage_loop"] = bool(np.array_equal(equalize_hist(seed),
+                                                                 skimage_loop(seed)))
+            bandwidth, fresh, threads = copy_bandwidth(seed, args.repeats)
+            entry["memory_floor"] = {"bytes_read": seed.nbytes, "bytes_written": seed.nbytes,
                                      "copy_bandwidth_GBps": bandwidth / 1e9, "threads": threads,
-                                     "floor_ms": 2 * stack_f64.nbytes / bandwidth * 1e3,
+                                     "floor_ms": 2 * seed.nbytes / bandwidth * 1e3,
                                      "copy_to_fresh_array_ms": fresh * 1e3}
+            entry["pixels"] = seed.size
         entry["median_ms"], entry["range_ms"], entry["cpu_median_ms"] = time_round_robin(
             functions, args.repeats)
         cases.append(entry)
@@ -261,6 +286,11 @@ def main(argv=None):
                       f"fresh array (pages faulted in and zeroed, as for any new result): "
                       f"{floor['copy_to_fresh_array_ms']:.1f} ms, "
                       f"{floor['copy_to_fresh_array_ms'] / base:.0%} of gpu_histeq's median.", ""]
+            per_pixel = 1e6 / entry["pixels"]  # ms -> ns per pixel
+            lines += ["Per pixel (median ns): " + "; ".join(
+                f"{key}: {entry['median_ms'][key] * per_pixel:.2f} wall, "
+                f"{entry['cpu_median_ms'][key] * per_pixel:.2f} CPU (all threads)"
+                for key in entry["median_ms"] if "gpu_histeq" in key or "seed loop" in key) + ".", ""]
         cpu_base = entry["cpu_median_ms"]["gpu_histeq"]
         lines += ["| implementation | median ms | min-max ms | x gpu_histeq | CPU ms (all threads) "
                   "| CPU x gpu_histeq |", "|---|---:|---:|---:|---:|---:|"]

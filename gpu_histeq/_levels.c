@@ -221,6 +221,10 @@ GPU_HISTEQ_EQUALIZE_LEVELS(uint16_t, u16, 65536)
  *      4 or 8 written); a larger one is read three times (range, count, remap). */
 #define GPU_HISTEQ_LANES 8 /* independent minima and maxima per masked range */
 #define GPU_HISTEQ_PLANE_CHUNK (1 << 16) /* pixels binned at a time: their scratch stays in L2 */
+/* Pixels the SIMD bin loops bin before they are counted: their 2 KiB of bins are still in L1
+ * when the count reads them (binning a whole plane first, then counting, measured 4-8% slower
+ * for float64 on one thread: the bins came back from L2). */
+#define GPU_HISTEQ_PIECE 512
 enum { GPU_HISTEQ_OK = 0, GPU_HISTEQ_NOT_FINITE = 1, GPU_HISTEQ_REPEATED_EDGES = 2 };
 
 #if defined(__SSE2__) || defined(_M_X64)
@@ -714,18 +718,24 @@ GPU_HISTEQ_NO_SIMD(double, f64, avx2)
         const T last_bin = (T)(nbins - 1), scale = count / width, step = width / count;        \
         const T last = e[nbins];                                                               \
         const int32_t top = (int32_t)(nbins - 1);                                              \
+        int64_t counted = 0; /* pixels the SIMD pieces counted */                              \
         /* the tolerance holds for normal numbers: a subnormal step or an infinite scale goes  \
          * to the checked loop */                                                              \
         if (near < (T)0.25 && step >= SMALLEST && scale <= LARGEST                             \
             && follows_formula_##NAME(e, nbins, first, step)) {                                \
             const int simd = simd_level();                                                     \
             int64_t i = 0;                                                                     \
-            if (simd == GPU_HISTEQ_WITH_AVX512)                                                \
-                i = bin_avx512_##NAME(v, npixels, first, scale, last_bin, step, last, bins,    \
-                                      segments, next);                                         \
-            else if (simd == GPU_HISTEQ_WITH_AVX2)                                             \
-                i = bin_avx2_##NAME(v, npixels, first, scale, last_bin, step, last, bins,      \
-                                    segments, next);                                           \
+            while (simd != GPU_HISTEQ_GENERIC && i < npixels) { /* piece by piece */           \
+                const int64_t n = npixels - i < GPU_HISTEQ_PIECE ? npixels - i : GPU_HISTEQ_PIECE; \
+                const int64_t done = simd == GPU_HISTEQ_WITH_AVX512                            \
+                    ? bin_avx512_##NAME(v + i, n, first, scale, last_bin, step, last, bins + i, \
+                                        segments + i, next ? next + i : NULL)                  \
+                    : bin_avx2_##NAME(v + i, n, first, scale, last_bin, step, last, bins + i,  \
+                                      segments + i, next ? next + i : NULL);                   \
+                if (sub) GPU_HISTEQ_COUNT4(bins + i, s ? s + i : NULL, done, sub, nbins);      \
+                counted = i += done;                                                           \
+                if (done < n) break; /* a last few pixels for the loop below */               \
+            }                                                                                  \
             for (; i < npixels; ++i) {                                                         \
                 const T x = v[i] > first ? v[i] : first;                                       \
                 T scaled = (x - first) * scale;                                                \
@@ -756,7 +766,8 @@ GPU_HISTEQ_NO_SIMD(double, f64, avx2)
                 segments[i] = (int32_t)(low - 1);                                              \
             }                                                                                  \
         }                                                                                      \
-        if (sub) GPU_HISTEQ_COUNT4(bins, s, npixels, sub, nbins);                               \
+        if (sub) GPU_HISTEQ_COUNT4(bins + counted, s ? s + counted : NULL, npixels - counted, sub, \
+                                   nbins);                                                     \
     }                                                                                          \
     static void interp_plane_##NAME(const T *v, const int32_t *segments, int64_t npixels,      \
         gpu_histeq_interp_table t, int64_t nbins, T *o)                                        \
