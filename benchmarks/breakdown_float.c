@@ -110,11 +110,11 @@ static void *fresh(size_t bytes)
             }                                                                                  \
             for (int k = 0; k < 6; ++k) best[k] = step[k] < best[k] ? step[k] : best[k];       \
             double start = now();                                                              \
-            gpu_histeq_equalize_##NAME(values, NULL, planes, PIXELS, NBINS, out, &failed);     \
+            gpu_histeq_equalize_##NAME(values, NULL, planes, PIXELS, NULL, NBINS, out, &failed); \
             const double warm = now() - start;                                                 \
             T *target = fresh((size_t)planes * PIXELS * sizeof(T));                            \
             start = now();                                                                     \
-            gpu_histeq_equalize_##NAME(values, NULL, planes, PIXELS, NBINS, target, &failed);  \
+            gpu_histeq_equalize_##NAME(values, NULL, planes, PIXELS, NULL, NBINS, target, &failed); \
             const double cold = now() - start;                                                 \
             munmap(target, (size_t)planes * PIXELS * sizeof(T));                               \
             best[6] = warm < best[6] ? warm : best[6];                                         \
