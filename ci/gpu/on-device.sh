@@ -10,7 +10,7 @@
 #              into /tmp/gpu_histeq_check/site; gpu_histeq itself (pip install -e: the compiled CPU path)
 #   tests      python3 -m pytest, the whole suite, CuPy backend included (xdist workers if installed)
 #   memcheck   compute-sanitizer --tool memcheck over a selection of the kernel tests
-#              (tests/test_cuda_kernels.py, tests/test_cuda_edge_cases.py)
+#              (tests/test_cuda_kernels.py, tests/test_cuda_edge_cases.py, tests/test_cuda_ragged.py)
 #   racecheck  compute-sanitizer --tool racecheck over a smaller selection
 #   bench      benchmarks/bench_gpu.py with the time that is left
 #   stage DIR  keep the files carried in DIR in /tmp/gpu_histeq_check/peers (kept while the machine
@@ -27,7 +27,7 @@
 # Knobs (environment): GPU_CHECK_WHEELS, GPU_CHECK_WORKERS (pytest-xdist workers, 0 = one process),
 # GPU_CHECK_MEMCHECK_K / GPU_CHECK_RACECHECK_K (pytest -k selections), GPU_CHECK_BENCH_ARGS,
 # GPU_CHECK_TESTS (pytest paths for the tests stage; default: the whole suite),
-# GPU_CHECK_SANITIZER_TESTS (the sanitizers' test files; default the two above). For testing this
+# GPU_CHECK_SANITIZER_TESTS (the sanitizers' test files; default the two above and tests/test_cuda_ragged.py). For testing this
 # script on a machine without a GPU only (ci/gpu/selftest.sh): GPU_CHECK_ASSUME_GPU=1.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
@@ -58,8 +58,8 @@ for name in "${stages[@]}"; do case $name in info|stage) ;; *) light=0 ;; esac; 
 
 wheels=${GPU_CHECK_WHEELS:-.whl/gpu}
 workers=${GPU_CHECK_WORKERS:-8}
-memcheck_k=${GPU_CHECK_MEMCHECK_K:-"((fused_equals_portable and random) or multi_block or unaligned or hook or nan_raises or far_out or repeated_bin_edges) and not emul"}
-racecheck_k=${GPU_CHECK_RACECHECK_K:-"((fused_equals_portable and random and (small or large)) or multi_block or unaligned) and not emul"}
+memcheck_k=${GPU_CHECK_MEMCHECK_K:-"((fused_equals_portable and random) or multi_block or unaligned or hook or nan_raises or far_out or repeated_bin_edges or random_lists or empty_lists or packed_counts or apply_packed) and not emul"}
+racecheck_k=${GPU_CHECK_RACECHECK_K:-"((fused_equals_portable and random and (small or large)) or multi_block or unaligned or random_lists) and not emul"}
 
 mkdir -p "$out" "$work/site" "$work/peers" "$work/cupy-cache"
 rm -rf "$work/results" && mkdir -p "$work/results"
@@ -306,7 +306,7 @@ stage_tests() {  # INDEX LIMIT
 
 stage_sanitizer() {  # INDEX TOOL LIMIT SELECTION
     local t0=$SECONDS code log=$out/gpu-$2.log outcome found status files=() file reports
-    for file in ${GPU_CHECK_SANITIZER_TESTS:-tests/test_cuda_kernels.py tests/test_cuda_edge_cases.py}; do
+    for file in ${GPU_CHECK_SANITIZER_TESTS:-tests/test_cuda_kernels.py tests/test_cuda_edge_cases.py tests/test_cuda_ragged.py}; do
         [ -f "$file" ] && files+=("$file")
     done
     if [ $gpu_ok != 1 ]; then
