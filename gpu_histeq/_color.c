@@ -154,8 +154,10 @@ __attribute__((target("avx2"))) static inline __m128i gpu_histeq_narrow(__m256i 
     return _mm256_castsi256_si128(v);
 }
 
-__attribute__((target("avx2"))) static int64_t gpu_histeq_luma8_avx2(const uint8_t *src,
-                                                                    int64_t n, uint8_t *luma)
+/* 8 channels-last RGB pixels (24 bytes at `src`) deinterleaved and widened to int32 lanes. */
+__attribute__((target("avx2"))) static inline void gpu_histeq_load_rgb8(const uint8_t *src,
+                                                                       __m256i *r, __m256i *g,
+                                                                       __m256i *b)
 {
     const __m128i r_lo = _mm_setr_epi8(0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
     const __m128i r_hi = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, 2, 5, -1, -1, -1, -1, -1, -1, -1, -1);
@@ -163,16 +165,30 @@ __attribute__((target("avx2"))) static int64_t gpu_histeq_luma8_avx2(const uint8
     const __m128i g_hi = _mm_setr_epi8(-1, -1, -1, -1, -1, 0, 3, 6, -1, -1, -1, -1, -1, -1, -1, -1);
     const __m128i b_lo = _mm_setr_epi8(2, 5, 8, 11, 14, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
     const __m128i b_hi = _mm_setr_epi8(-1, -1, -1, -1, -1, 1, 4, 7, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i lo = _mm_loadu_si128((const __m128i *)src);
+    const __m128i hi = _mm_loadl_epi64((const __m128i *)(src + 16));
+    *r = gpu_histeq_widen(lo, hi, r_lo, r_hi);
+    *g = gpu_histeq_widen(lo, hi, g_lo, g_hi);
+    *b = gpu_histeq_widen(lo, hi, b_lo, b_hi);
+}
+
+/* OpenCV's fixed-point Y of int32 lanes r, g, b (the tile loops' formula). */
+__attribute__((target("avx2"))) static inline __m256i gpu_histeq_luma8(__m256i r, __m256i g,
+                                                                      __m256i b)
+{
+    return GPU_HISTEQ_DESCALE8(_mm256_add_epi32(
+        _mm256_add_epi32(GPU_HISTEQ_MUL8(r, 4899), GPU_HISTEQ_MUL8(g, 9617)),
+        GPU_HISTEQ_MUL8(b, 1868)));
+}
+
+__attribute__((target("avx2"))) static int64_t gpu_histeq_luma8_avx2(const uint8_t *src,
+                                                                    int64_t n, uint8_t *luma)
+{
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m128i lo = _mm_loadu_si128((const __m128i *)(src + 3 * i));
-        __m128i hi = _mm_loadl_epi64((const __m128i *)(src + 3 * i + 16));
-        __m256i r = gpu_histeq_widen(lo, hi, r_lo, r_hi), g = gpu_histeq_widen(lo, hi, g_lo, g_hi);
-        __m256i b = gpu_histeq_widen(lo, hi, b_lo, b_hi);
-        __m256i y = GPU_HISTEQ_DESCALE8(_mm256_add_epi32(
-            _mm256_add_epi32(GPU_HISTEQ_MUL8(r, 4899), GPU_HISTEQ_MUL8(g, 9617)),
-            GPU_HISTEQ_MUL8(b, 1868)));
-        _mm_storel_epi64((__m128i *)(luma + i), gpu_histeq_narrow(y));
+        __m256i r, g, b;
+        gpu_histeq_load_rgb8(src + 3 * i, &r, &g, &b);
+        _mm_storel_epi64((__m128i *)(luma + i), gpu_histeq_narrow(gpu_histeq_luma8(r, g, b)));
     }
     return i;
 }
@@ -182,12 +198,6 @@ __attribute__((target("avx2"))) static int64_t gpu_histeq_replace8_avx2(const ui
                                                                        const uint8_t *table,
                                                                        int64_t n, uint8_t *dst)
 { /* the new Y from `luma`, or (table != NULL) each pixel's own Y through `table` */
-    const __m128i r_lo = _mm_setr_epi8(0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
-    const __m128i r_hi = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, 2, 5, -1, -1, -1, -1, -1, -1, -1, -1);
-    const __m128i g_lo = _mm_setr_epi8(1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
-    const __m128i g_hi = _mm_setr_epi8(-1, -1, -1, -1, -1, 0, 3, 6, -1, -1, -1, -1, -1, -1, -1, -1);
-    const __m128i b_lo = _mm_setr_epi8(2, 5, 8, 11, 14, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
-    const __m128i b_hi = _mm_setr_epi8(-1, -1, -1, -1, -1, 1, 4, 7, -1, -1, -1, -1, -1, -1, -1, -1);
     /* output byte k = pixel k / 3, channel k % 3: from rg = (r0..r7, g0..g7) or from b */
     const __m128i rg_out_lo = _mm_setr_epi8(0, 8, -1, 1, 9, -1, 2, 10, -1, 3, 11, -1, 4, 12, -1, 5);
     const __m128i b_out_lo = _mm_setr_epi8(-1, -1, 0, -1, -1, 1, -1, -1, 2, -1, -1, 3, -1, -1, 4, -1);
@@ -199,13 +209,9 @@ __attribute__((target("avx2"))) static int64_t gpu_histeq_replace8_avx2(const ui
     const __m256i half = GPU_HISTEQ_SPLAT(128), delta = GPU_HISTEQ_SPLAT(128 << GPU_HISTEQ_SHIFT);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m128i lo = _mm_loadu_si128((const __m128i *)(src + 3 * i));
-        __m128i hi = _mm_loadl_epi64((const __m128i *)(src + 3 * i + 16));
-        __m256i r = gpu_histeq_widen(lo, hi, r_lo, r_hi), g = gpu_histeq_widen(lo, hi, g_lo, g_hi);
-        __m256i b = gpu_histeq_widen(lo, hi, b_lo, b_hi);
-        __m256i old = GPU_HISTEQ_DESCALE8(_mm256_add_epi32(
-            _mm256_add_epi32(GPU_HISTEQ_MUL8(r, 4899), GPU_HISTEQ_MUL8(g, 9617)),
-            GPU_HISTEQ_MUL8(b, 1868)));
+        __m256i r, g, b;
+        gpu_histeq_load_rgb8(src + 3 * i, &r, &g, &b);
+        __m256i old = gpu_histeq_luma8(r, g, b);
         __m256i y;
         if (table != NULL) {
             uint8_t levels[16];
