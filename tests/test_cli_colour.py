@@ -75,32 +75,27 @@ def _read_png(path):
 
 # ------------------------------------------------------------------------- NHWC arrays
 
-@pytest.mark.parametrize("options", [["--channel-axis", "-1"], ["--channel-axis=3"],
-                                     ["--channel-axis", "-1", "--chunk-size", "3"]])
-def test_nhwc_per_channel_equals_the_cv2_loop(tmp_path, capsys, options):
+@pytest.mark.parametrize("options, colour", [
+    (["--channel-axis", "-1"], _per_channel),
+    (["--channel-axis=3"], _per_channel),
+    (["--channel-axis", "-1", "--chunk-size", "3"], _per_channel),
+    (["--luminance", "--channel-axis", "-1"], _luma),
+    (["--luminance"], _luma),  # the RGB axis by the library's rule
+    (["--luminance", "--layout", "NHWC", "--chunk-size", "1"], _luma)],
+    ids=["per-channel", "per-channel-3", "per-channel-chunks", "luminance", "luminance-rule",
+         "luminance-layout-chunks"])
+def test_nhwc_equals_the_cv2_loop(tmp_path, capsys, options, colour):
+    """NHWC per channel equals the per-channel cv2 loop; with --luminance, OpenCV's YCrCb round
+    trip with the equalized Y."""
     np.save(tmp_path / "in.npy", NHWC)
     before = _snapshot(tmp_path / "in.npy")
     status, out, err = _run(capsys, "equalize", tmp_path / "in.npy", tmp_path / "out.npy",
                             *options)
     assert status == 0 and err == "", err
-    expected = np.stack([_per_channel(image, cv2.equalizeHist) for image in NHWC])
+    expected = np.stack([colour(image, cv2.equalizeHist) for image in NHWC])
     result = np.load(tmp_path / "out.npy")
     assert result.dtype == np.uint8
     np.testing.assert_array_equal(result, expected)
-    assert _unchanged(before) and _leftovers(tmp_path) == []
-
-
-@pytest.mark.parametrize("options", [["--luminance", "--channel-axis", "-1"],
-                                     ["--luminance"],  # the RGB axis by the library's rule
-                                     ["--luminance", "--layout", "NHWC", "--chunk-size", "1"]])
-def test_nhwc_luminance_equals_opencv_ycrcb(tmp_path, capsys, options):
-    np.save(tmp_path / "in.npy", NHWC)
-    before = _snapshot(tmp_path / "in.npy")
-    status, _, err = _run(capsys, "equalize", tmp_path / "in.npy", tmp_path / "out.npy",
-                          *options)
-    assert status == 0 and err == "", err
-    expected = np.stack([_luma(image, cv2.equalizeHist) for image in NHWC])
-    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)
     assert _unchanged(before) and _leftovers(tmp_path) == []
 
 
