@@ -354,6 +354,23 @@ def test_cupy_lists_take_the_cuda_kernels(cp, monkeypatch, dtype, method):
     assert ("apply_packed" in ran) == (np.dtype(dtype).kind == "u")
 
 
+def test_cupy_list_with_an_irregular_plane_is_redone_portably(cp, monkeypatch):
+    """A float64 plane whose bins are a few subnormals wide makes the CUDA kernels decline after
+    writing; the portable path then rewrites the same buffer in full: every image equals its
+    own call."""
+    from gpu_histeq import _cuda
+    tiny = np.array([0.0, 392553, 396459, 1000000]).reshape(2, 2) * 5e-324
+    images = [np.linspace(0, 1, 50).reshape(5, 10), tiny, np.linspace(-3, 2, 7).reshape(1, 7)]
+    answers = []
+    kernel = _cuda.equalize_packed
+    monkeypatch.setattr(_cuda, "equalize_packed", lambda *a: answers.append(kernel(*a)) or
+                        answers[-1])
+    results = gpu_histeq.equalize_hist(device_list(cp, images), axes=AXES)
+    assert answers == [False]
+    for result, image in zip(results, images):
+        same(result, gpu_histeq.equalize_hist(image, axes=AXES))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint16])
 @pytest.mark.parametrize("masked", [False, True])
 def test_compiled_packed_planes_larger_than_a_chunk(dtype, masked):

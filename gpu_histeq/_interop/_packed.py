@@ -190,7 +190,7 @@ def _gather(xp, tables, index, local, values, nbins, out):
         out[pixels] = xp.interp(values[pixels], tables.positions[row], tables.values[row])
 
 
-def equalize(xp, values, mask, starts, method, nbins, result_dtype):
+def equalize(xp, values, mask, starts, method, nbins, result_dtype, out=None):
     """Equalize every packed plane of `values` with `method`; return the packed result.
 
     Parameters
@@ -202,12 +202,14 @@ def equalize(xp, values, mask, starts, method, nbins, result_dtype):
     starts : (P + 1,) int64 host ndarray
     nbins : int
         The dtype's levels for ``"opencv"`` / ``"pil"``.
+    out : (M,) ndarray of `result_dtype`, optional
+        Written in full (a buffer a fast engine left partly written may be given).
 
     Returns
     -------
     (M,) ndarray of `result_dtype`
     """
-    result = xp.empty(values.shape, result_dtype)
+    result = xp.empty(values.shape, result_dtype) if out is None else out
     nplanes = len(starts) - 1
     if values.size == 0:
         return result
@@ -234,10 +236,11 @@ def equalize(xp, values, mask, starts, method, nbins, result_dtype):
     return result
 
 
-def apply_tables(xp, values, starts, tables):
+def apply_tables(xp, values, starts, tables, out=None):
     """``result = tables[plane][values]`` for packed planes (``tables`` ``(P, L)``, or ``(1, L)``
-    shared by every plane); values already checked to lie in each plane's table."""
-    result = xp.empty(values.shape, tables.dtype)
+    shared by every plane); values already checked to lie in each plane's table. Written into
+    `out` (``(M,)`` of ``tables.dtype``) when given."""
+    result = xp.empty(values.shape, tables.dtype) if out is None else out
     length = tables.shape[-1]
     shared = tables.shape[0] == 1
     flat = tables.reshape(-1)

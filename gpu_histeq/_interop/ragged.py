@@ -118,8 +118,8 @@ def equalize_hist(images, nbins, *, axes, mask, method, channel_axis, luminance,
             packed = xp.empty(values.shape, result_dtype)
             if not _engine.equalize_packed(xp, values, packed_mask, starts, method, nbins,
                                            packed):
-                packed = _packed.equalize(xp, values, packed_mask, starts, method, nbins,
-                                          result_dtype)
+                _packed.equalize(xp, values, packed_mask, starts, method, nbins, result_dtype,
+                                 out=packed)
             results += layout.unpack(xp, packed, i0, i1)
     for k, o in enumerate(outs):
         if o is not None:
@@ -321,7 +321,7 @@ def apply_lut(images, lut, *, axes, channel_axis=None):
                 tables[rows, :lengths[k]] = luts[k].reshape(-1, int(lengths[k]))
         packed = xp.empty(values.shape, tables.dtype)
         if not _engine.apply_packed(xp, values, starts, tables, packed):
-            packed = _packed.apply_tables(xp, values, starts, tables)
+            _packed.apply_tables(xp, values, starts, tables, out=packed)
         results += layout.unpack(xp, packed, i0, i1)
     return results
 
