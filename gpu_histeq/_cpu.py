@@ -11,7 +11,6 @@ it runs is decided in :func:`gpu_histeq._engine.select` alone.
 
 import ctypes
 import importlib.util
-import os
 
 import numpy as np
 
@@ -212,17 +211,12 @@ def equalize_planes(planes, mask_planes, method, nbins, result):
 
 
 def packed_blocks(starts, threads, most=None):
-    """Blocks ``slice(p0, p1)`` of whole packed planes for `threads` threads: cut every
-    ``min(CHUNK_PIXELS, pixels / (4 * threads))`` pixels (about four blocks per thread, so
-    the threads finish together), each block the planes that start in its cut, and at most
-    `most` planes (when given) per block."""
+    """Blocks ``slice(p0, p1)`` of whole packed planes for `threads` threads: the planes that
+    start in one window of ``min(CHUNK_PIXELS, pixels / (4 * threads))`` pixels (about four
+    blocks per thread, so the threads finish together), at most `most` planes (when given)."""
     nplanes = len(starts) - 1
-    total = int(starts[-1])
-    step = max(1, min(_planes.CHUNK_PIXELS, -(-total // (4 * threads))))
-    cuts = np.searchsorted(starts[:-1], np.arange(0, total, step), side="right") - 1
-    firsts = np.unique(np.concatenate([[0], cuts, np.arange(0, nplanes, most or nplanes or 1)]))
-    firsts = firsts[firsts < max(nplanes, 1)].tolist()
-    return [slice(a, b) for a, b in zip(firsts, firsts[1:] + [nplanes])]
+    step = max(1, min(_planes.CHUNK_PIXELS, -(-int(starts[-1]) // (4 * threads))))
+    return [slice(a, b) for a, b in _planes.packed_runs(starts, step, most or max(nplanes, 1))]
 
 
 def count_packed(values, selected, starts, binning):

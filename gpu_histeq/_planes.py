@@ -81,6 +81,24 @@ def blocks(xp, nplanes, npixels, nbins):
             for p in range(nplanes) for c in range(0, npixels, chunk_pixels)]
 
 
+def packed_runs(starts, step, most, alone=None):
+    """Runs ``(p0, p1)`` of whole planes packed one after the other (plane ``p`` at pixels
+    ``starts[p]:starts[p + 1]``): a run holds the planes that start in one window of `step`
+    pixels, at most `most` of them; each plane flagged in `alone` (``(P,)`` bool) is a run of
+    its own. Every engine's blocks of a ragged batch are cut here."""
+    nplanes = len(starts) - 1
+    if nplanes == 0:
+        return []
+    plane = np.arange(nplanes)
+    window = np.asarray(starts[:-1]) // step
+    new = np.ones(nplanes, bool)
+    new[1:] = (window[1:] != window[:-1]) | (plane[1:] // most != plane[:-1] // most)
+    if alone is not None:
+        new[1:] |= alone[1:] | alone[:-1]
+    firsts = np.flatnonzero(new).tolist()
+    return list(zip(firsts, firsts[1:] + [nplanes]))
+
+
 #: On the CPU, a block's tables (int64) stay below this many bytes, to stay in cache.
 CPU_TABLE_BYTES = 1 << 21
 

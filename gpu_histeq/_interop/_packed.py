@@ -44,20 +44,9 @@ def blocks(xp, starts, nbins):
     plane larger than a window, a column range of that one plane.
     """
     chunk = _planes.CHUNK_PIXELS_GPU if is_cupy(xp) else _planes.CHUNK_PIXELS
-    most = max(1, _planes.CHUNK_BINS // nbins)
-    nplanes = len(starts) - 1
-    if nplanes == 0:
-        return []
-    sizes = np.diff(starts)
-    big = sizes > chunk
-    plane = np.arange(nplanes)
-    window = starts[:-1] // chunk
-    new = np.ones(nplanes, bool)
-    new[1:] = ((window[1:] != window[:-1]) | big[1:] | big[:-1]
-               | (plane[1:] // most != plane[:-1] // most))
-    firsts = np.flatnonzero(new).tolist()
+    big = np.diff(starts) > chunk
     result = []
-    for p0, p1 in zip(firsts, firsts[1:] + [nplanes]):
+    for p0, p1 in _planes.packed_runs(starts, chunk, max(1, _planes.CHUNK_BINS // nbins), big):
         a, b = int(starts[p0]), int(starts[p1])
         if big[p0]:
             result += [(p0, p1, c, min(c + chunk, b)) for c in range(a, b, chunk)]
