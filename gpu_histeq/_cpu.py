@@ -105,17 +105,25 @@ def _address(array):
     return array.ctypes.data
 
 
+def _bin(values, selected, shape, starts, binning, rows, segments, counts):
+    """The compiled binning of floating planes `rows` (``shape`` ``(n, m)``: rows of `values`,
+    or with `starts` packed planes of up to ``m`` pixels): each pixel's :func:`numpy.interp`
+    segment into `segments` (unless None) and the selected pixels' counts into `counts`
+    (unless None)."""
+    status = _FUNCTIONS["bin_" + _SUFFIX[values.dtype]](
+        _address(values), _address(selected), *shape, _address(starts),
+        _address(binning.first[rows]), _address(binning.width[rows]),
+        _address(binning.edges[rows]), binning.nbins, _address(segments), _address(counts))
+    if status:
+        raise MemoryError("no memory for a histogram of the block")
+
+
 def _segments(values, selected, binning, rows, counts=None):
     """``(n, m)`` int32 :func:`numpy.interp` segment of each pixel of a floating block: its bin
     (exactly as :class:`UniformBinning` bins), less one left of the bin's center. Also counts
     the selected pixels' bins into `counts` when given."""
     segments = np.empty(values.shape, np.int32)
-    status = _FUNCTIONS["bin_" + _SUFFIX[values.dtype]](
-        _address(values), _address(selected), *values.shape, None, _address(binning.first[rows]),
-        _address(binning.width[rows]), _address(binning.edges[rows]), binning.nbins,
-        _address(segments), _address(counts))
-    if status:
-        raise MemoryError("no memory for a histogram of the block")
+    _bin(values, selected, values.shape, None, binning, rows, segments, counts)
     return segments
 
 
@@ -253,21 +261,15 @@ def count_packed(values, selected, starts, binning):
     largest = int(np.diff(starts).max(initial=0))
     counts = np.zeros((nplanes, nbins), np.int64)
     selected = None if selected is None else selected.view(np.uint8)
-    function = _FUNCTIONS[("bin_" if floating else "count_") + _SUFFIX[dtype]]
 
     def run(rows):
         part, n = starts[rows.start:rows.stop + 1], rows.stop - rows.start
         if floating:
-            status = function(_address(values), _address(selected), n, largest, _address(part),
-                              _address(binning.first[rows]), _address(binning.width[rows]),
-                              _address(binning.edges[rows]), nbins, None,
-                              _address(counts[rows]))
-            if status:
-                raise MemoryError("no memory for a histogram of the block")
+            _bin(values, selected, (n, largest), part, binning, rows, None, counts[rows])
             return
         full = counts[rows] if binning.low is None else np.zeros((n, levels), np.int64)
-        function(_address(values), _address(selected), n, largest, _address(part),
-                 _address(full))
+        _FUNCTIONS["count_" + _SUFFIX[dtype]](_address(values), _address(selected), n, largest,
+                                              _address(part), _address(full))
         if binning.low is not None:  # the window [low, low + nbins) of each plane's levels
             window = binning.low[rows, None] + np.arange(nbins)
             inside = window < levels
