@@ -51,6 +51,18 @@
         }                                                                                      \
     } while (0)
 
+/* Where plane p lies: rows of npixels (starts NULL), or packed planes at starts[p]:starts[p + 1]
+ * (a ragged batch; npixels is then the largest plane's size). */
+static inline int64_t plane_at(const int64_t *starts, int64_t p, int64_t npixels)
+{
+    return starts ? starts[p] : p * npixels;
+}
+
+static inline int64_t plane_size(const int64_t *starts, int64_t p, int64_t npixels)
+{
+    return starts ? starts[p + 1] - starts[p] : npixels;
+}
+
 /* Counts of (nplanes, npixels) planes, or with `starts` of packed planes of any sizes (plane p
  * at starts[p]:starts[p + 1]), added to (nplanes, LEVELS) `counts`. */
 GPU_HISTEQ_EXPORT int gpu_histeq_count_u8(const uint8_t *values, const uint8_t *selected,
@@ -59,8 +71,8 @@ GPU_HISTEQ_EXPORT int gpu_histeq_count_u8(const uint8_t *values, const uint8_t *
 {
     uint32_t sub[4][256];
     for (int64_t p = 0; p < nplanes; ++p) {
-        const int64_t at = starts ? starts[p] : p * npixels;
-        const int64_t n = starts ? starts[p + 1] - starts[p] : npixels;
+        const int64_t at = plane_at(starts, p, npixels);
+        const int64_t n = plane_size(starts, p, npixels);
         const uint8_t *v = values + at;
         const uint8_t *s = selected ? selected + at : NULL;
         memset(sub, 0, sizeof(sub));
@@ -76,8 +88,8 @@ GPU_HISTEQ_EXPORT int gpu_histeq_count_u16(const uint16_t *values, const uint8_t
                                            const int64_t *starts, int64_t *counts)
 {
     for (int64_t p = 0; p < nplanes; ++p) {
-        const int64_t at = starts ? starts[p] : p * npixels;
-        const int64_t n = starts ? starts[p + 1] - starts[p] : npixels;
+        const int64_t at = plane_at(starts, p, npixels);
+        const int64_t n = plane_size(starts, p, npixels);
         const uint16_t *v = values + at;
         const uint8_t *s = selected ? selected + at : NULL;
         int64_t *c = counts + p * 65536;
@@ -167,8 +179,8 @@ static void pil_table(const int64_t *counts, uint8_t *lut)
         T *lut = malloc((LEVELS) * sizeof(T));                                                 \
         const int status = -(counts == NULL || lut == NULL);                                   \
         for (int64_t p = 0; p < nplanes && status == 0; ++p) {                                 \
-            const int64_t at = starts ? starts[p] : p * npixels;                               \
-            const int64_t n = starts ? starts[p + 1] - starts[p] : npixels;                    \
+            const int64_t at = plane_at(starts, p, npixels);                                   \
+            const int64_t n = plane_size(starts, p, npixels);                                  \
             if (n == 0) continue;                                                              \
             memset(counts, 0, (LEVELS) * sizeof(int64_t));                                    \
             gpu_histeq_count_##NAME(values + at, selected ? selected + at : NULL, 1, n, NULL,   \
@@ -802,8 +814,8 @@ GPU_HISTEQ_NO_SIMD(double, f64, avx2)
         int32_t *bins = malloc((size_t)(2 * chunk + 1) * sizeof(int32_t)), *spare = bins + chunk; \
         int status = -(sub == NULL || centers == NULL || bins == NULL);                        \
         for (int64_t p = 0; p < nplanes && status == 0; ++p) {                                 \
-            const int64_t at = starts ? starts[p] : p * npixels;                               \
-            const int64_t n_plane = starts ? starts[p + 1] - starts[p] : npixels;              \
+            const int64_t at = plane_at(starts, p, npixels);                                   \
+            const int64_t n_plane = plane_size(starts, p, npixels);                            \
             const T *e = edges + p * (nbins + 1);                                              \
             centers_##NAME(e, nbins, centers, NULL);                                           \
             for (int64_t c = 0; c < n_plane; c += chunk)                                       \
@@ -858,8 +870,8 @@ GPU_HISTEQ_NO_SIMD(double, f64, avx2)
                        || tables == NULL);                                                     \
         gpu_histeq_interp_table t = table_of(tables, nbins);                                   \
         for (int64_t p = 0; p < nplanes && status == GPU_HISTEQ_OK; ++p) {                     \
-            const int64_t at = starts ? starts[p] : p * npixels;                               \
-            const int64_t n_plane = starts ? starts[p + 1] - starts[p] : npixels;              \
+            const int64_t at = plane_at(starts, p, npixels);                                   \
+            const int64_t n_plane = plane_size(starts, p, npixels);                            \
             if (n_plane == 0) continue;                                                        \
             const T *v = values + at;                                                          \
             const uint8_t *s = selected ? selected + at : NULL;                                \
