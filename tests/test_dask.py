@@ -28,6 +28,9 @@ MASK = RNG.random(SHAPE[-2:]) > 0.25
 #: chunks that keep images whole, split them (rechunked whole), and split them into pieces
 #: smaller than one image (two passes over the chunks as they are)
 CHUNKS = {"whole": (4, 2, 16, 12), "split": (4, 1, 8, 6), "pieces": (3, 1, 8, 12)}
+#: a chunk limit below every chunk here, so the input's own chunks decide between rechunking
+#: whole images and two passes (as Dask's default 128 MiB does for chunks of that size)
+INPUT_CHUNKS_DECIDE = {"array.chunk-size": "1B"}
 #: per-image, per-channel over the dataset, everything at once, an odd choice of image axes
 AXES = {"images": (-2, -1), "channel": (0, 2, 3), "dataset": (0, 1, 2, 3), "odd": (1, 3)}
 
@@ -51,15 +54,16 @@ def _cases():
 def test_equalize_equals_in_memory(images, method, chunks):
     lazy = da.from_array(images, chunks=chunks)
     futures = {}
-    for name, axes in AXES.items():
-        for masked in (False, True):
-            mask = None
-            if masked:
-                mask = MASK if axes != (1, 3) else np.broadcast_to(MASK, images.shape)
-            result = gh.equalize_hist(lazy, axes=axes, mask=mask, method=method)
-            assert isinstance(result, da.Array)
-            futures[name, masked] = (result, gh.equalize_hist(images, axes=axes, mask=mask,
-                                                               method=method))
+    with dask.config.set(INPUT_CHUNKS_DECIDE):
+        for name, axes in AXES.items():
+            for masked in (False, True):
+                mask = None
+                if masked:
+                    mask = MASK if axes != (1, 3) else np.broadcast_to(MASK, images.shape)
+                result = gh.equalize_hist(lazy, axes=axes, mask=mask, method=method)
+                assert isinstance(result, da.Array)
+                futures[name, masked] = (result, gh.equalize_hist(images, axes=axes, mask=mask,
+                                                                   method=method))
     computed = dask.compute(*[lazy for lazy, _ in futures.values()], scheduler="sync")
     for (key, (_, expected)), got in zip(futures.items(), computed):
         assert got.dtype == expected.dtype, key
@@ -107,7 +111,8 @@ def test_on_a_cluster(client):
     ]
     pending, expected = [], []
     for function, images, kwargs, chunks in cases:
-        lazy = function(da.from_array(images, chunks=CHUNKS[chunks]), **kwargs)
+        with dask.config.set(INPUT_CHUNKS_DECIDE):
+            lazy = function(da.from_array(images, chunks=CHUNKS[chunks]), **kwargs)
         pending.append(lazy)
         expected.append(function(images, **kwargs))
     assert dask.base.get_scheduler() == client.get  # the cluster computes, not a local pool

@@ -4,13 +4,19 @@ Chunks may be NumPy or CuPy arrays; every task calls the in-memory pipeline on i
 code path serves both (and a ``dask_cuda.LocalCUDACluster`` spreads CuPy chunks over GPUs).
 
 * **Whole images per chunk** -- ``equalize_hist`` maps the in-memory function over the blocks.
-  When a chunk splits an image, the images are rechunked whole if one image is no larger than
-  the array's largest chunk (the memory the user already chose per task).
+  When a chunk splits an image, the images are rechunked whole, as many per chunk as fit in
+  Dask's ``array.chunk-size`` (or the input's largest chunk, if larger); an image larger than
+  that stays split and takes the two-pass path below (per-image work warns: a
+  ``PerformanceWarning``).
 * **Images split over chunks** (dataset-wide ``axes`` that include batch axes, or images larger
   than a chunk) -- a tree reduction of per-chunk histograms (``sum`` over the image axes, after a
   ``min``/``max`` reduction of the ranges for ``method="skimage"``), then one table per image
   applied blockwise. The steps are those of :mod:`gpu_histeq._chunked`, so the result equals the
-  in-memory one bit for bit.
+  in-memory one bit for bit. Each pass reads the input again: the chunks of a later pass come
+  from a clone of the input's graph bound to the finished reduction of the pass before
+  (:func:`dask.graph_manipulation.bind`), so a worker holds a few chunks at a time, never the
+  input until its histogram is complete (which would spill a dataset larger than memory to
+  disk). An input that is expensive to compute and fits in memory can be ``persist()``-ed first.
 
 Errors that need the data (NaN, a mask selecting no pixel, a value outside a table) are raised
 when the graph is computed; errors of type, shape and parameters are raised at once.
@@ -127,6 +133,23 @@ def _counts_block(chunk, mask, *ranges, axes, width, spec):
     return counts.reshape(shape + (width,))
 
 
+def _read_again(images, mask, after):
+    """`images` and `mask` read again once every array in `after` is computed.
+
+    A clone of their graphs (new keys, same tasks) whose first tasks wait for `after`: the pass
+    that uses them recomputes its input chunks instead of keeping the earlier pass's chunks in
+    memory until the reduction between the passes is complete.
+    """
+    from dask.graph_manipulation import bind
+
+    if not after:
+        return images, mask
+    seed = "-".join(a.name for a in after)  # deterministic keys: the same call, the same graph
+    if mask is None:
+        return bind(images, list(after), seed=seed), None
+    return bind((images, mask), list(after), seed=seed)
+
+
 def _ranges(images, mask, axes, xp):
     """Lazy per-plane ``(low, high)`` over the batch shape: a min / max tree reduction."""
     stats = _partials(_stats_block, images, mask, axes, 2, images.dtype, xp)
@@ -135,6 +158,7 @@ def _ranges(images, mask, axes, xp):
 
 def _counts(images, mask, axes, spec, width, xp, ranges):
     """Lazy ``(batch..., width)`` int64 histograms: per-chunk counts summed by a tree reduction."""
+    images, mask = _read_again(images, mask, ranges)
     partial = _partials(_counts_block, images, mask, axes, width, np.int64, xp, *ranges, spec=spec)
     return partial.sum(axis=axes, dtype=np.int64)
 
@@ -163,6 +187,7 @@ def _two_pass(images, mask, axes, spec, xp):
     ranges = _ranges(images, mask, axes, xp) if spec.needs_stats else ()
     width = _width(spec, ranges, static=True)
     counts = _counts(images, mask, axes, spec, width, xp, ranges)
+    images, _ = _read_again(images, None, (counts,))
     ind, batch, free = _indices(images.ndim, axes)
     args = [counts, batch + free]
     for array in ranges:
@@ -177,17 +202,54 @@ def _chunk_nbytes(images):
     return max(math.prod(max(c) if c else 0 for c in images.chunks), 1) * images.dtype.itemsize
 
 
+def _chunk_limit(images):
+    """Bytes a rechunked chunk may hold: Dask's ``array.chunk-size``, or the input's largest
+    chunk if the user chose larger ones."""
+    import dask
+    from dask.utils import parse_bytes
+
+    return max(parse_bytes(dask.config.get("array.chunk-size")), _chunk_nbytes(images))
+
+
 def _whole_images(images, axes, extra=()):
-    """`images` rechunked so that no chunk splits an image (or None if an image is too large)."""
+    """`images` rechunked so that no chunk splits an image, or None for the two-pass path.
+
+    Images split over chunks are rechunked whole when one image fits in a chunk (Dask's
+    ``array.chunk-size``, or the input's largest chunk if larger), with as many images per chunk
+    as fit (``"auto"`` along the batch axes, multiples of the input's chunks): chunks of a
+    fraction of an image become chunks of many images, not as many tiny tasks. Larger images,
+    and a split array whose "image" is all of it (no batch axis: one chunk would be one task),
+    stay as they are for the two-pass path; when the leading axis is a batch axis (per-image
+    work), with a ``PerformanceWarning``: dataset-wide ``axes`` are two-pass by design.
+    """
     whole = tuple(sorted(set(axes) | set(extra)))
     if all(len(images.chunks[a]) == 1 for a in whole):
         return images
     image_nbytes = math.prod(images.shape[a] for a in whole) * images.dtype.itemsize
-    if image_nbytes > _chunk_nbytes(images) and not extra:
-        return None
+    limit = _chunk_limit(images)
+    if extra or (len(whole) < images.ndim and image_nbytes <= limit):
+        return _rechunk_whole(images, whole)
+    if 0 not in whole:
+        import warnings
+        from dask.array import PerformanceWarning
+
+        warnings.warn(
+            f"chunks {images.chunksize} split images of {image_nbytes} bytes, larger than a "
+            f"chunk may be ({limit} bytes: dask's `array.chunk-size` or the input's largest "
+            f"chunk): each image is equalized in two passes over {images.npartitions} chunks. "
+            f"Chunks of whole images (or a larger `array.chunk-size`) take the one-pass path",
+            PerformanceWarning, stacklevel=4)
+    return None
+
+
+def _rechunk_whole(images, whole):
+    """`images` with the `whole` axes in one chunk, the others ``"auto"`` (see above)."""
+    if all(len(images.chunks[a]) == 1 for a in whole):
+        return images
+    image_nbytes = math.prod(images.shape[a] for a in whole) * images.dtype.itemsize
     batch = {a: "auto" for a in range(images.ndim) if a not in whole}
     return images.rechunk({**batch, **{a: -1 for a in whole}},
-                          block_size_limit=max(_chunk_nbytes(images), image_nbytes))
+                          block_size_limit=max(_chunk_limit(images), image_nbytes))
 
 
 def equalize_hist(images, nbins=256, *, axes=None, mask=None, method=None,
@@ -341,7 +403,7 @@ def _map_whole_images(name, images, axes, channel_axis, **kwargs):
     images = native(images)
     axes, channel_axis = image_axes(axes, channel_axis, images.shape)
     whole_axes = axes + (() if channel_axis is None else (channel_axis,))
-    whole = images.rechunk({a: -1 for a in whole_axes})
+    whole = _rechunk_whole(images, whole_axes)
     kwargs["channel_axis"] = channel_axis
     batch = [a for a in range(images.ndim) if a not in whole_axes]
     meta = _result_meta(xp, images, name, batch[0] if batch else None, axes=axes, **kwargs)
@@ -376,7 +438,7 @@ def match_histograms(images, reference, *, axes=None, channel_axis=None):
     images, reference = native(images), native(reference)
     axes, channel_axis = image_axes(axes, channel_axis, images.shape)
     extra = () if channel_axis is None else (channel_axis,)
-    whole = images.rechunk({a: -1 for a in tuple(axes) + tuple(extra)})
+    whole = _rechunk_whole(images, tuple(axes) + tuple(extra))
     reference = da.asarray(reference)
     kwargs = dict(axes=axes, channel_axis=channel_axis)
     ind = string.ascii_lowercase[:images.ndim]
