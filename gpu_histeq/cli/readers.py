@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -175,15 +176,23 @@ def _pick(names, key, path):
     return key
 
 
+def _npy_header(file):
+    """``(shape, fortran_order, dtype)`` of the ``.npy`` header at `file`'s position."""
+    version = np.lib.format.read_magic(file)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(file)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(file)
+    try:  # 3.0: the 2.0 header in UTF-8, read by numpy's own helper
+        from numpy.lib._format_impl import _read_array_header
+    except ImportError:  # NumPy 1.x
+        _read_array_header = np.lib.format._read_array_header
+    return _read_array_header(file, version)
+
+
 def _open_npy(path):
     with open(path, "rb") as file:
-        version = np.lib.format.read_magic(file)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(file)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(file)
-        else:  # 3.0: the 2.0 header in UTF-8, read by numpy's own helper
-            shape, fortran, dtype = np.lib.format._read_array_header(file, version)
+        shape, fortran, dtype = _npy_header(file)
         offset = file.tell()
     if dtype.hasobject:
         raise CliError(f"cannot read {path}: it holds Python objects, not numbers")
@@ -270,11 +279,8 @@ def open_source(path, key=None):
         if suffix == ".npy":
             return _open_npy(path)
         if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                name = _pick(archive.files, key, path)
-                source = Source(archive[name], path, "npz")
-                source.key = name  # written under the same name
-                return source
+            source = NpzSource(path, key)  # streamed from its zip member, one slab at a time
+            return source
         if suffix in (".tif", ".tiff"):
             return _open_tiff(path)
         if suffix in PILLOW_SUFFIXES:
@@ -285,3 +291,106 @@ def open_source(path, key=None):
         raise CliError(f"cannot read {path}: {one_line(error)}") from None
     raise CliError(f"{path}: unsupported input; use .npy, .npz, .tif/.tiff, .png/.jpg, a .zarr "
                    "array or a folder of PNG/JPEG/TIFF images")
+
+
+class NpzSource(Source):
+    """One array of an ``.npz``, streamed from its zip member in slabs, as a ``.npy`` is read.
+
+    A zip member reads front to back (deflated ones through zlib), so each pass over the rows
+    reopens the member and reads on: memory is one slab whatever the member expands to, and a
+    member that is damaged, short, or fails its CRC is an error naming the file. A
+    Fortran-ordered member (rows not contiguous) is read whole, as a ``.npy`` is.
+    """
+
+    #: Bytes read from the member per call: a slab is filled piecewise, without a second copy.
+    PIECE = 1 << 20
+
+    def __init__(self, path, key=None):
+        self.path, self.kind, self.array = Path(path), "npz", None
+        self.paths, self.stream, self.buffer = [self.path], None, None
+        self.zip = zipfile.ZipFile(self.path)
+        try:
+            self._open(key)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, key):
+        members = {name[:-4]: name for name in self.zip.namelist() if name.endswith(".npy")}
+        self.key = _pick(members, key, self.path)  # written under the same name
+        self.member = self.zip.getinfo(members[self.key])
+        self._rewind()
+        shape, fortran, dtype = self.header
+        if dtype.hasobject:
+            raise CliError(f"cannot read {self.path}: {self.key} holds Python objects, not "
+                           "numbers")
+        self.shape, self.dtype = tuple(shape[::-1] if fortran else shape), dtype
+        self.row_bytes = math.prod(self.shape[1:]) * dtype.itemsize
+        needed = self.offset + math.prod(self.shape) * dtype.itemsize
+        if self.member.file_size < needed:
+            raise CliError(f"cannot read {self.path}: member {self.member.filename} holds "
+                           f"{self.member.file_size} bytes, its header needs {needed} "
+                           "(truncated?)")
+        if fortran and len(shape) > 1:
+            self.array = np.ascontiguousarray(self.read_all().T)
+            self.shape = tuple(shape)
+            self._close_stream()
+
+    def _rewind(self):
+        """Open the member at its first row (and read its header)."""
+        self._close_stream()
+        self.stream = self.zip.open(self.member)
+        self.header = _npy_header(self.stream)
+        self.offset, self.row = self.stream.tell(), 0
+
+    def _close_stream(self):
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
+
+    def _fill(self, view):
+        done = 0
+        while done < len(view):
+            piece = self.stream.read(min(self.PIECE, len(view) - done))
+            if not piece:
+                raise CliError(f"cannot read {self.path}: member {self.member.filename} ended "
+                               f"{len(view) - done} bytes short")
+            view[done:done + len(piece)] = piece
+            done += len(piece)
+
+    def read(self, start, stop, reuse=False):
+        if self.array is not None:
+            return np.asarray(self.array[start:stop])
+        stop = max(start, stop)
+        shape = (stop - start,) + self.shape[1:]
+        try:
+            if self.stream is None or start < self.row:
+                self._rewind()
+            skip = (start - self.row) * self.row_bytes  # rows before `start`: read and drop
+            scratch = memoryview(bytearray(min(skip, self.PIECE)))
+            while skip:
+                self._fill(scratch[: min(skip, len(scratch))])
+                skip -= min(skip, len(scratch))
+            if reuse and self.buffer is not None and len(self.buffer) >= shape[0]:
+                block = self.buffer[: shape[0]]
+            else:
+                block = np.empty(shape, self.dtype)
+                if reuse:
+                    self.buffer = block
+            self._fill(memoryview(block).cast("B") if block.nbytes else memoryview(b""))
+            self.row = stop
+        except CliError:
+            raise
+        except MemoryError:
+            raise CliError(f"cannot read {self.path}: {shape} {self.dtype} does not fit in "
+                           "memory") from None
+        except Exception as error:  # zlib, CRC, zip structure, I/O
+            raise CliError(f"cannot read {self.path}: {one_line(error)}") from None
+        return block
+
+    def close(self):
+        self._close_stream()
+        self.buffer = self.array = None
+        if self.zip is not None:
+            self.zip.close()
+            self.zip = None
