@@ -194,7 +194,8 @@ def passes(spec):
     return 3 if spec.needs_stats else 2
 
 
-def equalize_slabs(read, slabs, axes, spec, npixels, write, *, mask=None, advance=None):
+def equalize_slabs(read, slabs, axes, spec, npixels, write, *, mask=None, advance=None,
+                   reads=None):
     """Dataset-wide equalization of an array read in slabs that split its planes.
 
     The eager form of Dask's lazy two-pass graph, over the same chunk steps: per-plane ranges
@@ -218,6 +219,9 @@ def equalize_slabs(read, slabs, axes, spec, npixels, write, *, mask=None, advanc
         ``mask(start, stop)`` -> the mask of that slab, or None.
     advance : callable, optional
         ``advance(n)`` after each slab of `n` entries (progress), on every pass.
+    reads : callable, optional
+        ``reads(slabs)`` -> iterable of ``(start, stop, slab)``, used for each pass instead of
+        `read` (the streaming CLI reads the next slab while one is processed).
 
     Raises
     ------
@@ -239,10 +243,14 @@ def equalize_slabs(read, slabs, axes, spec, npixels, write, *, mask=None, advanc
     >>> bool((out == equalize_hist(images, axes=(0, 1, 2))).all())
     True
     """
+    if reads is None:
+        def reads(slabs):
+            return ((start, stop, read(start, stop)) for start, stop in slabs)
+
     def each(step, masked=True):
-        for start, stop in slabs:
+        for start, stop, chunk in reads(slabs):
             chunk_mask = None if mask is None or not masked else mask(start, stop)
-            step(start, stop, read(start, stop), chunk_mask)
+            step(start, stop, chunk, chunk_mask)
             if advance is not None:
                 advance(stop - start)
 

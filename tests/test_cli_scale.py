@@ -133,3 +133,103 @@ def test_npz_key_errors_name_the_file(tmp_path):
     np.savez(objects, images=np.array([{}, []], dtype=object))
     with pytest.raises(CliError, match=r"cannot read .*objects\.npz: images holds Python objects"):
         open_source(objects)
+
+
+# --------------------------------------------------------------------------------- zarr input
+
+ZARR_STACK = RNG.integers(0, 256, (230, 12, 10), dtype=np.uint8)
+STORED_ROWS = 20  # 12 stored chunks, the last one short
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """Every chunk zarr decompresses (zstd, zarr's default), with the thread that asked."""
+    zarr = pytest.importorskip("zarr")
+    from zarr.codecs import ZstdCodec
+
+    decoded = []
+    original = ZstdCodec._decode_sync
+
+    def counting(self, chunk_bytes, chunk_spec):
+        decoded.append(chunk_spec.shape)
+        return original(self, chunk_bytes, chunk_spec)
+
+    monkeypatch.setattr(ZstdCodec, "_decode_sync", counting)
+    return zarr, decoded
+
+
+def _zarr_input(zarr, path, images=ZARR_STACK):
+    target = zarr.open_array(str(path), mode="w", shape=images.shape, dtype=images.dtype,
+                             chunks=(STORED_ROWS,) + images.shape[1:])
+    target[:] = images
+    return path
+
+
+@pytest.mark.parametrize("axes, method, passes", [(None, None, 1), ("all", None, 2),
+                                                  ("all", "skimage", 3)])
+def test_zarr_slabs_are_whole_chunks_decompressed_once_per_pass(
+        tmp_path, capsys, monkeypatch, decodes, axes, method, passes):
+    zarr, decoded = decodes
+    from gpu_histeq.cli import readers, streaming
+
+    source = _zarr_input(zarr, tmp_path / "in.zarr")
+    # slabs of 3 stored chunks (60 rows): 4 slabs, so there is a next slab to read ahead
+    monkeypatch.setattr(streaming, "CHUNK_BYTES", 3 * STORED_ROWS * 120)
+    monkeypatch.setattr(streaming, "CHUNKS_PER_SLAB", 2)
+    threads, read = [], readers.Source.read
+
+    def recording(self, start, stop, reuse=False):
+        threads.append((start, stop, __import__("threading").current_thread().name))
+        return read(self, start, stop, reuse)
+
+    monkeypatch.setattr(readers.Source, "read", recording)
+    argv = ["equalize", source, "-o", tmp_path / "out.zarr"]
+    argv += [] if axes is None else ["--axes", axes]
+    argv += [] if method is None else ["--method", method]
+    decoded.clear()
+    status, _, err = run_cli(capsys, *argv, folder=tmp_path)
+    assert status == 0, err
+    assert len(decoded) == 12 * passes  # each stored chunk once per pass
+    assert [(start, stop) for start, stop, _ in threads] == [
+        (0, 60), (60, 120), (120, 180), (180, 230)] * passes
+    # the first slab of a pass is read at once, the next ones while the previous is processed
+    assert [name.startswith("gpu-histeq-read") for _, _, name in threads] == \
+        [False, True, True, True] * passes
+    out = zarr.open_array(str(tmp_path / "out.zarr"))
+    assert out.chunks == (STORED_ROWS, 12, 10)  # chunked like the input
+    expected_axes = None if axes is None else (0, 1, 2)
+    np.testing.assert_array_equal(out[:], gh.equalize_hist(ZARR_STACK, axes=expected_axes,
+                                                           method=method))
+
+
+def test_misaligned_chunk_size_decompresses_chunks_twice(tmp_path, capsys, decodes):
+    """The control: --chunk-size 25 (honoured as given) cuts stored chunks of 20."""
+    zarr, decoded = decodes
+    source = _zarr_input(zarr, tmp_path / "in.zarr")
+    decoded.clear()
+    status, _, err = run_cli(capsys, "equalize", source, "-o", tmp_path / "out.zarr",
+                             "--chunk-size", 25, folder=tmp_path)
+    assert status == 0, err
+    # 10 slabs decompress 19 input chunks (9 slabs read two), and the 7 output chunks that two
+    # slabs write are read back to be completed: 26 decompressions, not 12
+    assert len(decoded) == 19 + 7
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"))[:],
+                                  gh.equalize_hist(ZARR_STACK))
+
+
+def test_slab_rows_are_multiples_of_the_stored_chunks(monkeypatch):
+    from gpu_histeq.cli import streaming
+
+    monkeypatch.setattr(streaming, "CHUNKS_PER_SLAB", 4)
+    image = (96, 96)  # 9,216 bytes
+    # the issue's layout: chunks of 10,000 images (92 MB): 2 per slab, within 256 MiB
+    assert streaming.rows_per_chunk((3_500_000,) + image, 1, None, 10_000) == 20_000
+    # small chunks: about 64 MiB of them (73 chunks of 0.9 MB)
+    assert streaming.rows_per_chunk((3_500_000,) + image, 1, None, 100) == 7_300
+    # at least CHUNKS_PER_SLAB chunks, but not more than the input holds
+    assert streaming.rows_per_chunk((3_500_000,) + image, 1, None, 5_000) == 20_000
+    assert streaming.rows_per_chunk((12_000,) + image, 1, None, 5_000) == 15_000
+    # one chunk larger than the cap is still one slab; --chunk-size wins; no stored chunks
+    assert streaming.rows_per_chunk((100_000,) + image, 8, None, 50_000) == 50_000
+    assert streaming.rows_per_chunk((100_000,) + image, 1, 333, 10_000) == 333
+    assert streaming.rows_per_chunk((100_000,) + image, 1, None, None) == 7_281
