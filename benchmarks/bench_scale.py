@@ -190,7 +190,8 @@ def main():
 
         rows = []
         with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                          memory_limit=args.memory_limit, dashboard_address=None) as cluster, \
+                          memory_limit=args.memory_limit,
+                          dashboard_address="127.0.0.1:0") as cluster, \
                 Client(cluster) as client:
             memory = WorkerMemory(client)
             # warm-up: imports and the compiled path in every worker, the dataset's pages
@@ -249,8 +250,9 @@ def main():
         f"Command: `{command.strip()}`",
         "",
         f"Data: `({count}, 96, 96)` uint8 zarr, {nbytes / 1e9:.2f} GB ({stored / 1e9:.2f} GB "
-        f"stored, zstd), chunks of {args.chunk_images} images ({args.chunk_images * 9216 / 2**20:.0f}"
-        f" MiB). Cluster: `LocalCluster({args.workers} worker processes x 1 thread, "
+        f"stored, zstd), chunks of {args.chunk_images} images "
+        f"({args.chunk_images * 9216 / 2**20:.0f} MiB). Cluster: "
+        f"`LocalCluster({args.workers} worker processes x 1 thread, "
         f"memory_limit={args.memory_limit!r})`, {args.workers * limit / 2**30:.2f} GiB in all, "
         f"Dask's default spill thresholds; the CLI runs as a subprocess on all cores. Machine: "
         f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "

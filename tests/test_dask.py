@@ -37,8 +37,10 @@ AXES = {"images": (-2, -1), "channel": (0, 2, 3), "dataset": (0, 1, 2, 3), "odd"
 
 @pytest.fixture(scope="module")
 def client():
+    # the dashboard (and Dask's HTTP routes) on a free port: 8787 may be another user's
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+                                  host="127.0.0.1",
+                                  dashboard_address="127.0.0.1:0") as cluster, \
             distributed.Client(cluster) as client:
         yield client
 

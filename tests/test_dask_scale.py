@@ -43,7 +43,8 @@ def _spilled(build, source, out):
     """Bytes the worker wrote to disk while storing ``build(da.from_zarr(source))`` in `out`."""
     with dask.config.set(MEMORY), \
             distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                                     memory_limit="8MiB", dashboard_address=None) as cluster, \
+                                     memory_limit="8MiB",
+                                     dashboard_address="127.0.0.1:0") as cluster, \
             distributed.Client(cluster):
         build(da.from_zarr(str(source))).to_zarr(str(out))
         (worker,) = cluster.workers.values()
