@@ -13,10 +13,12 @@ into place by the caller after every job succeeded), so the data-safety rules do
 """
 
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from ._cleanup import CliError, one_line
+from ._cleanup import CliError, one_line, optional
+from .readers import tell
 from .streaming import Progress, to_host
 from .writers import ImagesSink, Rounded, image_name, open_sink, suffix_kind
 
@@ -26,12 +28,14 @@ __all__ = ["BATCH_PIXELS", "Entry", "entries", "make_sink", "run_batches"]
 BATCH_PIXELS = 1 << 24
 
 
-def make_sink(target, name, shape, dtype, rows, key=None, reference=None, names=None):
+def make_sink(target, name, shape, dtype, rows, key=None, reference=None, names=None,
+              layouts=None):
     """The sink for a result of `shape` and `dtype` written as `name` into `target`.
 
     ``name=None`` writes one image file per entry of the first axis, named by `names` (a folder
     of images). A float result matched to an 8/16-bit `reference` and written as images is
-    rounded to the reference's dtype.
+    rounded to the reference's dtype. `layouts` (one per entry of `names`, or one for `name`)
+    are the inputs' layouts and metadata, kept where the output's format can hold them.
     """
     rounded = (reference is not None and np.dtype(dtype).kind == "f"
                and reference.dtype in (np.uint8, np.uint16)
@@ -39,9 +43,9 @@ def make_sink(target, name, shape, dtype, rows, key=None, reference=None, names=
     if rounded:
         dtype = reference.dtype
     if name is None:
-        sink = ImagesSink(target, shape, dtype, names)
+        sink = ImagesSink(target, shape, dtype, names, layouts)
     else:
-        sink = open_sink(target, name, shape, dtype, rows, key)
+        sink = open_sink(target, name, shape, dtype, rows, key, layouts)
     return Rounded(sink) if rounded else sink
 
 
@@ -68,19 +72,53 @@ class Entry:
         self.target, self.name, self.in_folder = target, name, in_folder
 
 
-def entries(job, source, target, name):
-    """The entries of one input: every file of a folder, or the one image file."""
-    if source.kind == "folder":
-        return [Entry(job, i, path, source, target, image_name(path.name), True)
-                for i, path in enumerate(source.files)]
-    return [Entry(job, 0, source.files[0], source, target, name, False)]
+def folder_name(path):
+    """The output name of an image file of a folder: the same, PNG for a JPEG (lossless), TIFF
+    for a CMYK JPEG (PNG holds no CMYK)."""
+    name = image_name(path.name)
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        pil = optional("PIL.Image", "reading JPEG images")
+        try:
+            with pil.open(path) as image:  # the header only
+                cmyk = image.mode == "CMYK"
+        except Exception as error:
+            raise CliError(f"cannot read {path}: {one_line(error)}") from None
+        if cmyk:
+            name = Path(name).stem + ".tif"
+    return name
+
+
+def entries(job, source, target, name, quiet=False):
+    """The entries of one input: every file of a folder, or the one image file.
+
+    A folder's entries that are not image files are listed on stderr; two files that would be
+    written under one name (``b.jpg`` and ``b.png`` both give ``b.png``) are refused before
+    anything is written."""
+    if source.kind != "folder":
+        return [Entry(job, 0, source.files[0], source, target, name, False)]
+    if source.skipped:
+        tell(quiet, f"{source.path}: {len(source.skipped)} entries are not processed: "
+                    f"{', '.join(source.skipped)}")
+    found, written = [], {}
+    for i, path in enumerate(source.files):
+        output = folder_name(path)
+        other = written.setdefault(output.casefold(), path)
+        if other != path:
+            raise CliError(f"{other.name} and {path.name} of {source.path} would both be written "
+                           f"as {Path(target.final) / output}: rename one (nothing was written)")
+        found.append(Entry(job, i, path, source, target, output, True))
+    return found
 
 
 def _chunks(todo, chunk_size):
-    """Yield lists of ``(entry, image)``: `chunk_size` files, or about BATCH_PIXELS values."""
+    """Yield lists of ``(entry, image)``: `chunk_size` files, or about BATCH_PIXELS values.
+
+    Each entry gets the :class:`~.readers.Picture` it was read as (``entry.picture``: its image
+    axes, samples and layout; its values are `image`)."""
     chunk, values = [], 0
     for entry in todo:
-        image = entry.source.load(entry.path)
+        entry.picture = entry.source.picture(entry.path)
+        image = entry.picture.array
         chunk.append((entry, image))
         values += image.size
         if (len(chunk) >= chunk_size) if chunk_size else values >= BATCH_PIXELS:
@@ -126,7 +164,7 @@ def run_batches(args, found, xp, todo, options_for, reference=None, mask_for=Non
         for chunk in _chunks(todo, chunk_size):
             groups = {}
             for entry, image in chunk:  # one list per dtype and axes
-                axes, color = options_for(entry.job)
+                axes, color = _file_options(args, entry, options_for(entry.job))
                 key = (image.dtype.str, axes, tuple(sorted(color.items())))
                 groups.setdefault(key, []).append((entry, image))
             for (_, axes, color), members in groups.items():
@@ -147,6 +185,22 @@ def run_batches(args, found, xp, todo, options_for, reference=None, mask_for=Non
     finally:
         bar.close()
     return shapes
+
+
+def _file_options(args, entry, options):
+    """``(axes, colour)`` of one image file: the H and W of what it holds (pages, frames,
+    samples) unless ``--axes``/``--layout`` say otherwise; the channel axis of
+    ``--channel-axis``/``--luminance`` is its samples."""
+    axes, color = options
+    if args.axes is not None or args.layout is not None:
+        return axes, color
+    picture = entry.picture
+    if "channel_axis" in color:
+        if picture.sample_axis is None:
+            raise CliError(f"{entry.path}: a grey image of shape {picture.array.shape}, without "
+                           "a channel axis (--channel-axis/--luminance)")
+        color = dict(color, channel_axis=picture.sample_axis)
+    return picture.axes, color
 
 
 def _name_the_file(args, found, xp, members, axes, color, reference, mask_for):
@@ -186,15 +240,19 @@ def _compute(args, found, xp, members, axes, color, reference, mask_for):
 def _write(args, entry, result, reference):
     shape = (1,) + result.shape
     ref = None if reference is None else reference(entry)
+    layout = entry.picture.layout
     if entry.in_folder:
         sink = make_sink(entry.target, None, shape, result.dtype, 1, reference=ref,
-                         names=[entry.name])
+                         names=[entry.name], layouts=[layout])
     else:
         sink = make_sink(entry.target, entry.name, shape, result.dtype, 1,
-                         args.key or getattr(entry.source, "key", None), reference=ref)
+                         args.key or getattr(entry.source, "key", None), reference=ref,
+                         layouts=layout)
     try:
         sink.write(0, 1, result[None])
         sink.finish()
     except BaseException:
         sink.close()
         raise
+    for line in entry.picture.notes + getattr(sink, "notes", []):
+        tell(args.quiet, line)

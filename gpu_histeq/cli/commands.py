@@ -159,18 +159,19 @@ def resolve_axes(args, source, warn=None):
             channel = ndim - 1
     else:
         channel = _given_channel(args, source)
-        if source.kind in ("folder", "image"):
-            if channel is not None and ndim < 4:
-                raise CliError(f"--channel-axis {args.channel_axis}: {source.files[0]} is a grey "
-                               f"image of shape {shape[1:]}, without a channel axis")
-            if channel is None and luminance and ndim == 4:
-                channel = ndim - 1
+        if source.own_axes:  # image files and TIFFs say where their axes and samples lie
+            if channel is not None and source.sample_axis is None:
+                first = getattr(source, "files", [source.path])[0]
+                raise CliError(f"--channel-axis {args.channel_axis}: {first} is a grey image of "
+                               f"shape {shape[1:]}, without a channel axis")
+            if channel is not None or luminance:
+                channel = source.sample_axis
         elif channel is None and probable_colour(shape):
             if luminance:
                 channel = ndim - 1
             elif warn is not None:
                 warn(_colour_warning(args, source))
-        if channel is None:
+        if channel is None or source.own_axes:
             axes = parse_axes(None, None, source)
         else:
             try:
@@ -384,7 +385,7 @@ def run_file_command(args, found, say):
             axes, channel = resolve_axes(args, source, warn)
             if _batched(args, source, name, axes):
                 per_image[job] = _per_image_options(args, axes, channel)
-                todo.extend(entries(job, source, target, name))
+                todo.extend(entries(job, source, target, name, args.quiet))
                 continue
             mask = load_mask(mask_source, source.shape)
             operation, options = _operation_for(args, found, xp, source, reference, channel)
@@ -392,16 +393,19 @@ def run_file_command(args, found, say):
             def sink_for(shape, dtype, rows, source=source, target=target, name=name):
                 return make_sink(target, name, shape, dtype, rows,
                                  args.key or getattr(source, "key", None), reference,
-                                 [image_name(p.name) for p in getattr(source, "files", [])])
+                                 [image_name(p.name) for p in getattr(source, "files", [])],
+                                 source.layout)
 
             try:
-                stream(source, operation, sink_for, axes=axes, mask=mask, xp=xp,
+                sink = stream(source, operation, sink_for, axes=axes, mask=mask, xp=xp,
                        chunk_size=args.chunk_size, progress=args.progress,
                        equalize_options=options)
             except OSError as error:
                 where = error.filename or target.final
                 raise CliError(f"cannot write {where}: {error.strerror or one_line(error)}"
                                ) from None
+            for line in source.notes + getattr(sink, "notes", []):
+                warn(line)
         shapes = {}
         if todo:
             try:

@@ -5,8 +5,17 @@ buffer per slab, never through a memory map: a file that shrinks while it is rea
 :class:`~gpu_histeq.cli._cleanup.CliError`, where a mapped page past the end of the file would
 kill the process with SIGBUS. Compressed TIFFs are decoded with every tifffile warning turned
 into an error, so a damaged file is refused rather than partly read.
+
+One reading per format, by the library made for it, alone or in a folder: TIFF through
+tifffile (:func:`tiff_layout`: series, pages, samples, photometric, resolution, orientation,
+ImageJ/OME metadata), PNG/JPEG through Pillow (:func:`load_picture`: every frame, the
+ancillary chunks and EXIF/ICC/dpi; 16-bit colour PNG by :mod:`._png`), zarr with its
+attributes (:func:`zarr_layout`). A reader accounts for everything in the file: it reads all
+of it, with what a writer needs to write the same layout back (:class:`Picture`, ``layout``
+attributes), or refuses before anything is written, naming the option that selects a part.
 """
 
+import json
 import logging
 import math
 import os
@@ -15,12 +24,22 @@ from pathlib import Path
 
 import numpy as np
 
-from ._cleanup import CliError, one_line, optional
+from . import _png
+from ._cleanup import PROG, CliError, one_line, optional
 
-__all__ = ["IMAGE_SUFFIXES", "Source", "open_source", "is_zarr"]
+__all__ = ["IMAGE_SUFFIXES", "Picture", "Source", "load_picture", "open_source", "is_zarr",
+           "tell"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg")
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def tell(quiet, line):
+    """Say on stderr what a run cannot keep or did not process (one line; nothing with -q)."""
+    if not quiet:
+        import sys
+        print(f"{PROG}: warning: {line}", file=sys.stderr, flush=True)
 
 
 class Source:
@@ -38,14 +57,25 @@ class Source:
         ``"npy"``, ``"npz"``, ``"tif"``, ``"zarr"``, ``"folder"`` or ``"image"`` (one PNG/JPEG
         file, read as a stack of one).
     default_axes : tuple of int
+    own_axes : bool
+        True when the file says where its image axes lie (TIFF, image files): then
+        `default_axes` are its Y and X and `sample_axis` its samples (channels), or None.
+    layout : dict or None
+        What a writer of the same format needs to write the same layout and metadata back.
+    notes : list of str
+        What reading changed or could not take (said on stderr).
     """
 
     default_axes = (-2, -1)
+    own_axes = False
+    sample_axis = None
+    layout = None
 
     def __init__(self, array, path, kind, paths=None):
         self.array, self.path, self.kind = array, Path(path), kind
         self.paths = [Path(p) for p in (paths or [path])]
         self.shape, self.dtype = tuple(array.shape), np.dtype(array.dtype)
+        self.notes = []
 
     @property
     def rows(self):
@@ -70,7 +100,7 @@ class RawSource(Source):
 
     def __init__(self, path, offset, shape, dtype, kind):
         self.path, self.kind, self.offset = Path(path), kind, offset
-        self.paths = [self.path]
+        self.paths, self.notes = [self.path], []
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
         self.row_bytes = math.prod(self.shape[1:]) * self.dtype.itemsize
         self.fd, self.buffer = os.open(self.path, os.O_RDONLY), None
@@ -112,39 +142,365 @@ class RawSource(Source):
             self.fd = None
 
 
+# --------------------------------------------------------------------------- image files
+
+class Picture:
+    """One image file read whole, and how to write it back the same way.
+
+    Attributes
+    ----------
+    array : (..., H, W[, S]) ndarray
+        Every page/frame of the file; S samples (channels) last, or where the TIFF has them.
+    axes : tuple of int
+        The positions of H and W in `array`.
+    sample_axis : int or None
+        Where the samples (channels) lie.
+    layout : dict
+        ``{"format": "tif" | "png" | "jpeg", ...}``: what the writer needs (see
+        :mod:`.writers`).
+    notes : list of str
+        What reading changed (a palette expanded, 1-bit read as 8-bit, ...).
+    """
+
+    def __init__(self, array, axes, sample_axis, layout, notes=()):
+        self.array, self.axes, self.sample_axis = array, tuple(axes), sample_axis
+        self.layout, self.notes = layout, list(notes)
+
+
+def _describe(array):
+    return f"{array.shape} {array.dtype}"
+
+
+def load_picture(path, key=None):
+    """Read one TIFF, PNG or JPEG file whole (every page, frame and sample).
+
+    Raises
+    ------
+    CliError
+        Naming the file: unreadable, or holding several parts without `key`.
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            return _tiff_picture(path, key)
+        return _pillow_picture(path)
+    except CliError:
+        raise
+    except Exception as error:
+        raise CliError(f"cannot read {path}: {one_line(error)}") from None
+
+
+# ---------------------------------------------------------------------------------- TIFF
+
+#: ASCII tags copied as they are (document name, make, model, page name, software, date, artist,
+#: host computer, copyright).
+TIFF_TEXT_TAGS = (269, 271, 272, 285, 305, 306, 315, 316, 33432)
+#: Photometric interpretations written back as read.
+TIFF_PHOTOMETRIC = ("minisblack", "miniswhite", "rgb", "separated")
+
+
+class _Errors(logging.Handler):
+    """Collects the errors tifffile logs (it logs, then returns what it could read)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+class _StrictTiff:
+    """``with _StrictTiff(path) as (tiff, check):`` a TiffFile whose logged errors and warnings
+    are errors; ``check()`` raises the first one."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        tifffile = optional("tifffile", "reading TIFF files")
+        self.logger, self.errors = logging.getLogger("tifffile"), _Errors()
+        self.logger.addHandler(self.errors)
+        self.propagate, self.logger.propagate = self.logger.propagate, False
+        self.caught = warnings.catch_warnings()
+        self.caught.__enter__()
+        warnings.simplefilter("error")  # a damaged page is an error, not a partial result
+        try:
+            self.tiff = tifffile.TiffFile(self.path)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self.tiff, self.check
+
+    def check(self):
+        if self.errors.messages:
+            raise CliError(f"cannot read {self.path}: {one_line(self.errors.messages[0])}")
+
+    def __exit__(self, *exc):
+        if getattr(self, "tiff", None) is not None:
+            self.tiff.close()
+        self.caught.__exit__(None, None, None)
+        self.logger.removeHandler(self.errors)
+        self.logger.propagate = self.propagate
+
+
+def _tiff_series(tiff, path, key):
+    """The one series to read: the only one, or the one `key` (its index) names."""
+    series = tiff.series
+    held = ", ".join(f"{i}: {s.shape} {s.axes} {np.dtype(s.dtype)}" for i, s in enumerate(series))
+    if not series:
+        raise CliError(f"cannot read {path}: it holds no image")
+    if key is None:
+        if len(series) > 1:
+            raise CliError(f"{path} holds {len(series)} image series ({held}): choose one "
+                           f"with --key 0 to --key {len(series) - 1}")
+        return 0, series[0]
+    if not (str(key).isdigit() and int(key) < len(series)):
+        raise CliError(f"--key {key!r}: {path} holds the image series {held}; give the index "
+                       "of one")
+    return int(key), series[int(key)]
+
+
+def _tiff_tags(page):
+    """Resolution, orientation, ICC profile and text tags of `page` as tifffile write
+    keywords."""
+    tags, kwargs, extratags = page.tags, {}, []
+    if 282 in tags and 283 in tags:
+        kwargs["resolution"] = (tuple(tags[282].value), tuple(tags[283].value))
+        kwargs["resolutionunit"] = int(tags[296].value) if 296 in tags else 2
+    if 274 in tags:
+        extratags.append((274, "H", 1, int(tags[274].value), True))
+    if 34675 in tags:
+        kwargs["iccprofile"] = bytes(tags[34675].value)
+    kwargs["software"] = False
+    for code in TIFF_TEXT_TAGS:
+        if code in tags and isinstance(tags[code].value, str) and tags[code].value:
+            extratags.append((code, "s", 0, tags[code].value, True))
+    kwargs["extratags"] = extratags
+    return kwargs
+
+
+def tiff_layout(tiff, series, path):
+    """``(axes, sample_axis, layout, notes, palette)`` of one series: where its image axes and
+    samples lie, the tifffile write keywords giving the same layout and metadata back, what
+    cannot be kept, and the colour map of a palette image (expanded to RGB by the reader)."""
+    page = series.keyframe
+    photometric = page.photometric.name.lower()
+    notes, palette = [], None
+    axes_letters = series.axes
+    if photometric == "palette":
+        palette = page.colormap
+        notes.append(f"{path}: a palette (colour-mapped) image: its colours are equalized as "
+                     "RGB, written as RGB without the colour map")
+        photometric, axes_letters = "rgb", axes_letters + "S"
+    elif photometric == "ycbcr" and page.compression.name.startswith("JPEG"):
+        photometric = "rgb"  # tifffile decodes JPEG YCbCr to RGB
+    elif photometric not in TIFF_PHOTOMETRIC:
+        raise CliError(f"{path} holds {photometric.upper()} images; only grey (MinIsBlack/"
+                       "MinIsWhite), RGB, palette and CMYK (separated) TIFFs are supported")
+    if "Y" not in axes_letters or "X" not in axes_letters:
+        raise CliError(f"{path}: its series has axes {series.axes!r}, without Y and X")
+    axes = (axes_letters.index("Y"), axes_letters.index("X"))
+    sample_axis = axes_letters.index("S") if "S" in axes_letters else None
+    kwargs = {"photometric": photometric, "metadata": None}
+    if page.samplesperpixel > 1 or palette is not None:
+        kwargs["planarconfig"] = ("separate" if page.planarconfig == 2 and palette is None
+                                  else "contig")
+        if page.extrasamples:
+            kwargs["extrasamples"] = tuple(int(e) for e in page.extrasamples)
+    if photometric == "separated" and 332 in page.tags:
+        kwargs["extratags"] = [(332, "H", 1, int(page.tags[332].value), True)]
+    tags = _tiff_tags(page)
+    kwargs["extratags"] = kwargs.get("extratags", []) + tags.pop("extratags")
+    kwargs.update(tags)
+    description = page.description or ""
+    if tiff.is_imagej:
+        kept = {k: v for k, v in (tiff.imagej_metadata or {}).items()
+                if k not in ("ImageJ", "images", "channels", "slices", "frames", "hyperstack",
+                             "min", "max", "Ranges", "mode")}
+        kwargs.update(imagej=True, metadata={**kept, "axes": series.axes})
+        kwargs.pop("software")
+    elif tiff.is_ome:
+        kwargs.update(ome=False, description=tiff.ome_metadata)  # the OME-XML, as it was
+    elif tiff.is_shaped and description.startswith("{"):
+        try:
+            shaped = json.loads(description)
+        except ValueError:
+            shaped = {}
+        kwargs["metadata"] = {k: v for k, v in shaped.items() if k != "shape"}
+    elif description:
+        kwargs["description"] = description
+    levels = len(getattr(series, "levels", [])) - 1
+    if levels > 0:
+        notes.append(f"{path}: its {levels} reduced-resolution level(s) (pyramid / SubIFDs) "
+                     "are not written: only the full-resolution image is equalized")
+    if 34665 in page.tags or 34853 in page.tags:
+        notes.append(f"{path}: its EXIF/GPS tags are not written back")
+    return axes, sample_axis, {"format": "tif", "tiff": kwargs, "path": str(path)}, notes, \
+        palette
+
+
+def _expand_palette(indices, colormap):
+    """Palette indices -> RGB values, last axis (8-bit where the map is 8-bit scaled)."""
+    colormap = np.asarray(colormap)
+    if np.all(colormap % 257 == 0):
+        colormap = (colormap // 257).astype(np.uint8)
+    return np.moveaxis(colormap, 0, -1)[indices]
+
+
+def _tiff_picture(path, key=None):
+    with _StrictTiff(path) as (tiff, check):
+        _, series = _tiff_series(tiff, path, key)
+        axes, sample_axis, layout, notes, palette = tiff_layout(tiff, series, path)
+        check()
+        array = series.asarray()
+        check()
+    if palette is not None:
+        array = _expand_palette(array, palette)
+    return Picture(array.astype(array.dtype.newbyteorder("="), copy=False), axes, sample_axis,
+                   layout, notes)
+
+
+def _open_tiff(path, key=None):
+    with _StrictTiff(path) as (tiff, check):
+        _, series = _tiff_series(tiff, path, key)
+        axes, sample_axis, layout, notes, palette = tiff_layout(tiff, series, path)
+        offset = series.dataoffset
+        dtype = np.dtype(series.dtype).newbyteorder(tiff.byteorder)
+        check()
+        if offset is not None and palette is None:
+            source = RawSource(path, offset, series.shape, dtype, "tif")
+        else:
+            array = series.asarray()
+            check()
+            if palette is not None:
+                array = _expand_palette(array, palette)
+            source = Source(array, path, "tif")
+    source.default_axes, source.sample_axis, source.own_axes = axes, sample_axis, True
+    source.layout, source.notes = layout, notes
+    return source
+
+
+# ------------------------------------------------------------------------------- Pillow
+
+#: PNG chunks the writer makes from the values (never copied), and chunks that describe values
+#: the equalization changed (dropped, and said).
+PNG_OWN = (b"IHDR", b"PLTE", b"IDAT", b"IEND", b"acTL", b"fcTL", b"fdAT", b"sBIT")
+PNG_STALE = (b"tRNS", b"bKGD", b"hIST")
+
+
+def _png_metadata(path):
+    """``(kept, dropped)``: the ancillary chunks copied to a PNG output, and the names of those
+    that no longer describe the equalized values."""
+    kept, dropped = [], []
+    for kind, data in _png.chunks(path):
+        if kind in PNG_STALE:
+            dropped.append(kind.decode())
+        elif kind not in PNG_OWN:
+            kept.append((kind, data))
+    return kept, dropped
+
+
+def _pillow_picture(path):
+    pil = optional("PIL.Image", "reading PNG/JPEG images")
+    notes = []
+    with pil.open(path) as image:
+        kind = image.format
+        if kind not in ("PNG", "JPEG", "MPO"):
+            raise CliError(f"{path} is a {kind} image, not a {path.suffix.lstrip('.')}: "
+                           "rename it or convert it to PNG/TIFF")
+        layout = {"format": "png" if kind == "PNG" else "jpeg", "mode": image.mode,
+                  "info": {k: image.info[k] for k in ("icc_profile", "exif", "dpi", "comment")
+                           if image.info.get(k)}}
+        if kind == "PNG":
+            header = _png.header(path)
+            layout["chunks"], dropped = _png_metadata(path)
+            if dropped:
+                notes.append(f"{path}: its {'/'.join(dropped)} chunk(s) describe the old "
+                             "values and are not written back")
+            if header["depth"] == 16 and header["colour"] in (2, 4, 6):
+                array = _png.read(path)  # Pillow reads 16-bit colour as 8-bit
+                layout["mode"] = {2: "RGB", 4: "LA", 6: "RGBA"}[header["colour"]] + ";16"
+                if getattr(image, "n_frames", 1) > 1:
+                    raise CliError(f"{path} is an animated 16-bit colour PNG: not supported")
+                return Picture(array, (0, 1), 2, layout, notes)
+        frames = getattr(image, "n_frames", 1) if kind == "PNG" else 1
+        if kind == "MPO":
+            notes.append(f"{path}: an MPO (multi-picture) JPEG: only its first picture is read")
+        planes, durations = [], []
+        for index in range(frames):
+            image.seek(index)
+            planes.append(_pillow_array(image, path, notes if index == 0 else []))
+            durations.append(image.info.get("duration", 0))
+        if frames > 1:
+            layout["frames"] = {"duration": durations, "loop": image.info.get("loop", 0)}
+    array = planes[0] if frames == 1 else np.stack(planes)
+    lead = 1 if frames > 1 else 0
+    sample = lead + 2 if array.ndim == lead + 3 else None
+    layout["mode"] = {1: "L", 2: "LA", 3: "RGB", 4: layout["mode"] if layout["mode"] == "CMYK"
+                      else "RGBA"}[1 if sample is None else array.shape[-1]]
+    if array.dtype == np.uint16:
+        layout["mode"] = "I;16"
+    return Picture(array, (lead, lead + 1), sample, layout, notes)
+
+
+def _pillow_array(image, path, notes):
+    """The values of the current frame: ``(H, W)`` or ``(H, W, C)`` uint8/uint16."""
+    mode = image.mode
+    if mode == "1":
+        notes.append(f"{path}: a 1-bit image, read as 8-bit grey (0 and 255) and written 8-bit")
+        image = image.convert("L")
+    elif mode in ("P", "PA"):
+        transparent = mode == "PA" or "transparency" in image.info
+        image = image.convert("RGBA" if transparent else "RGB")
+        notes.append(f"{path}: a palette image, equalized and written as "
+                     f"{'RGBA' if transparent else 'RGB'}")
+    elif mode == "I;16B":
+        image = image.convert("I;16")
+    array = np.asarray(image)
+    if array.dtype == np.int32 and array.size and array.min() >= 0 and array.max() < 65536:
+        array = array.astype(np.uint16)
+    if array.dtype.kind == "u" and array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("="))
+    if array.dtype not in (np.uint8, np.uint16):
+        raise CliError(f"cannot read {path}: mode {mode} ({array.dtype}) is not supported")
+    return array
+
+
 class FolderSource(Source):
-    """PNG/JPEG/TIFF images read with Pillow, in name order, one entry per file.
+    """Image files (TIFF through tifffile, PNG/JPEG through Pillow) in name order, one entry per
+    file.
 
     Read as one stack (:meth:`read`) they must share the first image's shape and dtype;
-    written into a folder they may differ, and are read one by one (:meth:`load`, see
-    :mod:`.batches`)."""
+    written into a folder they may differ, and are read one by one (:meth:`picture`, see
+    :mod:`.batches`).
+
+    Attributes
+    ----------
+    skipped : list of str
+        Entries of the folder not processed, each with the reason (said on stderr).
+    """
 
     default_axes = (1, 2)  # (N, H, W) or (N, H, W, C): per image, per channel
+    own_axes = True
 
-    def __init__(self, path, files, kind="folder"):
-        self.pil = optional("PIL.Image", "reading PNG/JPEG images")
+    def __init__(self, path, files, kind="folder", key=None, skipped=()):
         self.path, self.kind, self.files = Path(path), kind, [Path(f) for f in files]
-        first = self.load(self.files[0])
-        self.shape, self.dtype = (len(self.files),) + first.shape, first.dtype
+        self.key, self.skipped = key, list(skipped)
+        first = self.picture(self.files[0])
+        self.shape, self.dtype = (len(self.files),) + first.array.shape, first.array.dtype
+        self.default_axes = tuple(1 + a for a in first.axes)
+        self.sample_axis = None if first.sample_axis is None else first.sample_axis + 1
         self.paths = ([self.path] if kind == "folder" else []) + self.files
+        self.notes = []
+
+    def picture(self, path):
+        """One image file as a :class:`Picture`."""
+        return load_picture(path, self.key)
 
     def load(self, path):
-        """One image file as an array: ``(H, W)`` or ``(H, W, C)``, uint8/uint16/..."""
-        try:
-            with self.pil.open(path) as image:
-                image.load()
-                if image.mode == "P":
-                    image = image.convert("RGB")
-                elif image.mode == "I;16B":
-                    image = image.convert("I;16")
-                array = np.asarray(image)
-        except CliError:
-            raise
-        except Exception as error:
-            raise CliError(f"cannot read {path}: {one_line(error)}") from None
-        if array.dtype == np.int32 and array.min() >= 0 and array.max() < 65536:
-            array = array.astype(np.uint16)
-        return array
+        """One image file as an array: ``(..., H, W)`` or ``(..., H, W, C)``."""
+        return self.picture(path).array
 
     def read(self, start, stop, reuse=False):
         images = [self.load(path) for path in self.files[start:stop]]
@@ -155,6 +511,24 @@ class FolderSource(Source):
                                "output needs images of one size and dtype; write into a "
                                "folder (e.g. -o out/) to take mixed sizes")
         return np.stack(images) if images else np.empty((0,) + self.shape[1:], self.dtype)
+
+
+def folder_files(path):
+    """``(files, skipped)``: the image files of a folder in name order, and every other entry
+    with why it is not processed."""
+    files, skipped = [], []
+    for entry in sorted(path.iterdir()):
+        if entry.is_symlink() and not entry.exists():
+            skipped.append(f"{entry.name} (a broken link)")
+        elif entry.is_dir():
+            skipped.append(f"{entry.name}/ (a folder: folders are not searched)")
+        elif not entry.is_file():
+            skipped.append(f"{entry.name} (not a regular file)")
+        elif entry.suffix.lower() in IMAGE_SUFFIXES:
+            files.append(entry)
+        else:
+            skipped.append(f"{entry.name} (not {'/'.join(IMAGE_SUFFIXES)})")
+    return files, skipped
 
 
 def is_zarr(path):
@@ -173,6 +547,19 @@ def _pick(names, key, path):
     if key not in names:
         raise CliError(f"--key {key!r}: {path} has no such array; it holds {names}")
     return key
+
+
+def zarr_layout(array):
+    """What a zarr writer needs to write `array`'s layout back: format version, chunks, shards,
+    fill value, attributes, dimension names, compressors and filters."""
+    metadata = array.metadata
+    layout = {"format": "zarr", "zarr_format": metadata.zarr_format,
+              "chunks": tuple(array.chunks), "shards": getattr(array, "shards", None),
+              "fill_value": array.fill_value, "attributes": dict(array.attrs),
+              "dimension_names": getattr(metadata, "dimension_names", None),
+              "compressors": getattr(array, "compressors", None),
+              "filters": getattr(array, "filters", None), "order": getattr(array, "order", "C")}
+    return layout
 
 
 def _open_npy(path):
@@ -197,42 +584,6 @@ def _open_npy(path):
     return RawSource(path, offset, shape, dtype, "npy")
 
 
-class _Errors(logging.Handler):
-    """Collects the errors tifffile logs (it logs, then returns what it could read)."""
-
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-def _open_tiff(path):
-    tifffile = optional("tifffile", "reading TIFF files")
-    logger, errors = logging.getLogger("tifffile"), _Errors()
-    logger.addHandler(errors)
-    propagate, logger.propagate = logger.propagate, False
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # a damaged page is an error, not a partial result
-            with tifffile.TiffFile(path) as tiff:
-                series = tiff.series[0]
-                offset = series.dataoffset
-                dtype = np.dtype(series.dtype).newbyteorder(tiff.byteorder)
-                if errors.messages:
-                    raise CliError(f"cannot read {path}: {one_line(errors.messages[0])}")
-                if offset is not None:
-                    return RawSource(path, offset, series.shape, dtype, "tif")
-                array = series.asarray()
-                if errors.messages:
-                    raise CliError(f"cannot read {path}: {one_line(errors.messages[0])}")
-                return Source(array, path, "tif")
-    finally:
-        logger.removeHandler(errors)
-        logger.propagate = propagate
-
-
 def open_source(path, key=None):
     """Open an input for reading in slabs.
 
@@ -242,12 +593,13 @@ def open_source(path, key=None):
         ``.npy``, ``.npz``, ``.tif``/``.tiff``, ``.png``/``.jpg``/``.jpeg``, a zarr array or
         group, or a folder of PNG/JPEG/TIFF images.
     key : str, optional
-        The array inside an ``.npz`` or a zarr group.
+        The array inside an ``.npz`` or a zarr group; the series (index) of a TIFF.
 
     Raises
     ------
     CliError
-        For a missing, unsupported, truncated or unreadable input.
+        For a missing, unsupported, truncated or unreadable input, or one holding several
+        arrays/series without `key`.
     """
     path = Path(path)
     if not path.exists():
@@ -260,13 +612,16 @@ def open_source(path, key=None):
             if not hasattr(node, "shape"):
                 arrays = dict(node.arrays())
                 node = arrays[_pick(arrays, key, path)]
-            return Source(node, path, "zarr")
+            source = Source(node, path, "zarr")
+            source.layout = zarr_layout(node)
+            return source
         if path.is_dir():
-            files = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files, skipped = folder_files(path)
             if not files:
-                raise CliError(f"{path} holds no {'/'.join(IMAGE_SUFFIXES)} images")
-            return FolderSource(path, files)
+                raise CliError(f"{path} holds no {'/'.join(IMAGE_SUFFIXES)} images"
+                               + (f" ({len(skipped)} other entries: {', '.join(skipped[:5])})"
+                                  if skipped else ""))
+            return FolderSource(path, files, key=key, skipped=skipped)
         if suffix == ".npy":
             return _open_npy(path)
         if suffix == ".npz":
@@ -275,8 +630,8 @@ def open_source(path, key=None):
                 source = Source(archive[name], path, "npz")
                 source.key = name  # written under the same name
                 return source
-        if suffix in (".tif", ".tiff"):
-            return _open_tiff(path)
+        if suffix in TIFF_SUFFIXES:
+            return _open_tiff(path, key)
         if suffix in PILLOW_SUFFIXES:
             return FolderSource(path, [path], kind="image")
     except CliError:

@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from . import _cleanup
+from . import _png
 from ._cleanup import CliError, optional
 from .readers import PILLOW_SUFFIXES
 
-__all__ = ["FileTarget", "FolderTarget", "open_sink", "refuse_inputs"]
+__all__ = ["FileTarget", "FolderTarget", "open_sink", "refuse_inputs", "write_picture"]
 
 ZARR_MARKERS = (".zarray", "zarr.json", ".zgroup")
 
@@ -324,12 +325,17 @@ class NpzSink(Sink):
 
 
 class TiffSink(Sink):
-    """An uncompressed contiguous TIFF: tifffile writes the structure, slabs go in by pwrite."""
+    """An uncompressed contiguous TIFF: tifffile writes the structure, slabs go in by pwrite.
 
-    def __init__(self, path, shape, dtype):
+    `layout` (a reader's) gives the photometric interpretation, samples, resolution,
+    orientation, ImageJ/OME metadata; without one the stack is written as grey pages
+    (MinIsBlack, never guessed as RGB) with its shape in the description."""
+
+    def __init__(self, path, shape, dtype, layout=None):
         super().__init__(path, shape, dtype)
+        self.notes = []
+        create_tiff(self.path, None, self.shape, self.dtype, layout, self.notes)
         tifffile = optional("tifffile", "writing TIFF files")
-        tifffile.imwrite(self.path, shape=self.shape, dtype=self.dtype)
         with tifffile.TiffFile(self.path) as tiff:
             self.offset = tiff.series[0].dataoffset
             self.dtype = self.dtype.newbyteorder(tiff.byteorder)
@@ -350,12 +356,10 @@ class TiffSink(Sink):
 
 
 class ZarrSink(Sink):
-    def __init__(self, path, shape, dtype, rows):
+    def __init__(self, path, shape, dtype, rows, layout=None):
         super().__init__(path, shape, dtype)
-        zarr = optional("zarr", "writing zarr arrays")
-        chunks = (max(1, min(rows, shape[0] or 1)),) + tuple(shape[1:])
-        self.target = zarr.open_array(str(self.path), mode="w", shape=self.shape,
-                                      dtype=self.dtype, chunks=chunks)
+        self.notes = []
+        self.target = create_zarr(self.path, self.shape, self.dtype, rows, layout, self.notes)
 
     def write(self, start, stop, block):
         # zarr writes its chunks on a background thread: a signal waits for the slab to be
@@ -371,34 +375,30 @@ def _check_image_dtype(dtype, what):
 
 
 class ImagesSink(Sink):
-    """One PNG/TIFF file per entry of the first axis, at the paths `target.path(name)` gives."""
+    """One image file per entry of the first axis, at the paths `target.path(name)` gives,
+    each written like its input (`layouts`, one per entry, or None)."""
 
-    def __init__(self, target, shape, dtype, names):
+    def __init__(self, target, shape, dtype, names, layouts=None):
         super().__init__(target.final, shape, dtype)
-        self.pil = optional("PIL.Image", "writing images")
         _check_image_dtype(self.dtype, "a folder of images")
-        self.target, self.names = target, names
+        self.target, self.names, self.notes = target, names, []
+        self.layouts = layouts or [None] * len(names)
 
     def write(self, start, stop, block):
-        for name, image in zip(self.names[start:stop], block):
-            path = self.target.path(name)
-            image = self.pil.fromarray(np.ascontiguousarray(image))
-            image.save(path, format=_pil_format(name))
+        for name, image, layout in zip(self.names[start:stop], block, self.layouts[start:stop]):
+            write_picture(self.target.path(name), name, image, layout, self.notes)
 
 
 class ImageSink(Sink):
-    """One image file (PNG, or JPEG when asked for) from a result of one image."""
+    """One image file (PNG, JPEG or TIFF) from a result of one image, written like its input."""
 
-    def __init__(self, path, shape, dtype, final):
+    def __init__(self, path, shape, dtype, final, layout=None):
         super().__init__(path, shape, dtype)
-        self.pil = optional("PIL.Image", "writing images")
         _check_image_dtype(self.dtype, f"{Path(final).suffix} output")
-        self.name = Path(final).name
+        self.name, self.layout, self.notes = Path(final).name, layout, []
 
     def write(self, start, stop, block):
-        image = self.pil.fromarray(np.ascontiguousarray(block[0]))
-        image.save(self.path, format=_pil_format(self.name), **(
-            {"quality": 95} if _pil_format(self.name) == "JPEG" else {}))
+        write_picture(self.path, self.name, block[0], self.layout, self.notes)
 
 
 class Rounded(Sink):
@@ -411,6 +411,7 @@ class Rounded(Sink):
     def __init__(self, sink):
         self.sink, self.path, self.shape, self.dtype = sink, sink.path, sink.shape, sink.dtype
         self.limits = np.iinfo(sink.dtype)
+        self.notes = getattr(sink, "notes", [])
 
     def write(self, start, stop, block):
         self.sink.write(start, stop, np.clip(np.rint(block), self.limits.min,
@@ -421,6 +422,193 @@ class Rounded(Sink):
 
     def close(self):
         self.sink.close()
+
+
+# ------------------------------------------------------------------- layouts and metadata
+
+#: TIFF write keywords of an image file's colour mode: photometric, extra samples.
+MODE_TIFF = {"RGB": ("rgb", None), "RGBA": ("rgb", (2,)), "LA": ("minisblack", (2,)),
+             "CMYK": ("separated", None)}
+
+
+def _tiff_kwargs(layout, shape):
+    """tifffile write keywords giving `layout` back (a TIFF reader's), or the colour mode of an
+    image file, or grey pages (MinIsBlack: never RGB guessed from a length of 3 or 4)."""
+    layout = layout or {}
+    if layout.get("format") == "tif":
+        return dict(layout["tiff"])
+    mode = layout.get("mode", "").split(";")[0]
+    if mode in MODE_TIFF and len(shape) >= 3 and shape[-1] == len(mode):
+        photometric, extra = MODE_TIFF[mode]
+        kwargs = {"photometric": photometric, "planarconfig": "contig"}
+        if extra:
+            kwargs["extrasamples"] = extra
+        dpi = layout.get("info", {}).get("dpi")
+        if dpi:
+            kwargs.update(resolution=tuple(float(d) for d in dpi), resolutionunit=2)
+        icc = layout.get("info", {}).get("icc_profile")
+        if icc:
+            kwargs["iccprofile"] = icc
+        return kwargs
+    return {"photometric": "minisblack"}
+
+
+def create_tiff(path, data, shape, dtype, layout, notes):
+    """Write `data` (or, when None, room for `shape` and `dtype` to be filled later) as a TIFF
+    with `layout`; check that it reads back with the same shape."""
+    tifffile = optional("tifffile", "writing TIFF files")
+    kwargs = _tiff_kwargs(layout, shape)
+    what = {} if data is not None else {"shape": shape, "dtype": dtype}
+    try:
+        tifffile.imwrite(path, data, **what, **kwargs)
+    except (ValueError, TypeError) as error:
+        if not (kwargs.get("imagej") or kwargs.get("description")):
+            raise CliError(f"cannot write {Path(path).name} as TIFF: {error}") from None
+        notes.append(f"{layout['path']}: its ImageJ/OME metadata cannot describe the result "
+                     f"({error}); written without it")
+        for name in ("imagej", "ome", "description"):
+            kwargs.pop(name, None)
+        kwargs["metadata"] = {}
+        tifffile.imwrite(path, data, **what, **kwargs)
+    with tifffile.TiffFile(path) as tiff:
+        written = tiff.series[0].shape
+    if tuple(written) != tuple(shape):
+        raise CliError(f"cannot write {Path(path).name}: the TIFF layout reads back as {written}"
+                       f", not {tuple(shape)}")
+
+
+def create_zarr(path, shape, dtype, rows, layout, notes):
+    """A zarr array for the result, with `layout`'s format version, chunks, shards, fill
+    value, attributes, dimension names and codecs (a reader's), or slabs of `rows` as chunks."""
+    zarr = optional("zarr", "writing zarr arrays")
+    dtype = np.dtype(dtype)
+    if not layout or layout.get("format") != "zarr":
+        chunks = (max(1, min(rows, shape[0] or 1)),) + tuple(shape[1:])
+        return zarr.open_array(str(path), mode="w", shape=shape, dtype=dtype, chunks=chunks)
+    kwargs = {"zarr_format": layout["zarr_format"], "chunks": layout["chunks"],
+              "attributes": layout["attributes"]}
+    if layout["zarr_format"] == 2:  # v3 keeps the memory order out of the metadata
+        kwargs["order"] = layout["order"]
+    if layout["shards"] is not None:
+        kwargs["shards"] = layout["shards"]
+    if layout["dimension_names"] is not None:
+        kwargs["dimension_names"] = layout["dimension_names"]
+    fill = layout["fill_value"]
+    if fill is not None:
+        cast = np.asarray(fill).astype(dtype)
+        if np.asarray(cast == fill).all() or (np.isnan(cast) & np.isnan(np.asarray(fill, float))):
+            kwargs["fill_value"] = cast.item()
+        else:
+            notes.append(f"the zarr fill value {fill!r} is not a {dtype} value; the output's is "
+                         "the default")
+    codecs = {"compressors": layout["compressors"], "filters": layout["filters"]}
+    try:
+        return zarr.create_array(str(path), shape=shape, dtype=dtype, overwrite=True,
+                                 **kwargs, **{k: v for k, v in codecs.items() if v})
+    except (ValueError, TypeError) as error:
+        notes.append(f"the input's zarr codecs do not take {dtype} ({error}); the output uses "
+                     "the default codecs")
+        return zarr.create_array(str(path), shape=shape, dtype=dtype, overwrite=True, **kwargs)
+
+
+def _png_text(key, value):
+    return b"tEXt", key.encode("latin-1", "replace") + b"\0" + value.encode("latin-1", "replace")
+
+
+def write_picture(path, name, image, layout, notes):
+    """Write one image file's result as `name`'s format says, keeping its input's `layout`
+    (samples, frames, ICC profile, EXIF, dpi, PNG chunks, TIFF tags); what cannot be kept is
+    appended to `notes`; a layout the format cannot hold is refused."""
+    layout = layout or {}
+    kind = _pil_format(name)
+    origin = layout.get("format")
+    where = layout.get("path", name)
+    mode = layout.get("mode", "")
+    if kind == "TIFF":
+        if origin not in (None, "tif") and (layout.get("chunks") or layout.get("info")):
+            notes.append(f"{where}: its PNG/JPEG metadata (text, gamma, EXIF) is not written "
+                         "into the TIFF (ICC profile and resolution are)")
+        create_tiff(path, image, image.shape, image.dtype, layout, notes)
+        return
+    if origin == "tif":
+        notes.append(f"{where}: its TIFF tags (resolution, orientation, description) are not "
+                     f"written into {name}")
+    frames = layout.get("frames")
+    if mode == "CMYK" and kind != "JPEG":
+        raise CliError(f"{where} is CMYK: {name} (PNG) cannot hold CMYK; write a .tif or .jpg")
+    if frames is None and image.ndim == 3 and image.shape[-1] not in (1, 2, 3, 4):
+        raise CliError(f"{name}: an image file holds one image, but the result is "
+                       f"{image.shape}: write a .tif/.npy instead")
+    if kind == "JPEG":
+        _write_jpeg(path, name, image, layout, notes)
+        return
+    chunks, info = _png_chunks(layout, notes, where)
+    if image.dtype == np.uint16 and image.ndim == 3 and frames is None:
+        _png.write(path, image, chunks + info.pop("raw", []))  # 16-bit colour: Pillow has none
+        return
+    pil = optional("PIL.Image", "writing images")
+    png_info = _png_info(chunks + info.pop("raw", []))
+    pictures = [pil.fromarray(np.ascontiguousarray(plane))
+                for plane in (image if frames is not None else [image])]
+    if frames is not None:
+        if image.dtype != np.uint8:
+            raise CliError(f"{where}: an animated 16-bit PNG cannot be written")
+        pictures[0].save(path, format="PNG", save_all=True, append_images=pictures[1:],
+                         duration=frames["duration"], loop=frames["loop"], disposal=0, blend=0,
+                         pnginfo=png_info, **info)
+        return
+    pictures[0].save(path, format="PNG", pnginfo=png_info, **info)
+
+
+def _png_info(chunks):
+    from PIL import PngImagePlugin
+
+    png_info = PngImagePlugin.PngInfo()
+    for kind, data in chunks:
+        png_info.add(kind, data)
+    return png_info
+
+
+def _png_chunks(layout, notes, where):
+    """``(chunks, save keywords)`` of a PNG output: a PNG input's ancillary chunks as they were;
+    a JPEG input's ICC profile, EXIF (orientation kept, not applied), dpi and comment."""
+    if layout.get("format") == "png":
+        return list(layout.get("chunks", [])), {}
+    info = dict(layout.get("info", {})) if layout.get("format") == "jpeg" else {}
+    comment = info.pop("comment", None)
+    if comment:
+        info["raw"] = [_png_text("Comment", comment.decode("latin-1") if isinstance(
+            comment, bytes) else comment)]
+    return [], info
+
+
+def _write_jpeg(path, name, image, layout, notes):
+    pil = optional("PIL.Image", "writing images")
+    where = layout.get("path", name)
+    if image.dtype != np.uint8:
+        raise CliError(f"{where}: JPEG holds 8-bit images, the result is {image.dtype}: write a "
+                       ".png or .tif")
+    if layout.get("frames") is not None:
+        raise CliError(f"{where} is animated ({len(layout['frames']['duration'])} frames): a "
+                       "JPEG holds one; write a .png or .tif")
+    if image.ndim == 3 and image.shape[-1] in (2,) or (
+            image.ndim == 3 and image.shape[-1] == 4 and layout.get("mode") != "CMYK"):
+        raise CliError(f"{where} has an alpha channel: JPEG holds none; write a .png or .tif")
+    info = dict(layout.get("info", {}))
+    if layout.get("format") == "png":
+        dropped = sorted({kind.decode() for kind, _ in layout.get("chunks", [])
+                          if kind not in (b"iCCP", b"eXIf", b"pHYs")})
+        if dropped:
+            notes.append(f"{where}: its PNG chunk(s) {', '.join(dropped)} are not written into "
+                         f"{name} (JPEG)")
+    mode = "CMYK" if layout.get("mode") == "CMYK" else None
+    data = np.ascontiguousarray(image)
+    if mode:
+        picture = pil.frombuffer("CMYK", (data.shape[1], data.shape[0]), data.tobytes(), "raw",
+                                 "CMYK", 0, 1)
+    else:
+        picture = pil.fromarray(data)
+    picture.save(path, format="JPEG", quality=95, **info)
 
 
 def _pil_format(name):
@@ -441,15 +629,16 @@ def suffix_kind(path):
             **{s: "image" for s in PILLOW_SUFFIXES}}.get(suffix)
 
 
-def open_sink(target, name, shape, dtype, rows, key=None):
-    """The sink writing an array of `shape` as `name` (its suffix picks the format)."""
+def open_sink(target, name, shape, dtype, rows, key=None, layout=None):
+    """The sink writing an array of `shape` as `name` (its suffix picks the format), with the
+    input's `layout` where the format can hold it."""
     kind = suffix_kind(name)
     if kind == "image":
         if len(shape) < 3 or shape[0] != 1:
             raise CliError(f"{name}: an image file holds one image, but the result is {shape}: "
                            "write a .npy/.npz/.tif/.zarr instead")
         _check_image_dtype(np.dtype(dtype), f"{Path(name).suffix} output")
-        return ImageSink(target.path(name), shape, dtype, name)
+        return ImageSink(target.path(name), shape, dtype, name, layout)
     if kind is None:
         raise CliError(f"{name}: unsupported output; use .npy, .npz, .tif/.tiff, .zarr, "
                        ".png/.jpg (one image) or a folder")
@@ -459,5 +648,5 @@ def open_sink(target, name, shape, dtype, rows, key=None):
     if kind == "npz":
         return NpzSink(path, shape, dtype, key)
     if kind == "tif":
-        return TiffSink(path, shape, dtype)
-    return ZarrSink(path, shape, dtype, rows)
+        return TiffSink(path, shape, dtype, layout)
+    return ZarrSink(path, shape, dtype, rows, layout)

@@ -1,0 +1,131 @@
+"""PNG chunks, and the 16-bit colour PNGs Pillow cannot hold (it reads them as 8-bit).
+
+Pillow reads and writes 8-bit PNGs and 16-bit grey; 16-bit RGB, RGBA and grey+alpha are read and
+written here, by the PNG specification (zlib streams of filtered rows, big-endian samples), so
+their values round-trip bit for bit. The ancillary chunks of any PNG (ICC profile, gamma, text,
+physical size, EXIF, ...) are listed here so that a writer can copy them.
+"""
+
+import struct
+import zlib
+
+import numpy as np
+
+from ._cleanup import CliError
+
+__all__ = ["chunks", "header", "read", "write"]
+
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: Samples per pixel of each colour type (grey, RGB, palette, grey+alpha, RGBA).
+SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def chunks(path):
+    """Every chunk of the PNG at `path` as ``(type, data)``, in file order."""
+    with open(path, "rb") as file:
+        data = file.read()
+    if not data.startswith(SIGNATURE):
+        raise CliError(f"cannot read {path}: not a PNG file")
+    found, position = [], len(SIGNATURE)
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position:position + 8])
+        body = data[position + 8:position + 8 + length]
+        if len(body) < length:
+            raise CliError(f"cannot read {path}: chunk {kind!r} is truncated")
+        found.append((kind, body))
+        position += 12 + length
+        if kind == b"IEND":
+            break
+    return found
+
+
+def header(path):
+    """The IHDR fields of a PNG: width, height, depth, colour, interlace."""
+    with open(path, "rb") as file:
+        head = file.read(33)
+    if not head.startswith(SIGNATURE) or head[12:16] != b"IHDR":
+        raise CliError(f"cannot read {path}: not a PNG file")
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", head[16:29])
+    return {"width": width, "height": height, "depth": depth, "colour": colour,
+            "interlace": interlace}
+
+
+def _paeth(a, b, c):
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    return a if pa <= pb and pa <= pc else b if pb <= pc else c
+
+
+def _unfilter(raw, height, stride, bpp):
+    """The filtered scanlines of a non-interlaced image -> ``(height, stride)`` uint8."""
+    rows = np.frombuffer(raw, np.uint8)
+    if len(rows) < height * (stride + 1):
+        raise ValueError("the image data is truncated")
+    rows = rows[:height * (stride + 1)].reshape(height, stride + 1)
+    out = np.zeros((height, stride), np.uint8)
+    prior = np.zeros(stride, np.uint8)
+    for y in range(height):
+        kind, line = rows[y, 0], rows[y, 1:]
+        if kind == 0:
+            current = line.copy()
+        elif kind == 1:  # Sub: a running sum per byte of the pixel, modulo 256
+            current = np.cumsum(line.reshape(-1, bpp), axis=0, dtype=np.uint8).reshape(-1)
+        elif kind == 2:
+            current = line + prior
+        elif kind in (3, 4):  # Average, Paeth: each byte depends on the one bpp before it
+            values, above = line.tolist(), prior.tolist()
+            for x in range(stride):
+                left = values[x - bpp] if x >= bpp else 0
+                if kind == 3:
+                    values[x] = (values[x] + ((left + above[x]) >> 1)) & 255
+                else:
+                    corner = above[x - bpp] if x >= bpp else 0
+                    values[x] = (values[x] + _paeth(left, above[x], corner)) & 255
+            current = np.array(values, np.uint8)
+        else:
+            raise ValueError(f"unknown filter type {kind} in row {y}")
+        out[y] = current
+        prior = current
+    return out
+
+
+def read(path):
+    """A non-interlaced 16-bit grey+alpha, RGB or RGBA PNG as ``(H, W, C)`` uint16."""
+    head = header(path)
+    if head["interlace"]:
+        raise CliError(f"cannot read {path}: interlaced 16-bit colour PNGs are not supported")
+    samples = SAMPLES[head["colour"]]
+    try:
+        raw = zlib.decompress(b"".join(data for kind, data in chunks(path) if kind == b"IDAT"))
+        width, height = head["width"], head["height"]
+        rows = _unfilter(raw, height, width * samples * 2, samples * 2)
+    except (ValueError, zlib.error) as error:
+        raise CliError(f"cannot read {path}: {error}") from None
+    return rows.view(">u2").reshape(height, width, samples).astype(np.uint16)
+
+
+def _chunk(kind, data):
+    return (struct.pack(">I", len(data)) + kind + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+
+def write(path, image, extra=()):
+    """Write ``(H, W)`` or ``(H, W, C)`` uint8/uint16 `image` as a PNG with the ancillary
+    chunks `extra` (``(type, data)``, written before the image data)."""
+    image = np.asarray(image)
+    samples = 1 if image.ndim == 2 else image.shape[2]
+    colour = {1: 0, 2: 4, 3: 2, 4: 6}[samples]
+    depth = image.dtype.itemsize * 8
+    height, width = image.shape[:2]
+    rows = np.ascontiguousarray(image, dtype=">u2" if depth == 16 else np.uint8)
+    rows = rows.reshape(height, -1).view(np.uint8)
+    body = np.empty((height, rows.shape[1] + 1), np.uint8)
+    body[:, 0], body[:, 1:] = 0, rows  # filter type 0 (None) on every row
+    with open(path, "wb") as file:
+        file.write(SIGNATURE)
+        file.write(_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0,
+                                               0)))
+        for kind, data in extra:
+            file.write(_chunk(kind, data))
+        file.write(_chunk(b"IDAT", zlib.compress(body.tobytes(), 6)))
+        file.write(_chunk(b"IEND", b""))
