@@ -13,7 +13,7 @@ import numpy as np
 
 from ._cleanup import CliError
 
-__all__ = ["chunks", "header", "read", "write"]
+__all__ = ["chunks", "header", "read", "splice", "write"]
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: Samples per pixel of each colour type (grey, RGB, palette, grey+alpha, RGBA).
@@ -129,3 +129,10 @@ def write(path, image, extra=()):
             file.write(_chunk(kind, data))
         file.write(_chunk(b"IDAT", zlib.compress(body.tobytes(), 6)))
         file.write(_chunk(b"IEND", b""))
+
+
+def splice(encoded, extra):
+    """The PNG file `encoded` (bytes) with the chunks `extra` (``(type, data)``) right after its
+    header, where every ancillary chunk may stand (before PLTE, acTL and IDAT)."""
+    end = len(SIGNATURE) + 12 + struct.unpack(">I", encoded[8:12])[0]
+    return encoded[:end] + b"".join(_chunk(kind, data) for kind, data in extra) + encoded[end:]

@@ -42,11 +42,63 @@ def make_sink(target, name, shape, dtype, rows, key=None, reference=None, names=
                and (name is None or suffix_kind(name) == "image"))
     if rounded:
         dtype = reference.dtype
+    held = held_metadata(layouts) if isinstance(layouts, dict) else []
+    if name is not None and suffix_kind(name) in ("npy", "npz") and held:
+        note = f"{layouts.get('path', 'the input')}: its {', '.join(held)} " \
+            f"cannot be written into {name}"
+    else:
+        note = None
     if name is None:
         sink = ImagesSink(target, shape, dtype, names, layouts)
     else:
         sink = open_sink(target, name, shape, dtype, rows, key, layouts)
-    return Rounded(sink) if rounded else sink
+    sink = Rounded(sink) if rounded else sink
+    if note:
+        sink.notes = getattr(sink, "notes", []) + [note]
+    return sink
+
+
+#: Names of the TIFF tags a reader copies (software, 305, goes without saying).
+TAG_NAMES = {269: "DocumentName", 271: "Make", 272: "Model", 274: "Orientation", 285: "PageName",
+             306: "DateTime", 315: "Artist", 316: "HostComputer", 332: "InkSet",
+             33432: "Copyright"}
+
+
+def held_metadata(layout):
+    """The names of what `layout` (a reader's) holds beyond the values: what a format without
+    it (``.npy``, ``.npz``) drops."""
+    if not layout:
+        return []
+    if layout["format"] == "tif":
+        tiff = layout["tiff"]
+        held = [name for name, there in (
+            ("pyramid levels", layout.get("levels")), ("resolution", "resolution" in tiff),
+            ("ICC profile", "iccprofile" in tiff), ("ImageJ metadata", tiff.get("imagej")),
+            ("OME-XML", "ome" in tiff), ("description", "description" in tiff),
+            *((TAG_NAMES.get(tag[0], f"tag {tag[0]}"), True) for tag in tiff.get("extratags", [])
+              if tag[0] != 305),
+            (tiff["photometric"], tiff["photometric"] not in ("minisblack", "rgb"))) if there]
+    elif layout["format"] == "zarr":
+        held = [name for name in ("attributes", "dimension_names") if layout.get(name)]
+    else:
+        held = sorted(layout.get("info", {})) + [k.decode() for k, _ in layout.get("chunks", [])]
+        held += ["frame durations"] if layout.get("frames") else []
+    return held
+
+
+def with_levels(args, layout, levels, compute, say):
+    """`layout` with the results of its TIFF pyramid levels (``level_results``), each level
+    processed like the full image by ``compute(level)``; ``levels()`` reads them. Where an
+    option fits only the full-resolution image (``--mask``, ``match``'s reference) the levels
+    are not written, and `say` says so."""
+    if not layout or not layout.get("levels"):
+        return layout
+    if args.command == "match" or getattr(args, "mask", None) is not None:
+        option = "--reference" if args.command == "match" else "--mask"
+        say(f"{layout['path']}: its {layout['levels']} reduced-resolution level(s) are not "
+            f"written: {option} fits only the full-resolution image")
+        return dict(layout, levels=0)
+    return dict(layout, level_results=[to_host(compute(level)) for level in levels()])
 
 
 class Entry:
@@ -179,6 +231,13 @@ def run_batches(args, found, xp, todo, options_for, reference=None, mask_for=Non
                                    mask_for)
                     raise
                 for (entry, image), result in zip(members, results):
+                    layout = entry.picture.layout
+                    entry.picture.layout = with_levels(
+                        args, layout, lambda layout=layout: layout.pop("level_arrays"),
+                        lambda level, entry=entry: _compute(
+                            args, found, xp, [(entry, level)], axes, dict(color), reference,
+                            None)[0],
+                        entry.picture.notes.append)
                     _write(args, entry, to_host(result), reference)
                     shapes.setdefault(entry.job, set()).add(image.shape)
                     bar.update(1)

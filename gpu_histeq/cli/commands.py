@@ -12,8 +12,8 @@ import numpy as np
 
 from .. import _validate, equalize_hist
 from ._cleanup import PROG, CliError, one_line
-from .batches import entries, make_sink, run_batches
-from .readers import open_source
+from .batches import entries, make_sink, run_batches, with_levels
+from .readers import open_source, read_levels
 from .streaming import stream
 from .writers import FileTarget, FolderTarget, image_name, suffix_kind
 
@@ -389,6 +389,10 @@ def run_file_command(args, found, say):
                 continue
             mask = load_mask(mask_source, source.shape)
             operation, options = _operation_for(args, found, xp, source, reference, channel)
+            source.layout = with_levels(  # a TIFF's pyramid levels, each like the full image
+                args, source.layout, lambda source=source: read_levels(source),
+                lambda level: operation(xp.asarray(level), None, axes, 0, len(level)),
+                source.notes.append)
 
             def sink_for(shape, dtype, rows, source=source, target=target, name=name):
                 return make_sink(target, name, shape, dtype, rows,

@@ -28,7 +28,7 @@ from . import _png
 from ._cleanup import PROG, CliError, one_line, optional
 
 __all__ = ["IMAGE_SUFFIXES", "Picture", "Source", "load_picture", "open_source", "is_zarr",
-           "tell"]
+           "read_levels", "tell"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -165,6 +165,7 @@ class Picture:
     def __init__(self, array, axes, sample_axis, layout, notes=()):
         self.array, self.axes, self.sample_axis = array, tuple(axes), sample_axis
         self.layout, self.notes = layout, list(notes)
+        layout.update(axes=self.axes, sample_axis=sample_axis)
 
 
 def _describe(array):
@@ -321,7 +322,7 @@ def tiff_layout(tiff, series, path):
         kwargs.update(imagej=True, metadata={**kept, "axes": series.axes})
         kwargs.pop("software")
     elif tiff.is_ome:
-        kwargs.update(ome=False, description=tiff.ome_metadata)  # the OME-XML, as it was
+        kwargs.update(ome=False, description=tiff.ome_metadata.encode())  # the OME-XML, as it was
     elif tiff.is_shaped and description.startswith("{"):
         try:
             shaped = json.loads(description)
@@ -331,13 +332,32 @@ def tiff_layout(tiff, series, path):
     elif description:
         kwargs["description"] = description
     levels = len(getattr(series, "levels", [])) - 1
-    if levels > 0:
-        notes.append(f"{path}: its {levels} reduced-resolution level(s) (pyramid / SubIFDs) "
-                     "are not written: only the full-resolution image is equalized")
+    if levels > 0 and kwargs.get("imagej"):
+        notes.append(f"{path}: its {levels} reduced-resolution level(s) are not written: an "
+                     "ImageJ TIFF holds none")
+        levels = 0
     if 34665 in page.tags or 34853 in page.tags:
         notes.append(f"{path}: its EXIF/GPS tags are not written back")
-    return axes, sample_axis, {"format": "tif", "tiff": kwargs, "path": str(path)}, notes, \
-        palette
+    layout = {"format": "tif", "tiff": kwargs, "path": str(path), "levels": levels}
+    return axes, sample_axis, layout, notes, palette
+
+
+def _read_levels(series, levels, palette):
+    """The reduced-resolution levels (SubIFDs) of `series`, as arrays like its own."""
+    found = [level.asarray() for level in series.levels[1:levels + 1]]
+    if palette is not None:
+        found = [_expand_palette(level, palette) for level in found]
+    return [level.astype(level.dtype.newbyteorder("="), copy=False) for level in found]
+
+
+def read_levels(source):
+    """The reduced-resolution levels of a TIFF `source` (its ``layout["levels"]``)."""
+    with _StrictTiff(source.path) as (tiff, check):
+        _, series = _tiff_series(tiff, source.path, source.key)
+        palette = series.keyframe.colormap if source.layout["palette"] else None
+        found = _read_levels(series, source.layout["levels"], palette)
+        check()
+    return found
 
 
 def _expand_palette(indices, colormap):
@@ -354,6 +374,7 @@ def _tiff_picture(path, key=None):
         axes, sample_axis, layout, notes, palette = tiff_layout(tiff, series, path)
         check()
         array = series.asarray()
+        layout["level_arrays"] = _read_levels(series, layout["levels"], palette)
         check()
     if palette is not None:
         array = _expand_palette(array, palette)
@@ -377,7 +398,8 @@ def _open_tiff(path, key=None):
                 array = _expand_palette(array, palette)
             source = Source(array, path, "tif")
     source.default_axes, source.sample_axis, source.own_axes = axes, sample_axis, True
-    source.layout, source.notes = layout, notes
+    source.layout = dict(layout, axes=axes, sample_axis=sample_axis, palette=palette is not None)
+    source.notes, source.key = notes, key
     return source
 
 
@@ -410,6 +432,7 @@ def _pillow_picture(path):
             raise CliError(f"{path} is a {kind} image, not a {path.suffix.lstrip('.')}: "
                            "rename it or convert it to PNG/TIFF")
         layout = {"format": "png" if kind == "PNG" else "jpeg", "mode": image.mode,
+                  "path": str(path),
                   "info": {k: image.info[k] for k in ("icc_profile", "exif", "dpi", "comment")
                            if image.info.get(k)}}
         if kind == "PNG":

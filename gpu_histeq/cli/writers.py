@@ -17,6 +17,8 @@ a SIGBUS.
 
 import ctypes
 import errno
+import io
+import math
 import os
 from pathlib import Path
 
@@ -453,14 +455,32 @@ def _tiff_kwargs(layout, shape):
     return {"photometric": "minisblack"}
 
 
+#: Write keywords of a pyramid level (a SubIFD): its samples, nothing of the file's metadata.
+LEVEL_KEYWORDS = ("photometric", "planarconfig", "extrasamples")
+
+
+def _write_tiff(path, data, what, kwargs, levels):
+    """tifffile's imwrite, with the reduced-resolution `levels` (results) as SubIFDs."""
+    tifffile = optional("tifffile", "writing TIFF files")
+    kwargs = dict(kwargs)
+    opened = {name: kwargs.pop(name) for name in ("imagej", "ome") if name in kwargs}
+    with tifffile.TiffWriter(path, **opened) as tiff:
+        tiff.write(data, **what, **kwargs, **({"subifds": len(levels)} if levels else {}))
+        for level in levels:
+            tiff.write(level, subfiletype=1,
+                       **{k: v for k, v in kwargs.items() if k in LEVEL_KEYWORDS})
+
+
 def create_tiff(path, data, shape, dtype, layout, notes):
     """Write `data` (or, when None, room for `shape` and `dtype` to be filled later) as a TIFF
-    with `layout`; check that it reads back with the same shape."""
+    with `layout` and its pyramid levels' results (``layout["level_results"]``); check that it
+    reads back with the same shape and levels."""
     tifffile = optional("tifffile", "writing TIFF files")
     kwargs = _tiff_kwargs(layout, shape)
+    levels = (layout or {}).get("level_results") or []
     what = {} if data is not None else {"shape": shape, "dtype": dtype}
     try:
-        tifffile.imwrite(path, data, **what, **kwargs)
+        _write_tiff(path, data, what, kwargs, levels)
     except (ValueError, TypeError) as error:
         if not (kwargs.get("imagej") or kwargs.get("description")):
             raise CliError(f"cannot write {Path(path).name} as TIFF: {error}") from None
@@ -469,12 +489,12 @@ def create_tiff(path, data, shape, dtype, layout, notes):
         for name in ("imagej", "ome", "description"):
             kwargs.pop(name, None)
         kwargs["metadata"] = {}
-        tifffile.imwrite(path, data, **what, **kwargs)
+        _write_tiff(path, data, what, kwargs, levels)
     with tifffile.TiffFile(path) as tiff:
-        written = tiff.series[0].shape
-    if tuple(written) != tuple(shape):
+        written, count = tiff.series[0].shape, len(tiff.series[0].levels)
+    if tuple(written) != tuple(shape) or count != len(levels) + 1:
         raise CliError(f"cannot write {Path(path).name}: the TIFF layout reads back as {written}"
-                       f", not {tuple(shape)}")
+                       f" with {count - 1} levels, not {tuple(shape)} with {len(levels)}")
 
 
 def create_zarr(path, shape, dtype, rows, layout, notes):
@@ -531,42 +551,51 @@ def write_picture(path, name, image, layout, notes):
         create_tiff(path, image, image.shape, image.dtype, layout, notes)
         return
     if origin == "tif":
-        notes.append(f"{where}: its TIFF tags (resolution, orientation, description) are not "
-                     f"written into {name}")
+        notes.append(f"{where}: its TIFF tags (resolution, orientation, description)"
+                     f"{' and pyramid levels' if layout.get('levels') else ''} are not written "
+                     f"into {name}")
     frames = layout.get("frames")
     if mode == "CMYK" and kind != "JPEG":
         raise CliError(f"{where} is CMYK: {name} (PNG) cannot hold CMYK; write a .tif or .jpg")
-    if frames is None and image.ndim == 3 and image.shape[-1] not in (1, 2, 3, 4):
-        raise CliError(f"{name}: an image file holds one image, but the result is "
-                       f"{image.shape}: write a .tif/.npy instead")
+    if frames is None:
+        image = _one_image(image, layout, name)
     if kind == "JPEG":
         _write_jpeg(path, name, image, layout, notes)
         return
     chunks, info = _png_chunks(layout, notes, where)
+    chunks += info.pop("raw", [])
     if image.dtype == np.uint16 and image.ndim == 3 and frames is None:
-        _png.write(path, image, chunks + info.pop("raw", []))  # 16-bit colour: Pillow has none
+        _png.write(path, image, chunks)  # 16-bit colour: Pillow has none
         return
     pil = optional("PIL.Image", "writing images")
-    png_info = _png_info(chunks + info.pop("raw", []))
     pictures = [pil.fromarray(np.ascontiguousarray(plane))
                 for plane in (image if frames is not None else [image])]
+    encoded = io.BytesIO()
     if frames is not None:
         if image.dtype != np.uint8:
             raise CliError(f"{where}: an animated 16-bit PNG cannot be written")
-        pictures[0].save(path, format="PNG", save_all=True, append_images=pictures[1:],
+        pictures[0].save(encoded, format="PNG", save_all=True, append_images=pictures[1:],
                          duration=frames["duration"], loop=frames["loop"], disposal=0, blend=0,
-                         pnginfo=png_info, **info)
-        return
-    pictures[0].save(path, format="PNG", pnginfo=png_info, **info)
+                         **info)
+    else:
+        pictures[0].save(encoded, format="PNG", **info)
+    with open(path, "wb") as file:  # Pillow writes only some chunks: the others go in here
+        file.write(_png.splice(encoded.getvalue(), chunks))
 
 
-def _png_info(chunks):
-    from PIL import PngImagePlugin
-
-    png_info = PngImagePlugin.PngInfo()
-    for kind, data in chunks:
-        png_info.add(kind, data)
-    return png_info
+def _one_image(image, layout, name):
+    """`image` as the ``(H, W)`` or ``(H, W, C)`` a PNG/JPEG holds, or refused: a TIFF's
+    pages or planar samples are moved into place; several images are refused."""
+    axes, sample = layout.get("axes"), layout.get("sample_axis")
+    if axes is None:  # an array without a layout: (H, W) or (H, W, C)
+        axes, sample = (0, 1), 2 if image.ndim == 3 else None
+    wanted = [*axes] + ([] if sample is None else [sample])
+    others = [n for a, n in enumerate(image.shape) if a not in wanted]
+    if math.prod(others) != 1 or (sample is not None and image.shape[sample] > 4):
+        raise CliError(f"{layout.get('path', name)} holds {image.shape} values: {name} holds one "
+                       "image of at most 4 channels; write a .tif (or .npy) instead")
+    return np.moveaxis(image, wanted, range(len(wanted))).reshape(
+        [image.shape[a] for a in wanted])
 
 
 def _png_chunks(layout, notes, where):
