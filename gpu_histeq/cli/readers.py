@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -38,7 +39,6 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 def tell(quiet, line):
     """Say on stderr what a run cannot keep or did not process (one line; nothing with -q)."""
     if not quiet:
-        import sys
         print(f"{PROG}: warning: {line}", file=sys.stderr, flush=True)
 
 
@@ -165,11 +165,7 @@ class Picture:
     def __init__(self, array, axes, sample_axis, layout, notes=()):
         self.array, self.axes, self.sample_axis = array, tuple(axes), sample_axis
         self.layout, self.notes = layout, list(notes)
-        layout.update(axes=self.axes, sample_axis=sample_axis)
-
-
-def _describe(array):
-    return f"{array.shape} {array.dtype}"
+        layout.update(axes=self.axes, sample_axis=sample_axis, ndim=array.ndim)
 
 
 def load_picture(path, key=None):
@@ -323,6 +319,7 @@ def tiff_layout(tiff, series, path):
         kwargs.pop("software")
     elif tiff.is_ome:
         kwargs.update(ome=False, description=tiff.ome_metadata.encode())  # the OME-XML, as it was
+        kwargs["ome_dtype"] = np.dtype(series.dtype).newbyteorder("=").str
     elif tiff.is_shaped and description.startswith("{"):
         try:
             shaped = json.loads(description)
@@ -398,7 +395,8 @@ def _open_tiff(path, key=None):
                 array = _expand_palette(array, palette)
             source = Source(array, path, "tif")
     source.default_axes, source.sample_axis, source.own_axes = axes, sample_axis, True
-    source.layout = dict(layout, axes=axes, sample_axis=sample_axis, palette=palette is not None)
+    source.layout = dict(layout, axes=axes, sample_axis=sample_axis, ndim=len(source.shape),
+                         palette=palette is not None)
     source.notes, source.key = notes, key
     return source
 

@@ -20,6 +20,7 @@ import errno
 import io
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -382,7 +383,8 @@ class ImagesSink(Sink):
 
     def __init__(self, target, shape, dtype, names, layouts=None):
         super().__init__(target.final, shape, dtype)
-        _check_image_dtype(self.dtype, "a folder of images")
+        if any(_pil_format(name) != "TIFF" for name in names):  # a TIFF holds any dtype
+            _check_image_dtype(self.dtype, "a folder of PNG/JPEG images")
         self.target, self.names, self.notes = target, names, []
         self.layouts = layouts or [None] * len(names)
 
@@ -398,9 +400,22 @@ class ImageSink(Sink):
         super().__init__(path, shape, dtype)
         _check_image_dtype(self.dtype, f"{Path(final).suffix} output")
         self.name, self.layout, self.notes = Path(final).name, layout, []
+        self.stacked = _stacked(self.shape, layout)
+        self.full = np.empty(self.shape, self.dtype)
 
     def write(self, start, stop, block):
-        write_picture(self.path, self.name, block[0], self.layout, self.notes)
+        self.full[start:stop] = block
+
+    def finish(self):
+        write_picture(self.path, self.name, self.full[0] if self.stacked else self.full,
+                      self.layout, self.notes)
+        self.full = None
+
+
+def _stacked(shape, layout):
+    """Whether a result of `shape` is a stack of one image (first axis 1), not the input's own
+    layout (a TIFF's series: pages, planar samples)."""
+    return not layout or len(shape) != layout.get("ndim", -1)
 
 
 class Rounded(Sink):
@@ -433,12 +448,32 @@ MODE_TIFF = {"RGB": ("rgb", None), "RGBA": ("rgb", (2,)), "LA": ("minisblack", (
              "CMYK": ("separated", None)}
 
 
-def _tiff_kwargs(layout, shape):
+#: OME pixel types of NumPy dtypes.
+OME_TYPES = {"u1": "uint8", "i1": "int8", "u2": "uint16", "i2": "int16", "u4": "uint32",
+             "i4": "int32", "f4": "float", "f8": "double"}
+
+
+def _ome_pixel_type(xml, was, dtype):
+    """The OME-XML `xml` (bytes) with its pixel type changed from `was` to `dtype` (a result of
+    another dtype, such as the float of ``--method skimage``)."""
+    was, now = np.dtype(was), np.dtype(dtype)
+    if was == now or now.str[1:] not in OME_TYPES:
+        return xml
+    xml = re.sub(rb'(<Pixels\b[^>]*?\bType=")[^"]*"',
+                 rb"\g<1>" + OME_TYPES[now.str[1:]].encode() + b'"', xml, count=1)
+    return re.sub(rb'(<Pixels\b[^>]*?) SignificantBits="[0-9]*"', rb"\g<1>", xml, count=1)
+
+
+def _tiff_kwargs(layout, shape, dtype):
     """tifffile write keywords giving `layout` back (a TIFF reader's), or the colour mode of an
     image file, or grey pages (MinIsBlack: never RGB guessed from a length of 3 or 4)."""
     layout = layout or {}
     if layout.get("format") == "tif":
-        return dict(layout["tiff"])
+        kwargs = dict(layout["tiff"])
+        if "ome_dtype" in kwargs:
+            kwargs["description"] = _ome_pixel_type(kwargs["description"],
+                                                    kwargs.pop("ome_dtype"), dtype)
+        return kwargs
     mode = layout.get("mode", "").split(";")[0]
     if mode in MODE_TIFF and len(shape) >= 3 and shape[-1] == len(mode):
         photometric, extra = MODE_TIFF[mode]
@@ -476,7 +511,7 @@ def create_tiff(path, data, shape, dtype, layout, notes):
     with `layout` and its pyramid levels' results (``layout["level_results"]``); check that it
     reads back with the same shape and levels."""
     tifffile = optional("tifffile", "writing TIFF files")
-    kwargs = _tiff_kwargs(layout, shape)
+    kwargs = _tiff_kwargs(layout, shape, dtype)
     levels = (layout or {}).get("level_results") or []
     what = {} if data is not None else {"shape": shape, "dtype": dtype}
     try:
@@ -663,9 +698,13 @@ def open_sink(target, name, shape, dtype, rows, key=None, layout=None):
     input's `layout` where the format can hold it."""
     kind = suffix_kind(name)
     if kind == "image":
-        if len(shape) < 3 or shape[0] != 1:
+        stacked = _stacked(shape, layout)
+        if stacked and (len(shape) < 3 or shape[0] != 1):
             raise CliError(f"{name}: an image file holds one image, but the result is {shape}: "
                            "write a .npy/.npz/.tif/.zarr instead")
+        if not (layout or {}).get("frames"):  # refused now, not after the work
+            _one_image(np.broadcast_to(np.zeros((), bool), shape[1:] if stacked else shape),
+                       layout or {}, name)
         _check_image_dtype(np.dtype(dtype), f"{Path(name).suffix} output")
         return ImageSink(target.path(name), shape, dtype, name, layout)
     if kind is None:
