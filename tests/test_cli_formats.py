@@ -720,3 +720,86 @@ def test_png_codec_reads_every_filter_type(tmp_path):
     buffer.write(_png._chunk(b"IEND", b""))
     (tmp_path / "filters.png").write_bytes(buffer.getvalue())
     np.testing.assert_array_equal(_png.read(tmp_path / "filters.png"), image)
+
+
+def test_png_codec_reads_adam7_interlaced_16bit(tmp_path, capsys):
+    """An interlaced 16-bit RGBA PNG (passes written by hand, checked by OpenCV's libpng) reads
+    back exactly and round-trips through the CLI with 16 bits."""
+    cv2 = pytest.importorskip("cv2")
+    from gpu_histeq.cli import _png
+
+    image = _values((13, 11, 4), np.uint16, 0, 65535)
+    raw = image.astype(">u2").view(np.uint8).reshape(13, 11, 8)
+    passes = []
+    for x0, y0, dx, dy in _png.ADAM7:
+        sub = raw[y0::dy, x0::dx]
+        if sub.size:
+            passes.extend(b"\0" + bytes(row) for row in sub.reshape(sub.shape[0], -1))
+    head = struct.pack(">IIBBBBB", 11, 13, 16, 6, 0, 0, 1)
+    (tmp_path / "i.png").write_bytes(
+        _png.SIGNATURE + _png._chunk(b"IHDR", head)
+        + _png._chunk(b"IDAT", zlib.compress(b"".join(passes))) + _png._chunk(b"IEND", b""))
+    decoded = cv2.imread(str(tmp_path / "i.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(decoded[..., [2, 1, 0, 3]], image)  # the file is right
+    np.testing.assert_array_equal(_png.read(tmp_path / "i.png"), image)
+    status, _, err = _run(capsys, tmp_path / "i.png", tmp_path / "o.png", folder=tmp_path)
+    assert status == 0, err
+    np.testing.assert_array_equal(_png.read(tmp_path / "o.png"),
+                                  gh.equalize_hist(image, axes=(0, 1)))
+
+
+def test_bilevel_tiff_read_as_8bit_and_said(tmp_path, capsys):
+    bits = np.zeros((10, 12), bool)
+    bits[2:7, 3:9] = True
+    tifffile.imwrite(tmp_path / "fax.tif", bits, photometric="miniswhite")
+    status, _, err = _run(capsys, tmp_path / "fax.tif", tmp_path / "o.tif", folder=tmp_path)
+    assert status == 0 and "fax.tif: a 1-bit image, read as 8-bit grey" in err, err
+    with tifffile.TiffFile(tmp_path / "o.tif") as tiff:
+        assert tiff.pages[0].photometric == tifffile.PHOTOMETRIC.MINISWHITE
+        np.testing.assert_array_equal(tiff.asarray(),
+                                      _equalized(bits.astype(np.uint8) * 255, (0, 1)))
+
+
+def test_dataset_wide_folder_keeps_each_tiffs_layout_and_lists_the_rest(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    stack = _values((3, 16, 12))
+    for i, image in enumerate(stack):
+        tifffile.imwrite(tmp_path / "in" / f"s{i}.tif", image, photometric="miniswhite",
+                         resolution=(150, 150))
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    status, _, err = _run(capsys, tmp_path / "in", "-o", f"{tmp_path / 'out'}/", "--axes",
+                          "all", folder=tmp_path)
+    assert status == 0, err
+    assert "1 entries are not processed: notes.txt" in err
+    expected = gh.equalize_hist(stack, axes=(0, 1, 2))
+    for i in range(3):
+        with tifffile.TiffFile(tmp_path / "out" / f"s{i}.tif") as tiff:
+            assert tiff.pages[0].photometric == tifffile.PHOTOMETRIC.MINISWHITE
+            assert tiff.pages[0].tags["XResolution"].value == (150, 1)
+            np.testing.assert_array_equal(tiff.asarray(), expected[i])
+    # the clash refusal holds on this path too
+    pil.fromarray(stack[0]).save(tmp_path / "in" / "s0.png")
+    pil.fromarray(stack[1]).save(tmp_path / "in" / "s0.jpg")
+    status, out, err = _run(capsys, tmp_path / "in", "-o", f"{tmp_path / 'again'}/", "--axes",
+                            "all", folder=tmp_path)
+    assert status == 1 and "s0.jpg and s0.png" in err and not (tmp_path / "again").exists()
+
+
+def test_zarr_group_attributes_said_and_separator_kept(tmp_path, capsys):
+    zarr = pytest.importorskip("zarr")
+    group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w", zarr_format=2)
+    group.attrs["multiscales"] = [{"version": "0.4"}]
+    stack = _values((2, 10, 8))
+    array = group.create_array("0", shape=stack.shape, dtype=np.uint8, chunks=(1, 10, 8),
+                               chunk_key_encoding={"name": "v2", "separator": "/"})
+    array[...] = stack
+    group.create_array("1", shape=(2, 5, 4), dtype=np.uint8)
+    status, out, err = _run(capsys, tmp_path / "g.zarr", tmp_path / "o.zarr", folder=tmp_path)
+    _refused(status, out, err, "g.zarr holds 2 arrays", "--key")
+    status, _, err = _run(capsys, tmp_path / "g.zarr", tmp_path / "o.zarr", "--key", "0",
+                          folder=tmp_path)
+    assert status == 0 and "the group's attributes (multiscales) are not written" in err, err
+    assert (tmp_path / "o.zarr" / "0" / "0" / "0").exists()  # "/" separated chunk keys
+    written = zarr.open_array(str(tmp_path / "o.zarr"), mode="r")
+    assert written.metadata.zarr_format == 2
+    np.testing.assert_array_equal(written[...], _equalized(stack, (1, 2)))

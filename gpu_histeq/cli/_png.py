@@ -56,12 +56,14 @@ def _paeth(a, b, c):
     return a if pa <= pb and pa <= pc else b if pb <= pc else c
 
 
-def _unfilter(raw, height, stride, bpp):
-    """The filtered scanlines of a non-interlaced image -> ``(height, stride)`` uint8."""
-    rows = np.frombuffer(raw, np.uint8)
-    if len(rows) < height * (stride + 1):
-        raise ValueError("the image data is truncated")
-    rows = rows[:height * (stride + 1)].reshape(height, stride + 1)
+#: The seven passes of Adam7 interlacing: first column, first row, column step, row step.
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+         (0, 1, 1, 2))
+
+
+def _unfilter(rows, bpp):
+    """Filtered scanlines ``(height, 1 + stride)`` uint8 -> the image bytes ``(height, stride)``."""
+    height, stride = rows.shape[0], rows.shape[1] - 1
     out = np.zeros((height, stride), np.uint8)
     prior = np.zeros(stride, np.uint8)
     for y in range(height):
@@ -89,19 +91,35 @@ def _unfilter(raw, height, stride, bpp):
     return out
 
 
+def _take(raw, position, height, stride):
+    """`height` filtered rows of `stride` bytes at `position` of `raw`, and where they end."""
+    end = position + height * (stride + 1)
+    if end > len(raw):
+        raise ValueError("the image data is truncated")
+    return np.frombuffer(raw, np.uint8, end - position, position).reshape(height, stride + 1), end
+
+
 def read(path):
-    """A non-interlaced 16-bit grey+alpha, RGB or RGBA PNG as ``(H, W, C)`` uint16."""
+    """A 16-bit grey+alpha, RGB or RGBA PNG (interlaced or not) as ``(H, W, C)`` uint16."""
     head = header(path)
-    if head["interlace"]:
-        raise CliError(f"cannot read {path}: interlaced 16-bit colour PNGs are not supported")
     samples = SAMPLES[head["colour"]]
+    width, height, bpp = head["width"], head["height"], samples * 2
     try:
         raw = zlib.decompress(b"".join(data for kind, data in chunks(path) if kind == b"IDAT"))
-        width, height = head["width"], head["height"]
-        rows = _unfilter(raw, height, width * samples * 2, samples * 2)
+        if not head["interlace"]:
+            image = _unfilter(_take(raw, 0, height, width * bpp)[0], bpp)
+        else:
+            image, position = np.zeros((height, width * bpp), np.uint8), 0
+            pixels = image.reshape(height, width, bpp)
+            for x0, y0, dx, dy in ADAM7:
+                columns, lines = -(-(width - x0) // dx), -(-(height - y0) // dy)
+                if columns <= 0 or lines <= 0:
+                    continue
+                rows, position = _take(raw, position, lines, columns * bpp)
+                pixels[y0::dy, x0::dx] = _unfilter(rows, bpp).reshape(lines, columns, bpp)
     except (ValueError, zlib.error) as error:
         raise CliError(f"cannot read {path}: {error}") from None
-    return rows.view(">u2").reshape(height, width, samples).astype(np.uint16)
+    return image.view(">u2").reshape(height, width, samples).astype(np.uint16)
 
 
 def _chunk(kind, data):

@@ -42,6 +42,8 @@ def make_sink(target, name, shape, dtype, rows, key=None, reference=None, names=
                and (name is None or suffix_kind(name) == "image"))
     if rounded:
         dtype = reference.dtype
+    if name is not None and not isinstance(layouts, (dict, type(None))):
+        layouts = None  # a folder's layouts, per file, written as one array: none of them
     held = held_metadata(layouts) if isinstance(layouts, dict) else []
     if name is not None and suffix_kind(name) in ("npy", "npz") and held:
         note = f"{layouts.get('path', 'the input')}: its {', '.join(held)} " \
@@ -140,26 +142,35 @@ def folder_name(path):
     return name
 
 
-def entries(job, source, target, name, quiet=False):
-    """The entries of one input: every file of a folder, or the one image file.
-
-    A folder's entries that are not image files are listed on stderr; two files that would be
+def folder_names(source, target, quiet, as_files=True):
+    """The output names of a folder's image files (:func:`folder_name`), after listing on stderr
+    its entries that are not processed. Written as files (`as_files`), two files that would be
     written under one name (``b.jpg`` and ``b.png`` both give ``b.png``) are refused before
-    anything is written."""
-    if source.kind != "folder":
-        return [Entry(job, 0, source.files[0], source, target, name, False)]
+    anything is written, with or without ``--force``."""
     if source.skipped:
         tell(quiet, f"{source.path}: {len(source.skipped)} entries are not processed: "
                     f"{', '.join(source.skipped)}")
-    found, written = [], {}
-    for i, path in enumerate(source.files):
+    if not as_files:
+        return []
+    names, written = [], {}
+    for path in source.files:
         output = folder_name(path)
         other = written.setdefault(output.casefold(), path)
         if other != path:
             raise CliError(f"{other.name} and {path.name} of {source.path} would both be written "
                            f"as {Path(target.final) / output}: rename one (nothing was written)")
-        found.append(Entry(job, i, path, source, target, output, True))
-    return found
+        names.append(output)
+    return names
+
+
+def entries(job, source, target, name, quiet=False):
+    """The entries of one input: every file of a folder (:func:`folder_names`), or the one
+    image file."""
+    if source.kind != "folder":
+        return [Entry(job, 0, source.files[0], source, target, name, False)]
+    return [Entry(job, i, path, source, target, output, True)
+            for i, (path, output) in enumerate(zip(source.files,
+                                                   folder_names(source, target, quiet)))]
 
 
 def _chunks(todo, chunk_size):

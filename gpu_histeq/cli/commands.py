@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import _validate, equalize_hist
 from ._cleanup import PROG, CliError, one_line
-from .batches import entries, make_sink, run_batches, with_levels
+from .batches import entries, folder_names, make_sink, run_batches, with_levels
 from .readers import open_source, read_levels
 from .streaming import stream
 from .writers import FileTarget, FolderTarget, image_name, suffix_kind
@@ -388,17 +388,19 @@ def run_file_command(args, found, say):
                 todo.extend(entries(job, source, target, name, args.quiet))
                 continue
             mask = load_mask(mask_source, source.shape)
+            names = [] if source.kind != "folder" else folder_names(source, target, args.quiet,
+                                                                    as_files=name is None)
             operation, options = _operation_for(args, found, xp, source, reference, channel)
             source.layout = with_levels(  # a TIFF's pyramid levels, each like the full image
                 args, source.layout, lambda source=source: read_levels(source),
                 lambda level: operation(xp.asarray(level), None, axes, 0, len(level)),
                 source.notes.append)
 
-            def sink_for(shape, dtype, rows, source=source, target=target, name=name):
+            def sink_for(shape, dtype, rows, source=source, target=target, name=name,
+                         names=names):
                 return make_sink(target, name, shape, dtype, rows,
-                                 args.key or getattr(source, "key", None), reference,
-                                 [image_name(p.name) for p in getattr(source, "files", [])],
-                                 source.layout)
+                                 args.key or getattr(source, "key", None), reference, names,
+                                 getattr(source, "layouts", source.layout))
 
             try:
                 sink = stream(source, operation, sink_for, axes=axes, mask=mask, xp=xp,

@@ -314,7 +314,7 @@ def tiff_layout(tiff, series, path):
     if tiff.is_imagej:
         kept = {k: v for k, v in (tiff.imagej_metadata or {}).items()
                 if k not in ("ImageJ", "images", "channels", "slices", "frames", "hyperstack",
-                             "min", "max", "Ranges", "mode")}
+                             "min", "max", "Ranges")}  # display ranges of the old values
         kwargs.update(imagej=True, metadata={**kept, "axes": series.axes})
         kwargs.pop("software")
     elif tiff.is_ome:
@@ -354,7 +354,15 @@ def read_levels(source):
         palette = series.keyframe.colormap if source.layout["palette"] else None
         found = _read_levels(series, source.layout["levels"], palette)
         check()
-    return found
+    return [_widen_bilevel(level, source.path, []) for level in found]
+
+
+def _widen_bilevel(array, path, notes):
+    """A 1-bit TIFF's values as 8-bit grey (0 and 255): the library takes no booleans."""
+    if array.dtype != np.bool_:
+        return array
+    notes.append(f"{path}: a 1-bit image, read as 8-bit grey (0 and 255) and written 8-bit")
+    return array.astype(np.uint8) * np.uint8(255)
 
 
 def _expand_palette(indices, colormap):
@@ -375,6 +383,8 @@ def _tiff_picture(path, key=None):
         check()
     if palette is not None:
         array = _expand_palette(array, palette)
+    array = _widen_bilevel(array, path, notes)
+    layout["level_arrays"] = [_widen_bilevel(level, path, []) for level in layout["level_arrays"]]
     return Picture(array.astype(array.dtype.newbyteorder("="), copy=False), axes, sample_axis,
                    layout, notes)
 
@@ -386,14 +396,14 @@ def _open_tiff(path, key=None):
         offset = series.dataoffset
         dtype = np.dtype(series.dtype).newbyteorder(tiff.byteorder)
         check()
-        if offset is not None and palette is None:
+        if offset is not None and palette is None and dtype != np.bool_:
             source = RawSource(path, offset, series.shape, dtype, "tif")
         else:
             array = series.asarray()
             check()
             if palette is not None:
                 array = _expand_palette(array, palette)
-            source = Source(array, path, "tif")
+            source = Source(_widen_bilevel(array, path, notes), path, "tif")
     source.default_axes, source.sample_axis, source.own_axes = axes, sample_axis, True
     source.layout = dict(layout, axes=axes, sample_axis=sample_axis, ndim=len(source.shape),
                          palette=palette is not None)
@@ -454,7 +464,8 @@ def _pillow_picture(path):
             planes.append(_pillow_array(image, path, notes if index == 0 else []))
             durations.append(image.info.get("duration", 0))
         if frames > 1:
-            layout["frames"] = {"duration": durations, "loop": image.info.get("loop", 0)}
+            layout["frames"] = {"duration": durations, "loop": image.info.get("loop", 0),
+                                "default_image": bool(image.info.get("default_image"))}
     array = planes[0] if frames == 1 else np.stack(planes)
     lead = 1 if frames > 1 else 0
     sample = lead + 2 if array.ndim == lead + 3 else None
@@ -507,7 +518,7 @@ class FolderSource(Source):
 
     def __init__(self, path, files, kind="folder", key=None, skipped=()):
         self.path, self.kind, self.files = Path(path), kind, [Path(f) for f in files]
-        self.key, self.skipped = key, list(skipped)
+        self.key, self.skipped, self._layouts = key, list(skipped), {}
         first = self.picture(self.files[0])
         self.shape, self.dtype = (len(self.files),) + first.array.shape, first.array.dtype
         self.default_axes = tuple(1 + a for a in first.axes)
@@ -516,8 +527,16 @@ class FolderSource(Source):
         self.notes = []
 
     def picture(self, path):
-        """One image file as a :class:`Picture`."""
-        return load_picture(path, self.key)
+        """One image file as a :class:`Picture` (its layout kept for :attr:`layouts`)."""
+        picture = load_picture(path, self.key)
+        self._layouts[Path(path)] = picture.layout
+        return picture
+
+    @property
+    def layouts(self):
+        """The layouts of the files read so far, by position (``layouts[start:stop]``; None
+        for a file not read): for a writer of one image file per entry."""
+        return _Layouts(self)
 
     def load(self, path):
         """One image file as an array: ``(..., H, W)`` or ``(..., H, W, C)``."""
@@ -532,6 +551,17 @@ class FolderSource(Source):
                                "output needs images of one size and dtype; write into a "
                                "folder (e.g. -o out/) to take mixed sizes")
         return np.stack(images) if images else np.empty((0,) + self.shape[1:], self.dtype)
+
+
+class _Layouts:
+    """``layouts[start:stop]``: the layouts of a folder's files, looked up when written."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __getitem__(self, index):
+        files = self.source.files[index]
+        return [self.source._layouts.get(path) for path in files]
 
 
 def folder_files(path):
@@ -580,6 +610,11 @@ def zarr_layout(array):
               "dimension_names": getattr(metadata, "dimension_names", None),
               "compressors": getattr(array, "compressors", None),
               "filters": getattr(array, "filters", None), "order": getattr(array, "order", "C")}
+    if metadata.zarr_format == 2:
+        layout["chunk_key_encoding"] = {"name": "v2",
+                                        "separator": metadata.dimension_separator or "."}
+    else:
+        layout["chunk_key_encoding"] = metadata.chunk_key_encoding
     return layout
 
 
@@ -630,11 +665,16 @@ def open_source(path, key=None):
         if path.is_dir() and is_zarr(path):
             zarr = optional("zarr", "reading zarr arrays")
             node = zarr.open(str(path), mode="r")
+            notes = []
             if not hasattr(node, "shape"):
                 arrays = dict(node.arrays())
-                node = arrays[_pick(arrays, key, path)]
+                name = _pick(arrays, key, path)
+                if dict(node.attrs):
+                    notes.append(f"{path}: the group's attributes ({', '.join(sorted(node.attrs))})"
+                                 f" are not written: the output is its array {name!r}")
+                node = arrays[name]
             source = Source(node, path, "zarr")
-            source.layout = zarr_layout(node)
+            source.layout, source.notes = zarr_layout(node), notes
             return source
         if path.is_dir():
             files, skipped = folder_files(path)

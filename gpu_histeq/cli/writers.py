@@ -386,7 +386,7 @@ class ImagesSink(Sink):
         if any(_pil_format(name) != "TIFF" for name in names):  # a TIFF holds any dtype
             _check_image_dtype(self.dtype, "a folder of PNG/JPEG images")
         self.target, self.names, self.notes = target, names, []
-        self.layouts = layouts or [None] * len(names)
+        self.layouts = layouts if layouts is not None else [None] * len(names)
 
     def write(self, start, stop, block):
         for name, image, layout in zip(self.names[start:stop], block, self.layouts[start:stop]):
@@ -513,6 +513,9 @@ def create_tiff(path, data, shape, dtype, layout, notes):
     tifffile = optional("tifffile", "writing TIFF files")
     kwargs = _tiff_kwargs(layout, shape, dtype)
     levels = (layout or {}).get("level_results") or []
+    if (layout or {}).get("levels") and not levels:
+        notes.append(f"{layout['path']}: its {layout['levels']} reduced-resolution level(s) are "
+                     "not written (only images of one stack were processed)")
     what = {} if data is not None else {"shape": shape, "dtype": dtype}
     try:
         _write_tiff(path, data, what, kwargs, levels)
@@ -548,6 +551,8 @@ def create_zarr(path, shape, dtype, rows, layout, notes):
         kwargs["shards"] = layout["shards"]
     if layout["dimension_names"] is not None:
         kwargs["dimension_names"] = layout["dimension_names"]
+    if layout.get("chunk_key_encoding") is not None:
+        kwargs["chunk_key_encoding"] = layout["chunk_key_encoding"]
     fill = layout["fill_value"]
     if fill is not None:
         cast = np.asarray(fill).astype(dtype)
@@ -611,7 +616,7 @@ def write_picture(path, name, image, layout, notes):
             raise CliError(f"{where}: an animated 16-bit PNG cannot be written")
         pictures[0].save(encoded, format="PNG", save_all=True, append_images=pictures[1:],
                          duration=frames["duration"], loop=frames["loop"], disposal=0, blend=0,
-                         **info)
+                         default_image=frames.get("default_image", False), **info)
     else:
         pictures[0].save(encoded, format="PNG", **info)
     with open(path, "wb") as file:  # Pillow writes only some chunks: the others go in here
