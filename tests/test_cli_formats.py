@@ -679,11 +679,22 @@ def test_npy_layouts_held(tmp_path, capsys):
         np.testing.assert_array_equal(np.load(tmp_path / f"o_{name}"), expected)
 
 
-def test_pickled_npz_refused_without_unpickling(tmp_path, capsys):
-    np.savez(tmp_path / "obj.npz", images=np.array([{"a": 1}], dtype=object))
-    status, out, err = _run(capsys, tmp_path / "obj.npz", tmp_path / "o.npy", folder=tmp_path)
-    _refused(status, out, err, "obj.npz")
-    assert not (tmp_path / "o.npy").exists()
+@pytest.mark.parametrize("name", ["obj.npz", "obj.npy"])
+def test_pickled_arrays_refused_without_unpickling(tmp_path, capsys, monkeypatch, name):
+    objects = np.array([{"a": 1}], dtype=object)
+    if name.endswith(".npz"):
+        np.savez(tmp_path / name, images=objects)
+    else:
+        np.save(tmp_path / name, objects)
+    import pickle
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("unpickled")
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    status, out, err = _run(capsys, tmp_path / name, tmp_path / "o.npy", folder=tmp_path)
+    _refused(status, out, err, name)
+    assert "unpickled" not in err and not (tmp_path / "o.npy").exists()
 
 
 def test_decompression_bomb_guard_held(tmp_path, capsys, monkeypatch):
@@ -803,3 +814,19 @@ def test_zarr_group_attributes_said_and_separator_kept(tmp_path, capsys):
     written = zarr.open_array(str(tmp_path / "o.zarr"), mode="r")
     assert written.metadata.zarr_format == 2
     np.testing.assert_array_equal(written[...], _equalized(stack, (1, 2)))
+
+
+def test_row3_one_image_of_a_multi_image_ome_tiff_gets_its_own_ome_xml(tmp_path, capsys):
+    first, second = _values((2, 8, 8)), _values((3, 6, 5))
+    with tifffile.TiffWriter(tmp_path / "two.ome.tif", ome=True) as tiff:
+        tiff.write(first, photometric="minisblack", metadata={"axes": "ZYX"})
+        tiff.write(second, photometric="minisblack", metadata={"axes": "CYX"})
+    status, out, err = _run(capsys, tmp_path / "two.ome.tif", tmp_path / "o.tif",
+                            folder=tmp_path)
+    _refused(status, out, err, "holds 2 image series", "--key 1")
+    status, _, err = _run(capsys, tmp_path / "two.ome.tif", tmp_path / "o.tif", "--key", "1",
+                          folder=tmp_path)
+    assert status == 0 and "one of its 2 OME images is written" in err, err
+    with tifffile.TiffFile(tmp_path / "o.tif") as tiff:
+        assert tiff.is_ome and [s.axes for s in tiff.series] == ["CYX"]
+        np.testing.assert_array_equal(tiff.asarray(), _equalized(second, (1, 2)))

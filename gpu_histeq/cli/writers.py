@@ -17,20 +17,19 @@ a SIGBUS.
 
 import ctypes
 import errno
-import io
-import math
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 
 from . import _cleanup
-from . import _png
 from ._cleanup import CliError, optional
+from ._images import one_image, pil_format, write_picture
+from ._tiff import create_tiff
+from ._zarr import create_zarr
 from .readers import PILLOW_SUFFIXES
 
-__all__ = ["FileTarget", "FolderTarget", "open_sink", "refuse_inputs", "write_picture"]
+__all__ = ["FileTarget", "FolderTarget", "open_sink", "refuse_inputs"]
 
 ZARR_MARKERS = (".zarray", "zarr.json", ".zgroup")
 
@@ -383,7 +382,7 @@ class ImagesSink(Sink):
 
     def __init__(self, target, shape, dtype, names, layouts=None):
         super().__init__(target.final, shape, dtype)
-        if any(_pil_format(name) != "TIFF" for name in names):  # a TIFF holds any dtype
+        if any(pil_format(name) != "TIFF" for name in names):  # a TIFF holds any dtype
             _check_image_dtype(self.dtype, "a folder of PNG/JPEG images")
         self.target, self.names, self.notes = target, names, []
         self.layouts = layouts if layouts is not None else [None] * len(names)
@@ -441,250 +440,6 @@ class Rounded(Sink):
         self.sink.close()
 
 
-# ------------------------------------------------------------------- layouts and metadata
-
-#: TIFF write keywords of an image file's colour mode: photometric, extra samples.
-MODE_TIFF = {"RGB": ("rgb", None), "RGBA": ("rgb", (2,)), "LA": ("minisblack", (2,)),
-             "CMYK": ("separated", None)}
-
-
-#: OME pixel types of NumPy dtypes.
-OME_TYPES = {"u1": "uint8", "i1": "int8", "u2": "uint16", "i2": "int16", "u4": "uint32",
-             "i4": "int32", "f4": "float", "f8": "double"}
-
-
-def _ome_pixel_type(xml, was, dtype):
-    """The OME-XML `xml` (bytes) with its pixel type changed from `was` to `dtype` (a result of
-    another dtype, such as the float of ``--method skimage``)."""
-    was, now = np.dtype(was), np.dtype(dtype)
-    if was == now or now.str[1:] not in OME_TYPES:
-        return xml
-    xml = re.sub(rb'(<Pixels\b[^>]*?\bType=")[^"]*"',
-                 rb"\g<1>" + OME_TYPES[now.str[1:]].encode() + b'"', xml, count=1)
-    return re.sub(rb'(<Pixels\b[^>]*?) SignificantBits="[0-9]*"', rb"\g<1>", xml, count=1)
-
-
-def _tiff_kwargs(layout, shape, dtype):
-    """tifffile write keywords giving `layout` back (a TIFF reader's), or the colour mode of an
-    image file, or grey pages (MinIsBlack: never RGB guessed from a length of 3 or 4)."""
-    layout = layout or {}
-    if layout.get("format") == "tif":
-        kwargs = dict(layout["tiff"])
-        if "ome_dtype" in kwargs:
-            kwargs["description"] = _ome_pixel_type(kwargs["description"],
-                                                    kwargs.pop("ome_dtype"), dtype)
-        return kwargs
-    mode = layout.get("mode", "").split(";")[0]
-    if mode in MODE_TIFF and len(shape) >= 3 and shape[-1] == len(mode):
-        photometric, extra = MODE_TIFF[mode]
-        kwargs = {"photometric": photometric, "planarconfig": "contig"}
-        if extra:
-            kwargs["extrasamples"] = extra
-        dpi = layout.get("info", {}).get("dpi")
-        if dpi:
-            kwargs.update(resolution=tuple(float(d) for d in dpi), resolutionunit=2)
-        icc = layout.get("info", {}).get("icc_profile")
-        if icc:
-            kwargs["iccprofile"] = icc
-        return kwargs
-    return {"photometric": "minisblack"}
-
-
-#: Write keywords of a pyramid level (a SubIFD): its samples, nothing of the file's metadata.
-LEVEL_KEYWORDS = ("photometric", "planarconfig", "extrasamples")
-
-
-def _write_tiff(path, data, what, kwargs, levels):
-    """tifffile's imwrite, with the reduced-resolution `levels` (results) as SubIFDs."""
-    tifffile = optional("tifffile", "writing TIFF files")
-    kwargs = dict(kwargs)
-    opened = {name: kwargs.pop(name) for name in ("imagej", "ome") if name in kwargs}
-    with tifffile.TiffWriter(path, **opened) as tiff:
-        tiff.write(data, **what, **kwargs, **({"subifds": len(levels)} if levels else {}))
-        for level in levels:
-            tiff.write(level, subfiletype=1,
-                       **{k: v for k, v in kwargs.items() if k in LEVEL_KEYWORDS})
-
-
-def create_tiff(path, data, shape, dtype, layout, notes):
-    """Write `data` (or, when None, room for `shape` and `dtype` to be filled later) as a TIFF
-    with `layout` and its pyramid levels' results (``layout["level_results"]``); check that it
-    reads back with the same shape and levels."""
-    tifffile = optional("tifffile", "writing TIFF files")
-    kwargs = _tiff_kwargs(layout, shape, dtype)
-    levels = (layout or {}).get("level_results") or []
-    if (layout or {}).get("levels") and not levels:
-        notes.append(f"{layout['path']}: its {layout['levels']} reduced-resolution level(s) are "
-                     "not written (only images of one stack were processed)")
-    what = {} if data is not None else {"shape": shape, "dtype": dtype}
-    try:
-        _write_tiff(path, data, what, kwargs, levels)
-    except (ValueError, TypeError) as error:
-        if not (kwargs.get("imagej") or kwargs.get("description")):
-            raise CliError(f"cannot write {Path(path).name} as TIFF: {error}") from None
-        notes.append(f"{layout['path']}: its ImageJ/OME metadata cannot describe the result "
-                     f"({error}); written without it")
-        for name in ("imagej", "ome", "description"):
-            kwargs.pop(name, None)
-        kwargs["metadata"] = {}
-        _write_tiff(path, data, what, kwargs, levels)
-    with tifffile.TiffFile(path) as tiff:
-        written, count = tiff.series[0].shape, len(tiff.series[0].levels)
-    if tuple(written) != tuple(shape) or count != len(levels) + 1:
-        raise CliError(f"cannot write {Path(path).name}: the TIFF layout reads back as {written}"
-                       f" with {count - 1} levels, not {tuple(shape)} with {len(levels)}")
-
-
-def create_zarr(path, shape, dtype, rows, layout, notes):
-    """A zarr array for the result, with `layout`'s format version, chunks, shards, fill
-    value, attributes, dimension names and codecs (a reader's), or slabs of `rows` as chunks."""
-    zarr = optional("zarr", "writing zarr arrays")
-    dtype = np.dtype(dtype)
-    if not layout or layout.get("format") != "zarr":
-        chunks = (max(1, min(rows, shape[0] or 1)),) + tuple(shape[1:])
-        return zarr.open_array(str(path), mode="w", shape=shape, dtype=dtype, chunks=chunks)
-    kwargs = {"zarr_format": layout["zarr_format"], "chunks": layout["chunks"],
-              "attributes": layout["attributes"]}
-    if layout["zarr_format"] == 2:  # v3 keeps the memory order out of the metadata
-        kwargs["order"] = layout["order"]
-    if layout["shards"] is not None:
-        kwargs["shards"] = layout["shards"]
-    if layout["dimension_names"] is not None:
-        kwargs["dimension_names"] = layout["dimension_names"]
-    if layout.get("chunk_key_encoding") is not None:
-        kwargs["chunk_key_encoding"] = layout["chunk_key_encoding"]
-    fill = layout["fill_value"]
-    if fill is not None:
-        cast = np.asarray(fill).astype(dtype)
-        if np.asarray(cast == fill).all() or (np.isnan(cast) & np.isnan(np.asarray(fill, float))):
-            kwargs["fill_value"] = cast.item()
-        else:
-            notes.append(f"the zarr fill value {fill!r} is not a {dtype} value; the output's is "
-                         "the default")
-    codecs = {"compressors": layout["compressors"], "filters": layout["filters"]}
-    try:
-        return zarr.create_array(str(path), shape=shape, dtype=dtype, overwrite=True,
-                                 **kwargs, **{k: v for k, v in codecs.items() if v})
-    except (ValueError, TypeError) as error:
-        notes.append(f"the input's zarr codecs do not take {dtype} ({error}); the output uses "
-                     "the default codecs")
-        return zarr.create_array(str(path), shape=shape, dtype=dtype, overwrite=True, **kwargs)
-
-
-def _png_text(key, value):
-    return b"tEXt", key.encode("latin-1", "replace") + b"\0" + value.encode("latin-1", "replace")
-
-
-def write_picture(path, name, image, layout, notes):
-    """Write one image file's result as `name`'s format says, keeping its input's `layout`
-    (samples, frames, ICC profile, EXIF, dpi, PNG chunks, TIFF tags); what cannot be kept is
-    appended to `notes`; a layout the format cannot hold is refused."""
-    layout = layout or {}
-    kind = _pil_format(name)
-    origin = layout.get("format")
-    where = layout.get("path", name)
-    mode = layout.get("mode", "")
-    if kind == "TIFF":
-        if origin not in (None, "tif") and (layout.get("chunks") or layout.get("info")):
-            notes.append(f"{where}: its PNG/JPEG metadata (text, gamma, EXIF) is not written "
-                         "into the TIFF (ICC profile and resolution are)")
-        create_tiff(path, image, image.shape, image.dtype, layout, notes)
-        return
-    if origin == "tif":
-        notes.append(f"{where}: its TIFF tags (resolution, orientation, description)"
-                     f"{' and pyramid levels' if layout.get('levels') else ''} are not written "
-                     f"into {name}")
-    frames = layout.get("frames")
-    if mode == "CMYK" and kind != "JPEG":
-        raise CliError(f"{where} is CMYK: {name} (PNG) cannot hold CMYK; write a .tif or .jpg")
-    if frames is None:
-        image = _one_image(image, layout, name)
-    if kind == "JPEG":
-        _write_jpeg(path, name, image, layout, notes)
-        return
-    chunks, info = _png_chunks(layout, notes, where)
-    chunks += info.pop("raw", [])
-    if image.dtype == np.uint16 and image.ndim == 3 and frames is None:
-        _png.write(path, image, chunks)  # 16-bit colour: Pillow has none
-        return
-    pil = optional("PIL.Image", "writing images")
-    pictures = [pil.fromarray(np.ascontiguousarray(plane))
-                for plane in (image if frames is not None else [image])]
-    encoded = io.BytesIO()
-    if frames is not None:
-        if image.dtype != np.uint8:
-            raise CliError(f"{where}: an animated 16-bit PNG cannot be written")
-        pictures[0].save(encoded, format="PNG", save_all=True, append_images=pictures[1:],
-                         duration=frames["duration"], loop=frames["loop"], disposal=0, blend=0,
-                         default_image=frames.get("default_image", False), **info)
-    else:
-        pictures[0].save(encoded, format="PNG", **info)
-    with open(path, "wb") as file:  # Pillow writes only some chunks: the others go in here
-        file.write(_png.splice(encoded.getvalue(), chunks))
-
-
-def _one_image(image, layout, name):
-    """`image` as the ``(H, W)`` or ``(H, W, C)`` a PNG/JPEG holds, or refused: a TIFF's
-    pages or planar samples are moved into place; several images are refused."""
-    axes, sample = layout.get("axes"), layout.get("sample_axis")
-    if axes is None:  # an array without a layout: (H, W) or (H, W, C)
-        axes, sample = (0, 1), 2 if image.ndim == 3 else None
-    wanted = [*axes] + ([] if sample is None else [sample])
-    others = [n for a, n in enumerate(image.shape) if a not in wanted]
-    if math.prod(others) != 1 or (sample is not None and image.shape[sample] > 4):
-        raise CliError(f"{layout.get('path', name)} holds {image.shape} values: {name} holds one "
-                       "image of at most 4 channels; write a .tif (or .npy) instead")
-    return np.moveaxis(image, wanted, range(len(wanted))).reshape(
-        [image.shape[a] for a in wanted])
-
-
-def _png_chunks(layout, notes, where):
-    """``(chunks, save keywords)`` of a PNG output: a PNG input's ancillary chunks as they were;
-    a JPEG input's ICC profile, EXIF (orientation kept, not applied), dpi and comment."""
-    if layout.get("format") == "png":
-        return list(layout.get("chunks", [])), {}
-    info = dict(layout.get("info", {})) if layout.get("format") == "jpeg" else {}
-    comment = info.pop("comment", None)
-    if comment:
-        info["raw"] = [_png_text("Comment", comment.decode("latin-1") if isinstance(
-            comment, bytes) else comment)]
-    return [], info
-
-
-def _write_jpeg(path, name, image, layout, notes):
-    pil = optional("PIL.Image", "writing images")
-    where = layout.get("path", name)
-    if image.dtype != np.uint8:
-        raise CliError(f"{where}: JPEG holds 8-bit images, the result is {image.dtype}: write a "
-                       ".png or .tif")
-    if layout.get("frames") is not None:
-        raise CliError(f"{where} is animated ({len(layout['frames']['duration'])} frames): a "
-                       "JPEG holds one; write a .png or .tif")
-    if image.ndim == 3 and image.shape[-1] in (2,) or (
-            image.ndim == 3 and image.shape[-1] == 4 and layout.get("mode") != "CMYK"):
-        raise CliError(f"{where} has an alpha channel: JPEG holds none; write a .png or .tif")
-    info = dict(layout.get("info", {}))
-    if layout.get("format") == "png":
-        dropped = sorted({kind.decode() for kind, _ in layout.get("chunks", [])
-                          if kind not in (b"iCCP", b"eXIf", b"pHYs")})
-        if dropped:
-            notes.append(f"{where}: its PNG chunk(s) {', '.join(dropped)} are not written into "
-                         f"{name} (JPEG)")
-    mode = "CMYK" if layout.get("mode") == "CMYK" else None
-    data = np.ascontiguousarray(image)
-    if mode:
-        picture = pil.frombuffer("CMYK", (data.shape[1], data.shape[0]), data.tobytes(), "raw",
-                                 "CMYK", 0, 1)
-    else:
-        picture = pil.fromarray(data)
-    picture.save(path, format="JPEG", quality=95, **info)
-
-
-def _pil_format(name):
-    return {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF",
-            ".tiff": "TIFF"}[Path(name).suffix.lower()]
-
-
 def image_name(name):
     """The output name of an input image: the same, but PNG for a JPEG (lossless output)."""
     path = Path(name)
@@ -708,7 +463,7 @@ def open_sink(target, name, shape, dtype, rows, key=None, layout=None):
             raise CliError(f"{name}: an image file holds one image, but the result is {shape}: "
                            "write a .npy/.npz/.tif/.zarr instead")
         if not (layout or {}).get("frames"):  # refused now, not after the work
-            _one_image(np.broadcast_to(np.zeros((), bool), shape[1:] if stacked else shape),
+            one_image(np.broadcast_to(np.zeros((), bool), shape[1:] if stacked else shape),
                        layout or {}, name)
         _check_image_dtype(np.dtype(dtype), f"{Path(name).suffix} output")
         return ImageSink(target.path(name), shape, dtype, name, layout)
