@@ -705,6 +705,21 @@ def test_decompression_bomb_guard_held(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "o.png").exists() and leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("samples", [2, 3, 4])
+def test_png_fast_decoder_equals_the_specification_decoder(tmp_path, monkeypatch, samples):
+    """OpenCV decodes 16-bit colour PNGs when installed: the same values as the decoder written
+    from the specification, and it is the one used (the slow path is not called)."""
+    pytest.importorskip("cv2")
+    from gpu_histeq.cli import _png
+
+    image = _values((40, 33, samples), np.uint16, 0, 65535)
+    _png.write(tmp_path / "a.png", image)
+    slow = _png.read(tmp_path / "a.png", fast=False)
+    np.testing.assert_array_equal(slow, image)
+    monkeypatch.setattr(_png, "_unfilter", None)  # the fast path must not need it
+    np.testing.assert_array_equal(_png.read(tmp_path / "a.png"), image)
+
+
 def test_png_codec_reads_every_filter_type(tmp_path):
     """_png reads every filter type: rows written with Sub, Up, Average and Paeth by hand."""
     from gpu_histeq.cli import _png
@@ -730,6 +745,7 @@ def test_png_codec_reads_every_filter_type(tmp_path):
     buffer.write(_png._chunk(b"IDAT", zlib.compress(b"".join(rows))))
     buffer.write(_png._chunk(b"IEND", b""))
     (tmp_path / "filters.png").write_bytes(buffer.getvalue())
+    np.testing.assert_array_equal(_png.read(tmp_path / "filters.png", fast=False), image)
     np.testing.assert_array_equal(_png.read(tmp_path / "filters.png"), image)
 
 
@@ -752,7 +768,7 @@ def test_png_codec_reads_adam7_interlaced_16bit(tmp_path, capsys):
         + _png._chunk(b"IDAT", zlib.compress(b"".join(passes))) + _png._chunk(b"IEND", b""))
     decoded = cv2.imread(str(tmp_path / "i.png"), cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(decoded[..., [2, 1, 0, 3]], image)  # the file is right
-    np.testing.assert_array_equal(_png.read(tmp_path / "i.png"), image)
+    np.testing.assert_array_equal(_png.read(tmp_path / "i.png", fast=False), image)
     status, _, err = _run(capsys, tmp_path / "i.png", tmp_path / "o.png", folder=tmp_path)
     assert status == 0, err
     np.testing.assert_array_equal(_png.read(tmp_path / "o.png"),
@@ -830,3 +846,23 @@ def test_row3_one_image_of_a_multi_image_ome_tiff_gets_its_own_ome_xml(tmp_path,
     with tifffile.TiffFile(tmp_path / "o.tif") as tiff:
         assert tiff.is_ome and [s.axes for s in tiff.series] == ["CYX"]
         np.testing.assert_array_equal(tiff.asarray(), _equalized(second, (1, 2)))
+
+
+def test_tiff_layouts_a_png_or_jpeg_cannot_hold(tmp_path, capsys):
+    """MinIsWhite is written inverted into a PNG (it shows the same), said; a CMYK TIFF goes
+    to a CMYK JPEG, and is refused for a PNG before anything is written."""
+    grey = _values((12, 10))
+    tifffile.imwrite(tmp_path / "w.tif", grey, photometric="miniswhite")
+    status, _, err = _run(capsys, tmp_path / "w.tif", tmp_path / "w.png", folder=tmp_path)
+    assert status == 0 and "MinIsWhite (0 is white)" in err, err
+    with pil.open(tmp_path / "w.png") as written:
+        np.testing.assert_array_equal(np.asarray(written), 255 - _equalized(grey, (0, 1)))
+    cmyk = _values((12, 10, 4))
+    tifffile.imwrite(tmp_path / "k.tif", cmyk, photometric="separated")
+    status, out, err = _run(capsys, tmp_path / "k.tif", tmp_path / "k.png", folder=tmp_path)
+    _refused(status, out, err, "k.tif is CMYK")
+    assert not (tmp_path / "k.png").exists()
+    status, _, err = _run(capsys, tmp_path / "k.tif", tmp_path / "k.jpg", folder=tmp_path)
+    assert status == 0, err
+    with pil.open(tmp_path / "k.jpg") as written:
+        assert written.mode == "CMYK" and written.size == (10, 12)

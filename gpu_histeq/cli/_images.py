@@ -181,12 +181,20 @@ def write_picture(path, name, image, layout, notes):
                      f"{' and pyramid levels' if layout.get('levels') else ''} are not written "
                      f"into {name}")
     frames = layout.get("frames")
-    if mode == "CMYK" and kind != "JPEG":
+    tiff = layout.get("tiff", {})
+    cmyk = mode == "CMYK" or tiff.get("photometric") == "separated"
+    if cmyk and kind != "JPEG":
         raise CliError(f"{where} is CMYK: {name} (PNG) cannot hold CMYK; write a .tif or .jpg")
     if frames is None:
         image = one_image(image, layout, name)
+    if tiff.get("photometric") == "miniswhite" and image.dtype.kind == "u":
+        notes.append(f"{where}: MinIsWhite (0 is white): its values are written inverted into "
+                     f"{name}, which shows them as the TIFF does")
+        image = np.iinfo(image.dtype).max - image
+    if any(sample not in (1, 2) for sample in tiff.get("extrasamples", ())):
+        notes.append(f"{where}: its extra sample (not alpha) is written as the alpha of {name}")
     if kind == "JPEG":
-        _write_jpeg(path, name, image, layout, notes)
+        _write_jpeg(path, name, image, layout, notes, cmyk)
         return
     chunks, info = _png_chunks(layout, notes, where)
     chunks += info.pop("raw", [])
@@ -237,7 +245,7 @@ def _png_chunks(layout, notes, where):
     return [], info
 
 
-def _write_jpeg(path, name, image, layout, notes):
+def _write_jpeg(path, name, image, layout, notes, cmyk):
     pil = optional("PIL.Image", "writing images")
     where = layout.get("path", name)
     if image.dtype != np.uint8:
@@ -247,7 +255,7 @@ def _write_jpeg(path, name, image, layout, notes):
         raise CliError(f"{where} is animated ({len(layout['frames']['duration'])} frames): a "
                        "JPEG holds one; write a .png or .tif")
     if image.ndim == 3 and image.shape[-1] in (2,) or (
-            image.ndim == 3 and image.shape[-1] == 4 and layout.get("mode") != "CMYK"):
+            image.ndim == 3 and image.shape[-1] == 4 and not cmyk):
         raise CliError(f"{where} has an alpha channel: JPEG holds none; write a .png or .tif")
     info = dict(layout.get("info", {}))
     if layout.get("format") == "png":
@@ -256,9 +264,8 @@ def _write_jpeg(path, name, image, layout, notes):
         if dropped:
             notes.append(f"{where}: its PNG chunk(s) {', '.join(dropped)} are not written into "
                          f"{name} (JPEG)")
-    mode = "CMYK" if layout.get("mode") == "CMYK" else None
     data = np.ascontiguousarray(image)
-    if mode:
+    if cmyk:
         picture = pil.frombuffer("CMYK", (data.shape[1], data.shape[0]), data.tobytes(), "raw",
                                  "CMYK", 0, 1)
     else:

@@ -99,10 +99,31 @@ def _take(raw, position, height, stride):
     return np.frombuffer(raw, np.uint8, end - position, position).reshape(height, stride + 1), end
 
 
-def read(path):
-    """A 16-bit grey+alpha, RGB or RGBA PNG (interlaced or not) as ``(H, W, C)`` uint16."""
+def _read_with_opencv(path, samples):
+    """The values as OpenCV's libpng decodes them (C speed), or None without OpenCV."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    # IMREAD_UNCHANGED: 16 bits and alpha kept, no EXIF orientation applied
+    image = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None or image.dtype != np.uint16 or image.ndim != 3:
+        return None
+    order = {2: [0, 3], 3: [2, 1, 0], 4: [2, 1, 0, 3]}[samples]  # BGR(A), grey+alpha as BGRA
+    return np.ascontiguousarray(image[..., order])
+
+
+def read(path, fast=True):
+    """A 16-bit grey+alpha, RGB or RGBA PNG (interlaced or not) as ``(H, W, C)`` uint16.
+
+    Decoded by OpenCV when it is installed and `fast` (libpng, in C), else here: zlib and the
+    five row filters by the PNG specification (Average and Paeth rows in Python, slow).
+    """
     head = header(path)
     samples = SAMPLES[head["colour"]]
+    decoded = _read_with_opencv(path, samples) if fast else None
+    if decoded is not None and decoded.shape == (head["height"], head["width"], samples):
+        return decoded
     width, height, bpp = head["width"], head["height"], samples * 2
     try:
         raw = zlib.decompress(b"".join(data for kind, data in chunks(path) if kind == b"IDAT"))
