@@ -171,6 +171,9 @@ def tiff_layout(tiff, series, path):
         notes.append(f"{path}: its {levels} reduced-resolution level(s) are not written: an "
                      "ImageJ TIFF holds none")
         levels = 0
+    if page.compression.name != "NONE":
+        notes.append(f"{path}: its {page.compression.name} compression is not kept: the output "
+                     "is uncompressed")
     if 34665 in page.tags or 34853 in page.tags:
         notes.append(f"{path}: its EXIF/GPS tags are not written back")
     layout = {"format": "tif", "tiff": kwargs, "path": str(path), "levels": levels}
