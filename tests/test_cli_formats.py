@@ -867,3 +867,19 @@ def test_tiff_layouts_a_png_or_jpeg_cannot_hold(tmp_path, capsys):
     assert status == 0, err
     with pil.open(tmp_path / "k.jpg") as written:
         assert written.mode == "CMYK" and written.size == (10, 12)
+
+
+def test_cmyk_jpeg_in_a_folder_keeps_icc_dpi_and_orientation_as_tiff_tags(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    cmyk = _values((10, 14, 4))
+    picture = pil.frombuffer("CMYK", (14, 10), cmyk.tobytes(), "raw", "CMYK", 0, 1)
+    picture.save(tmp_path / "in" / "k.jpg", exif=_exif(6), dpi=(300, 300), icc_profile=_icc())
+    status, _, err = _run(capsys, tmp_path / "in", "-o", f"{tmp_path / 'out'}/",
+                          folder=tmp_path)
+    assert status == 0 and "k.jpg: its exif cannot be written into k.tif" in err, err
+    with tifffile.TiffFile(tmp_path / "out" / "k.tif") as tiff:
+        page = tiff.pages[0]
+        assert page.photometric == tifffile.PHOTOMETRIC.SEPARATED
+        assert page.tags["Orientation"].value == 6
+        assert page.tags["XResolution"].value == (300, 1)
+        assert page.tags["InterColorProfile"].value == _icc()

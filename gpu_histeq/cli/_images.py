@@ -100,6 +100,8 @@ def _pillow_picture(path):
         if kind == "PNG":
             header = _png.header(path)
             layout["chunks"], dropped = _png_metadata(path)
+            if image.mode in ("P", "PA") and "tRNS" in dropped:  # kept, as the alpha
+                dropped.remove("tRNS")
             if dropped:
                 notes.append(f"{path}: its {'/'.join(dropped)} chunk(s) describe the old "
                              "values and are not written back")
@@ -169,11 +171,8 @@ def write_picture(path, name, image, layout, notes):
     where = layout.get("path", name)
     mode = layout.get("mode", "")
     if kind == "TIFF":
-        dropped = sorted({k.decode() for k, _ in layout.get("chunks", [])} - {"iCCP", "pHYs"}
-                         | set(layout.get("info", {})) - {"icc_profile", "dpi"})
-        if origin not in (None, "tif") and dropped:
-            notes.append(f"{where}: its {', '.join(dropped)} cannot be written into {name} "
-                         "(its ICC profile and resolution are)")
+        if origin in ("png", "jpeg"):
+            layout = _into_tiff(layout, name, notes)
         create_tiff(path, image, image.shape, image.dtype, layout, notes)
         return
     if origin == "tif":
@@ -215,6 +214,26 @@ def write_picture(path, name, image, layout, notes):
         pictures[0].save(encoded, format="PNG", **info)
     with open(path, "wb") as file:  # Pillow writes only some chunks: the others go in here
         file.write(_png.splice(encoded.getvalue(), chunks))
+
+
+def _into_tiff(layout, name, notes):
+    """A PNG/JPEG layout written as a TIFF: its ICC profile, dpi and EXIF orientation become
+    TIFF tags (``layout["orientation"]``); what else it holds is said."""
+    exif = layout.get("info", {}).get("exif")
+    orientation = None
+    if exif:
+        pil = optional("PIL.Image", "reading EXIF")
+        orientation = pil.Exif()
+        orientation.load(exif)
+        orientation = orientation.get(274)
+    if layout["format"] == "png":
+        held = {kind.decode() for kind, _ in layout.get("chunks", [])} - {"iCCP", "pHYs"}
+    else:
+        held = set(layout.get("info", {})) - {"icc_profile", "dpi"}
+    if held:
+        notes.append(f"{layout['path']}: its {', '.join(sorted(held))} cannot be written into "
+                     f"{name} (its ICC profile, resolution and orientation are)")
+    return dict(layout, orientation=orientation)
 
 
 def one_image(image, layout, name):

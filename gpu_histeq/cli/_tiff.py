@@ -264,8 +264,9 @@ def _ome_pixel_type(xml, was, dtype):
 
 
 def tiff_kwargs(layout, shape, dtype):
-    """tifffile write keywords giving `layout` back (a TIFF reader's), or the colour mode of an
-    image file, or grey pages (MinIsBlack: never RGB guessed from a length of 3 or 4)."""
+    """tifffile write keywords giving `layout` back (a TIFF reader's), or an image file's colour
+    mode, dpi, ICC profile and EXIF orientation (``layout["orientation"]``), or grey pages
+    (MinIsBlack: never RGB guessed from a length of 3 or 4)."""
     layout = layout or {}
     if layout.get("format") == "tif":
         kwargs = dict(layout["tiff"])
@@ -273,20 +274,21 @@ def tiff_kwargs(layout, shape, dtype):
             kwargs["description"] = _ome_pixel_type(kwargs["description"],
                                                     kwargs.pop("ome_dtype"), dtype)
         return kwargs
+    kwargs = {"photometric": "minisblack"}
     mode = layout.get("mode", "").split(";")[0]
     if mode in MODE_TIFF and len(shape) >= 3 and shape[-1] == len(mode):
         photometric, extra = MODE_TIFF[mode]
-        kwargs = {"photometric": photometric, "planarconfig": "contig"}
+        kwargs.update(photometric=photometric, planarconfig="contig")
         if extra:
             kwargs["extrasamples"] = extra
-        dpi = layout.get("info", {}).get("dpi")
-        if dpi:
-            kwargs.update(resolution=tuple(float(d) for d in dpi), resolutionunit=2)
-        icc = layout.get("info", {}).get("icc_profile")
-        if icc:
-            kwargs["iccprofile"] = icc
-        return kwargs
-    return {"photometric": "minisblack"}
+    info = layout.get("info", {})
+    if info.get("dpi"):
+        kwargs.update(resolution=tuple(float(d) for d in info["dpi"]), resolutionunit=2)
+    if info.get("icc_profile"):
+        kwargs["iccprofile"] = info["icc_profile"]
+    if layout.get("orientation"):
+        kwargs["extratags"] = [(274, "H", 1, int(layout["orientation"]), True)]
+    return kwargs
 
 
 #: Write keywords of a pyramid level (a SubIFD): its samples, nothing of the file's metadata.
