@@ -883,3 +883,19 @@ def test_cmyk_jpeg_in_a_folder_keeps_icc_dpi_and_orientation_as_tiff_tags(tmp_pa
         assert page.tags["Orientation"].value == 6
         assert page.tags["XResolution"].value == (300, 1)
         assert page.tags["InterColorProfile"].value == _icc()
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".png"])
+def test_one_bit_mask_files_stay_boolean(tmp_path, capsys, suffix):
+    image = _values((3, 16, 16))  # a PNG mask reads as a stack of one: it broadcasts
+    mask = np.zeros((16, 16), bool)
+    mask[2:9, 3:12] = True
+    if suffix == ".tif":
+        tifffile.imwrite(tmp_path / "m.tif", mask, photometric="minisblack")
+    else:
+        pil.fromarray(mask).save(tmp_path / "m.png")
+    np.save(tmp_path / "img.npy", image)
+    status, _, err = _run(capsys, tmp_path / "img.npy", tmp_path / "o.npy", "--mask",
+                          tmp_path / f"m{suffix}", folder=tmp_path)
+    assert status == 0 and err == "", err
+    np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), gh.equalize_hist(image, mask=mask))

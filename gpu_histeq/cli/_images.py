@@ -46,8 +46,9 @@ class Picture:
         layout.update(axes=self.axes, sample_axis=sample_axis, ndim=array.ndim)
 
 
-def load_picture(path, key=None):
-    """Read one TIFF, PNG or JPEG file whole (every page, frame and sample).
+def load_picture(path, key=None, widen=True):
+    """Read one TIFF, PNG or JPEG file whole (every page, frame and sample); a 1-bit image as
+    8-bit grey (0 and 255, said), or as booleans without `widen` (a ``--mask``).
 
     Raises
     ------
@@ -57,8 +58,8 @@ def load_picture(path, key=None):
     path = Path(path)
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
-            return Picture(*read_tiff(path, key))
-        return _pillow_picture(path)
+            return Picture(*read_tiff(path, key, widen))
+        return _pillow_picture(path, widen)
     except CliError:
         raise
     except Exception as error:
@@ -85,7 +86,7 @@ def _png_metadata(path):
     return kept, dropped
 
 
-def _pillow_picture(path):
+def _pillow_picture(path, widen=True):
     pil = optional("PIL.Image", "reading PNG/JPEG images")
     notes = []
     with pil.open(path) as image:
@@ -117,7 +118,7 @@ def _pillow_picture(path):
         planes, durations = [], []
         for index in range(frames):
             image.seek(index)
-            planes.append(_pillow_array(image, path, notes if index == 0 else []))
+            planes.append(_pillow_array(image, path, notes if index == 0 else [], widen))
             durations.append(image.info.get("duration", 0))
         if frames > 1:
             layout["frames"] = {"duration": durations, "loop": image.info.get("loop", 0),
@@ -132,9 +133,11 @@ def _pillow_picture(path):
     return Picture(array, (lead, lead + 1), sample, layout, notes)
 
 
-def _pillow_array(image, path, notes):
+def _pillow_array(image, path, notes, widen=True):
     """The values of the current frame: ``(H, W)`` or ``(H, W, C)`` uint8/uint16."""
     mode = image.mode
+    if mode == "1" and not widen:
+        return np.asarray(image)
     if mode == "1":
         notes.append(f"{path}: a 1-bit image, read as 8-bit grey (0 and 255) and written 8-bit")
         image = image.convert("L")

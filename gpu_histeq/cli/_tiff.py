@@ -214,13 +214,15 @@ def expand_palette(indices, colormap):
     return np.moveaxis(colormap, 0, -1)[indices]
 
 
-def read_tiff(path, key=None):
+def read_tiff(path, key=None, widen=True):
     """Every page and sample of one series of a TIFF, read whole.
+
+    `widen`: a 1-bit image as 8-bit grey (0 and 255, said); else as booleans (a ``--mask``).
 
     Returns
     -------
     array : ndarray
-        The series (a palette expanded to RGB, 1-bit widened to 8-bit grey), native byte order.
+        The series (a palette expanded to RGB, 1-bit widened), native byte order.
     axes, sample_axis, layout, notes
         As :func:`tiff_layout`, the layout with its pyramid levels' arrays
         (``layout["level_arrays"]``).
@@ -234,8 +236,10 @@ def read_tiff(path, key=None):
         check()
     if palette is not None:
         array = expand_palette(array, palette)
-    array = widen_bilevel(array, path, notes)
-    layout["level_arrays"] = [widen_bilevel(level, path, []) for level in layout["level_arrays"]]
+    if widen:  # not for a --mask, which is 1-bit
+        array = widen_bilevel(array, path, notes)
+        layout["level_arrays"] = [widen_bilevel(level, path, [])
+                                  for level in layout["level_arrays"]]
     return array.astype(array.dtype.newbyteorder("="), copy=False), axes, sample_axis, layout, \
         notes
 

@@ -368,7 +368,7 @@ def run_file_command(args, found, say):
         sources = list(opened)
         mask_source = reference = None
         if getattr(args, "mask", None) is not None:
-            mask_source = open_source(args.mask)
+            mask_source = open_source(args.mask, mask=True)  # 1-bit images stay boolean
             opened.append(mask_source)
         if getattr(args, "reference", None) is not None:
             reference = open_source(args.reference)

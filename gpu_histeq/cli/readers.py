@@ -140,7 +140,7 @@ class RawSource(Source):
             self.fd = None
 
 
-def _open_tiff(path, key=None):
+def _open_tiff(path, key=None, widen=True):
     with StrictTiff(path) as (tiff, check):
         _, series = tiff_series(tiff, path, key)
         axes, sample_axis, layout, notes, palette = tiff_layout(tiff, series, path)
@@ -154,7 +154,7 @@ def _open_tiff(path, key=None):
             check()
             if palette is not None:
                 array = expand_palette(array, palette)
-            source = Source(widen_bilevel(array, path, notes), path, "tif")
+            source = Source(widen_bilevel(array, path, notes) if widen else array, path, "tif")
     source.default_axes, source.sample_axis, source.own_axes = axes, sample_axis, True
     source.layout = dict(layout, axes=axes, sample_axis=sample_axis, ndim=len(source.shape),
                          palette=palette is not None)
@@ -179,9 +179,10 @@ class FolderSource(Source):
     default_axes = (1, 2)  # (N, H, W) or (N, H, W, C): per image, per channel
     own_axes = True
 
-    def __init__(self, path, files, kind="folder", key=None, skipped=()):
+    def __init__(self, path, files, kind="folder", key=None, skipped=(), widen=True):
         self.path, self.kind, self.files = Path(path), kind, [Path(f) for f in files]
         self.key, self.skipped, self._layouts = key, list(skipped), {}
+        self.widen = widen
         first = self.picture(self.files[0])
         self.shape, self.dtype = (len(self.files),) + first.array.shape, first.array.dtype
         self.default_axes = tuple(1 + a for a in first.axes)
@@ -192,7 +193,7 @@ class FolderSource(Source):
     def picture(self, path):
         """One image file as a :class:`~._images.Picture` (its layout kept for
         :attr:`layouts`)."""
-        picture = load_picture(path, self.key)
+        picture = load_picture(path, self.key, self.widen)
         self._layouts[Path(path)] = picture.layout
         return picture
 
@@ -286,7 +287,7 @@ def _open_npy(path):
     return RawSource(path, offset, shape, dtype, "npy")
 
 
-def open_source(path, key=None):
+def open_source(path, key=None, mask=False):
     """Open an input for reading in slabs.
 
     Parameters
@@ -296,6 +297,8 @@ def open_source(path, key=None):
         group, or a folder of PNG/JPEG/TIFF images.
     key : str, optional
         The array inside an ``.npz`` or a zarr group; the series (index) of a TIFF.
+    mask : bool
+        Read for ``--mask``: a 1-bit TIFF/PNG stays boolean (an image's is read as 8-bit grey).
 
     Raises
     ------
@@ -338,9 +341,9 @@ def open_source(path, key=None):
                 source.key = name  # written under the same name
                 return source
         if suffix in TIFF_SUFFIXES:
-            return _open_tiff(path, key)
+            return _open_tiff(path, key, widen=not mask)
         if suffix in PILLOW_SUFFIXES:
-            return FolderSource(path, [path], kind="image")
+            return FolderSource(path, [path], kind="image", widen=not mask)
     except CliError:
         raise
     except Exception as error:
