@@ -899,3 +899,14 @@ def test_one_bit_mask_files_stay_boolean(tmp_path, capsys, suffix):
                           tmp_path / f"m{suffix}", folder=tmp_path)
     assert status == 0 and err == "", err
     np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), gh.equalize_hist(image, mask=mask))
+
+
+def test_grey_tiff_pages_as_channels_with_channel_axis(tmp_path, capsys):
+    """RGB stored as three grey pages: --channel-axis 0 --luminance takes them as RGB."""
+    rgb = _values((3, 20, 16))
+    tifffile.imwrite(tmp_path / "planes.tif", rgb, photometric="minisblack")
+    status, _, err = _run(capsys, tmp_path / "planes.tif", tmp_path / "o.tif", "--channel-axis",
+                          "0", "--luminance", folder=tmp_path)
+    assert status == 0, err
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "o.tif"),
+                                  gh.equalize_hist(rgb, channel_axis=0, luminance=True))

@@ -159,7 +159,11 @@ def resolve_axes(args, source, warn=None):
             channel = ndim - 1
     else:
         channel = _given_channel(args, source)
-        if source.own_axes:  # image files and TIFFs say where their axes and samples lie
+        # image files and TIFFs say where their axes and samples lie; a grey TIFF stack given
+        # --channel-axis holds its channels as pages (e.g. RGB as 3 pages): the axis as given
+        own = source.own_axes and not (source.kind == "tif" and source.sample_axis is None
+                                       and channel is not None)
+        if own:
             if channel is not None and source.sample_axis is None:
                 first = getattr(source, "files", [source.path])[0]
                 raise CliError(f"--channel-axis {args.channel_axis}: {first} is a grey image of "
@@ -171,7 +175,7 @@ def resolve_axes(args, source, warn=None):
                 channel = ndim - 1
             elif warn is not None:
                 warn(_colour_warning(args, source))
-        if channel is None or source.own_axes:
+        if channel is None or own:
             axes = parse_axes(None, None, source)
         else:
             try:
