@@ -910,3 +910,16 @@ def test_grey_tiff_pages_as_channels_with_channel_axis(tmp_path, capsys):
     assert status == 0, err
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "o.tif"),
                                   gh.equalize_hist(rgb, channel_axis=0, luminance=True))
+
+
+def test_folder_of_rgb_pngs_stacked_into_one_tiff_keeps_samples(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    images = _values((2, 12, 10, 3))
+    for i, image in enumerate(images):
+        pil.fromarray(image).save(tmp_path / "in" / f"c{i}.png")
+    status, _, err = _run(capsys, tmp_path / "in", tmp_path / "stack.tif", folder=tmp_path)
+    assert status == 0, err
+    with tifffile.TiffFile(tmp_path / "stack.tif") as tiff:
+        assert len(tiff.pages) == 2 and tiff.pages[0].photometric == tifffile.PHOTOMETRIC.RGB
+        assert tiff.pages[0].shape == (12, 10, 3)
+        np.testing.assert_array_equal(tiff.asarray(), _equalized(images, (1, 2)))

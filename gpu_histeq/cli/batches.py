@@ -43,7 +43,7 @@ def make_sink(target, name, shape, dtype, rows, key=None, reference=None, names=
     if rounded:
         dtype = reference.dtype
     if name is not None and not isinstance(layouts, (dict, type(None))):
-        layouts = None  # a folder's layouts, per file, written as one array: none of them
+        layouts = layouts.stack()  # a folder's files written as one array: their colour mode
     held = held_metadata(layouts) if isinstance(layouts, dict) else []
     if name is not None and suffix_kind(name) in ("npy", "npz") and held:
         note = f"{layouts.get('path', 'the input')}: its {', '.join(held)} " \
@@ -69,7 +69,7 @@ TAG_NAMES = {269: "DocumentName", 271: "Make", 272: "Model", 274: "Orientation",
 def held_metadata(layout):
     """The names of what `layout` (a reader's) holds beyond the values: what a format without
     it (``.npy``, ``.npz``) drops."""
-    if not layout:
+    if not layout or not layout.get("format"):
         return []
     if layout["format"] == "tif":
         tiff = layout["tiff"]

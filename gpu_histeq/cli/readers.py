@@ -228,6 +228,18 @@ class _Layouts:
         files = self.source.files[index]
         return [self.source._layouts.get(path) for path in files]
 
+    def stack(self):
+        """The layout of the files stacked into one array: the first file's colour mode (RGB,
+        RGBA, grey+alpha, CMYK), so that a TIFF stores its samples as samples, not pages."""
+        first = self.source._layouts.get(self.source.files[0]) or {}
+        mode = first.get("mode", "")
+        tiff = first.get("tiff", {})
+        if tiff:
+            samples = self.source.shape[-1] if self.source.sample_axis is not None else 1
+            mode = {("rgb", 3): "RGB", ("rgb", 4): "RGBA", ("minisblack", 2): "LA",
+                    ("separated", 4): "CMYK"}.get((tiff["photometric"], samples), "")
+        return {"format": None, "mode": mode} if mode else None
+
 
 def folder_files(path):
     """``(files, skipped)``: the image files of a folder in name order, and every other entry
