@@ -408,8 +408,8 @@ def run_file_command(args, found, say):
 
             try:
                 sink = stream(source, operation, sink_for, axes=axes, mask=mask, xp=xp,
-                       chunk_size=args.chunk_size, progress=args.progress,
-                       equalize_options=options)
+                              chunk_size=args.chunk_size, progress=args.progress,
+                              equalize_options=options)
             except OSError as error:
                 where = error.filename or target.final
                 raise CliError(f"cannot write {where}: {error.strerror or one_line(error)}"
