@@ -418,7 +418,8 @@ def test_row9_and_row10_photometric_resolution_orientation_kept(tmp_path, capsys
     image = _values((30, 20))
     tifffile.imwrite(tmp_path / "scan.tif", image, photometric="miniswhite",
                      resolution=(300, 300), resolutionunit="inch",
-                     extratags=[(274, "H", 1, 6, True)], description="scanner page 1",
+                     extratags=[(274, "H", 1, 6, True), (315, "s", 0, "José".encode(), True)],
+                     description="scanner page 1",
                      iccprofile=b"\0" * 128)
     (tmp_path / "in").mkdir()
     os.link(tmp_path / "scan.tif", tmp_path / "in" / "scan.tif")
@@ -433,7 +434,7 @@ def test_row9_and_row10_photometric_resolution_orientation_kept(tmp_path, capsys
             assert page.tags["XResolution"].value == (300, 1)
             assert page.resolutionunit == tifffile.RESUNIT.INCH
             assert page.tags["Orientation"].value == 6
-            assert page.description == "scanner page 1"
+            assert page.description == "scanner page 1" and page.tags["Artist"].value == "José"
             assert page.tags["InterColorProfile"].value == b"\0" * 128
             np.testing.assert_array_equal(tiff.asarray(), _equalized(image, (0, 1)))
 

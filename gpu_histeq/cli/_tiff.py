@@ -106,7 +106,7 @@ def _tiff_tags(page):
     kwargs["software"] = False
     for code in TIFF_TEXT_TAGS:
         if code in tags and isinstance(tags[code].value, str) and tags[code].value:
-            extratags.append((code, "s", 0, tags[code].value, True))
+            extratags.append((code, "s", 0, tags[code].value.encode(), True))  # UTF-8 kept
     kwargs["extratags"] = extratags
     return kwargs
 
@@ -165,7 +165,7 @@ def tiff_layout(tiff, series, path):
             shaped = {}
         kwargs["metadata"] = {k: v for k, v in shaped.items() if k != "shape"}
     elif description:
-        kwargs["description"] = description
+        kwargs["description"] = description.encode()
     levels = len(getattr(series, "levels", [])) - 1
     if levels > 0 and kwargs.get("imagej"):
         notes.append(f"{path}: its {levels} reduced-resolution level(s) are not written: an "
