@@ -179,9 +179,7 @@ def write_picture(path, name, image, layout, notes):
         create_tiff(path, image, image.shape, image.dtype, layout, notes)
         return
     if origin == "tif":
-        notes.append(f"{where}: its TIFF tags (resolution, orientation, description)"
-                     f"{' and pyramid levels' if layout.get('levels') else ''} are not written "
-                     f"into {name}")
+        layout = _from_tiff(layout, name, notes)
     frames = layout.get("frames")
     tiff = layout.get("tiff", {})
     cmyk = mode == "CMYK" or tiff.get("photometric") == "separated"
@@ -217,6 +215,30 @@ def write_picture(path, name, image, layout, notes):
         pictures[0].save(encoded, format="PNG", **info)
     with open(path, "wb") as file:  # Pillow writes only some chunks: the others go in here
         file.write(_png.splice(encoded.getvalue(), chunks))
+
+
+def _from_tiff(layout, name, notes):
+    """A TIFF layout written as a PNG/JPEG: its ICC profile, resolution (as dpi) and orientation
+    (as EXIF) go into Pillow's keywords (``layout["info"]``); what else it holds is said."""
+    tiff, info = layout["tiff"], {}
+    if tiff.get("iccprofile"):
+        info["icc_profile"] = tiff["iccprofile"]
+    per_inch = {2: 1.0, 3: 2.54}.get(tiff.get("resolutionunit"))
+    if tiff.get("resolution") and per_inch:
+        info["dpi"] = tuple(num / den * per_inch for num, den in tiff["resolution"])
+    held = [f"tag {code}" for code, *_ in tiff.get("extratags", []) if code not in (274, 305)]
+    for code, *_, value, _ in tiff.get("extratags", []):
+        if code == 274:
+            exif = optional("PIL.Image", "writing EXIF").Exif()
+            exif[274] = value
+            info["exif"] = exif.tobytes()
+    held += [what for what, there in (
+        ("description", "description" in tiff), ("ImageJ metadata", tiff.get("imagej")),
+        ("OME-XML", "ome" in tiff), ("pyramid levels", layout.get("levels"))) if there]
+    if held:
+        notes.append(f"{layout['path']}: its {', '.join(held)} cannot be written into {name} "
+                     "(its ICC profile, resolution and orientation are)")
+    return dict(layout, info=info)
 
 
 def _into_tiff(layout, name, notes):
@@ -259,7 +281,7 @@ def _png_chunks(layout, notes, where):
     a JPEG input's ICC profile, EXIF (orientation kept, not applied), dpi and comment."""
     if layout.get("format") == "png":
         return list(layout.get("chunks", [])), {}
-    info = dict(layout.get("info", {})) if layout.get("format") == "jpeg" else {}
+    info = dict(layout.get("info", {})) if layout.get("format") in ("jpeg", "tif") else {}
     comment = info.pop("comment", None)
     if comment:
         info["raw"] = [_png_text("Comment", comment.decode("latin-1") if isinstance(
