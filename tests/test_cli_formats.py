@@ -274,6 +274,8 @@ def test_row15_folder_entries_not_processed_are_listed(tmp_path, capsys):
     for name in ("b.gif", "c.webp", "d.bmp", "noext", "sub/", "broken.png (a broken link)"):
         assert name in err
     assert os.listdir(tmp_path / "out") == ["a.png"]
+    status, out, err = _run(capsys, folder / "b.gif", tmp_path / "b.png", folder=tmp_path)
+    _refused(status, out, err, "b.gif: unsupported input")  # the same file alone
 
 
 # ------------------------------------------------------- row 18: 1-bit PNG, CMYK JPEG
