@@ -183,7 +183,7 @@ def test_row13_16bit_rgb_tiff_in_a_folder(tmp_path, capsys):
 def _apng(path, frames):
     pictures = [pil.fromarray(frame) for frame in frames]
     pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=[100, 200, 300],
-                     loop=2)
+                     loop=2, disposal=1)  # Pillow would merge equal frames of equal disposal
 
 
 def _frames(path):
@@ -198,11 +198,13 @@ def _frames(path):
 @pytest.mark.parametrize("alone", [False, True], ids=["in-folder", "alone"])
 def test_row14_animated_png_keeps_every_frame(tmp_path, capsys, alone):
     (tmp_path / "in").mkdir()
-    frames = [_values((20, 24, 3), low=10 + 20 * i, high=120 + 40 * i) for i in range(3)]
+    frames = [_values((20, 24, 3), low=10 + 20 * i, high=120 + 40 * i) for i in range(2)]
+    frames.insert(1, frames[0])  # two equal frames stay two frames
     _apng(tmp_path / "in" / "anim.png", frames)
     given = tmp_path / "in" / "anim.png" if alone else tmp_path / "in"
     status, _, err = _run(capsys, given, "-o", f"{tmp_path / 'out'}/", folder=tmp_path)
     assert status == 0, err
+    assert len(_frames(tmp_path / "in" / "anim.png")[0]) == 3
     written, loop = _frames(tmp_path / "out" / "anim.png")
     assert [duration for _, duration in written] == [100, 200, 300] and loop == 2
     for (values, _), frame in zip(written, frames, strict=True):

@@ -208,8 +208,10 @@ def write_picture(path, name, image, layout, notes):
     if frames is not None:
         if image.dtype != np.uint8:
             raise CliError(f"{where}: an animated 16-bit PNG cannot be written")
+        # whole frames, each replacing the last (blend: source); disposal "background" keeps
+        # Pillow from merging two equal frames into one (it merges only equal disposals)
         pictures[0].save(encoded, format="PNG", save_all=True, append_images=pictures[1:],
-                         duration=frames["duration"], loop=frames["loop"], disposal=0, blend=0,
+                         duration=frames["duration"], loop=frames["loop"], disposal=1, blend=0,
                          default_image=frames.get("default_image", False), **info)
     else:
         pictures[0].save(encoded, format="PNG", **info)
