@@ -6,6 +6,7 @@ arrays, torch tensors and JAX arrays are accepted too.
 
 from . import adaptive as _adaptive
 from . import equalize as _equalize
+from . import exposure
 from . import histogram as _histogram
 from . import lut as _lut
 from . import matching as _matching

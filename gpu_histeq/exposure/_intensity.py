@@ -206,7 +206,7 @@ def adjust_log(image, gain=1, inv=False):
     >>> import numpy as np
     >>> from gpu_histeq import exposure
     >>> exposure.adjust_log(np.array([0, 64, 255], dtype=np.uint8))
-    array([  0,  81, 255], dtype=uint8)
+    array([  0,  82, 255], dtype=uint8)
     """
     xp = array_module(image)
     _check_non_negative(xp, image)
