@@ -293,16 +293,20 @@ def equalize_hist(image, nbins=256, mask=None):
 
 def _as_uint16(image, xp):
     """:func:`skimage.util.img_as_uint` for the dtypes :func:`gpu_histeq.equalize_adapthist`
-    does not convert itself (bool, 32- and 64-bit integers), with scikit-image's arithmetic."""
+    does not convert itself (bool, 32- and 64-bit integers), with scikit-image's arithmetic:
+    values that fit 16 bits are cast without scaling, others floor-divided to 16 bits."""
     dtype = np.dtype(image.dtype)
     if dtype.kind == "b":
         return image.astype(np.uint16) * np.uint16(65535)
-    if dtype.kind == "u" and dtype.itemsize > 2:
-        return (image // dtype.type(1 << (8 * dtype.itemsize - 16))).astype(np.uint16)
-    if dtype.kind == "i" and dtype.itemsize > 2:
-        scaled = (image // dtype.type(1 << (8 * dtype.itemsize - 17))).astype(np.int16)
-        return xp.maximum(scaled, np.int16(0)).astype(np.uint16)
-    return image
+    if dtype.kind not in "ui" or dtype.itemsize <= 2:
+        return image
+    narrow = np.dtype(np.uint16 if dtype.kind == "u" else np.int16)
+    if int(image.max()) < 1 << 16:  # sync: scikit-image decides on the maximum
+        narrowed = image.astype(narrow)
+    else:
+        bits = 8 * dtype.itemsize - (dtype.kind == "i")
+        narrowed = (image // dtype.type(1 << (bits - 16))).astype(narrow)
+    return narrowed if dtype.kind == "u" else xp.maximum(narrowed, np.int16(0)).astype(np.uint16)
 
 
 def equalize_adapthist(image, kernel_size=None, clip_limit=0.01, nbins=256):
@@ -339,8 +343,12 @@ def equalize_adapthist(image, kernel_size=None, clip_limit=0.01, nbins=256):
     Notes
     -----
     Runs :func:`gpu_histeq.equalize_adapthist` with every axis an image axis (``channel_axis=-1``
-    for RGB). A 1-D image is a ``(1, M)`` image with kernel ``(1, k)``. Unlike scikit-image, a
-    `kernel_size` larger than the image is refused.
+    for RGB). A 1-D image is a ``(1, M)`` image with kernel ``(1, k)``. bool and 32/64-bit
+    integer images are converted to uint16 as ``skimage.util.img_as_uint`` does (without its
+    "Downcasting" warning). Unlike scikit-image: a `kernel_size` larger than the image is
+    refused, NaN raises ValueError (scikit-image returns a result computed from it), and
+    float16 is scaled in float32 (scikit-image overflows float16 and returns a constant image;
+    the result equals scikit-image's for the image as float32).
 
     Examples
     --------
@@ -351,9 +359,9 @@ def equalize_adapthist(image, kernel_size=None, clip_limit=0.01, nbins=256):
     ((64, 64), dtype('float64'))
     """
     xp = array_module(image)
-    image = _as_uint16(native(image), xp)
     if image.size == 0:
         raise ValueError("zero-size array to reduction operation minimum which has no identity")
+    image = _as_uint16(native(image), xp)
     rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
     spatial = image.shape[:-1] if rgb else image.shape
     if kernel_size is not None:
