@@ -350,3 +350,31 @@ def test_torch_tensors_come_back_as_tensors():
     assert isinstance(counts, torch.Tensor)
     assert_same((counts.numpy(), centers.numpy()), sk.histogram(host, 20))
     assert exposure.is_low_contrast(image) == sk.is_low_contrast(host)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64])
+def test_dask_arrays_stay_lazy_and_equal_scikit_image(dtype):
+    da = pytest.importorskip("dask.array")
+    host = random_image(dtype, (60, 70))
+    image = da.from_array(host, chunks=(25, 30))  # the image split over chunks
+    mask = host > host.mean()
+
+    def check(result, expected):
+        parts = result if isinstance(result, tuple) else (result,)
+        assert all(isinstance(part, da.Array) for part in parts)
+        assert_same(tuple(p.compute() for p in parts) if isinstance(result, tuple)
+                    else result.compute(), expected)
+
+    check(exposure.histogram(image, 40), sk.histogram(host, 40))
+    check(exposure.cumulative_distribution(image, 40), sk.cumulative_distribution(host, 40))
+    check(exposure.equalize_hist(image, 40), sk.equalize_hist(host, 40))
+    check(exposure.equalize_hist(image, mask=da.from_array(mask, chunks=20)),
+          sk.equalize_hist(host, mask=mask))
+    check(exposure.equalize_adapthist(image, 10), sk.equalize_adapthist(host, 10))
+    reference = random_image(dtype, (20, 20), seed=4)
+    check(exposure.match_histograms(image, reference), sk.match_histograms(host, reference))
+    check(exposure.rescale_intensity(image, out_range=(0, 3)),
+          sk.rescale_intensity(host, out_range=(0, 3)))
+    assert exposure.is_low_contrast(image) == sk.is_low_contrast(host)
+    with pytest.raises(TypeError, match="not available for Dask arrays"):
+        exposure.histogram(image, source_range="dtype")

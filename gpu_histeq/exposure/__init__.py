@@ -7,9 +7,11 @@
 
 Every function of :mod:`skimage.exposure` with its signature, defaults, result dtypes and
 exception types, one image per call, on NumPy and CuPy arrays (torch tensors and JAX arrays
-come back as the same type on the same device). Underneath, the image is one plane of
-gpu_histeq's batched pipeline: compiled C kernels for NumPy, CUDA kernels for CuPy. For many
-images at once use the batched functions of :mod:`gpu_histeq` itself.
+come back as the same type on the same device; Dask arrays come back lazy, through gpu_histeq's
+Dask adapters, except ``is_low_contrast``, which computes its answer, and ``histogram`` with
+``source_range="dtype"`` or ``channel_axis``, which is refused for them). Underneath, the image
+is one plane of gpu_histeq's batched pipeline: compiled C kernels for NumPy, CUDA kernels for
+CuPy. For many images at once use the batched functions of :mod:`gpu_histeq` itself.
 """
 
 import functools

@@ -14,14 +14,20 @@ import warnings
 
 import numpy as np
 
-from .. import _engine, _planes
-from .._backend import array_module, backend_name
+from .. import _engine, _planes, adaptive, equalize, matching
+from .. import histogram as _histogram
+from .._backend import array_module, backend_name, is_dask
 from .._binning import plane_stats, range_binning
+from .._interop import adapt
 from .._tables import cdf_table
 from .._validate import check_finite, check_images, native
-from ..adaptive import equalize_adapthist as _equalize_adapthist
-from ..equalize import equalize_hist as _equalize_hist
-from ..matching import match_histograms as _match_histograms
+
+# the batched public functions, as the package exports them (Dask arrays go to their adapters)
+_equalize_hist = adapt(equalize.equalize_hist)
+_equalize_adapthist = adapt(adaptive.equalize_adapthist)
+_match_histograms = adapt(matching.match_histograms)
+_dask_histogram = adapt(_histogram.histogram)
+_dask_cumulative_distribution = adapt(_histogram.cumulative_distribution)
 
 __all__ = ["histogram", "cumulative_distribution", "equalize_hist", "equalize_adapthist",
            "match_histograms"]
@@ -29,6 +35,21 @@ __all__ = ["histogram", "cumulative_distribution", "equalize_hist", "equalize_ad
 _COLOR_WARNING = ("This might be a color image. The histogram will be computed on the flattened "
                   "image. You can instead apply this function to each color channel, or set "
                   "channel_axis.")
+
+
+def namespace(image, **others):
+    """The array module of `image`: numpy or cupy (checked against `others`, as
+    :func:`gpu_histeq._backend.array_module`), or ``dask.array`` for a Dask array, whose chunks
+    the Dask adapters check."""
+    if is_dask(image):
+        import dask.array
+        return dask.array
+    return array_module(image, **others)
+
+
+def _dask_refused(what):
+    return TypeError(f"{what} is not available for Dask arrays: pass `image.compute()` (one image "
+                     "per call, as scikit-image)")
 
 
 def channel_index(channel_axis, ndim):
@@ -157,7 +178,7 @@ def histogram(image, nbins=256, source_range="image", normalize=False, *, channe
     >>> exposure.histogram(np.array([0, 1, 1, 3], dtype=np.uint8))
     (array([1, 2, 0, 1]), array([0, 1, 2, 3]))
     """
-    xp = array_module(image)
+    xp = namespace(image)
     dtype = np.dtype(image.dtype)
     image = as_image(image, xp)
     if not isinstance(source_range, str) or source_range not in ("image", "dtype"):
@@ -167,6 +188,16 @@ def histogram(image, nbins=256, source_range="image", normalize=False, *, channe
         raise ValueError(f"`nbins` must be a positive integer, got {nbins!r}")
     if image.ndim == 3 and image.shape[-1] < 4 and channel_axis is None:
         warnings.warn(_COLOR_WARNING, UserWarning, stacklevel=3)
+    if is_dask(image):
+        if source_range != "image" or channel_axis is not None:
+            raise _dask_refused("`source_range='dtype'` or `channel_axis`")
+        if image.size == 0 and image.dtype.kind != "f":
+            raise ValueError("zero-size array to reduction operation minimum which has no identity")
+        counts, centers = _dask_histogram(image.reshape(1, -1), 256 if image.dtype.kind != "f"
+                                          else nbins, axes=(0, 1))
+        if image.dtype.kind != "f":
+            centers = centers.astype(np.int64)
+        return (counts / counts.sum() if normalize else counts), centers
     if channel_axis is None:
         planes = image.reshape(1, -1)
     else:
@@ -208,7 +239,12 @@ def cumulative_distribution(image, nbins=256):
     >>> exposure.cumulative_distribution(np.array([0, 1, 1, 3], dtype=np.uint8))[0]
     array([0.25, 0.75, 0.75, 1.  ])
     """
-    xp = array_module(image)
+    xp = namespace(image)
+    if is_dask(image):
+        histogram(image, nbins)  # its checks and warning
+        flat = as_image(image, xp).reshape(1, -1)
+        return _dask_cumulative_distribution(flat, nbins if flat.dtype.kind == "f" else 256,
+                                             axes=(0, 1))
     counts, centers = histogram(image, nbins)
     cdf = cdf_table(xp, counts, image.dtype)
     if image.size == 0:
@@ -219,9 +255,12 @@ def cumulative_distribution(image, nbins=256):
 def _as_mask(mask, image, xp):
     """scikit-image's ``np.array(mask, dtype=bool)`` used as ``image[mask]``: any dtype (nonzero
     selects), the shape of `image` or of its leading axes (then broadcast over the rest)."""
-    if backend_name(mask) is None and not hasattr(mask, "__cuda_array_interface__"):
-        mask = xp.asarray(mask)
-    array_module(image, mask=mask)
+    if is_dask(image):
+        mask = mask if is_dask(mask) else np.asarray(mask)
+    else:
+        if backend_name(mask) is None and not hasattr(mask, "__cuda_array_interface__"):
+            mask = xp.asarray(mask)
+        array_module(image, mask=mask)
     mask = native(mask).astype(bool, copy=False)
     if mask.ndim == 0 or mask.ndim > image.ndim or mask.shape != image.shape[:mask.ndim]:
         raise IndexError(f"`mask` of shape {tuple(mask.shape)} must have the shape of `image` "
@@ -273,7 +312,7 @@ def equalize_hist(image, nbins=256, mask=None):
     >>> exposure.equalize_hist(np.array([0, 1, 1, 3], dtype=np.uint8))
     array([0.25, 0.75, 0.75, 1.  ])
     """
-    xp = array_module(image)
+    xp = namespace(image)
     image = as_image(image, xp)
     if mask is not None:
         mask = _as_mask(mask, image, xp)
@@ -358,7 +397,7 @@ def equalize_adapthist(image, kernel_size=None, clip_limit=0.01, nbins=256):
     >>> out.shape, out.dtype
     ((64, 64), dtype('float64'))
     """
-    xp = array_module(image)
+    xp = namespace(image)
     if image.size == 0:
         raise ValueError("zero-size array to reduction operation minimum which has no identity")
     image = _as_uint16(native(image), xp)
@@ -372,13 +411,15 @@ def equalize_adapthist(image, kernel_size=None, clip_limit=0.01, nbins=256):
         kernel_size = tuple(int(k) for k in kernel_size)
     if isinstance(clip_limit, numbers.Real) and not clip_limit > 0:
         clip_limit = 0.0  # scikit-image clips only for clip_limit > 0 (NaN and negatives: none)
+    # one image as a batch of one (the Dask adapter infers its result from a batch axis)
     if rgb:
-        return _equalize_adapthist(image[..., :3], kernel_size, clip_limit, nbins, channel_axis=-1)
+        return _equalize_adapthist(image[None, ..., :3], kernel_size, clip_limit, nbins,
+                                   channel_axis=-1)[0]
+    shape = image.shape
     if image.ndim == 1:
-        kernel = None if kernel_size is None else (1,) + kernel_size
-        return _equalize_adapthist(image[None], kernel, clip_limit, nbins, axes=(0, 1))[0]
-    return _equalize_adapthist(image, kernel_size, clip_limit, nbins,
-                               axes=tuple(range(image.ndim)))
+        image, kernel_size = image[None], None if kernel_size is None else (1,) + kernel_size
+    return _equalize_adapthist(image[None], kernel_size, clip_limit, nbins,
+                               axes=tuple(range(1, image.ndim + 1)))[0].reshape(shape)
 
 
 def match_histograms(image, reference, *, channel_axis=None):
@@ -420,7 +461,7 @@ def match_histograms(image, reference, *, channel_axis=None):
     ...                           np.array([10, 10, 20, 30], dtype=np.uint8))
     array([10., 10., 20., 30.])
     """
-    xp = array_module(image, reference=reference)
+    namespace(image, reference=reference)  # one backend
     if not hasattr(reference, "ndim") or not hasattr(reference, "dtype"):
         raise TypeError(f"`reference` must be an array, got {type(reference).__qualname__}")
     if image.ndim != reference.ndim:
@@ -431,15 +472,16 @@ def match_histograms(image, reference, *, channel_axis=None):
         if int(reference.min()) < 0:  # sync: scikit-image counts the reference with bincount
             raise ValueError("`reference` must have no negative values for an unsigned `image`")
         reference = reference.astype(np.dtype(reference.dtype).str.replace("i", "u"))
+    # one image as a batch of one, with its reference as the per-image reference (the Dask
+    # adapter needs a batch axis)
+    image, reference = image[None], reference[None]
     if channel_axis is None:
-        if image.ndim < 2:
-            return _match_histograms(image[None], reference[None], axes=(0, 1))[0]
-        return _match_histograms(image, reference, axes=tuple(range(image.ndim)))
-    axis = channel_index(channel_axis, image.ndim)
+        return _match_histograms(image, reference, axes=tuple(range(1, image.ndim)))[0]
+    axis = channel_index(channel_axis, image.ndim - 1) + 1
     if image.shape[axis] != reference.shape[axis]:
         raise ValueError("Number of channels in the input image and reference image must match!")
-    if image.ndim < 2:  # one axis: the channels, each of one pixel
-        image, reference = image[None], reference[None]
-        return _match_histograms(image, reference, axes=(0,), channel_axis=axis + 1)[0]
-    axes = tuple(a for a in range(image.ndim) if a != axis)
-    return _match_histograms(image, reference, axes=axes, channel_axis=axis)
+    if image.ndim == 2:  # one axis, the channels: each channel a single pixel
+        image, reference = image[..., None], reference[..., None]
+    axes = tuple(a for a in range(1, image.ndim) if a != axis)
+    return _match_histograms(image, reference, axes=axes, channel_axis=axis)[0]
+

@@ -12,10 +12,14 @@ from collections.abc import Hashable
 
 import numpy as np
 
-from .._backend import array_module
+from .. import lut
+from .._backend import is_dask
+from .._interop import adapt
 from .._tables import cdf_dtype
 from ..color import as_float
-from ..lut import apply_lut
+from ._histogram import namespace
+
+_apply_lut = adapt(lut.apply_lut)
 
 __all__ = ["rescale_intensity", "adjust_gamma", "adjust_log", "adjust_sigmoid",
            "is_low_contrast", "DTYPE_RANGE"]
@@ -99,8 +103,8 @@ def rescale_intensity(image, in_range="image", out_range="dtype"):
 
     Notes
     -----
-    The ``"image"`` range is read back to the host (one synchronization on CuPy), as scikit-image
-    turns it into Python floats.
+    The ``"image"`` range is read back to the host (one synchronization on CuPy, one computation
+    on Dask), as scikit-image turns it into Python floats.
 
     Examples
     --------
@@ -109,7 +113,7 @@ def rescale_intensity(image, in_range="image", out_range="dtype"):
     >>> exposure.rescale_intensity(np.array([51, 102, 153], dtype=np.uint8))
     array([  0, 127, 255], dtype=uint8)
     """
-    xp = array_module(image)
+    xp = namespace(image)
     if isinstance(out_range, str) and out_range in ("dtype", "image"):
         out_dtype = np.dtype(image.dtype).type
     else:
@@ -179,13 +183,14 @@ def adjust_gamma(image, gamma=1, gain=1):
     """
     if gamma < 0:
         raise ValueError("Gamma should be a non-negative real number.")
-    xp = array_module(image)
+    xp = namespace(image)
     dtype = np.dtype(image.dtype).type
     if dtype is np.uint8:
         table = 255 * gain * (np.linspace(0, 1, 256) ** gamma)
-        table = xp.asarray(np.minimum(np.rint(table), 255).astype(np.uint8))
+        table = np.minimum(np.rint(table), 255).astype(np.uint8)
         planes = image.reshape(1, -1)
-        return apply_lut(planes, table, axes=(0, 1)).reshape(image.shape)
+        table = table if is_dask(image) else xp.asarray(table)
+        return _apply_lut(planes, table, axes=(0, 1)).reshape(image.shape)
     _check_non_negative(xp, image)
     scale = _scale(image)
     return (((image / scale) ** gamma) * scale * gain).astype(dtype)
@@ -208,7 +213,7 @@ def adjust_log(image, gain=1, inv=False):
     >>> exposure.adjust_log(np.array([0, 64, 255], dtype=np.uint8))
     array([  0,  82, 255], dtype=uint8)
     """
-    xp = array_module(image)
+    xp = namespace(image)
     _check_non_negative(xp, image)
     dtype = np.dtype(image.dtype).type
     scale = _scale(image)
@@ -234,7 +239,7 @@ def adjust_sigmoid(image, cutoff=0.5, gain=10, inv=False):
     >>> exposure.adjust_sigmoid(np.array([0, 128, 255], dtype=np.uint8))
     array([  1, 128, 253], dtype=uint8)
     """
-    xp = array_module(image)
+    xp = namespace(image)
     _check_non_negative(xp, image)
     dtype = np.dtype(image.dtype).type
     scale = _scale(image)
@@ -277,7 +282,9 @@ def is_low_contrast(image, fraction_threshold=0.05, lower_percentile=1, upper_pe
     """
     if not hasattr(image, "dtype") or not hasattr(image, "ndim"):
         image = np.asanyarray(image)
-    xp = array_module(image)
+    if is_dask(image):
+        image = image.compute()  # exact percentiles of the whole image
+    xp = namespace(image)
     if np.dtype(image.dtype) == np.bool_:
         return not (bool(image.max() == 1) and bool(image.min() == 0))  # sync: a host answer
     if image.ndim == 3 and image.shape[2] in (3, 4):
