@@ -298,7 +298,8 @@ def test_scikit_image_leniencies_are_kept():
 # CuPy (a GPU or the emulator) and tensors
 
 
-def _launches(xp):
+def launches(xp):
+    """Kernel launches so far on the emulated CuPy (None elsewhere: a GPU runs them for real)."""
     return sum(xp.LAUNCHES.values()) if is_emulated(xp) else None
 
 
@@ -306,16 +307,16 @@ def _launches(xp):
 def test_on_every_backend_the_numbers_are_scikit_images(xp, dtype):
     host = random_image(dtype, (40, 48))
     image = xp.asarray(host)
-    before = _launches(xp)
+    before = launches(xp)
     equalized = exposure.equalize_hist(image, 64)
     if before is not None:
-        assert _launches(xp) > before, "no CUDA kernel ran for equalize_hist"
+        assert launches(xp) > before, "no CUDA kernel ran for equalize_hist"
     assert_backend(equalized, xp)
     assert_same(equalized, sk.equalize_hist(host, 64))
-    before = _launches(xp)
+    before = launches(xp)
     counts = exposure.histogram(image, 64)
     if before is not None:
-        assert _launches(xp) > before, "no CUDA kernel ran for histogram"
+        assert launches(xp) > before, "no CUDA kernel ran for histogram"
     assert_backend(counts[0], xp)
     assert_same(counts, sk.histogram(host, 64))
     rgb = xp.asarray(random_image(dtype, (20, 24, 3)))

@@ -10,7 +10,8 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import assert_backend, is_emulated, to_numpy
+from conftest import assert_backend, to_numpy
+from test_exposure import launches
 
 from gpu_histeq import exposure
 
@@ -130,17 +131,13 @@ def test_is_low_contrast_photographs_rgb_rgba_and_sequences():
     assert exposure.is_low_contrast(ramp) and not exposure.is_low_contrast(ramp, upper_percentile=100)
 
 
-def _launches(xp):
-    return sum(xp.LAUNCHES.values()) if is_emulated(xp) else None
-
-
 def test_on_every_backend(xp):
     host = data.camera()[::4, ::4]
     image = xp.asarray(host)
-    before = _launches(xp)
+    before = launches(xp)
     gamma = exposure.adjust_gamma(image, 0.6)
     if before is not None:
-        assert _launches(xp) > before, "the uint8 table was not applied by a CUDA kernel"
+        assert launches(xp) > before, "the uint8 table was not applied by a CUDA kernel"
     assert_backend(gamma, xp)
     np.testing.assert_array_equal(to_numpy(gamma), sk.adjust_gamma(host, 0.6))
     floats = img_as_float(host)

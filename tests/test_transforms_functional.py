@@ -52,6 +52,7 @@ from torchvision.transforms.v2 import functional as TF  # noqa: E402
 import gpu_histeq  # noqa: E402
 from gpu_histeq.transforms import CLAHE, EqualizeHist, MatchHistograms  # noqa: E402
 from gpu_histeq.transforms import functional as F  # noqa: E402
+from test_transforms import _cuda_or_reason  # noqa: E402
 
 skimage_data = pytest.importorskip("skimage.data")
 PHOTOS = {"camera": skimage_data.camera(), "moon": skimage_data.moon(),
@@ -222,16 +223,6 @@ def test_pipeline_with_equalize_hist_in_place_of_random_equalize_gives_identical
         assert_same(ours(tv_tensors.Image(crop)), theirs(tv_tensors.Image(crop)))
     batch = torch.stack(crops)
     assert_same(ours(batch), theirs(batch))
-
-
-def _cuda_or_reason():
-    if not torch.cuda.is_available():
-        return "torch sees no CUDA device"
-    try:
-        import cupy  # noqa: F401
-    except ImportError as error:
-        return f"CuPy is not importable ({error})"
-    return None
 
 
 @pytest.mark.gpu

@@ -9,6 +9,7 @@ gamma correction goes through a 256-entry table and the pipeline's remap step
 
 import warnings
 from collections.abc import Hashable
+from typing import Any
 
 import numpy as np
 
@@ -25,13 +26,13 @@ __all__ = ["rescale_intensity", "adjust_gamma", "adjust_log", "adjust_sigmoid",
            "is_low_contrast", "DTYPE_RANGE"]
 
 _INTEGERS = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
-_TYPE_RANGE = {bool: (False, True), np.bool_: (False, True), float: (-1, 1), np.float16: (-1, 1),
+_TYPE_RANGE: dict[Any, tuple[Any, Any]] = {bool: (False, True), np.bool_: (False, True), float: (-1, 1), np.float16: (-1, 1),
                np.float32: (-1, 1), np.float64: (-1, 1), int: (-(1 << 63), (1 << 63) - 1)}
 _TYPE_RANGE.update({t: (np.iinfo(t).min, np.iinfo(t).max) for t in _INTEGERS})
 _TYPE_RANGE.update({np.longlong: _TYPE_RANGE[np.int64], np.ulonglong: _TYPE_RANGE[np.uint64]})
 
 #: Intensity ranges by type and type name, as ``skimage.exposure.exposure.DTYPE_RANGE``.
-DTYPE_RANGE = dict(_TYPE_RANGE)
+DTYPE_RANGE: dict[Any, tuple[Any, Any]] = dict(_TYPE_RANGE)
 DTYPE_RANGE.update((t.__name__, limits) for t, limits in _TYPE_RANGE.items())
 DTYPE_RANGE.update({"uint10": (0, 2 ** 10 - 1), "uint12": (0, 2 ** 12 - 1),
                     "uint14": (0, 2 ** 14 - 1), "bool": (False, True), "float": (-1, 1)})
@@ -137,9 +138,14 @@ def _check_non_negative(xp, image):
                          "non-negative values. Use skimage.exposure.rescale_intensity.")
 
 
-def _scale(image):
+def _correct(image, curve, gain=1):
+    """scikit-image's correction recipe: refuse negative pixels, scale the dtype's range to
+    [0, 1], ``curve(xp, unit) * scale * gain`` in that order, cast back to the image's dtype."""
+    xp = namespace(image)
+    _check_non_negative(xp, image)
     low, high = dtype_limits(image, clip_negative=True)
-    return float(high - low)
+    scale = float(high - low)
+    return (curve(xp, image / scale) * scale * gain).astype(np.dtype(image.dtype).type)
 
 
 def adjust_gamma(image, gamma=1, gain=1):
@@ -191,9 +197,7 @@ def adjust_gamma(image, gamma=1, gain=1):
         planes = image.reshape(1, -1)
         table = table if is_dask(image) else xp.asarray(table)
         return _apply_lut(planes, table, axes=(0, 1)).reshape(image.shape)
-    _check_non_negative(xp, image)
-    scale = _scale(image)
-    return (((image / scale) ** gamma) * scale * gain).astype(dtype)
+    return _correct(image, lambda xp, unit: unit ** gamma, gain)
 
 
 def adjust_log(image, gain=1, inv=False):
@@ -213,13 +217,9 @@ def adjust_log(image, gain=1, inv=False):
     >>> exposure.adjust_log(np.array([0, 64, 255], dtype=np.uint8))
     array([  0,  82, 255], dtype=uint8)
     """
-    xp = namespace(image)
-    _check_non_negative(xp, image)
-    dtype = np.dtype(image.dtype).type
-    scale = _scale(image)
     if inv:
-        return ((2 ** (image / scale) - 1) * scale * gain).astype(dtype)
-    return (xp.log2(1 + image / scale) * scale * gain).astype(dtype)
+        return _correct(image, lambda xp, unit: 2 ** unit - 1, gain)
+    return _correct(image, lambda xp, unit: xp.log2(1 + unit), gain)
 
 
 def adjust_sigmoid(image, cutoff=0.5, gain=10, inv=False):
@@ -239,12 +239,11 @@ def adjust_sigmoid(image, cutoff=0.5, gain=10, inv=False):
     >>> exposure.adjust_sigmoid(np.array([0, 128, 255], dtype=np.uint8))
     array([  1, 128, 253], dtype=uint8)
     """
-    xp = namespace(image)
-    _check_non_negative(xp, image)
-    dtype = np.dtype(image.dtype).type
-    scale = _scale(image)
-    sigmoid = 1 / (1 + xp.exp(gain * (cutoff - image / scale)))
-    return ((1 - sigmoid if inv else sigmoid) * scale).astype(dtype)
+    def curve(xp, unit):
+        sigmoid = 1 / (1 + xp.exp(gain * (cutoff - unit)))
+        return 1 - sigmoid if inv else sigmoid
+
+    return _correct(image, curve)
 
 
 def is_low_contrast(image, fraction_threshold=0.05, lower_percentile=1, upper_percentile=99,
