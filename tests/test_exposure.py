@@ -15,6 +15,8 @@ import warnings
 import numpy as np
 import pytest
 from conftest import assert_backend, is_emulated, to_numpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gpu_histeq import exposure
 
@@ -379,3 +381,17 @@ def test_dask_arrays_stay_lazy_and_equal_scikit_image(dtype):
     assert exposure.is_low_contrast(image) == sk.is_low_contrast(host)
     with pytest.raises(TypeError, match="not available for Dask arrays"):
         exposure.histogram(image, source_range="dtype")
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=3),
+       dtype=st.sampled_from([np.uint8, np.int8, np.uint16, np.int32, np.float32, np.float64]),
+       nbins=st.integers(1, 300), seed=st.integers(0, 2 ** 16))
+def test_property_random_images_equal_scikit_image(shape, dtype, nbins, seed):
+    image = random_image(dtype, tuple(shape), seed)
+    if np.dtype(dtype).kind == "f":  # a narrow range too: fewer distinct values than bins
+        image = (image * np.float32(0.01) + np.float32(0.5)).astype(dtype) if seed % 2 else image
+    for name in ("histogram", "cumulative_distribution", "equalize_hist"):
+        assert_same(*both(name, image, nbins))
+    reference = random_image(dtype, (5, 4), seed + 1).reshape((-1,) + (1,) * (image.ndim - 1))
+    assert_same(*both("match_histograms", image, reference))

@@ -104,9 +104,12 @@ def _plane_counts(xp, planes, nbins, source_range, dtype):
         block_list = _planes.blocks(xp, nplanes, npixels, 1)
         plane_low, plane_high, finite = plane_stats(xp, planes, None, block_list)
         check_finite(finite)
-        low, high = plane_low.min(), plane_high.max()
-    low_planes = xp.full(nplanes, low, planes.dtype)
-    high_planes = xp.full(nplanes, high, planes.dtype)
+        low, high = plane_low.min(keepdims=True), plane_high.max(keepdims=True)  # on the device
+
+    def per_plane(value):  # a Python number or a (1,) array, for every plane
+        return xp.broadcast_to(xp.asarray(value, dtype=planes.dtype).reshape(-1), (nplanes,)).copy()
+
+    low_planes, high_planes = per_plane(low), per_plane(high)
     binning = range_binning(xp, nbins, low_planes, high_planes, masked=False)
     if floating and source_range == "dtype":
         # the edges numpy.linspace gives for the range in float64, then in the images' dtype

@@ -139,7 +139,7 @@ def _make_classes():
         return isinstance(value, torch.Tensor) and not isinstance(value, tv_tensors.TVTensor)
 
     class _PlaneTransform(v2.Transform):
-        """Shared by the three: what is transformed, and the round trip through the function."""
+        """Shared by the three: what is transformed (tensors, images, videos, PIL images)."""
 
         _transformed_types = (tv_tensors.Image, tv_tensors.Video, is_pure_tensor) + pil_type
 
