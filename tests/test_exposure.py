@@ -80,7 +80,8 @@ def test_every_skimage_exposure_function_is_there_with_the_same_signature():
     assert missing == []
     assert sorted(exposure.__all__) == sorted(sk.__all__)
     for name in sk.__all__:
-        assert inspect.signature(getattr(exposure, name)) == inspect.signature(getattr(sk, name)), name
+        ours, theirs = getattr(exposure, name), getattr(sk, name)
+        assert inspect.signature(ours) == inspect.signature(theirs), name
 
 
 def test_import_gpu_histeq_gives_the_module():
@@ -101,7 +102,8 @@ COLOUR = {"astronaut": data.astronaut(), "coffee": data.coffee()}
 def test_photographs_equal_scikit_image(name, convert):
     image = convert(GRAY[name])
     assert_same(exposure.histogram(image), sk.histogram(image))
-    assert_same(exposure.histogram(image, 100, "dtype", True), sk.histogram(image, 100, "dtype", True))
+    assert_same(exposure.histogram(image, 100, "dtype", True),
+                sk.histogram(image, 100, "dtype", True))
     assert_same(exposure.cumulative_distribution(image, 64), sk.cumulative_distribution(image, 64))
     assert_same(exposure.equalize_hist(image, 64), sk.equalize_hist(image, 64))
     mask = GRAY["moon"][:image.shape[0], :image.shape[1]] > 100
@@ -124,7 +126,8 @@ def test_colour_photographs_equal_scikit_image(name):
     rgb = COLOUR[name][::2, ::2]
     rgba = np.concatenate([rgb, rgb[..., :1]], axis=-1)
     for axis in (-1, 0, 2):
-        assert_same(exposure.histogram(rgb, channel_axis=axis), sk.histogram(rgb, channel_axis=axis))
+        assert_same(exposure.histogram(rgb, channel_axis=axis),
+                    sk.histogram(rgb, channel_axis=axis))
     floats = skimage.img_as_float32(rgb)
     assert_same(exposure.histogram(floats, 50, channel_axis=-1),  # shared bins over the channels
                 sk.histogram(floats, 50, channel_axis=-1))
@@ -194,7 +197,8 @@ def test_constant_images(dtype, value):
 
 
 def test_two_level_and_one_pixel_images():
-    for image in (np.array([[3, 200]], np.uint8), np.array([[0.25]], np.float32), np.array([5], np.int8)):
+    for image in (np.array([[3, 200]], np.uint8), np.array([[0.25]], np.float32),
+                  np.array([5], np.int8)):
         for name in ("histogram", "cumulative_distribution", "equalize_hist"):
             assert_same(*both(name, image))
 
@@ -241,7 +245,8 @@ def test_masks_of_every_dtype(mask_dtype, dtype):
     assert_same(ours, sk.equalize_hist(image, 50, mask=mask))
     assert not np.array_equal(ours, exposure.equalize_hist(image, 50))  # the mask mattered
     listed = mask.tolist()  # array_like masks too
-    assert_same(exposure.equalize_hist(image, 50, mask=listed), sk.equalize_hist(image, 50, mask=listed))
+    assert_same(exposure.equalize_hist(image, 50, mask=listed),
+                sk.equalize_hist(image, 50, mask=listed))
 
 
 def test_mask_of_the_leading_axes_selects_whole_pixels():
@@ -326,7 +331,8 @@ def test_on_every_backend_the_numbers_are_scikit_images(xp, dtype):
                 sk.histogram(to_numpy(rgb), 32, channel_axis=-1))
     assert_same(exposure.cumulative_distribution(image, 64), sk.cumulative_distribution(host, 64))
     mask = xp.asarray(host > host.mean())
-    assert_same(exposure.equalize_hist(image, mask=mask), sk.equalize_hist(host, mask=to_numpy(mask)))
+    assert_same(exposure.equalize_hist(image, mask=mask),
+                sk.equalize_hist(host, mask=to_numpy(mask)))
     reference = random_image(dtype, (30, 30), seed=5)
     matched = exposure.match_histograms(image, xp.asarray(reference))
     assert_backend(matched, xp)

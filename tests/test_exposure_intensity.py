@@ -42,7 +42,7 @@ def assert_like_scikit_image(name, *args, **kwargs):
         assert type(ours) is type(theirs) and ours == theirs, (name, args, kwargs)
         return ours
     ours = to_numpy(ours)
-    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, (name, ours.dtype, theirs.dtype)
+    assert (ours.dtype, ours.shape) == (theirs.dtype, theirs.shape), (name, args, kwargs)
     np.testing.assert_array_equal(ours, theirs)
     return ours
 
@@ -128,7 +128,8 @@ def test_is_low_contrast_photographs_rgb_rgba_and_sequences():
     ramp = np.linspace(0, 0.04, 100)
     assert_like_scikit_image("is_low_contrast", ramp.tolist())
     ramp[-1] = 1
-    assert exposure.is_low_contrast(ramp) and not exposure.is_low_contrast(ramp, upper_percentile=100)
+    assert exposure.is_low_contrast(ramp)
+    assert not exposure.is_low_contrast(ramp, upper_percentile=100)
 
 
 def test_on_every_backend(xp):

@@ -162,7 +162,7 @@ def test_equalize_refuses_what_torchvision_refuses(bad):
 
 
 def test_messages_name_what_is_accepted():
-    with pytest.raises(TypeError, match="torch.Tensor, tv_tensors.Image, tv_tensors.Video or a PIL"):
+    with pytest.raises(TypeError, match="Tensor, tv_tensors.Image, tv_tensors.Video or a PIL"):
         F.equalize(np.zeros((3, 8, 8), np.uint8))
     with pytest.raises(IndexError, match=r"\(\.\.\., H, W\), got a tensor of shape \(5,\)"):
         F.equalize(torch.zeros(5, dtype=torch.uint8))

@@ -114,7 +114,8 @@ def _plane_counts(xp, planes, nbins, source_range, dtype):
     if floating and source_range == "dtype":
         # the edges numpy.linspace gives for the range in float64, then in the images' dtype
         edges = np.linspace(low, high, nbins + 1, dtype=planes.dtype)
-        binning.edges = xp.ascontiguousarray(xp.broadcast_to(xp.asarray(edges), binning.edges.shape))
+        binning.edges = xp.ascontiguousarray(
+            xp.broadcast_to(xp.asarray(edges), binning.edges.shape))
     if npixels == 0 or nplanes == 0:
         counts = xp.zeros((nplanes, binning.nbins), np.int64)
     else:

@@ -26,8 +26,9 @@ __all__ = ["rescale_intensity", "adjust_gamma", "adjust_log", "adjust_sigmoid",
            "is_low_contrast", "DTYPE_RANGE"]
 
 _INTEGERS = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
-_TYPE_RANGE: dict[Any, tuple[Any, Any]] = {bool: (False, True), np.bool_: (False, True), float: (-1, 1), np.float16: (-1, 1),
-               np.float32: (-1, 1), np.float64: (-1, 1), int: (-(1 << 63), (1 << 63) - 1)}
+_TYPE_RANGE: dict[Any, tuple[Any, Any]] = {
+    bool: (False, True), np.bool_: (False, True), float: (-1, 1), np.float16: (-1, 1),
+    np.float32: (-1, 1), np.float64: (-1, 1), int: (-(1 << 63), (1 << 63) - 1)}
 _TYPE_RANGE.update({t: (np.iinfo(t).min, np.iinfo(t).max) for t in _INTEGERS})
 _TYPE_RANGE.update({np.longlong: _TYPE_RANGE[np.int64], np.ulonglong: _TYPE_RANGE[np.uint64]})
 

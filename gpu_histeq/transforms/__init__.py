@@ -8,7 +8,8 @@ channel of each image of a batch -- is equalized on its own, as
 ``torchvision.transforms.v2.functional.equalize`` does. Each calls its functional in
 :mod:`gpu_histeq.transforms.functional` (which also holds ``equalize``, torchvision's
 ``equalize`` bit for bit). CPU tensors are processed through NumPy views, CUDA tensors through
-DLPack and CuPy, on their device and without a host copy (the public functions do this). Everything else in a sample
+DLPack and CuPy, on their device and without a host copy (the public functions do this).
+Everything else in a sample
 (labels, bounding boxes, masks, and pure tensors next to an explicit image) passes through
 unchanged, by torchvision's rules.
 
@@ -151,7 +152,7 @@ def _make_classes():
             return self._apply(inpt)
 
         def _on_device(self, name, value, like):
-            """`value` (tensor or ndarray) as a tensor on `like`'s device, copied once per device."""
+            """`value` (tensor or ndarray) as a tensor on `like`'s device, copied once each."""
             if value is None:
                 return None
             device = getattr(like, "device", "cpu")  # PIL images are on the CPU
@@ -181,8 +182,8 @@ def _make_classes():
         -----
         Input: tensors, ``tv_tensors.Image`` or ``tv_tensors.Video`` of shape ``(..., C, H, W)``
         (any batch shape), on the CPU or a CUDA device, or PIL images; the output keeps the type,
-        shape and device, with :func:`gpu_histeq.equalize_hist`'s dtype (the input's for ``"opencv"`` and
-        ``"pil"``; float32/float64 for ``"skimage"``). torchvision's ``equalize`` turns floating
+        shape and device, with :func:`gpu_histeq.equalize_hist`'s dtype (the input's for
+        ``"opencv"`` and ``"pil"``; float32/float64 for ``"skimage"``). torchvision's ``equalize`` turns floating
         images into uint8 first; this transform does not (use ``method="skimage"`` results,
         convert with ``v2.ToDtype(torch.uint8, scale=True)`` before it, or call
         :func:`gpu_histeq.transforms.functional.equalize`, which does as torchvision).

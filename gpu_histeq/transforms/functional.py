@@ -67,8 +67,8 @@ def on_planes(inpt, run, name, error=ValueError):
         tensor = functional.pil_to_tensor(inpt)
         output = run(tensor)
         if output.dtype != tensor.dtype:
-            raise TypeError(f"{name} of a PIL image gives {output.dtype}, which a PIL image of mode "
-                            f"{inpt.mode!r} cannot hold: convert to a tensor first "
+            raise TypeError(f"{name} of a PIL image gives {output.dtype}, which a PIL image of "
+                            f"mode {inpt.mode!r} cannot hold: convert to a tensor first "
                             "(torchvision.transforms.v2.PILToImage())")
         return functional.to_pil_image(output, mode=inpt.mode)
     plain = isinstance(inpt, torch.Tensor) and not isinstance(inpt, tv_tensors.TVTensor)
