@@ -401,3 +401,33 @@ def test_property_random_images_equal_scikit_image(shape, dtype, nbins, seed):
         assert_same(*both(name, image, nbins))
     reference = random_image(dtype, (5, 4), seed + 1).reshape((-1,) + (1,) * (image.ndim - 1))
     assert_same(*both("match_histograms", image, reference))
+
+
+def test_layouts_byte_order_and_read_only_inputs_are_untouched():
+    base = skimage.img_as_float32(GRAY["coins"])
+    views = {"fortran": np.asfortranarray(base), "strided": base[::2, ::3],
+             "big-endian": base.astype(">f4"), "transposed": base.T}
+    for name, image in views.items():
+        image.setflags(write=False)
+        before = image.copy()
+        for call in ("histogram", "cumulative_distribution", "equalize_hist", "equalize_adapthist"):
+            assert_same(getattr(exposure, call)(image), getattr(sk, call)(image))
+        assert_same(exposure.match_histograms(image, base), sk.match_histograms(image, base))
+        assert_same(exposure.rescale_intensity(image, (0.2, 0.6)),
+                    sk.rescale_intensity(image, (0.2, 0.6)))
+        np.testing.assert_array_equal(image, before)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_dtype_range_uses_numpys_float64_edges(xp, dtype):
+    """numpy.histogram's edges over an explicit range are float64 linspace rounded to the
+    image's dtype: for 3 bins they differ from edges computed in float32/float16 by an ulp, so
+    values on and beside each edge must fall in numpy's bins on every engine."""
+    edges = np.linspace(-1, 1, 4, dtype=dtype)
+    in_dtype = np.arange(4, dtype=dtype) * (dtype(2) / dtype(3)) + dtype(-1)
+    assert not np.array_equal(edges, in_dtype)  # the case this test is about
+    probes = np.concatenate([edges, in_dtype])
+    image = np.concatenate([probes, np.nextafter(probes, dtype(-2)), np.nextafter(probes, dtype(2))])
+    ours = exposure.histogram(xp.asarray(image), 3, "dtype")
+    assert_backend(ours[0], xp)
+    assert_same(ours, sk.histogram(image, 3, "dtype"))

@@ -16,7 +16,8 @@ import numpy as np
 
 from .. import _engine, _planes, adaptive, equalize, matching
 from .. import histogram as _histogram
-from .._backend import array_module, backend_name, is_dask
+from .._backend import array_module, backend_name, is_cupy, is_dask
+from .._engine.portable import count_block as portable_count_block
 from .._binning import plane_stats, range_binning
 from .._interop import adapt
 from .._tables import cdf_table
@@ -116,10 +117,16 @@ def _plane_counts(xp, planes, nbins, source_range, dtype):
         edges = np.linspace(low, high, nbins + 1, dtype=planes.dtype)
         binning.edges = xp.ascontiguousarray(
             xp.broadcast_to(xp.asarray(edges), binning.edges.shape))
+    block_list = _planes.blocks(xp, nplanes, npixels, binning.nbins)
     if npixels == 0 or nplanes == 0:
         counts = xp.zeros((nplanes, binning.nbins), np.int64)
+    elif floating and source_range == "dtype" and is_cupy(xp):
+        # the CUDA kernels derive the edges from the range in the image's dtype, which for
+        # float16/float32 differ from these by an ulp at some edges: the portable count reads them
+        counts = xp.zeros((nplanes, binning.nbins), np.int64)
+        for block in block_list:
+            counts[block[0]] += portable_count_block(xp, planes, selected, binning, block)[0]
     else:
-        block_list = _planes.blocks(xp, nplanes, npixels, binning.nbins)
         counts = _engine.histograms(xp, planes, selected, binning, block_list)
     centers = binning.centers(slice(0, 1), nplanes)[0]
     if not floating:
@@ -250,7 +257,7 @@ def cumulative_distribution(image, nbins=256):
         return _dask_cumulative_distribution(flat, nbins if flat.dtype.kind == "f" else 256,
                                              axes=(0, 1))
     counts, centers = histogram(image, nbins)
-    cdf = cdf_table(xp, counts, image.dtype)
+    cdf = cdf_table(xp, counts, np.dtype(image.dtype).newbyteorder("="))
     if image.size == 0:
         cdf = xp.full(cdf.shape, np.nan, cdf.dtype)
     return cdf, centers
