@@ -431,3 +431,19 @@ def test_dtype_range_uses_numpys_float64_edges(xp, dtype):
     ours = exposure.histogram(xp.asarray(image), 3, "dtype")
     assert_backend(ours[0], xp)
     assert_same(ours, sk.histogram(image, 3, "dtype"))
+
+
+def test_where_scikit_image_returns_no_number_we_raise():
+    """The documented differences: scikit-image returns NaN (or a constant image) here."""
+    image = random_image(np.float64, (12, 12))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert np.isnan(sk.equalize_hist(image, mask=np.zeros(image.shape))).all()
+    with pytest.raises(ValueError, match="`mask` selects no pixel"):
+        exposure.equalize_hist(image, mask=np.zeros(image.shape))
+    assert sk.equalize_adapthist(image, kernel_size=20).shape == image.shape
+    with pytest.raises(ValueError, match="`kernel_size`"):
+        exposure.equalize_adapthist(image, kernel_size=20)
+    wide = np.array([[0, 1 << 30]], np.int32)
+    with pytest.raises(ValueError, match="2\\*\\*24|levels"):
+        exposure.equalize_hist(wide)
