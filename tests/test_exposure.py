@@ -259,6 +259,9 @@ def test_mask_of_the_leading_axes_selects_whole_pixels():
     lambda m: m.histogram(np.arange(4.0), source_range="range"),
     lambda m: m.histogram(np.arange(4), source_range=(0, 1)),
     lambda m: m.histogram(np.arange(4.0), nbins=0),
+    lambda m: m.histogram(np.arange(4.0), nbins=2.5),
+    lambda m: m.equalize_hist(np.arange(4.0), nbins="10"),
+    lambda m: m.cumulative_distribution(np.arange(4.0), nbins=None),
     lambda m: m.histogram(np.ones((3, 4)), channel_axis=2),
     lambda m: m.histogram(np.ones((3, 4)), channel_axis=-3),
     lambda m: m.equalize_hist(np.ones((3, 4)), mask=np.ones(5)),
@@ -296,7 +299,9 @@ def test_scikit_image_leniencies_are_kept():
     assert_same(*both("equalize_adapthist", image, None, float("nan")))
     # an unsigned image with a non-negative signed reference
     assert_same(*both("match_histograms", random_image(np.uint8), random_image(np.int16, seed=2)))
-    # integers ignore nbins (even invalid ones)
+    # numpy takes bool and numpy integers as bin counts; integers ignore nbins (invalid too)
+    assert_same(*both("histogram", image, True))
+    assert_same(*both("equalize_hist", image, np.int16(9)))
     assert_same(*both("histogram", random_image(np.uint8), 0))
     assert_same(*both("equalize_hist", random_image(np.int16), -3))
 

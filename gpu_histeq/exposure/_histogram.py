@@ -75,6 +75,21 @@ def as_image(image, xp):
     return native(image)
 
 
+def bins_for(image, nbins):
+    """The bins of `image` as :func:`numpy.histogram` takes `nbins`: any integer (bool too) for
+    floating images, ValueError below 1 or for a string, TypeError for other types; integer
+    images have one bin per level and ignore `nbins` (256 is passed on)."""
+    if np.dtype(image.dtype).kind != "f":
+        return 256
+    if isinstance(nbins, str):
+        raise ValueError(f"`nbins` must be a positive integer, got {nbins!r}")
+    if not isinstance(nbins, (numbers.Integral, np.bool_)):
+        raise TypeError(f"`nbins` must be an integer, got {nbins!r}")
+    if nbins < 1:
+        raise ValueError(f"`nbins` must be a positive integer, got {nbins!r}")
+    return int(nbins)
+
+
 def _dtype_range(dtype):
     """scikit-image's ``dtype_limits(image, clip_negative=False)``."""
     dtype = np.dtype(dtype)
@@ -194,9 +209,7 @@ def histogram(image, nbins=256, source_range="image", normalize=False, *, channe
     image = as_image(image, xp)
     if not isinstance(source_range, str) or source_range not in ("image", "dtype"):
         raise ValueError(f"Incorrect value for `source_range` argument: {source_range}")
-    if image.dtype.kind == "f" and (isinstance(nbins, (bool, np.bool_))
-                                    or not isinstance(nbins, numbers.Integral) or nbins < 1):
-        raise ValueError(f"`nbins` must be a positive integer, got {nbins!r}")
+    nbins = bins_for(image, nbins)
     if image.ndim == 3 and image.shape[-1] < 4 and channel_axis is None:
         warnings.warn(_COLOR_WARNING, UserWarning, stacklevel=3)
     if is_dask(image):
@@ -204,8 +217,7 @@ def histogram(image, nbins=256, source_range="image", normalize=False, *, channe
             raise _dask_refused("`source_range='dtype'` or `channel_axis`")
         if image.size == 0 and image.dtype.kind != "f":
             raise ValueError("zero-size array to reduction operation minimum which has no identity")
-        counts, centers = _dask_histogram(image.reshape(1, -1), 256 if image.dtype.kind != "f"
-                                          else nbins, axes=(0, 1))
+        counts, centers = _dask_histogram(image.reshape(1, -1), nbins, axes=(0, 1))
         if image.dtype.kind != "f":
             centers = centers.astype(np.int64)
         return (counts / counts.sum() if normalize else counts), centers
@@ -214,8 +226,7 @@ def histogram(image, nbins=256, source_range="image", normalize=False, *, channe
     else:
         axis = channel_index(channel_axis, image.ndim)
         planes = xp.moveaxis(image, axis, 0).reshape(image.shape[axis], -1)
-    counts, centers = _plane_counts(xp, xp.ascontiguousarray(planes), int(nbins), source_range,
-                                    dtype)
+    counts, centers = _plane_counts(xp, xp.ascontiguousarray(planes), nbins, source_range, dtype)
     if normalize:
         counts = counts / counts.sum(axis=-1, keepdims=True)
     return (counts[0] if channel_axis is None else counts), centers
@@ -254,8 +265,7 @@ def cumulative_distribution(image, nbins=256):
     if is_dask(image):
         histogram(image, nbins)  # its checks and warning
         flat = as_image(image, xp).reshape(1, -1)
-        return _dask_cumulative_distribution(flat, nbins if flat.dtype.kind == "f" else 256,
-                                             axes=(0, 1))
+        return _dask_cumulative_distribution(flat, bins_for(flat, nbins), axes=(0, 1))
     counts, centers = histogram(image, nbins)
     cdf = cdf_table(xp, counts, np.dtype(image.dtype).newbyteorder("="))
     if image.size == 0:
@@ -331,8 +341,7 @@ def equalize_hist(image, nbins=256, mask=None):
         warnings.warn(_COLOR_WARNING, UserWarning, stacklevel=3)
     if image.size == 0 and image.dtype.kind != "f":
         raise ValueError("zero-size array to reduction operation minimum which has no identity")
-    if image.dtype.kind != "f":
-        nbins = 256  # one bin per level: scikit-image ignores `nbins`
+    nbins = bins_for(image, nbins)
     shape = image.shape
     if image.ndim < 2:
         image = image.reshape(1, -1)
