@@ -334,6 +334,10 @@ def test_on_every_backend_the_numbers_are_scikit_images(xp, dtype):
     rgb = xp.asarray(random_image(dtype, (20, 24, 3)))
     assert_same(exposure.histogram(rgb, 32, channel_axis=-1),
                 sk.histogram(to_numpy(rgb), 32, channel_axis=-1))
+    rgba = xp.asarray(random_image(dtype, (20, 24, 4), seed=2))
+    adapted = exposure.equalize_adapthist(rgba)  # RGBA: HSV value of the RGB channels
+    assert_backend(adapted, xp)
+    assert_same(adapted, sk.equalize_adapthist(to_numpy(rgba)))
     assert_same(exposure.cumulative_distribution(image, 64), sk.cumulative_distribution(host, 64))
     mask = xp.asarray(host > host.mean())
     assert_same(exposure.equalize_hist(image, mask=mask),
