@@ -224,9 +224,9 @@ def _make_classes():
 
         Notes
         -----
-        uint8 and uint16 tensors of shape ``(..., C, H, W)``; each channel of each image is one
-        plane, equal to ``cv2.createCLAHE(clip_limit, tile_grid).apply`` on it (see
-        :func:`gpu_histeq.clahe`). The output keeps type, shape, dtype and device.
+        uint8 and uint16 tensors of shape ``(..., C, H, W)`` (or PIL images); each channel of
+        each image is one plane, equal to ``cv2.createCLAHE(clip_limit, tile_grid).apply`` on it
+        (see :func:`gpu_histeq.clahe`). The output keeps type, shape, dtype and device.
         """
 
         def __init__(self, clip_limit=40.0, tile_grid=(8, 8)):
