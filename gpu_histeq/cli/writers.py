@@ -9,7 +9,9 @@ into the path the target gives it. Nothing of the user's is replaced without ``-
 * a folder output that does not exist or is empty is written as a temporary folder and renamed
   into place (a rename fails over a non-empty folder: again one run wins); with ``--force`` a
   non-empty folder receives only the files the run writes, each renamed over its old one;
-* a zarr output is a folder replaced whole (atomically exchanged where the system can).
+* a zarr output is written as a folder and renamed into place; with ``--force`` over an
+  existing zarr array, only the array's own entries (metadata, chunks) are replaced, and
+  every other file of that folder is kept.
 
 Writes never go through a memory map, so a full disk is an ``OSError`` (a clean error), never
 a SIGBUS.
@@ -17,7 +19,9 @@ a SIGBUS.
 
 import ctypes
 import errno
+import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +65,9 @@ def refuse_inputs(output, inputs):
         real = os.path.realpath(path)
         if real.startswith(real_output.rstrip(os.sep) + os.sep):
             raise CliError(f"refusing to write the folder {output}: it holds the input {path}")
+        if os.path.isdir(path) and real_output.startswith(real.rstrip(os.sep) + os.sep):
+            raise CliError(f"refusing to write {output} inside the input folder {path}: choose "
+                           "an output outside it")
 
 
 def _renameat2_exchange():
@@ -131,6 +138,56 @@ def move_into_place(temp, final, force, directory=False):
     _cleanup.remove(temp)
 
 
+ZARR_METADATA = ZARR_MARKERS + (".zattrs", ".zmetadata")
+
+
+def _zarr_own_entries(folder):
+    """The entries of the zarr array or group at `folder` that zarr writes: metadata files
+    and, for an array, its chunks (``c`` or ``c.0.0``-style names for zarr v3's default chunk
+    keys, ``0.0``/``0/0``-style names otherwise). Anything else is not the array's."""
+    names = set(os.listdir(folder))
+    own = names & set(ZARR_METADATA)
+    chunk = re.compile(r"[0-9]+(\.[0-9]+)*")
+    if "zarr.json" in names:
+        with open(os.path.join(folder, "zarr.json"), "rb") as file:
+            meta = json.load(file)
+        if meta.get("node_type") != "array":
+            return own
+        encoding = meta.get("chunk_key_encoding") or {"name": "default"}
+        if encoding.get("name") == "default":
+            separator = (encoding.get("configuration") or {}).get("separator", "/")
+            chunk = re.compile(r"c") if separator == "/" else re.compile(r"c(\.[0-9]+)*")
+    elif ".zarray" not in names:
+        return own
+    return own | {name for name in names if chunk.fullmatch(name)}
+
+
+def replace_zarr_array(temp, final):
+    """``--force`` onto an existing zarr array `final`: the entries of the finished array
+    `temp` replace the old array's own entries (:func:`_zarr_own_entries`), chunks before the
+    metadata; every other entry of the folder (a user's notes, other files) is kept."""
+    temp, final = os.fspath(temp), os.fspath(final)
+    try:
+        old = _zarr_own_entries(final)
+    except (OSError, ValueError) as error:
+        raise CliError(f"cannot read the zarr array {final} to replace it: "
+                       f"{error.strerror if isinstance(error, OSError) else error}") from None
+    new = sorted(os.listdir(temp), key=lambda name: (name in ZARR_METADATA, name))
+    for name in new:
+        if name not in old and _exists(os.path.join(final, name)):
+            raise CliError(f"refusing to replace {os.path.join(final, name)}: it is not part of "
+                           "the zarr array; nothing was replaced")
+    old_entries = _cleanup.create_temp(final, directory=True)
+    for name in new:
+        if name in old:
+            os.rename(os.path.join(final, name), os.path.join(old_entries, name))
+        os.rename(os.path.join(temp, name), os.path.join(final, name))
+    for name in sorted(old - set(new)):
+        os.rename(os.path.join(final, name), os.path.join(old_entries, name))
+    _cleanup.remove(old_entries)
+    _cleanup.remove(temp)
+
+
 class FileTarget:
     """One output file, or a zarr folder replaced whole.
 
@@ -175,7 +232,10 @@ class FileTarget:
 
     def commit(self):
         if self.temp is not None:
-            move_into_place(self.temp, self.final, self.force, self.directory)
+            if self.directory and self.force and _nonempty_dir(self.final):
+                replace_zarr_array(self.temp, self.final)
+            else:
+                move_into_place(self.temp, self.final, self.force, self.directory)
             self.temp = None
 
     def abort(self):
@@ -354,8 +414,14 @@ class ZarrSink(Sink):
         super().__init__(path, shape, dtype)
         zarr = optional("zarr", "writing zarr arrays")
         chunks = (max(1, min(rows, shape[0] or 1)),) + tuple(shape[1:])
-        self.target = zarr.open_array(str(self.path), mode="w", shape=self.shape,
-                                      dtype=self.dtype, chunks=chunks)
+        # every chunk written, those equal to the fill value too: a complete array, which
+        # the reader (refusing missing chunks) takes back
+        layout = dict(mode="w", shape=self.shape, dtype=self.dtype, chunks=chunks)
+        try:
+            self.target = zarr.open_array(str(self.path), config={"write_empty_chunks": True},
+                                          **layout)
+        except TypeError:  # zarr 2
+            self.target = zarr.open_array(str(self.path), write_empty_chunks=True, **layout)
 
     def write(self, start, stop, block):
         # zarr writes its chunks on a background thread: a signal waits for the slab to be
