@@ -149,8 +149,11 @@ def _zarr_own_entries(folder):
     own = names & set(ZARR_METADATA)
     chunk = re.compile(r"[0-9]+(\.[0-9]+)*")
     if "zarr.json" in names:
-        with open(os.path.join(folder, "zarr.json"), "rb") as file:
-            meta = json.load(file)
+        try:
+            with open(os.path.join(folder, "zarr.json"), "rb") as file:
+                meta = json.load(file)
+        except FileNotFoundError:  # replaced meanwhile by a concurrent --force run
+            meta = {"node_type": "array"}
         if meta.get("node_type") != "array":
             return own
         encoding = meta.get("chunk_key_encoding") or {"name": "default"}
@@ -177,14 +180,30 @@ def replace_zarr_array(temp, final):
         if name not in old and _exists(os.path.join(final, name)):
             raise CliError(f"refusing to replace {os.path.join(final, name)}: it is not part of "
                            "the zarr array; nothing was replaced")
-    old_entries = _cleanup.create_temp(final, directory=True)
+    replaced = _cleanup.create_temp(final, directory=True)  # the old entries, then removed
+    moved = 0
+
+    def set_aside(name):
+        nonlocal moved
+        try:
+            os.rename(os.path.join(final, name), os.path.join(replaced, f"{moved}-{name}"))
+            moved += 1
+        except FileNotFoundError:  # a concurrent --force run moved it first
+            pass
+
     for name in new:
-        if name in old:
-            os.rename(os.path.join(final, name), os.path.join(old_entries, name))
-        os.rename(os.path.join(temp, name), os.path.join(final, name))
+        for attempt in range(20):
+            if name in old or attempt:
+                set_aside(name)
+            try:  # a file replaces atomically; a folder goes where the old one was
+                os.rename(os.path.join(temp, name), os.path.join(final, name))
+                break
+            except OSError as error:  # a concurrent --force run put its own there first
+                if error.errno not in (errno.EEXIST, errno.ENOTEMPTY) or attempt == 19:
+                    raise
     for name in sorted(old - set(new)):
-        os.rename(os.path.join(final, name), os.path.join(old_entries, name))
-    _cleanup.remove(old_entries)
+        set_aside(name)
+    _cleanup.remove(replaced)
     _cleanup.remove(temp)
 
 
