@@ -15,7 +15,8 @@ work), ``.npz``, TIFF stacks, PNG/JPEG images, zarr arrays, folders of PNG/JPEG/
 Outputs go to temporary names next to their destination and are moved into place only when
 complete; an existing output is replaced only with ``--force``; no input is ever written over;
 an error or SIGINT/SIGTERM/SIGHUP removes every temporary file and ends with one line on stderr
-(exit status 1, or 128 + the signal's number).
+(exit status 1, or 128 + the signal's number; the line names the outputs already in place). What
+a SIGKILL leaves (``.NAME.tmp-PID-XXXXXXXX``) is removed by the next run writing that output.
 
 Image files -- a folder written into a folder of images, or PNG/JPEG inputs -- may have any
 sizes: they are read in chunks of about 2**24 values (``--chunk-size N``: N files) and each
