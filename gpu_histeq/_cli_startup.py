@@ -21,7 +21,7 @@ def is_cli_process(argv=None, orig_argv=None):
     """Whether this process is ``gpu-histeq``: the console script, or ``python -m
     gpu_histeq.cli`` (seen in :data:`sys.orig_argv`, as ``sys.argv[0]`` is still ``-m`` while
     the package imports)."""
-    argv = sys.argv if argv is None else argv
+    argv = getattr(sys, "argv", []) if argv is None else argv  # embedded: maybe no argv
     orig_argv = getattr(sys, "orig_argv", []) if orig_argv is None else orig_argv
     if argv and os.path.basename(str(argv[0])) in SCRIPT_NAMES:
         return True

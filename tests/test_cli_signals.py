@@ -377,3 +377,28 @@ def test_a_signal_that_python_wraps_still_exits_with_its_status(tmp_path, monkey
     assert status == 128 + signal.SIGTERM, err
     assert err.count("\n") == 1 and "interrupted by SIGTERM" in err
     assert source.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["in.npy"]
+
+
+# ------------------------------------------------------------------- the handlers while importing
+
+@pytest.mark.parametrize("argv, orig_argv, expected", [
+    (["-m"], ["python", "-m", "gpu_histeq.cli", "equalize"], True),
+    (["-m"], ["python", "-X", "importtime", "-mgpu_histeq.cli"], True),
+    (["/venv/bin/gpu-histeq", "equalize"], ["python", "/venv/bin/gpu-histeq", "equalize"], True),
+    (["-m"], ["python", "-m", "pytest", "gpu_histeq.cli"], False),
+    (["-c"], ["python", "-c", "import gpu_histeq.cli"], False),
+    (["train.py"], ["python", "-W", "error", "train.py", "gpu-histeq"], False),
+])
+def test_which_process_is_the_command(argv, orig_argv, expected):
+    from gpu_histeq._cli_startup import is_cli_process
+
+    assert is_cli_process(argv, orig_argv) is expected
+
+
+def test_a_library_import_leaves_the_signal_handlers_alone():
+    code = ("import signal, gpu_histeq; print([signal.getsignal(s) is d for s, d in ("
+            "(signal.SIGTERM, signal.SIG_DFL), (signal.SIGHUP, signal.SIG_DFL), "
+            "(signal.SIGINT, signal.default_int_handler))])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and done.stdout == "[True, True, True]\n", done.stderr

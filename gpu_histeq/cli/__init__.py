@@ -39,8 +39,8 @@ chunked) makes two passes over the file -- histograms, then remap -- or three fo
 
 Modules: ``parser`` (arguments), ``commands`` (file commands, ``info``, devices), ``readers``
 and ``writers`` (inputs; outputs moved into place atomically), ``streaming`` (slabs, progress),
-``batches`` (image files in list calls), ``demo`` (the no-argument job), ``_cleanup``
-(signals, temporary files, one-line errors).
+``batches`` (image files in list calls), ``demo`` (the no-argument job), ``_zarr_force``
+(``--force`` over a zarr array), ``_cleanup`` (signals, temporary files, one-line errors).
 """
 
 import os

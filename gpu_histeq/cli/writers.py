@@ -19,15 +19,14 @@ a SIGBUS.
 
 import ctypes
 import errno
-import json
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 
 from . import _cleanup
 from ._cleanup import CliError, optional
+from ._zarr_force import replace_zarr_array
 from .readers import PILLOW_SUFFIXES
 
 __all__ = ["FileTarget", "FolderTarget", "open_sink", "refuse_inputs"]
@@ -135,75 +134,6 @@ def move_into_place(temp, final, force, directory=False):
         os.rename(temp, final)
         _cleanup.forget(temp)
         return
-    _cleanup.remove(temp)
-
-
-ZARR_METADATA = ZARR_MARKERS + (".zattrs", ".zmetadata")
-
-
-def _zarr_own_entries(folder):
-    """The entries of the zarr array or group at `folder` that zarr writes: metadata files
-    and, for an array, its chunks (``c`` or ``c.0.0``-style names for zarr v3's default chunk
-    keys, ``0.0``/``0/0``-style names otherwise). Anything else is not the array's."""
-    names = set(os.listdir(folder))
-    own = names & set(ZARR_METADATA)
-    chunk = re.compile(r"[0-9]+(\.[0-9]+)*")
-    if "zarr.json" in names:
-        try:
-            with open(os.path.join(folder, "zarr.json"), "rb") as file:
-                meta = json.load(file)
-        except FileNotFoundError:  # replaced meanwhile by a concurrent --force run
-            meta = {"node_type": "array"}
-        if meta.get("node_type") != "array":
-            return own
-        encoding = meta.get("chunk_key_encoding") or {"name": "default"}
-        if encoding.get("name") == "default":
-            separator = (encoding.get("configuration") or {}).get("separator", "/")
-            chunk = re.compile(r"c") if separator == "/" else re.compile(r"c(\.[0-9]+)*")
-    elif ".zarray" not in names:
-        return own
-    return own | {name for name in names if chunk.fullmatch(name)}
-
-
-def replace_zarr_array(temp, final):
-    """``--force`` onto an existing zarr array `final`: the entries of the finished array
-    `temp` replace the old array's own entries (:func:`_zarr_own_entries`), chunks before the
-    metadata; every other entry of the folder (a user's notes, other files) is kept."""
-    temp, final = os.fspath(temp), os.fspath(final)
-    try:
-        old = _zarr_own_entries(final)
-    except (OSError, ValueError) as error:
-        raise CliError(f"cannot read the zarr array {final} to replace it: "
-                       f"{error.strerror if isinstance(error, OSError) else error}") from None
-    new = sorted(os.listdir(temp), key=lambda name: (name in ZARR_METADATA, name))
-    for name in new:
-        if name not in old and _exists(os.path.join(final, name)):
-            raise CliError(f"refusing to replace {os.path.join(final, name)}: it is not part of "
-                           "the zarr array; nothing was replaced")
-    replaced = _cleanup.create_temp(final, directory=True)  # the old entries, then removed
-    moved = 0
-
-    def set_aside(name):
-        nonlocal moved
-        try:
-            os.rename(os.path.join(final, name), os.path.join(replaced, f"{moved}-{name}"))
-            moved += 1
-        except FileNotFoundError:  # a concurrent --force run moved it first
-            pass
-
-    for name in new:
-        for attempt in range(20):
-            if name in old or attempt:
-                set_aside(name)
-            try:  # a file replaces atomically; a folder goes where the old one was
-                os.rename(os.path.join(temp, name), os.path.join(final, name))
-                break
-            except OSError as error:  # a concurrent --force run put its own there first
-                if error.errno not in (errno.EEXIST, errno.ENOTEMPTY) or attempt == 19:
-                    raise
-    for name in sorted(old - set(new)):
-        set_aside(name)
-    _cleanup.remove(replaced)
     _cleanup.remove(temp)
 
 
