@@ -212,6 +212,27 @@ def test_a_zarr_input_missing_a_chunk(tmp_path, capsys, fill):
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), gh.equalize_hist(filled))
 
 
+def test_a_sharded_zarr_input_missing_a_shard(tmp_path, capsys):
+    """One file per shard: a missing shard is named; a shard holding fewer chunks is not."""
+    zarr = pytest.importorskip("zarr")
+    if not hasattr(zarr, "create_array"):
+        pytest.skip("zarr 2 has no shards")
+    data = RNG.integers(1, 200, (8, 6, 5), dtype=np.uint8)
+    data[5] = 0  # a chunk equal to the fill value: not stored inside its shard
+    array = zarr.create_array(str(tmp_path / "in.zarr"), shape=data.shape, dtype=data.dtype,
+                              chunks=(1, 6, 5), shards=(4, 6, 5))
+    array[...] = data
+    status, _, err = _run(capsys, "equalize", tmp_path / "in.zarr", tmp_path / "a.npy",
+                          folder=tmp_path)
+    assert status == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), gh.equalize_hist(data))
+    os.remove(tmp_path / "in.zarr" / "c" / "1" / "0" / "0")
+    status, _, err = _run(capsys, "equalize", tmp_path / "in.zarr", tmp_path / "b.npy",
+                          folder=tmp_path)
+    assert status == 1 and not (tmp_path / "b.npy").exists()
+    _one_line(err, f"its chunk {tmp_path / 'in.zarr' / 'c' / '1' / '0' / '0'} is missing")
+
+
 def test_a_zarr_output_holds_every_chunk_and_reads_back(tmp_path, capsys):
     """Chunks equal to the fill value are written too, so an output is a complete input."""
     zarr = pytest.importorskip("zarr")

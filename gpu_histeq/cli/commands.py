@@ -379,16 +379,17 @@ def run_file_command(args, found, say):
 
     opened = []
     targets = []
+    fill = getattr(args, "fill_missing_chunks", False)
     try:
         for path in args.inputs:
-            opened.append(open_source(path, args.key, args.fill_missing_chunks))
+            opened.append(open_source(path, args.key, fill))
         sources = list(opened)
         mask_source = reference = None
         if getattr(args, "mask", None) is not None:
-            mask_source = open_source(args.mask, fill_missing=args.fill_missing_chunks)
+            mask_source = open_source(args.mask, fill_missing=fill)
             opened.append(mask_source)
         if getattr(args, "reference", None) is not None:
-            reference = open_source(args.reference, fill_missing=args.fill_missing_chunks)
+            reference = open_source(args.reference, fill_missing=fill)
             opened.append(reference)
         protected = [p for source in opened for p in source.paths]
         jobs = plan_outputs(args, sources)
