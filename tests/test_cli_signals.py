@@ -1,8 +1,10 @@
 """``gpu-histeq`` under real signals (sent to a real subprocess mid-run) and in real terminals.
 
-A signal ends a run with exit status 128 + its number, one line on stderr, the input unchanged
-and no temporary file; the progress bar shows in a terminal (a pseudo-terminal here, also one
-reporting 0 columns), never on a pipe, never with ``-q``.
+A signal ends a run with exit status 128 + its number, one line on stderr (while importing too,
+and naming the outputs when they are already in place), the input unchanged and no temporary
+file; what a SIGKILL leaves is removed by the next run; the progress bar shows in a terminal (a
+pseudo-terminal here, also one reporting 0 columns), never on a pipe, never with ``-q``. Each
+signal waits for an observable state of the run (a file, a FIFO opened, a full pipe).
 """
 
 import errno

@@ -56,6 +56,26 @@ def test_out_is_the_images_in_place(xp):
     np.testing.assert_array_equal(_host(images), _cv2(IMAGES))
 
 
+@pytest.mark.parametrize("shape, dtype, options", [
+    ((4, 24, 24), np.float32, {}),
+    ((4, 24, 24), np.uint8, {"axes": (0, 1, 2)}),
+    ((4, 24, 24), np.uint8, {"mask": RNG.random((24, 24)) < 0.5}),
+    ((3, 24, 24, 3), np.uint8, {"channel_axis": -1, "luminance": True}),
+    ((24, 24, 4), np.uint8, {"axes": (0, 1)}),
+    ((1, 1200, 1100), np.uint16, {}),  # one plane larger than a block: counted, then remapped
+], ids=["float", "dataset-wide", "mask", "luminance", "channels-last", "large-plane"])
+def test_in_place_equals_a_new_result(xp, shape, dtype, options):
+    """`out` that is `images` itself is not an overlap: it stays on the in-place path."""
+    values = RNG.random(shape) if dtype == np.float32 else RNG.integers(
+        0, np.iinfo(dtype).max, shape, endpoint=True)
+    host = values.astype(dtype)
+    options = {k: xp.asarray(v) if k == "mask" else v for k, v in options.items()}
+    expected = _host(gh.equalize_hist(xp.asarray(host), **options))
+    images = xp.asarray(host.copy())
+    assert gh.equalize_hist(images, out=images, **options) is images
+    np.testing.assert_array_equal(_host(images), expected)
+
+
 def test_out_interleaved_with_the_images(xp):
     """Every other element: disjoint but within one range, computed aside (like
     ``numpy.may_share_memory``), and right."""
