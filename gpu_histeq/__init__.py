@@ -4,6 +4,7 @@ The public functions, each wrapped once here by :func:`gpu_histeq._interop.adapt
 arrays, torch tensors and JAX arrays are accepted too.
 """
 
+from . import _cli_startup  # noqa: F401  first: the gpu-histeq process's signals while importing
 from . import adaptive as _adaptive
 from . import equalize as _equalize
 from . import exposure
