@@ -29,14 +29,21 @@ def zarr_layout(array):
 
 def create_zarr(path, shape, dtype, rows, layout, notes):
     """A zarr array for the result, with `layout`'s format version, chunks, shards, fill
-    value, attributes, dimension names and codecs (a reader's), or slabs of `rows` as chunks."""
+    value, attributes, dimension names and codecs (a reader's), or slabs of `rows` as chunks.
+
+    Every chunk is written, those equal to the fill value too: a complete array, which the
+    reader (refusing missing chunks) takes back."""
     zarr = optional("zarr", "writing zarr arrays")
     dtype = np.dtype(dtype)
     if not layout or layout.get("format") != "zarr":
         chunks = (max(1, min(rows, shape[0] or 1)),) + tuple(shape[1:])
-        return zarr.open_array(str(path), mode="w", shape=shape, dtype=dtype, chunks=chunks)
+        plain = dict(mode="w", shape=shape, dtype=dtype, chunks=chunks)
+        try:
+            return zarr.open_array(str(path), config={"write_empty_chunks": True}, **plain)
+        except TypeError:  # zarr 2
+            return zarr.open_array(str(path), write_empty_chunks=True, **plain)
     kwargs = {"zarr_format": layout["zarr_format"], "chunks": layout["chunks"],
-              "attributes": layout["attributes"]}
+              "attributes": layout["attributes"], "config": {"write_empty_chunks": True}}
     if layout["zarr_format"] == 2:  # v3 keeps the memory order out of the metadata
         kwargs["order"] = layout["order"]
     if layout["shards"] is not None:

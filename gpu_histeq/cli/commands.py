@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _validate, equalize_hist
+from . import _cleanup
 from ._cleanup import PROG, CliError, one_line
 from .batches import entries, folder_names, make_sink, run_batches, with_levels
 from .readers import open_source, read_levels
@@ -353,6 +354,23 @@ def _mask_of(mask_source):
     return lambda entry, shape: load_mask(mask_source, (1,) + tuple(shape))(0, 1)[0]
 
 
+def remove_leftovers(targets, warn):
+    """Remove what killed runs (SIGKILL, a power cut) left beside or inside these outputs.
+
+    Only entries named exactly as the CLI names its temporaries (``.NAME.tmp-PID-XXXXXXXX``)
+    whose process is gone: beside each output, those of its name; inside an output folder,
+    those of any name (its entries). A live run's temporaries are never touched.
+    """
+    for target in targets:
+        final = target.final
+        stale = _cleanup.stale_temporaries(final.parent, final.name)
+        if isinstance(target, FolderTarget) and final.is_dir() and not final.is_symlink():
+            stale += _cleanup.stale_temporaries(final)
+        for path in stale:
+            _cleanup.remove_stale(path)
+            warn(f"removed {path}, left by a run that was killed (its process is gone)")
+
+
 def run_file_command(args, found, say):
     """Run one file command over every input; `say` prints a line unless ``--quiet``.
 
@@ -366,16 +384,17 @@ def run_file_command(args, found, say):
 
     opened = []
     targets = []
+    fill = getattr(args, "fill_missing_chunks", False)
     try:
         for path in args.inputs:
-            opened.append(open_source(path, args.key))
+            opened.append(open_source(path, args.key, fill))
         sources = list(opened)
         mask_source = reference = None
         if getattr(args, "mask", None) is not None:
-            mask_source = open_source(args.mask, mask=True)  # 1-bit images stay boolean
+            mask_source = open_source(args.mask, fill_missing=fill, mask=True)  # 1-bit: boolean
             opened.append(mask_source)
         if getattr(args, "reference", None) is not None:
-            reference = open_source(args.reference)
+            reference = open_source(args.reference, fill_missing=fill)
             opened.append(reference)
         protected = [p for source in opened for p in source.paths]
         jobs = plan_outputs(args, sources)
@@ -383,6 +402,7 @@ def run_file_command(args, found, say):
             if target not in targets:
                 target.check(protected)
                 targets.append(target)
+        remove_leftovers(targets, warn)
         xp = pick_device(args.device)
         todo, per_image = [], {}
         for job, (source, target, name) in enumerate(jobs):
@@ -427,8 +447,10 @@ def run_file_command(args, found, say):
             except OSError as error:
                 raise CliError(f"cannot write {error.filename or 'an output'}: "
                                f"{error.strerror or one_line(error)}") from None
-        for target in targets:
-            target.commit()
+        with _cleanup.signals_deferred():  # a signal waits until every output is in place
+            for target in targets:
+                target.commit()
+                _cleanup.written(target.final)
     except BaseException:
         for target in targets:
             target.abort()

@@ -299,7 +299,34 @@ def _open_npy(path):
     return RawSource(path, offset, shape, dtype, "npy")
 
 
-def open_source(path, key=None, mask=False):
+def refuse_missing_chunks(array, path):
+    """Raise naming the first chunk file a zarr input lacks.
+
+    zarr reads a missing chunk as the array's fill value (sparse arrays skip chunks that hold
+    only it), which for an input would silently equalize zeros: refused unless the user asks
+    for fill values (``--fill-missing-chunks``). One listing of the store when nothing lacks.
+    """
+    try:
+        if array.nchunks_initialized >= array.nchunks:
+            return
+        root = Path(path) / array.path if array.path else Path(path)
+        shards = getattr(array, "shards", None)  # sharded: one file per shard
+        grid = array.cdata_shape if shards is None else tuple(
+            -(-n // s) for n, s in zip(array.shape, shards))
+        for coords in np.ndindex(*grid):
+            key = array.metadata.encode_chunk_key(coords)
+            if not (root / key).exists():
+                break
+        else:  # every file is there (chunks missing inside a shard are not seen)
+            return
+    except (AttributeError, TypeError):  # pragma: no cover - another zarr: not checked
+        return
+    raise CliError(f"cannot read {path}: its chunk {root / key} is missing (zarr would read "
+                   f"it as the fill value {array.fill_value}); give --fill-missing-chunks "
+                   "to accept that")
+
+
+def open_source(path, key=None, fill_missing=False, mask=False):
     """Open an input for reading in slabs.
 
     Parameters
@@ -309,6 +336,8 @@ def open_source(path, key=None, mask=False):
         group, or a folder of PNG/JPEG/TIFF images.
     key : str, optional
         The array inside an ``.npz`` or a zarr group; the series (index) of a TIFF.
+    fill_missing : bool
+        Read the missing chunks of a zarr array as its fill value (refused otherwise).
     mask : bool
         Read for ``--mask``: a 1-bit TIFF/PNG stays boolean (an image's is read as 8-bit grey).
 
@@ -334,6 +363,8 @@ def open_source(path, key=None, mask=False):
                     notes.append(f"{path}: the group's attributes ({', '.join(sorted(node.attrs))})"
                                  f" are not written: the output is its array {name!r}")
                 node = arrays[name]
+            if not fill_missing:
+                refuse_missing_chunks(node, path)
             source = Source(node, path, "zarr")
             source.layout, source.notes = zarr_layout(node), notes
             return source

@@ -9,7 +9,9 @@ into the path the target gives it. Nothing of the user's is replaced without ``-
 * a folder output that does not exist or is empty is written as a temporary folder and renamed
   into place (a rename fails over a non-empty folder: again one run wins); with ``--force`` a
   non-empty folder receives only the files the run writes, each renamed over its old one;
-* a zarr output is a folder replaced whole (atomically exchanged where the system can).
+* a zarr output is written as a folder and renamed into place; with ``--force`` over an
+  existing zarr array, only the array's own entries (metadata, chunks) are replaced, and
+  every other file of that folder is kept.
 
 Writes never go through a memory map, so a full disk is an ``OSError`` (a clean error), never
 a SIGBUS.
@@ -27,6 +29,7 @@ from ._cleanup import CliError, optional
 from ._images import one_image, pil_format, write_picture
 from ._tiff import create_tiff
 from ._zarr import create_zarr
+from ._zarr_force import replace_zarr_array
 from .readers import PILLOW_SUFFIXES
 
 __all__ = ["FileTarget", "FolderTarget", "open_sink", "refuse_inputs"]
@@ -64,6 +67,9 @@ def refuse_inputs(output, inputs):
         real = os.path.realpath(path)
         if real.startswith(real_output.rstrip(os.sep) + os.sep):
             raise CliError(f"refusing to write the folder {output}: it holds the input {path}")
+        if os.path.isdir(path) and real_output.startswith(real.rstrip(os.sep) + os.sep):
+            raise CliError(f"refusing to write {output} inside the input folder {path}: choose "
+                           "an output outside it")
 
 
 def _renameat2_exchange():
@@ -178,7 +184,10 @@ class FileTarget:
 
     def commit(self):
         if self.temp is not None:
-            move_into_place(self.temp, self.final, self.force, self.directory)
+            if self.directory and self.force and _nonempty_dir(self.final):
+                replace_zarr_array(self.temp, self.final)
+            else:
+                move_into_place(self.temp, self.final, self.force, self.directory)
             self.temp = None
 
     def abort(self):
