@@ -17,7 +17,7 @@ from ._binning import binning_for
 from ._tables import cdf_dtype, table_maker
 from ._validate import (check_allocation, check_bool, check_images, check_levels_nbins,
                         check_luminance, check_mask, check_mask_selects, check_nbins, check_out,
-                        image_axes, native, plane_count, refuse_masked,
+                        image_axes, native, out_overlaps, plane_count, refuse_masked,
                         resolve_method)
 from ._typing import Array, ArrayList, Axes
 
@@ -229,7 +229,10 @@ def equalize_hist(
         through OpenCV's YCrCb conversion (``cv2.COLOR_RGB2YCrCb`` and back, bit-exact for
         uint8/uint16). Floating results are clipped to ``[0, 1]``.
     out : ndarray, optional
-        Preallocated result: shape of `images`, the result dtype, same backend.
+        Preallocated result: shape of `images`, the result dtype, same backend. It may be
+        `images` itself (in place); one that partly overlaps `images` or `mask` gets the result
+        through a temporary array (judged from pointer ranges, no device work). With a list of
+        `images`, a list of such arrays (ValueError if two of them share memory).
 
     Returns
     -------
@@ -299,7 +302,15 @@ def equalize_hist(
     if method == "skimage" and images.dtype.kind == "f":
         check_float_bins(xp, nbins, plane_count(images.shape, axes))
     mask = check_mask(mask, images, xp)
+    target = out
+    if out_overlaps(out, images, mask):  # computed aside, then copied: no input overwritten
+        out = None
     if luminance:
         check_luminance(images.shape, images.dtype, channel_axis, method)
-        return _equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out)
-    return _equalize(xp, images, nbins, axes, mask, method, out, result_dtype)
+        result = _equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out)
+    else:
+        result = _equalize(xp, images, nbins, axes, mask, method, out, result_dtype)
+    if target is not None and out is None:
+        target[...] = result
+        return target
+    return result

@@ -103,6 +103,7 @@ def equalize_hist(images, nbins, *, axes, mask, method, channel_axis, luminance,
         if o is not None:
             array_module(item, out=o)
             check_out(o, item.shape, o.dtype if luminance else result_dtype, xp)
+    _validate.check_outs_apart(outs)
     masks = masks_for(mask, items, xp)
     layout = Layout(items, axes_list)
     if luminance:

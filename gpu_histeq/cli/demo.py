@@ -102,8 +102,10 @@ def run_demo(args, say):
                 if not (final.is_file() and filecmp.cmp(temp, final, shallow=False)):
                     raise CliError(f"{final} exists and differs from this run's result: use "
                                    "--force to replace it")
-        _place(array_temp, array_path, args.force)
-        _place(figure_temp, figure_path, args.force)
+        with _cleanup.signals_deferred():  # a signal waits for both, and names them
+            for temp, final in ((array_temp, array_path), (figure_temp, figure_path)):
+                _place(temp, final, args.force)
+                _cleanup.written(final)
     except BaseException:
         for temp in temps:
             _cleanup.remove(temp)
