@@ -54,7 +54,12 @@ def test_py_typed_ships():
 
 def test_core_dependencies():
     requirements = [Requirement(text) for text in importlib.metadata.requires("gpu_histeq")]
-    assert sorted(r.name for r in requirements if r.marker is None) == ["numpy", "tqdm"]
+    assert sorted(r.name for r in requirements if r.marker is None) == ["numpy"]
+
+
+def test_progress_bar_comes_with_the_cli_extra():
+    assert "tqdm" in _requirements("cli")
+    assert "tqdm" in _requirements("test")  # so its tests run under the README's command
 
 
 @pytest.mark.parametrize("platform, machine", [
@@ -145,3 +150,15 @@ def test_readme_starts_with_the_main_job_and_the_tests():
     first_block = re.search(r"```bash\n(.*?)```", text, re.DOTALL).group(1).splitlines()
     assert first_block[0].startswith('pip install -e ".[plot]" && gpu-histeq ')
     assert first_block[1].startswith('pip install -e ".[test]" && python -m pytest ')
+
+
+@needs_source
+def test_exhaustive_tests_name_tests_that_exist():
+    """The root conftest.py's EXHAUSTIVE prefixes each name a test file (and function) that is
+    there: a renamed file would otherwise put its minutes back into the README's command."""
+    namespace = runpy.run_path(str(ROOT / "conftest.py"))
+    assert namespace["EXHAUSTIVE"]
+    for prefix in namespace["EXHAUSTIVE"]:
+        path, _, function = prefix.partition("::")
+        assert (ROOT / path).is_file(), prefix
+        assert not function or f"def {function.split('[')[0]}(" in (ROOT / path).read_text()
