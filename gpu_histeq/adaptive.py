@@ -29,7 +29,7 @@ from ._validate import (check_allocation, check_bool, check_clip_limit, check_fi
 from .color import as_float, hsv_to_rgb, rgb_to_hsv
 from .equalize import luma_path
 from ._tiles import blend_weights, count_tiles, offsets_for, reflect101, tiled_source
-from ._typing import Array, Axes
+from ._typing import Array, Axes, Luminance, UInt8, UInt16
 
 __all__ = ["clahe", "equalize_adapthist"]
 
@@ -50,19 +50,31 @@ def _check_tables(xp, param, value, nplanes, ntiles, nbins, tiled_pixels):
 
 @overload
 def clahe(
+        images: UInt8, clip_limit: float = ..., tile_grid: Sequence[int] = ..., *,
+        axes: Axes = ..., channel_axis: int | None = ..., luminance: Luminance = ...) -> UInt8: ...
+
+
+@overload
+def clahe(
+        images: UInt16, clip_limit: float = ..., tile_grid: Sequence[int] = ..., *,
+        axes: Axes = ..., channel_axis: int | None = ..., luminance: Luminance = ...) -> UInt16: ...
+
+
+@overload
+def clahe(
         images: Array, clip_limit: float = ..., tile_grid: Sequence[int] = ..., *,
-        axes: Axes = ..., channel_axis: int | None = ..., luminance: bool = ...) -> Array: ...
+        axes: Axes = ..., channel_axis: int | None = ..., luminance: Luminance = ...) -> Array: ...
 
 
 @overload
 def clahe(
         images: Any, clip_limit: float = ..., tile_grid: Sequence[int] = ..., *,
-        axes: Axes = ..., channel_axis: int | None = ..., luminance: bool = ...) -> Any: ...
+        axes: Axes = ..., channel_axis: int | None = ..., luminance: Luminance = ...) -> Any: ...
 
 
 def clahe(
         images: Any, clip_limit: float = 40.0, tile_grid: Sequence[int] = (8, 8), *,
-        axes: Any = None, channel_axis: int | None = None, luminance: bool = False) -> Any:
+        axes: Any = None, channel_axis: int | None = None, luminance: Luminance = False) -> Any:
     """Contrast limited adaptive histogram equalization of every image, as OpenCV does it.
 
     Parameters

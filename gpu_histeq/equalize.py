@@ -7,7 +7,7 @@ and remapped in a second. :mod:`gpu_histeq._engine` runs each step (or all of th
 engine that fits the input.
 """
 
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -19,7 +19,8 @@ from ._validate import (check_allocation, check_bool, check_images, check_levels
                         check_luminance, check_mask, check_mask_selects, check_nbins, check_out,
                         image_axes, native, plane_count, refuse_masked,
                         resolve_method)
-from ._typing import Array, ArrayList, Axes
+from ._typing import (Array, ArrayList, Axes, Float32, Float64, HalfOrSingle, LevelMethod,
+                      Luminance, Method, UInt8, UInt16)
 
 __all__ = ["equalize_hist"]
 
@@ -175,28 +176,56 @@ def check_float_bins(xp, nbins, nplanes):
 
 @overload
 def equalize_hist(
+        images: UInt8, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
+        method: LevelMethod | None = ..., channel_axis: int | None = ...,
+        luminance: Luminance = ..., out: Any = ...) -> UInt8: ...
+
+
+@overload
+def equalize_hist(
+        images: UInt16, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
+        method: Literal["opencv"] | None = ..., channel_axis: int | None = ...,
+        luminance: Luminance = ..., out: Any = ...) -> UInt16: ...
+
+
+@overload  # float64 shares no subclass with float16/32 (mypy cannot tell, hence the ignore)
+def equalize_hist(  # type: ignore[overload-overlap]
+        images: Float64, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
+        method: Literal["skimage"] | None = ..., channel_axis: int | None = ...,
+        luminance: Luminance = ..., out: Any = ...) -> Float64: ...
+
+
+@overload
+def equalize_hist(
+        images: HalfOrSingle, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
+        method: Literal["skimage"] | None = ..., channel_axis: int | None = ...,
+        luminance: Luminance = ..., out: Any = ...) -> Float32: ...
+
+
+@overload
+def equalize_hist(
         images: Array, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
-        method: str | None = ..., channel_axis: int | None = ..., luminance: bool = ...,
+        method: Method | None = ..., channel_axis: int | None = ..., luminance: Luminance = ...,
         out: Any = ...) -> Array: ...
 
 
 @overload
 def equalize_hist(
         images: ArrayList, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
-        method: str | None = ..., channel_axis: int | None = ..., luminance: bool = ...,
+        method: Method | None = ..., channel_axis: int | None = ..., luminance: Luminance = ...,
         out: Any = ...) -> list[Array]: ...
 
 
 @overload
 def equalize_hist(
         images: Any, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
-        method: str | None = ..., channel_axis: int | None = ..., luminance: bool = ...,
+        method: Method | None = ..., channel_axis: int | None = ..., luminance: Luminance = ...,
         out: Any = ...) -> Any: ...
 
 
 def equalize_hist(
         images: Any, nbins: int = 256, *, axes: Axes = None, mask: Any = None,
-        method: str | None = None, channel_axis: int | None = None, luminance: bool = False,
+        method: Method | None = None, channel_axis: int | None = None, luminance: Luminance = False,
         out: Any = None) -> Any:
     """Equalize the histogram of every image in a batch with one call.
 

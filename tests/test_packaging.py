@@ -162,3 +162,30 @@ def test_exhaustive_tests_name_tests_that_exist():
         path, _, function = prefix.partition("::")
         assert (ROOT / path).is_file(), prefix
         assert not function or f"def {function.split('[')[0]}(" in (ROOT / path).read_text()
+
+
+def test_the_transforms_stub_matches_the_classes():
+    """gpu_histeq/transforms.pyi (what type checkers see of the classes made on first use) has
+    each constructor's parameters: names, kinds and defaults."""
+    import ast
+    import inspect
+
+    pytest.importorskip("torchvision")
+    from gpu_histeq import transforms
+
+    stub = ast.parse(importlib.resources.files("gpu_histeq").joinpath(
+        "transforms.pyi").read_text(encoding="utf-8"))
+    classes = {node.name: node for node in stub.body if isinstance(node, ast.ClassDef)}
+    assert set(transforms.__all__) <= set(classes)
+    for name in transforms.__all__:
+        [init] = [node for node in classes[name].body
+                  if isinstance(node, ast.FunctionDef) and node.name == "__init__"]
+        arguments = init.args
+        stubbed = [(a.arg, "POSITIONAL_OR_KEYWORD") for a in arguments.args[1:]] + [
+            (a.arg, "KEYWORD_ONLY") for a in arguments.kwonlyargs]
+        defaults = [ast.literal_eval(d) for d in arguments.defaults] + [
+            ast.literal_eval(d) for d in arguments.kw_defaults if d is not None]
+        parameters = inspect.signature(getattr(transforms, name).__init__).parameters.values()
+        real = [p for p in parameters if p.name != "self"]
+        assert stubbed == [(p.name, p.kind.name) for p in real], name
+        assert defaults == [p.default for p in real if p.default is not p.empty], name
