@@ -189,3 +189,20 @@ def test_the_transforms_stub_matches_the_classes():
         real = [p for p in parameters if p.name != "self"]
         assert stubbed == [(p.name, p.kind.name) for p in real], name
         assert defaults == [p.default for p in real if p.default is not p.empty], name
+
+
+@needs_source
+def test_docs_show_every_cli_command_and_open_with_user_installs():
+    from gpu_histeq.cli.commands import operations
+    from gpu_histeq.cli.parser import build_parser
+
+    text = (ROOT / "docs" / "cli.rst").read_text(encoding="utf-8")
+    shown = re.findall(r"^\.\. cli-help::[ \t]*(\S*)$", text, re.MULTILINE)
+    [commands] = [a for a in build_parser(operations())._actions if a.dest == "command"]
+    assert sorted(shown) == sorted(["", *commands.choices])  # the top level and each command
+    index = (ROOT / "docs" / "index.rst").read_text(encoding="utf-8")
+    first_block = re.search(r"code-block:: bash\n\n(.*?)\n\n", index, re.DOTALL).group(1)
+    assert first_block.split()[:3] == ["pip", "install", "gpu_histeq"]
+    assert "-e" not in first_block.split()
+    toctree = index[index.index(".. toctree::"):].split()
+    assert {"ragged", "dask", "transforms", "cli", "gpu", "api"} <= set(toctree)
