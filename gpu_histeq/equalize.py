@@ -15,9 +15,9 @@ from . import _engine, _planes
 from ._backend import array_module
 from ._binning import binning_for
 from ._tables import cdf_dtype, table_maker
-from ._validate import (check_allocation, check_images, check_levels_nbins,
-                        check_luminance, check_luminance_order, check_mask, check_mask_selects, check_nbins, check_out,
-                        image_axes, native, plane_count, refuse_masked,
+from ._validate import (check_allocation, check_images, check_levels_nbins, check_luminance,
+                        check_luminance_order, check_mask, check_mask_selects, check_nbins,
+                        check_out, image_axes, native, plane_count, refuse_masked,
                         resolve_method)
 from ._typing import (Array, ArrayList, Axes, Float32, Float64, HalfOrSingle, LevelMethod,
                       Luminance, Method, UInt8, UInt16)

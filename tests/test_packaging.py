@@ -165,8 +165,8 @@ def test_exhaustive_tests_name_tests_that_exist():
 
 
 def test_the_transforms_stub_matches_the_classes():
-    """gpu_histeq/transforms.pyi (what type checkers see of the classes made on first use) has
-    each constructor's parameters: names, kinds and defaults."""
+    """gpu_histeq/transforms/__init__.pyi (what type checkers see of the classes made on first
+    use) has each constructor's parameters: names, kinds and defaults."""
     import ast
     import inspect
 
@@ -174,7 +174,7 @@ def test_the_transforms_stub_matches_the_classes():
     from gpu_histeq import transforms
 
     stub = ast.parse(importlib.resources.files("gpu_histeq").joinpath(
-        "transforms.pyi").read_text(encoding="utf-8"))
+        "transforms").joinpath("__init__.pyi").read_text(encoding="utf-8"))
     classes = {node.name: node for node in stub.body if isinstance(node, ast.ClassDef)}
     assert set(transforms.__all__) <= set(classes)
     for name in transforms.__all__:

@@ -1,11 +1,12 @@
-# What type checkers see of gpu_histeq.transforms, whose classes are made on first use (so that
+# What type checkers see of gpu_histeq.transforms (a stub beside the module, and inside the
+# package it may become), whose classes are made on first use (so that
 # importing the module imports neither torch nor torchvision): their constructors, their
 # attributes and calling one. tests/test_packaging.py checks these signatures against the
 # classes.
 from collections.abc import Sequence
 from typing import Any
 
-from ._typing import Method
+from .._typing import Method
 
 __all__ = ["EqualizeHist", "CLAHE", "MatchHistograms"]
 
