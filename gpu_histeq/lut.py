@@ -4,19 +4,20 @@ table (or one table shared by every plane), on the device that holds the data.""
 from typing import Any, overload
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import _engine, _planes
 from ._backend import array_module
 from ._validate import check_images, check_lut_inputs, check_lut_shape, image_axes, native
-from ._typing import Array, ArrayList, Axes
+from ._typing import Array, ArrayList, Axes, Scalar
 
 __all__ = ["apply_lut"]
 
 
 @overload
 def apply_lut(
-        images: Array, lut: Any, *,
-        axes: Axes = ..., channel_axis: int | None = ...) -> Array: ...
+        images: Array, lut: NDArray[Scalar], *,
+        axes: Axes = ..., channel_axis: int | None = ...) -> NDArray[Scalar]: ...
 
 
 @overload
