@@ -363,17 +363,12 @@ def equalize_hist(
         out = None
     if luminance:
         check_luminance(images.shape, images.dtype, channel_axis, method)
-<<<<<<< HEAD
-        result = _equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out)
+        result = in_rgb_order(xp, images, channel_axis, luminance, out, lambda rgb, target:
+                              _equalize_luminance(xp, rgb, nbins, axes, mask, method,
+                                                  channel_axis, target))
     else:
         result = _equalize(xp, images, nbins, axes, mask, method, out, result_dtype)
     if target is not None and out is None:
         target[...] = result
         return target
     return result
-=======
-        return in_rgb_order(xp, images, channel_axis, luminance, out, lambda rgb, target:
-                            _equalize_luminance(xp, rgb, nbins, axes, mask, method,
-                                                channel_axis, target))
-    return _equalize(xp, images, nbins, axes, mask, method, out, result_dtype)
->>>>>>> newcomer
