@@ -117,7 +117,7 @@ def _run(argv, found, quiet):
     if args.command == "info":
         return run_info(args)
     with standard_streams(args):  # `-`: a .npy stream on stdin / stdout
-        return run_file_command(args, found, say)
+        return run_file_command(args, found, _say(args))  # says on the streams it sets
 
 
 def main(argv=None):
