@@ -8,6 +8,7 @@ runs the portable path, which the kernels reproduce bit for bit:
 * :func:`block_counts` -- the histograms of a ``LevelBinning`` (uint8 / uint16) or a
   ``UniformBinning`` (float32 / float64);
 * :func:`apply_lut` -- the remap of uint8 / uint16 planes through per-plane or shared tables;
+* :func:`clahe` -- OpenCV's CLAHE of uint8 / uint16 planes (``clahe.cu``: tile tables, blend);
 * :func:`equalize_packed`, :func:`packed_counts`, :func:`apply_packed` -- the same three on
   packed planes of different sizes (a ragged batch: plane ``p`` is ``values[starts[p]:starts[p
   + 1]]`` of one 1-d buffer), as :mod:`gpu_histeq._interop._packed` computes them.
@@ -155,6 +156,40 @@ def _apply(planes, tables):
     with planes.values.device:
         for rows, group in planes.groups():
             remap(group, tables if shared else tables[rows], 0 if shared else tables.shape[1])
+    return True
+
+
+def clahe(planes, shape, grid, tile_shape, limit, scale, result):
+    """OpenCV's CLAHE of every row of `planes` into `result` in two launches; False if not covered.
+
+    Parameters
+    ----------
+    planes : (P, H * W) uint8 or uint16 cupy.ndarray
+    shape, grid, tile_shape : (int, int)
+        ``(H, W)``, tiles along the rows and the columns, pixels of a tile along each.
+    limit : int
+        The clip limit in counts (0: no clipping).
+    scale : numpy.float32
+        ``(L - 1) / tile pixels``.
+    result : (P, H * W) cupy.ndarray of ``planes.dtype``
+
+    Returns
+    -------
+    bool
+        False, writing nothing, for other dtypes, non-contiguous arrays, planes of 2**31 pixels
+        or more, or tiles of 2**32 pixels or more (32-bit tile counts).
+
+    Notes
+    -----
+    Bit for bit the portable path (``adaptive._clahe_planes``) and ``_clahe.c``; no host
+    synchronisation, nothing uploaded. The geometry (reflect-101 sources, neighbour tiles,
+    float32 weights) is computed in the kernels from the scalars.
+    """
+    from ._clahe import MAX_TILE_PIXELS, clahe as launch
+    if (np.dtype(planes.dtype) not in _sources.LEVEL_DTYPES or result.dtype != planes.dtype
+            or not _covers(planes, result) or tile_shape[0] * tile_shape[1] > MAX_TILE_PIXELS):
+        return False
+    launch(planes, shape, grid, tile_shape, limit, scale, result)
     return True
 
 

@@ -62,8 +62,14 @@ def _uniform_expressions():
     return [expression(kernel, t) for kernel in kernels for t in FLOAT_DTYPES]
 
 
+def _clahe_expressions():
+    kernels = ("gpu_histeq_clahe_tables", "gpu_histeq_clahe_blend")
+    return [expression(kernel, t) for kernel in kernels for t in LEVEL_DTYPES]
+
+
 #: Every instantiation the loader may ask for, by source file: the compile test builds them all.
-INSTANTIATIONS = {"levels.cu": _level_expressions(), "uniform.cu": _uniform_expressions()}
+INSTANTIATIONS = {"levels.cu": _level_expressions(), "uniform.cu": _uniform_expressions(),
+                  "clahe.cu": _clahe_expressions()}
 
 
 def source(filename):
