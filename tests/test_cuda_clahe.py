@@ -1,0 +1,158 @@
+"""CLAHE on CUDA (``gpu_histeq/_cuda/clahe.cu``) equals the portable path bit for bit, and cv2.
+
+Every case runs :func:`gpu_histeq.clahe` on CuPy planes twice: through the CUDA kernels (the
+default for CuPy input) and inside :func:`gpu_histeq._engine.portable`, and compares the bytes;
+on the emulated CuPy it also checks that the two kernels were launched and that the portable
+tile counting was not reached. A few cases are also compared with ``cv2.createCLAHE`` directly.
+"""
+
+import numpy as np
+import pytest
+
+from conftest import is_emulated
+from gpu_histeq import _engine, adaptive, clahe, equalize_hist
+
+cv2 = pytest.importorskip("cv2")
+
+KERNELS = ("gpu_histeq_clahe_tables", "gpu_histeq_clahe_blend")
+
+
+def launches(cp):
+    """Launches of the CLAHE kernels so far on the emulated CuPy (None on a real GPU)."""
+    if not is_emulated(cp):
+        return None
+    return {k: sum(n for name, n in cp.LAUNCHES.items() if name.startswith(k)) for k in KERNELS}
+
+
+def run_cuda(cp, monkeypatch, images, *args, **kwargs):
+    """clahe() on the kernels: the portable tile count must not run, the kernels must."""
+    def refuse(*_, **__):
+        raise AssertionError("the portable CLAHE path ran instead of the CUDA kernels")
+
+    before = launches(cp)
+    with monkeypatch.context() as patch:
+        patch.setattr(adaptive, "count_tiles", refuse)
+        out = clahe(images, *args, **kwargs)
+    after = launches(cp)
+    if after is not None:
+        assert all(after[k] > before[k] for k in KERNELS), (before, after)
+        assert after[KERNELS[0]] - before[KERNELS[0]] == after[KERNELS[1]] - before[KERNELS[1]]
+    return out
+
+
+def run_portable(images, *args, **kwargs):
+    with _engine.portable():
+        return clahe(images, *args, **kwargs)
+
+
+def assert_same(result, expected):
+    result, expected = result.get(), expected.get()
+    assert result.dtype == expected.dtype and result.shape == expected.shape
+    mismatch = np.flatnonzero(result.ravel() != expected.ravel())
+    assert mismatch.size == 0, f"{mismatch.size} pixels differ, first at {mismatch[:5]}"
+
+
+def make(dtype, kind, shape, seed=0):
+    rng = np.random.default_rng(seed)
+    top = np.iinfo(dtype).max
+    values = {"random": lambda: rng.integers(0, top, shape, endpoint=True),
+              "narrow": lambda: rng.integers(top // 3, top // 3 + 40, shape),
+              "constant": lambda: np.full(shape, top // 5),
+              "extremes": lambda: rng.choice([0, top], shape),
+              "gradient": lambda: np.broadcast_to(
+                  (np.arange(shape[-1]) * top // max(shape[-1] - 1, 1)), shape)}[kind]()
+    return np.ascontiguousarray(values, dtype=dtype)
+
+
+#: (shape, clip, grid): 1x1 planes, tiles of one pixel, one tile per plane, grids that do not
+#: divide the image (OpenCV pads both axes), grids larger than the image, clip 0 and huge clips.
+GEOMETRIES = [
+    ((3, 1, 1), 2.0, (1, 1)),
+    ((2, 1, 1), 2.0, (8, 8)),
+    ((2, 8, 8), 2.0, (8, 8)),
+    ((2, 64, 48), 3.0, (1, 1)),
+    ((3, 97, 61), 2.0, (8, 8)),
+    ((2, 45, 70), 0.0, (3, 5)),
+    ((2, 5, 3), 1.0, (7, 9)),
+    ((1, 33, 130), 40.0, (2, 16)),
+    ((2, 96, 96), 0.01, (4, 4)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("kind", ["random", "narrow", "constant", "extremes", "gradient"])
+@pytest.mark.parametrize("shape, clip, grid", GEOMETRIES)
+def test_kernels_equal_portable_path(cp, monkeypatch, dtype, kind, shape, clip, grid):
+    host = make(dtype, kind, shape)
+    images = cp.asarray(host)
+    result = run_cuda(cp, monkeypatch, images, clip, grid)
+    assert_same(result, run_portable(images, clip, grid))
+    np.testing.assert_array_equal(host, images.get())  # input untouched
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("shape, clip, grid", [((2, 97, 61), 2.0, (8, 8)), ((3, 1, 1), 2.0, (3, 3)),
+                                              ((1, 50, 40), 0.0, (2, 3)), ((2, 20, 20), 4.0, (5, 5))])
+def test_kernels_equal_cv2(cp, monkeypatch, dtype, shape, clip, grid):
+    host = make(dtype, "random", shape, seed=3)
+    result = run_cuda(cp, monkeypatch, cp.asarray(host), clip, grid).get()
+    expected = np.stack([cv2.createCLAHE(clip, grid).apply(plane) for plane in host])
+    np.testing.assert_array_equal(result, expected)
+
+
+def test_uint16_batch_runs_in_groups(cp, monkeypatch):
+    """uint16 tile histograms bound the planes per launch: 64 tiles x 65536 bins is one plane per
+    group, so four planes take four launches of each kernel, and still equal cv2."""
+    host = make(np.uint16, "random", (4, 40, 40), seed=5)
+    before = launches(cp)
+    result = run_cuda(cp, monkeypatch, cp.asarray(host), 2.0, (8, 8)).get()
+    after = launches(cp)
+    if after is not None:
+        assert after[KERNELS[0]] - before[KERNELS[0]] == 4
+    expected = np.stack([cv2.createCLAHE(2.0, (8, 8)).apply(plane) for plane in host])
+    np.testing.assert_array_equal(result, expected)
+
+
+def test_channel_axis_and_luminance(cp, monkeypatch):
+    """Channels are batch planes of the kernels; the luma of RGB goes through them as well."""
+    host = make(np.uint8, "random", (2, 30, 41, 3), seed=7)
+    images = cp.asarray(host)
+    per_channel = run_cuda(cp, monkeypatch, images, 2.0, (4, 4), channel_axis=-1)
+    assert_same(per_channel, run_portable(images, 2.0, (4, 4), channel_axis=-1))
+    luma = run_cuda(cp, monkeypatch, images, 2.0, (4, 4), channel_axis=-1, luminance=True)
+    assert_same(luma, run_portable(images, 2.0, (4, 4), channel_axis=-1, luminance=True))
+    ycrcb = [cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb) for rgb in host]
+    for y in ycrcb:
+        y[..., 0] = cv2.createCLAHE(2.0, (4, 4)).apply(np.ascontiguousarray(y[..., 0]))
+    expected = np.stack([cv2.cvtColor(y, cv2.COLOR_YCrCb2RGB) for y in ycrcb])
+    np.testing.assert_array_equal(luma.get(), expected)
+
+
+def test_non_contiguous_and_empty_input(cp, monkeypatch):
+    """A strided view is copied into planes first (same result); an empty batch launches nothing."""
+    host = make(np.uint8, "random", (3, 40, 50), seed=9)
+    images = cp.asarray(host)[:, ::2, ::3]
+    assert_same(run_cuda(cp, monkeypatch, images, 2.0, (3, 3)), run_portable(images, 2.0, (3, 3)))
+    empty = cp.zeros((0, 16, 16), np.uint8)
+    out = clahe(empty, 2.0, (4, 4))
+    assert out.shape == (0, 16, 16) and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("images, kwargs, error, match", [
+    (np.zeros((2, 8, 8), np.int16), {}, TypeError, "uint8 or uint16"),
+    (np.zeros((2, 8, 8), np.uint8), {"clip_limit": -1.0}, ValueError, "clip_limit"),
+    (np.zeros((2, 8, 8), np.uint8), {"tile_grid": (0, 2)}, ValueError, "tile_grid"),
+])
+def test_errors_are_the_portable_errors(cp, images, kwargs, error, match):
+    device = cp.asarray(images)
+    with pytest.raises(error, match=match):
+        clahe(device, **kwargs)
+    with _engine.portable(), pytest.raises(error, match=match):
+        clahe(device, **kwargs)
+
+
+def test_equalize_hist_is_untouched(cp):
+    """The CLAHE dispatch does not change the global equalization of the same planes."""
+    host = make(np.uint8, "random", (2, 32, 32), seed=11)
+    np.testing.assert_array_equal(equalize_hist(cp.asarray(host)).get(),
+                                  np.stack([cv2.equalizeHist(p) for p in host]))
