@@ -207,6 +207,8 @@ def _counted(name, function):
             result = function(*args, **kwargs)
         finally:
             _state["depth"] -= 1
+        if name == "__getitem__" and isinstance(result, np.generic):
+            return fake_cupy._wrap(np.asarray(result))  # CuPy: a 0-d device array, read later
         _after(name, args, kwargs, result)
         return result
     call.__name__ = getattr(function, "__name__", name)
