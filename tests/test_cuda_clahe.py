@@ -14,7 +14,7 @@ from gpu_histeq import _engine, adaptive, clahe, equalize_hist
 
 cv2 = pytest.importorskip("cv2")
 
-KERNELS = ("gpu_histeq_clahe_tables", "gpu_histeq_clahe_blend")
+KERNELS = ("gpu_histeq_clahe_small", "gpu_histeq_clahe_tables", "gpu_histeq_clahe_blend")
 
 
 def launches(cp):
@@ -24,8 +24,9 @@ def launches(cp):
     return {k: sum(n for name, n in cp.LAUNCHES.items() if name.startswith(k)) for k in KERNELS}
 
 
-def run_cuda(cp, monkeypatch, images, *args, **kwargs):
-    """clahe() on the kernels: the portable tile count must not run, the kernels must."""
+def run_cuda(cp, monkeypatch, images, *args, path=None, **kwargs):
+    """clahe() on the kernels: the portable tile count must not run, the kernels must (the
+    one-launch kernel for `path` "small", the tables and the blend for "tiled")."""
     def refuse(*_, **__):
         raise AssertionError("the portable CLAHE path ran instead of the CUDA kernels")
 
@@ -35,9 +36,21 @@ def run_cuda(cp, monkeypatch, images, *args, **kwargs):
         out = clahe(images, *args, **kwargs)
     after = launches(cp)
     if after is not None:
-        assert all(after[k] > before[k] for k in KERNELS), (before, after)
-        assert after[KERNELS[0]] - before[KERNELS[0]] == after[KERNELS[1]] - before[KERNELS[1]]
+        small, tables, blend = (after[k] - before[k] for k in KERNELS)
+        assert small + tables > 0 and tables == blend, (before, after)
+        if path is not None:
+            assert (small > 0, tables > 0) == (path == "small", path == "tiled"), (before, after)
     return out
+
+
+@pytest.fixture(params=["small", "tiled"])
+def path(request, monkeypatch):
+    """Which CUDA path uint8 planes take: small planes one launch, others (forced here for
+    every uint8 plane) the tile tables and the blend."""
+    if request.param == "tiled":
+        from gpu_histeq._cuda import _clahe
+        monkeypatch.setattr(_clahe, "SMALL_PIXELS", 0)
+    return request.param
 
 
 def run_portable(images, *args, **kwargs):
@@ -82,10 +95,13 @@ GEOMETRIES = [
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 @pytest.mark.parametrize("kind", ["random", "narrow", "constant", "extremes", "gradient"])
 @pytest.mark.parametrize("shape, clip, grid", GEOMETRIES)
-def test_kernels_equal_portable_path(cp, monkeypatch, dtype, kind, shape, clip, grid):
+def test_kernels_equal_portable_path(cp, monkeypatch, path, dtype, kind, shape, clip, grid):
+    if dtype == np.uint16 and path == "small":
+        pytest.skip("uint16 planes always take the tile tables and the blend")
     host = make(dtype, kind, shape)
     images = cp.asarray(host)
-    result = run_cuda(cp, monkeypatch, images, clip, grid)
+    result = run_cuda(cp, monkeypatch, images, clip, grid,
+                      path="small" if dtype == np.uint8 and path == "small" else "tiled")
     assert_same(result, run_portable(images, clip, grid))
     np.testing.assert_array_equal(host, images.get())  # input untouched
 
@@ -93,24 +109,39 @@ def test_kernels_equal_portable_path(cp, monkeypatch, dtype, kind, shape, clip, 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 @pytest.mark.parametrize("shape, clip, grid", [((2, 97, 61), 2.0, (8, 8)), ((3, 1, 1), 2.0, (3, 3)),
                                               ((1, 50, 40), 0.0, (2, 3)), ((2, 20, 20), 4.0, (5, 5))])
-def test_kernels_equal_cv2(cp, monkeypatch, dtype, shape, clip, grid):
+def test_kernels_equal_cv2(cp, monkeypatch, path, dtype, shape, clip, grid):
     host = make(dtype, "random", shape, seed=3)
     result = run_cuda(cp, monkeypatch, cp.asarray(host), clip, grid).get()
     expected = np.stack([cv2.createCLAHE(clip, grid).apply(plane) for plane in host])
     np.testing.assert_array_equal(result, expected)
 
 
-def test_uint16_batch_runs_in_groups(cp, monkeypatch):
-    """uint16 tile histograms bound the planes per launch: 64 tiles x 65536 bins is one plane per
-    group, so four planes take four launches of each kernel, and still equal cv2."""
+def test_planes_run_in_groups(cp, monkeypatch):
+    """Tile tables and uint16 tile histograms bound the planes per launch: with room for one
+    plane's scratch, four planes take four launches of each kernel, and still equal cv2."""
+    from gpu_histeq._cuda import _clahe
+    monkeypatch.setattr(_clahe, "SCRATCH_BYTES", 64 * 65536 * 6)
     host = make(np.uint16, "random", (4, 40, 40), seed=5)
     before = launches(cp)
     result = run_cuda(cp, monkeypatch, cp.asarray(host), 2.0, (8, 8)).get()
     after = launches(cp)
     if after is not None:
-        assert after[KERNELS[0]] - before[KERNELS[0]] == 4
+        assert after["gpu_histeq_clahe_tables"] - before["gpu_histeq_clahe_tables"] == 4
     expected = np.stack([cv2.createCLAHE(2.0, (8, 8)).apply(plane) for plane in host])
     np.testing.assert_array_equal(result, expected)
+
+
+def test_large_tile_grids_take_the_tiled_path(cp, monkeypatch):
+    """More tiles than the shared tables hold (16 x 9 > 128), or planes over 65536 pixels: the
+    tile tables and the blend, for uint8 too."""
+    host = make(np.uint8, "random", (2, 40, 70), seed=13)
+    images = cp.asarray(host)
+    result = run_cuda(cp, monkeypatch, images, 2.0, (9, 16), path="tiled")
+    assert_same(result, run_portable(images, 2.0, (9, 16)))
+    host = make(np.uint8, "narrow", (1, 300, 230), seed=17)
+    images = cp.asarray(host)
+    result = run_cuda(cp, monkeypatch, images, 3.0, (8, 8), path="tiled")
+    np.testing.assert_array_equal(result.get()[0], cv2.createCLAHE(3.0, (8, 8)).apply(host[0]))
 
 
 def test_channel_axis_and_luminance(cp, monkeypatch):

@@ -1,18 +1,26 @@
 """Launch the CLAHE kernels of ``clahe.cu`` on CuPy planes (imported only for CuPy input).
 
-Two launches per group of planes: ``gpu_histeq_clahe_tables`` (one block per tile) and
+Small uint8 planes (at most SMALL_PIXELS pixels, at most SMALL_TILES tiles) take one launch of
+``gpu_histeq_clahe_small`` (one block per plane, the tile tables in shared memory). Others
+take two launches per group of planes: ``gpu_histeq_clahe_tables`` (one block per tile) and
 ``gpu_histeq_clahe_blend`` (a grid over the pixels of every plane). The only device memory
 added is the tile tables (``planes x tiles x L`` of the pixel type) and, for uint16, the
 ``planes x tiles x 65536`` uint32 tile histograms, in groups of planes whose scratch stays
-under ``_planes.CHUNK_BINS`` entries. Nothing is copied from the host but scalars.
+under SCRATCH_BYTES. Nothing is copied from the host but scalars.
 """
 
 import cupy
 import numpy as np
 
-from .. import _planes
 from ._kernels import THREADS, _launch
 
+#: Device bytes of tile tables (and uint16 tile histograms) one launch group may hold: 8 planes of
+#: 1080p uint8 with 8x8 tiles take 128 KiB; uint16 planes with 8x8 tiles take 24 MiB each.
+SCRATCH_BYTES = 1 << 28
+#: Planes of at most this many pixels, with at most this many tiles (their uint8 tables in
+#: 32 KiB of dynamic shared memory, beside 8.2 KiB of static), take the one-launch kernel.
+SMALL_PIXELS = 1 << 16
+SMALL_TILES = 128
 #: Tile pixels the 32-bit tile histograms count at most.
 MAX_TILE_PIXELS = (1 << 32) - 1
 #: Pixels each thread of the blend handles (its grid-stride loop), and the most blocks per plane.
@@ -42,22 +50,28 @@ def clahe(planes, shape, grid, tile_shape, limit, scale, result):
     nbins = 256 if dtype == np.uint8 else 65536
     nplanes, npixels = planes.shape
     ntiles = grid[0] * grid[1]
-    per_group = max(1, min(65535, _planes.CHUNK_BINS // (ntiles * nbins)))
-    per_group = min(per_group, nplanes)
+    row_inverse = np.float32(1.0) / np.float32(tile_shape[0])
+    col_inverse = np.float32(1.0) / np.float32(tile_shape[1])
+    geometry = (np.int64(shape[0]), np.int64(shape[1]), np.int32(grid[0]), np.int32(grid[1]))
+    clip = (np.int64(tile_shape[0]), np.int64(tile_shape[1]), np.int64(limit), np.float32(scale))
+    if nbins == 256 and npixels <= SMALL_PIXELS and ntiles <= SMALL_TILES:
+        with planes.device:
+            _launch("clahe.cu", "gpu_histeq_clahe_small", (dtype,), (nplanes,),
+                    (planes, *geometry, *clip, row_inverse, col_inverse, result),
+                    shared_mem=ntiles * 256)
+        return
+    per_plane = ntiles * nbins * (dtype.itemsize + (4 if nbins > 256 else 0))
+    per_group = max(1, min(65535, nplanes, SCRATCH_BYTES // per_plane))
     tables = cupy.empty((per_group * ntiles, nbins), dtype)
     scratch = (cupy.empty((per_group * ntiles, nbins), np.uint32) if nbins > 256
                else np.uint64(0))
-    row_inverse = np.float32(1.0) / np.float32(tile_shape[0])
-    col_inverse = np.float32(1.0) / np.float32(tile_shape[1])
     blocks = max(1, min(MAX_BLEND_BLOCKS, -(-npixels // (THREADS * BLEND_PIXELS_PER_THREAD))))
-    geometry = (np.int64(shape[0]), np.int64(shape[1]), np.int32(grid[0]), np.int32(grid[1]))
     with planes.device:
         for start in range(0, nplanes, per_group):
             rows = slice(start, min(start + per_group, nplanes))
             count = rows.stop - rows.start
             values = planes[rows]
             _launch("clahe.cu", "gpu_histeq_clahe_tables", (dtype,), (count * ntiles,),
-                    (values, *geometry, np.int64(tile_shape[0]), np.int64(tile_shape[1]),
-                     np.int64(limit), np.float32(scale), scratch, tables))
+                    (values, *geometry, *clip, scratch, tables))
             _launch("clahe.cu", "gpu_histeq_clahe_blend", (dtype,), (blocks, count),
                     (values, *geometry, row_inverse, col_inverse, tables, result[rows]))

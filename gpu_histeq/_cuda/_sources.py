@@ -64,7 +64,8 @@ def _uniform_expressions():
 
 def _clahe_expressions():
     kernels = ("gpu_histeq_clahe_tables", "gpu_histeq_clahe_blend")
-    return [expression(kernel, t) for kernel in kernels for t in LEVEL_DTYPES]
+    return [expression(kernel, t) for kernel in kernels for t in LEVEL_DTYPES] + [
+        expression("gpu_histeq_clahe_small", np.uint8)]
 
 
 #: Every instantiation the loader may ask for, by source file: the compile test builds them all.
