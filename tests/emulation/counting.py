@@ -276,26 +276,13 @@ def _sync_method(name, original):
     def call(self, *args, **kwargs):
         tally = _state["tally"]
         if tally is not None and not _state["depth"]:
-            _sync(tally, self.nbytes if name == "tolist" else self.itemsize)
+            _sync(tally, self.nbytes if name in ("tolist", "get") else self.itemsize)
         _state["depth"] += 1
         try:
             return original(self, *args, **kwargs)
         finally:
             _state["depth"] -= 1
     return call
-
-
-def _get(original):
-    def get(self, *args, **kwargs):
-        tally = _state["tally"]
-        if tally is not None and not _state["depth"]:
-            _sync(tally, self.nbytes)
-        _state["depth"] += 1
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            _state["depth"] -= 1
-    return get
 
 
 def _kernel_call(original):
@@ -352,7 +339,7 @@ def counting():
         patch_class(name, _counted(name, getattr(np.ndarray, name)))
     for name in SYNC_METHODS:
         patch_class(name, _sync_method(name, getattr(np.ndarray, name)))
-    patch_class("get", _get(fake_cupy.ndarray.get))
+    patch_class("get", _sync_method("get", fake_cupy.ndarray.get))
     saved_kernel = fake_cupy.RawKernel.__call__
     fake_cupy.RawKernel.__call__ = _kernel_call(saved_kernel)
     _state["tally"] = tally
