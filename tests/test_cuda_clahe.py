@@ -187,3 +187,50 @@ def test_equalize_hist_is_untouched(cp):
     host = make(np.uint8, "random", (2, 32, 32), seed=11)
     np.testing.assert_array_equal(equalize_hist(cp.asarray(host)).get(),
                                   np.stack([cv2.equalizeHist(p) for p in host]))
+
+
+def _static_shared_bytes(cubin):
+    """``{mangled kernel: static shared bytes}`` from the ``.nv.shared.<kernel>`` sections of an
+    ELF64 cubin."""
+    import struct
+    shoff, = struct.unpack_from("<Q", cubin, 0x28)
+    entsize, count, names_index = struct.unpack_from("<HHH", cubin, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQ", cubin, shoff + i * entsize) for i in range(count)]
+    names = sections[names_index][4]
+    found = {}
+    for name, _, _, _, _, size in sections:
+        label = cubin[names + name:cubin.index(b"\0", names + name)].decode()
+        if label.startswith(".nv.shared."):
+            found[label[len(".nv.shared."):]] = size
+    return found
+
+
+@pytest.mark.parametrize("architecture", ["sm_75", "sm_90"])
+def test_shared_memory_within_48_kib(cp, architecture):
+    """Static shared memory of each CLAHE kernel as NVRTC compiles it, plus the most dynamic
+    shared memory its launcher asks for (the small kernel: SMALL_TILES tables of 256 bytes),
+    stays within the 48 KiB a block gets without opting in."""
+    nvrtc = pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-bindings (NVRTC) is not installed")
+    from gpu_histeq._cuda import _sources
+    expressions = list(_sources.INSTANTIATIONS["clahe.cu"])
+    _, program = nvrtc.nvrtcCreateProgram(_sources.source("clahe.cu").encode(), b"clahe.cu", 0, [], [])
+    try:
+        for name in expressions:
+            nvrtc.nvrtcAddNameExpression(program, name.encode())
+        options = [o.encode() for o in _sources.OPTIONS] + [f"--gpu-architecture={architecture}".encode()]
+        (status,) = nvrtc.nvrtcCompileProgram(program, len(options), options)
+        assert status == nvrtc.nvrtcResult.NVRTC_SUCCESS
+        lowered = {n: nvrtc.nvrtcGetLoweredName(program, n.encode())[1].decode() for n in expressions}
+        _, size = nvrtc.nvrtcGetCUBINSize(program)
+        cubin = b" " * size
+        nvrtc.nvrtcGetCUBIN(program, cubin)
+    finally:
+        nvrtc.nvrtcDestroyProgram(program)
+    static = _static_shared_bytes(cubin)
+    small = "gpu_histeq_clahe_small<unsigned char>"
+    tables = "gpu_histeq_clahe_tables<unsigned char>"
+    assert static[lowered[small]] >= 8 * 256 * 4 and static[lowered[tables]] >= 8 * 256 * 4
+    from gpu_histeq._cuda._clahe import SMALL_TILES  # imports cupy: the `cp` fixture's
+    for name, mangled in lowered.items():
+        dynamic = SMALL_TILES * 256 if name == small else 0
+        assert static.get(mangled, 0) + dynamic <= 48 * 1024, (name, static.get(mangled))
