@@ -3,8 +3,8 @@
 Each function here returns False (or None) for a case its kernels do not cover, and the caller
 runs the portable path, which the kernels reproduce bit for bit:
 
-* :func:`equalize` -- the whole of ``equalize_hist`` on uint8 / uint16 planes (every method) and
-  on float32 / float64 planes (``method="skimage"``);
+* :func:`equalize` -- the whole of ``equalize_hist`` on uint8 / uint16 planes (every method), on
+  int8 / int16 planes and float32 / float64 planes (``method="skimage"``);
 * :func:`block_counts` -- the histograms of a ``LevelBinning`` (uint8 / uint16) or a
   ``UniformBinning`` (float32 / float64);
 * :func:`apply_lut` -- the remap of uint8 / uint16 planes through per-plane or shared tables;
@@ -80,6 +80,8 @@ def _equalize(planes, method, nbins):
     """:func:`equalize` of ``_kernels.Planes`` (either layout) into ``planes.out``."""
     from ._kernels import equalize_levels, equalize_uniform
     dtype = np.dtype(planes.values.dtype)
+    if dtype in _sources.SIGNED_LEVEL_DTYPES and method == "skimage":
+        planes, dtype = _sign_flipped(planes), np.dtype(f"u{dtype.itemsize}")
     with planes.values.device:
         if dtype in _sources.LEVEL_DTYPES and (method != "pil" or dtype == np.uint8):
             if method in ("opencv", "pil"):
@@ -96,6 +98,18 @@ def _equalize(planes, method, nbins):
             check_edges_increase(not flags & STATUS_REPEATED_EDGES, nbins, dtype)
             return not flags & STATUS_IRREGULAR
     return False
+
+
+def _sign_flipped(planes):
+    """int8 / int16 planes as uint8 / uint16 levels in the same order (the sign bit flipped,
+    ``v + 2**(bits - 1)``): their skimage tables are the same numbers at every pixel, as the
+    portable path's tables over each plane's own range (one elementwise launch, no sync)."""
+    import cupy
+    from ._kernels import Planes
+    unsigned = np.dtype(f"u{planes.itemsize}")
+    flipped = cupy.bitwise_xor(planes.values.view(unsigned),
+                               unsigned.type(1 << (8 * planes.itemsize - 1)))
+    return Planes(flipped, planes.mask, planes.out, planes.spans)
 
 
 def block_counts(planes, mask_planes, binning):
@@ -160,37 +174,16 @@ def _apply(planes, tables):
 
 
 def clahe(planes, shape, grid, tile_shape, limit, scale, result):
-    """OpenCV's CLAHE of every row of `planes` into `result` in two launches; False if not covered.
+    """OpenCV's CLAHE of every row of `planes` into `result`; False, writing nothing, where the
+    kernels do not cover the case (``_clahe.clahe``: other dtypes, non-contiguous arrays, planes
+    of 2**31 pixels or more, tiles of 2**32 pixels or more).
 
-    Parameters
-    ----------
-    planes : (P, H * W) uint8 or uint16 cupy.ndarray
-    shape, grid, tile_shape : (int, int)
-        ``(H, W)``, tiles along the rows and the columns, pixels of a tile along each.
-    limit : int
-        The clip limit in counts (0: no clipping).
-    scale : numpy.float32
-        ``(L - 1) / tile pixels``.
-    result : (P, H * W) cupy.ndarray of ``planes.dtype``
-
-    Returns
-    -------
-    bool
-        False, writing nothing, for other dtypes, non-contiguous arrays, planes of 2**31 pixels
-        or more, or tiles of 2**32 pixels or more (32-bit tile counts).
-
-    Notes
-    -----
     Bit for bit the portable path (``adaptive._clahe_planes``) and ``_clahe.c``; no host
-    synchronisation, nothing uploaded. The geometry (reflect-101 sources, neighbour tiles,
+    synchronisation, nothing uploaded: the geometry (reflect-101 sources, neighbour tiles,
     float32 weights) is computed in the kernels from the scalars.
     """
-    from ._clahe import MAX_TILE_PIXELS, clahe as launch
-    if (np.dtype(planes.dtype) not in _sources.LEVEL_DTYPES or result.dtype != planes.dtype
-            or not _covers(planes, result) or tile_shape[0] * tile_shape[1] > MAX_TILE_PIXELS):
-        return False
-    launch(planes, shape, grid, tile_shape, limit, scale, result)
-    return True
+    from ._clahe import clahe as launch
+    return launch(planes, shape, grid, tile_shape, limit, scale, result)
 
 
 # ---------------------------------------------------------------------------------------------

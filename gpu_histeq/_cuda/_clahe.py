@@ -12,7 +12,8 @@ under SCRATCH_BYTES. Nothing is copied from the host but scalars.
 import cupy
 import numpy as np
 
-from ._kernels import THREADS, _launch
+from . import _sources
+from ._kernels import MAX_PIXELS, THREADS, _launch
 
 #: Device bytes of tile tables (and uint16 tile histograms) one launch group may hold: 8 planes of
 #: 1080p uint8 with 8x8 tiles take 128 KiB; uint16 planes with 8x8 tiles take 24 MiB each.
@@ -45,8 +46,19 @@ def clahe(planes, shape, grid, tile_shape, limit, scale, result):
     scale : numpy.float32
         ``(L - 1) / tile pixels``, as the portable path computes it.
     result : (P, H * W) C-contiguous cupy.ndarray of ``planes.dtype``
+
+    Returns
+    -------
+    bool
+        False, writing nothing, for other dtypes, non-contiguous arrays, planes of 2**31 pixels
+        or more, or tiles of 2**32 pixels or more (32-bit tile counts); else True.
     """
     dtype = np.dtype(planes.dtype)
+    if (dtype not in _sources.LEVEL_DTYPES or result.dtype != dtype
+            or not (planes.flags.c_contiguous and result.flags.c_contiguous)
+            or not 0 < planes.shape[1] <= MAX_PIXELS
+            or tile_shape[0] * tile_shape[1] > MAX_TILE_PIXELS):
+        return False
     nbins = 256 if dtype == np.uint8 else 65536
     nplanes, npixels = planes.shape
     ntiles = grid[0] * grid[1]
@@ -59,7 +71,7 @@ def clahe(planes, shape, grid, tile_shape, limit, scale, result):
             _launch("clahe.cu", "gpu_histeq_clahe_small", (dtype,), (nplanes,),
                     (planes, *geometry, *clip, row_inverse, col_inverse, result),
                     shared_mem=ntiles * 256)
-        return
+        return True
     per_plane = ntiles * nbins * (dtype.itemsize + (4 if nbins > 256 else 0))
     per_group = max(1, min(65535, nplanes, SCRATCH_BYTES // per_plane))
     tables = cupy.empty((per_group * ntiles, nbins), dtype)
@@ -75,3 +87,4 @@ def clahe(planes, shape, grid, tile_shape, limit, scale, result):
                     (values, *geometry, *clip, scratch, tables))
             _launch("clahe.cu", "gpu_histeq_clahe_blend", (dtype,), (blocks, count),
                     (values, *geometry, row_inverse, col_inverse, tables, result[rows]))
+    return True

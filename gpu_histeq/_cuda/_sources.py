@@ -33,6 +33,8 @@ C_TYPES = {
 }
 
 LEVEL_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
+#: Signed levels the level kernels take with the sign bit flipped (``_cuda._sign_flipped``).
+SIGNED_LEVEL_DTYPES = (np.dtype(np.int8), np.dtype(np.int16))
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 _DIRECTORY = Path(__file__).parent
