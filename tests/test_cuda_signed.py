@@ -76,3 +76,38 @@ def test_signed_ragged_list_equals_per_image_calls(cp, dtype):
         with _engine.portable():
             expected = equalize_hist(image)
         np.testing.assert_array_equal(result.get(), expected.get())
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16])
+@pytest.mark.parametrize("kind", ["random", "narrow", "constant", "negative"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_signed_histograms_equal_portable_path(cp, monkeypatch, dtype, kind, masked):
+    """histogram / cumulative_distribution of int8 / int16 count with the level kernel on the
+    sign-flipped values (the lowest level shifted alike), never with bincount."""
+    from gpu_histeq import cumulative_distribution, histogram
+    import importlib
+    portable_engine = importlib.import_module("gpu_histeq._engine.portable")  # the module
+    host = make(dtype, kind, (3, 33, 29), seed=2)
+    images = cp.asarray(host)
+    mask = None
+    if masked:
+        selected = np.random.default_rng(3).random(host.shape) < 0.4
+        selected[..., 0, 0] = True
+        mask = cp.asarray(selected)
+    for function in (histogram, cumulative_distribution):
+        def refuse(*_, **__):
+            raise AssertionError("the portable bincount ran instead of the level kernel")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(portable_engine, "count", refuse)
+            result = function(images, mask=mask)
+        with _engine.portable():
+            expected = function(images, mask=mask)
+        for got, want in zip(result, expected):
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got.get(), want.get())
+    counts, centers = histogram(images, mask=mask)
+    plane = host[0] if mask is None else host[0][mask.get()[0]]
+    sk_counts, sk_centers = skimage_exposure.histogram(plane)
+    np.testing.assert_array_equal(counts.get()[0][:len(sk_counts)], sk_counts)
+    np.testing.assert_array_equal(centers.get()[0][:len(sk_centers)], sk_centers)

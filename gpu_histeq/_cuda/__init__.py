@@ -5,8 +5,8 @@ runs the portable path, which the kernels reproduce bit for bit:
 
 * :func:`equalize` -- the whole of ``equalize_hist`` on uint8 / uint16 planes (every method), on
   int8 / int16 planes and float32 / float64 planes (``method="skimage"``);
-* :func:`block_counts` -- the histograms of a ``LevelBinning`` (uint8 / uint16) or a
-  ``UniformBinning`` (float32 / float64);
+* :func:`block_counts` -- the histograms of a ``LevelBinning`` (uint8 / uint16, and int8 / int16
+  with a per-plane lowest level) or a ``UniformBinning`` (float32 / float64);
 * :func:`apply_lut` -- the remap of uint8 / uint16 planes through per-plane or shared tables;
 * :func:`clahe` -- OpenCV's CLAHE of uint8 / uint16 planes (``clahe.cu``: tile tables, blend);
 * :func:`equalize_packed`, :func:`packed_counts`, :func:`apply_packed` -- the same three on
@@ -125,8 +125,15 @@ def _counts(planes, binning):
     import cupy
     from ._kernels import level_histograms, uniform_histograms
     dtype = np.dtype(planes.values.dtype)
+    shift = 0
+    if (isinstance(binning, LevelBinning) and dtype in _sources.SIGNED_LEVEL_DTYPES
+            and binning.low is not None):  # v - low == flipped v - (low + 2**(bits - 1))
+        planes, dtype = _sign_flipped(planes), np.dtype(f"u{dtype.itemsize}")
+        shift = 1 << (8 * dtype.itemsize - 1)
     if isinstance(binning, LevelBinning) and dtype in _sources.LEVEL_DTYPES:
         low = None if binning.low is None else cupy.ascontiguousarray(binning.low, np.int64)
+        if shift:
+            low = low + shift
         bounds = None
     elif isinstance(binning, UniformBinning) and dtype in _sources.FLOAT_DTYPES:
         low, bounds = None, (cupy.ascontiguousarray(binning.first[:, 0]),
