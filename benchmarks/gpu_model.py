@@ -69,12 +69,15 @@ def _cases(small):
             return (lambda: g.equalize_hist(x, **options)), x.nbytes + out_bytes
         return make
 
-    def histogram_case(shape, dtype, function):
+    def histogram_case(dtype, function):
+        """``(note, make, kernel)`` of `function` on (P, 96, 96) planes of `dtype`."""
+        shape = (n(256, 32), 96, 96)
+
         def make(cp):
             x = images(cp, shape, dtype, high=200 if np.dtype(dtype).kind != "f" else None)
-            nplanes = int(np.prod(shape[:-2]))
-            return (lambda: function(x)), x.nbytes + nplanes * 256 * 16
-        return make
+            return (lambda: function(x)), x.nbytes + shape[0] * 256 * 16
+        kernel = "uniform" if np.dtype(dtype).kind == "f" else "level"
+        return f"{shape} {np.dtype(dtype).name}", make, f"gpu_histeq_{kernel}_histogram"
 
     def lut_case(shape, dtype, length):
         def make(cp):
@@ -120,18 +123,10 @@ def _cases(small):
         "luminance-u8": (f"({n(256, 32)},96,96,3) uint8, luminance=True",
                          equalize_case((n(256, 32), 96, 96, 3), np.uint8, channel_axis=-1,
                                        luminance=True, method="opencv"), None),
-        "histogram-u8": (f"({n(256, 32)},96,96) uint8",
-                         histogram_case((n(256, 32), 96, 96), np.uint8, g.histogram),
-                         "gpu_histeq_level_histogram"),
-        "cdf-u8": (f"({n(256, 32)},96,96) uint8",
-                   histogram_case((n(256, 32), 96, 96), np.uint8, g.cumulative_distribution),
-                   "gpu_histeq_level_histogram"),
-        "histogram-i16": (f"({n(256, 32)},96,96) int16",
-                          histogram_case((n(256, 32), 96, 96), np.int16, g.histogram),
-                          "gpu_histeq_level_histogram"),
-        "histogram-f32": (f"({n(256, 32)},96,96) float32",
-                          histogram_case((n(256, 32), 96, 96), np.float32, g.histogram),
-                          "gpu_histeq_uniform_histogram"),
+        "histogram-u8": histogram_case(np.uint8, g.histogram),
+        "cdf-u8": histogram_case(np.uint8, g.cumulative_distribution),
+        "histogram-i16": histogram_case(np.int16, g.histogram),
+        "histogram-f32": histogram_case(np.float32, g.histogram),
         "apply_lut-u8": (f"({n(256, 32)},96,96) uint8, per-plane 256 tables",
                          lut_case((n(256, 32), 96, 96), np.uint8, 256), "gpu_histeq_remap"),
         "apply_lut-u16": (f"({n(64, 8)},96,96) uint16, per-plane 65536 tables",
