@@ -13,7 +13,7 @@ import cupy
 import numpy as np
 
 from . import _sources
-from ._kernels import MAX_PIXELS, THREADS, _launch
+from ._kernels import MAX_GRID_BLOCKS, MAX_PIXELS, THREADS, _launch
 
 #: Device bytes of tile tables (and uint16 tile histograms) one launch group may hold: 8 planes of
 #: 1080p uint8 with 8x8 tiles take 128 KiB; uint16 planes with 8x8 tiles take 24 MiB each.
@@ -73,7 +73,8 @@ def clahe(planes, shape, grid, tile_shape, limit, scale, result):
                     shared_mem=ntiles * 256)
         return True
     per_plane = ntiles * nbins * (dtype.itemsize + (4 if nbins > 256 else 0))
-    per_group = max(1, min(65535, nplanes, SCRATCH_BYTES // per_plane))
+    # grid.y of the blend holds at most 65535 planes, grid.x of the tables 2**31 - 1 tiles
+    per_group = max(1, min(65535, nplanes, SCRATCH_BYTES // per_plane, MAX_GRID_BLOCKS // ntiles))
     tables = cupy.empty((per_group * ntiles, nbins), dtype)
     scratch = (cupy.empty((per_group * ntiles, nbins), np.uint32) if nbins > 256
                else np.uint64(0))

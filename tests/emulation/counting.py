@@ -50,7 +50,8 @@ METHODS = ("astype", "copy", "fill", "take", "cumsum", "repeat", "ravel", "flatt
            "argsort", "nonzero", "round", "dot", "__setitem__", "__getitem__")
 SYNC_METHODS = ("item", "tolist", "__bool__", "__int__", "__float__", "__index__")
 
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_NUMPY = os.path.dirname(os.path.abspath(np.__file__)) + os.sep
 
 
 @dataclass
@@ -100,14 +101,17 @@ _state = {"tally": None, "depth": 0}
 
 
 def _site():
-    """``path:line`` of the innermost frame in gpu_histeq (else the innermost outside here)."""
+    """``gpu_histeq/<file>:<line>`` of the innermost frame in the gpu_histeq package (wherever
+    it is installed), else ``<file>:<line>`` of the innermost frame outside here and NumPy."""
+    import gpu_histeq
+    package = os.path.dirname(os.path.abspath(gpu_histeq.__file__)) + os.sep
     frame = sys._getframe(2)
     fallback = None
     while frame is not None:
-        path = frame.f_code.co_filename
-        if f"{os.sep}gpu_histeq{os.sep}" in path:
-            return f"{os.path.relpath(path, _PACKAGE)}:{frame.f_lineno}"
-        if fallback is None and "emulation" not in path and "numpy" not in path:
+        path = os.path.abspath(frame.f_code.co_filename)
+        if path.startswith(package):
+            return f"{os.path.relpath(path, os.path.dirname(package[:-1]))}:{frame.f_lineno}"
+        if fallback is None and not path.startswith((_HERE, _NUMPY)):
             fallback = f"{os.path.basename(path)}:{frame.f_lineno}"
         frame = frame.f_back
     return fallback or "?"
