@@ -132,8 +132,10 @@ def clahe(
     rounded half to even. The tests check agreement within 1 level on every pixel (in practice
     the results are identical). uint16 images use 65536 bins per tile, like OpenCV, so their
     tables take ``planes x tiles x 256 KiB`` in blocks. On NumPy input the compiled kernels of
-    ``_clahe.c`` do the work when the extension is built (tested bit for bit against the
-    portable NumPy path, which CuPy input and ``GPU_HISTEQ_PORTABLE=1`` use).
+    ``_clahe.c`` do the work when the extension is built, and on CuPy input the CUDA kernels of
+    ``_cuda/clahe.cu`` (one launch for small uint8 planes, else tile tables and a blend; no host
+    synchronisation, nothing uploaded); both are tested bit for bit against the portable path,
+    which ``GPU_HISTEQ_PORTABLE=1`` selects.
 
     Examples
     --------
