@@ -29,8 +29,6 @@ _SIGNATURES = {
     "interp_f64": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _POINTER],
     "equalize_f32": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _SIZE, _POINTER, _POINTER],
     "equalize_f64": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _SIZE, _POINTER, _POINTER],
-    "equalize_levels_u8": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _SIZE, _POINTER],
-    "equalize_levels_u16": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _SIZE, _POINTER],
     # _clahe.c
     "clahe_tables_u8": [_POINTER] + [_SIZE] * 7 + [_POINTER, _POINTER, _SIZE, ctypes.c_float,
                                                    _POINTER],
@@ -51,22 +49,24 @@ _SUFFIX = {np.dtype(np.uint8): "u8", np.dtype(np.uint16): "u16",
 
 
 def _load():
+    """The ctypes functions of :data:`_SIGNATURES` and the module (its Python entry points, such
+    as ``equalize_levels``), or (None, None) when the extension was not built."""
     try:
         spec = importlib.util.find_spec("gpu_histeq._cpu_kernels")
     except ImportError:
-        return None
+        return None, None
     if spec is None or not spec.origin:
-        return None
+        return None, None
     library = ctypes.CDLL(spec.origin)
     functions = {}
     for name, argtypes in _SIGNATURES.items():
         function = getattr(library, "gpu_histeq_" + name)
         function.argtypes, function.restype = argtypes, ctypes.c_int
         functions[name] = function
-    return functions
+    return functions, importlib.import_module("gpu_histeq._cpu_kernels")
 
 
-_FUNCTIONS = _load()
+_FUNCTIONS, _MODULE = _load()
 #: True when the extension was built (no C compiler at install time leaves it out). Whether it
 #: runs is decided by :func:`gpu_histeq._engine.select`.
 BUILT = _FUNCTIONS is not None
@@ -179,9 +179,8 @@ def equalize(values, selected, method, nbins, out, starts=None):
         starts = np.ascontiguousarray(starts, np.int64)
         shape = (len(starts) - 1, int(np.diff(starts).max(initial=0)))
     if method != "skimage":
-        status = _FUNCTIONS["equalize_levels_" + suffix](
-            _address(values), _address(selected), *shape, _address(starts),
-            _LEVEL_METHODS[values.dtype, method], _address(out))
+        status = _MODULE.equalize_levels(values, selected, *shape, starts,
+                                         _LEVEL_METHODS[values.dtype, method], out)
     else:
         failed = ctypes.c_int64(0)
         status = _FUNCTIONS["equalize_" + suffix](
@@ -192,8 +191,14 @@ def equalize(values, selected, method, nbins, out, starts=None):
     return status
 
 
+#: Pixels up to which level-indexed planes are equalized in one C call on the calling thread:
+#: about 20 us of work at most, less than waking a second thread costs.
+SMALL_PIXELS = 1 << 16
+
+
 def equalize_planes(planes, mask_planes, method, nbins, result):
-    """The whole pipeline plane by plane (count, table, remap in one C call per block).
+    """The whole pipeline plane by plane (count, table, remap in one C call per block; one call
+    for at most :data:`SMALL_PIXELS` pixels of levels).
 
     Returns False, writing nothing, where this path is not the faster one: cases
     :func:`equalizes` does not cover, and planes larger than a block when there are fewer of
@@ -203,6 +208,11 @@ def equalize_planes(planes, mask_planes, method, nbins, result):
     nplanes, npixels = planes.shape
     if not equalizes(planes.dtype, method, nbins):
         return False
+    if planes.size <= SMALL_PIXELS and method != "skimage":  # one call on this thread
+        selected = None if mask_planes is None else np.ascontiguousarray(mask_planes).view(np.uint8)
+        _MODULE.equalize_levels(planes, selected, nplanes, npixels, None,
+                                _LEVEL_METHODS[planes.dtype, method], result)
+        return True
     if not (_planes.whole_planes(_planes.blocks(np, nplanes, npixels, nbins), npixels)
             or (planes.dtype != np.uint8 and nplanes >= _planes.thread_count())):
         return False

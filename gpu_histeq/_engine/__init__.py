@@ -14,7 +14,6 @@ both off, ``GPU_HISTEQ_CUDA=0`` only the CUDA one; read at every call) or the ca
 """
 
 import contextlib
-import os
 import threading
 
 import numpy as np
@@ -52,13 +51,13 @@ def portable():
 
 def compiled_enabled():
     """True unless the compiled CPU path is switched off (it may still be unbuilt)."""
-    return _portable_depth == 0 and os.environ.get("GPU_HISTEQ_PORTABLE") != "1"
+    return _portable_depth == 0 and _planes.getenv("GPU_HISTEQ_PORTABLE") != "1"
 
 
 def cuda_enabled():
     """True unless the CUDA kernels are switched off."""
-    return (_portable_depth == 0 and os.environ.get("GPU_HISTEQ_PORTABLE") != "1"
-            and os.environ.get("GPU_HISTEQ_CUDA", "1") != "0")
+    return (_portable_depth == 0 and _planes.getenv("GPU_HISTEQ_PORTABLE") != "1"
+            and _planes.getenv("GPU_HISTEQ_CUDA") != "0")
 
 
 def select(xp, dtype):
