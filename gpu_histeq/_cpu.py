@@ -29,13 +29,6 @@ _SIGNATURES = {
     "interp_f64": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _POINTER],
     "equalize_f32": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _SIZE, _POINTER, _POINTER],
     "equalize_f64": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _SIZE, _POINTER, _POINTER],
-    # _clahe.c
-    "clahe_tables_u8": [_POINTER] + [_SIZE] * 7 + [_POINTER, _POINTER, _SIZE, ctypes.c_float,
-                                                   _POINTER],
-    "clahe_tables_u16": [_POINTER] + [_SIZE] * 7 + [_POINTER, _POINTER, _SIZE, ctypes.c_float,
-                                                    _POINTER],
-    "clahe_blend_u8": [_POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _SIZE, _SIZE] + [_POINTER] * 5,
-    "clahe_blend_u16": [_POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _SIZE, _SIZE] + [_POINTER] * 5,
     # _color.c
     "luma_u8": [_POINTER, _SIZE, _SIZE, _POINTER],
     "luma_u16": [_POINTER, _SIZE, _SIZE, _POINTER],
@@ -340,34 +333,28 @@ def remap(values, binning, rows, tables, out, segments=None):
         raise MemoryError("no memory for the table of a plane")
 
 
-def clahe_tables(values, shape, grid, source_rows, source_cols, limit, scale):
-    """``(n, tiles, levels)`` tables of the C-contiguous ``(n, H * W)`` block `values`.
+def clahe(values, shape, grid, sources, limit, scale, neighbours, out):
+    """OpenCV's CLAHE of the C-contiguous ``(n, H * W)`` uint8 / uint16 block `values` into
+    `out`, plane by plane in one call: the tile tables (OpenCV's clipped and rounded tile CDFs,
+    exactly as ``opencv_tables`` of the tile histograms) and the bilinear blend of each pixel's
+    four neighbouring tables.
 
-    OpenCV's clipped and rounded tile CDFs, exactly as ``opencv_tables`` of the tile histograms
-    (stored in the pixel type: they are integers below the number of levels). `source_rows` and
-    `source_cols` (int64) give the image row and column of every row and column of the tiled
-    image; `limit` is the integer clip limit (0: no clipping), `scale` the float32 factor.
+    Parameters
+    ----------
+    shape, grid : (int, int)
+        ``(H, W)`` and the tiles along each axis.
+    sources : ((Hp,) int64 ndarray, (Wp,) int64 ndarray)
+        The image row / column of every row / column of the padded image.
+    limit : int
+        The integer clip limit (0: no clipping).
+    scale : numpy.float32
+    neighbours : tuple of four ndarrays
+        ``(2, H)`` int64 first / second tile row, ``(2, H)`` float32 their weights, and the same
+        for the columns ``(2, W)``.
     """
-    nbins = 256 if values.dtype == np.uint8 else 65536
-    tables = np.empty((values.shape[0], grid[0] * grid[1], nbins), values.dtype)
-    status = _FUNCTIONS["clahe_tables_" + _SUFFIX[values.dtype]](
-        _address(values), values.shape[0], *shape, *grid, source_rows.size // grid[0],
-        source_cols.size // grid[1], _address(source_rows), _address(source_cols), limit,
-        float(scale), _address(tables))
-    if status != 0:
-        raise MemoryError("the compiled CLAHE could not allocate a tile histogram")
-    return tables
-
-
-def clahe_blend(values, shape, tables, grid, rows, row_weights, cols, col_weights, out):
-    """Write OpenCV's bilinear blend of each pixel's four neighbouring tables into `out`.
-
-    `rows`/`cols` (int64, shape ``(2, H)``/``(2, W)``) are the first and second neighbour tile
-    of every row/column, `row_weights`/`col_weights` (float32, same shapes) their weights.
-    """
-    _FUNCTIONS["clahe_blend_" + _SUFFIX[values.dtype]](
-        _address(values), values.shape[0], *shape, _address(tables), *grid, _address(rows),
-        _address(row_weights), _address(cols), _address(col_weights), _address(out))
+    tile_rows, tile_cols = sources[0].size // grid[0], sources[1].size // grid[1]
+    _MODULE.clahe(values, values.shape[0], *shape, *grid, tile_rows, tile_cols, *sources, limit,
+                  float(scale), *neighbours, out)
 
 
 def converts(dtype):

@@ -1030,11 +1030,112 @@ release_values:
     return PyLong_FromLong(status);
 }
 
+/* The CLAHE kernels of _clahe.c (declared there). */
+int gpu_histeq_clahe_tables_u8(const uint8_t *values, int64_t nplanes, int64_t height,
+    int64_t width, int64_t grid_rows, int64_t grid_cols, int64_t tile_rows, int64_t tile_cols,
+    const int64_t *source_rows, const int64_t *source_cols, int64_t limit, float scale,
+    uint8_t *tables);
+int gpu_histeq_clahe_tables_u16(const uint16_t *values, int64_t nplanes, int64_t height,
+    int64_t width, int64_t grid_rows, int64_t grid_cols, int64_t tile_rows, int64_t tile_cols,
+    const int64_t *source_rows, const int64_t *source_cols, int64_t limit, float scale,
+    uint16_t *tables);
+int gpu_histeq_clahe_blend_u8(const uint8_t *values, int64_t nplanes, int64_t height,
+    int64_t width, const uint8_t *tables, int64_t grid_rows, int64_t grid_cols,
+    const int64_t *rows, const float *row_weights, const int64_t *cols,
+    const float *col_weights, uint8_t *out);
+int gpu_histeq_clahe_blend_u16(const uint16_t *values, int64_t nplanes, int64_t height,
+    int64_t width, const uint16_t *tables, int64_t grid_rows, int64_t grid_cols,
+    const int64_t *rows, const float *row_weights, const int64_t *cols,
+    const float *col_weights, uint16_t *out);
+
+/* clahe(values, nplanes, height, width, grid_rows, grid_cols, tile_rows, tile_cols,
+ *       source_rows, source_cols, limit, scale, rows, row_weights, cols, col_weights, out)
+ * -> 0: OpenCV's CLAHE of (nplanes, height * width) uint8 or uint16 planes, plane by plane:
+ * the tile tables of a plane (kept in a buffer of one plane's tables, which stays in the
+ * cache) and at once its blend. source_rows / source_cols (int64) are the source row / column of
+ * each padded row / column (grid_rows * tile_rows, grid_cols * tile_cols of them); rows / cols
+ * (int64) and row_weights / col_weights (float32) the (2, height) / (2, width) neighbour tiles
+ * and weights. MemoryError without memory for the tables. */
+static PyObject *gpu_histeq_py_clahe(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 17) {
+        PyErr_SetString(PyExc_TypeError, "clahe takes 17 arguments");
+        return NULL;
+    }
+    long long n[7];
+    for (int k = 0; k < 7; ++k) n[k] = PyLong_AsLongLong(args[1 + k]);
+    const long long limit = PyLong_AsLongLong(args[10]);
+    const double scale = PyFloat_AsDouble(args[11]);
+    if (PyErr_Occurred()) return NULL;
+    const int64_t nplanes = n[0], height = n[1], width = n[2], grid_rows = n[3], grid_cols = n[4];
+    const int64_t tile_rows = n[5], tile_cols = n[6];
+    Py_buffer views[7] = {{0}};
+    PyObject *result = NULL;
+    const int which[7] = {0, 8, 9, 12, 13, 14, 15};
+    const Py_ssize_t items[7] = {-1, grid_rows * tile_rows * 8, grid_cols * tile_cols * 8,
+                                 2 * height * 8, 2 * height * 4, 2 * width * 8, 2 * width * 4};
+    const char *names[7] = {"values", "source_rows", "source_cols", "rows", "row_weights", "cols",
+                            "col_weights"};
+    int got = 0;
+    for (; got < 7; ++got)
+        if (gpu_histeq_buffer(args[which[got]], &views[got], 0, items[got], 0, names[got]) < 0)
+            goto release;
+    const Py_ssize_t itemsize = views[0].itemsize;
+    if ((itemsize != 1 && itemsize != 2) || views[0].len != nplanes * height * width * itemsize) {
+        PyErr_Format(PyExc_ValueError, "internal error: `values` of %zd bytes (items of %zd) for "
+                     "%lld planes of %lld x %lld", views[0].len, itemsize, (long long)nplanes,
+                     (long long)height, (long long)width);
+        goto release;
+    }
+    Py_buffer out;
+    if (gpu_histeq_buffer(args[16], &out, 1, views[0].len, itemsize, "out") < 0) goto release;
+    {
+        const int64_t levels = itemsize == 1 ? 256 : 65536, plane = height * width;
+        /* one plane's tables, and 4 bytes to spare for the 32-bit gathers of the blend */
+        char *tables = malloc((size_t)(grid_rows * grid_cols * levels * itemsize + 4));
+        const int64_t *sr = views[1].buf, *sc = views[2].buf, *nr = views[3].buf, *nc = views[5].buf;
+        const float *wr = views[4].buf, *wc = views[6].buf;
+        int status = tables == NULL ? -1 : 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (int64_t p = 0; p < nplanes && status == 0; ++p) {
+            if (itemsize == 1) {
+                const uint8_t *v = (const uint8_t *)views[0].buf + p * plane;
+                status = gpu_histeq_clahe_tables_u8(v, 1, height, width, grid_rows, grid_cols,
+                    tile_rows, tile_cols, sr, sc, limit, (float)scale, (uint8_t *)tables);
+                if (status == 0)
+                    gpu_histeq_clahe_blend_u8(v, 1, height, width, (const uint8_t *)tables,
+                        grid_rows, grid_cols, nr, wr, nc, wc, (uint8_t *)out.buf + p * plane);
+            } else {
+                const uint16_t *v = (const uint16_t *)views[0].buf + p * plane;
+                status = gpu_histeq_clahe_tables_u16(v, 1, height, width, grid_rows, grid_cols,
+                    tile_rows, tile_cols, sr, sc, limit, (float)scale, (uint16_t *)tables);
+                if (status == 0)
+                    gpu_histeq_clahe_blend_u16(v, 1, height, width, (const uint16_t *)tables,
+                        grid_rows, grid_cols, nr, wr, nc, wc, (uint16_t *)out.buf + p * plane);
+            }
+        }
+        Py_END_ALLOW_THREADS
+        free(tables);
+        if (status != 0)
+            PyErr_SetString(PyExc_MemoryError, "the compiled CLAHE could not allocate its tables");
+        else
+            result = PyLong_FromLong(0);
+    }
+    PyBuffer_Release(&out);
+release:
+    for (int k = 0; k < got; ++k) PyBuffer_Release(&views[k]);
+    return result;
+}
+
 /* The module: the Python entry points above; every other kernel is called through ctypes
  * (gpu_histeq/_cpu.py), and tests check both kinds of binding against these declarations. */
 static PyMethodDef gpu_histeq_cpu_kernels_methods[] = {
     {"equalize_levels", (PyCFunction)(void (*)(void))gpu_histeq_py_equalize_levels, METH_FASTCALL,
      "equalize_levels(values, selected, nplanes, npixels, starts, method, out) -> status"},
+    {"clahe", (PyCFunction)(void (*)(void))gpu_histeq_py_clahe, METH_FASTCALL,
+     "clahe(values, nplanes, height, width, grid_rows, grid_cols, tile_rows, tile_cols, "
+     "source_rows, source_cols, limit, scale, rows, row_weights, cols, col_weights, out) -> 0"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef gpu_histeq_cpu_kernels_module = {PyModuleDef_HEAD_INIT, "_cpu_kernels",

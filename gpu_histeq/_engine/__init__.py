@@ -222,9 +222,9 @@ def clahe(xp, planes, shape, grid, sources, limit, scale, neighbours, result):
     """OpenCV's CLAHE of every plane in fused kernels, where an engine has them (the compiled
     one: uint8 / uint16 NumPy planes, ``_clahe.c``); False, writing nothing, elsewhere.
 
-    Per block of planes one call makes the tile tables (histograms through the reflect-101
-    `sources`, clip at `limit`, CDFs rounded with `scale`) and one blends them; blocks run on all
-    cores (ctypes releases the GIL).
+    Per block of planes one call makes each plane's tile tables (histograms through the
+    reflect-101 `sources`, clip at `limit`, CDFs rounded with `scale`) and blends them; blocks
+    run on all cores (the call releases the GIL).
 
     Parameters
     ----------
@@ -251,9 +251,7 @@ def clahe(xp, planes, shape, grid, sources, limit, scale, neighbours, result):
 
     def run(block):
         rows, _ = block
-        values = planes[rows]
-        tables = _cpu.clahe_tables(values, shape, grid, *sources, limit, scale)
-        _cpu.clahe_blend(values, shape, tables, grid, *neighbours, result[rows])
+        _cpu.clahe(planes[rows], shape, grid, sources, limit, scale, neighbours, result[rows])
 
     _planes.map_blocks(np, run, block_list)
     return True
