@@ -195,8 +195,8 @@ def equalize_planes(planes, mask_planes, method, nbins, result):
 
     Returns False, writing nothing, where this path is not the faster one: cases
     :func:`equalizes` does not cover, and planes larger than a block when there are fewer of
-    them than threads, or uint8 (counting and remapping one plane's blocks on every thread
-    measured faster there).
+    them than threads (counting and remapping one plane's blocks on every thread is faster
+    there).
     """
     nplanes, npixels = planes.shape
     if not equalizes(planes.dtype, method, nbins):
@@ -207,7 +207,7 @@ def equalize_planes(planes, mask_planes, method, nbins, result):
                                 _LEVEL_METHODS[planes.dtype, method], result)
         return True
     if not (_planes.whole_planes(_planes.blocks(np, nplanes, npixels, nbins), npixels)
-            or (planes.dtype != np.uint8 and nplanes >= _planes.thread_count())):
+            or nplanes >= _planes.thread_count()):
         return False
 
     def run(block):
