@@ -56,7 +56,9 @@ def _load():
         function = getattr(library, "gpu_histeq_" + name)
         function.argtypes, function.restype = argtypes, ctypes.c_int
         functions[name] = function
-    return functions, importlib.import_module("gpu_histeq._cpu_kernels")
+    module = importlib.util.module_from_spec(spec)  # the same library, as a Python module
+    spec.loader.exec_module(module)
+    return functions, module
 
 
 _FUNCTIONS, _MODULE = _load()

@@ -229,8 +229,7 @@ def _register_with_threadpoolctl():
             _library_limit = None if num_threads >= default_thread_count() else num_threads
 
         def get_version(self):
-            from ._version import __version__
-            return __version__
+            return None  # (the package's version is in show_config())
 
     threadpoolctl.register(Controller)
 
