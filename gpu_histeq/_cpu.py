@@ -191,6 +191,29 @@ def equalize(values, selected, method, nbins, out, starts=None):
 SMALL_PIXELS = 1 << 16
 
 
+def equalize_small(values, selected, npixels, method, out):
+    """Equalize the C-contiguous level-indexed planes of `npixels` pixels each in `values` into
+    `out` (same shape) in one call on this thread, the common small call's path: True; False,
+    writing nothing, for more than :data:`SMALL_PIXELS` pixels or a case the kernels do not
+    cover.
+
+    Parameters
+    ----------
+    values : (..., H, W) or (P, N) C-contiguous uint8 / uint16 ndarray
+        Planes of ``npixels`` (``H * W`` or ``N``) pixels one after the other.
+    selected : bool ndarray of the shape of `values`, or None
+    npixels : int
+    method : {"opencv", "pil"}
+    out : C-contiguous ndarray of the shape and dtype of `values`
+    """
+    code = _LEVEL_METHODS.get((values.dtype, method))
+    if code is None or values.size > SMALL_PIXELS:
+        return False
+    selected = None if selected is None else np.ascontiguousarray(selected).view(np.uint8)
+    _MODULE.equalize_levels(values, selected, values.size // npixels, npixels, None, code, out)
+    return True
+
+
 def equalize_planes(planes, mask_planes, method, nbins, result):
     """The whole pipeline plane by plane (count, table, remap in one C call per block; one call
     for at most :data:`SMALL_PIXELS` pixels of levels).
@@ -203,10 +226,7 @@ def equalize_planes(planes, mask_planes, method, nbins, result):
     nplanes, npixels = planes.shape
     if not equalizes(planes.dtype, method, nbins):
         return False
-    if planes.size <= SMALL_PIXELS and method != "skimage":  # one call on this thread
-        selected = None if mask_planes is None else np.ascontiguousarray(mask_planes).view(np.uint8)
-        _MODULE.equalize_levels(planes, selected, nplanes, npixels, None,
-                                _LEVEL_METHODS[planes.dtype, method], result)
+    if method != "skimage" and equalize_small(planes, mask_planes, npixels, method, result):
         return True
     if not (_planes.whole_planes(_planes.blocks(np, nplanes, npixels, nbins), npixels)
             or nplanes >= _planes.thread_count()):

@@ -193,11 +193,9 @@ def _common_call(images, axes, method):
                 and min(shape[-3:-1]) >= 8)):  # a probable colour image: the warning
         return None
     _planes.configured_threads()  # an unusable GPU_HISTEQ_NUM_THREADS raises on every call
-    planes = images.reshape(-1, shape[-2] * shape[-1])
     result = np.empty(shape, images.dtype)
-    levels = 256 if images.dtype == np.uint8 else 65536
-    if not _engine.equalize(np, planes, None, name, levels, result.reshape(planes.shape)):
-        return None
+    if not _engine.equalize_small(np, images, name, result):
+        return None  # larger batches take the general path (blocks, threads)
     return result
 
 

@@ -93,6 +93,16 @@ def equalize(xp, planes, mask_planes, method, nbins, result):
     return False
 
 
+def equalize_small(xp, images, method, result):
+    """The whole equalization of a small C-contiguous batch ``(..., H, W)`` of level-indexed
+    planes (``"opencv"`` / ``"pil"``, no mask) in one call on the calling thread, where an engine
+    has it (the compiled one, up to ``_cpu.SMALL_PIXELS`` pixels); False, writing nothing,
+    elsewhere. The path of the common one-image call: no planes view, no blocks."""
+    shape = images.shape
+    return select(xp, images.dtype) == "compiled" and _cpu.equalize_small(
+        images, None, shape[-2] * shape[-1], method, result)
+
+
 def equalize_packed(xp, values, mask, starts, method, nbins, result):
     """:func:`equalize` of packed planes of any sizes (a ragged batch), where an engine has it.
 
