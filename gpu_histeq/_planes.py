@@ -201,8 +201,9 @@ def thread_count():
     """CPU threads for blocks: :func:`default_thread_count`, capped by the innermost
     :func:`thread_limit` and by threadpoolctl's limit."""
     count = default_thread_count()
-    if _limits:
-        count = min(count, _limits[-1])
+    innermost = _limits[-1:]  # (one read: another thread may leave its block meanwhile)
+    if innermost:
+        count = min(count, innermost[0])
     return count if _library_limit is None else min(count, _library_limit)
 
 
@@ -357,8 +358,9 @@ _POOL = _Pool()
 
 
 def _fresh_pool():  # a forked child (a DataLoader worker) has none of the parent's threads
-    global _POOL
+    global _POOL, _limits_lock
     _POOL = _Pool()
+    _limits_lock = threading.Lock()  # (a thread of the parent may have held it)
 
 
 if hasattr(os, "register_at_fork"):
