@@ -16,7 +16,10 @@
  *           and NumPy's in adaptive.py; -ffp-contract=off keeps every product rounded).
  *           Work: four table loads, six multiplies or adds and a rounding per pixel. Traffic:
  *           one pixel read and one written, the two tile rows' tables (2 * GC * L entries)
- *           stay in cache.
+ *           stay in cache. With AVX-512 16 pixels per step (gathers), so `tables` must be
+ *           followed by 4 spare bytes.
+ *   clahe:  both, plane by plane, so a plane's tables are still in the cache for its blend
+ *           (the entry point gpu_histeq._cpu calls).
  *
  * Neighbour tiles and weights per row and column are computed once in Python (blend_weights)
  * and passed in as (2, H) / (2, W) arrays, so both paths use the very same float32 weights.
@@ -222,6 +225,27 @@ GPU_HISTEQ_TILE_TABLE(GPU_HISTEQ_CLAHE_TABLE_TARGET, tile_table_avx512_u16, uint
         }                                                                                       \
         free(offsets);                                                                          \
         return 0;                                                                               \
+    }                                                                                           \
+    /* Both steps, plane by plane: a plane's tables (one plane's worth, followed by the 4 spare \
+     * bytes the SIMD blend reads) stay in the cache for its blend. -1 without memory. */       \
+    GPU_HISTEQ_EXPORT int gpu_histeq_clahe_##NAME(const T *values, int64_t nplanes,             \
+        int64_t height, int64_t width, int64_t grid_rows, int64_t grid_cols, int64_t tile_rows, \
+        int64_t tile_cols, const int64_t *source_rows, const int64_t *source_cols,              \
+        int64_t limit, float scale, const int64_t *rows, const float *row_weights,              \
+        const int64_t *cols, const float *col_weights, T *out)                                  \
+    {                                                                                           \
+        T *tables = malloc((size_t)(grid_rows * grid_cols * NBINS) * sizeof(T) + 4);            \
+        int status = tables == NULL ? -1 : 0;                                                   \
+        for (int64_t p = 0; p < nplanes && status == 0; ++p) {                                  \
+            const T *v = values + p * height * width;                                           \
+            status = gpu_histeq_clahe_tables_##NAME(v, 1, height, width, grid_rows, grid_cols,  \
+                tile_rows, tile_cols, source_rows, source_cols, limit, scale, tables);           \
+            if (status == 0)                                                                    \
+                gpu_histeq_clahe_blend_##NAME(v, 1, height, width, tables, grid_rows, grid_cols, \
+                    rows, row_weights, cols, col_weights, out + p * height * width);             \
+        }                                                                                       \
+        free(tables);                                                                           \
+        return status;                                                                          \
     }
 
 GPU_HISTEQ_CLAHE_KERNELS(uint8_t, u8, 256)

@@ -1030,29 +1030,22 @@ release_values:
     return PyLong_FromLong(status);
 }
 
-/* The CLAHE kernels of _clahe.c (declared there). */
-int gpu_histeq_clahe_tables_u8(const uint8_t *values, int64_t nplanes, int64_t height,
-    int64_t width, int64_t grid_rows, int64_t grid_cols, int64_t tile_rows, int64_t tile_cols,
+/* The CLAHE of _clahe.c: tile tables and blend, plane by plane. */
+int gpu_histeq_clahe_u8(const uint8_t *values, int64_t nplanes, int64_t height, int64_t width,
+    int64_t grid_rows, int64_t grid_cols, int64_t tile_rows, int64_t tile_cols,
     const int64_t *source_rows, const int64_t *source_cols, int64_t limit, float scale,
-    uint8_t *tables);
-int gpu_histeq_clahe_tables_u16(const uint16_t *values, int64_t nplanes, int64_t height,
-    int64_t width, int64_t grid_rows, int64_t grid_cols, int64_t tile_rows, int64_t tile_cols,
+    const int64_t *rows, const float *row_weights, const int64_t *cols, const float *col_weights,
+    uint8_t *out);
+int gpu_histeq_clahe_u16(const uint16_t *values, int64_t nplanes, int64_t height, int64_t width,
+    int64_t grid_rows, int64_t grid_cols, int64_t tile_rows, int64_t tile_cols,
     const int64_t *source_rows, const int64_t *source_cols, int64_t limit, float scale,
-    uint16_t *tables);
-int gpu_histeq_clahe_blend_u8(const uint8_t *values, int64_t nplanes, int64_t height,
-    int64_t width, const uint8_t *tables, int64_t grid_rows, int64_t grid_cols,
-    const int64_t *rows, const float *row_weights, const int64_t *cols,
-    const float *col_weights, uint8_t *out);
-int gpu_histeq_clahe_blend_u16(const uint16_t *values, int64_t nplanes, int64_t height,
-    int64_t width, const uint16_t *tables, int64_t grid_rows, int64_t grid_cols,
-    const int64_t *rows, const float *row_weights, const int64_t *cols,
-    const float *col_weights, uint16_t *out);
+    const int64_t *rows, const float *row_weights, const int64_t *cols, const float *col_weights,
+    uint16_t *out);
 
 /* clahe(values, nplanes, height, width, grid_rows, grid_cols, tile_rows, tile_cols,
  *       source_rows, source_cols, limit, scale, rows, row_weights, cols, col_weights, out)
- * -> 0: OpenCV's CLAHE of (nplanes, height * width) uint8 or uint16 planes, plane by plane:
- * the tile tables of a plane (kept in a buffer of one plane's tables, which stays in the
- * cache) and at once its blend. source_rows / source_cols (int64) are the source row / column of
+ * -> 0: OpenCV's CLAHE (gpu_histeq_clahe_u8 / _u16 of _clahe.c) of (nplanes, height * width)
+ * uint8 or uint16 planes, plane by plane: the tile tables of a plane and at once its blend. source_rows / source_cols (int64) are the source row / column of
  * each padded row / column (grid_rows * tile_rows, grid_cols * tile_cols of them); rows / cols
  * (int64) and row_weights / col_weights (float32) the (2, height) / (2, width) neighbour tiles
  * and weights. MemoryError without memory for the tables. */
@@ -1091,32 +1084,18 @@ static PyObject *gpu_histeq_py_clahe(PyObject *self, PyObject *const *args, Py_s
     Py_buffer out;
     if (gpu_histeq_buffer(args[16], &out, 1, views[0].len, itemsize, "out") < 0) goto release;
     {
-        const int64_t levels = itemsize == 1 ? 256 : 65536, plane = height * width;
-        /* one plane's tables, and 4 bytes to spare for the 32-bit gathers of the blend */
-        char *tables = malloc((size_t)(grid_rows * grid_cols * levels * itemsize + 4));
         const int64_t *sr = views[1].buf, *sc = views[2].buf, *nr = views[3].buf, *nc = views[5].buf;
         const float *wr = views[4].buf, *wc = views[6].buf;
-        int status = tables == NULL ? -1 : 0;
+        int status;
         Py_BEGIN_ALLOW_THREADS
-        for (int64_t p = 0; p < nplanes && status == 0; ++p) {
-            if (itemsize == 1) {
-                const uint8_t *v = (const uint8_t *)views[0].buf + p * plane;
-                status = gpu_histeq_clahe_tables_u8(v, 1, height, width, grid_rows, grid_cols,
-                    tile_rows, tile_cols, sr, sc, limit, (float)scale, (uint8_t *)tables);
-                if (status == 0)
-                    gpu_histeq_clahe_blend_u8(v, 1, height, width, (const uint8_t *)tables,
-                        grid_rows, grid_cols, nr, wr, nc, wc, (uint8_t *)out.buf + p * plane);
-            } else {
-                const uint16_t *v = (const uint16_t *)views[0].buf + p * plane;
-                status = gpu_histeq_clahe_tables_u16(v, 1, height, width, grid_rows, grid_cols,
-                    tile_rows, tile_cols, sr, sc, limit, (float)scale, (uint16_t *)tables);
-                if (status == 0)
-                    gpu_histeq_clahe_blend_u16(v, 1, height, width, (const uint16_t *)tables,
-                        grid_rows, grid_cols, nr, wr, nc, wc, (uint16_t *)out.buf + p * plane);
-            }
-        }
+        status = itemsize == 1
+            ? gpu_histeq_clahe_u8(views[0].buf, nplanes, height, width, grid_rows, grid_cols,
+                                  tile_rows, tile_cols, sr, sc, limit, (float)scale, nr, wr, nc,
+                                  wc, out.buf)
+            : gpu_histeq_clahe_u16(views[0].buf, nplanes, height, width, grid_rows, grid_cols,
+                                   tile_rows, tile_cols, sr, sc, limit, (float)scale, nr, wr, nc,
+                                   wc, out.buf);
         Py_END_ALLOW_THREADS
-        free(tables);
         if (status != 0)
             PyErr_SetString(PyExc_MemoryError, "the compiled CLAHE could not allocate its tables");
         else
