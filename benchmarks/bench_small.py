@@ -117,6 +117,35 @@ def case_list():
     return cases
 
 
+def breakdown(rounds):
+    """Where one small call's microseconds go: CPU time per call of each layer, from the
+    compiled entry point up to the public function (checks, dispatch, wrapping)."""
+    from gpu_histeq import _cpu, _engine
+    from gpu_histeq import equalize as public
+    rows = []
+    for shape in ((8, 8), (96, 96)):
+        image = RNG.integers(0, 256, shape, dtype=np.uint8)
+        out = np.empty_like(image)
+        npixels = image.size
+        layers = [
+            ("compiled entry point (`_cpu._MODULE.equalize_levels`)",
+             lambda: _cpu._MODULE.equalize_levels(image, None, 1, npixels, None, 0, out)),
+            ("+ engine step (`_engine.equalize_small`: the switch read, the dispatch)",
+             lambda: _engine.equalize_small(np, image, "opencv", out)),
+            ("+ checks and result (`equalize.equalize_hist`)",
+             lambda: public.equalize_hist(image)),
+            ("+ adapters (`gpu_histeq.equalize_hist`, the public name)",
+             lambda: gpu_histeq.equalize_hist(image)),
+            ("`cv2.equalizeHist`", lambda: cv2.equalizeHist(image)),
+        ]
+        for name, function in layers:
+            for _ in range(100):
+                function()
+            cpu = min(timed(function, 5000)[1] for _ in range(rounds))
+            rows.append(f"| {shape} | {name} | {cpu * 1e6:.2f} |")
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -155,6 +184,11 @@ def main():
         "CPU time is `time.process_time` over the same calls, best round: what the calls cost "
         "the machine, less disturbed by other processes than the wall-clock time on a shared "
         "machine.", ""])
+    text += "\n".join([
+        "", "## Where a small call's time goes", "",
+        "CPU time per call (`time.process_time`, best of the rounds), each layer including the "
+        "ones above it in the table:", "",
+        "| image | layer | us per call |", "|---|---|---:|", *breakdown(args.rounds), ""])
     if args.out:
         with open(args.out, "w") as handle:
             handle.write(text)
