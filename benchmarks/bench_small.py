@@ -3,7 +3,9 @@
 Every case times gpu_histeq and its peer on the same data in one process, alternating (each
 round times both, so load on a shared machine hits both alike), after a warm-up; a side's time
 is its best round (the least disturbed), a round being the mean of many calls for the small
-cases; the CPU time of the process (all its threads) is reported beside it. The ratio is gpu_histeq / peer in the same run. Large cases also report the fraction of
+cases (as many of the peer's calls as take as long as gpu_histeq's, so both sides' rounds are
+equally exposed to interruptions); the CPU time of the process (all its threads) is reported
+beside it. The ratio is gpu_histeq / peer in the same run. Large cases also report the fraction of
 the memory floor: two reads and one write of the pixels (count, remap) at the copy bandwidth
 measured in the same run (``numpy.copyto`` of a 256 MiB array on all threads, which reads and
 writes each byte once). Each result is checked equal to the peer's before it is timed.
@@ -38,13 +40,18 @@ def timed(function, calls):
 
 
 def compare(ours, peer, rounds, calls):
-    """Best-of-`rounds` (wall, CPU) seconds per call of `ours` and `peer`, alternating."""
+    """Best-of-`rounds` (wall, CPU) seconds per call of `ours` and `peer`, alternating. `calls`
+    calls of `ours` make a round; the peer's rounds are made as long (in calls of its own), so
+    that neither side's best round is the less likely to have been interrupted."""
     for _ in range(2):
         ours(), peer()
+    scale = min(timed(ours, calls)[1] for _ in range(3)) / max(
+        min(timed(peer, calls)[1] for _ in range(3)), 1e-9)
+    counts = {"ours": calls, "peer": max(1, round(calls * scale))}
     best = {"ours": [float("inf")] * 2, "peer": [float("inf")] * 2}
     for _ in range(rounds):
         for side, function in (("ours", ours), ("peer", peer)):
-            best[side] = [min(a, b) for a, b in zip(best[side], timed(function, calls))]
+            best[side] = [min(a, b) for a, b in zip(best[side], timed(function, counts[side]))]
     return best["ours"], best["peer"]
 
 
