@@ -10,7 +10,7 @@ all threads) and gpu_histeq writing into a preallocated ``out=`` (no fresh resul
 in and zero: what that costs in every fresh result).
 ``--breakdown`` also builds ``benchmarks/breakdown_float.c`` (the compiled float steps timed one
 by one on one thread) with setup.py's flags and records its output.
-Writes ``benchmarks/results/<name>.md`` and ``.json`` (name ``cpu-<date>`` unless ``--name``).
+Writes ``benchmarks/results/<name>.md`` and ``.json`` (name ``cpu`` unless ``--name``: one current file, its history in git).
 
 Usage: python benchmarks/bench_cpu.py [--repeats 7] [--planes 1800] [--seed-planes 1000]
        [--cases u8,f32,f64,f32seed] [--breakdown] [--name NAME] [--out benchmarks/results]
@@ -213,7 +213,8 @@ def main(argv=None):
                         help="comma-separated: u8, f32, f64, f32seed (the seed's data as float32)")
     parser.add_argument("--breakdown", action="store_true",
                         help="also time the compiled float steps one by one (needs a C compiler)")
-    parser.add_argument("--name", default=None, help="results file name (default cpu-<date>)")
+    parser.add_argument("--name", default="cpu",
+                        help="results file name (default cpu: the current file; history in git)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
     cases_wanted = [case.strip() for case in args.cases.split(",") if case.strip()]
@@ -258,7 +259,7 @@ def main(argv=None):
               "load_average_1_5_15min": {"before": load_before, "after": os.getloadavg()}}
     if args.breakdown:
         record["breakdown"] = breakdown(args.seed_planes, max(args.repeats, 3))
-    name = args.name or f"cpu-{date}"
+    name = args.name
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
     lines = [f"# CPU benchmark, {date}", "", f"Command: `{command}`", "",

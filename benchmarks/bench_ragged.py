@@ -19,14 +19,13 @@ and the range over repeats:
 The list result is checked equal, image for image, to the loop's before anything is timed. A
 second table times the other per-plane functions (histogram, cumulative_distribution,
 match_histograms against the first image, apply_lut for uint8) as a list and as a loop.
-Writes ``benchmarks/results/<name>.md`` (``ragged-<date>`` unless ``--name``) with the command.
+Writes ``benchmarks/results/<name>.md`` (``ragged`` unless ``--name``: one current file, its history in git) with the command.
 
 Usage: python benchmarks/bench_ragged.py [--images 500] [--min-size 64] [--max-size 256]
        [--repeats 7] [--cases u8,f32] [--name NAME] [--out benchmarks/results]
 """
 
 import argparse
-import datetime
 import os
 import platform
 import statistics
@@ -156,7 +155,7 @@ def main():
     parser.add_argument("--max-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--cases", default="u8,f32")
-    parser.add_argument("--name", default=f"ragged-{datetime.date.today().isoformat()}")
+    parser.add_argument("--name", default="ragged")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
 

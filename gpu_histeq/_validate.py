@@ -263,15 +263,34 @@ def check_lut_inputs(images, lut):
                         f"{lut.dtype}")
 
 
+#: What `luminance` takes: False, True (the same as "rgb"), or the order of the channels.
+LUMINANCE_ORDERS = ("rgb", "bgr")
+
+
+def check_luminance_order(luminance):
+    """`luminance` as None (off), ``"rgb"`` or ``"bgr"``: False, True (RGB) or either string."""
+    if isinstance(luminance, (bool, np.bool_)):
+        return "rgb" if luminance else None
+    if not isinstance(luminance, str):
+        raise TypeError("`luminance` must be a bool or the channel order 'rgb' or 'bgr' (OpenCV's "
+                        f"order, as cv2.imread gives), got {luminance!r}")
+    if luminance not in LUMINANCE_ORDERS:
+        raise ValueError("`luminance` must be True (RGB), 'rgb' or 'bgr' (OpenCV's order, as "
+                         f"cv2.imread gives), got {luminance!r}")
+    return luminance
+
+
 def check_luminance(shape, dtype, channel_axis, method):
     """Check that `luminance=True` fits: RGB channels along `channel_axis`, a dtype and method
     the YCrCb round trip supports."""
     if channel_axis is None:
         raise ValueError("`luminance=True` needs `channel_axis`, the axis of the R, G, B channels "
-                         "(e.g. `channel_axis=-1` for (..., H, W, 3) images)")
+                         "(e.g. `channel_axis=-1` for (..., H, W, 3) images; for OpenCV's B, G, R "
+                         "order pass `luminance='bgr'`)")
     if shape[channel_axis] != 3:
         raise ValueError(f"`luminance=True` needs 3 (R, G, B) channels along `channel_axis` "
-                         f"{channel_axis}, got {shape[channel_axis]}")
+                         f"{channel_axis}, got {shape[channel_axis]} (for OpenCV's BGR images "
+                         "pass `luminance='bgr'`; BGRA: drop the alpha channel first)")
     dtype = np.dtype(dtype)
     if dtype.kind == "i" or (dtype.kind == "u" and dtype.itemsize > 4):
         raise TypeError("`luminance=True` needs uint8, uint16, uint32 or floating `images` (the "
@@ -367,9 +386,17 @@ def _size(nbytes):
     return f"{nbytes} bytes"
 
 
+#: Working memory that :func:`check_allocation` takes as available without asking (reading
+#: it costs tens of microseconds, more than a small image's whole call).
+ALWAYS_AVAILABLE = 1 << 24
+
+
 def check_allocation(param, value, nbytes, xp):
     """Raise ValueError when `param` = `value` needs an estimated `nbytes` of working memory
-    above half of what the backend has available (:func:`available_memory`)."""
+    above half of what the backend has available (:func:`available_memory`); up to
+    :data:`ALWAYS_AVAILABLE` bytes pass unasked."""
+    if nbytes <= ALWAYS_AVAILABLE:
+        return
     limit = available_memory(xp) // 2
     if nbytes > limit:
         raise ValueError(f"`{param}` {value!r} needs about {_size(nbytes)} of working memory, "

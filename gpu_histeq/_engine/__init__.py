@@ -14,7 +14,6 @@ both off, ``GPU_HISTEQ_CUDA=0`` only the CUDA one; read at every call) or the ca
 """
 
 import contextlib
-import os
 import threading
 
 import numpy as np
@@ -52,13 +51,13 @@ def portable():
 
 def compiled_enabled():
     """True unless the compiled CPU path is switched off (it may still be unbuilt)."""
-    return _portable_depth == 0 and os.environ.get("GPU_HISTEQ_PORTABLE") != "1"
+    return _portable_depth == 0 and _planes.getenv("GPU_HISTEQ_PORTABLE") != "1"
 
 
 def cuda_enabled():
     """True unless the CUDA kernels are switched off."""
-    return (_portable_depth == 0 and os.environ.get("GPU_HISTEQ_PORTABLE") != "1"
-            and os.environ.get("GPU_HISTEQ_CUDA", "1") != "0")
+    return (_portable_depth == 0 and _planes.getenv("GPU_HISTEQ_PORTABLE") != "1"
+            and _planes.getenv("GPU_HISTEQ_CUDA") != "0")
 
 
 def select(xp, dtype):
@@ -92,6 +91,16 @@ def equalize(xp, planes, mask_planes, method, nbins, result):
     if engine == "compiled":
         return _cpu.equalize_planes(planes, mask_planes, method, nbins, result)
     return False
+
+
+def equalize_small(xp, images, method, result):
+    """The whole equalization of a small C-contiguous batch ``(..., H, W)`` of level-indexed
+    planes (``"opencv"`` / ``"pil"``, no mask) in one call on the calling thread, where an engine
+    has it (the compiled one, up to ``_cpu.SMALL_PIXELS`` pixels); False, writing nothing,
+    elsewhere. The path of the common one-image call: no planes view, no blocks."""
+    shape = images.shape
+    return select(xp, images.dtype) == "compiled" and _cpu.equalize_small(
+        images, None, shape[-2] * shape[-1], method, result)
 
 
 def equalize_packed(xp, values, mask, starts, method, nbins, result):
@@ -220,12 +229,13 @@ def apply_tables(xp, planes, tables, result):
 
 
 def clahe(xp, planes, shape, grid, sources, limit, scale, neighbours, result):
-    """OpenCV's CLAHE of every plane in fused kernels, where an engine has them (the compiled
-    one: uint8 / uint16 NumPy planes, ``_clahe.c``); False, writing nothing, elsewhere.
+    """OpenCV's CLAHE of every plane in fused kernels, where an engine has them (uint8 / uint16:
+    the compiled one, ``_clahe.c``, and the CUDA one, ``_cuda/clahe.cu``, which takes only the
+    geometry and computes sources and weights in the kernels); False, writing nothing, elsewhere.
 
-    Per block of planes one call makes the tile tables (histograms through the reflect-101
-    `sources`, clip at `limit`, CDFs rounded with `scale`) and one blends them; blocks run on all
-    cores (ctypes releases the GIL).
+    Per block of planes one call makes each plane's tile tables (histograms through the
+    reflect-101 `sources`, clip at `limit`, CDFs rounded with `scale`) and blends them; blocks
+    run on all cores (the call releases the GIL).
 
     Parameters
     ----------
@@ -241,8 +251,11 @@ def clahe(xp, planes, shape, grid, sources, limit, scale, neighbours, result):
         for the columns ``(2, W)``.
     result : (P, H * W) ndarray of ``planes.dtype``
     """
-    if not (select(xp, planes.dtype) == "compiled"
-            and np.dtype(planes.dtype) in (np.uint8, np.uint16)):
+    engine = select(xp, planes.dtype)
+    if engine == "cuda":
+        tile_shape = (len(sources[0]) // grid[0], len(sources[1]) // grid[1])
+        return _cuda.clahe(planes, shape, grid, tile_shape, limit, scale, result)
+    if not (engine == "compiled" and np.dtype(planes.dtype) in (np.uint8, np.uint16)):
         return False
     nbins = 256 if planes.dtype == np.uint8 else 65536
     nplanes, npixels = planes.shape
@@ -252,9 +265,7 @@ def clahe(xp, planes, shape, grid, sources, limit, scale, neighbours, result):
 
     def run(block):
         rows, _ = block
-        values = planes[rows]
-        tables = _cpu.clahe_tables(values, shape, grid, *sources, limit, scale)
-        _cpu.clahe_blend(values, shape, tables, grid, *neighbours, result[rows])
+        _cpu.clahe(planes[rows], shape, grid, sources, limit, scale, neighbours, result[rows])
 
     _planes.map_blocks(np, run, block_list)
     return True

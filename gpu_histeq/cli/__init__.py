@@ -53,6 +53,7 @@ from ._cleanup import PROG, CliError, Interrupted, one_line
 from .commands import operations, run_file_command, run_info
 from .demo import demo_results, run_demo
 from .parser import parse
+from .stdio import standard_streams
 
 __all__ = ["CliError", "demo_results", "main"]
 
@@ -115,7 +116,8 @@ def _run(argv, found, quiet):
         return run_demo(args, say)
     if args.command == "info":
         return run_info(args)
-    return run_file_command(args, found, say)
+    with standard_streams(args):  # `-`: a .npy stream on stdin / stdout
+        return run_file_command(args, found, _say(args))  # says on the streams it sets
 
 
 def main(argv=None):

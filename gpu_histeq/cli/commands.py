@@ -287,7 +287,7 @@ def _colour(args, channel):
     """The library's colour keywords: ``channel_axis`` (when known) and ``luminance``."""
     colour = {} if channel is None else {"channel_axis": channel}
     if getattr(args, "luminance", False):
-        colour["luminance"] = True
+        colour["luminance"] = "bgr" if getattr(args, "bgr", False) else True
     return colour
 
 
