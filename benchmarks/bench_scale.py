@@ -112,21 +112,24 @@ def size(nbytes):
     return f"{nbytes / 2**20:.0f} MiB"
 
 
-def run_cli(argv, tree=None):
-    """Seconds and peak RSS (bytes) of ``python -m gpu_histeq.cli *argv`` in a subprocess (with
-    the gpu_histeq of source `tree` first on the path, if given).
+#: The source tree of this benchmark: the gpu_histeq that the CLI runs unless told otherwise.
+TREE = Path(__file__).resolve().parents[1]
+
+
+def run_cli(argv, tree=TREE):
+    """Seconds and peak RSS (bytes) of ``python -m gpu_histeq.cli *argv`` in a subprocess that
+    imports the gpu_histeq of source `tree` (first on its path, and run from elsewhere: with
+    ``-m`` the current directory would come first: it runs in the input's folder).
 
     The peak is the child's ``VmHWM`` (its own address space's high-water mark), polled every
     0.05 s until it exits: ``ru_maxrss`` would also count this process's pages at the fork.
     """
-    env = dict(os.environ)
-    if tree is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(tree)] + env.get("PYTHONPATH", "").split(
-            os.pathsep))
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(tree)] + env.get("PYTHONPATH", "").split(os.pathsep))
     start = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "gpu_histeq.cli", *map(str, argv)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                               cwd=Path(argv[1]).resolve().parent)
     status, peak = Path(f"/proc/{process.pid}/status"), 0
     while process.poll() is None:
         with contextlib.suppress(OSError):  # gone meanwhile
@@ -231,13 +234,13 @@ def main():
                                "holding")
             on_cluster("raw copy again (the ratios divide by the mean of both copies)",
                        lambda x: x, "copy")
-        trees = [(None, "")] + ([(args.cli_before, ", before (`--cli-before`)")]
+        trees = [(TREE, "")] + ([(Path(args.cli_before).resolve(), ", before (`--cli-before`)")]
                                 if args.cli_before else [])
         for tree, suffix in trees:
             for label, argv, name in [
                     ("CLI `gpu-histeq equalize src.zarr -o out.zarr`", [], "cli"),
                     ("CLI `... --axes=all`", ["--axes", "all"], "cli_all")]:
-                name += "_before" if tree else ""
+                name += "_before" if suffix else ""
                 os.sync()
                 seconds, peak = run_cli(["equalize", source, "-o", out(name), "-q", *argv],
                                         tree)
