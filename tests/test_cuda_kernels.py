@@ -14,7 +14,7 @@ portable arithmetic) keeps them (tests/emulation/README.md).
 import numpy as np
 import pytest
 
-from conftest import is_emulated
+from conftest import assert_declined, assert_wrote, is_emulated, raised_in_kernel_path
 from gpu_histeq import _cuda, _engine, apply_lut, equalize_hist, histogram
 
 #: (name, planes, pixels): small planes take the one-block kernels, large ones the multi-block
@@ -108,8 +108,9 @@ def run_both(cp, planes, mask, method, nbins):
     taken, error = _outcome(lambda: _cuda.equalize(planes, mask, method, nbins, result))
     if expected_error is not None or error is not None:
         assert (type(error), str(error)) == (type(expected_error), str(expected_error))
+        assert raised_in_kernel_path(error), f"{error!r} was not raised by the kernel path"
         return None, None
-    assert taken, "the fused kernels declined a case they cover"
+    assert_wrote(taken)
     return result, expected.reshape(planes.shape)
 
 
@@ -176,13 +177,15 @@ def test_nan_raises(cp):
     planes = cp.asarray(make_planes(np.float32, "random", 3, 64))
     planes[1, 5] = np.nan
     result = cp.empty(planes.shape, np.float32)
-    with pytest.raises(ValueError, match="NaN or infinity"):
+    with pytest.raises(ValueError, match="NaN or infinity") as caught:
         _cuda.equalize(planes, None, "skimage", 256, result)
+    assert raised_in_kernel_path(caught.value)
 
 
 def test_uncovered_dtypes_decline(cp):
     planes = cp.zeros((2, 16), np.int16)
-    assert not _cuda.equalize(planes, None, "skimage", 256, cp.empty((2, 16), np.float64))
+    assert_declined(_cuda.equalize(planes, None, "skimage", 256, cp.empty((2, 16), np.float64)),
+                    "uncovered")
 
 
 @pytest.mark.parametrize("dtype, nbins", [(np.uint8, 256), (np.uint16, 256), (np.float32, 256),
