@@ -417,6 +417,7 @@ struct LaunchConfig {
     unsigned grid[3];
     unsigned block[3];
     unsigned long long shared_mem;
+    unsigned long long static_shared;  // the instantiation's static __shared__ bytes (NVRTC)
     int workers;       // OS threads running blocks
     int stack_bytes;   // per fiber
 };
@@ -746,8 +747,9 @@ int launch(void (*kernel)(P...), unsigned launch_bound, bool ftz, const DynamicS
                   " threads exceeds __launch_bounds__(" + std::to_string(launch_bound) + ")");
         return 1;
     }
-    if (c.shared_mem > kDynamicCapacity) {
-        set_error(error, error_size, "dynamic shared memory of " + std::to_string(c.shared_mem) +
+    if (c.shared_mem > kDynamicCapacity || c.static_shared + c.shared_mem > kDynamicCapacity) {
+        set_error(error, error_size, "static shared memory of " + std::to_string(c.static_shared) +
+                  " bytes plus dynamic shared memory of " + std::to_string(c.shared_mem) +
                   " bytes exceeds the 48 KiB a block gets without opting in");
         return 1;
     }

@@ -32,7 +32,8 @@ __version__ = "0.0-emulated"
 SANITIZER = os.environ.get("GPU_HISTEQ_EMU_SANITIZER", "")
 #: OS threads running the blocks of one launch.
 WORKERS = int(os.environ.get("GPU_HISTEQ_EMU_WORKERS", "2"))
-#: Launches so far, by kernel name expression (tests read it to prove a kernel ran).
+#: Launches the emulator accepted and ran to the end, by kernel name expression (a refused or
+#: failed launch raises EmulatedLaunchError and is not counted).
 LAUNCHES = {}
 
 
@@ -219,13 +220,16 @@ class RawModule:
             raise TypeError("the stand-in RawModule needs name_expressions")
         filename, listed = _matching_instantiations(code)
         self.name_expressions = tuple(name_expressions)
-        self._module = _build.build(code, tuple(options), (*listed, *self.name_expressions),
+        expressions = (*listed, *self.name_expressions)
+        self._module = _build.build(code, tuple(options), expressions,
                                     sanitizer=SANITIZER, filename=filename)
+        self._static = _build.static_shared(code, tuple(options), expressions, filename)
 
     def get_function(self, name):
         if name not in self.name_expressions:
             raise KeyError(f"{name} is not among this module's name_expressions")
-        return RawKernel(name, self._module.launcher(name))
+        static = None if self._static is None else self._static[name]
+        return RawKernel(name, self._module.launcher(name), static)
 
 
 _KINDS = {"b": b"b", "i": b"i", "u": b"u", "f": b"f"}
@@ -256,10 +260,16 @@ def _dims(value, what):
 
 
 class RawKernel:
-    """One emulated instantiation, called as ``kernel(grid, block, args, shared_mem=0)``."""
+    """One emulated instantiation, called as ``kernel(grid, block, args, shared_mem=0)``.
 
-    def __init__(self, name, launcher):
+    ``shared_size_bytes`` is its static shared memory as NVRTC compiles it (CuPy's attribute of
+    the same name), None without NVRTC; every launch is refused when that plus `shared_mem` is
+    over 48 KiB (only `shared_mem` is checked when it is None).
+    """
+
+    def __init__(self, name, launcher, shared_size_bytes=None):
         self.name, self._launcher = name, launcher
+        self.shared_size_bytes = shared_size_bytes
 
     def __call__(self, grid, block, args, *, shared_mem=0, stream=None):
         config = _build.LaunchConfig()
@@ -269,6 +279,7 @@ class RawKernel:
         config.grid[:] = grid
         config.block[:] = block
         config.shared_mem = int(shared_mem)
+        config.static_shared = self.shared_size_bytes or 0
         config.workers = WORKERS
         config.stack_bytes = (256 if SANITIZER else 64) << 10
         parts = [_argument(a) for a in args]
@@ -280,9 +291,9 @@ class RawKernel:
         error = ctypes.create_string_buffer(2048)
         status = self._launcher(ctypes.byref(config), pointers, kinds, widths, len(parts),
                                 error, len(error))
-        LAUNCHES[self.name] = LAUNCHES.get(self.name, 0) + 1
         if status:
             raise EmulatedLaunchError(f"{self.name}: {error.value.decode(errors='replace')}")
+        LAUNCHES[self.name] = LAUNCHES.get(self.name, 0) + 1
 
 
 def __getattr__(name):
