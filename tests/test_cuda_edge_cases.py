@@ -14,13 +14,13 @@ emulator (issue 10):
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from skimage import data, exposure, img_as_float32, img_as_float64, img_as_uint
 
 from conftest import assert_declined, assert_wrote, expect_decline, raised_in_kernel_path
 from gpu_histeq import _engine, equalize_hist, histogram
-from test_cuda_kernels import assert_same_bits, flush_sensitive, skip_flushed
+from test_cuda_kernels import assert_same_bits, flushed_reference
 
 FLT_MAX = float(np.finfo(np.float32).max)
 DBL_MAX = float(np.finfo(np.float64).max)
@@ -35,11 +35,10 @@ def compare(cp, images, nbins=256, mask=None, method=None, decline=None):
     the kernel path (raised inside ``gpu_histeq._cuda``), as portably.
     """
     host = np.asarray(images)
-    skip_flushed(cp, host)
     images = cp.asarray(host)
     mask = None if mask is None else cp.asarray(mask)
     # CuPy never warns on floating overflow; NumPy under the stand-in would (warnings are errors)
-    with np.errstate(all="ignore"), _engine.portable():
+    with np.errstate(all="ignore"), _engine.portable(), flushed_reference(cp, host):
         try:
             expected, expected_error = equalize_hist(images, nbins, mask=mask, method=method), None
         except ValueError as error:
@@ -156,6 +155,46 @@ def test_irregular_subnormal_float64_planes(cp, case, nbins):
         assert np.isfinite(values).all() and values[0, 1] == 0.5
 
 
+TINY32 = float(np.finfo(np.float32).smallest_subnormal)
+NORMAL32 = float(np.finfo(np.float32).smallest_normal)
+_RNG32 = np.random.default_rng(32)
+#: float32 planes near the subnormals, which a GPU flushes (-ftz=true) in both paths.
+SUBNORMAL32 = {
+    "subnormal-only": _RNG32.integers(0, 101, (2, 9, 11)) * TINY32,
+    "subnormal-wide": _RNG32.integers(0, 1000, (2, 9, 11)) * TINY32,
+    "normal-and-subnormal": np.array([NORMAL32 * 0.8, 0.0, NORMAL32 * 3, NORMAL32] * 25).reshape(1, 10, 10),
+    "normal-with-subnormal-pixels": np.where(_RNG32.random((3, 12, 12)) < 0.2, 5 * TINY32,
+                                             1.0 + _RNG32.random((3, 12, 12))),
+    "tiny-normals": (1e-36 * (1.0 + _RNG32.integers(0, 50, (2, 8, 8)))),
+}
+
+
+@pytest.mark.parametrize("small", [True, False], ids=["one-block", "multi-block"])
+@pytest.mark.parametrize("nbins", [4, 70, 256])
+@pytest.mark.parametrize("case", sorted(SUBNORMAL32))
+def test_float32_subnormals_equal_the_flushed_reference(cp, case, nbins, small, monkeypatch):
+    """The kernels against the portable path with the GPU's flush-to-zero (emulated: x86 FTZ
+    and DAZ around the reference), bit for bit or the same error from the kernel path."""
+    from gpu_histeq._cuda import _kernels
+    if not small:
+        monkeypatch.setattr(_kernels, "SMALL_PIXELS", 0)
+    images = SUBNORMAL32[case].astype(np.float32)
+    result, error = compare(cp, images, nbins)
+    if case.startswith("subnormal-"):  # flushed to planes of zeros (NumPy: 0.5 for 4 or 256 bins)
+        zeros = equalize_hist(np.zeros(images.shape, np.float32), nbins)
+        assert_same_bits(result, zeros)
+        assert nbins == 70 or (zeros == 0.5).all()
+    if case == "normal-and-subnormal":  # bins narrower than a normal flush to repeated edges
+        assert "too many" in str(error)
+    if case == "normal-with-subnormal-pixels":  # the flushed pixels count as 0.0, below the rest
+        assert error is None
+        got = np.asarray(result.get() if hasattr(result, "get") else result)
+        flushed = images < NORMAL32
+        for p in range(3):
+            assert np.unique(got[p][flushed[p]]).size == 1  # one bin: every flushed pixel alike
+            assert got[p][flushed[p]].max() < got[p][~flushed[p]].min()
+
+
 REAL = {
     "camera-u8": lambda: data.camera(),
     "camera-u16": lambda: img_as_uint(data.camera()),
@@ -239,5 +278,4 @@ def test_property_fused_float_kernels_equal_portable(cp, dtype, offset, step, le
     mask = rng.random((3, 17, 13)) < 0.6 if masked else None
     if mask is not None:
         mask[:, 0, 0] = True
-    assume(not flush_sensitive(cp, images))
     compare(cp, images, nbins, mask)

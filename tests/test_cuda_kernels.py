@@ -6,10 +6,13 @@ planes and compares the bytes of the results, or the errors raised. The ``cp`` f
 case on a GPU when one is usable, else on the emulated CuPy (tests/emulation): the real kernel
 text and launchers executed on the CPU, against the portable path on NumPy arithmetic.
 
-Float32 planes with subnormal values are left out of the emulated comparison: CuPy compiles its
-own kernels with ``-ftz=true`` too, so on a GPU both paths flush them, while NumPy (the stand-in's
-portable arithmetic) keeps them (tests/emulation/README.md).
+Float32 planes near the subnormals are compared with a reference that flushes them: CuPy compiles
+its own kernels with ``-ftz=true`` too, so on a GPU both paths flush them, and on the emulated
+CuPy the portable path runs with the x86 FTZ and DAZ bits set (``fake_cupy.flushed_float32``),
+which NumPy's arithmetic follows (tests/emulation/README.md).
 """
+
+import contextlib
 
 import numpy as np
 import pytest
@@ -71,7 +74,8 @@ def _host(array):
 
 def flush_sensitive(cp, *arrays):
     """True on the emulated CuPy for float32 input near the subnormals: a GPU flushes them in
-    both paths (-ftz=true), NumPy (the stand-in's portable arithmetic) in neither."""
+    both paths (-ftz=true), NumPy (the stand-in's portable arithmetic) only under
+    :func:`flushed_reference`."""
     if not is_emulated(cp):
         return False
     for array in arrays:
@@ -83,9 +87,11 @@ def flush_sensitive(cp, *arrays):
     return False
 
 
-def skip_flushed(cp, *arrays):
-    if flush_sensitive(cp, *arrays):
-        pytest.skip("float32 subnormals: flushed on a GPU (-ftz=true), kept by NumPy")
+def flushed_reference(cp, *arrays):
+    """The context of the portable reference: on the emulated CuPy, for float32 input near the
+    subnormals, the GPU's flush-to-zero (x86 FTZ and DAZ, ``fake_cupy.flushed_float32``);
+    elsewhere nothing (a GPU's portable CuPy path flushes by itself)."""
+    return cp.flushed_float32() if flush_sensitive(cp, *arrays) else contextlib.nullcontext()
 
 
 def _outcome(call):
@@ -97,11 +103,10 @@ def _outcome(call):
 
 def run_both(cp, planes, mask, method, nbins):
     """(fused, portable) results of one (P, N) case; errors must match and are returned as such."""
-    skip_flushed(cp, planes)
     dtype = result_dtype(method, planes.dtype)
     images = planes.reshape(planes.shape[0], 1, planes.shape[1])
     masks = None if mask is None else mask.reshape(images.shape)
-    with _engine.portable():
+    with _engine.portable(), flushed_reference(cp, planes):
         expected, expected_error = _outcome(
             lambda: equalize_hist(images, nbins, mask=masks, method=method))
     result = cp.full(planes.shape, 7, dtype)

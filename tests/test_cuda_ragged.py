@@ -18,7 +18,7 @@ import pytest
 from conftest import assert_declined, assert_wrote, is_emulated, raised_in_kernel_path
 from gpu_histeq import _cuda, _engine, equalize_hist
 from gpu_histeq._interop import _packed
-from test_cuda_kernels import assert_same_bits, result_dtype, skip_flushed
+from test_cuda_kernels import assert_same_bits, flushed_reference, result_dtype
 
 #: Plane sizes of the default list: empty, 1-pixel, odd, 16-byte multiples, one over
 #: SMALL_PIXELS (65536), then many small ones.
@@ -96,11 +96,11 @@ def _outcome(call):
 def check_equalize(cp, values, mask, starts, method, nbins, per_image=True):
     """equalize_packed == _packed.equalize (bits or error) and == equalize_hist per plane;
     returns the result, or the error both raised."""
-    skip_flushed(cp, values)
     dtype = result_dtype(method, values.dtype)
+    flushed = flushed_reference(cp, values)
     values = cp.asarray(values)
     mask = None if mask is None else cp.asarray(mask)
-    with np.errstate(all="ignore"), _engine.portable():
+    with np.errstate(all="ignore"), _engine.portable(), flushed:
         expected, expected_error = _outcome(
             lambda: _packed.equalize(cp, values, mask, starts, method, nbins, dtype))
     buffer, result = guarded(cp, values.size, dtype)
@@ -166,12 +166,11 @@ def test_multi_block_kernels_on_many_groups(cp, kernels, method, dtype, nbins, m
 def test_unaligned_buffers(cp, kernels, method, dtype, nbins):
     """Values, mask and result whose bases are off a pack: every pixel one by one."""
     values, mask, starts = packed_list(dtype, [5, 0, 300, 70000, 1], seed=3)
-    skip_flushed(cp, values)
     base = cp.asarray(np.concatenate([values[:1], values]))[1:]
     mask_base = cp.asarray(np.concatenate([mask[:3], mask]))[3:]
     out_dtype = result_dtype(method, dtype)
     assert not kernels.packed_aligned(base, mask_base, cp.empty(1, out_dtype))
-    with np.errstate(all="ignore"), _engine.portable():
+    with np.errstate(all="ignore"), _engine.portable(), flushed_reference(cp, values):
         expected = _packed.equalize(cp, base, mask_base, starts, method, nbins, out_dtype)
     result = cp.empty(values.size + 1, out_dtype)[1:]
     with np.errstate(all="ignore"):

@@ -406,6 +406,20 @@ inline double max(double a, double b) { return fmax(a, b); }
 using std::isfinite;
 using std::isnan;
 
+// The tests' flushed reference (CuPy compiles its own kernels with -ftz=true): ORs `set` into
+// this OS thread's x86 MXCSR and clears `clear` (FTZ 0x8000, DAZ 0x0040); returns the previous
+// MXCSR. Off x86 it does nothing and returns 0xFFFFFFFF.
+EMU_EXPORT unsigned gpu_histeq_emu_mxcsr(unsigned set, unsigned clear) {
+#if defined(__x86_64__)
+    const unsigned previous = _mm_getcsr();
+    _mm_setcsr((previous | set) & ~clear);
+    return previous;
+#else
+    (void)set; (void)clear;
+    return 0xFFFFFFFFu;
+#endif
+}
+
 namespace emu {
 
 // ---- launches

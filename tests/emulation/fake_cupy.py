@@ -13,10 +13,11 @@ the duration of one test, so gpu_histeq's real CuPy code (``_backend``, ``_cuda`
   the emulator checks as the driver would (:func:`emu::launch` in cuda_emu.h).
 
 The arithmetic of the portable path is NumPy's here: CuPy compiles its own elementwise kernels
-with ``-ftz=true``, so on a GPU float32 subnormals are flushed where NumPy keeps them. Tests
-compare the kernels with this stand-in only where that cannot matter (README.md).
+with ``-ftz=true``, so on a GPU float32 subnormals are flushed where NumPy keeps them; tests
+compute that reference inside :func:`flushed_float32` (README.md).
 """
 
+import contextlib
 import ctypes
 import functools
 import os
@@ -305,6 +306,31 @@ def __getattr__(name):
             return _wrap(value(*args, **kwargs))
         return call
     return value
+
+
+_FTZ_DAZ = 0x8040
+
+
+@contextlib.contextmanager
+def flushed_float32():
+    """Within this block this thread's float arithmetic flushes subnormals (x86 FTZ and DAZ), as
+    CuPy's own kernels, compiled with ``-ftz=true``, do with float32 on a GPU: the stand-in's
+    portable path then computes what the portable CuPy path computes there. (x86 flushes
+    float64 subnormals too, which a GPU does not: use it for float32 data only.)"""
+    if not _build._MODULES:
+        from gpu_histeq._cuda import _sources
+        _build.build(_sources.source("uniform.cu"), _sources.OPTIONS,
+                     _sources.INSTANTIATIONS["uniform.cu"], sanitizer=SANITIZER,
+                     filename="uniform.cu")
+    function = next(iter(_build._MODULES.values())).library.gpu_histeq_emu_mxcsr
+    function.restype, function.argtypes = ctypes.c_uint, [ctypes.c_uint, ctypes.c_uint]
+    previous = function(_FTZ_DAZ, 0)
+    if previous == 0xFFFFFFFF:
+        raise NotImplementedError("flush-to-zero is modelled on x86-64 only")
+    try:
+        yield
+    finally:
+        function(previous & _FTZ_DAZ, ~previous & _FTZ_DAZ)
 
 
 def install(monkeypatch):
