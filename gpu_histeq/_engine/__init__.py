@@ -74,6 +74,7 @@ def recording():
 
 
 def _switched_off():
+    """True when the CUDA kernels are switched off (:func:`portable`, the environment)."""
     return (_portable_depth > 0 or os.environ.get("GPU_HISTEQ_PORTABLE") == "1"
             or os.environ.get("GPU_HISTEQ_CUDA", "1") == "0")
 
@@ -118,8 +119,7 @@ def compiled_enabled():
 
 def cuda_enabled():
     """True unless the CUDA kernels are switched off."""
-    return (_portable_depth == 0 and os.environ.get("GPU_HISTEQ_PORTABLE") != "1"
-            and os.environ.get("GPU_HISTEQ_CUDA", "1") != "0")
+    return not _switched_off()
 
 
 def select(xp, dtype):
