@@ -15,7 +15,10 @@
 # checks the machinery and the selections, not the GPU's timings.
 # Needs python3 with gpu_histeq importable (the project's environment) and no CuPy, and a C++
 # compiler for the emulator; NVRTC (the nvrtc extra) for the static shared memory check.
-# Usage: bash ci/gpu/dry-run.sh            (about 4-6 minutes on 2 cores; the emulator's first build included)
+# Last, three planted failures (a test file importing dask, a test outliving its stage, a -k
+# selecting nothing) must each give its stage the failing status (collection errors, timeout with
+# no summary line, no tests selected) that the checks above refuse.
+# Usage: bash ci/gpu/dry-run.sh            (about 5-7 minutes on 2 cores; the emulator's first build included)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/gpu-check-dry-run.XXXXXX")
@@ -102,5 +105,23 @@ check "... no stage left pending or running" bash -c "! grep -qE '\| (pending|ru
 if [ $failures != 0 ]; then
     echo "the end of the emulated run's output:"; tail -30 "$scratch/dry.log" | sed 's/^/      /'
 fi
+
+# ---- the verdicts catch planted failures: a test that outlives its stage (no summary line), a
+# module that imports dask (a collection error), a -k that selects nothing
+planted=$scratch/planted
+mkdir -p "$planted"
+printf 'import time\n\n\ndef test_emulated_outlives_its_stage():\n    time.sleep(600)\n' > "$planted/test_sleeps.py"
+printf 'import dask.array\n\n\ndef test_emulated_needs_dask():\n    assert dask.array\n' > "$planted/test_dask_at_import.py"
+PATH=$scratch/bin:$PATH PYTHONPATH="$hidden${PYTHONPATH:+:$PYTHONPATH}" GPU_CHECK_DRY_RUN=1 \
+    GPU_CHECK_CUDA_TESTS=$planted/test_dask_at_import.py GPU_CHECK_SANITIZER_TESTS=$planted/test_sleeps.py \
+    GPU_CHECK_MEMCHECK_K=outlives GPU_CHECK_RACECHECK_K=selects_no_test \
+    GPU_CHECK_WHEELS=$scratch/none GPU_CHECK_WORK=$scratch/work-planted OUT=$scratch/planted-out \
+    bash ci/gpu/on-device.sh --deadline 130 cuda memcheck racecheck > "$scratch/planted.log" 2>&1
+summary=$scratch/planted-out/gpu-check-summary.md
+check "planted: a module importing dask is a collection error" has "$summary" '^\| cuda \| collection errors \|'
+check "planted: a test outliving its stage is a timeout, and no summary line" \
+    has "$summary" '^\| memcheck \| timeout \| [0-9]+ \| no summary line'
+check "planted: a -k that selects nothing is no tests selected" has "$summary" '^\| racecheck \| no tests selected \|'
+
 [ $failures = 0 ] && echo "all checks passed" || echo "$failures check(s) failed"
 exit $(( failures > 0 ))
