@@ -333,13 +333,19 @@ pytest_status() {  # pytest_status CODE LOG: the stage's status from pytest's ex
     esac
 }
 
-run_pytest() {  # run_pytest LOG LIMIT PREFIX... -- PYTEST ARGS...: pytest under its deadline, appended to LOG
-    local log=$1 limit=$2 prefix=()
-    shift 2
+run_pytest() {  # run_pytest LOG PART LIMIT PREFIX... -- PYTEST ARGS...: pytest under its deadline,
+    # written straight into LOG in $OUT (a cut call still returns it), this run's part copied to PART
+    local log=$1 part=$2 limit=$3 prefix=() start code
+    shift 3
     while [ "$1" != -- ]; do prefix+=("$1"); shift; done
     shift
+    start=$(( $(stat -c %s "$log" 2>/dev/null || echo 0) + 1 ))
+    cat "$part" >> "$log"
     GPU_CHECK_STAGE_DEADLINE=$(( $(date +%s) + limit - 15 )) \
         timeout -k 5 "$limit" "${prefix[@]}" "${PYTEST[@]}" "$@" >> "$log" 2>&1
+    code=$?
+    tail -c +"$start" "$log" > "$part"
+    return $code
 }
 
 stage_pytest() {  # INDEX STAGE LIMIT: the cuda and backends stages
@@ -359,9 +365,8 @@ stage_pytest() {  # INDEX STAGE LIMIT: the cuda and backends stages
     fi
     mapfile -t selected < <(selection)
     echo "== $name: ${PYTEST[*]} ${selected[*]} -q -ra --durations=10 ${args[*]}" > "$part"
-    run_pytest "$part" "$limit" -- "${selected[@]}" -q -ra --durations=10 "${args[@]}"
+    run_pytest "$tests_log" "$part" "$limit" -- "${selected[@]}" -q -ra --durations=10 "${args[@]}"
     code=$?
-    cat "$part" >> "$tests_log"
     outcome=$(pytest_outcome "$part")
     cupy_skips=$(grep -cE 'SKIPPED.*CuPy (is not importable|sees no|cannot use)' "$part")
     record "$index" "$name" "$(pytest_status $code "$part")" $(( SECONDS - t0 )) \
@@ -386,9 +391,8 @@ stage_sanitizer() {  # INDEX TOOL LIMIT SELECTION
     mapfile -t selected < <(selection "$4")
     echo "== $tool: $sanitizer --tool $tool over ${files[*]} ${selected[*]}" > "$part"
     prefix=("$sanitizer" --tool "$tool" --report-api-errors no --error-exitcode 86 --print-limit 30)
-    run_pytest "$part" "$limit" "${prefix[@]}" -- -q -ra "${selected[@]}" "${files[@]}"
+    run_pytest "$sanitizers_log" "$part" "$limit" "${prefix[@]}" -- -q -ra "${selected[@]}" "${files[@]}"
     code=$?
-    cat "$part" >> "$sanitizers_log"
     outcome=$(pytest_outcome "$part")
     found=$(grep -E '(ERROR|RACECHECK|SYNCCHECK) SUMMARY' "$part" | tail -1 | sed 's/^=* *//')
     reports=$(grep -cE '^=+ +(Invalid|Race|Error|Potential|Uninitialized|Barrier|Out-of-range|Misaligned)' "$part")

@@ -54,8 +54,10 @@ DECLINES = {
     "uncovered": "the kernels do not cover this case (dtype, method, layout or size), decided "
                  "before any launch; nothing written",
     "irregular": "a float plane whose bin centers are less than two smallest normals apart "
-                 "(float64 planes a few subnormals wide): numpy.interp's own search, which the "
-                 "portable path runs; found after the kernels ran, `result` partly written",
+                 "(float64 planes a few subnormals wide) or repeat (a constant plane of large "
+                 "magnitude with bins narrower than its spacing, e.g. float32 2**19 with 12 "
+                 "bins): numpy.interp's own search, which the portable path runs where its "
+                 "InterpTable is irregular; found after the kernels ran, `result` partly written",
 }
 
 
