@@ -4,15 +4,17 @@
 # it (.ci/run). No GPU number comes of it. It fails when:
 #   - a script of ci/gpu/ does not parse, or bench_gpu.py mishandles its arguments;
 #   - on-device.sh where CuPy is missing does not exit 0 with every stage skipped, and why;
-#   - in the emulated run (GPU_CHECK_DRY_RUN=1, dask and distributed hidden, pytest with no xdist
-#     or timeout plugin, a stand-in compute-sanitizer that runs the program and prints the real
-#     one's summary line) any stage does not end "ok": a stage that collects no tests, errors in
+#   - in the emulated run any stage does not end "ok": a stage that collects no tests, errors in
 #     collection, has a failing test or prints no summary line (pytest's, the sanitizer's, the
 #     benchmark plan's) fails the run; so does a stage left pending or running, or more than the
 #     8 files a device call brings back.
-# The emulated stages run the `cupy-emulated` twin of every case the lent machine runs on CuPy
-# (-m 'not gpu' -k emulated for -m gpu), under caps 4 times the GPU's (GPU_CHECK_TIME_SCALE): the dry run
-# checks the machinery and the selections, not the GPU's timings.
+# The emulated run: the emulated CuPy (tests/emulation/fake_cupy.py) importable as `cupy`, so
+# that on-device.sh probes it, selects the same real-CuPy cases (-m gpu) and runs every stage as
+# on the lent machine; dask and distributed hidden; pytest with no xdist or timeout plugin; a
+# stand-in compute-sanitizer that runs the program and prints the real one's summary line;
+# GPU_CHECK_DRY_RUN=1 (the local python3 left alone, the benchmark's plan instead of timings);
+# caps 4 times the GPU's (GPU_CHECK_TIME_SCALE): it checks the machinery and the selections, not
+# the GPU's timings.
 # Needs python3 with gpu_histeq importable (the project's environment) and no CuPy, and a C++
 # compiler for the emulator; NVRTC (the nvrtc extra) for the static shared memory check.
 # Last, three planted failures (a test file importing dask, a test outliving its stage, a -k
@@ -56,8 +58,18 @@ for stage in install cuda backends bench memcheck racecheck synccheck; do
     check "... $stage skipped with a reason" has "$summary" "^\| $stage \| skipped \| 0 \| .*(GPU|CuPy)"
 done
 
-# ---- the whole check on the emulated CuPy, dask hidden
+# ---- the whole check on the emulated CuPy (as `cupy`), dask hidden
 hidden=$scratch/hidden
+mkdir -p "$hidden/cupy"
+cat > "$hidden/cupy/__init__.py" <<SHIM
+"""The emulated CuPy under the name cupy (ci/gpu/dry-run.sh only): tests/emulation/fake_cupy.py."""
+import sys
+sys.path.insert(0, "$PWD/tests")
+from emulation import fake_cupy
+fake_cupy.cuda.runtime.driverGetVersion = staticmethod(lambda: 0)
+fake_cupy.cuda.runtime.runtimeGetVersion = staticmethod(lambda: 0)
+sys.modules["cupy"] = fake_cupy
+SHIM
 for module in dask distributed; do
     mkdir -p "$hidden/$module"
     echo "raise ModuleNotFoundError(\"No module named '$module' (hidden by ci/gpu/dry-run.sh: the lent GPU machine has none)\", name='$module')" \
@@ -85,7 +97,8 @@ code=$?
 summary=$scratch/dry/gpu-check-summary.md
 grep '^| ' "$summary" | sed 's/^/      /'
 check "on-device.sh (dry run) exits 0" test $code = 0
-check "... info finds the stand-in sanitizer" has "$summary" "^\| info \| ok \|.*compute-sanitizer: $scratch/bin/compute-sanitizer"
+check "... info probes the emulated CuPy, finds the stand-in sanitizer" \
+    has "$summary" "^\| info \| ok \| [0-9]+ \| gpu_histeq CPU emulator.*compute-sanitizer: $scratch/bin/compute-sanitizer"
 check "... install leaves this python3 alone" has "$scratch/dry/gpu-setup.log" 'leaves this python3 alone'
 check "... the probe saw no dask" has "$scratch/dry/gpu-setup.log" '^# dask MISSING'
 pytest_row='[0-9]+ \| [1-9][0-9]* passed[^|]* in [0-9.]+s'
@@ -110,8 +123,8 @@ fi
 # module that imports dask (a collection error), a -k that selects nothing
 planted=$scratch/planted
 mkdir -p "$planted"
-printf 'import time\n\n\ndef test_emulated_outlives_its_stage():\n    time.sleep(600)\n' > "$planted/test_sleeps.py"
-printf 'import dask.array\n\n\ndef test_emulated_needs_dask():\n    assert dask.array\n' > "$planted/test_dask_at_import.py"
+printf 'import time\n\nimport pytest\n\n\n@pytest.mark.gpu\ndef test_outlives_its_stage():\n    time.sleep(600)\n' > "$planted/test_sleeps.py"
+printf 'import dask.array\n\n\ndef test_needs_dask():\n    assert dask.array\n' > "$planted/test_dask_at_import.py"
 PATH=$scratch/bin:$PATH PYTHONPATH="$hidden${PYTHONPATH:+:$PYTHONPATH}" GPU_CHECK_DRY_RUN=1 \
     GPU_CHECK_CUDA_TESTS=$planted/test_dask_at_import.py GPU_CHECK_SANITIZER_TESTS=$planted/test_sleeps.py \
     GPU_CHECK_MEMCHECK_K=outlives GPU_CHECK_RACECHECK_K=selects_no_test \

@@ -34,9 +34,9 @@
 # GPU_CHECK_SANITIZER_TESTS (the sanitizers' files), GPU_CHECK_MEMCHECK_K / _RACECHECK_K /
 # _SYNCCHECK_K (their pytest -k subsets), GPU_CHECK_BENCH_ARGS, GPU_CHECK_WORK (scratch folder,
 # default /tmp/gpu_histeq_check: kept while the machine stays warm).
-# For ci/gpu/dry-run.sh only (a CPU machine): GPU_CHECK_DRY_RUN=1, the emulated CuPy stands in
-# for the GPU (the `cupy-emulated` twin of every `cupy` case: -m 'not gpu' -k emulated for -m gpu), the
-# local python3 is left alone, the benchmark only prints its plan (--dry-run);
+# For ci/gpu/dry-run.sh only (a CPU machine, where the emulated CuPy is importable as `cupy`, so
+# that every stage runs as here, -m gpu included): GPU_CHECK_DRY_RUN=1 leaves the local python3
+# alone and makes the benchmark print its plan (--dry-run) instead of timing;
 # GPU_CHECK_TIME_SCALE=N multiplies every stage's cap and floor (give --deadline to match).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
@@ -224,10 +224,6 @@ except Exception as error:
 PY
 )
     echo "$probe" | grep -v '^GPU_' >> "$setup_log"
-    if [ "$dry" = 1 ] && ! echo "$probe" | grep -q '^GPU_OK'; then
-        echo "$probe" | grep '^GPU_NO' >> "$setup_log"
-        probe=$'GPU_OK\tnone: a dry run (GPU_CHECK_DRY_RUN=1) on the emulated CuPy; no number here is a GPU\'s'
-    fi
     if echo "$probe" | grep -q '^GPU_OK'; then
         gpu_ok=1
         gpu_line=$(echo "$probe" | grep '^GPU_OK' | cut -f2)
@@ -303,13 +299,8 @@ PY
 PYTEST=(python3 -m pytest -p no:cacheprovider -p no:xdist -p no:timeout -p no:benchmark -p stage_deadline)
 
 selection() {  # selection [K]: the pytest arguments choosing the real-CuPy cases (-k K among them)
-    if [ "$dry" = 1 ]; then  # the emulated twins (not the real-CuPy cases, which carry the gpu mark)
-        echo "-m"; echo "not gpu"
-        echo "-k"; echo "emulated${1:+ and ($1)}"
-    else
-        echo "-m"; echo "gpu"
-        [ -n "${1:-}" ] && { echo "-k"; echo "$1"; }
-    fi
+    echo "-m"; echo "gpu"
+    if [ -n "${1:-}" ]; then echo "-k"; echo "$1"; fi
 }
 
 pytest_outcome() {  # pytest_outcome LOG: the last pytest summary line of a log, or how far a cut run got
@@ -412,7 +403,7 @@ stage_bench() {  # INDEX LIMIT [bench arguments...]
         record "$index" bench skipped 0 "only $limit s left of the $deadline s deadline (45 needed)"; return
     fi
     mark_running "$index" bench "$limit"
-    if [ "$dry" = 1 ]; then  # no GPU to time: the plan it would run, and its refusal without CuPy
+    if [ "$dry" = 1 ]; then  # no GPU to time: the plan it would run
         # shellcheck disable=SC2086
         python3 benchmarks/bench_gpu.py --dry-run --budget-s 2 --cases seed-u8,large-u8,float32,u16,cvcuda-config-u8 \
             --time-limit-s $(( limit - 20 )) "$@" ${GPU_CHECK_BENCH_ARGS:-} > "$log" 2>&1
