@@ -6,7 +6,8 @@ Run from the repository root (needs scikit-image for the images, matplotlib to d
 
 It writes ``docs/before_after.png``: scikit-image's ``moon`` (a low-contrast photograph) and
 ``camera``, then each operation of gpu_histeq on them, every row with the histogram of its
-images and their cumulative distribution (orange; the original's in gray). ``gpu-histeq`` draws
+images and their cumulative distribution (orange; the original's in gray; the matching
+reference's dotted). ``gpu-histeq`` draws
 the same figure for its built-in synthetic sample.
 """
 
@@ -20,7 +21,8 @@ from gpu_histeq.figure import before_after
 def main():
     images = _sample.load("skimage")  # moon and camera, (2, 512, 512) uint8
     target = Path(__file__).resolve().parent / "before_after.png"
-    before_after(target, images, demo_results(images), columns=2, tile=300)
+    results, references = demo_results(images)
+    before_after(target, images, results, columns=2, tile=300, references=references)
     print(f"wrote {target}")
 
 

@@ -4,8 +4,10 @@ The public functions, each wrapped once here by :func:`gpu_histeq._interop.adapt
 arrays, torch tensors and JAX arrays are accepted too.
 """
 
+from . import _cli_startup  # noqa: F401  first: the gpu-histeq process's signals while importing
 from . import adaptive as _adaptive
 from . import equalize as _equalize
+from . import exposure
 from . import histogram as _histogram
 from . import lut as _lut
 from . import matching as _matching

@@ -106,10 +106,12 @@ def plane_stats(xp, planes, mask, block_list):
     -------
     low, high : (P,) ndarray of ``planes.dtype``
     finite : bool
-        False if any pixel (selected or not) is NaN or infinite; always True for integers.
+        False if any pixel (selected or not) is NaN or infinite; always True for integers,
+        which are not checked (no synchronization on CuPy).
     """
     dtype = np.dtype(planes.dtype)
-    info = np.finfo(dtype) if dtype.kind == "f" else np.iinfo(dtype)
+    floating = dtype.kind == "f"
+    info = np.finfo(dtype) if floating else np.iinfo(dtype)
     top, bottom = dtype.type(info.max), dtype.type(info.min)
 
     def stats(block):
@@ -117,22 +119,28 @@ def plane_stats(xp, planes, mask, block_list):
         values = planes[rows, cols]
         if mask is None:  # min and max propagate NaN, and are infinite when a pixel is
             block_low, block_high = values.min(axis=1), values.max(axis=1)
-            finite = xp.isfinite(block_low).all() & xp.isfinite(block_high).all()
+            finite = (xp.isfinite(block_low).all() & xp.isfinite(block_high).all()
+                      if floating else True)
             return block_low, block_high, finite
-        finite = xp.isfinite(values).all() if dtype.kind == "f" else True
+        finite = xp.isfinite(values).all() if floating else True
         selected = mask[rows, cols]
         return (xp.where(selected, values, top).min(axis=1),
                 xp.where(selected, values, bottom).max(axis=1), finite)
 
-    nplanes = planes.shape[0]
-    low = xp.full(nplanes, top, dtype)
-    high = xp.full(nplanes, bottom, dtype)
-    finite = True
-    for (rows, _), (block_low, block_high, block_finite) in zip(
-            block_list, _planes.map_blocks(xp, stats, block_list)):
-        xp.minimum(low[rows], block_low, out=low[rows])
-        xp.maximum(high[rows], block_high, out=high[rows])
-        finite = finite & block_finite
+    parts = _planes.map_blocks(xp, stats, block_list)
+    if len(parts) == 1:  # one block holds every pixel: its reductions are the result
+        low, high, finite = parts[0]
+    else:
+        nplanes = planes.shape[0]
+        low = xp.full(nplanes, top, dtype)
+        high = xp.full(nplanes, bottom, dtype)
+        finite = True
+        for (rows, _), (block_low, block_high, block_finite) in zip(block_list, parts):
+            xp.minimum(low[rows], block_low, out=low[rows])
+            xp.maximum(high[rows], block_high, out=high[rows])
+            finite = finite & block_finite
+    if not floating:
+        return low, high, True
     return low, high, bool(finite)  # sync: one flag for the whole batch
 
 

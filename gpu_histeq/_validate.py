@@ -196,6 +196,61 @@ def check_out(out, shape, dtype, xp):
     return out
 
 
+def _byte_span(array):
+    """``(first, end)``: the addresses of the bytes `array` can touch, from its data pointer,
+    shape and strides alone (CuPy's ``data.ptr`` too: no device work, no sync)."""
+    pointer = getattr(array.data, "ptr", None)
+    if pointer is None:
+        pointer = array.__array_interface__["data"][0]
+    if array.size == 0:
+        return pointer, pointer
+    first = end = pointer
+    for length, stride in zip(array.shape, array.strides):
+        if stride < 0:
+            first += (length - 1) * stride
+        else:
+            end += (length - 1) * stride
+    return first, end + array.itemsize
+
+
+def _same_view(a, b):
+    """Whether `a` and `b` are the same elements in the same order (an in-place call)."""
+    return (_byte_span(a)[0] == _byte_span(b)[0] and a.shape == b.shape
+            and a.strides == b.strides and a.itemsize == b.itemsize)
+
+
+def out_overlaps(out, *arrays):
+    """Whether `out` may share memory with one of `arrays` (None skipped) without being exactly
+    that array: writing the result into it would overwrite input not yet read, so the caller
+    computes into a new array and copies. Judged from pointer ranges, like
+    :func:`numpy.may_share_memory` (interleaved views count as overlapping)."""
+    if out is None:
+        return False
+    first, end = _byte_span(out)
+    for array in arrays:
+        if array is None or array is out or not hasattr(array, "strides"):
+            continue
+        other_first, other_end = _byte_span(array)
+        if first < other_end and other_first < end and not _same_view(out, array):
+            return True
+    return False
+
+
+def check_outs_apart(outs):
+    """Raise ValueError when two entries of a list `out` may share memory (one result would
+    overwrite another); None entries are skipped. Sorted pointer ranges: no device work."""
+    spans = sorted((_byte_span(o) + (k,) for k, o in enumerate(outs)
+                    if o is not None and o.size), key=lambda span: span[:2])
+    reach = None  # (end, entry) of the span reaching furthest so far
+    for first, end, j in spans:
+        if reach is not None and first < reach[0]:
+            k = reach[1]
+            raise ValueError(f"`out` entries {min(k, j)} and {max(k, j)} share memory: each "
+                             "image needs its own result array")
+        if reach is None or end > reach[0]:
+            reach = (end, j)
+
+
 def check_lut_inputs(images, lut):
     """Check that `images` can index the tables `lut` (integer pixels, a table axis last)."""
     if np.dtype(images.dtype).kind not in "iu":
@@ -203,6 +258,26 @@ def check_lut_inputs(images, lut):
     if not hasattr(lut, "ndim") or lut.ndim < 1:
         raise ValueError("`lut` must be an array with the table along its last axis")
     refuse_masked(lut, "lut")
+    if np.dtype(lut.dtype).kind not in "biufc":
+        raise TypeError(f"`lut` must hold numbers (bool, integer, floating or complex), got "
+                        f"{lut.dtype}")
+
+
+#: What `luminance` takes: False, True (the same as "rgb"), or the order of the channels.
+LUMINANCE_ORDERS = ("rgb", "bgr")
+
+
+def check_luminance_order(luminance):
+    """`luminance` as None (off), ``"rgb"`` or ``"bgr"``: False, True (RGB) or either string."""
+    if isinstance(luminance, (bool, np.bool_)):
+        return "rgb" if luminance else None
+    if not isinstance(luminance, str):
+        raise TypeError("`luminance` must be a bool or the channel order 'rgb' or 'bgr' (OpenCV's "
+                        f"order, as cv2.imread gives), got {luminance!r}")
+    if luminance not in LUMINANCE_ORDERS:
+        raise ValueError("`luminance` must be True (RGB), 'rgb' or 'bgr' (OpenCV's order, as "
+                         f"cv2.imread gives), got {luminance!r}")
+    return luminance
 
 
 def check_luminance(shape, dtype, channel_axis, method):
@@ -210,10 +285,12 @@ def check_luminance(shape, dtype, channel_axis, method):
     the YCrCb round trip supports."""
     if channel_axis is None:
         raise ValueError("`luminance=True` needs `channel_axis`, the axis of the R, G, B channels "
-                         "(e.g. `channel_axis=-1` for (..., H, W, 3) images)")
+                         "(e.g. `channel_axis=-1` for (..., H, W, 3) images; for OpenCV's B, G, R "
+                         "order pass `luminance='bgr'`)")
     if shape[channel_axis] != 3:
         raise ValueError(f"`luminance=True` needs 3 (R, G, B) channels along `channel_axis` "
-                         f"{channel_axis}, got {shape[channel_axis]}")
+                         f"{channel_axis}, got {shape[channel_axis]} (for OpenCV's BGR images "
+                         "pass `luminance='bgr'`; BGRA: drop the alpha channel first)")
     dtype = np.dtype(dtype)
     if dtype.kind == "i" or (dtype.kind == "u" and dtype.itemsize > 4):
         raise TypeError("`luminance=True` needs uint8, uint16, uint32 or floating `images` (the "

@@ -23,13 +23,14 @@ import numpy as np
 from . import _engine, _planes
 from ._backend import array_module
 from ._tables import cdf_dtype, clahe_opencv_tables, clahe_skimage_clip
-from ._validate import (check_allocation, check_bool, check_clip_limit, check_finite,
-                        check_images, check_int_sequence, check_luminance, check_nbins,
+from ._validate import (check_allocation, check_clip_limit, check_finite,
+                        check_images, check_int_sequence, check_luminance,
+                        check_luminance_order, check_nbins,
                         image_axes, native, plane_count)
 from .color import as_float, hsv_to_rgb, rgb_to_hsv
-from .equalize import luma_path
+from .equalize import in_rgb_order, luma_path
 from ._tiles import blend_weights, count_tiles, offsets_for, reflect101, tiled_source
-from ._typing import Array, Axes
+from ._typing import Array, Axes, Luminance, UInt8, UInt16
 
 __all__ = ["clahe", "equalize_adapthist"]
 
@@ -50,19 +51,31 @@ def _check_tables(xp, param, value, nplanes, ntiles, nbins, tiled_pixels):
 
 @overload
 def clahe(
+        images: UInt8, clip_limit: float = ..., tile_grid: Sequence[int] = ..., *,
+        axes: Axes = ..., channel_axis: int | None = ..., luminance: Luminance = ...) -> UInt8: ...
+
+
+@overload
+def clahe(
+        images: UInt16, clip_limit: float = ..., tile_grid: Sequence[int] = ..., *,
+        axes: Axes = ..., channel_axis: int | None = ..., luminance: Luminance = ...) -> UInt16: ...
+
+
+@overload
+def clahe(
         images: Array, clip_limit: float = ..., tile_grid: Sequence[int] = ..., *,
-        axes: Axes = ..., channel_axis: int | None = ..., luminance: bool = ...) -> Array: ...
+        axes: Axes = ..., channel_axis: int | None = ..., luminance: Luminance = ...) -> Array: ...
 
 
 @overload
 def clahe(
         images: Any, clip_limit: float = ..., tile_grid: Sequence[int] = ..., *,
-        axes: Axes = ..., channel_axis: int | None = ..., luminance: bool = ...) -> Any: ...
+        axes: Axes = ..., channel_axis: int | None = ..., luminance: Luminance = ...) -> Any: ...
 
 
 def clahe(
         images: Any, clip_limit: float = 40.0, tile_grid: Sequence[int] = (8, 8), *,
-        axes: Any = None, channel_axis: int | None = None, luminance: bool = False) -> Any:
+        axes: Any = None, channel_axis: int | None = None, luminance: Luminance = False) -> Any:
     """Contrast limited adaptive histogram equalization of every image, as OpenCV does it.
 
     Parameters
@@ -82,10 +95,11 @@ def clahe(
     channel_axis : int, optional
         The axis of colour channels, as in scikit-image: without `luminance` a batch axis (each
         channel through CLAHE on its own, like a per-channel loop of ``cv2.CLAHE.apply``).
-    luminance : bool, optional
-        CLAHE of the luma of RGB images (`channel_axis` of length 3), keeping their chroma:
+    luminance : bool or {"rgb", "bgr"}, optional
+        CLAHE of the luma of colour images (`channel_axis` of length 3), keeping their chroma:
         OpenCV's ``COLOR_RGB2YCrCb``, CLAHE of Y, ``COLOR_YCrCb2RGB`` (bit-exact), the luma path
-        of :func:`equalize_hist`.
+        of :func:`equalize_hist`; ``"bgr"`` for OpenCV's B, G, R order (``cv2.imread``), with
+        ``COLOR_BGR2YCrCb`` and ``COLOR_YCrCb2BGR``.
 
     Returns
     -------
@@ -118,8 +132,10 @@ def clahe(
     rounded half to even. The tests check agreement within 1 level on every pixel (in practice
     the results are identical). uint16 images use 65536 bins per tile, like OpenCV, so their
     tables take ``planes x tiles x 256 KiB`` in blocks. On NumPy input the compiled kernels of
-    ``_clahe.c`` do the work when the extension is built (tested bit for bit against the
-    portable NumPy path, which CuPy input and ``GPU_HISTEQ_PORTABLE=1`` use).
+    ``_clahe.c`` do the work when the extension is built, and on CuPy input the CUDA kernels of
+    ``_cuda/clahe.cu`` (one launch for small uint8 planes, else tile tables and a blend; no host
+    synchronisation, nothing uploaded); both are tested bit for bit against the portable path,
+    which ``GPU_HISTEQ_PORTABLE=1`` selects.
 
     Examples
     --------
@@ -138,7 +154,7 @@ def clahe(
         raise TypeError(f"`images` must be uint8 or uint16 for OpenCV's CLAHE, got {dtype}")
     clip_limit = check_clip_limit(clip_limit)
     tiles_x, tiles_y = check_int_sequence(tile_grid, 2, "tile_grid", "tiles_x, tiles_y")
-    luminance = check_bool(luminance, "luminance")
+    luminance = check_luminance_order(luminance)
     axes, channel_axis = image_axes(axes, channel_axis, images.shape)
     if len(axes) != 2:
         raise ValueError(f"`axes` must name 2 axes (rows, columns), got {axes!r}")
@@ -149,8 +165,8 @@ def clahe(
     if luminance:
         check_luminance(images.shape, dtype, channel_axis, "opencv")
         luma_axes = tuple(a - (a > channel_axis) for a in axes)
-        return luma_path(xp, images, channel_axis,
-                         lambda luma: clahe(luma, clip_limit, tile_grid, axes=luma_axes))
+        return in_rgb_order(xp, images, channel_axis, luminance, None, lambda rgb, _: luma_path(
+            xp, rgb, channel_axis, lambda luma: clahe(luma, clip_limit, tile_grid, axes=luma_axes)))
     planes, batch_shape, image_shape = _planes.to_planes(xp, images, axes)
     result = xp.empty(planes.shape, dtype)
     if planes.size:

@@ -7,7 +7,7 @@ and remapped in a second. :mod:`gpu_histeq._engine` runs each step (or all of th
 engine that fits the input.
 """
 
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -16,10 +16,12 @@ from ._backend import array_module
 from ._binning import binning_for
 from ._tables import cdf_dtype, table_maker
 from ._validate import (check_allocation, check_bool, check_images, check_levels_nbins,
-                        check_luminance, check_mask, check_mask_selects, check_nbins, check_out,
-                        image_axes, native, plane_count, refuse_masked,
+                        check_luminance, check_luminance_order, check_mask, check_mask_selects,
+                        check_nbins, check_out, image_axes, native, out_overlaps, plane_count,
+                        refuse_masked,
                         resolve_method)
-from ._typing import Array, ArrayList, Axes
+from ._typing import (Array, ArrayList, Axes, Float32, Float64, HalfOrSingle, LevelMethod,
+                      Luminance, Method, UInt8, UInt16)
 
 __all__ = ["equalize_hist"]
 
@@ -128,6 +130,30 @@ def luma_path(xp, images, channel_axis, transform, out=None):
     return out
 
 
+def in_rgb_order(xp, images, channel_axis, order, out, run):
+    """``run(rgb, out)`` on the images in RGB order: BGR images (OpenCV's order) go in with
+    their channels reversed (a view, which the luma path copies contiguous as it would anyway)
+    and the result comes back reversed, so the conversions are exactly OpenCV's
+    ``COLOR_BGR2YCrCb`` and ``COLOR_YCrCb2BGR`` (the same coefficients on the other channels).
+
+    Parameters
+    ----------
+    images : (..., 3, ...) ndarray
+        Channels along `channel_axis` (non-negative) in `order`, ``"rgb"`` or ``"bgr"``.
+    out : ndarray or None
+        Checked result array, in `order`.
+    run : callable
+        ``run(rgb, target)`` returns the RGB result (`target`, a view of `out`, when given).
+    """
+    if order == "rgb":
+        return run(images, out)
+    flipped = xp.flip(images, axis=channel_axis)
+    if out is not None:
+        run(flipped, xp.flip(out, axis=channel_axis))
+        return out
+    return xp.ascontiguousarray(xp.flip(run(flipped, None), axis=channel_axis))
+
+
 def _fused_target(out):
     return np.dtype(out.dtype).isnative and out.flags.c_contiguous
 
@@ -175,28 +201,56 @@ def check_float_bins(xp, nbins, nplanes):
 
 @overload
 def equalize_hist(
+        images: UInt8, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
+        method: LevelMethod | None = ..., channel_axis: int | None = ...,
+        luminance: Luminance = ..., out: Any = ...) -> UInt8: ...
+
+
+@overload
+def equalize_hist(
+        images: UInt16, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
+        method: Literal["opencv"] | None = ..., channel_axis: int | None = ...,
+        luminance: Luminance = ..., out: Any = ...) -> UInt16: ...
+
+
+@overload  # float64 shares no subclass with float16/32 (mypy cannot tell, hence the ignore)
+def equalize_hist(  # type: ignore[overload-overlap]
+        images: Float64, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
+        method: Literal["skimage"] | None = ..., channel_axis: int | None = ...,
+        luminance: Luminance = ..., out: Any = ...) -> Float64: ...
+
+
+@overload
+def equalize_hist(
+        images: HalfOrSingle, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
+        method: Literal["skimage"] | None = ..., channel_axis: int | None = ...,
+        luminance: Luminance = ..., out: Any = ...) -> Float32: ...
+
+
+@overload
+def equalize_hist(
         images: Array, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
-        method: str | None = ..., channel_axis: int | None = ..., luminance: bool = ...,
+        method: Method | None = ..., channel_axis: int | None = ..., luminance: Luminance = ...,
         out: Any = ...) -> Array: ...
 
 
 @overload
 def equalize_hist(
         images: ArrayList, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
-        method: str | None = ..., channel_axis: int | None = ..., luminance: bool = ...,
+        method: Method | None = ..., channel_axis: int | None = ..., luminance: Luminance = ...,
         out: Any = ...) -> list[Array]: ...
 
 
 @overload
 def equalize_hist(
         images: Any, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
-        method: str | None = ..., channel_axis: int | None = ..., luminance: bool = ...,
+        method: Method | None = ..., channel_axis: int | None = ..., luminance: Luminance = ...,
         out: Any = ...) -> Any: ...
 
 
 def equalize_hist(
         images: Any, nbins: int = 256, *, axes: Axes = None, mask: Any = None,
-        method: str | None = None, channel_axis: int | None = None, luminance: bool = False,
+        method: Method | None = None, channel_axis: int | None = None, luminance: Luminance = False,
         out: Any = None) -> Any:
     """Equalize the histogram of every image in a batch with one call.
 
@@ -224,12 +278,17 @@ def equalize_hist(
         The axis of colour channels, as in scikit-image. Without `luminance` it is one more
         batch axis (each channel equalized on its own, like a per-channel loop of the peer); it
         must not be in `axes`.
-    luminance : bool, optional
-        Equalize the luma of RGB images (`channel_axis` of length 3) and keep their chroma,
-        through OpenCV's YCrCb conversion (``cv2.COLOR_RGB2YCrCb`` and back, bit-exact for
-        uint8/uint16). Floating results are clipped to ``[0, 1]``.
+    luminance : bool or {"rgb", "bgr"}, optional
+        Equalize the luma of colour images (`channel_axis` of length 3) and keep their chroma,
+        through OpenCV's YCrCb conversion: ``True`` or ``"rgb"`` for R, G, B channels
+        (``cv2.COLOR_RGB2YCrCb`` and back), ``"bgr"`` for OpenCV's B, G, R order, as
+        ``cv2.imread`` gives (``cv2.COLOR_BGR2YCrCb`` and back); bit-exact for uint8/uint16.
+        Floating results are clipped to ``[0, 1]``.
     out : ndarray, optional
-        Preallocated result: shape of `images`, the result dtype, same backend.
+        Preallocated result: shape of `images`, the result dtype, same backend. It may be
+        `images` itself (in place); one that partly overlaps `images` or `mask` gets the result
+        through a temporary array (judged from pointer ranges, no device work). With a list of
+        `images`, a list of such arrays (ValueError if two of them share memory).
 
     Returns
     -------
@@ -271,7 +330,8 @@ def equalize_hist(
     Peak extra memory is one block's index (``CHUNK_PIXELS`` int64 per worker thread, 4 MiB on
     the CPU) plus the tables (``P x bins``), plus one copy of `images` when its image axes are not
     its last, C-contiguous axes. On CuPy, floating input synchronizes once for the NaN check and
-    integer ``"skimage"`` input once for the table width.
+    integer ``"skimage"`` input wider than 16 bits once for the table width (8- and 16-bit
+    integers run the fused level kernels, signed ones with the sign bit flipped: no sync).
 
     Examples
     --------
@@ -290,7 +350,7 @@ def equalize_hist(
     method = resolve_method(method, images.dtype)
     if method in ("opencv", "pil"):
         nbins = check_levels_nbins(nbins, images.dtype, method)
-    luminance = check_bool(luminance, "luminance")
+    luminance = check_luminance_order(luminance)
     axes, channel_axis = image_axes(axes, channel_axis, images.shape)
     result_dtype = images.dtype if method in ("opencv", "pil") else cdf_dtype(images.dtype)
     if luminance and images.dtype.kind == "u":
@@ -299,7 +359,17 @@ def equalize_hist(
     if method == "skimage" and images.dtype.kind == "f":
         check_float_bins(xp, nbins, plane_count(images.shape, axes))
     mask = check_mask(mask, images, xp)
+    target = out
+    if out_overlaps(out, images, mask):  # computed aside, then copied: no input overwritten
+        out = None
     if luminance:
         check_luminance(images.shape, images.dtype, channel_axis, method)
-        return _equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out)
-    return _equalize(xp, images, nbins, axes, mask, method, out, result_dtype)
+        result = in_rgb_order(xp, images, channel_axis, luminance, out, lambda rgb, target:
+                              _equalize_luminance(xp, rgb, nbins, axes, mask, method,
+                                                  channel_axis, target))
+    else:
+        result = _equalize(xp, images, nbins, axes, mask, method, out, result_dtype)
+    if target is not None and out is None:
+        target[...] = result
+        return target
+    return result

@@ -3,7 +3,8 @@
 One titled row per stack: the original, then each operation's result. Beside the images of a
 row, their 256-level histogram (left axis, percent of pixels) and cumulative distribution
 (right axis); rows after the first also show the original's histogram and CDF in gray, so
-each method is compared with what it started from. Drawn on matplotlib's Agg canvas (no
+each method is compared with what it started from. A row made against a reference (histogram
+matching) shows that reference image last, framed, and its CDF dotted. Drawn on matplotlib's Agg canvas (no
 display, no ``pyplot`` state); needs ``pip install "gpu_histeq[plot]"``.
 """
 
@@ -17,6 +18,7 @@ DPI = 100
 _CDF_COLOR = "tab:orange"
 _BAR_COLOR = "tab:blue"
 _ORIGINAL_COLOR = "0.55"
+_REFERENCE_COLOR = "tab:green"
 
 
 def _matplotlib():
@@ -81,8 +83,9 @@ def _distribution(images):
     return counts / total * 100, np.cumsum(counts) / total
 
 
-def _histogram_panel(axes, images, reference):
-    """Histogram bars (left axis) and CDF (right axis) of `images`; `reference` in gray."""
+def _histogram_panel(axes, images, reference, target=None):
+    """Histogram bars (left axis) and CDF (right axis) of `images`; `reference` (the original)
+    in gray; the CDF of `target` (a matching reference image), if any, dotted."""
     edges = np.arange(257) - 0.5
     percent, cdf = _distribution(images)
     handles = []
@@ -103,6 +106,9 @@ def _histogram_panel(axes, images, reference):
     if reference is not None:
         handles.append(cdf_axes.plot(levels, ref_cdf, color=_ORIGINAL_COLOR, linestyle="--",
                                      linewidth=1.2, label="original: CDF")[0])
+    if target is not None:
+        handles.append(cdf_axes.plot(levels, _distribution(target)[1], color=_REFERENCE_COLOR,
+                                     linestyle=":", linewidth=2, label="reference: CDF")[0])
     handles.append(cdf_axes.plot(levels, cdf, color=_CDF_COLOR, linewidth=2,
                                  label="CDF")[0])
     cdf_axes.set_ylim(0, 1.02)
@@ -113,7 +119,7 @@ def _histogram_panel(axes, images, reference):
     axes.grid(axis="x", alpha=0.3)
 
 
-def figure(original, results, columns=4, tile=192):
+def figure(original, results, columns=4, tile=192, *, references=None):
     """Draw the original images and each result, every row with its histogram and CDF.
 
     Parameters
@@ -126,6 +132,10 @@ def figure(original, results, columns=4, tile=192):
         Images shown per row.
     tile : int
         Side of each image in pixels (at 100 dpi).
+    references : dict of str to (H, W) ndarray, optional
+        Row title -> the reference image that row was made against (``match_histograms``):
+        shown after the row's images, titled "reference", with its CDF dotted in the histogram
+        panel.
 
     Returns
     -------
@@ -137,7 +147,8 @@ def figure(original, results, columns=4, tile=192):
     ImportError
         If matplotlib is not installed.
     ValueError
-        If a stack has fewer than two dimensions, or `columns` or `tile` is not positive.
+        If a stack has fewer than two dimensions, or `columns` or `tile` is not positive, or
+        `references` names a row that is not in `results`.
 
     Examples
     --------
@@ -151,6 +162,10 @@ def figure(original, results, columns=4, tile=192):
     """
     if int(columns) < 1 or int(tile) < 1:
         raise ValueError(f"`columns` and `tile` must be positive, got {columns!r} and {tile!r}")
+    references = dict(references or {})
+    unknown = [title for title in references if title not in results]
+    if unknown:
+        raise ValueError(f"`references` names rows that are not in `results`: {unknown!r}")
     _matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -159,31 +174,43 @@ def figure(original, results, columns=4, tile=192):
     titles = [f"original {shape} {dtype}".rstrip()] + [str(title) for title in results]
     shown = [_as_images(original, columns)] + [_as_images(r, columns) for r in results.values()]
     count = max(len(images) for images in shown)
+    targets = [None] + [_as_images(references[title], 1)[0] if title in references else None
+                        for title in results]
+    slots = count + bool(references)  # one more column for the references
     image_inches = tile / DPI
     hist_inches = max(2.4 * image_inches, 4.8)
     row_inches = max(image_inches, 1.9) + 0.9  # the row title above, the axis labels below
-    fig = Figure(figsize=(count * (image_inches + 0.1) + hist_inches + 1.6,
+    fig = Figure(figsize=(slots * (image_inches + 0.1) + hist_inches + 1.6,
                           len(shown) * row_inches + 0.5), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     fig.suptitle(f"gpu_histeq: before and after (the first {count} images of each stack)",
                  fontsize="x-large", fontweight="bold")
     rows = np.atleast_1d(fig.subfigures(len(shown), 1))
-    for row, title, images in zip(rows, titles, shown):
+    for row, title, images, target in zip(rows, titles, shown, targets):
         row.suptitle(title, x=0.01, horizontalalignment="left", fontsize="large",
                      fontweight="bold")
-        grid = row.add_gridspec(1, count + 1,
-                                width_ratios=[image_inches] * count + [hist_inches])
-        for c in range(count):
+        grid = row.add_gridspec(1, slots + 1,
+                                width_ratios=[image_inches] * slots + [hist_inches])
+        for c in range(slots):
             axes = row.add_subplot(grid[0, c])
             axes.set_axis_off()
             if c < len(images):
                 axes.imshow(images[c], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        _histogram_panel(row.add_subplot(grid[0, count]), images,
-                         shown[0] if images is not shown[0] else None)
+            elif c == count and target is not None:
+                axes.imshow(target, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+                axes.set_title("reference", fontsize="medium", color=_REFERENCE_COLOR)
+                axes.set_axis_on()  # a frame (no ticks) sets the reference apart
+                axes.set_xticks([])
+                axes.set_yticks([])
+                for spine in axes.spines.values():
+                    spine.set_edgecolor(_REFERENCE_COLOR)
+                    spine.set_linewidth(3)
+        _histogram_panel(row.add_subplot(grid[0, slots]), images,
+                         shown[0] if images is not shown[0] else None, target)
     return fig
 
 
-def before_after(path, original, results, columns=4, tile=192):
+def before_after(path, original, results, columns=4, tile=192, *, references=None):
     """Write a before/after PNG: the original images, then each result, with histograms.
 
     Parameters
@@ -195,6 +222,8 @@ def before_after(path, original, results, columns=4, tile=192):
         Title -> result of one operation on `original`.
     columns, tile : int
         As for :func:`figure`.
+    references : dict of str to (H, W) ndarray, optional
+        As for :func:`figure`: the reference image of a row, shown in it.
 
     Examples
     --------
@@ -209,5 +238,5 @@ def before_after(path, original, results, columns=4, tile=192):
     >>> Path(path).read_bytes()[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
     True
     """
-    fig = figure(original, results, columns, tile)
+    fig = figure(original, results, columns, tile, references=references)
     fig.savefig(os.fspath(path), format="png", dpi=DPI, facecolor="white")

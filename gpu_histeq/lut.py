@@ -4,19 +4,20 @@ table (or one table shared by every plane), on the device that holds the data.""
 from typing import Any, overload
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import _engine, _planes
 from ._backend import array_module
 from ._validate import check_images, check_lut_inputs, check_lut_shape, image_axes, native
-from ._typing import Array, ArrayList, Axes
+from ._typing import Array, ArrayList, Axes, Scalar
 
 __all__ = ["apply_lut"]
 
 
 @overload
 def apply_lut(
-        images: Array, lut: Any, *,
-        axes: Axes = ..., channel_axis: int | None = ...) -> Array: ...
+        images: Array, lut: NDArray[Scalar], *,
+        axes: Axes = ..., channel_axis: int | None = ...) -> NDArray[Scalar]: ...
 
 
 @overload
@@ -68,6 +69,12 @@ def apply_lut(
     --------
     cv2.LUT : the single-image, single-table equivalent.
 
+    Notes
+    -----
+    On CuPy the call does not synchronize when every value of the dtype indexes the table
+    (uint8 with ``L >= 256``, uint16 with ``L >= 65536``); otherwise it reads the images'
+    minimum and maximum once (one synchronization) to refuse values outside the table.
+
     Examples
     --------
     >>> import numpy as np
@@ -87,10 +94,17 @@ def apply_lut(
     check_lut_shape(lut, batch_shape, images.shape, axes)
     length = lut.shape[-1]
     result = xp.empty(planes.shape, lut.dtype)
-    if planes.size:
-        low, high = int(planes.min()), int(planes.max())  # sync: an index outside the table is an error
+    if planes.size and not _dtype_fits(planes.dtype, length):
+        # sync: a value outside the table is an error (one read of both ends)
+        low, high = xp.stack([planes.min(), planes.max()]).tolist()
         if low < 0 or high >= length:
             raise ValueError(f"`images` values must lie in [0, {length}) to index `lut`, "
                              f"got values in [{low}, {high}]")
     _engine.apply_tables(xp, planes, xp.ascontiguousarray(lut.reshape(-1, length)), result)
     return _planes.from_planes(xp, result, batch_shape, image_shape, axes)
+
+
+def _dtype_fits(dtype, length):
+    """True when every value of `dtype` indexes a table of `length` entries (no check needed)."""
+    info = np.iinfo(dtype)
+    return info.min >= 0 and info.max < length

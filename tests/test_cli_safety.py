@@ -95,7 +95,7 @@ def test_empty_output_folder_is_used(tmp_path, capsys, pil):
     assert len(os.listdir(tmp_path / "empty")) == 4
 
 
-def test_zarr_output_needs_force_and_is_replaced_whole(tmp_path, capsys):
+def test_zarr_output_needs_force(tmp_path, capsys):
     zarr = pytest.importorskip("zarr")
     np.save(tmp_path / "in.npy", STACK)
     inputs = [tmp_path / "in.npy"]
@@ -123,6 +123,144 @@ def test_zarr_output_needs_force_and_is_replaced_whole(tmp_path, capsys):
     assert status == 1
     _one_line(err, "is a folder that is not a zarr array: refusing to replace it")
     assert (tmp_path / "plain.zarr" / "notes.txt").read_text() == "keep"
+
+
+def _zarr_array(zarr, path, data, **options):
+    array = zarr.open_array(str(path), mode="w", shape=data.shape, dtype=data.dtype,
+                            chunks=(1,) + data.shape[1:], **options)
+    array[...] = data
+    return array
+
+
+def test_zarr_force_replaces_only_the_arrays_own_files(tmp_path, capsys):
+    """Issue 21, item 1: ``--force`` onto an existing zarr array deleted a user's NOTES.txt."""
+    zarr = pytest.importorskip("zarr")
+    data = RNG.integers(0, 200, (3, 24, 20), dtype=np.uint8)
+    _zarr_array(zarr, tmp_path / "in.zarr", data)
+    _zarr_array(zarr, tmp_path / "out.zarr", RNG.integers(0, 9, (5, 24, 20), dtype=np.uint8))
+    (tmp_path / "out.zarr" / "NOTES.txt").write_text("notes")
+    (tmp_path / "out.zarr" / "docs").mkdir()
+    (tmp_path / "out.zarr" / "docs" / "0").write_text("mine")
+    inputs = sorted(p for p in (tmp_path / "in.zarr").rglob("*") if p.is_file())
+    status, _, err = _run(capsys, "equalize", tmp_path / "in.zarr", tmp_path / "out.zarr",
+                          "--force", "-q", inputs=inputs, folder=tmp_path)
+    assert status == 0 and err == ""
+    assert sorted(os.listdir(tmp_path / "out.zarr")) == ["NOTES.txt", "c", "docs", "zarr.json"]
+    assert (tmp_path / "out.zarr" / "NOTES.txt").read_text() == "notes"
+    assert (tmp_path / "out.zarr" / "docs" / "0").read_text() == "mine"
+    result = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    assert result.shape == data.shape  # the old array's rows 3 and 4 are gone with it
+    np.testing.assert_array_equal(result[...], gh.equalize_hist(data))
+    # the input's chunks (one row each) kept; the old array's chunks 3 and 4 gone
+    assert sorted(os.listdir(tmp_path / "out.zarr" / "c")) == ["0", "1", "2"]
+
+
+def test_zarr_force_over_a_version_2_array(tmp_path, capsys):
+    """Its .zarray, .zattrs and ``0.0.0`` chunk files go; the user's file stays."""
+    zarr = pytest.importorskip("zarr")
+    data = RNG.integers(0, 200, (4, 8, 6), dtype=np.uint8)
+    np.save(tmp_path / "in.npy", data)
+    old = _zarr_array(zarr, tmp_path / "out.zarr", data[:2], zarr_format=2)
+    old.attrs["note"] = "old"
+    (tmp_path / "out.zarr" / "README").write_text("keep")
+    assert {".zarray", ".zattrs", "0.0.0", "1.0.0"} <= set(os.listdir(tmp_path / "out.zarr"))
+    status, _, err = _run(capsys, "equalize", tmp_path / "in.npy", tmp_path / "out.zarr", "-f",
+                          inputs=[tmp_path / "in.npy"], folder=tmp_path)
+    assert status == 0, err
+    assert sorted(os.listdir(tmp_path / "out.zarr")) == ["README", "c", "zarr.json"]
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"))[...],
+                                  gh.equalize_hist(data))
+
+
+def test_zarr_force_never_replaces_a_groups_member(tmp_path, capsys):
+    """A group holding an array named ``c`` (the new array's chunk folder): refused, whole."""
+    zarr = pytest.importorskip("zarr")
+    np.save(tmp_path / "in.npy", STACK[:, 0])
+    group = zarr.open_group(str(tmp_path / "out.zarr"), mode="w")
+    group.create_array("c", shape=(2, 3), dtype="u1")[...] = 7
+    before = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "out.zarr").rglob("*"))
+    status, _, err = _run(capsys, "equalize", tmp_path / "in.npy", tmp_path / "out.zarr", "-f",
+                          inputs=[tmp_path / "in.npy"], folder=tmp_path)
+    assert status == 1
+    _one_line(err, f"refusing to replace {tmp_path / 'out.zarr' / 'c'}: it is not part of the "
+              "zarr array; nothing was replaced")
+    assert sorted(str(p.relative_to(tmp_path))
+                  for p in (tmp_path / "out.zarr").rglob("*")) == before
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "out.zarr"))["c"][...],
+                                  np.full((2, 3), 7, np.uint8))
+
+
+@pytest.mark.parametrize("fill", [False, True])
+def test_a_zarr_input_missing_a_chunk(tmp_path, capsys, fill):
+    """Issue 21, item 8: a missing chunk file was read as zeros, exit 0."""
+    zarr = pytest.importorskip("zarr")
+    data = RNG.integers(1, 200, (4, 6, 5), dtype=np.uint8)
+    _zarr_array(zarr, tmp_path / "in.zarr", data)
+    os.remove(tmp_path / "in.zarr" / "c" / "2" / "0" / "0")
+    inputs = sorted(p for p in (tmp_path / "in.zarr").rglob("*") if p.is_file())
+    flags = ["--fill-missing-chunks"] if fill else []
+    status, _, err = _run(capsys, "equalize", tmp_path / "in.zarr", tmp_path / "out.npy", *flags,
+                          inputs=inputs, folder=tmp_path)
+    if not fill:
+        assert status == 1 and not (tmp_path / "out.npy").exists()
+        _one_line(err, f"cannot read {tmp_path / 'in.zarr'}: its chunk "
+                  f"{tmp_path / 'in.zarr' / 'c' / '2' / '0' / '0'} is missing (zarr would read "
+                  "it as the fill value 0); give --fill-missing-chunks to accept that")
+        return
+    assert status == 0, err
+    filled = data.copy()
+    filled[2] = 0
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), gh.equalize_hist(filled))
+
+
+def test_a_sharded_zarr_input_missing_a_shard(tmp_path, capsys):
+    """One file per shard: a missing shard is named; a shard holding fewer chunks is not."""
+    zarr = pytest.importorskip("zarr")
+    if not hasattr(zarr, "create_array"):
+        pytest.skip("zarr 2 has no shards")
+    data = RNG.integers(1, 200, (8, 6, 5), dtype=np.uint8)
+    data[5] = 0  # a chunk equal to the fill value: not stored inside its shard
+    array = zarr.create_array(str(tmp_path / "in.zarr"), shape=data.shape, dtype=data.dtype,
+                              chunks=(1, 6, 5), shards=(4, 6, 5))
+    array[...] = data
+    status, _, err = _run(capsys, "equalize", tmp_path / "in.zarr", tmp_path / "a.npy",
+                          folder=tmp_path)
+    assert status == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), gh.equalize_hist(data))
+    os.remove(tmp_path / "in.zarr" / "c" / "1" / "0" / "0")
+    status, _, err = _run(capsys, "equalize", tmp_path / "in.zarr", tmp_path / "b.npy",
+                          folder=tmp_path)
+    assert status == 1 and not (tmp_path / "b.npy").exists()
+    _one_line(err, f"its chunk {tmp_path / 'in.zarr' / 'c' / '1' / '0' / '0'} is missing")
+
+
+def test_a_zarr_output_holds_every_chunk_and_reads_back(tmp_path, capsys):
+    """Chunks equal to the fill value are written too, so an output is a complete input."""
+    zarr = pytest.importorskip("zarr")
+    data = np.zeros((3, 6, 5), np.uint8)  # every result chunk equals the fill value 0
+    np.save(tmp_path / "in.npy", data)
+    status, _, err = _run(capsys, "equalize", tmp_path / "in.npy", tmp_path / "mid.zarr",
+                          "--chunk-size", 1, inputs=[tmp_path / "in.npy"], folder=tmp_path)
+    assert status == 0, err
+    assert sorted(os.listdir(tmp_path / "mid.zarr" / "c")) == ["0", "1", "2"]
+    assert zarr.open_array(str(tmp_path / "mid.zarr")).nchunks_initialized == 3
+    status, _, err = _run(capsys, "equalize", tmp_path / "mid.zarr", tmp_path / "out.npy",
+                          folder=tmp_path)
+    assert status == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"),
+                                  gh.equalize_hist(gh.equalize_hist(data)))
+
+
+def test_a_damaged_zarr_chunk_is_one_line(tmp_path):
+    """Issue 21, item 7: asyncio's "Task was destroyed but it is pending" lines followed."""
+    zarr = pytest.importorskip("zarr")
+    _zarr_array(zarr, tmp_path / "in.zarr", RNG.integers(1, 200, (40, 24, 20), dtype=np.uint8))
+    (tmp_path / "in.zarr" / "c" / "5" / "0" / "0").write_bytes(b"garbage")
+    run = _cli("equalize", "in.zarr", "out.npy", cwd=tmp_path)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 1 and out == ""
+    assert err.count("\n") == 1 and err.startswith("gpu-histeq: error: "), err
+    assert sorted(os.listdir(tmp_path)) == ["in.zarr"]
 
 
 # ----------------------------------------------------------------------- inputs are never outputs
@@ -192,6 +330,29 @@ def test_an_output_folder_that_holds_an_input_is_refused(tmp_path, capsys, monke
     assert status == 1
     _one_line(err, f"refusing to overwrite the input {Path('a.png')}")
     assert sorted(os.listdir(tmp_path / "out")) == ["a.png"]
+
+
+@pytest.mark.parametrize("output", ["in.zarr/x.npy", "in.zarr/c/x.npy", "in.zarr/sub/x.zarr",
+                                    "faces/out.npy", "faces/eq/"])
+def test_an_output_inside_an_input_folder_is_refused(tmp_path, capsys, monkeypatch, pil,
+                                                     output):
+    """Issue 21, item 2: ``equalize in.zarr in.zarr/x.npy`` wrote into the input store."""
+    zarr = pytest.importorskip("zarr")
+    monkeypatch.chdir(tmp_path)
+    _zarr_array(zarr, tmp_path / "in.zarr", STACK[:, 0])
+    (tmp_path / "in.zarr" / "sub").mkdir()
+    faces = _image_folder(pil, tmp_path / "faces")
+    (tmp_path / "faces" / "eq").mkdir()
+    source = output.split("/")[0]
+    inputs = sorted(p for p in (tmp_path / source).rglob("*") if p.is_file())
+    before = sorted((tmp_path / source).rglob("*"))
+    for force in ([], ["--force"]):
+        status, out, err = _run(capsys, "equalize", source, output, *force, inputs=inputs,
+                                folder=tmp_path)
+        assert status == 1 and out == ""
+        _one_line(err, f"refusing to write {Path(output)} inside the input folder "
+                  f"{Path(source)}: choose an output outside it")
+    assert sorted((tmp_path / source).rglob("*")) == before and len(faces) == 4
 
 
 # ------------------------------------------------------------------------- concurrent writers

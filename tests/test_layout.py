@@ -141,3 +141,17 @@ def test_the_bottom_modules_import_nothing_above_them():
 def test_modules_stay_readable(name):
     lines = len(modules()[name].read_text().splitlines())
     assert lines <= MAX_LINES, f"{name} has {lines} lines: split it by what its parts do"
+
+
+def test_the_drop_in_modules_sit_on_top():
+    """gpu_histeq.exposure and gpu_histeq.transforms call the public functions; nothing below
+    them imports them (the package's __init__ only exports gpu_histeq.exposure)."""
+    graph = import_graph()
+    on_top = ("gpu_histeq.exposure", "gpu_histeq.transforms")
+    assert "gpu_histeq.equalize" in graph["gpu_histeq.exposure._histogram"]
+    assert "gpu_histeq" in graph["gpu_histeq.transforms.functional"]
+    for name, imported in graph.items():
+        if name.startswith(on_top):
+            continue
+        users = {m for m in imported if m.startswith(on_top)}
+        assert users <= ({"gpu_histeq.exposure"} if name == "gpu_histeq" else set()), (name, users)

@@ -54,7 +54,12 @@ def test_py_typed_ships():
 
 def test_core_dependencies():
     requirements = [Requirement(text) for text in importlib.metadata.requires("gpu_histeq")]
-    assert sorted(r.name for r in requirements if r.marker is None) == ["numpy", "tqdm"]
+    assert sorted(r.name for r in requirements if r.marker is None) == ["numpy"]
+
+
+def test_progress_bar_comes_with_the_cli_extra():
+    assert "tqdm" in _requirements("cli")
+    assert "tqdm" in _requirements("test")  # so its tests run under the README's command
 
 
 @pytest.mark.parametrize("platform, machine", [
@@ -145,3 +150,59 @@ def test_readme_starts_with_the_main_job_and_the_tests():
     first_block = re.search(r"```bash\n(.*?)```", text, re.DOTALL).group(1).splitlines()
     assert first_block[0].startswith('pip install -e ".[plot]" && gpu-histeq ')
     assert first_block[1].startswith('pip install -e ".[test]" && python -m pytest ')
+
+
+@needs_source
+def test_exhaustive_tests_name_tests_that_exist():
+    """The root conftest.py's EXHAUSTIVE prefixes each name a test file (and function) that is
+    there: a renamed file would otherwise put its minutes back into the README's command."""
+    namespace = runpy.run_path(str(ROOT / "conftest.py"))
+    assert namespace["EXHAUSTIVE"]
+    for prefix in namespace["EXHAUSTIVE"]:
+        path, _, function = prefix.partition("::")
+        assert (ROOT / path).is_file(), prefix
+        assert not function or f"def {function.split('[')[0]}" in (ROOT / path).read_text()
+
+
+def test_the_transforms_stub_matches_the_classes():
+    """gpu_histeq/transforms/__init__.pyi (what type checkers see of the classes made on first
+    use) has each constructor's parameters: names, kinds and defaults."""
+    import ast
+    import inspect
+
+    pytest.importorskip("torchvision")
+    from gpu_histeq import transforms
+
+    stub = ast.parse(importlib.resources.files("gpu_histeq").joinpath(
+        "transforms").joinpath("__init__.pyi").read_text(encoding="utf-8"))
+    classes = {node.name: node for node in stub.body if isinstance(node, ast.ClassDef)}
+    assert set(transforms.__all__) <= set(classes)
+    for name in transforms.__all__:
+        [init] = [node for node in classes[name].body
+                  if isinstance(node, ast.FunctionDef) and node.name == "__init__"]
+        arguments = init.args
+        stubbed = [(a.arg, "POSITIONAL_OR_KEYWORD") for a in arguments.args[1:]] + [
+            (a.arg, "KEYWORD_ONLY") for a in arguments.kwonlyargs]
+        defaults = [ast.literal_eval(d) for d in arguments.defaults] + [
+            ast.literal_eval(d) for d in arguments.kw_defaults if d is not None]
+        parameters = inspect.signature(getattr(transforms, name).__init__).parameters.values()
+        real = [p for p in parameters if p.name != "self"]
+        assert stubbed == [(p.name, p.kind.name) for p in real], name
+        assert defaults == [p.default for p in real if p.default is not p.empty], name
+
+
+@needs_source
+def test_docs_show_every_cli_command_and_open_with_user_installs():
+    from gpu_histeq.cli.commands import operations
+    from gpu_histeq.cli.parser import build_parser
+
+    text = (ROOT / "docs" / "cli.rst").read_text(encoding="utf-8")
+    shown = re.findall(r"^\.\. cli-help::[ \t]*(\S*)$", text, re.MULTILINE)
+    [commands] = [a for a in build_parser(operations())._actions if a.dest == "command"]
+    assert sorted(shown) == sorted(["", *commands.choices])  # the top level and each command
+    index = (ROOT / "docs" / "index.rst").read_text(encoding="utf-8")
+    first_block = re.search(r"code-block:: bash\n\n(.*?)\n\n", index, re.DOTALL).group(1)
+    assert first_block.split()[:3] == ["pip", "install", "gpu_histeq"]
+    assert "-e" not in first_block.split()
+    toctree = index[index.index(".. toctree::"):].split()
+    assert {"ragged", "dask", "transforms", "cli", "gpu", "api"} <= set(toctree)

@@ -79,3 +79,47 @@ def test_bad_sizes_and_missing_matplotlib(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r'pip install "gpu_histeq\[plot\]"'):
         figure(STACK, {})
+
+
+def test_a_matching_row_shows_its_reference_and_its_cdf():
+    from gpu_histeq import match_histograms
+
+    reference = synthetic(1, 40)[0] // 2 + 100
+    results = {"equalize_hist": equalize_hist(STACK), "match": match_histograms(STACK, reference)}
+    fig = figure(STACK, results, columns=2, tile=60, references={"match": reference})
+    rows = _panels(fig)
+    assert [len(images) for images, _ in rows] == [2, 2, 3]  # the reference after the images
+    framed = rows[2][0][2]
+    assert framed.get_title() == "reference"
+    np.testing.assert_array_equal(framed.get_images()[0].get_array(), reference)
+    [histogram] = rows[2][1]
+    labels = [text.get_text() for text in histogram.get_legend().get_texts()]
+    assert labels == ["original: histogram", "histogram", "original: CDF", "reference: CDF", "CDF"]
+    [cdf_axes] = [ax for ax in fig.subfigs[2].axes if ax.get_ylabel() == "cumulative fraction"]
+    [dotted] = [line for line in cdf_axes.get_lines() if line.get_label() == "reference: CDF"]
+    counts = np.bincount(reference.ravel(), minlength=256)
+    np.testing.assert_allclose(dotted.get_ydata(), np.cumsum(counts) / counts.sum())
+    # the other rows keep an empty slot, so the histograms line up
+    assert [len(row.axes) for row in fig.subfigs] == [5, 5, 5]
+
+
+def test_references_must_name_result_rows():
+    with pytest.raises(ValueError, match="`references` names rows that are not in `results`"):
+        figure(STACK, {"equalize_hist": equalize_hist(STACK)}, references={"match": STACK[0]})
+
+
+def test_demo_rows_clahe_at_clip_2_and_the_matching_reference():
+    from gpu_histeq import clahe, match_histograms
+    from gpu_histeq.cli import demo_results
+
+    results, references = demo_results(STACK)
+    titles = list(results)
+    assert titles[1] == "clahe (clip_limit=2, tile_grid=(8, 8), as cv2.createCLAHE)"
+    np.testing.assert_array_equal(results[titles[1]], clahe(STACK, 2.0, (8, 8)))
+    [(title, reference)] = references.items()
+    assert title == titles[2] and "reference" in title
+    np.testing.assert_array_equal(reference, STACK[-1])
+    matched = match_histograms(STACK, STACK[-1])  # float64 levels of the reference
+    assert results[title].dtype == np.uint8
+    np.testing.assert_array_equal(results[title], np.rint(matched).astype(np.uint8))
+    assert np.abs(results[title] - matched).max() <= 0.5

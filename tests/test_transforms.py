@@ -256,10 +256,14 @@ def test_empty_and_zero_size_tensors():
     assert EqualizeHist(method="pil")(torch.zeros((2, 3, 0, 8), dtype=torch.uint8)).shape == (2, 3, 0, 8)
 
 
-def test_pil_images_are_refused_with_the_conversion_to_use():
+def test_pil_images_are_transformed_and_stay_pil_images():
     from PIL import Image
-    with pytest.raises(TypeError, match="PILToImage"):
-        EqualizeHist()(Image.fromarray(PHOTOS["camera"][0].numpy()))
+    photo = Image.fromarray(PHOTOS["astronaut"].permute(1, 2, 0).numpy())
+    result = EqualizeHist(method="pil")(photo)
+    assert isinstance(result, Image.Image) and result.mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(result), np.asarray(F.equalize(photo)))
+    with pytest.raises(TypeError, match="PILToImage"):  # float results do not fit a PIL image
+        EqualizeHist(method="skimage")(photo)
 
 
 @pytest.mark.parametrize("make, error, match", [

@@ -3,11 +3,12 @@
 Each entry point below either produces its whole result with the kernels or declines, and the
 caller then runs the portable path, which the kernels reproduce bit for bit:
 
-* :func:`equalize` -- the whole of ``equalize_hist`` on uint8 / uint16 planes (every method) and
-  on float32 / float64 planes (``method="skimage"``);
-* :func:`block_counts` -- the histograms of a ``LevelBinning`` (uint8 / uint16) or a
-  ``UniformBinning`` (float32 / float64);
+* :func:`equalize` -- the whole of ``equalize_hist`` on uint8 / uint16 planes (every method), on
+  int8 / int16 planes and float32 / float64 planes (``method="skimage"``);
+* :func:`block_counts` -- the histograms of a ``LevelBinning`` (uint8 / uint16, and int8 / int16
+  with a per-plane lowest level) or a ``UniformBinning`` (float32 / float64);
 * :func:`apply_lut` -- the remap of uint8 / uint16 planes through per-plane or shared tables;
+* :func:`clahe` -- OpenCV's CLAHE of uint8 / uint16 planes (``clahe.cu``: tile tables, blend);
 * :func:`equalize_packed`, :func:`packed_counts`, :func:`apply_packed` -- the same three on
   packed planes of different sizes (a ragged batch: plane ``p`` is ``values[starts[p]:starts[p
   + 1]]`` of one 1-d buffer), as :mod:`gpu_histeq._interop._packed` computes them.
@@ -149,6 +150,8 @@ def _equalize(planes, method, nbins):
     """:func:`equalize` of ``_kernels.Planes`` (either layout) into ``planes.out``."""
     from ._kernels import equalize_levels, equalize_uniform
     dtype = np.dtype(planes.values.dtype)
+    if dtype in _sources.SIGNED_LEVEL_DTYPES and method == "skimage":
+        planes, dtype = _sign_flipped(planes), np.dtype(f"u{dtype.itemsize}")
     with planes.values.device:
         if dtype in _sources.LEVEL_DTYPES and (method != "pil" or dtype == np.uint8):
             if method in ("opencv", "pil"):
@@ -170,6 +173,18 @@ def _equalize(planes, method, nbins):
     return _uncovered(f"{dtype} planes with method {method!r}")
 
 
+def _sign_flipped(planes):
+    """int8 / int16 planes as uint8 / uint16 levels in the same order (the sign bit flipped,
+    ``v + 2**(bits - 1)``): their skimage tables are the same numbers at every pixel, as the
+    portable path's tables over each plane's own range (one elementwise launch, no sync)."""
+    import cupy
+    from ._kernels import Planes
+    unsigned = np.dtype(f"u{planes.itemsize}")
+    flipped = cupy.bitwise_xor(planes.values.view(unsigned),
+                               unsigned.type(1 << (8 * planes.itemsize - 1)))
+    return Planes(flipped, planes.mask, planes.out, planes.spans)
+
+
 def block_counts(planes, mask_planes, binning):
     """``(P, nbins)`` int64 counts of `binning` over `planes`, or ``Declined("uncovered")``."""
     declined = _uncovered_rows(planes, mask_planes)
@@ -184,8 +199,15 @@ def _counts(planes, binning):
     import cupy
     from ._kernels import level_histograms, uniform_histograms
     dtype = np.dtype(planes.values.dtype)
+    shift = 0
+    if (isinstance(binning, LevelBinning) and dtype in _sources.SIGNED_LEVEL_DTYPES
+            and binning.low is not None):  # v - low == flipped v - (low + 2**(bits - 1))
+        planes, dtype = _sign_flipped(planes), np.dtype(f"u{dtype.itemsize}")
+        shift = 1 << (8 * dtype.itemsize - 1)
     if isinstance(binning, LevelBinning) and dtype in _sources.LEVEL_DTYPES:
         low = None if binning.low is None else cupy.ascontiguousarray(binning.low, np.int64)
+        if shift:
+            low = low + shift
         bounds = None
     elif isinstance(binning, UniformBinning) and dtype in _sources.FLOAT_DTYPES:
         low, bounds = None, (cupy.ascontiguousarray(binning.first[:, 0]),
@@ -240,6 +262,22 @@ def _apply(planes, tables):
         for rows, group in planes.groups():
             remap(group, tables if shared else tables[rows], 0 if shared else tables.shape[1])
     return True
+
+
+def clahe(planes, shape, grid, tile_shape, limit, scale, result):
+    """OpenCV's CLAHE of every row of `planes` into `result`: True, or ``Declined("uncovered")``,
+    writing nothing, where the kernels do not cover the case (``_clahe.clahe``: other dtypes,
+    non-contiguous arrays, planes of 2**31 pixels or more, tiles of 2**32 pixels or more).
+
+    Bit for bit the portable path (``adaptive._clahe_planes``) and ``_clahe.c``; no host
+    synchronisation, nothing uploaded: the geometry (reflect-101 sources, neighbour tiles,
+    float32 weights) is computed in the kernels from the scalars.
+    """
+    from ._clahe import clahe as launch
+    if launch(planes, shape, grid, tile_shape, limit, scale, result):
+        return True
+    return _uncovered(f"CLAHE of {np.dtype(planes.dtype)} planes of shape {planes.shape} in "
+                      f"tiles of {tile_shape}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ C_TYPES = {
 }
 
 LEVEL_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
+#: Signed levels the level kernels take with the sign bit flipped (``_cuda._sign_flipped``).
+SIGNED_LEVEL_DTYPES = (np.dtype(np.int8), np.dtype(np.int16))
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 _DIRECTORY = Path(__file__).parent
@@ -62,8 +64,15 @@ def _uniform_expressions():
     return [expression(kernel, t) for kernel in kernels for t in FLOAT_DTYPES]
 
 
+def _clahe_expressions():
+    kernels = ("gpu_histeq_clahe_tables", "gpu_histeq_clahe_blend")
+    return [expression(kernel, t) for kernel in kernels for t in LEVEL_DTYPES] + [
+        expression("gpu_histeq_clahe_small", np.uint8)]
+
+
 #: Every instantiation the loader may ask for, by source file: the compile test builds them all.
-INSTANTIATIONS = {"levels.cu": _level_expressions(), "uniform.cu": _uniform_expressions()}
+INSTANTIATIONS = {"levels.cu": _level_expressions(), "uniform.cu": _uniform_expressions(),
+                  "clahe.cu": _clahe_expressions()}
 
 
 def source(filename):

@@ -39,7 +39,7 @@ class Step(NamedTuple):
     """One step on CuPy input, as :func:`recording` collects it."""
 
     #: The step: "equalize", "equalize_packed", "histograms", "packed_counts", "apply_tables",
-    #: "apply_packed".
+    #: "apply_packed", "clahe".
     name: str
     #: What :func:`select` answered: "cuda", or "portable".
     engine: str
@@ -299,8 +299,9 @@ def apply_tables(xp, planes, tables, result):
 
 
 def clahe(xp, planes, shape, grid, sources, limit, scale, neighbours, result):
-    """OpenCV's CLAHE of every plane in fused kernels, where an engine has them (the compiled
-    one: uint8 / uint16 NumPy planes, ``_clahe.c``); False, writing nothing, elsewhere.
+    """OpenCV's CLAHE of every plane in fused kernels, where an engine has them (uint8 / uint16:
+    the compiled one, ``_clahe.c``, and the CUDA one, ``_cuda/clahe.cu``, which takes only the
+    geometry and computes sources and weights in the kernels); False, writing nothing, elsewhere.
 
     Per block of planes one call makes the tile tables (histograms through the reflect-101
     `sources`, clip at `limit`, CDFs rounded with `scale`) and one blends them; blocks run on all
@@ -320,8 +321,13 @@ def clahe(xp, planes, shape, grid, sources, limit, scale, neighbours, result):
         for the columns ``(2, W)``.
     result : (P, H * W) ndarray of ``planes.dtype``
     """
-    if not (select(xp, planes.dtype) == "compiled"
-            and np.dtype(planes.dtype) in (np.uint8, np.uint16)):
+    engine = select(xp, planes.dtype)
+    if engine == "cuda":
+        tile_shape = (len(sources[0]) // grid[0], len(sources[1]) // grid[1])
+        return _report(xp, "clahe", engine,
+                       _cuda.clahe(planes, shape, grid, tile_shape, limit, scale, result))
+    _report(xp, "clahe", engine)
+    if not (engine == "compiled" and np.dtype(planes.dtype) in (np.uint8, np.uint16)):
         return False
     nbins = 256 if planes.dtype == np.uint8 else 65536
     nplanes, npixels = planes.shape

@@ -32,8 +32,8 @@ from ..lut import apply_lut as _apply_lut
 from ..matching import match_histograms as _match_histograms
 from .._backend import array_module, is_dask
 from .._tables import cdf_table
-from .._validate import (check_allocation, check_bool, check_images, check_lut_inputs,
-                         check_nbins, image_axes, native, refuse_masked)
+from .._validate import (check_allocation, check_images, check_lut_inputs,
+                         check_luminance_order, check_nbins, image_axes, native, refuse_masked)
 
 __all__ = ["equalize_hist", "histogram", "cumulative_distribution", "apply_lut", "clahe",
            "equalize_adapthist", "match_histograms"]
@@ -198,11 +198,11 @@ def equalize_hist(images, nbins=256, *, axes=None, mask=None, method=None,
     if out is not None:
         raise TypeError("`out` is not supported for dask arrays (they are immutable): "
                         "store the result with dask.array.store or .to_zarr instead")
-    luminance = check_bool(luminance, "luminance")
+    luminance = check_luminance_order(luminance)
     images, xp, axes, channel_axis, mask = _prepare(images, nbins, axes, mask, channel_axis)
     spec = _chunked.make_spec(images.dtype, nbins, method, mask is not None)
     kwargs = dict(nbins=nbins, axes=axes, method=method, channel_axis=channel_axis,
-                  luminance=luminance)
+                  luminance=luminance or False)
     if images.size == 0:
         return _empty_result(xp, images, in_memory, **kwargs)
     extra = (channel_axis,) if luminance else ()

@@ -34,7 +34,8 @@ from .._backend import array_module
 from .._binning import UniformBinning, range_binning
 from .._tables import cdf_dtype, cdf_table
 from .._validate import (METHODS, check_finite, check_levels_nbins, check_lut_inputs,
-                         check_lut_shape, check_luminance, check_nbins, check_out,
+                         check_lut_shape, check_luminance, check_luminance_order,
+                         check_nbins, check_out,
                          resolve_method)
 from . import _packed
 from ._lists import (Layout, arrays, masks_for, pack, packed_groups, per_entry,
@@ -83,8 +84,7 @@ def call(function, images, *args, **kwargs):
 def equalize_hist(images, nbins, *, axes, mask, method, channel_axis, luminance, out):
     """:func:`gpu_histeq.equalize_hist` of every image of a list, in one batched computation."""
     nbins = check_nbins(nbins)
-    if not isinstance(luminance, (bool, np.bool_)):
-        raise TypeError(f"`luminance` must be a bool, got {luminance!r}")
+    luminance = check_luminance_order(luminance)
     items, xp, dtype = arrays(images, "equalize_hist")
     outs = per_entry(out, items, "out")
     if not items:
@@ -103,13 +103,14 @@ def equalize_hist(images, nbins, *, axes, mask, method, channel_axis, luminance,
         if o is not None:
             array_module(item, out=o)
             check_out(o, item.shape, o.dtype if luminance else result_dtype, xp)
+    _validate.check_outs_apart(outs)
     masks = masks_for(mask, items, xp)
     layout = Layout(items, axes_list)
     if luminance:
         for item, (_, channel) in zip(items, resolved):
             check_luminance(item.shape, dtype, channel, method)
         equalize_rows = functools.partial(_equalize.equalize_hist, nbins=nbins, axes=(2,),
-                                          method=method, channel_axis=1, luminance=True)
+                                          method=method, channel_axis=1, luminance=luminance)
         results = _luma_buckets(xp, items, masks, _LumaRows(items, resolved), equalize_rows)
     else:
         results = []

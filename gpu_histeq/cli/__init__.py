@@ -15,7 +15,8 @@ work), ``.npz``, TIFF stacks, PNG/JPEG images, zarr arrays, folders of PNG/JPEG/
 Outputs go to temporary names next to their destination and are moved into place only when
 complete; an existing output is replaced only with ``--force``; no input is ever written over;
 an error or SIGINT/SIGTERM/SIGHUP removes every temporary file and ends with one line on stderr
-(exit status 1, or 128 + the signal's number).
+(exit status 1, or 128 + the signal's number; the line names the outputs already in place). What
+a SIGKILL leaves (``.NAME.tmp-PID-XXXXXXXX``) is removed by the next run writing that output.
 
 Image files -- a folder written into a folder of images, or PNG/JPEG inputs -- may have any
 sizes: they are read in chunks of about 2**24 values (``--chunk-size N``: N files) and each
@@ -38,11 +39,12 @@ chunked) makes two passes over the file -- histograms, then remap -- or three fo
 
 Modules: ``parser`` (arguments), ``commands`` (file commands, ``info``, devices), ``readers``
 and ``writers`` (inputs; outputs moved into place atomically), ``streaming`` (slabs, progress),
-``batches`` (image files in list calls), ``demo`` (the no-argument job), ``_cleanup``
-(signals, temporary files, one-line errors).
+``batches`` (image files in list calls), ``demo`` (the no-argument job), ``_zarr_force``
+(``--force`` over a zarr array), ``_cleanup`` (signals, temporary files, one-line errors).
 """
 
 import os
+import signal
 import sys
 import warnings
 
@@ -51,6 +53,7 @@ from ._cleanup import PROG, CliError, Interrupted, one_line
 from .commands import operations, run_file_command, run_info
 from .demo import demo_results, run_demo
 from .parser import parse
+from .stdio import standard_streams
 
 __all__ = ["CliError", "demo_results", "main"]
 
@@ -73,48 +76,82 @@ def _warning_lines(quiet):
     return show
 
 
+def _interrupted_line(signum):
+    """The one line for a run ended by signal `signum`: true about what was written."""
+    name = Interrupted(signum).name
+    done = _cleanup.written()
+    if done:
+        return (f"{PROG}: interrupted by {name} after writing {', '.join(done)} (complete); "
+                "nothing else was written")
+    return f"{PROG}: interrupted by {name}; no output written"
+
+
+def _failure(error):
+    """``(exit status, stderr line)`` for a run that ended with `error` (temporaries removed)."""
+    _cleanup.remove_all()
+    if isinstance(error, Interrupted):
+        return 128 + error.signum, _interrupted_line(error.signum)
+    if isinstance(error, KeyboardInterrupt):  # raised by a handler installed before ours
+        return 130, _interrupted_line(signal.SIGINT).replace(" by SIGINT", "")
+    if not isinstance(error, Exception):
+        raise error
+    signum = _cleanup.received_signal()
+    if signum is not None:  # a signal's Interrupted, wrapped by Python into `error`
+        return 128 + signum, _interrupted_line(signum)
+    if os.environ.get("GPU_HISTEQ_TRACEBACK"):
+        raise error
+    return 1, f"{PROG}: error: {one_line(error)}"
+
+
+def _run(argv, found, quiet):
+    try:
+        args = parse(argv, found)
+    except SystemExit as done:  # --help, --version, or a usage error (one line)
+        return done.code if isinstance(done.code, int) else 0 if done.code is None else 2
+    say = _say(args)
+    quiet[0] = args.quiet
+    if args.command in (None, "demo"):
+        if args.command is None:
+            args.sample, args.device = "synthetic", "auto"
+        return run_demo(args, say)
+    if args.command == "info":
+        return run_info(args)
+    with standard_streams(args):  # `-`: a .npy stream on stdin / stdout
+        return run_file_command(args, found, _say(args))  # says on the streams it sets
+
+
 def main(argv=None):
     """Run ``gpu-histeq``; return the exit status.
 
     0 success, 1 error (one line on stderr), 2 usage error, 128 + n after signal n (SIGINT,
-    SIGTERM, SIGHUP), with every temporary file removed. Warnings print one line each.
+    SIGTERM, SIGHUP), with every temporary file removed; the line names the outputs already
+    moved into place when the signal came after them. Warnings print one line each.
+
+    Without `argv` this is the ``gpu-histeq`` process itself (``sys.argv``): once the outcome
+    is decided its signals are ignored and nothing more reaches stderr, so the one line stays
+    the last word. With `argv` (a call from Python) the handlers are restored.
     """
+    program = argv is None
     found = operations()
-    with _cleanup.signals_raise(), warnings.catch_warnings():
+    with _cleanup.signals_raise(program), warnings.catch_warnings():
         quiet = [False]
         warnings.showwarning = _warning_lines(quiet)  # the filters stay as the user set them
+        line = None
         try:
             try:
-                args = parse(argv, found)
-            except SystemExit as done:  # --help, --version, or a usage error (one line)
-                return done.code if isinstance(done.code, int) else 0 if done.code is None else 2
-            say = _say(args)
-            quiet[0] = args.quiet
-            if args.command in (None, "demo"):
-                if args.command is None:
-                    args.sample, args.device = "synthetic", "auto"
-                return run_demo(args, say)
-            if args.command == "info":
-                return run_info(args)
-            return run_file_command(args, found, say)
-        except Interrupted as signal:
-            _cleanup.remove_all()
-            print(f"{PROG}: interrupted by {signal.name}; no output written", file=sys.stderr)
-            return 128 + signal.signum
-        except KeyboardInterrupt:  # raised by a handler installed before ours
-            _cleanup.remove_all()
-            print(f"{PROG}: interrupted; no output written", file=sys.stderr)
-            return 130
-        except Exception as error:
-            _cleanup.remove_all()
-            signum = _cleanup.received_signal()
-            if signum is not None:  # a signal's Interrupted, wrapped by Python into `error`
-                print(f"{PROG}: interrupted by {Interrupted(signum).name}; no output written",
-                      file=sys.stderr)
-                return 128 + signum
-            if os.environ.get("GPU_HISTEQ_TRACEBACK"):
-                raise
-            print(f"{PROG}: error: {one_line(error)}", file=sys.stderr)
-            return 1
+                status = _run(argv, found, quiet)
+                _cleanup.ending()
+            except BaseException as error:
+                _cleanup.ending()
+                status, line = _failure(error)
+        except Interrupted as late:  # arrived between the outcome and ending()
+            _cleanup.ending()
+            status, line = _failure(late)
         finally:
+            _cleanup.ending()
             _cleanup.remove_all()
+        if line is not None:
+            print(line, file=sys.stderr, flush=True)
+        if program:
+            _cleanup.silence_stderr()
+        return status

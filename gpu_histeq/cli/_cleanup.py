@@ -11,9 +11,11 @@ import contextlib
 import errno
 import importlib
 import os
+import re
 import secrets
 import shutil
 import signal
+import sys
 import time
 
 PROG = "gpu-histeq"
@@ -23,6 +25,7 @@ SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP"
 TEMP_MARK = ".tmp-"
 
 _temporaries = set()
+_written = []
 
 
 class CliError(Exception):
@@ -80,9 +83,15 @@ def _raise(signum, frame):
 
 
 @contextlib.contextmanager
-def signals_raise():
-    """Within the block SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` (main thread)."""
+def signals_raise(program=False):
+    """Within the block SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` (main thread).
+
+    After it the previous handlers are back; for the `program` (the ``gpu-histeq`` process,
+    whose exit status and stderr line are decided when the block ends) the signals are ignored
+    instead, so that nothing can contradict that line in the instant before the process exits.
+    """
     _deferral.update(depth=0, pending=None, received=None)
+    _written.clear()
     try:
         previous = {signum: signal.signal(signum, _raise) for signum in SIGNALS}
     except ValueError:  # not the main thread: leave the handlers alone
@@ -91,7 +100,33 @@ def signals_raise():
         yield
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, signal.SIG_IGN if program else handler)
+
+
+def ending():
+    """The run's outcome is decided: a signal from now on is recorded, never raised."""
+    _deferral["depth"] += 1
+
+
+def written(path=None):
+    """Record `path` as an output moved into place, complete; return those recorded so far
+    in this run."""
+    if path is not None:
+        _written.append(os.fspath(path))
+    return list(_written)
+
+
+def silence_stderr():
+    """Send what is still written to stderr (asyncio's "Task was destroyed" lines of a zarr
+    thread torn down at exit, unraisable-exception reports) to the null device: the run's one
+    line is out, and the process is about to exit."""
+    try:
+        sys.stderr.flush()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - stderr already closed
+        pass
 
 
 @contextlib.contextmanager
@@ -111,6 +146,57 @@ def signals_deferred():
         if not _deferral["depth"] and pending is not None:
             _deferral["pending"] = None
             raise Interrupted(pending)
+
+
+#: ``.NAME.tmp-PID-XXXXXXXX[SUFFIX]``, what :func:`temp_name` creates (SUFFIX: NAME's suffix).
+_TEMP_PATTERN = re.compile(r"\.(?P<name>.+)" + re.escape(TEMP_MARK)
+                           + r"(?P<pid>[1-9][0-9]{0,9})-[0-9a-f]{8}(?P<suffix>(\.[^.]*)?)")
+
+
+def _alive(pid):
+    """Whether process `pid` exists on this machine (one of another user counts too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
+def stale_temporaries(folder, name=None):
+    """Temporary files or folders in `folder` that a killed run left (SIGKILL, a power cut).
+
+    An entry counts when its whole name is what :func:`temp_name` makes -- for the output
+    `name` when given, for any name otherwise -- and the process its PID names is gone; this
+    process's own, and every live process's, are never listed.
+    """
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return []
+    stale = []
+    for entry in sorted(entries):
+        match = _TEMP_PATTERN.fullmatch(entry)
+        if match is None or (name is not None and match["name"] != name):
+            continue
+        if match["suffix"] != os.path.splitext(match["name"])[1]:
+            continue
+        pid = int(match["pid"])
+        if pid != os.getpid() and not _alive(pid):
+            stale.append(os.path.join(folder, entry))
+    return stale
+
+
+def remove_stale(path):
+    """Remove a leftover found by :func:`stale_temporaries` (no error if it is gone)."""
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def temp_name(final):

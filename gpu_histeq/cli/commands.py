@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import _validate, equalize_hist
+from . import _cleanup
 from ._cleanup import PROG, CliError, one_line
-from .batches import entries, make_sink, run_batches
-from .readers import open_source
+from .batches import entries, folder_names, make_sink, run_batches, with_levels
+from .readers import open_source, read_levels
 from .streaming import stream
 from .writers import FileTarget, FolderTarget, image_name, suffix_kind
 
@@ -159,18 +160,23 @@ def resolve_axes(args, source, warn=None):
             channel = ndim - 1
     else:
         channel = _given_channel(args, source)
-        if source.kind in ("folder", "image"):
-            if channel is not None and ndim < 4:
-                raise CliError(f"--channel-axis {args.channel_axis}: {source.files[0]} is a grey "
-                               f"image of shape {shape[1:]}, without a channel axis")
-            if channel is None and luminance and ndim == 4:
-                channel = ndim - 1
+        # image files and TIFFs say where their axes and samples lie; a grey TIFF stack given
+        # --channel-axis holds its channels as pages (e.g. RGB as 3 pages): the axis as given
+        own = source.own_axes and not (source.kind == "tif" and source.sample_axis is None
+                                       and channel is not None)
+        if own:
+            if channel is not None and source.sample_axis is None:
+                first = getattr(source, "files", [source.path])[0]
+                raise CliError(f"--channel-axis {args.channel_axis}: {first} is a grey image of "
+                               f"shape {shape[1:]}, without a channel axis")
+            if channel is not None or luminance:
+                channel = source.sample_axis
         elif channel is None and probable_colour(shape):
             if luminance:
                 channel = ndim - 1
             elif warn is not None:
                 warn(_colour_warning(args, source))
-        if channel is None:
+        if channel is None or own:
             axes = parse_axes(None, None, source)
         else:
             try:
@@ -281,7 +287,7 @@ def _colour(args, channel):
     """The library's colour keywords: ``channel_axis`` (when known) and ``luminance``."""
     colour = {} if channel is None else {"channel_axis": channel}
     if getattr(args, "luminance", False):
-        colour["luminance"] = True
+        colour["luminance"] = "bgr" if getattr(args, "bgr", False) else True
     return colour
 
 
@@ -348,6 +354,23 @@ def _mask_of(mask_source):
     return lambda entry, shape: load_mask(mask_source, (1,) + tuple(shape))(0, 1)[0]
 
 
+def remove_leftovers(targets, warn):
+    """Remove what killed runs (SIGKILL, a power cut) left beside or inside these outputs.
+
+    Only entries named exactly as the CLI names its temporaries (``.NAME.tmp-PID-XXXXXXXX``)
+    whose process is gone: beside each output, those of its name; inside an output folder,
+    those of any name (its entries). A live run's temporaries are never touched.
+    """
+    for target in targets:
+        final = target.final
+        stale = _cleanup.stale_temporaries(final.parent, final.name)
+        if isinstance(target, FolderTarget) and final.is_dir() and not final.is_symlink():
+            stale += _cleanup.stale_temporaries(final)
+        for path in stale:
+            _cleanup.remove_stale(path)
+            warn(f"removed {path}, left by a run that was killed (its process is gone)")
+
+
 def run_file_command(args, found, say):
     """Run one file command over every input; `say` prints a line unless ``--quiet``.
 
@@ -361,16 +384,17 @@ def run_file_command(args, found, say):
 
     opened = []
     targets = []
+    fill = getattr(args, "fill_missing_chunks", False)
     try:
         for path in args.inputs:
-            opened.append(open_source(path, args.key))
+            opened.append(open_source(path, args.key, fill))
         sources = list(opened)
         mask_source = reference = None
         if getattr(args, "mask", None) is not None:
-            mask_source = open_source(args.mask)
+            mask_source = open_source(args.mask, fill_missing=fill, mask=True)  # 1-bit: boolean
             opened.append(mask_source)
         if getattr(args, "reference", None) is not None:
-            reference = open_source(args.reference)
+            reference = open_source(args.reference, fill_missing=fill)
             opened.append(reference)
         protected = [p for source in opened for p in source.paths]
         jobs = plan_outputs(args, sources)
@@ -378,30 +402,40 @@ def run_file_command(args, found, say):
             if target not in targets:
                 target.check(protected)
                 targets.append(target)
+        remove_leftovers(targets, warn)
         xp = pick_device(args.device)
         todo, per_image = [], {}
         for job, (source, target, name) in enumerate(jobs):
             axes, channel = resolve_axes(args, source, warn)
             if _batched(args, source, name, axes):
                 per_image[job] = _per_image_options(args, axes, channel)
-                todo.extend(entries(job, source, target, name))
+                todo.extend(entries(job, source, target, name, args.quiet))
                 continue
             mask = load_mask(mask_source, source.shape)
+            names = [] if source.kind != "folder" else folder_names(source, target, args.quiet,
+                                                                    as_files=name is None)
             operation, options = _operation_for(args, found, xp, source, reference, channel)
+            source.layout = with_levels(  # a TIFF's pyramid levels, each like the full image
+                args, source.layout, lambda source=source: read_levels(source),
+                lambda level: operation(xp.asarray(level), None, axes, 0, len(level)),
+                source.notes.append)
 
-            def sink_for(shape, dtype, rows, source=source, target=target, name=name):
+            def sink_for(shape, dtype, rows, source=source, target=target, name=name,
+                         names=names):
                 return make_sink(target, name, shape, dtype, rows,
-                                 args.key or getattr(source, "key", None), reference,
-                                 [image_name(p.name) for p in getattr(source, "files", [])])
+                                 args.key or getattr(source, "key", None), reference, names,
+                                 getattr(source, "layouts", source.layout))
 
             try:
-                stream(source, operation, sink_for, axes=axes, mask=mask, xp=xp,
-                       chunk_size=args.chunk_size, progress=args.progress,
-                       equalize_options=options)
+                sink = stream(source, operation, sink_for, axes=axes, mask=mask, xp=xp,
+                              chunk_size=args.chunk_size, progress=args.progress,
+                              equalize_options=options)
             except OSError as error:
                 where = error.filename or target.final
                 raise CliError(f"cannot write {where}: {error.strerror or one_line(error)}"
                                ) from None
+            for line in source.notes + getattr(sink, "notes", []):
+                warn(line)
         shapes = {}
         if todo:
             try:
@@ -413,8 +447,10 @@ def run_file_command(args, found, say):
             except OSError as error:
                 raise CliError(f"cannot write {error.filename or 'an output'}: "
                                f"{error.strerror or one_line(error)}") from None
-        for target in targets:
-            target.commit()
+        with _cleanup.signals_deferred():  # a signal waits until every output is in place
+            for target in targets:
+                target.commit()
+                _cleanup.written(target.final)
     except BaseException:
         for target in targets:
             target.abort()

@@ -22,9 +22,14 @@ __all__ = ["demo_results", "run_demo"]
 
 
 def demo_results(images):
-    """Title -> host result of each operation installed, on one sample stack (NumPy or CuPy).
+    """Title -> host result of each operation installed, on one sample stack (NumPy or CuPy),
+    and the reference image of the rows made against one.
 
-    The first entry is :func:`gpu_histeq.equalize_hist` with its defaults.
+    The first entry is :func:`gpu_histeq.equalize_hist` with its defaults; CLAHE uses
+    ``clip_limit=2`` (on 96-pixel images the 8x8 tiles are 12 pixels wide, where OpenCV's
+    default 40 leaves the tile histograms unclipped and mostly amplifies noise); histogram
+    matching matches every image to the stack's last image, which its row shows (its float64
+    result rounded to the images' integer dtype, so that it is drawn on their scale).
 
     Parameters
     ----------
@@ -33,25 +38,38 @@ def demo_results(images):
 
     Returns
     -------
-    dict of str to ndarray
+    results : dict of str to ndarray
         NumPy results, each shaped like `images`.
+    references : dict of str to (H, W) ndarray
+        Title (of `results`) -> the NumPy reference image that row was matched to.
 
     Examples
     --------
     >>> from gpu_histeq import _sample
-    >>> list(demo_results(_sample.synthetic()))[0]
+    >>> results, references = demo_results(_sample.synthetic())
+    >>> list(results)[0]
     "equalize_hist (method='opencv', bit-exact with cv2.equalizeHist)"
+    >>> [(title, image.shape) for title, image in references.items()]
+    [('match_histograms (each image to the reference, the last image)', (96, 96))]
     """
     results = {"equalize_hist (method='opencv', bit-exact with cv2.equalizeHist)":
                to_host(equalize_hist(images))}
+    references = {}
     found = operations()
     if "clahe" in found:
-        results["clahe (clip_limit=40, tile_grid=(8, 8), as cv2.createCLAHE)"] = to_host(
-            found["clahe"](images))
+        results["clahe (clip_limit=2, tile_grid=(8, 8), as cv2.createCLAHE)"] = to_host(
+            found["clahe"](images, 2.0, (8, 8)))
     if "match" in found:
-        results["match_histograms (each image to the last one)"] = to_host(
-            found["match"](images, images[-1]))
-    return results
+        title = "match_histograms (each image to the reference, the last image)"
+        reference = images[-1]
+        matched = to_host(found["match"](images, reference))  # float64, as scikit-image's
+        host = to_host(reference)
+        if host.dtype.kind in "ui":  # shown on the reference's integer scale, not stretched
+            info = np.iinfo(host.dtype)
+            matched = np.clip(np.rint(matched), info.min, info.max).astype(host.dtype)
+        results[title] = matched
+        references[title] = host.reshape((-1,) + host.shape[-2:])[0]
+    return results, references
 
 
 def _place(temp, final, force):
@@ -80,7 +98,7 @@ def run_demo(args, say):
         raise CliError(f"--out-dir: the output folder {out_dir} does not exist")
     images = _sample.load(args.sample)
     xp = pick_device(args.device)
-    results = demo_results(xp.asarray(images))
+    results, references = demo_results(xp.asarray(images))
     equalized = next(iter(results.values()))
     array_path = out_dir / f"{args.sample}_equalized.npy"
     figure_path = out_dir / "before_after.png"
@@ -95,15 +113,17 @@ def run_demo(args, say):
             np.save(file, equalized)
         figure_temp = Path(_cleanup.create_temp(figure_path))
         temps.append(figure_temp)
-        before_after(figure_temp, images, results)
+        before_after(figure_temp, images, results, references=references)
         for final in (array_path, figure_path):  # check both before moving either
             if final.exists() and not args.force:
                 temp = array_temp if final == array_path else figure_temp
                 if not (final.is_file() and filecmp.cmp(temp, final, shallow=False)):
                     raise CliError(f"{final} exists and differs from this run's result: use "
                                    "--force to replace it")
-        _place(array_temp, array_path, args.force)
-        _place(figure_temp, figure_path, args.force)
+        with _cleanup.signals_deferred():  # a signal waits for both, and names them
+            for temp, final in ((array_temp, array_path), (figure_temp, figure_path)):
+                _place(temp, final, args.force)
+                _cleanup.written(final)
     except BaseException:
         for temp in temps:
             _cleanup.remove(temp)

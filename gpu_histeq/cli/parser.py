@@ -4,10 +4,13 @@
   with a folder last or after ``-o``; positionals may come after options;
 * ``--axes -2,-1`` and ``--channel-axis -1`` (negative values are not taken for options);
 * ``--tile-grid 8x8`` or ``8,8``;
-* ``-q/--quiet``, ``--force`` (alias ``--overwrite``).
+* ``-q/--quiet``, ``--force`` (alias ``--overwrite``);
+* option help shows each default; an option's bad value is reported under the option's name
+  (``argument --clip-limit: ...``), before anything is read.
 """
 
 import argparse
+import math
 import re
 import sys
 
@@ -20,8 +23,26 @@ _NEGATIVE = re.compile(r"-\d[\d,\s-]*")
 _TAKES_NEGATIVE = ("--axes", "--channel-axis")
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help with "(default: ...)" after each option that has a default worth saying
+    (not None, False or a suppressed one) and whose help does not already give it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default in (None, False, argparse.SUPPRESS)
+                or action.option_strings == [] or isinstance(default, bool)):
+            return text
+        shown = "x".join(map(str, default)) if isinstance(default, tuple) else default
+        return f"{text} (default: {shown})".lstrip()
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse with a one-line error message (exit status 2)."""
+    """argparse with a one-line error message (exit status 2) and defaults in the help."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -52,6 +73,18 @@ def _positive_int(text):
     return value
 
 
+def clip_limit(text):
+    """``"2"`` -> 2.0: OpenCV's clip limit, a finite number >= 0 (0: no clipping)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0 such as 2 or 40 (0: no "
+                                         f"clipping), got {text!r}")
+    return value
+
+
 def _join_negative_values(argv):
     """``--axes -2,-1`` -> ``--axes=-2,-1`` so argparse does not take ``-2,-1`` for an option."""
     joined, index = [], 0
@@ -76,17 +109,28 @@ def _common(parser):
                         help="replace existing outputs (only the files this run writes)")
 
 
+def _file_usage(command):
+    """The usage lines of a file command: one input and its output, or inputs into a folder."""
+    return (f"{PROG} {command} [options] INPUT [OUTPUT]\n"
+            f"       {PROG} {command} [options] INPUT... FOLDER/\n"
+            f"       {PROG} {command} [options] INPUT... (-o OUTPUT | --out-dir FOLDER)")
+
+
 def _add_file_options(parser, operation):
-    parser.add_argument("paths", nargs="+", metavar="INPUT [OUTPUT]",
-                        help=".npy, .npz, .tif/.tiff, .png/.jpg, a .zarr array, or a folder of "
-                        "PNG/JPEG/TIFF images; several inputs write into a folder (given last "
-                        "or with -o)")
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="INPUT [OUTPUT], or several INPUTs then the FOLDER they are written "
+                        "into. An input: .npy, .npz, .tif/.tiff, .png/.jpg, a .zarr array, or a "
+                        "folder of PNG/JPEG/TIFF images")
     parser.add_argument("-o", "--output", help="output: .npy, .npz, .tif, .zarr, .png (one "
                         "image), or a folder (out/); default <input>_" + operation + " in the "
                         "input's format, next to it")
     parser.add_argument("--out-dir", help="folder for the default output names (then every "
                         "positional argument is an input)")
-    parser.add_argument("--key", help="the array inside an .npz or a zarr group")
+    parser.add_argument("--key", help="the array inside an .npz or a zarr group; the series "
+                        "(0, 1, ...) of a TIFF holding several")
+    parser.add_argument("--fill-missing-chunks", action="store_true",
+                        help="read a zarr input's missing chunk files as its fill value "
+                        "(refused by default)")
     parser.add_argument("--axes", help="image axes, comma-separated (e.g. -2,-1), or 'all' for "
                         "one table over the whole dataset; default -2,-1, or the two trailing "
                         "axes besides --channel-axis (1,2 for image files: per image and channel)")
@@ -94,13 +138,14 @@ def _add_file_options(parser, operation):
                         "H, W (and D, Z) are the image axes")
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
                         help="where to compute: gpu needs CuPy and a CUDA GPU; auto uses one "
-                             "when present (default)")
+                             "when present")
     parser.add_argument("--chunk-size", type=int, metavar="N",
                         help="entries of the first axis per chunk (default: about 64 MiB)")
     bar = parser.add_mutually_exclusive_group()
     bar.add_argument("--progress", dest="progress", action="store_true", default=None,
                      help="progress bar on stderr (default: when stderr is a terminal)")
-    bar.add_argument("--no-progress", dest="progress", action="store_false")
+    bar.add_argument("--no-progress", dest="progress", action="store_false",
+                     help="no progress bar")
     _common(parser)
 
 
@@ -116,6 +161,10 @@ def _add_colour_options(parser, luminance=True):
                             help="equalize the luma of RGB images and keep their colours "
                                  "(OpenCV's YCrCb); the RGB axis is --channel-axis, C in "
                                  "--layout, or a last axis of length 3")
+        parser.add_argument("--bgr", action="store_true",
+                            help="with --luminance: the channels are B, G, R (OpenCV's order, as "
+                                 "arrays saved from cv2.imread are), converted as cv2.COLOR_BGR2"
+                                 "YCrCb and back")
 
 
 def build_parser(operations):
@@ -129,26 +178,31 @@ def build_parser(operations):
     _common(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    equalize = commands.add_parser("equalize", help="histogram equalization of every image")
+    equalize = commands.add_parser("equalize", help="histogram equalization of every image",
+                                   usage=_file_usage("equalize"))
     _add_file_options(equalize, "equalize")
     equalize.add_argument("--method", choices=("opencv", "pil", "skimage"),
                           help="whose numbers: opencv (uint8/uint16, default for them), pil "
                                "(uint8), skimage (any dtype, float output)")
-    equalize.add_argument("--nbins", type=_positive_int, default=256,
+    equalize.add_argument("--nbins", type=_positive_int, default=256, metavar="N",
                           help="bins for float input (skimage)")
     equalize.add_argument("--mask", help="boolean .npy broadcastable to the input: histograms "
                                          "count the selected pixels")
     _add_colour_options(equalize)
     if "clahe" in operations:
         clahe = commands.add_parser("clahe", help="contrast limited adaptive equalization "
-                                                  "(OpenCV's CLAHE)")
+                                                  "(OpenCV's CLAHE)", usage=_file_usage("clahe"))
         _add_file_options(clahe, "clahe")
-        clahe.add_argument("--clip-limit", type=float, default=40.0)
+        clahe.add_argument("--clip-limit", type=clip_limit, default=40.0, metavar="LIMIT",
+                           help="OpenCV's clipLimit: each tile's histogram is capped at LIMIT "
+                                "times the tile's mean count per level, the excess spread over "
+                                "all levels; 0 disables clipping, 2 to 4 is usual for photographs")
         clahe.add_argument("--tile-grid", type=tile_grid, default=(8, 8), metavar="NxM",
-                           help="tiles across and down: 8x8 or 8,8 (default)")
+                           help="tiles across and down: 8x8 or 8,8")
         _add_colour_options(clahe)
     if "match" in operations:
-        match = commands.add_parser("match", help="match each image's histogram to a reference")
+        match = commands.add_parser("match", help="match each image's histogram to a reference",
+                                    usage=_file_usage("match"))
         _add_file_options(match, "match")
         match.add_argument("--reference", required=True,
                            help="any input: one image file, one array, or a stack shaped like "
@@ -157,9 +211,11 @@ def build_parser(operations):
 
     demo = commands.add_parser("demo", help="equalize a built-in sample; write a figure")
     demo.add_argument("--sample", default="synthetic", choices=_sample.SAMPLES,
-                      help="synthetic (default, NumPy only) or a scikit-image image")
+                      help="synthetic (NumPy only) or a scikit-image image")
     demo.add_argument("--out-dir", help="output folder (default: ./gpu_histeq_demo, created)")
-    demo.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    demo.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                      help="where to compute: gpu needs CuPy and a CUDA GPU; auto uses one "
+                           "when present")
     _common(demo)
     commands.add_parser("info", help="versions, backends and devices found")
     return parser
@@ -177,6 +233,8 @@ def parse(argv, operations):
     unknown = [token for token in extra if token.startswith("-") and token != "-"]
     if unknown or (extra and not hasattr(args, "paths")):
         parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if getattr(args, "bgr", False) and not args.luminance:
+        parser.error("--bgr gives the channel order for --luminance: pass both")
     args.quiet = getattr(args, "quiet", False)
     args.force = getattr(args, "force", False)
     if hasattr(args, "paths"):

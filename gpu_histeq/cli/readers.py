@@ -5,22 +5,39 @@ buffer per slab, never through a memory map: a file that shrinks while it is rea
 :class:`~gpu_histeq.cli._cleanup.CliError`, where a mapped page past the end of the file would
 kill the process with SIGBUS. Compressed TIFFs are decoded with every tifffile warning turned
 into an error, so a damaged file is refused rather than partly read.
+
+One reading per format, by the library made for it, alone or in a folder: TIFF through
+tifffile (:mod:`._tiff`: series, pages, samples, photometric, resolution, orientation,
+ImageJ/OME metadata, pyramid levels), PNG/JPEG through Pillow (:mod:`._images`: every frame,
+the ancillary chunks and EXIF/ICC/dpi; 16-bit colour PNG by :mod:`._png`), zarr with its
+attributes (:mod:`._zarr`). A reader accounts for everything in the file: it reads all
+of it, with what a writer needs to write the same layout back (``layout`` attributes), or
+refuses before anything is written, naming the option that selects a part.
 """
 
-import logging
 import math
 import os
-import warnings
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from ._cleanup import CliError, one_line, optional
+from ._cleanup import PROG, CliError, one_line, optional
+from ._images import load_picture
+from ._tiff import TIFF_SUFFIXES, StrictTiff, expand_palette, read_levels, tiff_layout, \
+    tiff_series, widen_bilevel
+from ._zarr import zarr_layout
 
-__all__ = ["IMAGE_SUFFIXES", "Source", "open_source", "is_zarr"]
+__all__ = ["IMAGE_SUFFIXES", "Source", "open_source", "is_zarr", "read_levels", "tell"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def tell(quiet, line):
+    """Say on stderr what a run cannot keep or did not process (one line; nothing with -q)."""
+    if not quiet:
+        print(f"{PROG}: warning: {line}", file=sys.stderr, flush=True)
 
 
 class Source:
@@ -38,14 +55,25 @@ class Source:
         ``"npy"``, ``"npz"``, ``"tif"``, ``"zarr"``, ``"folder"`` or ``"image"`` (one PNG/JPEG
         file, read as a stack of one).
     default_axes : tuple of int
+    own_axes : bool
+        True when the file says where its image axes lie (TIFF, image files): then
+        `default_axes` are its Y and X and `sample_axis` its samples (channels), or None.
+    layout : dict or None
+        What a writer of the same format needs to write the same layout and metadata back.
+    notes : list of str
+        What reading changed or could not take (said on stderr).
     """
 
     default_axes = (-2, -1)
+    own_axes = False
+    sample_axis = None
+    layout = None
 
     def __init__(self, array, path, kind, paths=None):
         self.array, self.path, self.kind = array, Path(path), kind
         self.paths = [Path(p) for p in (paths or [path])]
         self.shape, self.dtype = tuple(array.shape), np.dtype(array.dtype)
+        self.notes = []
 
     @property
     def rows(self):
@@ -70,7 +98,7 @@ class RawSource(Source):
 
     def __init__(self, path, offset, shape, dtype, kind):
         self.path, self.kind, self.offset = Path(path), kind, offset
-        self.paths = [self.path]
+        self.paths, self.notes = [self.path], []
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
         self.row_bytes = math.prod(self.shape[1:]) * self.dtype.itemsize
         self.fd, self.buffer = os.open(self.path, os.O_RDONLY), None
@@ -112,39 +140,72 @@ class RawSource(Source):
             self.fd = None
 
 
+def _open_tiff(path, key=None, widen=True):
+    with StrictTiff(path) as (tiff, check):
+        _, series = tiff_series(tiff, path, key)
+        axes, sample_axis, layout, notes, palette = tiff_layout(tiff, series, path)
+        offset = series.dataoffset
+        dtype = np.dtype(series.dtype).newbyteorder(tiff.byteorder)
+        check()
+        if offset is not None and palette is None and dtype != np.bool_:
+            source = RawSource(path, offset, series.shape, dtype, "tif")
+        else:
+            array = series.asarray()
+            check()
+            if palette is not None:
+                array = expand_palette(array, palette)
+            source = Source(widen_bilevel(array, path, notes) if widen else array, path, "tif")
+    source.default_axes, source.sample_axis, source.own_axes = axes, sample_axis, True
+    source.layout = dict(layout, axes=axes, sample_axis=sample_axis, ndim=len(source.shape),
+                         palette=palette is not None)
+    source.notes, source.key = notes, key
+    return source
+
+
 class FolderSource(Source):
-    """PNG/JPEG/TIFF images read with Pillow, in name order, one entry per file.
+    """Image files (TIFF through tifffile, PNG/JPEG through Pillow) in name order, one entry per
+    file.
 
     Read as one stack (:meth:`read`) they must share the first image's shape and dtype;
-    written into a folder they may differ, and are read one by one (:meth:`load`, see
-    :mod:`.batches`)."""
+    written into a folder they may differ, and are read one by one (:meth:`picture`, see
+    :mod:`.batches`).
+
+    Attributes
+    ----------
+    skipped : list of str
+        Entries of the folder not processed, each with the reason (said on stderr).
+    """
 
     default_axes = (1, 2)  # (N, H, W) or (N, H, W, C): per image, per channel
+    own_axes = True
 
-    def __init__(self, path, files, kind="folder"):
-        self.pil = optional("PIL.Image", "reading PNG/JPEG images")
+    def __init__(self, path, files, kind="folder", key=None, skipped=(), widen=True):
         self.path, self.kind, self.files = Path(path), kind, [Path(f) for f in files]
-        first = self.load(self.files[0])
-        self.shape, self.dtype = (len(self.files),) + first.shape, first.dtype
+        self.key, self.skipped, self._layouts = key, list(skipped), {}
+        self.widen = widen
+        first = self.picture(self.files[0])
+        self.shape, self.dtype = (len(self.files),) + first.array.shape, first.array.dtype
+        self.default_axes = tuple(1 + a for a in first.axes)
+        self.sample_axis = None if first.sample_axis is None else first.sample_axis + 1
         self.paths = ([self.path] if kind == "folder" else []) + self.files
+        self.notes = []
+
+    def picture(self, path):
+        """One image file as a :class:`~._images.Picture` (its layout kept for
+        :attr:`layouts`)."""
+        picture = load_picture(path, self.key, self.widen)
+        self._layouts[Path(path)] = picture.layout
+        return picture
+
+    @property
+    def layouts(self):
+        """The layouts of the files read so far, by position (``layouts[start:stop]``; None
+        for a file not read): for a writer of one image file per entry."""
+        return _Layouts(self)
 
     def load(self, path):
-        """One image file as an array: ``(H, W)`` or ``(H, W, C)``, uint8/uint16/..."""
-        try:
-            with self.pil.open(path) as image:
-                image.load()
-                if image.mode == "P":
-                    image = image.convert("RGB")
-                elif image.mode == "I;16B":
-                    image = image.convert("I;16")
-                array = np.asarray(image)
-        except CliError:
-            raise
-        except Exception as error:
-            raise CliError(f"cannot read {path}: {one_line(error)}") from None
-        if array.dtype == np.int32 and array.min() >= 0 and array.max() < 65536:
-            array = array.astype(np.uint16)
-        return array
+        """One image file as an array: ``(..., H, W)`` or ``(..., H, W, C)``."""
+        return self.picture(path).array
 
     def read(self, start, stop, reuse=False):
         images = [self.load(path) for path in self.files[start:stop]]
@@ -155,6 +216,47 @@ class FolderSource(Source):
                                "output needs images of one size and dtype; write into a "
                                "folder (e.g. -o out/) to take mixed sizes")
         return np.stack(images) if images else np.empty((0,) + self.shape[1:], self.dtype)
+
+
+class _Layouts:
+    """``layouts[start:stop]``: the layouts of a folder's files, looked up when written."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __getitem__(self, index):
+        files = self.source.files[index]
+        return [self.source._layouts.get(path) for path in files]
+
+    def stack(self):
+        """The layout of the files stacked into one array: the first file's colour mode (RGB,
+        RGBA, grey+alpha, CMYK), so that a TIFF stores its samples as samples, not pages."""
+        first = self.source._layouts.get(self.source.files[0]) or {}
+        mode = first.get("mode", "")
+        tiff = first.get("tiff", {})
+        if tiff:
+            samples = self.source.shape[-1] if self.source.sample_axis is not None else 1
+            mode = {("rgb", 3): "RGB", ("rgb", 4): "RGBA", ("minisblack", 2): "LA",
+                    ("separated", 4): "CMYK"}.get((tiff["photometric"], samples), "")
+        return {"format": None, "mode": mode} if mode else None
+
+
+def folder_files(path):
+    """``(files, skipped)``: the image files of a folder in name order, and every other entry
+    with why it is not processed."""
+    files, skipped = [], []
+    for entry in sorted(path.iterdir()):
+        if entry.is_symlink() and not entry.exists():
+            skipped.append(f"{entry.name} (a broken link)")
+        elif entry.is_dir():
+            skipped.append(f"{entry.name}/ (a folder: folders are not searched)")
+        elif not entry.is_file():
+            skipped.append(f"{entry.name} (not a regular file)")
+        elif entry.suffix.lower() in IMAGE_SUFFIXES:
+            files.append(entry)
+        else:
+            skipped.append(f"{entry.name} (not {'/'.join(IMAGE_SUFFIXES)})")
+    return files, skipped
 
 
 def is_zarr(path):
@@ -197,43 +299,34 @@ def _open_npy(path):
     return RawSource(path, offset, shape, dtype, "npy")
 
 
-class _Errors(logging.Handler):
-    """Collects the errors tifffile logs (it logs, then returns what it could read)."""
+def refuse_missing_chunks(array, path):
+    """Raise naming the first chunk file a zarr input lacks.
 
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-def _open_tiff(path):
-    tifffile = optional("tifffile", "reading TIFF files")
-    logger, errors = logging.getLogger("tifffile"), _Errors()
-    logger.addHandler(errors)
-    propagate, logger.propagate = logger.propagate, False
+    zarr reads a missing chunk as the array's fill value (sparse arrays skip chunks that hold
+    only it), which for an input would silently equalize zeros: refused unless the user asks
+    for fill values (``--fill-missing-chunks``). One listing of the store when nothing lacks.
+    """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # a damaged page is an error, not a partial result
-            with tifffile.TiffFile(path) as tiff:
-                series = tiff.series[0]
-                offset = series.dataoffset
-                dtype = np.dtype(series.dtype).newbyteorder(tiff.byteorder)
-                if errors.messages:
-                    raise CliError(f"cannot read {path}: {one_line(errors.messages[0])}")
-                if offset is not None:
-                    return RawSource(path, offset, series.shape, dtype, "tif")
-                array = series.asarray()
-                if errors.messages:
-                    raise CliError(f"cannot read {path}: {one_line(errors.messages[0])}")
-                return Source(array, path, "tif")
-    finally:
-        logger.removeHandler(errors)
-        logger.propagate = propagate
+        if array.nchunks_initialized >= array.nchunks:
+            return
+        root = Path(path) / array.path if array.path else Path(path)
+        shards = getattr(array, "shards", None)  # sharded: one file per shard
+        grid = array.cdata_shape if shards is None else tuple(
+            -(-n // s) for n, s in zip(array.shape, shards))
+        for coords in np.ndindex(*grid):
+            key = array.metadata.encode_chunk_key(coords)
+            if not (root / key).exists():
+                break
+        else:  # every file is there (chunks missing inside a shard are not seen)
+            return
+    except (AttributeError, TypeError):  # pragma: no cover - another zarr: not checked
+        return
+    raise CliError(f"cannot read {path}: its chunk {root / key} is missing (zarr would read "
+                   f"it as the fill value {array.fill_value}); give --fill-missing-chunks "
+                   "to accept that")
 
 
-def open_source(path, key=None):
+def open_source(path, key=None, fill_missing=False, mask=False):
     """Open an input for reading in slabs.
 
     Parameters
@@ -242,12 +335,17 @@ def open_source(path, key=None):
         ``.npy``, ``.npz``, ``.tif``/``.tiff``, ``.png``/``.jpg``/``.jpeg``, a zarr array or
         group, or a folder of PNG/JPEG/TIFF images.
     key : str, optional
-        The array inside an ``.npz`` or a zarr group.
+        The array inside an ``.npz`` or a zarr group; the series (index) of a TIFF.
+    fill_missing : bool
+        Read the missing chunks of a zarr array as its fill value (refused otherwise).
+    mask : bool
+        Read for ``--mask``: a 1-bit TIFF/PNG stays boolean (an image's is read as 8-bit grey).
 
     Raises
     ------
     CliError
-        For a missing, unsupported, truncated or unreadable input.
+        For a missing, unsupported, truncated or unreadable input, or one holding several
+        arrays/series without `key`.
     """
     path = Path(path)
     if not path.exists():
@@ -257,16 +355,26 @@ def open_source(path, key=None):
         if path.is_dir() and is_zarr(path):
             zarr = optional("zarr", "reading zarr arrays")
             node = zarr.open(str(path), mode="r")
+            notes = []
             if not hasattr(node, "shape"):
                 arrays = dict(node.arrays())
-                node = arrays[_pick(arrays, key, path)]
-            return Source(node, path, "zarr")
+                name = _pick(arrays, key, path)
+                if dict(node.attrs):
+                    notes.append(f"{path}: the group's attributes ({', '.join(sorted(node.attrs))})"
+                                 f" are not written: the output is its array {name!r}")
+                node = arrays[name]
+            if not fill_missing:
+                refuse_missing_chunks(node, path)
+            source = Source(node, path, "zarr")
+            source.layout, source.notes = zarr_layout(node), notes
+            return source
         if path.is_dir():
-            files = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files, skipped = folder_files(path)
             if not files:
-                raise CliError(f"{path} holds no {'/'.join(IMAGE_SUFFIXES)} images")
-            return FolderSource(path, files)
+                raise CliError(f"{path} holds no {'/'.join(IMAGE_SUFFIXES)} images"
+                               + (f" ({len(skipped)} other entries: {', '.join(skipped[:5])})"
+                                  if skipped else ""))
+            return FolderSource(path, files, key=key, skipped=skipped)
         if suffix == ".npy":
             return _open_npy(path)
         if suffix == ".npz":
@@ -275,10 +383,10 @@ def open_source(path, key=None):
                 source = Source(archive[name], path, "npz")
                 source.key = name  # written under the same name
                 return source
-        if suffix in (".tif", ".tiff"):
-            return _open_tiff(path)
+        if suffix in TIFF_SUFFIXES:
+            return _open_tiff(path, key, widen=not mask)
         if suffix in PILLOW_SUFFIXES:
-            return FolderSource(path, [path], kind="image")
+            return FolderSource(path, [path], kind="image", widen=not mask)
     except CliError:
         raise
     except Exception as error:

@@ -9,7 +9,9 @@ into the path the target gives it. Nothing of the user's is replaced without ``-
 * a folder output that does not exist or is empty is written as a temporary folder and renamed
   into place (a rename fails over a non-empty folder: again one run wins); with ``--force`` a
   non-empty folder receives only the files the run writes, each renamed over its old one;
-* a zarr output is a folder replaced whole (atomically exchanged where the system can).
+* a zarr output is written as a folder and renamed into place; with ``--force`` over an
+  existing zarr array, only the array's own entries (metadata, chunks) are replaced, and
+  every other file of that folder is kept.
 
 Writes never go through a memory map, so a full disk is an ``OSError`` (a clean error), never
 a SIGBUS.
@@ -24,6 +26,10 @@ import numpy as np
 
 from . import _cleanup
 from ._cleanup import CliError, optional
+from ._images import one_image, pil_format, write_picture
+from ._tiff import create_tiff
+from ._zarr import create_zarr
+from ._zarr_force import replace_zarr_array
 from .readers import PILLOW_SUFFIXES
 
 __all__ = ["FileTarget", "FolderTarget", "open_sink", "refuse_inputs"]
@@ -61,6 +67,9 @@ def refuse_inputs(output, inputs):
         real = os.path.realpath(path)
         if real.startswith(real_output.rstrip(os.sep) + os.sep):
             raise CliError(f"refusing to write the folder {output}: it holds the input {path}")
+        if os.path.isdir(path) and real_output.startswith(real.rstrip(os.sep) + os.sep):
+            raise CliError(f"refusing to write {output} inside the input folder {path}: choose "
+                           "an output outside it")
 
 
 def _renameat2_exchange():
@@ -175,7 +184,10 @@ class FileTarget:
 
     def commit(self):
         if self.temp is not None:
-            move_into_place(self.temp, self.final, self.force, self.directory)
+            if self.directory and self.force and _nonempty_dir(self.final):
+                replace_zarr_array(self.temp, self.final)
+            else:
+                move_into_place(self.temp, self.final, self.force, self.directory)
             self.temp = None
 
     def abort(self):
@@ -324,12 +336,17 @@ class NpzSink(Sink):
 
 
 class TiffSink(Sink):
-    """An uncompressed contiguous TIFF: tifffile writes the structure, slabs go in by pwrite."""
+    """An uncompressed contiguous TIFF: tifffile writes the structure, slabs go in by pwrite.
 
-    def __init__(self, path, shape, dtype):
+    `layout` (a reader's) gives the photometric interpretation, samples, resolution,
+    orientation, ImageJ/OME metadata; without one the stack is written as grey pages
+    (MinIsBlack, never guessed as RGB) with its shape in the description."""
+
+    def __init__(self, path, shape, dtype, layout=None):
         super().__init__(path, shape, dtype)
+        self.notes = []
+        create_tiff(self.path, None, self.shape, self.dtype, layout, self.notes)
         tifffile = optional("tifffile", "writing TIFF files")
-        tifffile.imwrite(self.path, shape=self.shape, dtype=self.dtype)
         with tifffile.TiffFile(self.path) as tiff:
             self.offset = tiff.series[0].dataoffset
             self.dtype = self.dtype.newbyteorder(tiff.byteorder)
@@ -350,12 +367,10 @@ class TiffSink(Sink):
 
 
 class ZarrSink(Sink):
-    def __init__(self, path, shape, dtype, rows):
+    def __init__(self, path, shape, dtype, rows, layout=None):
         super().__init__(path, shape, dtype)
-        zarr = optional("zarr", "writing zarr arrays")
-        chunks = (max(1, min(rows, shape[0] or 1)),) + tuple(shape[1:])
-        self.target = zarr.open_array(str(self.path), mode="w", shape=self.shape,
-                                      dtype=self.dtype, chunks=chunks)
+        self.notes = []
+        self.target = create_zarr(self.path, self.shape, self.dtype, rows, layout, self.notes)
 
     def write(self, start, stop, block):
         # zarr writes its chunks on a background thread: a signal waits for the slab to be
@@ -371,34 +386,44 @@ def _check_image_dtype(dtype, what):
 
 
 class ImagesSink(Sink):
-    """One PNG/TIFF file per entry of the first axis, at the paths `target.path(name)` gives."""
+    """One image file per entry of the first axis, at the paths `target.path(name)` gives,
+    each written like its input (`layouts`, one per entry, or None)."""
 
-    def __init__(self, target, shape, dtype, names):
+    def __init__(self, target, shape, dtype, names, layouts=None):
         super().__init__(target.final, shape, dtype)
-        self.pil = optional("PIL.Image", "writing images")
-        _check_image_dtype(self.dtype, "a folder of images")
-        self.target, self.names = target, names
+        if any(pil_format(name) != "TIFF" for name in names):  # a TIFF holds any dtype
+            _check_image_dtype(self.dtype, "a folder of PNG/JPEG images")
+        self.target, self.names, self.notes = target, names, []
+        self.layouts = layouts if layouts is not None else [None] * len(names)
 
     def write(self, start, stop, block):
-        for name, image in zip(self.names[start:stop], block):
-            path = self.target.path(name)
-            image = self.pil.fromarray(np.ascontiguousarray(image))
-            image.save(path, format=_pil_format(name))
+        for name, image, layout in zip(self.names[start:stop], block, self.layouts[start:stop]):
+            write_picture(self.target.path(name), name, image, layout, self.notes)
 
 
 class ImageSink(Sink):
-    """One image file (PNG, or JPEG when asked for) from a result of one image."""
+    """One image file (PNG, JPEG or TIFF) from a result of one image, written like its input."""
 
-    def __init__(self, path, shape, dtype, final):
+    def __init__(self, path, shape, dtype, final, layout=None):
         super().__init__(path, shape, dtype)
-        self.pil = optional("PIL.Image", "writing images")
         _check_image_dtype(self.dtype, f"{Path(final).suffix} output")
-        self.name = Path(final).name
+        self.name, self.layout, self.notes = Path(final).name, layout, []
+        self.stacked = _stacked(self.shape, layout)
+        self.full = np.empty(self.shape, self.dtype)
 
     def write(self, start, stop, block):
-        image = self.pil.fromarray(np.ascontiguousarray(block[0]))
-        image.save(self.path, format=_pil_format(self.name), **(
-            {"quality": 95} if _pil_format(self.name) == "JPEG" else {}))
+        self.full[start:stop] = block
+
+    def finish(self):
+        write_picture(self.path, self.name, self.full[0] if self.stacked else self.full,
+                      self.layout, self.notes)
+        self.full = None
+
+
+def _stacked(shape, layout):
+    """Whether a result of `shape` is a stack of one image (first axis 1), not the input's own
+    layout (a TIFF's series: pages, planar samples)."""
+    return not layout or len(shape) != layout.get("ndim", -1)
 
 
 class Rounded(Sink):
@@ -411,6 +436,7 @@ class Rounded(Sink):
     def __init__(self, sink):
         self.sink, self.path, self.shape, self.dtype = sink, sink.path, sink.shape, sink.dtype
         self.limits = np.iinfo(sink.dtype)
+        self.notes = getattr(sink, "notes", [])
 
     def write(self, start, stop, block):
         self.sink.write(start, stop, np.clip(np.rint(block), self.limits.min,
@@ -421,11 +447,6 @@ class Rounded(Sink):
 
     def close(self):
         self.sink.close()
-
-
-def _pil_format(name):
-    return {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF",
-            ".tiff": "TIFF"}[Path(name).suffix.lower()]
 
 
 def image_name(name):
@@ -441,15 +462,20 @@ def suffix_kind(path):
             **{s: "image" for s in PILLOW_SUFFIXES}}.get(suffix)
 
 
-def open_sink(target, name, shape, dtype, rows, key=None):
-    """The sink writing an array of `shape` as `name` (its suffix picks the format)."""
+def open_sink(target, name, shape, dtype, rows, key=None, layout=None):
+    """The sink writing an array of `shape` as `name` (its suffix picks the format), with the
+    input's `layout` where the format can hold it."""
     kind = suffix_kind(name)
     if kind == "image":
-        if len(shape) < 3 or shape[0] != 1:
+        stacked = _stacked(shape, layout)
+        if stacked and (len(shape) < 3 or shape[0] != 1):
             raise CliError(f"{name}: an image file holds one image, but the result is {shape}: "
                            "write a .npy/.npz/.tif/.zarr instead")
+        if not (layout or {}).get("frames"):  # refused now, not after the work
+            one_image(np.broadcast_to(np.zeros((), bool), shape[1:] if stacked else shape),
+                       layout or {}, name)
         _check_image_dtype(np.dtype(dtype), f"{Path(name).suffix} output")
-        return ImageSink(target.path(name), shape, dtype, name)
+        return ImageSink(target.path(name), shape, dtype, name, layout)
     if kind is None:
         raise CliError(f"{name}: unsupported output; use .npy, .npz, .tif/.tiff, .zarr, "
                        ".png/.jpg (one image) or a folder")
@@ -459,5 +485,5 @@ def open_sink(target, name, shape, dtype, rows, key=None):
     if kind == "npz":
         return NpzSink(path, shape, dtype, key)
     if kind == "tif":
-        return TiffSink(path, shape, dtype)
-    return ZarrSink(path, shape, dtype, rows)
+        return TiffSink(path, shape, dtype, layout)
+    return ZarrSink(path, shape, dtype, rows, layout)

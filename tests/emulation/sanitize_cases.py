@@ -146,6 +146,13 @@ def cases():
     nan[1, 3, 3] = np.nan
     same(equalize, nan)
     same(equalize, cp.asarray(np.array([[[0.0, 392553, 396459, 1000000]]]) * 5e-324))
+    # CLAHE (clahe.cu): the one-launch kernel of small uint8 planes (tables in shared memory),
+    # the tile tables (shared-memory uint8 with more tiles than it takes, global uint16
+    # histograms) and the blend; clip and no clip, padded grids, one-pixel planes
+    for dtype, shape, clip, grid in ((np.uint8, (2, 37, 41), 2.0, (8, 8)), (np.uint8, (2, 1, 1), 2.0, (3, 3)),
+                                     (np.uint8, (1, 30, 50), 0.0, (2, 5)), (np.uint8, (1, 40, 70), 2.0, (9, 16)),
+                                     (np.uint16, (2, 33, 20), 3.0, (3, 4))):
+        same(gpu_histeq.clahe, images(dtype, shape), clip, grid)
     ragged(rng, images, same)
     launched = set(cp.LAUNCHES)
     from gpu_histeq._cuda import _sources

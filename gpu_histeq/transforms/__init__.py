@@ -3,10 +3,13 @@
 :class:`EqualizeHist`, :class:`CLAHE` and :class:`MatchHistograms` take the public functions'
 parameters as constructor arguments (checked there) and work inside
 ``torchvision.transforms.v2.Compose`` on torch tensors, ``tv_tensors.Image`` and
-``tv_tensors.Video`` of shape ``(..., C, H, W)``: every ``(H, W)`` plane -- each channel of each
-image of a batch -- is equalized on its own, as ``torchvision.transforms.v2.functional.equalize``
-does. CPU tensors are processed through NumPy views, CUDA tensors through DLPack and CuPy, on
-their device and without a host copy (the public functions do this). Everything else in a sample
+``tv_tensors.Video`` of shape ``(..., C, H, W)`` and PIL images: every ``(H, W)`` plane -- each
+channel of each image of a batch -- is equalized on its own, as
+``torchvision.transforms.v2.functional.equalize`` does. Each calls its functional in
+:mod:`gpu_histeq.transforms.functional` (which also holds ``equalize``, torchvision's
+``equalize`` bit for bit). CPU tensors are processed through NumPy views, CUDA tensors through
+DLPack and CuPy, on their device and without a host copy (the public functions do this).
+Everything else in a sample
 (labels, bounding boxes, masks, and pure tensors next to an explicit image) passes through
 unchanged, by torchvision's rules.
 
@@ -21,8 +24,6 @@ import numbers
 __all__ = ["EqualizeHist", "CLAHE", "MatchHistograms"]
 
 _METHODS = (None, "opencv", "pil", "skimage")
-#: The image axes of (..., C, H, W) tensors: every (H, W) plane is one image.
-_PLANE = (-2, -1)
 _CLASSES = {}
 
 
@@ -127,7 +128,7 @@ def _make_classes():
         from torchvision.transforms import v2
     except ImportError as error:
         return {name: _missing(name, error) for name in __all__}
-    import gpu_histeq
+    from . import functional
 
     try:
         from PIL import Image as _pil
@@ -139,7 +140,7 @@ def _make_classes():
         return isinstance(value, torch.Tensor) and not isinstance(value, tv_tensors.TVTensor)
 
     class _PlaneTransform(v2.Transform):
-        """Shared by the three: what is transformed, and the round trip through the function."""
+        """Shared by the three: what is transformed (tensors, images, videos, PIL images)."""
 
         _transformed_types = (tv_tensors.Image, tv_tensors.Video, is_pure_tensor) + pil_type
 
@@ -148,24 +149,16 @@ def _make_classes():
             self._per_device = {}
 
         def transform(self, inpt, params):
-            if pil_type and isinstance(inpt, pil_type):
-                raise TypeError(f"{type(self).__name__} works on tensors of shape (..., C, H, W); "
-                                "convert PIL images first (torchvision.transforms.v2.PILToImage())")
-            if inpt.ndim < 2:
-                raise ValueError(f"{type(self).__name__} needs images of shape (..., H, W), got a "
-                                 f"tensor of shape {tuple(inpt.shape)}")
-            output = self._apply(inpt.as_subclass(torch.Tensor))
-            if isinstance(inpt, tv_tensors.TVTensor):
-                return tv_tensors.wrap(output, like=inpt)
-            return output
+            return self._apply(inpt)
 
         def _on_device(self, name, value, like):
-            """`value` (tensor or ndarray) as a tensor on `like`'s device, copied once per device."""
+            """`value` (tensor or ndarray) as a tensor on `like`'s device, copied once each."""
             if value is None:
                 return None
-            key = (name, str(like.device))
+            device = getattr(like, "device", "cpu")  # PIL images are on the CPU
+            key = (name, str(device))
             if key not in self._per_device:
-                self._per_device[key] = torch.as_tensor(value, device=like.device)
+                self._per_device[key] = torch.as_tensor(value, device=device)
             return self._per_device[key]
 
     class EqualizeHist(_PlaneTransform):
@@ -188,11 +181,12 @@ def _make_classes():
         Notes
         -----
         Input: tensors, ``tv_tensors.Image`` or ``tv_tensors.Video`` of shape ``(..., C, H, W)``
-        (any batch shape), on the CPU or a CUDA device; the output keeps the type, shape and
-        device, with :func:`gpu_histeq.equalize_hist`'s dtype (the input's for ``"opencv"`` and
-        ``"pil"``; float32/float64 for ``"skimage"``). torchvision's ``equalize`` turns floating
-        images into uint8 first; this transform does not (use ``method="skimage"`` results or
-        convert with ``v2.ToDtype(torch.uint8, scale=True)`` before it).
+        (any batch shape), on the CPU or a CUDA device, or PIL images; the output keeps the type,
+        shape and device, with :func:`gpu_histeq.equalize_hist`'s dtype (the input's for
+        ``"opencv"`` and ``"pil"``; float32/float64 for ``"skimage"``). torchvision's ``equalize`` turns floating
+        images into uint8 first; this transform does not (use ``method="skimage"`` results,
+        convert with ``v2.ToDtype(torch.uint8, scale=True)`` before it, or call
+        :func:`gpu_histeq.transforms.functional.equalize`, which does as torchvision).
 
         Examples
         --------
@@ -213,11 +207,10 @@ def _make_classes():
             self._mask = None if mask is None else _check_array(mask, "mask", (2, 3, 4, 5), torch,
                                                                  boolean=True)
 
-        def _apply(self, images):
-            return gpu_histeq.equalize_hist(
-                images, self.nbins, axes=_PLANE, method=self.method,
-                mask=self._on_device("mask", self._mask, images),
-                channel_axis=-3 if self.luminance else None, luminance=self.luminance)
+        def _apply(self, inpt):
+            return functional.equalize_hist(inpt, self.nbins, self.method,
+                                            self._on_device("mask", self._mask, inpt),
+                                            self.luminance)
 
     class CLAHE(_PlaneTransform):
         """OpenCV's CLAHE of every ``(H, W)`` plane, as a ``transforms.v2`` transform.
@@ -231,9 +224,9 @@ def _make_classes():
 
         Notes
         -----
-        uint8 and uint16 tensors of shape ``(..., C, H, W)``; each channel of each image is one
-        plane, equal to ``cv2.createCLAHE(clip_limit, tile_grid).apply`` on it (see
-        :func:`gpu_histeq.clahe`). The output keeps type, shape, dtype and device.
+        uint8 and uint16 tensors of shape ``(..., C, H, W)`` (or PIL images); each channel of
+        each image is one plane, equal to ``cv2.createCLAHE(clip_limit, tile_grid).apply`` on it
+        (see :func:`gpu_histeq.clahe`). The output keeps type, shape, dtype and device.
         """
 
         def __init__(self, clip_limit=40.0, tile_grid=(8, 8)):
@@ -241,8 +234,8 @@ def _make_classes():
             self.clip_limit = _check_clip_limit(clip_limit)
             self.tile_grid = _check_tile_grid(tile_grid)
 
-        def _apply(self, images):
-            return gpu_histeq.clahe(images, self.clip_limit, self.tile_grid, axes=_PLANE)
+        def _apply(self, inpt):
+            return functional.clahe(inpt, self.clip_limit, self.tile_grid)
 
     class MatchHistograms(_PlaneTransform):
         """Match every plane's histogram to a reference, as a ``transforms.v2`` transform.
@@ -265,14 +258,9 @@ def _make_classes():
             super().__init__()
             self._reference = _check_array(reference, "reference", (2, 3), torch)
 
-        def _apply(self, images):
-            reference = self._on_device("reference", self._reference, images)
-            if reference.ndim == 3:
-                if images.ndim < 3 or images.shape[-3] != reference.shape[0]:
-                    raise ValueError(f"`reference` has {reference.shape[0]} channels but the images "
-                                     f"have shape {tuple(images.shape)} (channels at -3)")
-                return gpu_histeq.match_histograms(images, reference, axes=_PLANE, channel_axis=-3)
-            return gpu_histeq.match_histograms(images, reference, axes=_PLANE)
+        def _apply(self, inpt):
+            return functional.match_histograms(
+                inpt, self._on_device("reference", self._reference, inpt))
 
     classes = {"EqualizeHist": EqualizeHist, "CLAHE": CLAHE, "MatchHistograms": MatchHistograms}
     for name, cls in classes.items():
