@@ -12,6 +12,7 @@ from . import histogram as _histogram
 from . import lut as _lut
 from . import matching as _matching
 from ._config import show_config
+from ._planes import thread_limit
 from ._interop import adapt as _adapt
 from ._version import __version__
 
@@ -24,4 +25,4 @@ equalize_adapthist = _adapt(_adaptive.equalize_adapthist)
 match_histograms = _adapt(_matching.match_histograms)
 
 __all__ = ["equalize_hist", "histogram", "cumulative_distribution", "apply_lut",
-           "clahe", "equalize_adapthist", "match_histograms", "show_config"]
+           "clahe", "equalize_adapthist", "match_histograms", "show_config", "thread_limit"]

@@ -1,5 +1,7 @@
-"""ctypes bindings of the optional compiled kernels on the CPU (``_levels.c``, ``_clahe.c``,
-``_color.c``).
+"""Bindings of the optional compiled kernels on the CPU (``_levels.c``, ``_clahe.c``,
+``_color.c``): ctypes for most, and the module's own ``METH_FASTCALL`` entry points
+(``equalize_levels``, ``clahe``) for the calls a small image pays for most -- they take the
+arrays through the buffer protocol, where ctypes needs about 1 us per array address.
 
 They cover uint8/uint16 planes binned by level, float32/float64 planes binned uniformly, the
 whole equalization of both plane by plane, OpenCV's CLAHE of uint8/uint16 planes and its
@@ -29,15 +31,6 @@ _SIGNATURES = {
     "interp_f64": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _POINTER],
     "equalize_f32": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _SIZE, _POINTER, _POINTER],
     "equalize_f64": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _SIZE, _POINTER, _POINTER],
-    "equalize_levels_u8": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _SIZE, _POINTER],
-    "equalize_levels_u16": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _SIZE, _POINTER],
-    # _clahe.c
-    "clahe_tables_u8": [_POINTER] + [_SIZE] * 7 + [_POINTER, _POINTER, _SIZE, ctypes.c_float,
-                                                   _POINTER],
-    "clahe_tables_u16": [_POINTER] + [_SIZE] * 7 + [_POINTER, _POINTER, _SIZE, ctypes.c_float,
-                                                    _POINTER],
-    "clahe_blend_u8": [_POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _SIZE, _SIZE] + [_POINTER] * 5,
-    "clahe_blend_u16": [_POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _SIZE, _SIZE] + [_POINTER] * 5,
     # _color.c
     "luma_u8": [_POINTER, _SIZE, _SIZE, _POINTER],
     "luma_u16": [_POINTER, _SIZE, _SIZE, _POINTER],
@@ -51,22 +44,26 @@ _SUFFIX = {np.dtype(np.uint8): "u8", np.dtype(np.uint16): "u16",
 
 
 def _load():
+    """The ctypes functions of :data:`_SIGNATURES` and the module (its Python entry points, such
+    as ``equalize_levels``), or (None, None) when the extension was not built."""
     try:
         spec = importlib.util.find_spec("gpu_histeq._cpu_kernels")
     except ImportError:
-        return None
+        return None, None
     if spec is None or not spec.origin:
-        return None
+        return None, None
     library = ctypes.CDLL(spec.origin)
     functions = {}
     for name, argtypes in _SIGNATURES.items():
         function = getattr(library, "gpu_histeq_" + name)
         function.argtypes, function.restype = argtypes, ctypes.c_int
         functions[name] = function
-    return functions
+    module = importlib.util.module_from_spec(spec)  # the same library, as a Python module
+    spec.loader.exec_module(module)
+    return functions, module
 
 
-_FUNCTIONS = _load()
+_FUNCTIONS, _MODULE = _load()
 #: True when the extension was built (no C compiler at install time leaves it out). Whether it
 #: runs is decided by :func:`gpu_histeq._engine.select`.
 BUILT = _FUNCTIONS is not None
@@ -179,9 +176,8 @@ def equalize(values, selected, method, nbins, out, starts=None):
         starts = np.ascontiguousarray(starts, np.int64)
         shape = (len(starts) - 1, int(np.diff(starts).max(initial=0)))
     if method != "skimage":
-        status = _FUNCTIONS["equalize_levels_" + suffix](
-            _address(values), _address(selected), *shape, _address(starts),
-            _LEVEL_METHODS[values.dtype, method], _address(out))
+        status = _MODULE.equalize_levels(values, selected, *shape, starts,
+                                         _LEVEL_METHODS[values.dtype, method], out)
     else:
         failed = ctypes.c_int64(0)
         status = _FUNCTIONS["equalize_" + suffix](
@@ -192,19 +188,50 @@ def equalize(values, selected, method, nbins, out, starts=None):
     return status
 
 
+#: Pixels up to which level-indexed planes are equalized in one C call on the calling thread:
+#: about 20 us of work at most, less than waking a second thread costs.
+SMALL_PIXELS = 1 << 16
+
+
+def equalize_small(values, selected, npixels, method, out):
+    """Equalize the C-contiguous level-indexed planes of `npixels` pixels each in `values` into
+    `out` (same shape) in one call on this thread, the common small call's path: True; False,
+    writing nothing, for more than :data:`SMALL_PIXELS` pixels or a case the kernels do not
+    cover.
+
+    Parameters
+    ----------
+    values : (..., H, W) or (P, N) C-contiguous uint8 / uint16 ndarray
+        Planes of ``npixels`` (``H * W`` or ``N``) pixels one after the other.
+    selected : bool ndarray of the shape of `values`, or None
+    npixels : int
+    method : {"opencv", "pil"}
+    out : C-contiguous ndarray of the shape and dtype of `values`
+    """
+    code = _LEVEL_METHODS.get((values.dtype, method))
+    if code is None or values.size > SMALL_PIXELS:
+        return False
+    selected = None if selected is None else np.ascontiguousarray(selected).view(np.uint8)
+    _MODULE.equalize_levels(values, selected, values.size // npixels, npixels, None, code, out)
+    return True
+
+
 def equalize_planes(planes, mask_planes, method, nbins, result):
-    """The whole pipeline plane by plane (count, table, remap in one C call per block).
+    """The whole pipeline plane by plane (count, table, remap in one C call per block; one call
+    for at most :data:`SMALL_PIXELS` pixels of levels).
 
     Returns False, writing nothing, where this path is not the faster one: cases
     :func:`equalizes` does not cover, and planes larger than a block when there are fewer of
-    them than threads, or uint8 (counting and remapping one plane's blocks on every thread
-    measured faster there).
+    them than threads (counting and remapping one plane's blocks on every thread is faster
+    there).
     """
     nplanes, npixels = planes.shape
     if not equalizes(planes.dtype, method, nbins):
         return False
+    if method != "skimage" and equalize_small(planes, mask_planes, npixels, method, result):
+        return True
     if not (_planes.whole_planes(_planes.blocks(np, nplanes, npixels, nbins), npixels)
-            or (planes.dtype != np.uint8 and nplanes >= _planes.thread_count())):
+            or nplanes >= _planes.thread_count()):
         return False
 
     def run(block):
@@ -330,34 +357,28 @@ def remap(values, binning, rows, tables, out, segments=None):
         raise MemoryError("no memory for the table of a plane")
 
 
-def clahe_tables(values, shape, grid, source_rows, source_cols, limit, scale):
-    """``(n, tiles, levels)`` tables of the C-contiguous ``(n, H * W)`` block `values`.
+def clahe(values, shape, grid, sources, limit, scale, neighbours, out):
+    """OpenCV's CLAHE of the C-contiguous ``(n, H * W)`` uint8 / uint16 block `values` into
+    `out`, plane by plane in one call: the tile tables (OpenCV's clipped and rounded tile CDFs,
+    exactly as ``opencv_tables`` of the tile histograms) and the bilinear blend of each pixel's
+    four neighbouring tables.
 
-    OpenCV's clipped and rounded tile CDFs, exactly as ``opencv_tables`` of the tile histograms
-    (stored in the pixel type: they are integers below the number of levels). `source_rows` and
-    `source_cols` (int64) give the image row and column of every row and column of the tiled
-    image; `limit` is the integer clip limit (0: no clipping), `scale` the float32 factor.
+    Parameters
+    ----------
+    shape, grid : (int, int)
+        ``(H, W)`` and the tiles along each axis.
+    sources : ((Hp,) int64 ndarray, (Wp,) int64 ndarray)
+        The image row / column of every row / column of the padded image.
+    limit : int
+        The integer clip limit (0: no clipping).
+    scale : numpy.float32
+    neighbours : tuple of four ndarrays
+        ``(2, H)`` int64 first / second tile row, ``(2, H)`` float32 their weights, and the same
+        for the columns ``(2, W)``.
     """
-    nbins = 256 if values.dtype == np.uint8 else 65536
-    tables = np.empty((values.shape[0], grid[0] * grid[1], nbins), values.dtype)
-    status = _FUNCTIONS["clahe_tables_" + _SUFFIX[values.dtype]](
-        _address(values), values.shape[0], *shape, *grid, source_rows.size // grid[0],
-        source_cols.size // grid[1], _address(source_rows), _address(source_cols), limit,
-        float(scale), _address(tables))
-    if status != 0:
-        raise MemoryError("the compiled CLAHE could not allocate a tile histogram")
-    return tables
-
-
-def clahe_blend(values, shape, tables, grid, rows, row_weights, cols, col_weights, out):
-    """Write OpenCV's bilinear blend of each pixel's four neighbouring tables into `out`.
-
-    `rows`/`cols` (int64, shape ``(2, H)``/``(2, W)``) are the first and second neighbour tile
-    of every row/column, `row_weights`/`col_weights` (float32, same shapes) their weights.
-    """
-    _FUNCTIONS["clahe_blend_" + _SUFFIX[values.dtype]](
-        _address(values), values.shape[0], *shape, _address(tables), *grid, _address(rows),
-        _address(row_weights), _address(cols), _address(col_weights), _address(out))
+    tile_rows, tile_cols = sources[0].size // grid[0], sources[1].size // grid[1]
+    _MODULE.clahe(values, values.shape[0], *shape, *grid, tile_rows, tile_cols, *sources, limit,
+                  float(scale), *neighbours, out)
 
 
 def converts(dtype):

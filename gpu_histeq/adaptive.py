@@ -13,6 +13,7 @@ Two peers are reproduced:
   image axes).
 """
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -41,7 +42,7 @@ NR_OF_GRAY = 2 ** 14
 def _check_tables(xp, param, value, nplanes, ntiles, nbins, tiled_pixels):
     """The memory of the tile tables (int64 counts and their tables, per plane on every thread)
     and of the tiled image's index arrays, checked before allocating."""
-    in_flight = max(1, min(nplanes, _planes.thread_count()))
+    in_flight = 1 if nplanes <= 1 else min(nplanes, _planes.thread_count())
     check_allocation(param, value, 24 * ntiles * nbins * in_flight + 16 * tiled_pixels, xp)
 
 
@@ -174,9 +175,13 @@ def clahe(
     return _planes.from_planes(xp, result, batch_shape, image_shape, axes)
 
 
-def _clahe_planes(xp, planes, shape, clip_limit, grid, result):
-    """OpenCV's CLAHE of every row of a ``(P, H * W)`` array into `result`."""
-    nbins = 256 if planes.dtype == np.uint8 else 65536
+@functools.lru_cache(maxsize=64)
+def _opencv_geometry(shape, grid, nbins, clip_limit):
+    """What OpenCV's CLAHE of ``(H, W)`` planes needs besides the pixels, made once per image
+    size and arguments (a per-sample transform asks for the same one at every call): the padded
+    extents, the tile shape and area, the integer clip limit, the float32 table scale, the
+    reflect-101 source of each padded row and column and each pixel's neighbour tiles and
+    weights. Arrays are read-only (shared between calls)."""
     height, width = shape
     if height % grid[0] == 0 and width % grid[1] == 0:
         extents = (height, width)
@@ -187,17 +192,29 @@ def _clahe_planes(xp, planes, shape, clip_limit, grid, result):
     limit = 0
     if clip_limit > 0:
         limit = max(int(clip_limit * area / nbins), 1)
-    ntiles = grid[0] * grid[1]
-
-    # the four neighbours of each pixel: flat offsets of their tables, weights per row / column
-    rows1, rows2, row_w1, row_w2 = blend_weights(np.float32, np.arange(height), tile_shape[0], grid[0])
-    cols1, cols2, col_w1, col_w2 = blend_weights(np.float32, np.arange(width), tile_shape[1], grid[1])
-    neighbours = (np.stack([rows1, rows2]).astype(np.int64), np.stack([row_w1, row_w2]),
-                  np.stack([cols1, cols2]).astype(np.int64), np.stack([col_w1, col_w2]))
-    sources = [reflect101(np.arange(e, dtype=np.int64), s) for e, s in zip(extents, shape)]
+    # the two neighbour tiles of each row and column, and their float32 weights
+    rows = blend_weights(np.float32, np.arange(height), tile_shape[0], grid[0])
+    cols = blend_weights(np.float32, np.arange(width), tile_shape[1], grid[1])
+    neighbours = (np.stack(rows[:2]).astype(np.int64), np.stack(rows[2:]),
+                  np.stack(cols[:2]).astype(np.int64), np.stack(cols[2:]))
+    sources = tuple(reflect101(np.arange(e, dtype=np.int64), s) for e, s in zip(extents, shape))
+    for array in neighbours + sources:
+        array.flags.writeable = False
     scale = np.float32(nbins - 1) / np.float32(area)  # as in opencv_tables
+    return tile_shape, area, limit, scale, neighbours, sources
+
+
+def _clahe_planes(xp, planes, shape, clip_limit, grid, result):
+    """OpenCV's CLAHE of every row of a ``(P, H * W)`` array into `result`."""
+    nbins = 256 if planes.dtype == np.uint8 else 65536
+    height, width = shape
+    tile_shape, area, limit, scale, neighbours, sources = _opencv_geometry(
+        tuple(shape), grid, nbins, clip_limit)
+    ntiles = grid[0] * grid[1]
     if _engine.clahe(xp, planes, shape, grid, sources, limit, scale, neighbours, result):
         return  # the compiled kernels: the same arithmetic in C
+    (rows1, rows2), (row_w1, row_w2) = neighbours[:2]
+    (cols1, cols2), (col_w1, col_w2) = neighbours[2:]
     source, tile = tiled_source(shape, grid, tile_shape, reflect101)
     corners = [((r[:, None] * grid[1] + c[None, :]) * nbins).ravel()
                for r in (rows1, rows2) for c in (cols1, cols2)]

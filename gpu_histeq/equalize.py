@@ -199,6 +199,32 @@ def check_float_bins(xp, nbins, nplanes):
     check_allocation("nbins", nbins, BYTES_PER_FLOAT_BIN * nbins * in_flight, xp)
 
 
+#: ``(dtype, method) -> method`` of the common call taken by :func:`_common_call`.
+_LEVEL_CALLS = {(np.dtype(np.uint8), None): "opencv", (np.dtype(np.uint8), "opencv"): "opencv",
+                (np.dtype(np.uint8), "pil"): "pil", (np.dtype(np.uint16), None): "opencv",
+                (np.dtype(np.uint16), "opencv"): "opencv"}
+
+
+def _common_call(images, axes, method):
+    """The result of the common call -- native uint8 / uint16 NumPy `images` ``(..., H, W)``,
+    C-contiguous, not empty, image axes ``(-2, -1)``, ``"opencv"`` or ``"pil"``, every other
+    argument at its default (the caller checked those) -- without the general checks and
+    dispatch, which cost several times the work of one small image; None for any other call,
+    which then takes the general path (and its errors and warnings)."""
+    name = _LEVEL_CALLS.get((images.dtype, method))
+    shape = images.shape
+    if (name is None or len(shape) < 2 or not images.size or not images.flags.c_contiguous
+            or not (axes is None or axes == (-2, -1))
+            or (axes is None and len(shape) > 2 and shape[-1] in (3, 4)
+                and min(shape[-3:-1]) >= 8)):  # a probable colour image: the warning
+        return None
+    _planes.configured_threads()  # an unusable GPU_HISTEQ_NUM_THREADS raises on every call
+    result = np.empty(shape, images.dtype)
+    if not _engine.equalize_small(np, images, name, result):
+        return None  # larger batches take the general path (blocks, threads)
+    return result
+
+
 @overload
 def equalize_hist(
         images: UInt8, nbins: int = ..., *, axes: Axes = ..., mask: Any = ...,
@@ -342,6 +368,12 @@ def equalize_hist(
     >>> equalized.shape, equalized.dtype, int(equalized.min()), int(equalized.max())
     ((1800, 1, 96, 96), dtype('uint8'), 0, 255)
     """
+    if (type(images) is np.ndarray and type(nbins) is int and nbins == 256 and mask is None
+            and out is None and channel_axis is None and luminance is False
+            and (method is None or type(method) is str)):
+        result = _common_call(images, axes, method)  # None where the checks below are needed
+        if result is not None:
+            return result
     xp = array_module(images, mask=mask, out=out)
     check_images(images, xp)
     images = native(images)

@@ -49,3 +49,36 @@ def test_luminance_is_the_same_at_every_simd_level(monkeypatch):
         result = at_level(monkeypatch, level,
                           lambda: equalize_hist(rgb, channel_axis=-1, luminance=True))
         np.testing.assert_array_equal(result, expected, err_msg=level)
+
+
+def test_level_remap_is_the_same_at_every_simd_level(monkeypatch):
+    """uint8 planes of 64-pixel pieces and a remainder (the AVX-512 VBMI table lookup and its
+    scalar tail), one call and block by block, against the portable path."""
+    rng = np.random.default_rng(3)
+    cases = [rng.integers(0, 256, (5, 61, 67), dtype=np.uint8),  # every level, a tail
+             rng.integers(120, 136, (4, 64, 64), dtype=np.uint8),  # top bit set and not
+             rng.integers(0, 256, (2, 512, 700), dtype=np.uint8)]  # several blocks
+    for images in cases:
+        for method in ("opencv", "pil"):
+            with _engine.portable():
+                expected = equalize_hist(images, method=method)
+            for level in LEVELS:
+                got = at_level(monkeypatch, level, lambda: equalize_hist(images, method=method))
+                np.testing.assert_array_equal(got, expected, err_msg=f"{level} {method}")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_clahe_is_the_same_at_every_simd_level(monkeypatch, dtype):
+    """The AVX-512 blend (gathers) and tile tables against the portable path: widths with and
+    without a remainder of 16 pixels, padded and exact grids, clipping on and off."""
+    from gpu_histeq import clahe
+    rng = np.random.default_rng(4)
+    top = 256 if dtype == np.uint8 else 4096
+    for shape, grid, limit in [((3, 96, 96), (8, 8), 2.0), ((2, 37, 53), (3, 5), 40.0),
+                               ((2, 64, 48), (4, 2), 0.0)]:
+        images = rng.integers(0, top, shape).astype(dtype)
+        with _engine.portable():
+            expected = clahe(images, limit, grid)
+        for level in LEVELS:
+            got = at_level(monkeypatch, level, lambda: clahe(images, limit, grid))
+            np.testing.assert_array_equal(got, expected, err_msg=f"{level} {shape}")

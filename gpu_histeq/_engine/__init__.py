@@ -19,7 +19,6 @@ kernels produced what they compare. Nothing is recorded outside a ``recording()`
 """
 
 import contextlib
-import os
 import threading
 from typing import NamedTuple
 
@@ -75,8 +74,8 @@ def recording():
 
 def _switched_off():
     """True when the CUDA kernels are switched off (:func:`portable`, the environment)."""
-    return (_portable_depth > 0 or os.environ.get("GPU_HISTEQ_PORTABLE") == "1"
-            or os.environ.get("GPU_HISTEQ_CUDA", "1") == "0")
+    return (_portable_depth > 0 or _planes.getenv("GPU_HISTEQ_PORTABLE") == "1"
+            or _planes.getenv("GPU_HISTEQ_CUDA") == "0")
 
 
 def _report(xp, name, engine, outcome=None):
@@ -114,7 +113,7 @@ def portable():
 
 def compiled_enabled():
     """True unless the compiled CPU path is switched off (it may still be unbuilt)."""
-    return _portable_depth == 0 and os.environ.get("GPU_HISTEQ_PORTABLE") != "1"
+    return _portable_depth == 0 and _planes.getenv("GPU_HISTEQ_PORTABLE") != "1"
 
 
 def cuda_enabled():
@@ -155,6 +154,16 @@ def equalize(xp, planes, mask_planes, method, nbins, result):
     if engine == "compiled":
         return _cpu.equalize_planes(planes, mask_planes, method, nbins, result)
     return False
+
+
+def equalize_small(xp, images, method, result):
+    """The whole equalization of a small C-contiguous batch ``(..., H, W)`` of level-indexed
+    planes (``"opencv"`` / ``"pil"``, no mask) in one call on the calling thread, where an engine
+    has it (the compiled one, up to ``_cpu.SMALL_PIXELS`` pixels); False, writing nothing,
+    elsewhere. The path of the common one-image call: no planes view, no blocks."""
+    shape = images.shape
+    return select(xp, images.dtype) == "compiled" and _cpu.equalize_small(
+        images, None, shape[-2] * shape[-1], method, result)
 
 
 def equalize_packed(xp, values, mask, starts, method, nbins, result):
@@ -303,9 +312,9 @@ def clahe(xp, planes, shape, grid, sources, limit, scale, neighbours, result):
     the compiled one, ``_clahe.c``, and the CUDA one, ``_cuda/clahe.cu``, which takes only the
     geometry and computes sources and weights in the kernels); False, writing nothing, elsewhere.
 
-    Per block of planes one call makes the tile tables (histograms through the reflect-101
-    `sources`, clip at `limit`, CDFs rounded with `scale`) and one blends them; blocks run on all
-    cores (ctypes releases the GIL).
+    Per block of planes one call makes each plane's tile tables (histograms through the
+    reflect-101 `sources`, clip at `limit`, CDFs rounded with `scale`) and blends them; blocks
+    run on all cores (the call releases the GIL).
 
     Parameters
     ----------
@@ -337,9 +346,7 @@ def clahe(xp, planes, shape, grid, sources, limit, scale, neighbours, result):
 
     def run(block):
         rows, _ = block
-        values = planes[rows]
-        tables = _cpu.clahe_tables(values, shape, grid, *sources, limit, scale)
-        _cpu.clahe_blend(values, shape, tables, grid, *neighbours, result[rows])
+        _cpu.clahe(planes[rows], shape, grid, sources, limit, scale, neighbours, result[rows])
 
     _planes.map_blocks(np, run, block_list)
     return True
