@@ -173,6 +173,7 @@ DYNAMIC_KERNELS = {
     ("uniform.cu", "gpu_histeq_uniform_histogram<double>"): (1024, "PRIVATE"),
     ("uniform.cu", "gpu_histeq_equalize_small_float<float>"): (8384, "CACHE_BYTES_FLOAT"),
     ("uniform.cu", "gpu_histeq_equalize_small_float<double>"): (8448, "CACHE_BYTES_FLOAT"),
+    ("clahe.cu", "gpu_histeq_clahe_small<unsigned char>"): (9344, "SMALL_TILES"),
 }
 
 
@@ -181,13 +182,15 @@ def test_static_plus_dynamic_shared_memory_fits(cp, filename, name):
     """Each kernel's static shared memory (CuPy's ``shared_size_bytes``: the device's own
     number on a GPU, NVRTC's CUBIN on the emulator) plus the most dynamic shared memory its
     launcher asks for stays under 48 KiB; the emulated numbers are the ones written here."""
-    from gpu_histeq._cuda import _kernels
+    from gpu_histeq._cuda import _clahe, _kernels
     static, limit = DYNAMIC_KERNELS[filename, name]
     kernel = _kernels.kernel(filename, name)
     if kernel.shared_size_bytes is None:
         pytest.skip("NVRTC (the nvrtc extra) is not installed: the static part is unknown")
-    dynamic = (_kernels.WARPS * _kernels.PRIVATE_BINS * 4 if limit == "PRIVATE"
-               else getattr(_kernels, limit))
+    dynamic = {"CACHE_BYTES_U8": _kernels.CACHE_BYTES_U8,
+               "CACHE_BYTES_FLOAT": _kernels.CACHE_BYTES_FLOAT,
+               "PRIVATE": _kernels.WARPS * _kernels.PRIVATE_BINS * 4,  # uint32 per warp and bin
+               "SMALL_TILES": _clahe.SMALL_TILES * 256}[limit]  # a uint8 table per tile
     assert kernel.shared_size_bytes + dynamic <= SHARED_LIMIT, (kernel.shared_size_bytes, dynamic)
     if conftest.is_emulated(cp):
         assert kernel.shared_size_bytes == static
