@@ -107,9 +107,8 @@ def luma_path(xp, images, channel_axis, transform, out=None):
     """
     dtype = np.dtype(images.dtype)
     shape = images.shape
-    outer = int(np.prod(shape[:channel_axis], dtype=np.int64))
-    inner = int(np.prod(shape[channel_axis + 1:], dtype=np.int64))
-    rgb = xp.ascontiguousarray(images).reshape(outer, 3, inner)
+    rgb = _rgb_rows(xp, images, channel_axis)
+    outer, _, inner = rgb.shape
     luma, state = _engine.split_luma(xp, rgb)
     luma_shape = shape[:channel_axis] + shape[channel_axis + 1:]
     new_luma = transform(luma.reshape(luma_shape))
@@ -128,6 +127,14 @@ def luma_path(xp, images, channel_axis, transform, out=None):
     return out
 
 
+def _rgb_rows(xp, images, channel_axis):
+    """`images` as C-contiguous ``(outer, 3, inner)``: the axes before and after the channels."""
+    shape = images.shape
+    outer = int(np.prod(shape[:channel_axis], dtype=np.int64))
+    inner = int(np.prod(shape[channel_axis + 1:], dtype=np.int64))
+    return xp.ascontiguousarray(images).reshape(outer, 3, inner)
+
+
 def _fused_target(out):
     return np.dtype(out.dtype).isnative and out.flags.c_contiguous
 
@@ -139,17 +146,20 @@ def _equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out
     luma_axes = tuple(a - (a > channel_axis) for a in axes)
     luma_mask = None if mask is None else mask.all(axis=channel_axis)
 
-    ndim = images.ndim
-    trailing = axes == tuple(range(ndim - 1 - len(axes), ndim - 1))
-    if mask is None and channel_axis == ndim - 1 and trailing and images.size:
+    luma_ndim = images.ndim - 1
+    trailing = luma_axes == tuple(range(luma_ndim - len(axes), luma_ndim))
+    fused_out = out
+    if mask is None and trailing and images.size and dtype == np.uint8:
         # each image's pixels lie together: the engine may fuse the count, tables and round trip
-        nplanes = plane_count(images.shape[:-1], luma_axes)
+        luma_shape = images.shape[:channel_axis] + images.shape[channel_axis + 1:]
+        nplanes = plane_count(luma_shape, luma_axes)
         target = out if out is not None and _fused_target(out) else xp.empty(images.shape, dtype)
-        rgb = xp.ascontiguousarray(images).reshape(-1, 3, 1)
-        if _engine.equalize_luma(xp, rgb, nplanes, method, target.reshape(-1, 3, 1)):
+        rgb = _rgb_rows(xp, images, channel_axis)
+        if _engine.equalize_luma(xp, rgb, nplanes, method, target.reshape(rgb.shape)):
             if out is not None and target is not out:
                 out[...] = target
             return target if out is None else out
+        fused_out = target if out is None else out  # declined: nothing written, no new buffer
 
     def transform(luma):
         luma = luma.astype(dtype, copy=False)
@@ -159,7 +169,7 @@ def _equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out
             equalized = xp.rint(equalized * np.iinfo(dtype).max).astype(dtype)
         return equalized
 
-    return luma_path(xp, images, channel_axis, transform, out)
+    return luma_path(xp, images, channel_axis, transform, fused_out)
 
 
 #: Working bytes per bin of one floating plane (edges, counts, the interpolation tables and

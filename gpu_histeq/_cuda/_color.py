@@ -1,0 +1,56 @@
+"""Launch the luma kernels of ``color.cu`` on CuPy RGB (imported only for CuPy input).
+
+RGB is C-contiguous ``(outer, 3, inner)`` (channels last: ``inner == 1``; channels first:
+``inner == H * W``), the channels in `order` ("rgb", or "bgr" for OpenCV's order: the kernels
+swap the red and blue offsets, no copy). Three launchers:
+
+* :func:`split_luma`: Y of every pixel into ``(outer, inner)``, one launch;
+* :func:`merge_luma`: the round trip with a new Y, one launch (the chroma recomputed from the
+  pixels, never stored);
+* :func:`equalize_small_u8`: the whole equalization of small uint8 planes, one launch, one
+  block per plane, Y never stored.
+
+Nothing is allocated or copied from the host but scalars.
+"""
+
+import numpy as np
+
+from . import _sources
+from ._kernels import THREADS, _launch
+
+#: Blocks of the grid-stride loops of split and merge (enough to fill any current GPU).
+MAX_BLOCKS = 8192
+#: Planes of at most this many pixels take the one-launch equalization (one block each).
+SMALL_PIXELS = 1 << 16
+
+
+def _grid(count):
+    return (max(1, min(MAX_BLOCKS, -(-count // THREADS))),)
+
+
+def split_luma(rgb, order, luma):
+    """``luma[o, i]`` = Y of pixel ``(o, :, i)`` of `rgb` (the dtype of `rgb`)."""
+    outer, _, inner = rgb.shape
+    _launch("color.cu", "gpu_histeq_split_luma", (rgb.dtype,), _grid(outer * inner),
+            (rgb, np.int64(outer * inner), np.int64(inner), np.int32(_sources.ORDERS[order]),
+             luma))
+
+
+def merge_luma(rgb, luma, order, out):
+    """`out` = `rgb` with Y replaced by `luma` (of the dtype of `rgb`, or float64 CDF values in
+    ``[0, 1]`` for integer `rgb`, taken to ``rint(value * top)``)."""
+    outer, _, inner = rgb.shape
+    _launch("color.cu", "gpu_histeq_merge_luma", (rgb.dtype, luma.dtype), _grid(outer * inner),
+            (rgb, luma, np.int64(outer * inner), np.int64(inner),
+             np.int32(_sources.ORDERS[order]), out))
+
+
+def equalize_small_u8(rgb, nplanes, method, order, out):
+    """Equalize the luma of `nplanes` uint8 planes of at most SMALL_PIXELS pixels each (plane
+    ``p``: luma indices ``p * n`` to ``(p + 1) * n``) into `out`, one launch."""
+    outer, _, inner = rgb.shape
+    table_dtype = np.float64 if method == "skimage" else np.uint8
+    _launch("color.cu", "gpu_histeq_equalize_luma_small_u8",
+            (_sources.METHODS[method], table_dtype), (nplanes,),
+            (rgb, np.int64(outer * inner // nplanes), np.int64(inner),
+             np.int32(_sources.ORDERS[order]), out))
