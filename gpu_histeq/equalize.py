@@ -95,7 +95,8 @@ def luma_path(xp, images, channel_axis, transform, out=None):
     transform : callable
         ``transform(luma)`` with luma of the shape of `images` without `channel_axis` (the
         images' dtype for integers, float for floats) returns the new luma: the images' dtype for
-        integers, any float for floats.
+        integers (or float64 values in ``[0, 1]``, taken to ``rint(value * top)``), any float for
+        floats.
     out : ndarray, optional
         Checked result array.
 
@@ -149,7 +150,7 @@ def _equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out
     luma_ndim = images.ndim - 1
     trailing = luma_axes == tuple(range(luma_ndim - len(axes), luma_ndim))
     fused_out = out
-    if mask is None and trailing and images.size and dtype == np.uint8:
+    if mask is None and trailing and images.size and dtype.kind == "u":
         # each image's pixels lie together: the engine may fuse the count, tables and round trip
         luma_shape = images.shape[:channel_axis] + images.shape[channel_axis + 1:]
         nplanes = plane_count(luma_shape, luma_axes)
@@ -165,9 +166,7 @@ def _equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out
         luma = luma.astype(dtype, copy=False)
         equalized = _equalize(xp, luma, nbins, luma_axes, luma_mask, method, None,
                               dtype if method in ("opencv", "pil") else cdf_dtype(dtype))
-        if method == "skimage" and dtype.kind == "u":  # cdf in (0, 1] back to the integer range
-            equalized = xp.rint(equalized * np.iinfo(dtype).max).astype(dtype)
-        return equalized
+        return equalized  # unsigned skimage: the CDF, which merge_luma takes to the levels
 
     return luma_path(xp, images, channel_axis, transform, fused_out)
 

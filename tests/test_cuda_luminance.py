@@ -104,11 +104,13 @@ def test_entry_points_decline_what_they_do_not_cover(cp):
                                      cp.empty_like(rgb)), "uncovered")
     assert_declined(_cuda.merge_luma(rgb, cp.zeros((4, 2), np.uint8), "rgb",
                                      cp.empty((4, 3, 4), np.uint8)[:, :, ::2]), "uncovered")
-    big = cp.zeros((1 << 16 | 1, 3, 1), np.uint8)
-    assert_declined(_cuda.equalize_luma(big, 1, "opencv", "rgb", cp.empty_like(big)), "uncovered")
-    wide = cp.zeros((8, 3, 1), np.uint16)
-    assert_declined(_cuda.equalize_luma(wide, 2, "opencv", "rgb", cp.empty_like(wide)),
+    floats = cp.zeros((8, 3, 1), np.float32)  # floats: split, the uniform kernels, merge
+    assert_declined(_cuda.equalize_luma(floats, 2, "skimage", "rgb", cp.empty_like(floats)),
                     "uncovered")
+    wide = cp.zeros((8, 3, 1), np.uint16)
+    assert_declined(_cuda.equalize_luma(wide, 2, "pil", "rgb", cp.empty_like(wide)), "uncovered")
+    assert_declined(_cuda.equalize_luma(wide, 3, "opencv", "rgb", cp.empty_like(wide)),
+                    "uncovered")  # planes that do not divide the pixels
 
 
 @pytest.mark.parametrize("method", ["opencv", "pil", "skimage"])
@@ -135,9 +137,12 @@ def photographs():
 
 @pytest.mark.parametrize("name", ["astronaut", "chelsea", "coffee"])
 def test_photographs_equal_opencv_and_the_portable_path(cp, name):
-    host = photographs()[name]  # more than 65536 pixels: the split, level and merge kernels
-    small = np.ascontiguousarray(host[::4, ::4])  # below: the one fused kernel
-    for image, fused in ((host, False), (small, True)):
+    host = photographs()[name]  # more than 65536 pixels: luma histograms, tables, remap
+    small = np.ascontiguousarray(host[::4, ::4])  # below: the one-launch kernel
+    for image, kernels in ((host, {"gpu_histeq_luma_histogram<unsigned char>",
+                                   "gpu_histeq_level_tables<0, unsigned char>",
+                                   "gpu_histeq_luma_remap<unsigned char, unsigned char>"}),
+                           (small, {"gpu_histeq_equalize_luma_small_u8<0, unsigned char>"})):
         images = cp.asarray(np.stack([image, image[::-1]]))
         result, steps, ran = run(cp, equalize_hist, images, channel_axis=-1, luminance=True)
         assert_same(result, portable(equalize_hist, images, channel_axis=-1, luminance=True))
@@ -145,14 +150,8 @@ def test_photographs_equal_opencv_and_the_portable_path(cp, name):
             ycrcb = cv2.cvtColor(np.ascontiguousarray(picture), cv2.COLOR_RGB2YCrCb)
             ycrcb[..., 0] = cv2.equalizeHist(np.ascontiguousarray(ycrcb[..., 0]))
             np.testing.assert_array_equal(plane, cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2RGB))
-        if fused:
-            assert steps == [("equalize_luma", True)], steps
-            assert ran is None or ran == {
-                "gpu_histeq_equalize_luma_small_u8<0, unsigned char>"}, ran
-        else:
-            assert ("split_luma", True) in steps and ("merge_luma", True) in steps, steps
-            assert ran is None or {"gpu_histeq_split_luma<unsigned char>",
-                                   "gpu_histeq_merge_luma<unsigned char, unsigned char>"} <= ran
+        assert steps == [("equalize_luma", True)], steps
+        assert ran is None or ran == kernels, ran
 
 
 CASES = {  # name: (shape, channel axis, kind)
@@ -179,14 +178,15 @@ def test_edge_cases_equal_the_portable_path(cp, dtype, case, method):
     result, steps, ran = run(cp, equalize_hist, images, **options)
     with np.errstate(all="ignore"):
         assert_same(result, portable(equalize_hist, images, **options))
-    fused = dtype == np.uint8 and case != "large-plane"
-    if fused:
+    if np.dtype(dtype).kind == "u":  # Y counted in the kernels, never stored
         assert steps == [("equalize_luma", True)], steps
-    else:
-        assert ("split_luma", True) in steps and ("merge_luma", True) in steps, steps
-        assert all(outcome is True for name, outcome in steps if name != "equalize_luma"), steps
-    if ran is not None:
-        assert any("luma" in k for k in ran), ran
+        if ran is not None:
+            small = dtype == np.uint8 and case != "large-plane"
+            assert all("luma" in k or "level_tables" in k for k in ran), ran
+            assert any(k.startswith("gpu_histeq_equalize_luma_small_u8" if small else
+                                    "gpu_histeq_luma_remap") for k in ran), ran
+    else:  # floats: Y stored, the uniform kernels, then the round trip
+        assert steps == [("split_luma", True), ("equalize", True), ("merge_luma", True)], steps
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -345,38 +345,46 @@ def merge_luma(rgb, luma, order, result):
 
 
 def equalize_luma(rgb, nplanes, method, order, result):
-    """The whole luma equalization of uint8 planes in one launch (Y counted, never stored).
+    """The whole luma equalization of uint8 / uint16 planes, Y counted and never stored: one
+    launch for uint8 planes of at most ``_color.SMALL_PIXELS`` pixels, else three per group of
+    planes (luma histograms, tables, the round trip through them).
 
     Parameters
     ----------
-    rgb : (outer, 3, inner) C-contiguous uint8 cupy.ndarray
+    rgb : (outer, 3, inner) C-contiguous uint8 or uint16 cupy.ndarray
         ``nplanes`` planes, plane ``p`` the luma indices ``p * n`` to ``(p + 1) * n`` (``n =
         outer * inner / nplanes``): the image axes are the trailing axes of the luma.
     nplanes : int
     method : {"opencv", "pil", "skimage"}
+        ``"pil"`` for uint8 only.
     order : {"rgb", "bgr"}
-    result : (outer, 3, inner) C-contiguous uint8 cupy.ndarray
+    result : (outer, 3, inner) C-contiguous cupy.ndarray of ``rgb.dtype``
 
     Returns
     -------
     True or Declined
         True: bit for bit ``luma_path`` with the method's equalization of Y (scikit-image's CDF
-        through ``rint(cdf * 255)``). ``Declined("uncovered")``, nothing written, for other
-        dtypes, planes of more than ``_color.SMALL_PIXELS`` pixels (the caller then runs
-        :func:`split_luma`, the level kernels and :func:`merge_luma`), or arrays as in
+        through ``rint(cdf * top)``). ``Declined("uncovered")``, nothing written, for floating
+        pixels (the caller then runs :func:`split_luma`, the uniform kernels and
+        :func:`merge_luma`), planes of 2**31 pixels or more, or arrays as in
         :func:`split_luma`.
     """
-    from ._color import SMALL_PIXELS, equalize_small_u8
+    from ._color import SMALL_PIXELS, equalize_levels, equalize_small_u8
+    from ._kernels import MAX_PIXELS
     declined = _uncovered_rgb(rgb, order, result)
     if declined is not None:
         return declined
+    dtype = np.dtype(rgb.dtype)
     npixels = rgb.shape[0] * rgb.shape[2] // max(nplanes, 1)
-    if (rgb.dtype != np.uint8 or result.dtype != np.uint8 or method not in _sources.METHODS
-            or not 0 < npixels <= SMALL_PIXELS or npixels * nplanes != rgb.size // 3):
-        return _uncovered(f"{nplanes} {np.dtype(rgb.dtype)} planes of {npixels} pixels, "
-                          f"method {method!r}")
+    if (dtype not in _sources.LEVEL_DTYPES or result.dtype != dtype
+            or method not in ("opencv", "skimage") + (("pil",) if dtype == np.uint8 else ())
+            or not 0 < npixels <= MAX_PIXELS or npixels * nplanes != rgb.size // 3):
+        return _uncovered(f"{nplanes} {dtype} planes of {npixels} pixels, method {method!r}")
     with rgb.device:
-        equalize_small_u8(rgb, nplanes, method, order, result)
+        if dtype == np.uint8 and npixels <= SMALL_PIXELS:
+            equalize_small_u8(rgb, nplanes, method, order, result)
+        else:
+            equalize_levels(rgb, nplanes, method, order, result)
     return True
 
 

@@ -82,6 +82,9 @@ def _color_expressions():
     names += [expression("gpu_histeq_merge_luma", t, f64) for t in LEVEL_DTYPES]
     names += [expression("gpu_histeq_equalize_luma_small_u8", METHODS[m], out)
               for m, out in (("opencv", u8), ("pil", u8), ("skimage", f64))]
+    names += [expression("gpu_histeq_luma_histogram", t) for t in LEVEL_DTYPES]
+    names += [expression("gpu_histeq_luma_remap", t, table) for t in LEVEL_DTYPES
+              for table in (t, f64)]
     return names
 
 

@@ -168,3 +168,59 @@ gpu_histeq_equalize_luma_small_u8(const unsigned char* rgb, long long n, long lo
         gpu_histeq_replace_luma(rgb, out, e, red, green, blue, level);
     }
 }
+
+// Level histograms of the luma of many planes (plane first_plane + blockIdx.x: luma indices
+// [p * n, (p + 1) * n), its counts at row blockIdx.x of `hists`), grid (planes, blocks per
+// plane), Y counted and never stored. Per pixel: 3 loads, 3
+// multiply-adds and one shared-memory atomic when `private_bins` (per-warp histograms, flushed
+// with at most nbins global atomics per block), else one global atomic. Traffic per pixel:
+// 3 sizeof(T) bytes read.
+template <typename T>
+__global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
+gpu_histeq_luma_histogram(const T* rgb, long long first_plane, long long n, long long inner,
+                          int bgr, int nbins, int private_bins, unsigned* hists) {
+    extern __shared__ unsigned gpu_histeq_luma_private_hists[];  // GPU_HISTEQ_WARPS x nbins
+    long long red, green, blue;
+    gpu_histeq_channel_offsets(inner, bgr, &red, &green, &blue);
+    const long long first = (first_plane + blockIdx.x) * n;
+    unsigned* hist = hists + (long long)blockIdx.x * nbins;
+    unsigned* target = gpu_histeq_count_target(gpu_histeq_luma_private_hists, hist, nbins,
+                                               private_bins);
+    for (long long k = (long long)blockIdx.y * GPU_HISTEQ_THREADS + threadIdx.x; k < n;
+         k += (long long)gridDim.y * GPU_HISTEQ_THREADS) {
+        const long long e = gpu_histeq_pixel_element(first + k, inner);
+        atomicAdd(&target[gpu_histeq_pixel_luma(rgb, e, red, green, blue)], 1u);
+    }
+    gpu_histeq_flush_private(gpu_histeq_luma_private_hists, hist, nbins, private_bins);
+}
+
+// The round trip through each plane's table (`levels` entries per plane, gpu_histeq_level_tables'
+// output): the new Y of a pixel is table[Y] (TableT of T), or rint(table[Y] * top) (double:
+// scikit-image's CDF). Grid as gpu_histeq_luma_histogram. Per pixel: 3 loads, one table read
+// (shared memory when levels <= 256, else global, L2-resident), about 15 multiply-adds, 3 stores.
+// Traffic per pixel: 6 sizeof(T) bytes.
+template <typename T, typename TableT>
+__global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
+gpu_histeq_luma_remap(const T* rgb, long long first_plane, long long n, long long inner, int bgr,
+                      const TableT* tables, int levels, T* out) {
+    __shared__ TableT shared_table[256];
+    long long red, green, blue;
+    gpu_histeq_channel_offsets(inner, bgr, &red, &green, &blue);
+    const long long first = (first_plane + blockIdx.x) * n;
+    const TableT* table = tables + (long long)blockIdx.x * levels;
+    if (levels <= 256) {
+        for (int v = threadIdx.x; v < levels; v += GPU_HISTEQ_THREADS) shared_table[v] = table[v];
+        __syncthreads();
+        table = shared_table;
+    }
+    constexpr double top = sizeof(T) == 1 ? 255.0 : 65535.0;
+    for (long long k = (long long)blockIdx.y * GPU_HISTEQ_THREADS + threadIdx.x; k < n;
+         k += (long long)gridDim.y * GPU_HISTEQ_THREADS) {
+        const long long e = gpu_histeq_pixel_element(first + k, inner);
+        const TableT entry = table[gpu_histeq_pixel_luma(rgb, e, red, green, blue)];
+        T y;
+        if constexpr (sizeof(TableT) == sizeof(T)) y = (T)entry;
+        else y = (T)rint((double)entry * top);
+        gpu_histeq_replace_luma(rgb, out, e, red, green, blue, y);
+    }
+}

@@ -366,13 +366,20 @@ def split_luma(xp, rgb, order="rgb"):
 
 def merge_luma(xp, rgb, luma, state, out, order="rgb"):
     """`out` ``(outer, 3, inner)``: `rgb` with its luma replaced by `luma` ``(outer, inner)``
-    (OpenCV's YCrCb -> RGB with the chroma of `rgb`; `order` as :func:`split_luma`)."""
+    (OpenCV's YCrCb -> RGB with the chroma of `rgb`; `order` as :func:`split_luma`).
+
+    `luma` has the dtype of `rgb`, or for unsigned `rgb` is float64 values in ``[0, 1]``
+    (scikit-image's CDF), taken to the levels as ``rint(value * top)`` (inside the CUDA merge
+    kernel; one more array operation elsewhere)."""
     engine = select(xp, rgb.dtype)
     if engine == "cuda":
         if _report(xp, "merge_luma", engine, _cuda.merge_luma(rgb, luma, order, out)):
             return
     else:
         _report(xp, "merge_luma", engine)
+    dtype = np.dtype(rgb.dtype)
+    if dtype.kind == "u" and np.dtype(luma.dtype) != dtype:
+        luma = xp.rint(luma * np.iinfo(dtype).max).astype(dtype)
     if state is None and engine == "compiled" and _cpu.converts(rgb.dtype) and order == "rgb":
         _cpu.replace_luma(rgb, luma, out)
         return
@@ -389,8 +396,8 @@ def equalize_luma(xp, rgb, nplanes, method, out, order="rgb"):
     the luma's trailing axes), no mask. Counts each plane's Y, makes the method's tables (the
     same functions as every other path) and writes the round trip through them into `out` (same
     shape). The compiled engine takes channels-last uint8 (``inner == 1``) with ``"opencv"`` or
-    ``"pil"``; the CUDA one uint8 planes of at most 65536 pixels, every method, either layout
-    (one launch). Returns False or a ``_cuda.Declined``, writing nothing, where it does not
+    ``"pil"``; the CUDA one uint8 and uint16, every method that fits, either layout (one launch
+    for uint8 planes of at most 65536 pixels, else three per group of planes). Returns False or a ``_cuda.Declined``, writing nothing, where it does not
     apply."""
     engine = select(xp, rgb.dtype)
     if engine == "cuda":
