@@ -274,8 +274,11 @@ def equalize_hist(
 
     With `luminance`, NumPy uint8/uint16 input converts in the compiled kernels of ``_color.c``
     (for channels-last uint8 with ``"opencv"`` or ``"pil"`` and no mask, fused with the count and
-    the tables: the pixels are read twice and written once); CuPy input and floats take the
-    portable conversion of :mod:`gpu_histeq.color` (no fused CUDA kernel for it yet).
+    the tables: the pixels are read twice and written once); NumPy floats take the portable
+    conversion of :mod:`gpu_histeq.color`. CuPy uint8/uint16/float32/float64 input converts in
+    the CUDA kernels of ``_cuda/color.cu``: without a mask, unsigned images (their image axes the
+    trailing axes besides the channels) are counted, tabled and converted back without storing
+    Y (small uint8 images in one launch, no sync); floats and masks store Y once.
 
     Peak extra memory is one block's index (``CHUNK_PIXELS`` int64 per worker thread, 4 MiB on
     the CPU) plus the tables (``P x bins``), plus one copy of `images` when its image axes are not
