@@ -164,14 +164,15 @@ CASES = {  # name: (shape, channel axis, kind)
 }
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+#: The methods of each dtype (pil: uint8 only; floats: skimage only).
+DTYPE_METHODS = [(np.uint8, "opencv"), (np.uint8, "pil"), (np.uint8, "skimage"),
+                 (np.uint16, "opencv"), (np.uint16, "skimage"), (np.float32, "skimage"),
+                 (np.float64, "skimage")]
+
+
+@pytest.mark.parametrize("dtype, method", DTYPE_METHODS)
 @pytest.mark.parametrize("case", sorted(CASES))
-@pytest.mark.parametrize("method", ["opencv", "pil", "skimage"])
 def test_edge_cases_equal_the_portable_path(cp, dtype, case, method):
-    if np.dtype(dtype).kind == "f" and method != "skimage":
-        pytest.skip("floating images take only method='skimage'")
-    if method == "pil" and dtype != np.uint8:
-        pytest.skip("pil is uint8 only")
     shape, channel_axis, kind = CASES[case]
     images = cp.asarray(pixels(dtype, shape, kind))
     options = dict(channel_axis=channel_axis, luminance=True, method=method)
@@ -228,3 +229,20 @@ def test_clahe_luminance_converts_in_the_kernels(cp, dtype):
     result, steps, _ = run(cp, call, images)
     assert_same(result, portable(call, images))
     assert ("split_luma", True) in steps and ("merge_luma", True) in steps, steps
+
+
+def test_shared_memory_within_48_kib():
+    """Static shared memory of every color.cu kernel as NVRTC compiles it for sm_90 (the
+    ``.nv.shared.<kernel>`` section of the cubin), plus the most dynamic shared memory its
+    launcher asks (the uint8 luma histograms: GPU_HISTEQ_WARPS x 256 counts), within the 48 KiB a
+    block gets without opting in."""
+    pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-bindings (NVRTC) is not installed")
+    from emulation import build
+    from gpu_histeq._cuda import _sources
+    names = _sources.INSTANTIATIONS["color.cu"]
+    static = build.static_shared(_sources.source("color.cu"), _sources.OPTIONS, names, "color.cu")
+    small = "gpu_histeq_equalize_luma_small_u8<2, double>"
+    assert static[small] >= 8 * 256 * 4 + 256 * 8  # warp histograms and the double table
+    dynamic = {"gpu_histeq_luma_histogram<unsigned char>": 8 * 256 * 4}
+    for name in names:
+        assert static[name] + dynamic.get(name, 0) <= 48 * 1024, (name, static[name])

@@ -153,12 +153,7 @@ gpu_histeq_equalize_luma_small_u8(const unsigned char* rgb, long long n, long lo
         const long long e = gpu_histeq_pixel_element(first + k, inner);
         atomicAdd(&hist[gpu_histeq_pixel_luma(rgb, e, red, green, blue)], 1u);
     }
-    __syncthreads();
-    unsigned count = 0;  // thread t merges bin t of every warp into warp_hists[0]
-    for (int w = 0; w < GPU_HISTEQ_WARPS; ++w) count += warp_hists[w][threadIdx.x];
-    warp_hists[0][threadIdx.x] = count;
-    __syncthreads();
-    gpu_histeq_level_table<METHOD>(warp_hists[0], 256, table);
+    gpu_histeq_warp_level_table<METHOD>(warp_hists, table);
     for (long long k = threadIdx.x; k < n; k += GPU_HISTEQ_THREADS) {
         const long long e = gpu_histeq_pixel_element(first + k, inner);
         const unsigned char y = gpu_histeq_pixel_luma(rgb, e, red, green, blue);
