@@ -246,3 +246,28 @@ def test_shared_memory_within_48_kib():
     dynamic = {"gpu_histeq_luma_histogram<unsigned char>": 8 * 256 * 4}
     for name in names:
         assert static[name] + dynamic.get(name, 0) <= 48 * 1024, (name, static[name])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_engine_steps_take_the_bgr_order_on_every_engine(cp, dtype):
+    """``order="bgr"``: the CUDA kernels swap the channel offsets; NumPy (compiled or portable)
+    takes a reversed view. Both equal the RGB path on the channels reversed."""
+    host = pixels(dtype, (30, 3, 2))
+    new_luma = pixels(dtype, (30, 2), seed=4)
+    flipped = np.ascontiguousarray(host[:, ::-1])
+    with _engine.portable(), np.errstate(all="ignore"):
+        expected_luma, chroma = _engine.split_luma(np, flipped)
+        expected = np.empty_like(flipped)
+        _engine.merge_luma(np, flipped, new_luma, chroma, expected)
+    for xp in (np, cp):
+        rgb = xp.asarray(host)
+        with _engine.recording() as steps, np.errstate(all="ignore"):
+            luma, state = _engine.split_luma(xp, rgb, "bgr")
+            out = xp.empty_like(rgb)
+            _engine.merge_luma(xp, rgb, xp.asarray(new_luma), state, out, "bgr")
+        luma, out = (a.get() if hasattr(a, "get") else a for a in (luma, out))
+        np.testing.assert_array_equal(luma, expected_luma)
+        np.testing.assert_array_equal(out[:, ::-1].view(np.uint8), expected.view(np.uint8))
+        if xp is cp:
+            assert [(s.name, s.outcome) for s in steps] == [("split_luma", True),
+                                                            ("merge_luma", True)]
