@@ -204,12 +204,20 @@ def test_masks_take_the_split_and_merge_kernels(cp, dtype):
     assert [s for s in steps if "luma" in s[0]] == [("split_luma", True), ("merge_luma", True)]
 
 
-def test_out_receives_the_fused_result(cp):
-    images = cp.asarray(pixels(np.uint8, (4, 12, 13, 3)))
+@pytest.mark.parametrize("dtype, shape", [(np.uint8, (4, 12, 13, 3)), (np.uint8, (1, 300, 230, 3)),
+                                          (np.uint16, (2, 12, 13, 3)), (np.float32, (2, 12, 13, 3))])
+def test_out_and_in_place_receive_the_kernels_result(cp, dtype, shape):
+    """Into `out`, and into the images themselves (each pixel is read before its thread writes
+    it; the counts are complete before the first write)."""
+    images = cp.asarray(pixels(dtype, shape))
+    expected = portable(equalize_hist, images, channel_axis=-1, luminance=True)
     out = cp.zeros_like(images)
-    result = equalize_hist(images, channel_axis=-1, luminance=True, out=out)
-    assert result is out
-    assert_same(out, portable(equalize_hist, images, channel_axis=-1, luminance=True))
+    with _engine.recording() as steps:
+        assert equalize_hist(images, channel_axis=-1, luminance=True, out=out) is out
+        assert equalize_hist(images, channel_axis=-1, luminance=True, out=images) is images
+    assert_same(out, expected)
+    assert_same(images, expected)
+    assert steps and all(s.outcome is True for s in steps), steps
 
 
 def test_float16_is_uncovered_and_equals_the_portable_path(cp):
