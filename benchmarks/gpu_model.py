@@ -53,10 +53,10 @@ def _cases(small):
                                 dtype=dtype)
         return cp.asarray(host)
 
-    def clahe_case(shape, dtype, clip=2.0, grid=(8, 8)):
+    def clahe_case(shape, dtype, clip=2.0, grid=(8, 8), **options):
         def make(cp):
             x = images(cp, shape, dtype)
-            return (lambda: g.clahe(x, clip, grid)), 2 * x.nbytes
+            return (lambda: g.clahe(x, clip, grid, **options)), 2 * x.nbytes
         return make
 
     def equalize_case(shape, dtype, **options):
@@ -129,6 +129,9 @@ def _cases(small):
                           equalize_case((n(64, 8), 96, 96, 3), np.uint16, channel_axis=-1,
                                         luminance=True, method="skimage"),
                           "gpu_histeq_luma_histogram"),
+        "clahe-luminance-u8": (f"({n(256, 32)},96,96,3) uint8, clip 2, 8x8, luminance=True",
+                               clahe_case((n(256, 32), 96, 96, 3), np.uint8, channel_axis=-1,
+                                          luminance=True), "gpu_histeq_split_luma"),
         "luminance-f32": (f"({n(256, 32)},96,96,3) float32, luminance=True",
                           equalize_case((n(256, 32), 96, 96, 3), np.float32, channel_axis=-1,
                                         luminance=True), "gpu_histeq_split_luma"),
