@@ -5,8 +5,9 @@
 // Integers (uint8, uint16): 14-bit fixed point in int32, every intermediate within 31 bits,
 // `>>` of a negative int an arithmetic shift (floor), as NumPy's:
 //   Y  = (4899 R + 9617 G + 1868 B + 2**13) >> 14
-//   Cr = clamp((R - Y) 11682 + (half << 14) + 2**13) >> 14, Cb the same with B and 9241
-//   R' = clamp(Y' + ((Cr - half) 22987 + 2**13) >> 14), G' with -11698 Cr - 5636 Cb, B' 29049 Cb
+//   Cr = clamp(((R - Y) 11682 + (half << 14) + 2**13) >> 14), Cb the same with B and 9241
+//   R' = clamp(Y' + (((Cr - half) 22987 + 2**13) >> 14)), G' with -11698 Cr' - 5636 Cb', B' with
+//   29049 Cb' (Cr' = Cr - half, Cb' = Cb - half; half = 128 or 32768)
 // Floats (float32, float64): OpenCV's float coefficients, one rounding per operation
 // (--fmad=false), in the pixels' type, as the portable path's array operations; the result
 // clipped to [0, 1].
@@ -16,6 +17,12 @@
 // swaps the red and blue channels (OpenCV's BGR order, on the same array: no copy). The merge
 // recomputes Y, Cr and Cb from the pixels instead of storing the chroma: a few multiply-adds
 // per pixel against two chroma planes written and read.
+//
+// Kernels (launched by _color.py): gpu_histeq_equalize_luma_small_u8, the whole equalization of
+// small uint8 planes in one launch; gpu_histeq_luma_histogram, levels.cu's gpu_histeq_level_tables
+// and gpu_histeq_luma_remap for uint8 / uint16 planes of any size (Y never stored); and
+// gpu_histeq_split_luma / gpu_histeq_merge_luma around the float or masked equalization of a
+// stored Y plane.
 
 __device__ long long gpu_histeq_pixel_element(long long j, long long inner) {
     if (inner == 1) return 3 * j;
