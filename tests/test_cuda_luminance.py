@@ -7,6 +7,8 @@ public calls are recorded (``_engine.recording``) with the luma steps answered T
 engine and the luma kernels counted in the emulator's launches.
 """
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -279,3 +281,24 @@ def test_engine_steps_take_the_bgr_order_on_every_engine(cp, dtype):
         if xp is cp:
             assert [(s.name, s.outcome) for s in steps] == [("split_luma", True),
                                                             ("merge_luma", True)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tiny_floats_equal_the_flushed_reference(cp, dtype):
+    """Pixels near and below the smallest normal among normal ones: float32 arithmetic flushes
+    subnormals on the GPU (-ftz=true, as CuPy's own kernels), so on the emulator the portable
+    reference runs with the x86 FTZ / DAZ bits (``fake_cupy.flushed_float32``); float64 keeps
+    them on both. (Here the subnormal terms vanish against the equalized, normal luma, so the
+    unflushed reference agrees too: the case guards the conversion, not the flush.)"""
+    tiny = np.finfo(dtype).tiny
+    host = pixels(dtype, (2, 9, 10, 3))
+    corner = np.array([tiny, tiny / 2, tiny / 8, 0, 3 * tiny, tiny * 1e-3], dtype)
+    host[:, :6, 0] = np.random.default_rng(8).permutation(np.tile(corner, 3)).reshape(6, 3)
+    images = cp.asarray(host)
+    result, steps, _ = run(cp, equalize_hist, images, channel_axis=-1, luminance=True)
+    flushed = is_emulated(cp) and dtype == np.float32
+    with (cp.flushed_float32() if flushed else contextlib.nullcontext()), \
+            np.errstate(all="ignore"):
+        expected = portable(equalize_hist, images, channel_axis=-1, luminance=True)
+    assert_same(result, expected)
+    assert steps == [("split_luma", True), ("equalize", True), ("merge_luma", True)], steps
