@@ -38,7 +38,7 @@ class Step(NamedTuple):
     """One step on CuPy input, as :func:`recording` collects it."""
 
     #: The step: "equalize", "equalize_packed", "histograms", "packed_counts", "apply_tables",
-    #: "apply_packed", "clahe".
+    #: "apply_packed", "clahe", "split_luma", "merge_luma", "equalize_luma".
     name: str
     #: What :func:`select` answered: "cuda", or "portable".
     engine: str
@@ -352,33 +352,68 @@ def clahe(xp, planes, shape, grid, sources, limit, scale, neighbours, result):
     return True
 
 
-def split_luma(xp, rgb):
+def split_luma(xp, rgb, order="rgb"):
     """Y of C-contiguous ``(outer, 3, inner)`` RGB and the state :func:`merge_luma` needs.
 
-    The compiled engine (uint8/uint16 NumPy) writes only Y, ``(outer, inner)``, and recomputes
-    the chroma from `rgb` when merging (state None); the portable one keeps Cr and Cb.
+    `order` is ``"rgb"`` or ``"bgr"`` (the channels of `rgb` reversed; the CUDA kernels take it
+    as a parameter, the other engines a reversed view). The CUDA engine (uint8/uint16/float32/
+    float64 CuPy, ``color.cu``) and the compiled one (uint8/uint16 NumPy) write only Y,
+    ``(outer, inner)``, and recompute the chroma from `rgb` when merging (state None); the
+    portable one keeps Cr and Cb.
     """
-    if select(xp, rgb.dtype) == "compiled" and _cpu.converts(rgb.dtype):
+    engine = select(xp, rgb.dtype)
+    if engine == "cuda":
+        luma = xp.empty((rgb.shape[0], rgb.shape[2]), rgb.dtype)
+        if _report(xp, "split_luma", engine, _cuda.split_luma(rgb, order, luma)):
+            return luma, None
+    else:
+        _report(xp, "split_luma", engine)
+    if engine == "compiled" and _cpu.converts(rgb.dtype) and order == "rgb":
         return _cpu.rgb_luma(rgb), None
-    return color.split_luma(xp, rgb)
+    return color.split_luma(xp, rgb[:, ::-1] if order == "bgr" else rgb)
 
 
-def merge_luma(xp, rgb, luma, state, out):
+def merge_luma(xp, rgb, luma, state, out, order="rgb"):
     """`out` ``(outer, 3, inner)``: `rgb` with its luma replaced by `luma` ``(outer, inner)``
-    (OpenCV's YCrCb -> RGB with the chroma of `rgb`)."""
-    if state is None:
+    (OpenCV's YCrCb -> RGB with the chroma of `rgb`; `order` as :func:`split_luma`).
+
+    `luma` has the dtype of `rgb`, or for unsigned `rgb` is float64 values in ``[0, 1]``
+    (scikit-image's CDF), taken to the levels as ``rint(value * top)`` (inside the CUDA merge
+    kernel; one more array operation elsewhere)."""
+    engine = select(xp, rgb.dtype)
+    if engine == "cuda":
+        if _report(xp, "merge_luma", engine, _cuda.merge_luma(rgb, luma, order, out)):
+            return
+    else:
+        _report(xp, "merge_luma", engine)
+    dtype = np.dtype(rgb.dtype)
+    if dtype.kind == "u" and np.dtype(luma.dtype) != dtype:
+        luma = xp.rint(luma * np.iinfo(dtype).max).astype(dtype)
+    if state is None and engine == "compiled" and _cpu.converts(rgb.dtype) and order == "rgb":
         _cpu.replace_luma(rgb, luma, out)
         return
+    if order == "bgr":
+        rgb, out = rgb[:, ::-1], out[:, ::-1]
+    if state is None:  # the chroma was not kept: recompute it
+        state = color.split_luma(xp, rgb)[1]
     color.merge_luma(xp, luma, state, out)
 
 
-def equalize_luma(xp, rgb, nplanes, method, out):
-    """The fused luma equalization, where an engine has it: `rgb` C-contiguous channels-last
-    uint8, ``(nplanes * npixels, 3, 1)`` with each plane's pixels together, no mask, ``"opencv"``
-    or ``"pil"``. Counts each plane's Y, makes the method's tables (the same functions as every
-    other path) and writes the round trip through them into `out` (same shape). Returns False,
-    writing nothing, where it does not apply."""
-    if not (select(xp, rgb.dtype) == "compiled" and rgb.dtype == np.uint8
+def equalize_luma(xp, rgb, nplanes, method, out, order="rgb"):
+    """The fused luma equalization, where an engine has it: `rgb` C-contiguous
+    ``(outer, 3, inner)`` with each of the `nplanes` planes' pixels together (the image axes are
+    the luma's trailing axes), no mask. Counts each plane's Y, makes the method's tables (the
+    same functions as every other path) and writes the round trip through them into `out` (same
+    shape). The compiled engine takes channels-last uint8 (``inner == 1``) with ``"opencv"`` or
+    ``"pil"``; the CUDA one uint8 and uint16, every method that fits, either layout (one launch
+    for uint8 planes of at most 65536 pixels, else three per group of planes). Returns False or a ``_cuda.Declined``, writing nothing, where it does not
+    apply."""
+    engine = select(xp, rgb.dtype)
+    if engine == "cuda":
+        return _report(xp, "equalize_luma", engine,
+                       _cuda.equalize_luma(rgb, nplanes, method, order, out))
+    _report(xp, "equalize_luma", engine)
+    if not (engine == "compiled" and rgb.dtype == np.uint8 and order == "rgb"
             and rgb.shape[2] == 1 and method in ("opencv", "pil")):
         return False
     counts = _cpu.luma_counts(rgb, nplanes)
