@@ -34,12 +34,22 @@ EXHAUSTIVE = (
 )
 
 
+#: Node-id prefixes of the doctests whose examples use torch tensors.
+NEEDS_TORCH = ("gpu_histeq/transforms/",)
+
+
 @pytest.hookimpl(tryfirst=True)  # before the -m selection reads the markers
 def pytest_collection_modifyitems(config, items):
-    """Mark the tests of :data:`EXHAUSTIVE` ``exhaustive``."""
+    """Mark the tests of :data:`EXHAUSTIVE` ``exhaustive``; skip the doctests of the modules
+    that work on torch tensors (:data:`NEEDS_TORCH`) where torch is not installed (the README's
+    bare test environment: ``.ci/run`` runs them again once it has installed torch)."""
+    torch_missing = importlib.util.find_spec("torch") is None
     for item in items:
         if item.nodeid.startswith(EXHAUSTIVE):
             item.add_marker(pytest.mark.exhaustive)
+        if torch_missing and item.nodeid.startswith(NEEDS_TORCH):
+            item.add_marker(pytest.mark.skip(reason="torch is not installed (its examples use "
+                                                    "tensors)"))
 
 
 _SKIPPED: dict[str, None] = {}  # node ids in order, once each

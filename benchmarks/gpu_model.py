@@ -53,10 +53,10 @@ def _cases(small):
                                 dtype=dtype)
         return cp.asarray(host)
 
-    def clahe_case(shape, dtype, clip=2.0, grid=(8, 8)):
+    def clahe_case(shape, dtype, clip=2.0, grid=(8, 8), **options):
         def make(cp):
             x = images(cp, shape, dtype)
-            return (lambda: g.clahe(x, clip, grid)), 2 * x.nbytes
+            return (lambda: g.clahe(x, clip, grid, **options)), 2 * x.nbytes
         return make
 
     def equalize_case(shape, dtype, **options):
@@ -122,7 +122,22 @@ def _cases(small):
                             match_case((n(64, 8), 96, 96), True), None),
         "luminance-u8": (f"({n(256, 32)},96,96,3) uint8, luminance=True",
                          equalize_case((n(256, 32), 96, 96, 3), np.uint8, channel_axis=-1,
-                                       luminance=True, method="opencv"), None),
+                                       luminance=True, method="opencv"),
+                         "gpu_histeq_equalize_luma_small_u8"),
+        "luminance-u8-large": (f"({n(8, 2)},300,300,3) uint8, luminance=True",
+                               equalize_case((n(8, 2), 300, 300, 3), np.uint8, channel_axis=-1,
+                                             luminance=True, method="opencv"),
+                               "gpu_histeq_luma_histogram"),
+        "luminance-u16": (f"({n(64, 8)},96,96,3) uint16 skimage, luminance=True",
+                          equalize_case((n(64, 8), 96, 96, 3), np.uint16, channel_axis=-1,
+                                        luminance=True, method="skimage"),
+                          "gpu_histeq_luma_histogram"),
+        "clahe-luminance-u8": (f"({n(256, 32)},96,96,3) uint8, clip 2, 8x8, luminance=True",
+                               clahe_case((n(256, 32), 96, 96, 3), np.uint8, channel_axis=-1,
+                                          luminance=True), "gpu_histeq_split_luma"),
+        "luminance-f32": (f"({n(256, 32)},96,96,3) float32, luminance=True",
+                          equalize_case((n(256, 32), 96, 96, 3), np.float32, channel_axis=-1,
+                                        luminance=True), "gpu_histeq_split_luma"),
         "histogram-u8": histogram_case(np.uint8, g.histogram),
         "cdf-u8": histogram_case(np.uint8, g.cumulative_distribution),
         "histogram-i16": histogram_case(np.int16, g.histogram),

@@ -97,7 +97,8 @@ def luma_path(xp, images, channel_axis, transform, out=None):
     transform : callable
         ``transform(luma)`` with luma of the shape of `images` without `channel_axis` (the
         images' dtype for integers, float for floats) returns the new luma: the images' dtype for
-        integers, any float for floats.
+        integers (or float64 values in ``[0, 1]``, taken to ``rint(value * top)``), any float for
+        floats.
     out : ndarray, optional
         Checked result array.
 
@@ -109,9 +110,8 @@ def luma_path(xp, images, channel_axis, transform, out=None):
     """
     dtype = np.dtype(images.dtype)
     shape = images.shape
-    outer = int(np.prod(shape[:channel_axis], dtype=np.int64))
-    inner = int(np.prod(shape[channel_axis + 1:], dtype=np.int64))
-    rgb = xp.ascontiguousarray(images).reshape(outer, 3, inner)
+    rgb = _rgb_rows(xp, images, channel_axis)
+    outer, _, inner = rgb.shape
     luma, state = _engine.split_luma(xp, rgb)
     luma_shape = shape[:channel_axis] + shape[channel_axis + 1:]
     new_luma = transform(luma.reshape(luma_shape))
@@ -154,6 +154,14 @@ def in_rgb_order(xp, images, channel_axis, order, out, run):
     return xp.ascontiguousarray(xp.flip(run(flipped, None), axis=channel_axis))
 
 
+def _rgb_rows(xp, images, channel_axis):
+    """`images` as C-contiguous ``(outer, 3, inner)``: the axes before and after the channels."""
+    shape = images.shape
+    outer = int(np.prod(shape[:channel_axis], dtype=np.int64))
+    inner = int(np.prod(shape[channel_axis + 1:], dtype=np.int64))
+    return xp.ascontiguousarray(images).reshape(outer, 3, inner)
+
+
 def _fused_target(out):
     return np.dtype(out.dtype).isnative and out.flags.c_contiguous
 
@@ -165,27 +173,28 @@ def _equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out
     luma_axes = tuple(a - (a > channel_axis) for a in axes)
     luma_mask = None if mask is None else mask.all(axis=channel_axis)
 
-    ndim = images.ndim
-    trailing = axes == tuple(range(ndim - 1 - len(axes), ndim - 1))
-    if mask is None and channel_axis == ndim - 1 and trailing and images.size:
+    luma_ndim = images.ndim - 1
+    trailing = luma_axes == tuple(range(luma_ndim - len(axes), luma_ndim))
+    fused_out = out
+    if mask is None and trailing and images.size and dtype.kind == "u":
         # each image's pixels lie together: the engine may fuse the count, tables and round trip
-        nplanes = plane_count(images.shape[:-1], luma_axes)
+        luma_shape = images.shape[:channel_axis] + images.shape[channel_axis + 1:]
+        nplanes = plane_count(luma_shape, luma_axes)
         target = out if out is not None and _fused_target(out) else xp.empty(images.shape, dtype)
-        rgb = xp.ascontiguousarray(images).reshape(-1, 3, 1)
-        if _engine.equalize_luma(xp, rgb, nplanes, method, target.reshape(-1, 3, 1)):
+        rgb = _rgb_rows(xp, images, channel_axis)
+        if _engine.equalize_luma(xp, rgb, nplanes, method, target.reshape(rgb.shape)):
             if out is not None and target is not out:
                 out[...] = target
             return target if out is None else out
+        fused_out = target if out is None else out  # declined: nothing written, no new buffer
 
     def transform(luma):
         luma = luma.astype(dtype, copy=False)
         equalized = _equalize(xp, luma, nbins, luma_axes, luma_mask, method, None,
                               dtype if method in ("opencv", "pil") else cdf_dtype(dtype))
-        if method == "skimage" and dtype.kind == "u":  # cdf in (0, 1] back to the integer range
-            equalized = xp.rint(equalized * np.iinfo(dtype).max).astype(dtype)
-        return equalized
+        return equalized  # unsigned skimage: the CDF, which merge_luma takes to the levels
 
-    return luma_path(xp, images, channel_axis, transform, out)
+    return luma_path(xp, images, channel_axis, transform, fused_out)
 
 
 #: Working bytes per bin of one floating plane (edges, counts, the interpolation tables and
@@ -350,8 +359,11 @@ def equalize_hist(
 
     With `luminance`, NumPy uint8/uint16 input converts in the compiled kernels of ``_color.c``
     (for channels-last uint8 with ``"opencv"`` or ``"pil"`` and no mask, fused with the count and
-    the tables: the pixels are read twice and written once); CuPy input and floats take the
-    portable conversion of :mod:`gpu_histeq.color` (no fused CUDA kernel for it yet).
+    the tables: the pixels are read twice and written once); NumPy floats take the portable
+    conversion of :mod:`gpu_histeq.color`. CuPy uint8/uint16/float32/float64 input converts in
+    the CUDA kernels of ``_cuda/color.cu``: without a mask, unsigned images (their image axes the
+    trailing axes besides the channels) are counted, tabled and converted back without storing
+    Y (small uint8 images in one launch, no sync); floats and masks store Y once.
 
     Peak extra memory is one block's index (``CHUNK_PIXELS`` int64 per worker thread, 4 MiB on
     the CPU) plus the tables (``P x bins``), plus one copy of `images` when its image axes are not

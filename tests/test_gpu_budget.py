@@ -89,10 +89,16 @@ BUDGETS = {
     "histogram-u8": (1, 3.0),
     "cdf-u8": (1, 3.5),
     "histogram-i16": (1, 4.5),
+    "luminance-u8": (0, 2.0),
+    "luminance-u8-large": (0, 2.0),
+    "clahe-luminance-u8": (0, 3.0),
 }
 #: Cases held only to the fused path, the sync budget and no upload (launches and bytes are
 #: over budget for the reason given in the README's GPU table).
-FUSED_OVER_BUDGET = {"clahe-96-u16": 0, "equalize-i16": 0}
+#: luminance-u16: 65536-bin histograms and tables per plane (as uint16 equalize_hist);
+#: luminance-f32: Y stored once and read by the uniform kernels (2.2x the floor, one status word).
+FUSED_OVER_BUDGET = {"clahe-96-u16": 0, "equalize-i16": 0, "luminance-u16": 0,
+                     "luminance-f32": 1}
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +163,16 @@ def test_clahe_1080p_two_launches_no_index_upload(rows):
     row = rows["clahe-1080p-u8"]
     assert row["kernel_launches"] == 2 and row["operation_launches"] == 0
     assert row["bytes_over_floor"] < 2.0 and row["h2d_bytes"] == 0 and row["syncs"] == 0
+
+
+def test_small_uint8_luminance_is_one_launch_at_the_floor(rows):
+    """(32, 96, 96, 3) uint8, luminance=True (issue 19: 48 launches, ~70x the floor before): one
+    launch, Y counted in shared memory and never stored, the round trip through the table in the
+    same block; the larger planes: the luma histograms, the tables and the round trip, 1.5x."""
+    row = rows["luminance-u8"]
+    assert row["kernels"] == {"gpu_histeq_equalize_luma_small_u8<0, unsigned char>": 1}
+    assert row["operation_launches"] == 0 and row["syncs"] == 0 and row["allocations"] == 1
+    assert row["bytes_over_floor"] == 1.0
+    large = rows["luminance-u8-large"]
+    assert large["kernel_launches"] == 3 and large["launches"] == 4 and large["syncs"] == 0
+    assert large["bytes_over_floor"] < 1.6

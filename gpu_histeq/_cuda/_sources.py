@@ -70,13 +70,35 @@ def _clahe_expressions():
         expression("gpu_histeq_clahe_small", np.uint8)]
 
 
+#: Pixel dtypes of the luma round trip (color.cu), and the order of the channels -> its ``bgr``.
+LUMA_DTYPES = LEVEL_DTYPES + FLOAT_DTYPES
+ORDERS = {"rgb": 0, "bgr": 1}
+
+
+def _color_expressions():
+    u8, f64 = np.dtype(np.uint8), np.dtype(np.float64)
+    names = [expression("gpu_histeq_split_luma", t) for t in LUMA_DTYPES]
+    names += [expression("gpu_histeq_merge_luma", t, t) for t in LUMA_DTYPES]
+    names += [expression("gpu_histeq_merge_luma", t, f64) for t in LEVEL_DTYPES]
+    names += [expression("gpu_histeq_equalize_luma_small_u8", METHODS[m], out)
+              for m, out in (("opencv", u8), ("pil", u8), ("skimage", f64))]
+    names += [expression("gpu_histeq_luma_histogram", t) for t in LEVEL_DTYPES]
+    names += [expression("gpu_histeq_luma_remap", t, table) for t in LEVEL_DTYPES
+              for table in (t, f64)]
+    return names
+
+
 #: Every instantiation the loader may ask for, by source file: the compile test builds them all.
 INSTANTIATIONS = {"levels.cu": _level_expressions(), "uniform.cu": _uniform_expressions(),
-                  "clahe.cu": _clahe_expressions()}
+                  "clahe.cu": _clahe_expressions(), "color.cu": _color_expressions()}
+#: Files compiled in front of a file (after common.cuh) for the device functions it shares.
+PRELUDES = {"color.cu": ("levels.cu",)}
 
 
 def source(filename):
-    """The text compiled for `filename`: common.cuh followed by the file (no #include, so a
-    compile cache keyed on the text sees a change in either)."""
-    common = (_DIRECTORY / "common.cuh").read_text()
-    return common + "\n// ---- " + filename + "\n" + (_DIRECTORY / filename).read_text()
+    """The text compiled for `filename`: common.cuh, its :data:`PRELUDES`, then the file (no
+    #include, so a compile cache keyed on the text sees a change in any of them)."""
+    text = (_DIRECTORY / "common.cuh").read_text()
+    for name in (*PRELUDES.get(filename, ()), filename):
+        text += "\n// ---- " + name + "\n" + (_DIRECTORY / name).read_text()
+    return text

@@ -55,6 +55,18 @@ __device__ void gpu_histeq_level_table(const unsigned* hist, int levels, OutT* t
     __syncthreads();
 }
 
+// The 256-level table of a block whose warps counted into their own rows of `warp_hists`: a
+// barrier, thread t merges bin t of every warp into warp_hists[0], then the method's table.
+template <int METHOD, typename OutT>
+__device__ void gpu_histeq_warp_level_table(unsigned (*warp_hists)[256], OutT* table) {
+    __syncthreads();
+    unsigned count = 0;
+    for (int w = 0; w < GPU_HISTEQ_WARPS; ++w) count += warp_hists[w][threadIdx.x];
+    warp_hists[0][threadIdx.x] = count;
+    __syncthreads();
+    gpu_histeq_level_table<METHOD>(warp_hists[0], 256, table);
+}
+
 // Small uint8 planes, the whole pipeline in one launch: block p equalizes plane p (its span
 // with `spans`, gpu_histeq_locate). Per pixel: one shared-memory atomic (histograms private to
 // each warp) and one shared-memory table read. Traffic per pixel: 1 byte read (+1 mask byte)
@@ -80,12 +92,7 @@ gpu_histeq_equalize_small_u8(const unsigned char* planes, const bool* masks,
     unsigned* hist = warp_hists[threadIdx.x / 32];
     gpu_histeq_for_pixels(plane, mask, work.n, head, threadIdx.x, GPU_HISTEQ_THREADS,
                           [&](unsigned char v, bool selected) { if (selected) atomicAdd(&hist[v], 1u); });
-    __syncthreads();
-    unsigned count = 0;  // thread t merges bin t of every warp into warp_hists[0]
-    for (int w = 0; w < GPU_HISTEQ_WARPS; ++w) count += warp_hists[w][threadIdx.x];
-    warp_hists[0][threadIdx.x] = count;
-    __syncthreads();
-    gpu_histeq_level_table<METHOD>(warp_hists[0], 256, table);
+    gpu_histeq_warp_level_table<METHOD>(warp_hists, table);
     gpu_histeq_map_pixels(plane, out + work.offset, work.n, head, threadIdx.x, GPU_HISTEQ_THREADS,
                           [&](unsigned char v) { return table[v]; });
 }

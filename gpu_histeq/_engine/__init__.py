@@ -11,10 +11,16 @@ Three engines compute the same steps (count, tables, remap) and the same numbers
 The fast paths are on unless the environment says otherwise (``GPU_HISTEQ_PORTABLE=1`` turns
 both off, ``GPU_HISTEQ_CUDA=0`` only the CUDA one; read at every call) or the caller is inside
 :func:`portable`, the context manager tests and benchmarks use. Nothing else flips them.
+
+Every step that has a CUDA path reports, for CuPy input, which engine ran it and what the CUDA
+entry point answered (``True``, or a ``_cuda.Declined``: the convention at the top of
+:mod:`gpu_histeq._cuda`) to the lists of :func:`recording`, which tests read to prove that the
+kernels produced what they compare. Nothing is recorded outside a ``recording()`` block.
 """
 
 import contextlib
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,6 +31,62 @@ from . import portable as _portable
 
 _lock = threading.Lock()
 _portable_depth = 0  # process-wide, so that the worker threads of one call see it too
+_recorders: list = []  # the lists of the open recording() blocks
+
+
+class Step(NamedTuple):
+    """One step on CuPy input, as :func:`recording` collects it."""
+
+    #: The step: "equalize", "equalize_packed", "histograms", "packed_counts", "apply_tables",
+    #: "apply_packed", "clahe", "split_luma", "merge_luma", "equalize_luma".
+    name: str
+    #: What :func:`select` answered: "cuda", or "portable".
+    engine: str
+    #: The CUDA entry point's answer: True (it wrote the whole result), a ``_cuda.Declined``,
+    #: or None when the CUDA engine was not asked.
+    outcome: object
+    #: True when the fast paths were switched off (:func:`portable`, the environment).
+    switched_off: bool
+
+
+@contextlib.contextmanager
+def recording():
+    """Within this block, every step with a CUDA path appends a :class:`Step` for CuPy input to
+    the list it yields (process-wide, worker threads included).
+
+    Examples
+    --------
+    >>> from gpu_histeq import _engine
+    >>> with _engine.recording() as steps:
+    ...     pass
+    >>> steps
+    []
+    """
+    steps = []
+    with _lock:
+        _recorders.append(steps)
+    try:
+        yield steps
+    finally:
+        with _lock:
+            del _recorders[next(i for i, r in enumerate(_recorders) if r is steps)]
+
+
+def _switched_off():
+    """True when the CUDA kernels are switched off (:func:`portable`, the environment)."""
+    return (_portable_depth > 0 or _planes.getenv("GPU_HISTEQ_PORTABLE") == "1"
+            or _planes.getenv("GPU_HISTEQ_CUDA") == "0")
+
+
+def _report(xp, name, engine, outcome=None):
+    """Record one step on CuPy input; returns the CUDA entry point's `outcome` unchanged."""
+    if _recorders and is_cupy(xp):
+        bare = outcome is None or outcome is False or isinstance(outcome, _cuda.Declined)
+        answer = outcome if bare else True  # True, or the counts array: wrote
+        step = Step(name, engine, answer, _switched_off())
+        for steps in list(_recorders):
+            steps.append(step)
+    return outcome
 
 
 @contextlib.contextmanager
@@ -56,8 +118,7 @@ def compiled_enabled():
 
 def cuda_enabled():
     """True unless the CUDA kernels are switched off."""
-    return (_portable_depth == 0 and _planes.getenv("GPU_HISTEQ_PORTABLE") != "1"
-            and _planes.getenv("GPU_HISTEQ_CUDA") != "0")
+    return not _switched_off()
 
 
 def select(xp, dtype):
@@ -87,7 +148,9 @@ def equalize(xp, planes, mask_planes, method, nbins, result):
     """
     engine = select(xp, planes.dtype)
     if engine == "cuda":
-        return _cuda.equalize(planes, mask_planes, method, nbins, result)
+        return _report(xp, "equalize", engine,
+                       _cuda.equalize(planes, mask_planes, method, nbins, result))
+    _report(xp, "equalize", engine)
     if engine == "compiled":
         return _cpu.equalize_planes(planes, mask_planes, method, nbins, result)
     return False
@@ -122,7 +185,9 @@ def equalize_packed(xp, values, mask, starts, method, nbins, result):
     """
     engine = select(xp, values.dtype)
     if engine == "cuda":
-        return _cuda.equalize_packed(values, mask, starts, method, nbins, result)
+        return _report(xp, "equalize_packed", engine,
+                       _cuda.equalize_packed(values, mask, starts, method, nbins, result))
+    _report(xp, "equalize_packed", engine)
     if engine == "compiled":
         return _cpu.equalize_packed(values, mask, starts, method, nbins, result)
     return False
@@ -143,7 +208,10 @@ def packed_counts(xp, values, mask, starts, binning):
     """
     engine = select(xp, values.dtype)
     if engine == "cuda":
-        return _cuda.packed_counts(values, mask, starts, binning)
+        counts = _report(xp, "packed_counts", engine,
+                         _cuda.packed_counts(values, mask, starts, binning))
+        return None if isinstance(counts, _cuda.Declined) else counts
+    _report(xp, "packed_counts", engine)
     if engine == "compiled":
         return _cpu.count_packed(values, mask, starts, binning)
     return None
@@ -162,8 +230,11 @@ def apply_packed(xp, values, starts, tables, result):
     tables : (P, L) or (1, L) C-contiguous ndarray
     result : (M,) ndarray of ``tables.dtype``
     """
-    if select(xp, values.dtype) == "cuda":
-        return _cuda.apply_packed(values, starts, tables, result)
+    engine = select(xp, values.dtype)
+    if engine == "cuda":
+        return _report(xp, "apply_packed", engine,
+                       _cuda.apply_packed(values, starts, tables, result))
+    _report(xp, "apply_packed", engine)
     return False
 
 
@@ -187,10 +258,14 @@ def count_block(xp, planes, mask_planes, binning, block):
 
 def histograms(xp, planes, mask_planes, binning, block_list):
     """``(P, nbins)`` int64 histograms of every plane of `planes`, block by block."""
-    if select(xp, planes.dtype) == "cuda":
-        counts = _cuda.block_counts(planes, mask_planes, binning)
-        if counts is not None:
+    engine = select(xp, planes.dtype)
+    if engine == "cuda":
+        counts = _report(xp, "histograms", engine,
+                         _cuda.block_counts(planes, mask_planes, binning))
+        if not isinstance(counts, _cuda.Declined):
             return counts
+    else:
+        _report(xp, "histograms", engine)
     hist = xp.zeros((planes.shape[0], binning.nbins), np.int64)
     parts = _planes.map_blocks(
         xp, lambda block: count_block(xp, planes, mask_planes, binning, block)[0], block_list)
@@ -222,8 +297,12 @@ def apply_tables(xp, planes, tables, result):
     tables : (P, L) or (1, L) C-contiguous ndarray
     result : (P, N) ndarray of ``tables.dtype``
     """
-    if select(xp, planes.dtype) == "cuda" and _cuda.apply_lut(planes, tables, result):
-        return
+    engine = select(xp, planes.dtype)
+    if engine == "cuda":
+        if _report(xp, "apply_tables", engine, _cuda.apply_lut(planes, tables, result)):
+            return
+    else:
+        _report(xp, "apply_tables", engine)
     block_list = _planes.blocks(xp, planes.shape[0], planes.shape[1], tables.shape[-1])
     _portable.apply_tables(xp, planes, tables, result, block_list)
 
@@ -254,7 +333,9 @@ def clahe(xp, planes, shape, grid, sources, limit, scale, neighbours, result):
     engine = select(xp, planes.dtype)
     if engine == "cuda":
         tile_shape = (len(sources[0]) // grid[0], len(sources[1]) // grid[1])
-        return _cuda.clahe(planes, shape, grid, tile_shape, limit, scale, result)
+        return _report(xp, "clahe", engine,
+                       _cuda.clahe(planes, shape, grid, tile_shape, limit, scale, result))
+    _report(xp, "clahe", engine)
     if not (engine == "compiled" and np.dtype(planes.dtype) in (np.uint8, np.uint16)):
         return False
     nbins = 256 if planes.dtype == np.uint8 else 65536
@@ -271,33 +352,68 @@ def clahe(xp, planes, shape, grid, sources, limit, scale, neighbours, result):
     return True
 
 
-def split_luma(xp, rgb):
+def split_luma(xp, rgb, order="rgb"):
     """Y of C-contiguous ``(outer, 3, inner)`` RGB and the state :func:`merge_luma` needs.
 
-    The compiled engine (uint8/uint16 NumPy) writes only Y, ``(outer, inner)``, and recomputes
-    the chroma from `rgb` when merging (state None); the portable one keeps Cr and Cb.
+    `order` is ``"rgb"`` or ``"bgr"`` (the channels of `rgb` reversed; the CUDA kernels take it
+    as a parameter, the other engines a reversed view). The CUDA engine (uint8/uint16/float32/
+    float64 CuPy, ``color.cu``) and the compiled one (uint8/uint16 NumPy) write only Y,
+    ``(outer, inner)``, and recompute the chroma from `rgb` when merging (state None); the
+    portable one keeps Cr and Cb.
     """
-    if select(xp, rgb.dtype) == "compiled" and _cpu.converts(rgb.dtype):
+    engine = select(xp, rgb.dtype)
+    if engine == "cuda":
+        luma = xp.empty((rgb.shape[0], rgb.shape[2]), rgb.dtype)
+        if _report(xp, "split_luma", engine, _cuda.split_luma(rgb, order, luma)):
+            return luma, None
+    else:
+        _report(xp, "split_luma", engine)
+    if engine == "compiled" and _cpu.converts(rgb.dtype) and order == "rgb":
         return _cpu.rgb_luma(rgb), None
-    return color.split_luma(xp, rgb)
+    return color.split_luma(xp, rgb[:, ::-1] if order == "bgr" else rgb)
 
 
-def merge_luma(xp, rgb, luma, state, out):
+def merge_luma(xp, rgb, luma, state, out, order="rgb"):
     """`out` ``(outer, 3, inner)``: `rgb` with its luma replaced by `luma` ``(outer, inner)``
-    (OpenCV's YCrCb -> RGB with the chroma of `rgb`)."""
-    if state is None:
+    (OpenCV's YCrCb -> RGB with the chroma of `rgb`; `order` as :func:`split_luma`).
+
+    `luma` has the dtype of `rgb`, or for unsigned `rgb` is float64 values in ``[0, 1]``
+    (scikit-image's CDF), taken to the levels as ``rint(value * top)`` (inside the CUDA merge
+    kernel; one more array operation elsewhere)."""
+    engine = select(xp, rgb.dtype)
+    if engine == "cuda":
+        if _report(xp, "merge_luma", engine, _cuda.merge_luma(rgb, luma, order, out)):
+            return
+    else:
+        _report(xp, "merge_luma", engine)
+    dtype = np.dtype(rgb.dtype)
+    if dtype.kind == "u" and np.dtype(luma.dtype) != dtype:
+        luma = xp.rint(luma * np.iinfo(dtype).max).astype(dtype)
+    if state is None and engine == "compiled" and _cpu.converts(rgb.dtype) and order == "rgb":
         _cpu.replace_luma(rgb, luma, out)
         return
+    if order == "bgr":
+        rgb, out = rgb[:, ::-1], out[:, ::-1]
+    if state is None:  # the chroma was not kept: recompute it
+        state = color.split_luma(xp, rgb)[1]
     color.merge_luma(xp, luma, state, out)
 
 
-def equalize_luma(xp, rgb, nplanes, method, out):
-    """The fused luma equalization, where an engine has it: `rgb` C-contiguous channels-last
-    uint8, ``(nplanes * npixels, 3, 1)`` with each plane's pixels together, no mask, ``"opencv"``
-    or ``"pil"``. Counts each plane's Y, makes the method's tables (the same functions as every
-    other path) and writes the round trip through them into `out` (same shape). Returns False,
-    writing nothing, where it does not apply."""
-    if not (select(xp, rgb.dtype) == "compiled" and rgb.dtype == np.uint8
+def equalize_luma(xp, rgb, nplanes, method, out, order="rgb"):
+    """The fused luma equalization, where an engine has it: `rgb` C-contiguous
+    ``(outer, 3, inner)`` with each of the `nplanes` planes' pixels together (the image axes are
+    the luma's trailing axes), no mask. Counts each plane's Y, makes the method's tables (the
+    same functions as every other path) and writes the round trip through them into `out` (same
+    shape). The compiled engine takes channels-last uint8 (``inner == 1``) with ``"opencv"`` or
+    ``"pil"``; the CUDA one uint8 and uint16, every method that fits, either layout (one launch
+    for uint8 planes of at most 65536 pixels, else three per group of planes). Returns False or a ``_cuda.Declined``, writing nothing, where it does not
+    apply."""
+    engine = select(xp, rgb.dtype)
+    if engine == "cuda":
+        return _report(xp, "equalize_luma", engine,
+                       _cuda.equalize_luma(rgb, nplanes, method, order, out))
+    _report(xp, "equalize_luma", engine)
+    if not (engine == "compiled" and rgb.dtype == np.uint8 and order == "rgb"
             and rgb.shape[2] == 1 and method in ("opencv", "pil")):
         return False
     counts = _cpu.luma_counts(rgb, nplanes)

@@ -153,6 +153,25 @@ def cases():
                                      (np.uint8, (1, 30, 50), 0.0, (2, 5)), (np.uint8, (1, 40, 70), 2.0, (9, 16)),
                                      (np.uint16, (2, 33, 20), 3.0, (3, 4))):
         same(gpu_histeq.clahe, images(dtype, shape), clip, grid)
+    # luminance=True (color.cu): the one-launch uint8 kernel (every method, channels last and
+    # first), split and merge (large uint8 planes, uint16 and floats, a mask, the CDF to levels)
+    for method in ("opencv", "pil", "skimage"):
+        same(equalize, images(np.uint8, (2, 13, 17, 3), 1), channel_axis=-1, luminance=True,
+             method=method)
+        same(equalize, images(np.uint8, (1, 300, 230, 3)), channel_axis=-1, luminance=True,
+             method=method)
+    same(equalize, images(np.uint8, (2, 3, 9, 11)), channel_axis=1, luminance=True)
+    for method in ("opencv", "skimage"):
+        same(equalize, images(np.uint16, (2, 9, 10, 3), 1), channel_axis=-1, luminance=True,
+             method=method)
+    for dtype in (np.float32, np.float64):
+        same(equalize, cp.abs(images(dtype, (2, 9, 10, 3))) / 8, channel_axis=-1, luminance=True)
+    colour_mask = cp.asarray(rng.random((2, 9, 10, 3)) < 0.5)
+    colour_mask[:, 0, 0] = True
+    same(equalize, images(np.uint8, (2, 9, 10, 3)), mask=colour_mask, channel_axis=-1,
+         luminance=True)
+    same(gpu_histeq.clahe, images(np.uint8, (2, 30, 20, 3)), 2.0, (3, 3), channel_axis=-1,
+         luminance=True)
     ragged(rng, images, same)
     launched = set(cp.LAUNCHES)
     from gpu_histeq._cuda import _sources
