@@ -265,7 +265,7 @@ def is_low_contrast(image, fraction_threshold=0.05, lower_percentile=1, upper_pe
 
     Returns
     -------
-    out : numpy.bool_
+    out : numpy boolean scalar (``numpy.bool_``)
         On the host for every backend (one synchronization on CuPy). For bool images: False only
         when both values occur.
 
