@@ -6,15 +6,18 @@ planes and compares the bytes of the results, or the errors raised. The ``cp`` f
 case on a GPU when one is usable, else on the emulated CuPy (tests/emulation): the real kernel
 text and launchers executed on the CPU, against the portable path on NumPy arithmetic.
 
-Float32 planes with subnormal values are left out of the emulated comparison: CuPy compiles its
-own kernels with ``-ftz=true`` too, so on a GPU both paths flush them, while NumPy (the stand-in's
-portable arithmetic) keeps them (tests/emulation/README.md).
+Float32 planes near the subnormals are compared with a reference that flushes them: CuPy compiles
+its own kernels with ``-ftz=true`` too, so on a GPU both paths flush them, and on the emulated
+CuPy the portable path runs with the x86 FTZ and DAZ bits set (``fake_cupy.flushed_float32``),
+which NumPy's arithmetic follows (tests/emulation/README.md).
 """
+
+import contextlib
 
 import numpy as np
 import pytest
 
-from conftest import is_emulated
+from conftest import assert_declined, assert_wrote, is_emulated, raised_in_kernel_path
 from gpu_histeq import _cuda, _engine, apply_lut, equalize_hist, histogram
 
 #: (name, planes, pixels): small planes take the one-block kernels, large ones the multi-block
@@ -71,7 +74,8 @@ def _host(array):
 
 def flush_sensitive(cp, *arrays):
     """True on the emulated CuPy for float32 input near the subnormals: a GPU flushes them in
-    both paths (-ftz=true), NumPy (the stand-in's portable arithmetic) in neither."""
+    both paths (-ftz=true), NumPy (the stand-in's portable arithmetic) only under
+    :func:`flushed_reference`."""
     if not is_emulated(cp):
         return False
     for array in arrays:
@@ -83,9 +87,11 @@ def flush_sensitive(cp, *arrays):
     return False
 
 
-def skip_flushed(cp, *arrays):
-    if flush_sensitive(cp, *arrays):
-        pytest.skip("float32 subnormals: flushed on a GPU (-ftz=true), kept by NumPy")
+def flushed_reference(cp, *arrays):
+    """The context of the portable reference: on the emulated CuPy, for float32 input near the
+    subnormals, the GPU's flush-to-zero (x86 FTZ and DAZ, ``fake_cupy.flushed_float32``);
+    elsewhere nothing (a GPU's portable CuPy path flushes by itself)."""
+    return cp.flushed_float32() if flush_sensitive(cp, *arrays) else contextlib.nullcontext()
 
 
 def _outcome(call):
@@ -97,19 +103,19 @@ def _outcome(call):
 
 def run_both(cp, planes, mask, method, nbins):
     """(fused, portable) results of one (P, N) case; errors must match and are returned as such."""
-    skip_flushed(cp, planes)
     dtype = result_dtype(method, planes.dtype)
     images = planes.reshape(planes.shape[0], 1, planes.shape[1])
     masks = None if mask is None else mask.reshape(images.shape)
-    with _engine.portable():
+    with _engine.portable(), flushed_reference(cp, planes):
         expected, expected_error = _outcome(
             lambda: equalize_hist(images, nbins, mask=masks, method=method))
     result = cp.full(planes.shape, 7, dtype)
     taken, error = _outcome(lambda: _cuda.equalize(planes, mask, method, nbins, result))
     if expected_error is not None or error is not None:
         assert (type(error), str(error)) == (type(expected_error), str(expected_error))
+        assert raised_in_kernel_path(error), f"{error!r} was not raised by the kernel path"
         return None, None
-    assert taken, "the fused kernels declined a case they cover"
+    assert_wrote(taken)
     return result, expected.reshape(planes.shape)
 
 
@@ -176,13 +182,15 @@ def test_nan_raises(cp):
     planes = cp.asarray(make_planes(np.float32, "random", 3, 64))
     planes[1, 5] = np.nan
     result = cp.empty(planes.shape, np.float32)
-    with pytest.raises(ValueError, match="NaN or infinity"):
+    with pytest.raises(ValueError, match="NaN or infinity") as caught:
         _cuda.equalize(planes, None, "skimage", 256, result)
+    assert raised_in_kernel_path(caught.value)
 
 
 def test_uncovered_dtypes_decline(cp):
     planes = cp.zeros((2, 16), np.int16)
-    assert not _cuda.equalize(planes, None, "skimage", 256, cp.empty((2, 16), np.float64))
+    assert_declined(_cuda.equalize(planes, None, "skimage", 256, cp.empty((2, 16), np.float64)),
+                    "uncovered")
 
 
 @pytest.mark.parametrize("dtype, nbins", [(np.uint8, 256), (np.uint16, 256), (np.float32, 256),

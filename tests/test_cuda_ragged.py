@@ -15,10 +15,10 @@ usable, else emulated on the CPU (tests/emulation); here only the emulated run h
 import numpy as np
 import pytest
 
-from conftest import is_emulated
+from conftest import assert_declined, assert_wrote, is_emulated, raised_in_kernel_path
 from gpu_histeq import _cuda, _engine, equalize_hist
 from gpu_histeq._interop import _packed
-from test_cuda_kernels import assert_same_bits, result_dtype, skip_flushed
+from test_cuda_kernels import assert_same_bits, flushed_reference, result_dtype
 
 #: Plane sizes of the default list: empty, 1-pixel, odd, 16-byte multiples, one over
 #: SMALL_PIXELS (65536), then many small ones.
@@ -96,11 +96,11 @@ def _outcome(call):
 def check_equalize(cp, values, mask, starts, method, nbins, per_image=True):
     """equalize_packed == _packed.equalize (bits or error) and == equalize_hist per plane;
     returns the result, or the error both raised."""
-    skip_flushed(cp, values)
     dtype = result_dtype(method, values.dtype)
+    flushed = flushed_reference(cp, values)
     values = cp.asarray(values)
     mask = None if mask is None else cp.asarray(mask)
-    with np.errstate(all="ignore"), _engine.portable():
+    with np.errstate(all="ignore"), _engine.portable(), flushed:
         expected, expected_error = _outcome(
             lambda: _packed.equalize(cp, values, mask, starts, method, nbins, dtype))
     buffer, result = guarded(cp, values.size, dtype)
@@ -110,8 +110,9 @@ def check_equalize(cp, values, mask, starts, method, nbins, per_image=True):
             lambda: _cuda.equalize_packed(values, mask, starts, method, nbins, result))
     assert (type(error), str(error)) == (type(expected_error), str(expected_error))
     if error is not None:
+        assert raised_in_kernel_path(error), f"{error!r} was not raised by the kernel path"
         return error
-    assert taken, "the packed kernels declined a case they cover"
+    assert_wrote(taken)
     if before is not None and values.size:
         assert _launches(cp) > before, "no kernel ran"
     assert_guards(buffer, dtype)
@@ -165,16 +166,15 @@ def test_multi_block_kernels_on_many_groups(cp, kernels, method, dtype, nbins, m
 def test_unaligned_buffers(cp, kernels, method, dtype, nbins):
     """Values, mask and result whose bases are off a pack: every pixel one by one."""
     values, mask, starts = packed_list(dtype, [5, 0, 300, 70000, 1], seed=3)
-    skip_flushed(cp, values)
     base = cp.asarray(np.concatenate([values[:1], values]))[1:]
     mask_base = cp.asarray(np.concatenate([mask[:3], mask]))[3:]
     out_dtype = result_dtype(method, dtype)
     assert not kernels.packed_aligned(base, mask_base, cp.empty(1, out_dtype))
-    with np.errstate(all="ignore"), _engine.portable():
+    with np.errstate(all="ignore"), _engine.portable(), flushed_reference(cp, values):
         expected = _packed.equalize(cp, base, mask_base, starts, method, nbins, out_dtype)
     result = cp.empty(values.size + 1, out_dtype)[1:]
     with np.errstate(all="ignore"):
-        assert _cuda.equalize_packed(base, mask_base, starts, method, nbins, result)
+        assert_wrote(_cuda.equalize_packed(base, mask_base, starts, method, nbins, result))
     assert_same_bits(result, expected)
 
 
@@ -185,9 +185,10 @@ def test_empty_lists_and_planes(cp, dtype):
     for sizes in ([], [0], [0, 0, 0]):
         starts = _packed.plane_starts(sizes)
         values = cp.zeros(0, dtype)
-        assert _cuda.equalize_packed(values, None, starts, method, 256, cp.empty(0, out))
+        assert_wrote(_cuda.equalize_packed(values, None, starts, method, 256, cp.empty(0, out)))
         counts = _cuda.packed_counts(values, None, starts, _packed.binning(
             cp, values, None, starts, 256, method == "opencv"))
+        assert_wrote(counts)
         assert counts.shape == (len(sizes), 256) and not counts.get().any()
     values, _, starts = packed_list(dtype, [0, 1, 0])  # a single pixel between empty planes
     check_equalize(cp, values, None, starts, method, 256)
@@ -213,35 +214,44 @@ def test_repeated_edges_raise_as_portably(cp):
 
 def test_irregular_plane_declines(cp):
     """A float64 plane whose bins are a few subnormals wide needs numpy.interp's own search:
-    False, and the portable path redoes every plane."""
+    the documented "irregular" decline after the kernels ran, and the portable path redoes
+    every plane."""
     tiny = np.array([0.0, 392553, 396459, 1000000]) * 5e-324
     values = np.concatenate([np.linspace(0, 1, 50), tiny, np.linspace(-3, 2, 7)])
     starts = _packed.plane_starts([50, 4, 7])
     result = cp.empty(values.size, np.float64)
-    assert not _cuda.equalize_packed(cp.asarray(values), None, starts, "skimage", 256, result)
+    before = _launches(cp)
+    assert_declined(_cuda.equalize_packed(cp.asarray(values), None, starts, "skimage", 256,
+                                          result), "irregular")
+    if before is not None:
+        assert _launches(cp) > before, "declined as irregular without running the kernels"
 
 
 def test_uncovered_cases_decline(cp):
+    """Cases outside the kernels' claim: ``Declined("uncovered")``, decided before any launch."""
     starts = _packed.plane_starts([3, 5])
-    values = cp.zeros(8, np.int16)
-    assert not _cuda.equalize_packed(values, None, starts, "skimage", 256,
-                                     cp.empty(8, np.float64))
-    strided = cp.zeros(16, np.uint8)[::2]
-    assert not _cuda.equalize_packed(strided, None, starts, "opencv", 256, cp.empty(8, np.uint8))
-    assert not _cuda.equalize_packed(cp.zeros(8, np.float32), None, starts, "opencv", 256,
-                                     cp.empty(8, np.float32))
-    assert not _cuda.apply_packed(cp.zeros(8, np.float32), starts, cp.zeros((2, 4), np.uint8),
-                                  cp.empty(8, np.uint8))
-    assert not _cuda.apply_packed(cp.zeros(8, np.uint8), starts, cp.zeros((3, 256), np.uint8),
-                                  cp.empty(8, np.uint8))
+    before = _launches(cp)
+    u8 = cp.empty(8, np.uint8)
+    answers = [
+        _cuda.equalize_packed(cp.zeros(8, np.int16), None, starts, "skimage", 256,
+                              cp.empty(8, np.float64)),
+        _cuda.equalize_packed(cp.zeros(16, np.uint8)[::2], None, starts, "opencv", 256, u8),
+        _cuda.equalize_packed(cp.zeros(8, np.float32), None, starts, "opencv", 256,
+                              cp.empty(8, np.float32)),
+        _cuda.apply_packed(cp.zeros(8, np.float32), starts, cp.zeros((2, 4), np.uint8), u8),
+        _cuda.apply_packed(cp.zeros(8, np.uint8), starts, cp.zeros((3, 256), np.uint8), u8)]
     for bad in ([0, 5, 3], [0, 3, 9], [-1, 3, 8]):  # decreasing, past the end, before the start
         bad = np.asarray(bad, np.int64)
         values = cp.zeros(8, np.uint8)
-        assert not _cuda.equalize_packed(values, None, bad, "opencv", 256, cp.empty(8, np.uint8))
-        assert _cuda.packed_counts(values, None, bad, _packed.binning(
-            cp, values, None, starts, 256, True)) is None
-        assert not _cuda.apply_packed(values, bad, cp.zeros((2, 256), np.uint8),
-                                      cp.empty(8, np.uint8))
+        answers += [
+            _cuda.equalize_packed(values, None, bad, "opencv", 256, u8),
+            _cuda.packed_counts(values, None, bad,
+                                _packed.binning(cp, values, None, starts, 256, True)),
+            _cuda.apply_packed(values, bad, cp.zeros((2, 256), np.uint8), u8)]
+    for answer in answers:
+        assert_declined(answer, "uncovered")
+    if before is not None:
+        assert _launches(cp) == before, "an uncovered case launched a kernel"
 
 
 @pytest.mark.parametrize("masked", [False, True], ids=["all", "mask"])
@@ -257,7 +267,7 @@ def test_packed_counts_equal_portable(cp, dtype, nbins, level_indexed, masked):
     with _engine.portable():
         expected = _packed.histograms(cp, values, mask, starts, bins)
     counts = _cuda.packed_counts(values, mask, starts, bins)
-    assert counts is not None
+    assert_wrote(counts)
     assert_same_bits(counts, expected)
 
 
@@ -276,6 +286,6 @@ def test_apply_packed_equals_portable(cp, kernels, dtype, table_dtype, length, s
     with _engine.portable():
         expected = _packed.apply_tables(cp, values, starts, tables)
     buffer, result = guarded(cp, values.size, table_dtype)
-    assert _cuda.apply_packed(values, starts, tables, result)
+    assert_wrote(_cuda.apply_packed(values, starts, tables, result))
     assert_guards(buffer, table_dtype)
     assert_same_bits(result, expected)

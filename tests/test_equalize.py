@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from conftest import assert_backend, is_emulated, to_numpy
+from conftest import assert_backend, expect_decline, is_emulated, to_numpy
 
 import gpu_histeq
 from gpu_histeq import _cpu, _engine, _planes, equalize_hist
@@ -457,6 +457,8 @@ def test_compiled_float_path_on_subnormal_ranges(dtype, nbins):
 def test_subnormal_ranges_match_skimage_on_every_backend(xp, dtype):
     if dtype == np.float32 and is_emulated(xp):  # the real-GPU outcome: GPU-PENDING.md
         pytest.skip("float32 subnormals are flushed on a GPU (-ftz=true; emulated as x86 FTZ/DAZ)")
+    if xp is not np and dtype == np.float64:  # bins a few subnormals wide: numpy.interp's search
+        expect_decline("irregular")
     tiny = np.finfo(dtype).smallest_subnormal
     rng = np.random.default_rng(3)
     planes = [rng.integers(0, 101, (9, 11)) * tiny, rng.integers(0, 1000, (9, 11)) * tiny,

@@ -1,71 +1,97 @@
 #!/usr/bin/env bash
 # The one-call GPU check of ci/gpu/README.md. Run ON THE GPU MACHINE, from the repository root:
 #
-#   bash ci/gpu/on-device.sh [--deadline SECONDS] [--serial] [STAGE ...]
+#   bash ci/gpu/on-device.sh [--deadline SECONDS] [STAGE ...]
 #
-# Stages (default: info install tests memcheck racecheck bench; tests, memcheck and racecheck run
-# side by side, the benchmark alone after them, so that its timings have the GPU to themselves):
+# Stages, one after another, the most valuable evidence first (default: all but stage/cvcuda):
 #   info       GPU, driver, CUDA, Python packages, where compute-sanitizer is
 #   install    the carried wheels ($GPU_CHECK_WHEELS, default .whl/gpu: kornia, kornia_rs, cuCIM)
 #              into /tmp/gpu_histeq_check/site; gpu_histeq itself (pip install -e: the compiled CPU path)
-#   tests      python3 -m pytest, the whole suite, CuPy backend included (xdist workers if installed)
-#   memcheck   compute-sanitizer --tool memcheck over a selection of the kernel tests
-#              (tests/test_cuda_kernels.py, tests/test_cuda_edge_cases.py, tests/test_cuda_ragged.py)
-#   racecheck  compute-sanitizer --tool racecheck over a smaller selection
-#   bench      benchmarks/bench_gpu.py with the time that is left
+#   cuda       the CUDA tests on real CuPy: every `cupy` case (-m gpu) of tests/test_cuda_*.py,
+#              tests/test_cuda_kernels.py, _edge_cases.py and _ragged.py first (the kernel cache
+#              they fill serves every later stage)
+#   backends   every other `cupy` case of the suite (-m gpu: the xp fixture's CuPy parameter)
+#   bench      benchmarks/bench_gpu.py: CUDA-event timings, written as JSON and Markdown
+#   memcheck   compute-sanitizer --tool memcheck over a subset of the three kernel test files
+#   racecheck  compute-sanitizer --tool racecheck over a smaller subset
+#   synccheck  compute-sanitizer --tool synccheck over a smaller subset
 #   stage DIR  keep the files carried in DIR in /tmp/gpu_histeq_check/peers (kept while the machine
 #              stays warm between calls: the optional CV-CUDA calls)
 #   cvcuda     join the staged CV-CUDA parts, install it, benchmark it beside gpu_histeq
 #
-# Every stage has a time limit, so later stages still run; the whole call ends by --deadline
-# (default 460 s). Everything goes to $OUT (at most 8 files come back): gpu-check-summary.md (each
-# stage's status, seconds and why, rewritten as stages start and end), gpu-setup.log,
-# gpu-tests.log, gpu-memcheck.log, gpu-racecheck.log, gpu-bench.log and the benchmark's
-# gpu-<date>-<device>.json / .md. Exits 0 whatever the stages found (2 for bad arguments): the
-# summary says what passed, failed, timed out or was skipped, and why.
+# The machine has no dask, no pytest-xdist and no pytest-timeout: pytest runs in one process
+# (-p no:xdist -p no:timeout wherever it runs), and each pytest stage ends at its own deadline
+# through ci/gpu/stage_deadline.py, so that pytest still prints its summary line; `timeout` is
+# only the backstop. Each stage has a cap (CAPS below) and never runs past what the later stages'
+# floors leave; the whole call ends by --deadline (default 470 s). Everything goes to $OUT (at most
+# 8 files come back): gpu-check-summary.md (each stage's status, seconds and pytest's / the
+# sanitizer's summary line, rewritten as stages start and end), gpu-setup.log, gpu-tests.log
+# (cuda, backends), gpu-bench.log and the benchmark's gpu-<date>-<device>.json / .md,
+# gpu-sanitizers.log (memcheck, racecheck, synccheck). Exits 0 whatever the stages found (2 for
+# bad arguments): the summary says what passed, failed, was cut or skipped, and why.
 #
-# Knobs (environment): GPU_CHECK_WHEELS, GPU_CHECK_WORKERS (pytest-xdist workers, 0 = one process),
-# GPU_CHECK_MEMCHECK_K / GPU_CHECK_RACECHECK_K (pytest -k selections), GPU_CHECK_BENCH_ARGS,
-# GPU_CHECK_TESTS (pytest paths for the tests stage; default: the whole suite),
-# GPU_CHECK_SANITIZER_TESTS (the sanitizers' test files; default the two above and tests/test_cuda_ragged.py). For testing this
-# script on a machine without a GPU only (ci/gpu/selftest.sh): GPU_CHECK_ASSUME_GPU=1.
+# Knobs (environment): GPU_CHECK_WHEELS, GPU_CHECK_CUDA_TESTS (the cuda stage's files),
+# GPU_CHECK_SANITIZER_TESTS (the sanitizers' files), GPU_CHECK_MEMCHECK_K / _RACECHECK_K /
+# _SYNCCHECK_K (their pytest -k subsets), GPU_CHECK_BENCH_ARGS, GPU_CHECK_WORK (scratch folder,
+# default /tmp/gpu_histeq_check: kept while the machine stays warm).
+# For ci/gpu/dry-run.sh only (a CPU machine): GPU_CHECK_DRY_RUN=1, the emulated CuPy stands in
+# for the GPU (the `cupy-emulated` twin of every `cupy` case: -m 'not gpu' -k emulated for -m gpu), the
+# local python3 is left alone, the benchmark only prints its plan (--dry-run);
+# GPU_CHECK_TIME_SCALE=N multiplies every stage's cap and floor (give --deadline to match).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 repo=$PWD
 out=${OUT:-$repo/out/gpu-check}
-work=/tmp/gpu_histeq_check
-deadline=460
-serial=0
+work=${GPU_CHECK_WORK:-/tmp/gpu_histeq_check}
+deadline=470
+dry=${GPU_CHECK_DRY_RUN:-0}
 command_line="bash ci/gpu/on-device.sh${*:+ $*}"
 stages=()
 stage_dirs=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --deadline) deadline=${2:?--deadline needs seconds}; shift ;;
-    --serial) serial=1 ;;
-    info|install|tests|memcheck|racecheck|bench|cvcuda) stages+=("$1") ;;
+    info|install|cuda|backends|bench|memcheck|racecheck|synccheck|cvcuda) stages+=("$1") ;;
     stage) stages+=("stage"); stage_dirs+=("${2:?stage needs a folder}"); shift ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
     *) echo "on-device.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
 case "$deadline" in ''|*[!0-9]*) echo "on-device.sh: --deadline must be whole seconds, got $deadline" >&2; exit 2 ;; esac
-[ ${#stages[@]} -gt 0 ] || stages=(info install tests memcheck racecheck bench)
+[ ${#stages[@]} -gt 0 ] || stages=(info install cuda backends bench memcheck racecheck synccheck)
 [ "${stages[0]}" = info ] || stages=(info "${stages[@]}")  # every call says what it ran on
 light=1  # only staging files: info reads nvidia-smi alone
 for name in "${stages[@]}"; do case $name in info|stage) ;; *) light=0 ;; esac; done
 
+# Seconds each stage may take at most, and the least it is started with; a stage never takes
+# time that the floors of the stages after it need. Expected times: ci/gpu/README.md.
+declare -A CAPS=([info]=60 [install]=90 [cuda]=150 [backends]=75 [bench]=75 [memcheck]=60
+                 [racecheck]=45 [synccheck]=40 [cvcuda]=60)
+declare -A FLOORS=([info]=0 [install]=0 [cuda]=30 [backends]=20 [bench]=45 [memcheck]=25
+                   [racecheck]=20 [synccheck]=20 [cvcuda]=0 [stage]=0)
+scale=${GPU_CHECK_TIME_SCALE:-1}  # the dry run's emulator is slower than a GPU: it scales both
+case "$scale" in ''|*[!0-9]*|0) echo "on-device.sh: GPU_CHECK_TIME_SCALE must be a whole number >= 1, got $scale" >&2; exit 2 ;; esac
+for name in "${!CAPS[@]}"; do CAPS[$name]=$(( CAPS[$name] * scale )); FLOORS[$name]=$(( ${FLOORS[$name]:-0} * scale )); done
+
 wheels=${GPU_CHECK_WHEELS:-.whl/gpu}
-workers=${GPU_CHECK_WORKERS:-8}
-memcheck_k=${GPU_CHECK_MEMCHECK_K:-"((fused_equals_portable and random) or multi_block or unaligned or hook or nan_raises or far_out or repeated_bin_edges or random_lists or empty_lists or packed_counts or apply_packed) and not emul"}
-racecheck_k=${GPU_CHECK_RACECHECK_K:-"((fused_equals_portable and random and (small or large)) or multi_block or unaligned or random_lists) and not emul"}
+core_tests="tests/test_cuda_kernels.py tests/test_cuda_edge_cases.py tests/test_cuda_ragged.py"
+cuda_tests=${GPU_CHECK_CUDA_TESTS:-$(printf '%s\n' $core_tests tests/test_cuda_*.py | awk '!seen[$0]++' | tr '\n' ' ')}
+sanitizer_tests=${GPU_CHECK_SANITIZER_TESTS:-$core_tests}
+# Subsets sized to the caps above: every kernel and launcher branch, one-block and multi-block,
+# masks, unaligned views, the hooks, the far-out values and repeated edges that once overflowed,
+# ragged launches with 0-pixel and unaligned planes (counts: ci/gpu/README.md).
+memcheck_k=${GPU_CHECK_MEMCHECK_K:-"(fused_equals_portable and random and (small or large) and not mask) or multi_block_kernels_on_small_planes or unaligned or hook or nan_raises or far_out_unselected_values_multi_block or repeated_bin_edges_multi_block or random_lists or empty_lists or packed_counts"}
+racecheck_k=${GPU_CHECK_RACECHECK_K:-"(fused_equals_portable and random and (small or large) and mask) or multi_block_kernels_on_small_planes or random_lists"}
+synccheck_k=${GPU_CHECK_SYNCCHECK_K:-"(fused_equals_portable and random and large) or multi_block_kernels_on_many_groups or errors_come_in_the_portable_order"}
 
 mkdir -p "$out" "$work/site" "$work/peers" "$work/cupy-cache"
 rm -rf "$work/results" && mkdir -p "$work/results"
-export PYTHONPATH="$work/site:$repo${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-export CUPY_CACHE_DIR="$work/cupy-cache"  # tests and sanitizers; bench_gpu.py starts its own, empty
+export PYTHONPATH="$work/site:$repo:$repo/ci/gpu${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export CUPY_CACHE_DIR="$work/cupy-cache"  # the tests fill it, the sanitizers reuse it; bench_gpu.py starts its own
 setup_log=$out/gpu-setup.log
+tests_log=$out/gpu-tests.log
+sanitizers_log=$out/gpu-sanitizers.log
 started=$SECONDS
 started_utc=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 gpu_line="(not probed yet)"
@@ -130,6 +156,12 @@ status_of() {  # status_of EXIT_CODE: the words for a stage's exit code
     esac
 }
 
+limit_of() {  # limit_of INDEX: the stage's cap, less the floors of the stages after it
+    local name=${stages[$1]} later reserve=0
+    for later in "${stages[@]:$(( $1 + 1 ))}"; do reserve=$(( reserve + ${FLOORS[$later]:-0} )); done
+    min "${CAPS[$name]:-60}" $(( $(left) - reserve ))
+}
+
 # ---- stages
 
 find_sanitizer() {
@@ -169,10 +201,10 @@ stage_info() {  # INDEX
         command -v nvcc >/dev/null && nvcc --version | tail -2
         command -v g++ >/dev/null && g++ --version | head -1
     } >> "$setup_log" 2>&1
-    probe=$(timeout 120 python3 - 2>&1 <<'PY'
+    probe=$(timeout 60 python3 - 2>&1 <<'PY'
 import importlib
-for name in ("numpy", "cupy", "torch", "torchvision", "skimage", "cv2", "pytest", "xdist", "pytest_timeout",
-             "hypothesis", "kornia", "cucim", "cvcuda"):
+for name in ("numpy", "cupy", "torch", "torchvision", "skimage", "cv2", "pytest", "hypothesis", "tqdm",
+             "dask", "xdist", "pytest_timeout", "kornia", "cucim", "cvcuda"):
     try:
         module = importlib.import_module(name)
         print(f"# {name} {getattr(module, '__version__', '?')}")
@@ -192,9 +224,9 @@ except Exception as error:
 PY
 )
     echo "$probe" | grep -v '^GPU_' >> "$setup_log"
-    if [ "${GPU_CHECK_ASSUME_GPU:-0}" = 1 ] && ! echo "$probe" | grep -q '^GPU_OK'; then
+    if [ "$dry" = 1 ] && ! echo "$probe" | grep -q '^GPU_OK'; then
         echo "$probe" | grep '^GPU_NO' >> "$setup_log"
-        probe=$'GPU_OK\tnone: GPU_CHECK_ASSUME_GPU=1 (testing this script; no number here is a GPU\'s)'
+        probe=$'GPU_OK\tnone: a dry run (GPU_CHECK_DRY_RUN=1) on the emulated CuPy; no number here is a GPU\'s'
     fi
     if echo "$probe" | grep -q '^GPU_OK'; then
         gpu_ok=1
@@ -227,17 +259,17 @@ stage_install() {  # INDEX LIMIT
         else
             echo "no wheels in $wheels"
         fi
-        if [ "${GPU_CHECK_ASSUME_GPU:-0}" = 1 ]; then
-            echo "gpu_histeq not installed: GPU_CHECK_ASSUME_GPU=1 (a test of this script; this python3 is left alone)"
+        if [ "$dry" = 1 ]; then
+            echo "gpu_histeq not installed: a dry run (GPU_CHECK_DRY_RUN=1) leaves this python3 alone"
         elif python3 -c "import importlib.metadata as m, gpu_histeq._cpu as c; m.version('gpu_histeq'); assert c.BUILT" 2>/dev/null; then
             echo "gpu_histeq already installed with its compiled CPU path"
         else
-            if ! timeout -k 5 "$(min 150 "$2")" python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . 2>&1 | tail -20; then
+            if ! timeout -k 5 "$2" python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . 2>&1 | tail -20; then
                 # pip refused (an older setuptools than pyproject.toml needs?): build the compiled
                 # CPU path alone, from a copy without pyproject.toml, and use the tree on PYTHONPATH
                 echo "pip install -e . failed: building the extension alone (no installed metadata)"
                 rm -rf "$work/build" && mkdir -p "$work/build" && cp -r setup.py gpu_histeq "$work/build/" &&
-                    (cd "$work/build" && timeout -k 5 120 python3 setup.py -q build_ext --inplace 2>&1 | tail -20) &&
+                    (cd "$work/build" && timeout -k 5 "$2" python3 setup.py -q build_ext --inplace 2>&1 | tail -20) &&
                     cp "$work"/build/gpu_histeq/_cpu_kernels*.so gpu_histeq/
             fi
         fi
@@ -254,7 +286,6 @@ for name in ("kornia", "kornia_rs", "cucim", "cvcuda"):
 try:
     from gpu_histeq import _cpu
     found.append("compiled CPU path " + ("built" if _cpu.BUILT else "NOT built (no C compiler?)"))
-    import importlib.metadata
     importlib.metadata.version("gpu_histeq")
 except importlib.metadata.PackageNotFoundError:
     found.append("gpu_histeq NOT installed (test_packaging's metadata tests will fail; see gpu-setup.log)")
@@ -268,74 +299,103 @@ PY
     record "$1" install "$(status_of $code)" $(( SECONDS - t0 )) "$(IFS=';'; echo "${notes[*]}")"
 }
 
-pytest_plugins() {  # extra pytest arguments for the plugins this python3 has
-    local args=(-p no:cacheprovider -p no:benchmark)
-    if [ "$1" = parallel ] && [ "$workers" -gt 0 ] && python3 -c "import xdist" 2>/dev/null; then
-        args+=(-n "$workers")
+# pytest in one process, the same plugins everywhere: none of xdist, timeout, benchmark, cache
+PYTEST=(python3 -m pytest -p no:cacheprovider -p no:xdist -p no:timeout -p no:benchmark -p stage_deadline)
+
+selection() {  # selection [K]: the pytest arguments choosing the real-CuPy cases (-k K among them)
+    if [ "$dry" = 1 ]; then  # the emulated twins (not the real-CuPy cases, which carry the gpu mark)
+        echo "-m"; echo "not gpu"
+        echo "-k"; echo "emulated${1:+ and ($1)}"
+    else
+        echo "-m"; echo "gpu"
+        [ -n "${1:-}" ] && { echo "-k"; echo "$1"; }
     fi
-    python3 -c "import pytest_timeout" 2>/dev/null && args+=(--timeout 120)
-    echo "${args[@]}"
 }
 
-pytest_outcome() {  # the last pytest summary line of a log, or how far a cut run got
+pytest_outcome() {  # pytest_outcome LOG: the last pytest summary line of a log, or how far a cut run got
     local line
     line=$(grep -E '[0-9]+ (passed|failed|errors?|skipped|deselected|xfailed|xpassed|warnings?)\b.* in [0-9.]+s' "$1" |
         tail -1 | sed 's/^=* *//; s/ *=*$//')
     [ -n "$line" ] && { echo "$line"; return; }
     line=$(grep -oE '\[ *[0-9]+%\]' "$1" | tail -1 | tr -d '[] ')
-    echo "cut before pytest's summary${line:+, at $line of the tests}: the log holds what ran"
+    echo "no summary line: cut${line:+ at $line of the tests}; the log holds what ran"
 }
 
-stage_tests() {  # INDEX LIMIT
-    local t0=$SECONDS code log=$out/gpu-tests.log outcome cupy_skips
+pytest_status() {  # pytest_status CODE LOG: the stage's status from pytest's exit code and log
+    if grep -qE 'errors? during collection|^ERROR collecting' "$2"; then echo "collection errors"; return; fi
+    case $1 in
+    0) echo ok ;;
+    1) echo "tests failed" ;;
+    2) if grep -q "Interrupted: the stage's deadline" "$2"; then echo "cut at its deadline"; else echo "interrupted (exit 2)"; fi ;;
+    5) echo "no tests selected" ;;
+    86) echo "errors found" ;;
+    *) status_of "$1" ;;
+    esac
+}
+
+run_pytest() {  # run_pytest LOG LIMIT PREFIX... -- PYTEST ARGS...: pytest under its deadline, appended to LOG
+    local log=$1 limit=$2 prefix=()
+    shift 2
+    while [ "$1" != -- ]; do prefix+=("$1"); shift; done
+    shift
+    GPU_CHECK_STAGE_DEADLINE=$(( $(date +%s) + limit - 15 )) \
+        timeout -k 5 "$limit" "${prefix[@]}" "${PYTEST[@]}" "$@" >> "$log" 2>&1
+}
+
+stage_pytest() {  # INDEX STAGE LIMIT: the cuda and backends stages
+    local t0=$SECONDS index=$1 name=$2 limit=$3 code part outcome cupy_skips args=() file
     if [ $gpu_ok != 1 ]; then
-        record "$1" tests skipped 0 "the CuPy suite needs a GPU: $gpu_reason (CI runs the NumPy suite)"; return
+        record "$index" "$name" skipped 0 "the CuPy cases need a GPU: $gpu_reason (CI runs the rest)"; return
     fi
-    too_short "$1" tests "$2" && return
-    mark_running "$1" tests "$2"
-    echo "== $gpu_line" > "$log"
-    echo "== python3 -m pytest $(pytest_plugins parallel) -ra -q --durations=15 ${GPU_CHECK_TESTS:-}" >> "$log"
-    # shellcheck disable=SC2046,SC2086
-    timeout -k 10 "$2" python3 -m pytest $(pytest_plugins parallel) -ra -q --durations=15 ${GPU_CHECK_TESTS:-} >> "$log" 2>&1
+    too_short "$index" "$name" "$limit" && return
+    mark_running "$index" "$name" "$limit"
+    part=$work/$name.log
+    if [ "$name" = cuda ]; then
+        # shellcheck disable=SC2206
+        args=($cuda_tests)
+    else
+        args=(tests)
+        for file in $cuda_tests; do args+=("--ignore=$file"); done
+    fi
+    mapfile -t selected < <(selection)
+    echo "== $name: ${PYTEST[*]} ${selected[*]} -q -ra --durations=10 ${args[*]}" > "$part"
+    run_pytest "$part" "$limit" -- "${selected[@]}" -q -ra --durations=10 "${args[@]}"
     code=$?
-    outcome=$(pytest_outcome "$log")
-    cupy_skips=$(grep -cE 'SKIPPED.*CuPy (is not importable|sees no|cannot use)' "$log")
-    record "$1" tests "$(status_of $code)" $(( SECONDS - t0 )) \
-        "$outcome; $cupy_skips skip lines say CuPy could not run (0 expected on a GPU)"
+    cat "$part" >> "$tests_log"
+    outcome=$(pytest_outcome "$part")
+    cupy_skips=$(grep -cE 'SKIPPED.*CuPy (is not importable|sees no|cannot use)' "$part")
+    record "$index" "$name" "$(pytest_status $code "$part")" $(( SECONDS - t0 )) \
+        "$outcome; $cupy_skips skip lines say CuPy could not run (0 expected)"
 }
 
 stage_sanitizer() {  # INDEX TOOL LIMIT SELECTION
-    local t0=$SECONDS code log=$out/gpu-$2.log outcome found status files=() file reports
-    for file in ${GPU_CHECK_SANITIZER_TESTS:-tests/test_cuda_kernels.py tests/test_cuda_edge_cases.py tests/test_cuda_ragged.py}; do
-        [ -f "$file" ] && files+=("$file")
-    done
+    local t0=$SECONDS index=$1 tool=$2 limit=$3 code part outcome found status files=() file reports prefix
+    for file in $sanitizer_tests; do [ -f "$file" ] && files+=("$file"); done
     if [ $gpu_ok != 1 ]; then
-        record "$1" "$2" skipped 0 "needs a GPU: $gpu_reason"; return
+        record "$index" "$tool" skipped 0 "needs a GPU: $gpu_reason"; return
     fi
     if [ -z "$sanitizer" ]; then
-        record "$1" "$2" skipped 0 "$sanitizer_reason"; return
+        record "$index" "$tool" skipped 0 "$sanitizer_reason"; return
     fi
-    too_short "$1" "$2" "$3" && return
-    mark_running "$1" "$2" "$3"
+    too_short "$index" "$tool" "$limit" && return
     if [ ${#files[@]} = 0 ]; then
-        record "$1" "$2" skipped 0 "none of the sanitizer test files is here"; return
+        record "$index" "$tool" skipped 0 "none of the sanitizer test files is here"; return
     fi
-    echo "== $sanitizer --tool $2 over ${files[*]} -k \"$4\"" > "$log"
-    # shellcheck disable=SC2046
-    timeout -k 10 "$3" "$sanitizer" --tool "$2" --report-api-errors no --error-exitcode 86 --print-limit 30 \
-        python3 -m pytest $(pytest_plugins serial) -q -ra "${files[@]}" -k "$4" >> "$log" 2>&1
+    mark_running "$index" "$tool" "$limit"
+    part=$work/$tool.log
+    mapfile -t selected < <(selection "$4")
+    echo "== $tool: $sanitizer --tool $tool over ${files[*]} ${selected[*]}" > "$part"
+    prefix=("$sanitizer" --tool "$tool" --report-api-errors no --error-exitcode 86 --print-limit 30)
+    run_pytest "$part" "$limit" "${prefix[@]}" -- -q -ra "${selected[@]}" "${files[@]}"
     code=$?
-    outcome=$(pytest_outcome "$log")
-    found=$(grep -E '(ERROR|RACECHECK) SUMMARY' "$log" | tail -1 | sed 's/^=* *//')
-    reports=$(grep -cE '^=+ +(Invalid|Race|Error|Potential|Uninitialized|Barrier|Out-of-range|Misaligned)' "$log")
+    cat "$part" >> "$sanitizers_log"
+    outcome=$(pytest_outcome "$part")
+    found=$(grep -E '(ERROR|RACECHECK|SYNCCHECK) SUMMARY' "$part" | tail -1 | sed 's/^=* *//')
+    reports=$(grep -cE '^=+ +(Invalid|Race|Error|Potential|Uninitialized|Barrier|Out-of-range|Misaligned)' "$part")
     [ -n "$found" ] || found="no sanitizer summary line, $reports report lines before the end"
-    case $code in
-    86) status="errors found" ;;
-    5) status="no tests selected"; outcome="-k selected nothing: set GPU_CHECK_${2^^}_K" ;;
-    *) status=$(status_of $code) ;;
-    esac
-    grep -q 'Device not supported' "$log" && found="compute-sanitizer: Device not supported (gVisor runtime?)"
-    record "$1" "$2" "$status" $(( SECONDS - t0 )) "$outcome; $found"
+    status=$(pytest_status $code "$part")
+    grep -q 'Device not supported' "$part" && found="compute-sanitizer: Device not supported (gVisor runtime?)"
+    record "$index" "$tool" "$status" $(( SECONDS - t0 )) "$outcome; $found"
 }
 
 stage_bench() {  # INDEX LIMIT [bench arguments...]
@@ -348,6 +408,15 @@ stage_bench() {  # INDEX LIMIT [bench arguments...]
         record "$index" bench skipped 0 "only $limit s left of the $deadline s deadline (45 needed)"; return
     fi
     mark_running "$index" bench "$limit"
+    if [ "$dry" = 1 ]; then  # no GPU to time: the plan it would run, and its refusal without CuPy
+        # shellcheck disable=SC2086
+        python3 benchmarks/bench_gpu.py --dry-run --budget-s 2 --cases seed-u8,large-u8,float32,u16,cvcuda-config-u8 \
+            --time-limit-s $(( limit - 20 )) "$@" ${GPU_CHECK_BENCH_ARGS:-} > "$log" 2>&1
+        code=$?
+        record "$index" bench "$(status_of $code)" $(( SECONDS - t0 )) \
+            "dry run: $(grep -c 'read + written' "$log") cases planned ($(head -1 "$log")); nothing timed"
+        return
+    fi
     # shellcheck disable=SC2086
     # the cases issue 3 sets targets for first, CV-CUDA's own configuration last
     timeout -k 10 "$limit" python3 benchmarks/bench_gpu.py --out "$out" --budget-s 2 \
@@ -387,16 +456,15 @@ stage_cvcuda() {  # INDEX; fails when CV-CUDA could not be installed
     record "$index" cvcuda ok $(( SECONDS - t0 )) "CV-CUDA installed; its benchmark is the bench row"
 }
 
-# ---- the plan: stages in order; tests, memcheck and racecheck side by side unless --serial
+# ---- the plan: one stage after another, each under its own limit
 
 write_summary
 echo "gpu_histeq GPU check: ${stages[*]} (deadline $deadline s); summary in $out/gpu-check-summary.md"
-parallel_done=0
 for i in "${!stages[@]}"; do
     name=${stages[$i]}
     case $name in
     info) stage_info "$i" ;;
-    install) stage_install "$i" "$(min 150 $(( $(left) - 60 )))" ;;
+    install) stage_install "$i" "$(limit_of "$i")" ;;
     stage) stage_stage "$i" "${stage_dirs[0]}"; stage_dirs=("${stage_dirs[@]:1}") ;;
     cvcuda)
         stages+=(bench)
@@ -406,31 +474,11 @@ for i in "${!stages[@]}"; do
         else
             record $(( ${#stages[@]} - 1 )) bench skipped 0 "CV-CUDA is not installed (the cvcuda row)"
         fi ;;
-    bench) stage_bench "$i" $(( $(left) - 10 )) ;;
-    tests|memcheck|racecheck)
-        [ $parallel_done = 1 ] && continue
-        reserve=0
-        for later in "${stages[@]:$i}"; do [ "$later" = bench ] && reserve=75; done
-        window=$(( $(left) - reserve ))
-        if [ $serial = 1 ] || [ $gpu_ok != 1 ]; then
-            case $name in
-            tests) stage_tests "$i" "$(min 270 $(( window - 80 )))" ;;
-            memcheck) stage_sanitizer "$i" memcheck "$(min 200 $(( window - 40 )))" "$memcheck_k" ;;
-            racecheck) stage_sanitizer "$i" racecheck "$(min 200 "$window")" "$racecheck_k" ;;
-            esac
-            continue
-        fi
-        parallel_done=1
-        pids=()
-        for j in "${!stages[@]}"; do
-            case ${stages[$j]} in
-            tests) stage_tests "$j" "$(min 270 "$window")" & pids+=($!) ;;
-            memcheck) stage_sanitizer "$j" memcheck "$(min 200 "$window")" "$memcheck_k" & pids+=($!) ;;
-            racecheck) stage_sanitizer "$j" racecheck "$(min 200 "$window")" "$racecheck_k" & pids+=($!) ;;
-            esac
-        done
-        wait "${pids[@]}"
-        write_summary ;;
+    cuda|backends) stage_pytest "$i" "$name" "$(limit_of "$i")" ;;
+    bench) stage_bench "$i" "$(limit_of "$i")" ;;
+    memcheck) stage_sanitizer "$i" memcheck "$(limit_of "$i")" "$memcheck_k" ;;
+    racecheck) stage_sanitizer "$i" racecheck "$(limit_of "$i")" "$racecheck_k" ;;
+    synccheck) stage_sanitizer "$i" synccheck "$(limit_of "$i")" "$synccheck_k" ;;
     esac
 done
 write_summary
@@ -438,13 +486,14 @@ write_summary
 # ---- what the device tool's reply shows (the end of stdout): the summary and the failures
 echo
 cat "$out/gpu-check-summary.md"
-if [ -f "$out/gpu-tests.log" ]; then
-    echo; echo "== gpu-tests.log: short summary"
-    sed -n '/short test summary info/,$p' "$out/gpu-tests.log" | grep -v '^SKIPPED' | head -40
+if [ -f "$tests_log" ]; then
+    echo; echo "== gpu-tests.log: short summaries"
+    sed -n '/short test summary info/,/ in [0-9.]*s/p' "$tests_log" | grep -v '^SKIPPED' | head -40
 fi
-for tool in memcheck racecheck; do
-    [ -f "$out/gpu-$tool.log" ] && { echo; echo "== gpu-$tool.log"; grep -E '^=+ (ERROR|RACECHECK|Invalid|Race|Error)|SUMMARY' "$out/gpu-$tool.log" | head -15; }
-done
+if [ -f "$sanitizers_log" ]; then
+    echo; echo "== gpu-sanitizers.log"
+    grep -E '^=+ (ERROR|RACECHECK|SYNCCHECK|Invalid|Race|Error|Barrier)|SUMMARY' "$sanitizers_log" | head -15
+fi
 for md in "$out"/gpu-20*.md; do
     [ -f "$md" ] && { echo; echo "== $(basename "$md")"; sed -n '1,12p' "$md"; }
 done

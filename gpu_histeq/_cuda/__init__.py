@@ -1,7 +1,7 @@
 """CUDA fast paths for CuPy input. Imported only when a CuPy array is seen.
 
-Each function here returns False (or None) for a case its kernels do not cover, and the caller
-runs the portable path, which the kernels reproduce bit for bit:
+Each entry point below either produces its whole result with the kernels or declines, and the
+caller then runs the portable path, which the kernels reproduce bit for bit:
 
 * :func:`equalize` -- the whole of ``equalize_hist`` on uint8 / uint16 planes (every method) and
   on float32 / float64 planes (``method="skimage"``);
@@ -12,6 +12,28 @@ runs the portable path, which the kernels reproduce bit for bit:
 * :func:`equalize_packed`, :func:`packed_counts`, :func:`apply_packed` -- the same three on
   packed planes of different sizes (a ragged batch: plane ``p`` is ``values[starts[p]:starts[p
   + 1]]`` of one 1-d buffer), as :mod:`gpu_histeq._interop._packed` computes them.
+
+Convention: what an entry point answers (every entry point here, and any new one)
+-----------------------------------------------------------------------------------
+* **Wrote**: ``True`` for an entry point that writes into a `result` it was given, or the
+  result itself (the counts array) for one that returns it. Only then did the kernels produce
+  every value of the result.
+* **Declined**: a :class:`Declined` (falsy), whose ``reason`` is a key of :data:`DECLINES`:
+  ``"uncovered"`` -- decided from shapes, dtypes, layouts and arguments *before any launch*,
+  nothing written (the portable path is the design for that case); or a reason found by the
+  kernels *after* they ran (``"irregular"``), with ``written=True``: `result` was partly
+  written and must be redone. A new data-dependent reason is added to :data:`DECLINES` with the
+  inputs that cause it. An entry point never answers a bare ``False`` or ``None``.
+* **Raised**: a data error (NaN, repeated bin edges) is raised by the entry point itself, in
+  the portable path's order, never left for the portable path to find.
+
+:mod:`gpu_histeq._engine` turns a :class:`Declined` into its steps' fallbacks and reports every
+outcome to :func:`gpu_histeq._engine.recording` (one :class:`~gpu_histeq._engine.Step` per
+step). Tests assert the answer, never only that "a kernel ran": ``assert_wrote(outcome)`` /
+``assert_declined(outcome, reason)`` on a direct call, ``expect_decline(reason)`` before a
+public call whose decline is the documented expectation; the ``cp`` / ``xp`` CuPy fixtures fail
+a test in which any step fell back or declined otherwise (tests/conftest.py,
+tests/emulation/README.md).
 
 The kernels are the same for both layouts: each takes an optional ``spans`` array (null for
 ``(P, N)`` rows at ``p * N``), peels the pixels before a packed plane's first 16-byte pack, and
@@ -28,13 +50,57 @@ from .._binning import LevelBinning, UniformBinning
 from .._validate import check_edges_increase, check_finite, check_levels_nbins
 from . import _sources
 
+#: Every reason an entry point may decline (:class:`Declined`), and the inputs that cause it.
+DECLINES = {
+    "uncovered": "the kernels do not cover this case (dtype, method, layout or size), decided "
+                 "before any launch; nothing written",
+    "irregular": "a float plane whose bin centers are less than two smallest normals apart "
+                 "(float64 planes a few subnormals wide): numpy.interp's own search, which the "
+                 "portable path runs; found after the kernels ran, `result` partly written",
+}
 
-def _covers(planes, *others):
-    """Non-empty C-contiguous (P, N) planes with N below the 32-bit count limit."""
+
+class Declined:
+    """The answer of an entry point whose kernels did not produce the whole result (falsy).
+
+    Parameters
+    ----------
+    reason : str
+        A key of :data:`DECLINES`.
+    detail : str
+        What was not covered, for messages.
+    written : bool
+        True when the kernels ran and `result` is partly written (to be redone).
+    """
+
+    __slots__ = ("reason", "detail", "written")
+
+    def __init__(self, reason, detail="", written=False):
+        if reason not in DECLINES:
+            raise ValueError(f"`reason` must be one of {sorted(DECLINES)}, got {reason!r}")
+        self.reason, self.detail, self.written = reason, detail, written
+
+    def __bool__(self):
+        return False
+
+    def __repr__(self):
+        return f"Declined({self.reason!r}, {self.detail!r}, written={self.written})"
+
+
+def _uncovered(detail):
+    return Declined("uncovered", detail)
+
+
+def _uncovered_rows(planes, *others):
+    """Why (P, N) `planes` are not covered, or None: they must be non-empty, C-contiguous (and
+    so must `others`), with N below the 32-bit count limit."""
     from ._kernels import MAX_PIXELS
     nplanes, npixels = planes.shape
-    return (nplanes > 0 and 0 < npixels <= MAX_PIXELS
-            and all(a is None or a.flags.c_contiguous for a in (planes, *others)))
+    if not (nplanes > 0 and 0 < npixels <= MAX_PIXELS):
+        return _uncovered(f"{nplanes} planes of {npixels} pixels")
+    if not all(a is None or a.flags.c_contiguous for a in (planes, *others)):
+        return _uncovered("arrays that are not C-contiguous")
+    return None
 
 
 def equalize(planes, mask_planes, method, nbins, result):
@@ -54,10 +120,11 @@ def equalize(planes, mask_planes, method, nbins, result):
 
     Returns
     -------
-    bool
-        False when the kernels do not cover this case: nothing was written, or (a floating plane
-        whose bin centers are less than two smallest normals apart, which the portable path
-        interpolates with numpy.interp's own search) `result` was written and must be redone.
+    True or Declined
+        True when the kernels wrote every value of `result`; ``Declined("uncovered")`` (nothing
+        written) for other dtypes, methods or layouts; ``Declined("irregular", written=True)``
+        for a floating plane whose bin centers are less than two smallest normals apart, which
+        the portable path interpolates with numpy.interp's own search (`result` to be redone).
 
     Raises
     ------
@@ -70,8 +137,9 @@ def equalize(planes, mask_planes, method, nbins, result):
     -----
     Floating planes synchronize once, to read the status word.
     """
-    if not _covers(planes, mask_planes, result):
-        return False
+    declined = _uncovered_rows(planes, mask_planes, result)
+    if declined is not None:
+        return declined
     from ._kernels import Planes
     return _equalize(Planes(planes, mask_planes, result), method, nbins)
 
@@ -94,14 +162,18 @@ def _equalize(planes, method, nbins):
             flags = int(status[0])  # sync: errors and irregular planes, as portably
             check_finite(not flags & STATUS_NOT_FINITE)
             check_edges_increase(not flags & STATUS_REPEATED_EDGES, nbins, dtype)
-            return not flags & STATUS_IRREGULAR
-    return False
+            if flags & STATUS_IRREGULAR:
+                return Declined("irregular", "bins narrower than two smallest normals",
+                                written=True)
+            return True
+    return _uncovered(f"{dtype} planes with method {method!r}")
 
 
 def block_counts(planes, mask_planes, binning):
-    """``(P, nbins)`` int64 counts of `binning` over `planes`, or None when not covered."""
-    if not _covers(planes, mask_planes):
-        return None
+    """``(P, nbins)`` int64 counts of `binning` over `planes`, or ``Declined("uncovered")``."""
+    declined = _uncovered_rows(planes, mask_planes)
+    if declined is not None:
+        return declined
     from ._kernels import Planes
     return _counts(Planes(planes, mask_planes), binning)
 
@@ -118,7 +190,7 @@ def _counts(planes, binning):
         low, bounds = None, (cupy.ascontiguousarray(binning.first[:, 0]),
                              cupy.ascontiguousarray(binning.edges[:, -1]))
     else:
-        return None
+        return _uncovered(f"{type(binning).__name__} of {dtype} planes")
     hists = cupy.zeros((planes.count, binning.nbins), np.uint32)
     with planes.values.device:
         for rows, group in planes.groups():
@@ -140,11 +212,21 @@ def apply_lut(planes, tables, result):
         Values already checked to lie in ``[0, L)``.
     tables : (P, L) or (1, L) cupy.ndarray
     result : (P, N) cupy.ndarray of ``tables.dtype``
+
+    Returns
+    -------
+    True or Declined
+        ``Declined("uncovered")``, nothing written, for other value or table dtypes, tables of
+        2**31 entries or more, empty or non-contiguous arrays.
     """
     dtype = np.dtype(planes.dtype)
     if (dtype not in _sources.LEVEL_DTYPES or np.dtype(tables.dtype) not in _sources.C_TYPES
-            or tables.shape[-1] > np.iinfo(np.int32).max or not _covers(planes, tables, result)):
-        return False
+            or tables.shape[-1] > np.iinfo(np.int32).max):
+        return _uncovered(f"{dtype} values through {np.dtype(tables.dtype)} tables of "
+                          f"{tables.shape[-1]} entries")
+    declined = _uncovered_rows(planes, tables, result)
+    if declined is not None:
+        return declined
     from ._kernels import Planes
     return _apply(Planes(planes, None, result), tables)
 
@@ -197,7 +279,7 @@ def clahe(planes, shape, grid, tile_shape, limit, scale, result):
 # packed planes of different sizes (ragged batches), as gpu_histeq._interop._packed
 
 def _packed_planes(values, mask, starts, out):
-    """``_kernels.Planes`` over the packed planes of `starts`, or None when not covered: 1-d
+    """``_kernels.Planes`` over the packed planes of `starts`, or ``Declined("uncovered")``: 1-d
     C-contiguous arrays of one length, starts inside them and non-decreasing (the kernels read
     where they point: checked on the host), every plane below the 32-bit count limit."""
     from ._kernels import MAX_PIXELS, Planes
@@ -206,10 +288,10 @@ def _packed_planes(values, mask, starts, out):
             or any(a is not None and (a.ndim != 1 or a.size != values.size
                                       or not a.flags.c_contiguous)
                    for a in (values, mask, out))):
-        return None
+        return _uncovered("starts outside the values, or arrays not 1-d C-contiguous of one size")
     sizes = np.diff(starts)
     if len(sizes) and (int(sizes.min()) < 0 or int(sizes.max()) > MAX_PIXELS):
-        return None
+        return _uncovered("decreasing starts, or a plane of 2**31 pixels or more")
     return Planes(values, mask, out, np.stack([starts[:-1], starts[1:]], axis=1))
 
 
@@ -233,11 +315,12 @@ def equalize_packed(values, mask, starts, method, nbins, result):
 
     Returns
     -------
-    bool
-        As :func:`equalize`: False when the kernels do not cover this case (other dtypes or
-        methods, non-contiguous arrays, a plane of 2**31 pixels or more: nothing written), or
-        when a floating plane needs numpy.interp's own search (`result` written, to be redone
-        for every plane by ``_packed.equalize``).
+    True or Declined
+        As :func:`equalize`: ``Declined("uncovered")`` when the kernels do not cover this case
+        (other dtypes or methods, non-contiguous arrays, a plane of 2**31 pixels or more:
+        nothing written); ``Declined("irregular", written=True)`` when a floating plane needs
+        numpy.interp's own search (`result` to be redone for every plane by
+        ``_packed.equalize``).
 
     Raises
     ------
@@ -252,8 +335,8 @@ def equalize_packed(values, mask, starts, method, nbins, result):
     synchronize once, to read the status word; every call copies the spans to the device.
     """
     planes = _packed_planes(values, mask, starts, result)
-    if planes is None:
-        return False
+    if isinstance(planes, Declined):
+        return planes
     return _equalize(planes, method, nbins)
 
 
@@ -272,12 +355,12 @@ def packed_counts(values, mask, starts, binning):
 
     Returns
     -------
-    (P, nbins) int64 cupy.ndarray or None
+    (P, nbins) int64 cupy.ndarray or Declined
         As ``_packed.histograms(cupy, values, mask, starts, binning)``; zeros for a plane of 0
-        pixels.
+        pixels. ``Declined("uncovered")`` for other layouts or binnings.
     """
     planes = _packed_planes(values, mask, starts, None)
-    return None if planes is None else _counts(planes, binning)
+    return planes if isinstance(planes, Declined) else _counts(planes, binning)
 
 
 def apply_packed(values, starts, tables, result):
@@ -294,15 +377,19 @@ def apply_packed(values, starts, tables, result):
 
     Returns
     -------
-    bool
-        As ``_packed.apply_tables``, bit for bit; False (nothing written) for other value or
-        table dtypes, tables of 2**31 entries or more, or neither one nor P rows of tables.
+    True or Declined
+        True: ``_packed.apply_tables``, bit for bit; ``Declined("uncovered")`` (nothing written)
+        for other value or table dtypes, tables of 2**31 entries or more, or neither one nor P
+        rows of tables.
     """
     if (np.dtype(values.dtype) not in _sources.LEVEL_DTYPES
             or np.dtype(tables.dtype) not in _sources.C_TYPES
             or tables.shape[-1] > np.iinfo(np.int32).max or not tables.flags.c_contiguous):
-        return False
+        return _uncovered(f"{np.dtype(values.dtype)} values through {np.dtype(tables.dtype)} "
+                          f"tables of {tables.shape[-1]} entries")
     planes = _packed_planes(values, None, starts, result)
-    if planes is None or tables.ndim != 2 or tables.shape[0] not in (1, planes.count):
-        return False
+    if isinstance(planes, Declined):
+        return planes
+    if tables.ndim != 2 or tables.shape[0] not in (1, planes.count):
+        return _uncovered(f"tables of shape {tables.shape} for {planes.count} planes")
     return _apply(planes, tables)

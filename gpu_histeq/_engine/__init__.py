@@ -11,11 +11,17 @@ Three engines compute the same steps (count, tables, remap) and the same numbers
 The fast paths are on unless the environment says otherwise (``GPU_HISTEQ_PORTABLE=1`` turns
 both off, ``GPU_HISTEQ_CUDA=0`` only the CUDA one; read at every call) or the caller is inside
 :func:`portable`, the context manager tests and benchmarks use. Nothing else flips them.
+
+Every step that has a CUDA path reports, for CuPy input, which engine ran it and what the CUDA
+entry point answered (``True``, or a ``_cuda.Declined``: the convention at the top of
+:mod:`gpu_histeq._cuda`) to the lists of :func:`recording`, which tests read to prove that the
+kernels produced what they compare. Nothing is recorded outside a ``recording()`` block.
 """
 
 import contextlib
 import os
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,6 +32,61 @@ from . import portable as _portable
 
 _lock = threading.Lock()
 _portable_depth = 0  # process-wide, so that the worker threads of one call see it too
+_recorders: list = []  # the lists of the open recording() blocks
+
+
+class Step(NamedTuple):
+    """One step on CuPy input, as :func:`recording` collects it."""
+
+    #: The step: "equalize", "equalize_packed", "histograms", "packed_counts", "apply_tables",
+    #: "apply_packed".
+    name: str
+    #: What :func:`select` answered: "cuda", or "portable".
+    engine: str
+    #: The CUDA entry point's answer: True (it wrote the whole result), a ``_cuda.Declined``,
+    #: or None when the CUDA engine was not asked.
+    outcome: object
+    #: True when the fast paths were switched off (:func:`portable`, the environment).
+    switched_off: bool
+
+
+@contextlib.contextmanager
+def recording():
+    """Within this block, every step with a CUDA path appends a :class:`Step` for CuPy input to
+    the list it yields (process-wide, worker threads included).
+
+    Examples
+    --------
+    >>> from gpu_histeq import _engine
+    >>> with _engine.recording() as steps:
+    ...     pass
+    >>> steps
+    []
+    """
+    steps = []
+    with _lock:
+        _recorders.append(steps)
+    try:
+        yield steps
+    finally:
+        with _lock:
+            del _recorders[next(i for i, r in enumerate(_recorders) if r is steps)]
+
+
+def _switched_off():
+    return (_portable_depth > 0 or os.environ.get("GPU_HISTEQ_PORTABLE") == "1"
+            or os.environ.get("GPU_HISTEQ_CUDA", "1") == "0")
+
+
+def _report(xp, name, engine, outcome=None):
+    """Record one step on CuPy input; returns the CUDA entry point's `outcome` unchanged."""
+    if _recorders and is_cupy(xp):
+        bare = outcome is None or outcome is False or isinstance(outcome, _cuda.Declined)
+        answer = outcome if bare else True  # True, or the counts array: wrote
+        step = Step(name, engine, answer, _switched_off())
+        for steps in list(_recorders):
+            steps.append(step)
+    return outcome
 
 
 @contextlib.contextmanager
@@ -88,7 +149,9 @@ def equalize(xp, planes, mask_planes, method, nbins, result):
     """
     engine = select(xp, planes.dtype)
     if engine == "cuda":
-        return _cuda.equalize(planes, mask_planes, method, nbins, result)
+        return _report(xp, "equalize", engine,
+                       _cuda.equalize(planes, mask_planes, method, nbins, result))
+    _report(xp, "equalize", engine)
     if engine == "compiled":
         return _cpu.equalize_planes(planes, mask_planes, method, nbins, result)
     return False
@@ -113,7 +176,9 @@ def equalize_packed(xp, values, mask, starts, method, nbins, result):
     """
     engine = select(xp, values.dtype)
     if engine == "cuda":
-        return _cuda.equalize_packed(values, mask, starts, method, nbins, result)
+        return _report(xp, "equalize_packed", engine,
+                       _cuda.equalize_packed(values, mask, starts, method, nbins, result))
+    _report(xp, "equalize_packed", engine)
     if engine == "compiled":
         return _cpu.equalize_packed(values, mask, starts, method, nbins, result)
     return False
@@ -134,7 +199,10 @@ def packed_counts(xp, values, mask, starts, binning):
     """
     engine = select(xp, values.dtype)
     if engine == "cuda":
-        return _cuda.packed_counts(values, mask, starts, binning)
+        counts = _report(xp, "packed_counts", engine,
+                         _cuda.packed_counts(values, mask, starts, binning))
+        return None if isinstance(counts, _cuda.Declined) else counts
+    _report(xp, "packed_counts", engine)
     if engine == "compiled":
         return _cpu.count_packed(values, mask, starts, binning)
     return None
@@ -153,8 +221,11 @@ def apply_packed(xp, values, starts, tables, result):
     tables : (P, L) or (1, L) C-contiguous ndarray
     result : (M,) ndarray of ``tables.dtype``
     """
-    if select(xp, values.dtype) == "cuda":
-        return _cuda.apply_packed(values, starts, tables, result)
+    engine = select(xp, values.dtype)
+    if engine == "cuda":
+        return _report(xp, "apply_packed", engine,
+                       _cuda.apply_packed(values, starts, tables, result))
+    _report(xp, "apply_packed", engine)
     return False
 
 
@@ -178,10 +249,14 @@ def count_block(xp, planes, mask_planes, binning, block):
 
 def histograms(xp, planes, mask_planes, binning, block_list):
     """``(P, nbins)`` int64 histograms of every plane of `planes`, block by block."""
-    if select(xp, planes.dtype) == "cuda":
-        counts = _cuda.block_counts(planes, mask_planes, binning)
-        if counts is not None:
+    engine = select(xp, planes.dtype)
+    if engine == "cuda":
+        counts = _report(xp, "histograms", engine,
+                         _cuda.block_counts(planes, mask_planes, binning))
+        if not isinstance(counts, _cuda.Declined):
             return counts
+    else:
+        _report(xp, "histograms", engine)
     hist = xp.zeros((planes.shape[0], binning.nbins), np.int64)
     parts = _planes.map_blocks(
         xp, lambda block: count_block(xp, planes, mask_planes, binning, block)[0], block_list)
@@ -213,8 +288,12 @@ def apply_tables(xp, planes, tables, result):
     tables : (P, L) or (1, L) C-contiguous ndarray
     result : (P, N) ndarray of ``tables.dtype``
     """
-    if select(xp, planes.dtype) == "cuda" and _cuda.apply_lut(planes, tables, result):
-        return
+    engine = select(xp, planes.dtype)
+    if engine == "cuda":
+        if _report(xp, "apply_tables", engine, _cuda.apply_lut(planes, tables, result)):
+            return
+    else:
+        _report(xp, "apply_tables", engine)
     block_list = _planes.blocks(xp, planes.shape[0], planes.shape[1], tables.shape[-1])
     _portable.apply_tables(xp, planes, tables, result, block_list)
 

@@ -107,8 +107,8 @@ def wrapper_source(code, options, expressions, filename="kernels.cu"):
 
 class LaunchConfig(ctypes.Structure):
     _fields_ = [("grid", ctypes.c_uint * 3), ("block", ctypes.c_uint * 3),
-                ("shared_mem", ctypes.c_ulonglong), ("workers", ctypes.c_int),
-                ("stack_bytes", ctypes.c_int)]
+                ("shared_mem", ctypes.c_ulonglong), ("static_shared", ctypes.c_ulonglong),
+                ("workers", ctypes.c_int), ("stack_bytes", ctypes.c_int)]
 
 
 class Module:
@@ -162,6 +162,70 @@ def build(code, options, expressions, sanitizer="", filename="kernels.cu"):
     return module
 
 
+#: Architecture whose static shared memory the launches are checked with (the lent H100/H200).
+STATIC_SHARED_ARCH = "sm_90"
+
+
+def _elf_section_sizes(blob):
+    """{section name: size} of a 64-bit little-endian ELF image (a cubin)."""
+    import struct
+    if blob[:6] != b"\x7fELF\x02\x01":
+        raise EmulationUnavailable("NVRTC's CUBIN is not a 64-bit little-endian ELF image")
+    (shoff,) = struct.unpack_from("<Q", blob, 0x28)
+    entsize, count, names_index = struct.unpack_from("<HHH", blob, 0x3A)
+    headers = [struct.unpack_from("<IIQQQQ", blob, shoff + i * entsize) for i in range(count)]
+    names = blob[headers[names_index][4]:headers[names_index][4] + headers[names_index][5]]
+    return {names[h[0]:names.index(b"\0", h[0])].decode(): h[5] for h in headers}
+
+
+def static_shared(code, options, expressions, filename="kernels.cu"):
+    """``{name expression: static __shared__ bytes}`` as NVRTC compiles `code` for
+    :data:`STATIC_SHARED_ARCH` (the size of each kernel's ``.nv.shared.<kernel>`` section in the
+    CUBIN: what the driver reserves per block), cached beside the emulator builds; None when
+    NVRTC (``cuda.bindings``, the nvrtc extra) is not installed."""
+    import json
+    try:
+        from cuda.bindings import nvrtc
+    except ImportError:
+        return None
+    expressions = tuple(dict.fromkeys(expressions))
+    digest = hashlib.sha256("\0".join([code, *options, *expressions, STATIC_SHARED_ARCH])
+                            .encode()).hexdigest()[:24]
+    if digest in _STATIC_SHARED:
+        return _STATIC_SHARED[digest]
+    cached = cache_dir() / f"{digest}-static-shared.json"
+    if cached.exists():
+        return _STATIC_SHARED.setdefault(digest, json.loads(cached.read_text()))
+
+    def check(result):
+        if result[0] != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+            raise EmulationUnavailable(f"NVRTC failed on {filename}: {result[0]}")
+        return result[1:]
+
+    (program,) = check(nvrtc.nvrtcCreateProgram(code.encode(), filename.encode(), 0, [], []))
+    try:
+        for name in expressions:
+            check(nvrtc.nvrtcAddNameExpression(program, name.encode()))
+        flags = [o.encode() for o in options] + [f"--gpu-architecture={STATIC_SHARED_ARCH}".encode()]
+        check(nvrtc.nvrtcCompileProgram(program, len(flags), flags))
+        (size,) = check(nvrtc.nvrtcGetCUBINSize(program))
+        blob = b" " * size
+        check(nvrtc.nvrtcGetCUBIN(program, blob))
+        sections = _elf_section_sizes(blob)
+        sizes = {}
+        for name in expressions:
+            (lowered,) = check(nvrtc.nvrtcGetLoweredName(program, name.encode()))
+            lowered = lowered.decode() if isinstance(lowered, bytes) else lowered
+            sizes[name] = int(sections.get(f".nv.shared.{lowered}", 0))  # none: no __shared__
+    finally:
+        nvrtc.nvrtcDestroyProgram(program)
+    cached.write_text(json.dumps(sizes))
+    return _STATIC_SHARED.setdefault(digest, sizes)
+
+
+_STATIC_SHARED = {}
+
+
 def build_sources(sanitizer=""):
     """Build every kernel source of gpu_histeq (one compiler per file, in parallel) and return
     the modules by file name; later RawModule calls for the same text find them built."""
@@ -170,6 +234,8 @@ def build_sources(sanitizer=""):
     from gpu_histeq._cuda import _sources
 
     def one(filename):
+        static_shared(_sources.source(filename), _sources.OPTIONS,
+                      _sources.INSTANTIATIONS[filename], filename)  # cached for RawModule
         return build(_sources.source(filename), _sources.OPTIONS, _sources.INSTANTIATIONS[filename],
                      sanitizer=sanitizer, filename=filename)
 

@@ -406,6 +406,20 @@ inline double max(double a, double b) { return fmax(a, b); }
 using std::isfinite;
 using std::isnan;
 
+// The tests' flushed reference (CuPy compiles its own kernels with -ftz=true): ORs `set` into
+// this OS thread's x86 MXCSR and clears `clear` (FTZ 0x8000, DAZ 0x0040); returns the previous
+// MXCSR. Off x86 it does nothing and returns 0xFFFFFFFF.
+EMU_EXPORT unsigned gpu_histeq_emu_mxcsr(unsigned set, unsigned clear) {
+#if defined(__x86_64__)
+    const unsigned previous = _mm_getcsr();
+    _mm_setcsr((previous | set) & ~clear);
+    return previous;
+#else
+    (void)set; (void)clear;
+    return 0xFFFFFFFFu;
+#endif
+}
+
 namespace emu {
 
 // ---- launches
@@ -417,6 +431,7 @@ struct LaunchConfig {
     unsigned grid[3];
     unsigned block[3];
     unsigned long long shared_mem;
+    unsigned long long static_shared;  // the instantiation's static __shared__ bytes (NVRTC)
     int workers;       // OS threads running blocks
     int stack_bytes;   // per fiber
 };
@@ -746,8 +761,9 @@ int launch(void (*kernel)(P...), unsigned launch_bound, bool ftz, const DynamicS
                   " threads exceeds __launch_bounds__(" + std::to_string(launch_bound) + ")");
         return 1;
     }
-    if (c.shared_mem > kDynamicCapacity) {
-        set_error(error, error_size, "dynamic shared memory of " + std::to_string(c.shared_mem) +
+    if (c.shared_mem > kDynamicCapacity || c.static_shared + c.shared_mem > kDynamicCapacity) {
+        set_error(error, error_size, "static shared memory of " + std::to_string(c.static_shared) +
+                  " bytes plus dynamic shared memory of " + std::to_string(c.shared_mem) +
                   " bytes exceeds the 48 KiB a block gets without opting in");
         return 1;
     }

@@ -13,10 +13,11 @@ the duration of one test, so gpu_histeq's real CuPy code (``_backend``, ``_cuda`
   the emulator checks as the driver would (:func:`emu::launch` in cuda_emu.h).
 
 The arithmetic of the portable path is NumPy's here: CuPy compiles its own elementwise kernels
-with ``-ftz=true``, so on a GPU float32 subnormals are flushed where NumPy keeps them. Tests
-compare the kernels with this stand-in only where that cannot matter (README.md).
+with ``-ftz=true``, so on a GPU float32 subnormals are flushed where NumPy keeps them; tests
+compute that reference inside :func:`flushed_float32` (README.md).
 """
 
+import contextlib
 import ctypes
 import functools
 import os
@@ -32,7 +33,8 @@ __version__ = "0.0-emulated"
 SANITIZER = os.environ.get("GPU_HISTEQ_EMU_SANITIZER", "")
 #: OS threads running the blocks of one launch.
 WORKERS = int(os.environ.get("GPU_HISTEQ_EMU_WORKERS", "2"))
-#: Launches so far, by kernel name expression (tests read it to prove a kernel ran).
+#: Launches the emulator accepted and ran to the end, by kernel name expression (a refused or
+#: failed launch raises EmulatedLaunchError and is not counted).
 LAUNCHES = {}
 
 
@@ -219,13 +221,16 @@ class RawModule:
             raise TypeError("the stand-in RawModule needs name_expressions")
         filename, listed = _matching_instantiations(code)
         self.name_expressions = tuple(name_expressions)
-        self._module = _build.build(code, tuple(options), (*listed, *self.name_expressions),
+        expressions = (*listed, *self.name_expressions)
+        self._module = _build.build(code, tuple(options), expressions,
                                     sanitizer=SANITIZER, filename=filename)
+        self._static = _build.static_shared(code, tuple(options), expressions, filename)
 
     def get_function(self, name):
         if name not in self.name_expressions:
             raise KeyError(f"{name} is not among this module's name_expressions")
-        return RawKernel(name, self._module.launcher(name))
+        static = None if self._static is None else self._static[name]
+        return RawKernel(name, self._module.launcher(name), static)
 
 
 _KINDS = {"b": b"b", "i": b"i", "u": b"u", "f": b"f"}
@@ -256,10 +261,16 @@ def _dims(value, what):
 
 
 class RawKernel:
-    """One emulated instantiation, called as ``kernel(grid, block, args, shared_mem=0)``."""
+    """One emulated instantiation, called as ``kernel(grid, block, args, shared_mem=0)``.
 
-    def __init__(self, name, launcher):
+    ``shared_size_bytes`` is its static shared memory as NVRTC compiles it (CuPy's attribute of
+    the same name), None without NVRTC; every launch is refused when that plus `shared_mem` is
+    over 48 KiB (only `shared_mem` is checked when it is None).
+    """
+
+    def __init__(self, name, launcher, shared_size_bytes=None):
         self.name, self._launcher = name, launcher
+        self.shared_size_bytes = shared_size_bytes
 
     def __call__(self, grid, block, args, *, shared_mem=0, stream=None):
         config = _build.LaunchConfig()
@@ -269,6 +280,7 @@ class RawKernel:
         config.grid[:] = grid
         config.block[:] = block
         config.shared_mem = int(shared_mem)
+        config.static_shared = self.shared_size_bytes or 0
         config.workers = WORKERS
         config.stack_bytes = (256 if SANITIZER else 64) << 10
         parts = [_argument(a) for a in args]
@@ -280,9 +292,9 @@ class RawKernel:
         error = ctypes.create_string_buffer(2048)
         status = self._launcher(ctypes.byref(config), pointers, kinds, widths, len(parts),
                                 error, len(error))
-        LAUNCHES[self.name] = LAUNCHES.get(self.name, 0) + 1
         if status:
             raise EmulatedLaunchError(f"{self.name}: {error.value.decode(errors='replace')}")
+        LAUNCHES[self.name] = LAUNCHES.get(self.name, 0) + 1
 
 
 def __getattr__(name):
@@ -294,6 +306,31 @@ def __getattr__(name):
             return _wrap(value(*args, **kwargs))
         return call
     return value
+
+
+_FTZ_DAZ = 0x8040
+
+
+@contextlib.contextmanager
+def flushed_float32():
+    """Within this block this thread's float arithmetic flushes subnormals (x86 FTZ and DAZ), as
+    CuPy's own kernels, compiled with ``-ftz=true``, do with float32 on a GPU: the stand-in's
+    portable path then computes what the portable CuPy path computes there. (x86 flushes
+    float64 subnormals too, which a GPU does not: use it for float32 data only.)"""
+    if not _build._MODULES:
+        from gpu_histeq._cuda import _sources
+        _build.build(_sources.source("uniform.cu"), _sources.OPTIONS,
+                     _sources.INSTANTIATIONS["uniform.cu"], sanitizer=SANITIZER,
+                     filename="uniform.cu")
+    function = next(iter(_build._MODULES.values())).library.gpu_histeq_emu_mxcsr
+    function.restype, function.argtypes = ctypes.c_uint, [ctypes.c_uint, ctypes.c_uint]
+    previous = function(_FTZ_DAZ, 0)
+    if previous == 0xFFFFFFFF:
+        raise NotImplementedError("flush-to-zero is modelled on x86-64 only")
+    try:
+        yield
+    finally:
+        function(previous & _FTZ_DAZ, ~previous & _FTZ_DAZ)
 
 
 def install(monkeypatch):
