@@ -147,12 +147,23 @@ def equalize(planes, mask_planes, method, nbins, result):
 def _equalize(planes, method, nbins):
     """:func:`equalize` of ``_kernels.Planes`` (either layout) into ``planes.out``."""
     from ._kernels import equalize_levels, equalize_uniform
+    from ._ranks import MAX_PIXELS as RANK_PIXELS, SHARED_PIXELS, equalize_ranked
     dtype = np.dtype(planes.values.dtype)
     with planes.values.device:
         if dtype in _sources.LEVEL_DTYPES and (method != "pil" or dtype == np.uint8):
             if method in ("opencv", "pil"):
                 check_levels_nbins(nbins, dtype, method)
-            equalize_levels(planes, method)
+            if dtype == np.uint16:  # small planes by rank: no 65536-level scratch per plane
+                small, planes = planes.split(SHARED_PIXELS)
+                if small is not None:
+                    equalize_ranked(small, method)
+            if planes is not None:
+                equalize_levels(planes, method)
+            return True
+        if dtype in _sources.RANK_DTYPES and method == "skimage":
+            if planes.largest > RANK_PIXELS:
+                return _uncovered(f"{dtype} planes of more than {RANK_PIXELS} pixels")
+            equalize_ranked(planes, method)
             return True
         if dtype in _sources.FLOAT_DTYPES and method == "skimage":
             import cupy

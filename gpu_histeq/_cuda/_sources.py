@@ -34,6 +34,10 @@ C_TYPES = {
 
 LEVEL_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+#: Integer dtypes equalized by rank (ranks.cu): every plane of the signed ones and of the 32-bit
+#: ones, small uint16 planes (``_ranks.SHARED_PIXELS``).
+RANK_DTYPES = (np.dtype(np.int8), np.dtype(np.uint16), np.dtype(np.int16), np.dtype(np.uint32),
+               np.dtype(np.int32))
 
 _DIRECTORY = Path(__file__).parent
 
@@ -68,9 +72,16 @@ def _clahe_expressions():
         expression("gpu_histeq_clahe_small", np.uint8)]
 
 
+def _rank_expressions():
+    skimage, f64 = METHODS["skimage"], np.dtype(np.float64)
+    names = [expression("gpu_histeq_equalize_ranked", t, skimage, f64) for t in RANK_DTYPES]
+    return names + [expression("gpu_histeq_equalize_ranked", np.uint16, METHODS["opencv"],
+                               np.uint16)]
+
+
 #: Every instantiation the loader may ask for, by source file: the compile test builds them all.
 INSTANTIATIONS = {"levels.cu": _level_expressions(), "uniform.cu": _uniform_expressions(),
-                  "clahe.cu": _clahe_expressions()}
+                  "clahe.cu": _clahe_expressions(), "ranks.cu": _rank_expressions()}
 
 
 def source(filename):
