@@ -280,7 +280,8 @@ def clahe(planes, shape, grid, tile_shape, limit, scale, result):
     """
     from ._clahe import MAX_TILE_PIXELS, clahe as launch
     if (np.dtype(planes.dtype) not in _sources.LEVEL_DTYPES or result.dtype != planes.dtype
-            or not _covers(planes, result) or tile_shape[0] * tile_shape[1] > MAX_TILE_PIXELS):
+            or _uncovered_rows(planes, result) is not None
+            or tile_shape[0] * tile_shape[1] > MAX_TILE_PIXELS):
         return False
     launch(planes, shape, grid, tile_shape, limit, scale, result)
     return True
