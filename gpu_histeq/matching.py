@@ -17,7 +17,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from . import _planes
+from . import _engine, _planes
 from ._backend import array_module
 from ._engine.portable import count
 from ._tables import cdf_dtype
@@ -285,6 +285,8 @@ def match_histograms(
 
 def _match_planes(xp, planes, ref_planes, owner, matched):
     """Match every row of ``(P, N_s)`` `planes` to row ``owner[p]`` of `ref_planes` into `matched`."""
+    if _engine.match(xp, planes, ref_planes, owner, matched):
+        return
     nplanes, source_size = planes.shape
     reference_size = ref_planes.shape[1]
     integers = np.dtype(planes.dtype).kind in "iu" and np.dtype(ref_planes.dtype).kind in "iu"

@@ -8,6 +8,8 @@ caller then runs the portable path, which the kernels reproduce bit for bit:
 * :func:`block_counts` -- the histograms of a ``LevelBinning`` (uint8 / uint16) or a
   ``UniformBinning`` (float32 / float64);
 * :func:`apply_lut` -- the remap of uint8 / uint16 planes through per-plane or shared tables;
+* :func:`match` -- scikit-image's ``match_histograms`` of planes through shared or per-plane
+  references of the same dtype (``ranks.cu``: both sorted by rank, no table per level);
 * :func:`clahe` -- OpenCV's CLAHE of uint8 / uint16 planes (``clahe.cu``: tile tables, blend);
 * :func:`equalize_packed`, :func:`packed_counts`, :func:`apply_packed` -- the same three on
   packed planes of different sizes (a ragged batch: plane ``p`` is ``values[starts[p]:starts[p
@@ -284,6 +286,60 @@ def clahe(planes, shape, grid, tile_shape, limit, scale, result):
             or tile_shape[0] * tile_shape[1] > MAX_TILE_PIXELS):
         return False
     launch(planes, shape, grid, tile_shape, limit, scale, result)
+    return True
+
+
+def match(planes, ref_planes, owner, result):
+    """scikit-image's histogram matching of every row of `planes` through reference row
+    ``owner[p]``, into `result`, with the kernels of ``ranks.cu``.
+
+    Parameters
+    ----------
+    planes : (P, N_s) cupy.ndarray
+    ref_planes : (R, N_t) cupy.ndarray
+    owner : (P,) intp cupy.ndarray
+        The reference row of each plane.
+    result : (P, N_s) float64 cupy.ndarray
+
+    Returns
+    -------
+    True or Declined
+        True when the kernels wrote every value of `result`; ``Declined("uncovered")``, nothing
+        written, for images and reference of different dtypes or of a dtype outside
+        ``_sources.MATCH_DTYPES``, rows of more than ``_ranks.MAX_PIXELS`` pixels, empty or
+        non-contiguous arrays.
+
+    Raises
+    ------
+    ValueError
+        NaN or infinity in floating images, then in the reference, as ``matching._match_planes``
+        (found after the kernels ran: `result` is then partly written).
+
+    Notes
+    -----
+    Equal to ``matching._match_planes`` bit for bit (every quantile compared as integers, the
+    interpolation in its float64 operations). Integer planes: no synchronisation; floating
+    planes synchronize once, to read the status word.
+    """
+    from ._ranks import MAX_PIXELS, STATUS_IMAGES_NOT_FINITE, STATUS_REFERENCE_NOT_FINITE
+    from ._ranks import match as launch
+    dtype = np.dtype(planes.dtype)
+    if (dtype not in _sources.MATCH_DTYPES or np.dtype(ref_planes.dtype) != dtype
+            or planes.shape[1] > MAX_PIXELS or not 0 < ref_planes.shape[1] <= MAX_PIXELS
+            or np.dtype(owner.dtype) != np.int64 or result.dtype != np.float64):
+        return _uncovered(f"{dtype} images, {np.dtype(ref_planes.dtype)} reference, planes of "
+                          f"{planes.shape[1]} and {ref_planes.shape[1]} pixels")
+    for declined in (_uncovered_rows(planes, result, owner), _uncovered_rows(ref_planes)):
+        if declined is not None:  # a Declined is falsy: compare with None
+            return declined
+    with planes.device:
+        status = launch(planes, ref_planes, owner, result)
+        if status is not None:
+            flags = int(status[0])  # sync: NaN has no quantile
+            for name, bit in (("images", STATUS_IMAGES_NOT_FINITE),
+                              ("reference", STATUS_REFERENCE_NOT_FINITE)):
+                if flags & bit:
+                    raise ValueError(f"`{name}` must not contain NaN or infinity")
     return True
 
 

@@ -11,7 +11,7 @@ import cupy
 import numpy as np
 
 from . import _sources
-from ._kernels import _NULL, _launch
+from ._kernels import _NULL, THREADS, _launch
 
 #: Bytes of dynamic shared memory the sort may use (the kernel's static part is 64 bytes).
 SHARED_BYTES = 32 << 10
@@ -22,7 +22,7 @@ MAX_PIXELS = 1 << 20
 #: larger uint16 planes keep the 65536-level histograms of levels.cu.
 SHARED_PIXELS = SHARED_BYTES // 2
 
-_KEYS = {1: np.uint8, 2: np.uint16, 4: np.uint32}
+_KEYS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
 def padded(npixels):
@@ -53,3 +53,53 @@ def equalize_ranked(planes, method):
         grid, kernel_args = group.one_block()
         _launch("ranks.cu", "gpu_histeq_equalize_ranked", args, grid,
                 (*kernel_args, scratch, np.int64(size), group.out))
+
+
+#: Bits of the status word of match (``flag`` of gpu_histeq_sort_keys): NaN or infinity in the
+#: images, in the reference.
+STATUS_IMAGES_NOT_FINITE = 1
+STATUS_REFERENCE_NOT_FINITE = 2
+#: Pixels each thread of gpu_histeq_match handles (its grid-stride loop).
+MATCH_PIXELS_PER_THREAD = 4
+
+
+def _sorted_keys(rows, flag, status):
+    """``(R, size)`` keys of every row of C-contiguous `rows`, sorted (one launch)."""
+    dtype = np.dtype(rows.dtype)
+    size = padded(rows.shape[1])
+    keys = cupy.empty((rows.shape[0], size), _KEYS[dtype.itemsize])
+    _launch("ranks.cu", "gpu_histeq_sort_keys", (dtype,), (rows.shape[0],),
+            (rows, np.int64(rows.shape[1]), keys, np.int64(size), np.int32(flag),
+             _NULL if status is None else status))
+    return keys
+
+
+def match(planes, ref_planes, owner, result):
+    """scikit-image's histogram matching of every row of `planes` through row ``owner[p]`` of
+    `ref_planes`, into float64 `result`, in three launches (sort both, match).
+
+    Parameters
+    ----------
+    planes : (P, N_s) C-contiguous cupy.ndarray
+    ref_planes : (R, N_t) C-contiguous cupy.ndarray of the same dtype
+        Rows of at most MAX_PIXELS pixels each, like `planes`.
+    owner : (P,) int64 C-contiguous cupy.ndarray
+    result : (P, N_s) float64 C-contiguous cupy.ndarray
+
+    Returns
+    -------
+    (1,) int32 cupy.ndarray or None
+        The status word (STATUS_* bits) for floating planes, None for integers (nothing to
+        check: no synchronisation).
+    """
+    floating = np.dtype(planes.dtype).kind == "f"
+    status = cupy.zeros(1, np.int32) if floating else None
+    source = _sorted_keys(planes, STATUS_IMAGES_NOT_FINITE, status)
+    reference = _sorted_keys(ref_planes, STATUS_REFERENCE_NOT_FINITE, status)
+    nplanes, npixels = planes.shape
+    per_block = THREADS * MATCH_PIXELS_PER_THREAD
+    grid = (nplanes, max(1, min(65535, -(-npixels // per_block))))
+    _launch("ranks.cu", "gpu_histeq_match", (planes.dtype, ref_planes.dtype), grid,
+            (planes, np.int64(npixels), source, np.int64(source.shape[1]), reference,
+             np.int64(reference.shape[1]), np.int64(ref_planes.shape[1]), owner, result))
+    return status

@@ -48,6 +48,10 @@ def expression(kernel, *template_args):
     return f"{kernel}<{args}>"
 
 
+#: Dtypes matched by rank (ranks.cu), images and reference of the same dtype.
+MATCH_DTYPES = (np.dtype(np.uint8), *RANK_DTYPES, *FLOAT_DTYPES)
+
+
 def _level_expressions():
     u8, u16, f64 = np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float64)
     opencv, pil, skimage = METHODS["opencv"], METHODS["pil"], METHODS["skimage"]
@@ -75,8 +79,9 @@ def _clahe_expressions():
 def _rank_expressions():
     skimage, f64 = METHODS["skimage"], np.dtype(np.float64)
     names = [expression("gpu_histeq_equalize_ranked", t, skimage, f64) for t in RANK_DTYPES]
-    return names + [expression("gpu_histeq_equalize_ranked", np.uint16, METHODS["opencv"],
-                               np.uint16)]
+    names += [expression("gpu_histeq_equalize_ranked", np.uint16, METHODS["opencv"], np.uint16)]
+    names += [expression("gpu_histeq_sort_keys", t) for t in MATCH_DTYPES]
+    return names + [expression("gpu_histeq_match", t, t) for t in MATCH_DTYPES]
 
 
 #: Every instantiation the loader may ask for, by source file: the compile test builds them all.

@@ -154,6 +154,7 @@ def cases():
                                      (np.uint16, (2, 33, 20), 3.0, (3, 4))):
         same(gpu_histeq.clahe, images(dtype, shape), clip, grid)
     ragged(rng, images, same)
+    ranked(rng, same)
     launched = set(cp.LAUNCHES)
     from gpu_histeq._cuda import _sources
     kernels = {name.split("<")[0] for names in _sources.INSTANTIATIONS.values() for name in names}
@@ -233,6 +234,37 @@ def ragged(rng, images, same):
           cp.asarray(rng.integers(0, 255, (7, 256)).astype(np.float32)))
     apply(images(np.uint16, (total,)),
           cp.asarray(rng.integers(0, 60000, (1, 65536)).astype(np.uint16)))
+
+
+def ranked(rng, same):
+    """equalize_hist by rank (ranks.cu): signed and 32-bit planes, small uint16 planes; the sort
+    in shared memory and in a global scratch, masks, unaligned bases, packed planes."""
+    import gpu_histeq
+    from gpu_histeq._cuda import _ranks
+
+    def values(dtype, shape, offset=0):
+        info = np.iinfo(dtype)
+        low, high = max(int(info.min), -(1 << 22)), min(int(info.max), 1 << 22)
+        host = rng.integers(low, high, int(np.prod(shape)) + offset, endpoint=True)
+        return cp.asarray(host.astype(dtype))[offset:].reshape(shape)
+
+    saved = _ranks.SHARED_BYTES
+    try:
+        for shared in (saved, 0):  # keys in shared memory, then in a global scratch
+            _ranks.SHARED_BYTES = shared
+            for dtype in (np.int8, np.int16, np.int32, np.uint32):
+                for offset, shape in ((0, (3, 9, 16)), (1, (2, 13, 7)), (0, (2, 1, 1))):
+                    images = values(dtype, shape, offset)
+                    mask = cp.asarray(rng.random(shape) < 0.4)
+                    mask[..., 0, 0] = True
+                    same(gpu_histeq.equalize_hist, images)
+                    same(gpu_histeq.equalize_hist, images, mask=mask)
+            for method in ("opencv", "skimage"):
+                same(gpu_histeq.equalize_hist, values(np.uint16, (2, 21, 19), 1), method=method)
+            ragged_list = [values(np.int16, s) for s in ((1, 1), (7, 5), (3, 40))]
+            same(lambda: tuple(gpu_histeq.equalize_hist(ragged_list)))
+    finally:
+        _ranks.SHARED_BYTES = saved
 
 
 if __name__ == "__main__":
