@@ -297,8 +297,9 @@ def match(planes, ref_planes, owner, result):
     ----------
     planes : (P, N_s) cupy.ndarray
     ref_planes : (R, N_t) cupy.ndarray
-    owner : (P,) intp cupy.ndarray
-        The reference row of each plane.
+    owner : (P,) intp numpy.ndarray
+        The reference row of each plane, on the host: uploaded only when it is neither all 0
+        (one reference) nor ``0 .. P - 1`` (one per plane).
     result : (P, N_s) float64 cupy.ndarray
 
     Returns
@@ -326,10 +327,10 @@ def match(planes, ref_planes, owner, result):
     dtype = np.dtype(planes.dtype)
     if (dtype not in _sources.MATCH_DTYPES or np.dtype(ref_planes.dtype) != dtype
             or planes.shape[1] > MAX_PIXELS or not 0 < ref_planes.shape[1] <= MAX_PIXELS
-            or np.dtype(owner.dtype) != np.int64 or result.dtype != np.float64):
+            or result.dtype != np.float64):
         return _uncovered(f"{dtype} images, {np.dtype(ref_planes.dtype)} reference, planes of "
                           f"{planes.shape[1]} and {ref_planes.shape[1]} pixels")
-    for declined in (_uncovered_rows(planes, result, owner), _uncovered_rows(ref_planes)):
+    for declined in (_uncovered_rows(planes, result), _uncovered_rows(ref_planes)):
         if declined is not None:  # a Declined is falsy: compare with None
             return declined
     with planes.device:

@@ -83,7 +83,9 @@ def match(planes, ref_planes, owner, result):
     planes : (P, N_s) C-contiguous cupy.ndarray
     ref_planes : (R, N_t) C-contiguous cupy.ndarray of the same dtype
         Rows of at most MAX_PIXELS pixels each, like `planes`.
-    owner : (P,) int64 C-contiguous cupy.ndarray
+    owner : (P,) int host numpy.ndarray
+        Reference row of each plane: passed as a step (0: one reference, 1: one per plane) where
+        it is one, else copied to the device.
     result : (P, N_s) float64 C-contiguous cupy.ndarray
 
     Returns
@@ -97,9 +99,17 @@ def match(planes, ref_planes, owner, result):
     source = _sorted_keys(planes, STATUS_IMAGES_NOT_FINITE, status)
     reference = _sorted_keys(ref_planes, STATUS_REFERENCE_NOT_FINITE, status)
     nplanes, npixels = planes.shape
+    owner = np.asarray(owner, np.int64)
+    if not owner.any():
+        rows, step = _NULL, 0
+    elif np.array_equal(owner, np.arange(nplanes)):
+        rows, step = _NULL, 1
+    else:  # a reference batch broadcast over some batch axes only: P int64 up
+        rows, step = cupy.asarray(owner), 0
     per_block = THREADS * MATCH_PIXELS_PER_THREAD
     grid = (nplanes, max(1, min(65535, -(-npixels // per_block))))
     _launch("ranks.cu", "gpu_histeq_match", (planes.dtype, ref_planes.dtype), grid,
             (planes, np.int64(npixels), source, np.int64(source.shape[1]), reference,
-             np.int64(reference.shape[1]), np.int64(ref_planes.shape[1]), owner, result))
+             np.int64(reference.shape[1]), np.int64(ref_planes.shape[1]), rows, np.int64(step),
+             result))
     return status

@@ -230,7 +230,8 @@ __device__ double gpu_histeq_match_value(long long c, long long ns,
 }
 
 // out[p, i] = the match of planes[p, i] (rank c among its plane's ns sorted `source` keys)
-// through reference row owner[p] of `reference` (nt sorted keys per row). Grid (planes, blocks
+// through reference row owner[p] of `reference` (nt sorted keys per row); without `owner`,
+// row p * owner_step (0: one reference for every plane, 1: one per plane). Grid (planes, blocks
 // per plane). Work per pixel: one binary search of log2(ns) source keys and up to two of
 // log2(nt) reference keys, about 10 float64 operations. Traffic per pixel: sizeof(S) read, 8
 // bytes written, the searched keys (L2- or L1-resident).
@@ -239,10 +240,11 @@ __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
 gpu_histeq_match(const S* planes, long long ns,
                  const typename gpu_histeq_rank_key<S>::type* source, long long source_stride,
                  const typename gpu_histeq_rank_key<R>::type* reference,
-                 long long reference_stride, long long nt, const long long* owner, double* out) {
+                 long long reference_stride, long long nt, const long long* owner,
+                 long long owner_step, double* out) {
     const long long p = blockIdx.x;
     const auto* sorted = source + p * source_stride;
-    const auto* ref = reference + owner[p] * reference_stride;
+    const auto* ref = reference + (owner ? owner[p] : p * owner_step) * reference_stride;
     for (long long i = (long long)blockIdx.y * GPU_HISTEQ_THREADS + threadIdx.x; i < ns;
          i += (long long)gridDim.y * GPU_HISTEQ_THREADS) {
         const long long c = gpu_histeq_rank_of(sorted, ns, gpu_histeq_rank_key<S>::of(planes[p * ns + i]));

@@ -299,8 +299,8 @@ def apply_tables(xp, planes, tables, result):
 
 
 def match(xp, planes, ref_planes, owner, result):
-    """scikit-image's histogram matching of ``(P, N_s)`` `planes` through row ``owner[p]`` of
-    ``(R, N_t)`` `ref_planes` into float64 `result`, where an engine has fused kernels for it
+    """scikit-image's histogram matching of ``(P, N_s)`` `planes` through row ``owner[p]`` (a
+    ``(P,)`` host array) of ``(R, N_t)`` `ref_planes` into float64 `result`, where an engine has fused kernels for it
     (the CUDA one: ``_cuda.match``); False, writing nothing, elsewhere (the caller then runs the
     portable path of :mod:`gpu_histeq.matching`)."""
     engine = select(xp, planes.dtype)
