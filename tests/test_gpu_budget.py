@@ -102,8 +102,8 @@ def rows(model):
         pytest.skip("a GPU is usable: the model counts the emulated CuPy only")
     saved = sys.modules.get("cupy")
     try:
-        return {r["case"]: r for r in model.run(list(BUDGETS) + list(FUSED_OVER_BUDGET),
-                                                small=True)}
+        return {r["case"]: r for r in model.run(
+            list(BUDGETS) + list(FUSED_OVER_BUDGET) + list(RANKED_BUDGETS), small=True)}
     finally:
         if saved is not None:
             sys.modules["cupy"] = saved
@@ -153,3 +153,29 @@ def test_clahe_1080p_two_launches_no_index_upload(rows):
     row = rows["clahe-1080p-u8"]
     assert row["kernel_launches"] == 2 and row["operation_launches"] == 0
     assert row["bytes_over_floor"] < 2.0 and row["h2d_bytes"] == 0 and row["syncs"] == 0
+
+
+#: Equalization by rank (ranks.cu) and match_histograms (sort both, match): (most syncs, most
+#: device bytes over the floor, most launches). Float32 matching: one status word (NaN /
+#: infinity); its float64 result is cast to float32 afterwards (two array operations) and its
+#: sorted keys are padded to a power of two, which the counter charges in full although the
+#: binary searches read log2(n) of them per pixel: 5x the floor, counted, not measured.
+RANKED_BUDGETS = {
+    "equalize-u16": (0, 1.0, 1),
+    "equalize-i16": (0, 1.0, 1),
+    "equalize-i32": (0, 2.0, 1),
+    "match-shared": (0, 2.0, 3),
+    "match-per-plane": (0, 2.0, 3),
+    "match-per-plane-f32": (1, 5.5, 5),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RANKED_BUDGETS))
+def test_ranked_case_within_budget(rows, case):
+    row = rows[case]
+    most_syncs, most_bytes, most_launches = RANKED_BUDGETS[case]
+    assert row["path"] == "fused", row["kernels"]
+    assert row["syncs"] <= most_syncs, row["sync_sites"]
+    assert "bincount" not in row["operations"] and row["h2d_bytes"] == 0, row["uploads"]
+    assert row["launches"] <= most_launches, (row["kernels"], row["operations"])
+    assert row["bytes_over_floor"] <= most_bytes, (row["device_bytes"], row["floor_bytes"])

@@ -263,6 +263,19 @@ def ranked(rng, same):
                 same(gpu_histeq.equalize_hist, values(np.uint16, (2, 21, 19), 1), method=method)
             ragged_list = [values(np.int16, s) for s in ((1, 1), (7, 5), (3, 40))]
             same(lambda: tuple(gpu_histeq.equalize_hist(ragged_list)))
+    # match_histograms: sorted keys of images and references, the match through shared,
+    # per-plane and broadcast references; floats with the status word
+    for dtype in (np.uint8, np.int32, np.float32, np.float64):
+        if np.dtype(dtype).kind == "f":
+            images, reference = (cp.asarray(rng.normal(0, 2, s).astype(dtype))
+                                 for s in ((2, 3, 17, 13), (2, 1, 9, 10)))
+        else:
+            images, reference = values(dtype, (2, 3, 17, 13)), values(dtype, (2, 1, 9, 10))
+        same(gpu_histeq.match_histograms, images, reference)
+        same(gpu_histeq.match_histograms, images, reference[0, 0])
+        same(gpu_histeq.match_histograms, images, images[:, :, ::-1].copy())
+    nan = cp.asarray(np.array([[[1.0, np.nan], [2.0, 3.0]]]))
+    same(gpu_histeq.match_histograms, nan, nan[0])
     finally:
         _ranks.SHARED_BYTES = saved
 
