@@ -208,3 +208,37 @@ def test_no_host_synchronisation(cp):
         equalize_hist(images)
     assert tally.kernels == {"gpu_histeq_equalize_ranked<int, 2, double>": 1}, tally.kernels
     assert tally.syncs == [] and tally.h2d_bytes == 0 and tally.operation_launches == 0
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["all", "mask"])
+@pytest.mark.parametrize("kind", ["random", "extremes", "narrow", "bottom"])
+def test_large_int16_planes_take_the_level_histograms(cp, kind, masked):
+    """int16 planes past _ranks.SHARED_PIXELS: 65536-level histograms (bin v + 32768), the
+    skimage tables and the remap from each table's middle, as uint16 planes take them."""
+    images = make(np.int16, kind, (2, 130, 131), seed=len(kind))
+    mask = None
+    if masked:
+        mask = np.random.default_rng(8).random(images.shape) < 0.3
+        mask[:, 0, 0] = True
+    before = launches(cp, "gpu_histeq_level_histogram"), launches(cp, "gpu_histeq_remap")
+    with _engine.recording() as steps:
+        result = equalize_hist(cp.asarray(images),
+                               mask=None if mask is None else cp.asarray(mask))
+    assert [s.outcome for s in steps] == [True], steps
+    if before[0] is not None:
+        after = launches(cp, "gpu_histeq_level_histogram"), launches(cp, "gpu_histeq_remap")
+        assert after[0] > before[0] and after[1] > before[1], (before, after)
+    with _engine.portable():
+        expected = equalize_hist(cp.asarray(images),
+                                 mask=None if mask is None else cp.asarray(mask))
+    assert_same(result, expected)
+
+
+def test_ragged_int16_lists_of_small_and_large_planes(cp):
+    rng = np.random.default_rng(7)
+    images = [cp.asarray(rng.integers(-32768, 32767, shape, dtype=np.int16, endpoint=True))
+              for shape in [(3, 3), (130, 129), (1, 1), (20, 30), (140, 121)]]
+    results = equalize_hist(images)
+    for image, got in zip(images, results):
+        with _engine.portable():
+            assert_same(got, equalize_hist(image))

@@ -152,20 +152,23 @@ def _equalize(planes, method, nbins):
     from ._ranks import MAX_PIXELS as RANK_PIXELS, SHARED_PIXELS, equalize_ranked
     dtype = np.dtype(planes.values.dtype)
     with planes.values.device:
-        if dtype in _sources.LEVEL_DTYPES and (method != "pil" or dtype == np.uint8):
+        integer = (dtype in _sources.LEVEL_DTYPES and (method != "pil" or dtype == np.uint8)
+                   or dtype in _sources.RANK_DTYPES and method == "skimage")
+        if integer:
             if method in ("opencv", "pil"):
                 check_levels_nbins(nbins, dtype, method)
-            if dtype == np.uint16:  # small planes by rank: no 65536-level scratch per plane
+            if dtype.itemsize == 2:  # small planes by rank, no 65536-level scratch; large by level
                 small, planes = planes.split(SHARED_PIXELS)
                 if small is not None:
                     equalize_ranked(small, method)
-            if planes is not None:
+                if planes is not None:
+                    equalize_levels(planes, method)
+            elif dtype == np.uint8:
                 equalize_levels(planes, method)
-            return True
-        if dtype in _sources.RANK_DTYPES and method == "skimage":
-            if planes.largest > RANK_PIXELS:
+            elif planes.largest > RANK_PIXELS:
                 return _uncovered(f"{dtype} planes of more than {RANK_PIXELS} pixels")
-            equalize_ranked(planes, method)
+            else:
+                equalize_ranked(planes, method)
             return True
         if dtype in _sources.FLOAT_DTYPES and method == "skimage":
             import cupy

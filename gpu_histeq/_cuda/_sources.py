@@ -57,10 +57,11 @@ def _level_expressions():
     opencv, pil, skimage = METHODS["opencv"], METHODS["pil"], METHODS["skimage"]
     names = [expression("gpu_histeq_equalize_small_u8", m, out)
              for m, out in ((opencv, u8), (pil, u8), (skimage, f64))]
-    names += [expression("gpu_histeq_level_histogram", t) for t in LEVEL_DTYPES]
+    names += [expression("gpu_histeq_level_histogram", t) for t in (*LEVEL_DTYPES, np.int16)]
     names += [expression("gpu_histeq_level_tables", m, out)
               for m, out in ((opencv, u8), (pil, u8), (skimage, f64), (opencv, u16))]
     names += [expression("gpu_histeq_remap", t, out) for t in LEVEL_DTYPES for out in C_TYPES]
+    names += [expression("gpu_histeq_remap", np.int16, f64)]  # large int16 planes, skimage
     return names
 
 

@@ -261,8 +261,14 @@ def ranked(rng, same):
                     same(gpu_histeq.equalize_hist, images, mask=mask)
             for method in ("opencv", "skimage"):
                 same(gpu_histeq.equalize_hist, values(np.uint16, (2, 21, 19), 1), method=method)
+            # uint16 planes past _ranks.SHARED_PIXELS keep the level histograms and tables
+            same(gpu_histeq.equalize_hist, values(np.uint16, (1, 130, 130)))
+            large = values(np.int16, (1, 130, 130))  # int16: the same, bins v + 32768
+            same(gpu_histeq.equalize_hist, large, mask=large > 0)
             ragged_list = [values(np.int16, s) for s in ((1, 1), (7, 5), (3, 40))]
             same(lambda: tuple(gpu_histeq.equalize_hist(ragged_list)))
+    finally:
+        _ranks.SHARED_BYTES = saved
     # match_histograms: sorted keys of images and references, the match through shared,
     # per-plane and broadcast references; floats with the status word
     for dtype in (np.uint8, np.int32, np.float32, np.float64):
@@ -276,8 +282,6 @@ def ranked(rng, same):
         same(gpu_histeq.match_histograms, images, images[:, :, ::-1].copy())
     nan = cp.asarray(np.array([[[1.0, np.nan], [2.0, 3.0]]]))
     same(gpu_histeq.match_histograms, nan, nan[0])
-    finally:
-        _ranks.SHARED_BYTES = saved
 
 
 if __name__ == "__main__":
