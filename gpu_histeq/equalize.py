@@ -270,8 +270,9 @@ def equalize_hist(
 
     Peak extra memory is one block's index (``CHUNK_PIXELS`` int64 per worker thread, 4 MiB on
     the CPU) plus the tables (``P x bins``), plus one copy of `images` when its image axes are not
-    its last, C-contiguous axes. On CuPy, floating input synchronizes once for the NaN check and
-    integer ``"skimage"`` input once for the table width.
+    its last, C-contiguous axes. On CuPy, floating input synchronizes once for the NaN check;
+    integer input does not (int8/int16/int32/uint32 by rank, so CuPy int32/uint32 planes of any
+    range are equalized; int64/uint64 once for the table width).
 
     Examples
     --------

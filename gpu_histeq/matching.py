@@ -246,8 +246,10 @@ def match_histograms(
     (with `channel_axis`, the per-channel result cast as scikit-image does); the tests check
     1e-6 and the arithmetic is :func:`numpy.interp`'s, so results agree to the last bit in
     practice. Integer inputs use per-level tables (one ``bincount``); floating ones a sort per
-    plane. On CuPy, integer input synchronizes once for the level range and floating input once
-    for the NaN check.
+    plane. On CuPy, images and reference of one dtype (uint8 to int32/uint32, float32, float64;
+    planes of at most 2**20 pixels) run fused kernels, bit for bit the same: both sorted per
+    plane, each pixel matched by rank; integers without synchronisation, floats with one (the
+    NaN check). Other CuPy input synchronizes once for the level range or the NaN check.
 
     Examples
     --------

@@ -242,3 +242,17 @@ def test_ragged_int16_lists_of_small_and_large_planes(cp):
     for image, got in zip(images, results):
         with _engine.portable():
             assert_same(got, equalize_hist(image))
+
+
+@pytest.mark.parametrize("name", ["gpu_histeq_equalize_ranked<short, 2, double>",
+                                  "gpu_histeq_equalize_ranked<int, 2, double>",
+                                  "gpu_histeq_equalize_ranked<unsigned short, 0, unsigned short>"])
+def test_static_plus_dynamic_shared_memory_fits(cp, name):
+    """The rank kernel's static shared memory (block reductions only) plus the most dynamic
+    shared memory its launcher asks for (SHARED_BYTES of keys) stays under 48 KiB."""
+    from gpu_histeq._cuda import _kernels, _ranks
+    kernel = _kernels.kernel("ranks.cu", name)
+    if kernel.shared_size_bytes is None:
+        pytest.skip("NVRTC (the nvrtc extra) is not installed: the static part is unknown")
+    assert kernel.shared_size_bytes <= 2048, kernel.shared_size_bytes  # 1088 (NVRTC sm_90)
+    assert kernel.shared_size_bytes + _ranks.SHARED_BYTES <= 48 << 10

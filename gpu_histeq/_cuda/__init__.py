@@ -3,8 +3,9 @@
 Each entry point below either produces its whole result with the kernels or declines, and the
 caller then runs the portable path, which the kernels reproduce bit for bit:
 
-* :func:`equalize` -- the whole of ``equalize_hist`` on uint8 / uint16 planes (every method) and
-  on float32 / float64 planes (``method="skimage"``);
+* :func:`equalize` -- the whole of ``equalize_hist`` on uint8 / uint16 planes (every method), on
+  int8 / int16 / int32 / uint32 planes (by rank, ``ranks.cu``) and on float32 / float64 planes
+  (``method="skimage"``);
 * :func:`block_counts` -- the histograms of a ``LevelBinning`` (uint8 / uint16) or a
   ``UniformBinning`` (float32 / float64);
 * :func:`apply_lut` -- the remap of uint8 / uint16 planes through per-plane or shared tables;
