@@ -293,6 +293,40 @@ def clahe(planes, shape, grid, tile_shape, limit, scale, result):
     return True
 
 
+def equalize_luma(rgb, nplanes, method, out):
+    """``equalize_hist(..., luminance=True)`` of channels-last uint8 RGB planes in one launch.
+
+    Parameters
+    ----------
+    rgb : (M, 3, 1) uint8 cupy.ndarray
+        C-contiguous; plane ``p`` is pixels ``p * M / nplanes`` onwards.
+    nplanes : int
+    method : {"opencv", "pil", "skimage"}
+    out : (M, 3, 1) uint8 cupy.ndarray
+        C-contiguous.
+
+    Returns
+    -------
+    True or Declined
+        ``Declined("uncovered")``, nothing written, for other dtypes, ``"skimage"``, planes of
+        more than ``_kernels.SMALL_PIXELS`` pixels or arrays that are not C-contiguous.
+
+    Notes
+    -----
+    Bit for bit the portable luma path (:mod:`gpu_histeq.color` and the method's table); no
+    synchronisation, nothing uploaded.
+    """
+    from ._kernels import SMALL_PIXELS, equalize_luma_small
+    npixels = rgb.shape[0] // max(nplanes, 1)
+    if (rgb.dtype != np.uint8 or out.dtype != np.uint8 or method not in ("opencv", "pil")
+            or rgb.shape[1:] != (3, 1) or not 0 < npixels <= SMALL_PIXELS
+            or not (rgb.flags.c_contiguous and out.flags.c_contiguous)):
+        return _uncovered(f"{np.dtype(rgb.dtype)} RGB planes of {npixels} pixels, {method!r}")
+    with rgb.device:
+        equalize_luma_small(rgb, nplanes, method, out)
+    return True
+
+
 def match(planes, ref_planes, owner, result):
     """scikit-image's histogram matching of every row of `planes` through reference row
     ``owner[p]``, into `result`, with the kernels of ``ranks.cu``.

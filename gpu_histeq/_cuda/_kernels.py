@@ -306,3 +306,12 @@ def equalize_uniform(planes, nbins, status):
         if grid is not None:
             _launch("uniform.cu", "gpu_histeq_uniform_remap", (dtype,), grid,
                     (*args, low, high, np.int32(nbins), values, positions, slopes, group.out))
+
+
+# ---- luminance=True (levels.cu)
+
+def equalize_luma_small(rgb, nplanes, method, out):
+    """The luma round trip of channels-last uint8 `rgb` (``nplanes`` planes of ``M / nplanes``
+    pixels, C-contiguous ``(M, 3, 1)``) into `out`, one block per plane."""
+    _launch("levels.cu", "gpu_histeq_equalize_luma_small_u8", (_sources.METHODS[method],),
+            (nplanes,), (rgb, np.int64(rgb.shape[0] // nplanes), out))

@@ -62,6 +62,7 @@ def _level_expressions():
               for m, out in ((opencv, u8), (pil, u8), (skimage, f64), (opencv, u16))]
     names += [expression("gpu_histeq_remap", t, out) for t in LEVEL_DTYPES for out in C_TYPES]
     names += [expression("gpu_histeq_remap", np.int16, f64)]  # large int16 planes, skimage
+    names += [expression("gpu_histeq_equalize_luma_small_u8", m) for m in (opencv, pil)]
     return names
 
 

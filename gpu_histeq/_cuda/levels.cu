@@ -149,3 +149,50 @@ gpu_histeq_remap(const T* planes, const long long* spans, const long long* first
                           work.block * GPU_HISTEQ_THREADS + threadIdx.x, work.blocks * GPU_HISTEQ_THREADS,
                           [&](T v) { return table[v]; });
 }
+
+// luminance=True on small channels-last uint8 RGB planes, the whole round trip in one launch:
+// block p reads plane p's n pixels (rgb[(p * n + i) * 3 + c]), counts OpenCV's fixed-point Y
+// (14-bit weights 4899, 9617, 1868), makes the method's table and writes each pixel back through
+// OpenCV's YCrCb -> RGB with the new Y and the pixel's own Cr, Cb (saturated), bit for bit
+// color.to_ycrcb / from_ycrcb. Per pixel: 3 bytes read twice (the second time mostly from L2),
+// 3 bytes written, one shared-memory atomic and one shared table read; integer arithmetic only.
+__device__ int gpu_histeq_luma8(int red, int green, int blue) {
+    return (green * 9617 + red * 4899 + blue * 1868 + (1 << 13)) >> 14;
+}
+
+__device__ unsigned char gpu_histeq_saturate8(int value) {
+    return (unsigned char)(value < 0 ? 0 : (value > 255 ? 255 : value));
+}
+
+template <int METHOD>
+__global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
+gpu_histeq_equalize_luma_small_u8(const unsigned char* rgb, long long n, unsigned char* out) {
+    __shared__ unsigned luma_hists[GPU_HISTEQ_WARPS][256];
+    __shared__ unsigned char luma_table[256];
+    const unsigned char* plane = rgb + (long long)blockIdx.x * n * 3;
+    unsigned char* target = out + (long long)blockIdx.x * n * 3;
+    for (int i = threadIdx.x; i < GPU_HISTEQ_WARPS * 256; i += GPU_HISTEQ_THREADS)
+        luma_hists[i / 256][i % 256] = 0;
+    __syncthreads();
+    unsigned* hist = luma_hists[threadIdx.x / 32];
+    for (long long i = threadIdx.x; i < n; i += GPU_HISTEQ_THREADS)
+        atomicAdd(&hist[gpu_histeq_luma8(plane[3 * i], plane[3 * i + 1], plane[3 * i + 2])], 1u);
+    __syncthreads();
+    unsigned count = 0;  // thread t merges bin t of every warp into luma_hists[0]
+    for (int w = 0; w < GPU_HISTEQ_WARPS; ++w) count += luma_hists[w][threadIdx.x];
+    luma_hists[0][threadIdx.x] = count;
+    __syncthreads();
+    gpu_histeq_level_table<METHOD>(luma_hists[0], 256, luma_table);
+    const int delta = (128 << 14) + (1 << 13);
+    for (long long i = threadIdx.x; i < n; i += GPU_HISTEQ_THREADS) {
+        const int red = plane[3 * i], green = plane[3 * i + 1], blue = plane[3 * i + 2];
+        const int luma = gpu_histeq_luma8(red, green, blue);
+        const int chroma_red = gpu_histeq_saturate8(((red - luma) * 11682 + delta) >> 14) - 128;
+        const int chroma_blue = gpu_histeq_saturate8(((blue - luma) * 9241 + delta) >> 14) - 128;
+        const int equalized = luma_table[luma];
+        target[3 * i] = gpu_histeq_saturate8(((chroma_red * 22987 + (1 << 13)) >> 14) + equalized);
+        target[3 * i + 1] = gpu_histeq_saturate8(
+            ((chroma_blue * -5636 + chroma_red * -11698 + (1 << 13)) >> 14) + equalized);
+        target[3 * i + 2] = gpu_histeq_saturate8(((chroma_blue * 29049 + (1 << 13)) >> 14) + equalized);
+    }
+}

@@ -39,7 +39,7 @@ class Step(NamedTuple):
     """One step on CuPy input, as :func:`recording` collects it."""
 
     #: The step: "equalize", "equalize_packed", "histograms", "packed_counts", "apply_tables",
-    #: "apply_packed", "match".
+    #: "apply_packed", "match", "equalize_luma".
     name: str
     #: What :func:`select` answered: "cuda", or "portable".
     engine: str
@@ -381,7 +381,11 @@ def equalize_luma(xp, rgb, nplanes, method, out):
     or ``"pil"``. Counts each plane's Y, makes the method's tables (the same functions as every
     other path) and writes the round trip through them into `out` (same shape). Returns False,
     writing nothing, where it does not apply."""
-    if not (select(xp, rgb.dtype) == "compiled" and rgb.dtype == np.uint8
+    engine = select(xp, rgb.dtype)
+    if engine == "cuda":  # small planes in one launch (_cuda.equalize_luma)
+        return _report(xp, "equalize_luma", engine,
+                       _cuda.equalize_luma(rgb, nplanes, method, out))
+    if not (engine == "compiled" and rgb.dtype == np.uint8
             and rgb.shape[2] == 1 and method in ("opencv", "pil")):
         return False
     counts = _cpu.luma_counts(rgb, nplanes)
