@@ -265,8 +265,10 @@ def equalize_hist(
 
     With `luminance`, NumPy uint8/uint16 input converts in the compiled kernels of ``_color.c``
     (for channels-last uint8 with ``"opencv"`` or ``"pil"`` and no mask, fused with the count and
-    the tables: the pixels are read twice and written once); CuPy input and floats take the
-    portable conversion of :mod:`gpu_histeq.color` (no fused CUDA kernel for it yet).
+    the tables: the pixels are read twice and written once); CuPy channels-last uint8 planes of
+    up to 65536 pixels with ``"opencv"`` or ``"pil"`` and no mask take one fused CUDA kernel
+    (the same numbers); other CuPy input and floats the portable conversion of
+    :mod:`gpu_histeq.color`.
 
     Peak extra memory is one block's index (``CHUNK_PIXELS`` int64 per worker thread, 4 MiB on
     the CPU) plus the tables (``P x bins``), plus one copy of `images` when its image axes are not

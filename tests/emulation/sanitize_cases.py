@@ -282,6 +282,10 @@ def ranked(rng, same):
         same(gpu_histeq.match_histograms, images, images[:, :, ::-1].copy())
     nan = cp.asarray(np.array([[[1.0, np.nan], [2.0, 3.0]]]))
     same(gpu_histeq.match_histograms, nan, nan[0])
+    # luminance=True of small channels-last uint8 planes: one launch per call
+    rgb = cp.asarray(rng.integers(0, 256, (3, 19, 23, 3)).astype(np.uint8))
+    for method in ("opencv", "pil"):
+        same(gpu_histeq.equalize_hist, rgb, channel_axis=-1, luminance=True, method=method)
 
 
 if __name__ == "__main__":
