@@ -186,8 +186,8 @@ def test_empty_batches(cp):
 
 def test_planes_beyond_the_sort_limit_are_declined_before_any_launch(cp, monkeypatch):
     from gpu_histeq._cuda import _ranks
-    monkeypatch.setattr(_ranks, "MAX_PIXELS", 8)
-    images = make(np.int16, "random", (2, 3, 5))
+    monkeypatch.setattr(_ranks, "MAX_PIXELS", 8)  # int8/int32/uint32 (16-bit: level kernels)
+    images = make(np.int32, "random", (2, 3, 5))
     before = launches(cp, RANKED)
     with _engine.recording() as steps:
         result = equalize_hist(cp.asarray(images))

@@ -153,23 +153,21 @@ gpu_histeq_equalize_ranked(const T* planes, const bool* masks, const long long* 
     gpu_histeq_bitonic_sort(keys, size);
     const long long first = total ? gpu_histeq_rank_of(keys, total, keys[0]) : 0;
     const long long head = gpu_histeq_head<T>(work.offset, aligned);
-    if (METHOD == GPU_HISTEQ_OPENCV) {
-        constexpr long long levels = 1LL << (8 * sizeof(T));
+    if constexpr (METHOD == GPU_HISTEQ_OPENCV) {  // 16-bit planes only
+        constexpr int levels = 1 << (8 * sizeof(T));
         const long long spread = total - first;
-        const float scale = (float)(levels - 1) / (float)(spread > 1 ? spread : 1);
+        const float scale = gpu_histeq_opencv_scale(levels, spread);
         gpu_histeq_map_pixels(plane, out + work.offset, work.n, head, threadIdx.x,
                               GPU_HISTEQ_THREADS, [&](T v) {
             const long long cumulative = gpu_histeq_rank_of(keys, total, rank_key::of(v));
-            const float level = rintf((float)(cumulative - first) * scale);
-            const float clipped = fminf(fmaxf(level, 0.0f), (float)(levels - 1));
-            return spread == 0 ? (OutT)v : (OutT)clipped;
+            const float entry = gpu_histeq_opencv_entry(cumulative, first, scale, levels);
+            return spread == 0 ? (OutT)v : (OutT)entry;
         });
     } else {
-        const double denominator = (double)(total > 1 ? total : 1);
         gpu_histeq_map_pixels(plane, out + work.offset, work.n, head, threadIdx.x,
                               GPU_HISTEQ_THREADS, [&](T v) {
             const long long cumulative = gpu_histeq_rank_of(keys, total, rank_key::of(v));
-            return (OutT)((double)(cumulative > first ? cumulative : first) / denominator);
+            return (OutT)gpu_histeq_skimage_entry(cumulative, first, total);
         });
     }
 }
