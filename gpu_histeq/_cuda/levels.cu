@@ -53,6 +53,16 @@ __device__ void gpu_histeq_level_table(const unsigned* hist, int levels, OutT* t
     __syncthreads();
 }
 
+// After the warps counted into their own 256-bin histograms: bin t of every warp summed into
+// hists[0] by thread t, between two barriers (every thread of the block calls it).
+__device__ void gpu_histeq_merge_warp_hists(unsigned (*hists)[256]) {
+    __syncthreads();
+    unsigned count = 0;
+    for (int w = 0; w < GPU_HISTEQ_WARPS; ++w) count += hists[w][threadIdx.x];
+    hists[0][threadIdx.x] = count;
+    __syncthreads();
+}
+
 // Small uint8 planes, the whole pipeline in one launch: block p equalizes plane p (its span
 // with `spans`, gpu_histeq_locate). Per pixel: one shared-memory atomic (histograms private to
 // each warp) and one shared-memory table read. Traffic per pixel: 1 byte read (+1 mask byte)
@@ -78,11 +88,7 @@ gpu_histeq_equalize_small_u8(const unsigned char* planes, const bool* masks,
     unsigned* hist = warp_hists[threadIdx.x / 32];
     gpu_histeq_for_pixels(plane, mask, work.n, head, threadIdx.x, GPU_HISTEQ_THREADS,
                           [&](unsigned char v, bool selected) { if (selected) atomicAdd(&hist[v], 1u); });
-    __syncthreads();
-    unsigned count = 0;  // thread t merges bin t of every warp into warp_hists[0]
-    for (int w = 0; w < GPU_HISTEQ_WARPS; ++w) count += warp_hists[w][threadIdx.x];
-    warp_hists[0][threadIdx.x] = count;
-    __syncthreads();
+    gpu_histeq_merge_warp_hists(warp_hists);
     gpu_histeq_level_table<METHOD>(warp_hists[0], 256, table);
     gpu_histeq_map_pixels(plane, out + work.offset, work.n, head, threadIdx.x, GPU_HISTEQ_THREADS,
                           [&](unsigned char v) { return table[v]; });
@@ -175,11 +181,7 @@ gpu_histeq_equalize_luma_small_u8(const unsigned char* rgb, long long n, unsigne
     unsigned* hist = luma_hists[threadIdx.x / 32];
     for (long long i = threadIdx.x; i < n; i += GPU_HISTEQ_THREADS)
         atomicAdd(&hist[gpu_histeq_luma8(plane[3 * i], plane[3 * i + 1], plane[3 * i + 2])], 1u);
-    __syncthreads();
-    unsigned count = 0;  // thread t merges bin t of every warp into luma_hists[0]
-    for (int w = 0; w < GPU_HISTEQ_WARPS; ++w) count += luma_hists[w][threadIdx.x];
-    luma_hists[0][threadIdx.x] = count;
-    __syncthreads();
+    gpu_histeq_merge_warp_hists(luma_hists);
     gpu_histeq_level_table<METHOD>(luma_hists[0], 256, luma_table);
     const int delta = (128 << 14) + (1 << 13);
     for (long long i = threadIdx.x; i < n; i += GPU_HISTEQ_THREADS) {
