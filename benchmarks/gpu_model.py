@@ -59,9 +59,9 @@ def _cases(small):
             return (lambda: g.clahe(x, clip, grid, **options)), 2 * x.nbytes
         return make
 
-    def equalize_case(shape, dtype, **options):
+    def equalize_case(shape, dtype, low=0, high=None, **options):
         def make(cp):
-            x = images(cp, shape, dtype)
+            x = images(cp, shape, dtype, low, high)
             out_bytes = x.size * (np.dtype(dtype).itemsize if options.get("method") in
                                   ("opencv", "pil") or options.get("luminance") else 8)
             if np.dtype(dtype) in (np.float16, np.float32):
@@ -92,11 +92,12 @@ def _cases(small):
             return (lambda: g.equalize_adapthist(x, clip_limit=0.01)), x.nbytes + x.size * 8
         return make
 
-    def match_case(shape, per_plane):
+    def match_case(shape, per_plane, dtype=np.uint8):
         def make(cp):
-            x = images(cp, shape, np.uint8)
-            ref = images(cp, shape if per_plane else shape[-2:], np.uint8)
-            return (lambda: g.match_histograms(x, ref)), x.nbytes + ref.nbytes + x.size * 8
+            x = images(cp, shape, dtype)
+            ref = images(cp, shape if per_plane else shape[-2:], dtype)
+            out = x.size * (4 if np.dtype(dtype) == np.float32 else 8)
+            return (lambda: g.match_histograms(x, ref)), x.nbytes + ref.nbytes + out
         return make
 
     def ragged_case(count, dtype):
@@ -117,9 +118,12 @@ def _cases(small):
         "adapthist-f64": (f"({n(8, 2)},256,256) float64",
                           adapthist_case((n(8, 2), 256, 256), np.float64), None),
         "match-shared": (f"({n(64, 8)},96,96) uint8, one reference",
-                         match_case((n(64, 8), 96, 96), False), None),
+                         match_case((n(64, 8), 96, 96), False), "gpu_histeq_match"),
         "match-per-plane": (f"({n(64, 8)},96,96) uint8, per-plane references",
-                            match_case((n(64, 8), 96, 96), True), None),
+                            match_case((n(64, 8), 96, 96), True), "gpu_histeq_match"),
+        "match-per-plane-f32": (f"({n(64, 8)},96,96) float32, per-plane references",
+                                match_case((n(64, 8), 96, 96), True, np.float32),
+                                "gpu_histeq_match"),
         "luminance-u8": (f"({n(256, 32)},96,96,3) uint8, luminance=True",
                          equalize_case((n(256, 32), 96, 96, 3), np.uint8, channel_axis=-1,
                                        luminance=True, method="opencv"),
@@ -151,15 +155,25 @@ def _cases(small):
                         "gpu_histeq_equalize_small_u8"),
         "equalize-u16": (f"({n(256, 32)},1,96,96) uint16 opencv",
                          equalize_case((n(256, 32), 1, 96, 96), np.uint16, method="opencv"),
-                         "gpu_histeq_level_tables"),
+                         "gpu_histeq_equalize_ranked"),  # small planes: by rank
         "equalize-f32": (f"({n(256, 32)},1,96,96) float32 skimage",
                          equalize_case((n(256, 32), 1, 96, 96), np.float32),
                          "gpu_histeq_equalize_small_float"),
         "equalize-i16": (f"({n(256, 32)},1,96,96) int16 skimage",
-                         equalize_case((n(256, 32), 1, 96, 96), np.int16), "gpu_histeq_level"),
+                         equalize_case((n(256, 32), 1, 96, 96), np.int16),
+                         "gpu_histeq_equalize_ranked"),  # small planes: by rank
+        "equalize-i16-large": (f"({n(8, 2)},1,300,300) int16 skimage",
+                               equalize_case((n(8, 2), 1, 300, 300), np.int16),
+                               "gpu_histeq_level"),  # past _ranks.SHARED_PIXELS: by level, bin v + 32768
+        "equalize-i32": (f"({n(256, 32)},1,96,96) int32 skimage",
+                         equalize_case((n(256, 32), 1, 96, 96), np.int32, low=-5000, high=5000),
+                         "gpu_histeq_equalize_ranked"),
         "equalize-i8": (f"({n(256, 32)},1,96,96) int8 skimage",
                         equalize_case((n(256, 32), 1, 96, 96), np.int8),
-                        "gpu_histeq_equalize_small_u8"),
+                        "gpu_histeq_equalize_ranked"),  # small planes: by rank
+        "equalize-i8-large": (f"({n(8, 2)},1,300,300) int8 skimage",
+                              equalize_case((n(8, 2), 1, 300, 300), np.int8),
+                              "gpu_histeq_level"),  # sign bit flipped, uint8 levels
         "equalize-f16": (f"({n(256, 32)},1,96,96) float16 skimage",
                          equalize_case((n(256, 32), 1, 96, 96), np.float16), None),
         "ragged-u8": (f"{n(64, 16)} uint8 images of different sizes, opencv",

@@ -367,9 +367,10 @@ def equalize_hist(
 
     Peak extra memory is one block's index (``CHUNK_PIXELS`` int64 per worker thread, 4 MiB on
     the CPU) plus the tables (``P x bins``), plus one copy of `images` when its image axes are not
-    its last, C-contiguous axes. On CuPy, floating input synchronizes once for the NaN check and
-    integer ``"skimage"`` input wider than 16 bits once for the table width (8- and 16-bit
-    integers run the fused level kernels, signed ones with the sign bit flipped: no sync).
+    its last, C-contiguous axes. On CuPy, floating input synchronizes once for the NaN check;
+    integer input does not (int8 through the level kernels with the sign bit flipped, int16 by
+    rank or by level, int32/uint32 planes of up to 2**20 pixels by rank, whatever their range;
+    int64/uint64 once for the table width).
 
     Examples
     --------

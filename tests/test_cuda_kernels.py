@@ -187,8 +187,9 @@ def test_nan_raises(cp):
     assert raised_in_kernel_path(caught.value)
 
 
-def test_uncovered_dtypes_decline(cp):
-    planes = cp.zeros((2, 16), np.int32)  # int8 / int16 are covered (sign-flipped levels)
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64], ids=str)
+def test_uncovered_dtypes_decline(cp, dtype):
+    planes = cp.zeros((2, 16), dtype)  # int8/int16: test_cuda_signed; int32/uint32: test_cuda_ranks
     assert_declined(_cuda.equalize(planes, None, "skimage", 256, cp.empty((2, 16), np.float64)),
                     "uncovered")
 

@@ -233,8 +233,8 @@ def test_uncovered_cases_decline(cp):
     before = _launches(cp)
     u8 = cp.empty(8, np.uint8)
     answers = [
-        _cuda.equalize_packed(cp.zeros(8, np.int32), None, starts, "skimage", 256,
-                              cp.empty(8, np.float64)),  # int8 / int16 are covered (sign-flipped)
+        _cuda.equalize_packed(cp.zeros(8, np.int64), None, starts, "skimage", 256,
+                              cp.empty(8, np.float64)),  # int8 to uint32 are covered
         _cuda.equalize_packed(cp.zeros(16, np.uint8)[::2], None, starts, "opencv", 256, u8),
         _cuda.equalize_packed(cp.zeros(8, np.float32), None, starts, "opencv", 256,
                               cp.empty(8, np.float32)),

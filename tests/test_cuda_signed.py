@@ -1,9 +1,11 @@
-"""equalize_hist of int8 / int16 on CUDA: the level kernels on the sign-flipped values.
+"""equalize_hist of int8 / int16 on CUDA: planes whose keys sort in shared memory by rank
+(ranks.cu), larger ones by level: int8 through the uint8 level kernels on the sign-flipped
+values, int16 through the 65536-level ones (bin ``v + 32768``).
 
-Flipping the sign bit (``v + 2**(bits - 1)``) turns int8 / int16 levels into uint8 / uint16
-levels in the same order, so the skimage tables of the uint8 / uint16 kernels are the portable
-path's tables over each plane's own range, at every pixel (masks and pixels outside the mask's
-range included). Each case compares the bytes with the portable path and checks that the level
+Flipping the sign bit (``v + 2**(bits - 1)``) turns int8 levels into uint8 levels in the same
+order, so the skimage tables of the uint8 kernels are the portable path's tables over each
+plane's own range, at every pixel (masks and pixels outside the mask's range included); the
+histograms of both count the sign-flipped values. Each case compares the bytes with the portable path and checks that the level
 kernels ran (on the emulated CuPy) and that the portable binning was not reached.
 """
 
@@ -37,8 +39,11 @@ def run_cuda(cp, monkeypatch, images, **kwargs):
         out = equalize_hist(images, **kwargs)
     if before is not None:
         ran = {k for k, n in cp.LAUNCHES.items() if n > before.get(k, 0)}
-        # uint8 levels: the one-block kernel of small planes, or the <unsigned char> ones
-        expected = ("_u8<", "unsigned char") if images.dtype == np.int8 else ("unsigned short",)
+        # small planes: the rank kernel; large ones: int8 the <unsigned char> level kernels
+        # (sign bit flipped), int16 the <short> ones (bin v + 32768)
+        ranked = f"gpu_histeq_equalize_ranked<{'signed char' if images.dtype == np.int8 else 'short'}"
+        expected = ((ranked, "<unsigned char>") if images.dtype == np.int8 else
+                    (ranked, "gpu_histeq_level_histogram<short>"))
         assert any(e in k for e in expected for k in ran), ran
     return out
 

@@ -4,13 +4,17 @@ Each entry point below either produces its whole result with the kernels or decl
 caller then runs the portable path, which the kernels reproduce bit for bit:
 
 * :func:`equalize` -- the whole of ``equalize_hist`` on uint8 / uint16 planes (every method), on
-  int8 / int16 planes and float32 / float64 planes (``method="skimage"``);
+  int8 / int16 (small planes by rank, ``ranks.cu``, large ones by level) / int32 / uint32 (by
+  rank) planes and on float32 / float64 planes (``method="skimage"``);
 * :func:`block_counts` -- the histograms of a ``LevelBinning`` (uint8 / uint16, and int8 / int16
   with a per-plane lowest level) or a ``UniformBinning`` (float32 / float64);
 * :func:`apply_lut` -- the remap of uint8 / uint16 planes through per-plane or shared tables;
+* :func:`match` -- scikit-image's ``match_histograms`` of planes through shared or per-plane
+  references of the same dtype (``ranks.cu``: both sorted by rank, no table per level);
 * :func:`clahe` -- OpenCV's CLAHE of uint8 / uint16 planes (``clahe.cu``: tile tables, blend);
 * :func:`split_luma`, :func:`merge_luma`, :func:`equalize_luma` -- the RGB <-> YCrCb round trip
-  of ``luminance=True`` (``color.cu``), and the whole luma equalization of small uint8 planes;
+  of ``luminance=True`` (``color.cu``; the entry points in ``_luma.py``), and the whole luma
+  equalization of uint8 / uint16 planes;
 * :func:`equalize_packed`, :func:`packed_counts`, :func:`apply_packed` -- the same three on
   packed planes of different sizes (a ragged batch: plane ``p`` is ``values[starts[p]:starts[p
   + 1]]`` of one 1-d buffer), as :mod:`gpu_histeq._interop._packed` computes them.
@@ -20,7 +24,8 @@ Convention: what an entry point answers (every entry point here, and any new one
 * **Wrote**: ``True`` for an entry point that writes into a `result` it was given, or the
   result itself (the counts array) for one that returns it. Only then did the kernels produce
   every value of the result.
-* **Declined**: a :class:`Declined` (falsy), whose ``reason`` is a key of :data:`DECLINES`:
+* **Declined**: a :class:`Declined` (falsy, ``_declined.py``), whose ``reason`` is a key of
+  :data:`DECLINES`:
   ``"uncovered"`` -- decided from shapes, dtypes, layouts and arguments *before any launch*,
   nothing written (the portable path is the design for that case); or a reason found by the
   kernels *after* they ran (``"irregular"``), with ``written=True``: `result` was partly
@@ -51,48 +56,12 @@ import numpy as np
 from .._binning import LevelBinning, UniformBinning
 from .._validate import check_edges_increase, check_finite, check_levels_nbins
 from . import _sources
+from ._declined import DECLINES, Declined, _uncovered
+from ._luma import equalize_luma, merge_luma, split_luma
 
-#: Every reason an entry point may decline (:class:`Declined`), and the inputs that cause it.
-DECLINES = {
-    "uncovered": "the kernels do not cover this case (dtype, method, layout or size), decided "
-                 "before any launch; nothing written",
-    "irregular": "a float plane whose bin centers are less than two smallest normals apart "
-                 "(float64 planes a few subnormals wide) or repeat (a constant plane of large "
-                 "magnitude with bins narrower than its spacing, e.g. float32 2**19 with 12 "
-                 "bins): numpy.interp's own search, which the portable path runs where its "
-                 "InterpTable is irregular; found after the kernels ran, `result` partly written",
-}
-
-
-class Declined:
-    """The answer of an entry point whose kernels did not produce the whole result (falsy).
-
-    Parameters
-    ----------
-    reason : str
-        A key of :data:`DECLINES`.
-    detail : str
-        What was not covered, for messages.
-    written : bool
-        True when the kernels ran and `result` is partly written (to be redone).
-    """
-
-    __slots__ = ("reason", "detail", "written")
-
-    def __init__(self, reason, detail="", written=False):
-        if reason not in DECLINES:
-            raise ValueError(f"`reason` must be one of {sorted(DECLINES)}, got {reason!r}")
-        self.reason, self.detail, self.written = reason, detail, written
-
-    def __bool__(self):
-        return False
-
-    def __repr__(self):
-        return f"Declined({self.reason!r}, {self.detail!r}, written={self.written})"
-
-
-def _uncovered(detail):
-    return Declined("uncovered", detail)
+__all__ = ["DECLINES", "Declined", "apply_lut", "apply_packed", "block_counts", "clahe",
+           "equalize", "equalize_luma", "equalize_packed", "match", "merge_luma",
+           "packed_counts", "split_luma"]
 
 
 def _uncovered_rows(planes, *others):
@@ -151,14 +120,31 @@ def equalize(planes, mask_planes, method, nbins, result):
 def _equalize(planes, method, nbins):
     """:func:`equalize` of ``_kernels.Planes`` (either layout) into ``planes.out``."""
     from ._kernels import equalize_levels, equalize_uniform
+    from ._ranks import MAX_PIXELS as RANK_PIXELS, SHARED_PIXELS, equalize_ranked
     dtype = np.dtype(planes.values.dtype)
-    if dtype in _sources.SIGNED_LEVEL_DTYPES and method == "skimage":
-        planes, dtype = _sign_flipped(planes), np.dtype(f"u{dtype.itemsize}")
+    # One path per case, the one with the smaller counted budget (benchmarks/gpu_model.py):
+    # uint8 by the 256-level kernels; int8 / uint16 / int16 planes whose keys sort in shared
+    # memory (_ranks.SHARED_PIXELS) by rank, one launch; larger ones by the level kernels (int8
+    # with its sign bit flipped, int16 binned from a per-plane low of -32768), no sort scratch;
+    # int32 / uint32 by rank up to _ranks.MAX_PIXELS pixels.
     with planes.values.device:
-        if dtype in _sources.LEVEL_DTYPES and (method != "pil" or dtype == np.uint8):
+        integer = (dtype in _sources.LEVEL_DTYPES and (method != "pil" or dtype == np.uint8)
+                   or dtype in _sources.RANK_DTYPES and method == "skimage")
+        if integer:
             if method in ("opencv", "pil"):
                 check_levels_nbins(nbins, dtype, method)
-            equalize_levels(planes, method)
+            if dtype == np.uint8:
+                equalize_levels(planes, method)
+            elif dtype.itemsize <= 2:
+                small, planes = planes.split(SHARED_PIXELS[dtype.itemsize])
+                if small is not None:
+                    equalize_ranked(small, method)
+                if planes is not None:
+                    equalize_levels(_sign_flipped(planes) if dtype == np.int8 else planes, method)
+            elif planes.largest > RANK_PIXELS:
+                return _uncovered(f"{dtype} planes of more than {RANK_PIXELS} pixels")
+            else:
+                equalize_ranked(planes, method)
             return True
         if dtype in _sources.FLOAT_DTYPES and method == "skimage":
             import cupy
@@ -282,121 +268,58 @@ def clahe(planes, shape, grid, tile_shape, limit, scale, result):
                       f"tiles of {tile_shape}")
 
 
-# ---------------------------------------------------------------------------------------------
-# the luma round trip of luminance=True (color.cu, launched by _color.py)
-
-def _uncovered_rgb(rgb, order, *others):
-    """Why C-contiguous ``(outer, 3, inner)`` `rgb` is not covered, or None: a dtype of
-    ``_sources.LUMA_DTYPES``, an order of ``_sources.ORDERS``, pixels, C-contiguous arrays."""
-    dtype = np.dtype(rgb.dtype)
-    if dtype not in _sources.LUMA_DTYPES or order not in _sources.ORDERS:
-        return _uncovered(f"{dtype} pixels in {order!r} order")
-    if rgb.ndim != 3 or rgb.shape[1] != 3 or rgb.size == 0:
-        return _uncovered(f"pixels of shape {rgb.shape}")
-    if not all(a.flags.c_contiguous for a in (rgb, *others)):
-        return _uncovered("arrays that are not C-contiguous")
-    return None
-
-
-def split_luma(rgb, order, luma):
-    """Y of every pixel of `rgb` into `luma`, as ``color.split_luma`` computes it.
+def match(planes, ref_planes, owner, result):
+    """scikit-image's histogram matching of every row of `planes` through reference row
+    ``owner[p]``, into `result`, with the kernels of ``ranks.cu``.
 
     Parameters
     ----------
-    rgb : (outer, 3, inner) C-contiguous cupy.ndarray
-        uint8, uint16, float32 or float64; channels in `order`.
-    order : {"rgb", "bgr"}
-    luma : (outer, inner) C-contiguous cupy.ndarray of ``rgb.dtype``
+    planes : (P, N_s) cupy.ndarray
+    ref_planes : (R, N_t) cupy.ndarray
+    owner : (P,) intp numpy.ndarray
+        The reference row of each plane, on the host: uploaded only when it is neither all 0
+        (one reference) nor ``0 .. P - 1`` (one per plane).
+    result : (P, N_s) float64 cupy.ndarray
 
     Returns
     -------
     True or Declined
-        ``Declined("uncovered")``, nothing written, for other dtypes (float16, uint32), orders,
-        shapes, or non-contiguous arrays.
+        True when the kernels wrote every value of `result`; ``Declined("uncovered")``, nothing
+        written, for images and reference of different dtypes or of a dtype outside
+        ``_sources.MATCH_DTYPES``, rows of more than ``_ranks.MAX_PIXELS`` pixels, empty or
+        non-contiguous arrays.
+
+    Raises
+    ------
+    ValueError
+        NaN or infinity in floating images, then in the reference, as ``matching._match_planes``
+        (found after the kernels ran: `result` is then partly written).
+
+    Notes
+    -----
+    Equal to ``matching._match_planes`` bit for bit (every quantile compared as integers, the
+    interpolation in its float64 operations). Integer planes: no synchronisation; floating
+    planes synchronize once, to read the status word.
     """
-    declined = _uncovered_rgb(rgb, order, luma)
-    if declined is not None:
-        return declined
-    from ._color import split_luma as launch
-    with rgb.device:
-        launch(rgb, order, luma)
-    return True
-
-
-def merge_luma(rgb, luma, order, result):
-    """`result` = `rgb` with its luma replaced by `luma`, as ``color.merge_luma`` of the chroma
-    of ``color.split_luma(rgb)``: the chroma recomputed from `rgb`, never stored.
-
-    Parameters
-    ----------
-    rgb : (outer, 3, inner) C-contiguous cupy.ndarray
-    luma : (outer, inner) C-contiguous cupy.ndarray
-        Of ``rgb.dtype``; for uint8 / uint16 `rgb` also float64 values in ``[0, 1]``
-        (scikit-image's CDF), which become ``rint(value * top)`` as on the portable path.
-    order : {"rgb", "bgr"}
-    result : (outer, 3, inner) C-contiguous cupy.ndarray of ``rgb.dtype``
-
-    Returns
-    -------
-    True or Declined
-        As :func:`split_luma`; also ``Declined("uncovered")`` for another `luma` or `result`
-        dtype.
-    """
-    dtype = np.dtype(rgb.dtype)
-    luma_dtypes = (dtype, np.dtype(np.float64)) if dtype.kind == "u" else (dtype,)
-    if np.dtype(luma.dtype) not in luma_dtypes or np.dtype(result.dtype) != dtype:
-        return _uncovered(f"{np.dtype(luma.dtype)} luma of {dtype} pixels into "
-                          f"{np.dtype(result.dtype)}")
-    declined = _uncovered_rgb(rgb, order, luma, result)
-    if declined is not None:
-        return declined
-    from ._color import merge_luma as launch
-    with rgb.device:
-        launch(rgb, luma, order, result)
-    return True
-
-
-def equalize_luma(rgb, nplanes, method, order, result):
-    """The whole luma equalization of uint8 / uint16 planes, Y counted and never stored: one
-    launch for uint8 planes of at most ``_color.SMALL_PIXELS`` pixels, else three per group of
-    planes (luma histograms, tables, the round trip through them).
-
-    Parameters
-    ----------
-    rgb : (outer, 3, inner) C-contiguous uint8 or uint16 cupy.ndarray
-        ``nplanes`` planes, plane ``p`` the luma indices ``p * n`` to ``(p + 1) * n`` (``n =
-        outer * inner / nplanes``): the image axes are the trailing axes of the luma.
-    nplanes : int
-    method : {"opencv", "pil", "skimage"}
-        ``"pil"`` for uint8 only.
-    order : {"rgb", "bgr"}
-    result : (outer, 3, inner) C-contiguous cupy.ndarray of ``rgb.dtype``
-
-    Returns
-    -------
-    True or Declined
-        True: bit for bit ``luma_path`` with the method's equalization of Y (scikit-image's CDF
-        through ``rint(cdf * top)``). ``Declined("uncovered")``, nothing written, for floating
-        pixels (the caller then runs :func:`split_luma`, the uniform kernels and
-        :func:`merge_luma`), planes of 2**31 pixels or more, or arrays as in
-        :func:`split_luma`.
-    """
-    from ._color import SMALL_PIXELS, equalize_levels, equalize_small_u8
-    from ._kernels import MAX_PIXELS
-    declined = _uncovered_rgb(rgb, order, result)
-    if declined is not None:
-        return declined
-    dtype = np.dtype(rgb.dtype)
-    npixels = rgb.shape[0] * rgb.shape[2] // max(nplanes, 1)
-    if (dtype not in _sources.LEVEL_DTYPES or result.dtype != dtype
-            or method not in ("opencv", "skimage") + (("pil",) if dtype == np.uint8 else ())
-            or not 0 < npixels <= MAX_PIXELS or npixels * nplanes != rgb.size // 3):
-        return _uncovered(f"{nplanes} {dtype} planes of {npixels} pixels, method {method!r}")
-    with rgb.device:
-        if dtype == np.uint8 and npixels <= SMALL_PIXELS:
-            equalize_small_u8(rgb, nplanes, method, order, result)
-        else:
-            equalize_levels(rgb, nplanes, method, order, result)
+    from ._ranks import MAX_PIXELS, STATUS_IMAGES_NOT_FINITE, STATUS_REFERENCE_NOT_FINITE
+    from ._ranks import match as launch
+    dtype = np.dtype(planes.dtype)
+    if (dtype not in _sources.MATCH_DTYPES or np.dtype(ref_planes.dtype) != dtype
+            or planes.shape[1] > MAX_PIXELS or not 0 < ref_planes.shape[1] <= MAX_PIXELS
+            or result.dtype != np.float64):
+        return _uncovered(f"{dtype} images, {np.dtype(ref_planes.dtype)} reference, planes of "
+                          f"{planes.shape[1]} and {ref_planes.shape[1]} pixels")
+    for declined in (_uncovered_rows(planes, result), _uncovered_rows(ref_planes)):
+        if declined is not None:  # a Declined is falsy: compare with None
+            return declined
+    with planes.device:
+        status = launch(planes, ref_planes, owner, result)
+        if status is not None:
+            flags = int(status[0])  # sync: NaN has no quantile
+            for name, bit in (("images", STATUS_IMAGES_NOT_FINITE),
+                              ("reference", STATUS_REFERENCE_NOT_FINITE)):
+                if flags & bit:
+                    raise ValueError(f"`{name}` must not contain NaN or infinity")
     return True
 
 

@@ -230,7 +230,8 @@ def remap(planes, tables, table_stride):
 
 
 def equalize_levels(planes, method):
-    """Equalize uint8 / uint16 planes into ``planes.out``, one bin per level (every method)."""
+    """Equalize uint8 / uint16 planes (every method) and int16 planes (``"skimage"``) into
+    ``planes.out``, one bin per level."""
     method_id = _sources.METHODS[method]
     result_dtype = planes.out.dtype
     small, planes = planes.split(SMALL_PIXELS if planes.values.dtype == np.uint8 else -1)
@@ -242,13 +243,24 @@ def equalize_levels(planes, method):
     if planes is None:
         return
     levels = 1 << (8 * planes.itemsize)
+    # int16: level v counted in bin v + 32768 (a per-plane low of -32768), and looked up from a
+    # pointer 32768 entries into each plane's table
+    signed = planes.values.dtype.kind == "i"
     for _, group in planes.groups(levels):
         hists = cupy.zeros((group.count, levels), np.uint32)
-        level_histograms(group, None, levels, hists)
+        low = cupy.full(group.count, -(levels // 2), np.int64) if signed else None
+        level_histograms(group, low, levels, hists)
         tables = cupy.empty((group.count, levels), result_dtype)
         _launch("levels.cu", "gpu_histeq_level_tables", (method_id, result_dtype), (group.count,),
                 (hists, np.int32(levels), tables))
-        remap(group, tables, levels)
+        if signed:
+            grid, args = group.multi_block(with_mask=False)
+            if grid is not None:
+                _launch("levels.cu", "gpu_histeq_remap", (group.values.dtype, result_dtype), grid,
+                        (*args, tables.reshape(-1)[levels // 2:], np.int64(levels),
+                         np.int32(levels), group.out))
+        else:
+            remap(group, tables, levels)
 
 
 # ---- floating values, uniform bins (uniform.cu)

@@ -36,6 +36,10 @@ LEVEL_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 #: Signed levels the level kernels take with the sign bit flipped (``_cuda._sign_flipped``).
 SIGNED_LEVEL_DTYPES = (np.dtype(np.int8), np.dtype(np.int16))
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+#: Integer dtypes equalized by rank (ranks.cu): int32 / uint32 planes, and int8 / uint16 / int16
+#: planes of at most ``_ranks.SHARED_PIXELS`` pixels (larger ones: the level kernels).
+RANK_DTYPES = (np.dtype(np.int8), np.dtype(np.uint16), np.dtype(np.int16), np.dtype(np.uint32),
+               np.dtype(np.int32))
 
 _DIRECTORY = Path(__file__).parent
 
@@ -46,15 +50,20 @@ def expression(kernel, *template_args):
     return f"{kernel}<{args}>"
 
 
+#: Dtypes matched by rank (ranks.cu), images and reference of the same dtype.
+MATCH_DTYPES = (np.dtype(np.uint8), *RANK_DTYPES, *FLOAT_DTYPES)
+
+
 def _level_expressions():
     u8, u16, f64 = np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float64)
     opencv, pil, skimage = METHODS["opencv"], METHODS["pil"], METHODS["skimage"]
     names = [expression("gpu_histeq_equalize_small_u8", m, out)
              for m, out in ((opencv, u8), (pil, u8), (skimage, f64))]
-    names += [expression("gpu_histeq_level_histogram", t) for t in LEVEL_DTYPES]
+    names += [expression("gpu_histeq_level_histogram", t) for t in (*LEVEL_DTYPES, np.int16)]
     names += [expression("gpu_histeq_level_tables", m, out)
               for m, out in ((opencv, u8), (pil, u8), (skimage, f64), (opencv, u16))]
     names += [expression("gpu_histeq_remap", t, out) for t in LEVEL_DTYPES for out in C_TYPES]
+    names += [expression("gpu_histeq_remap", np.int16, f64)]  # large int16 planes, skimage
     return names
 
 
@@ -88,9 +97,18 @@ def _color_expressions():
     return names
 
 
+def _rank_expressions():
+    skimage, f64 = METHODS["skimage"], np.dtype(np.float64)
+    names = [expression("gpu_histeq_equalize_ranked", t, skimage, f64) for t in RANK_DTYPES]
+    names += [expression("gpu_histeq_equalize_ranked", np.uint16, METHODS["opencv"], np.uint16)]
+    names += [expression("gpu_histeq_sort_keys", t) for t in MATCH_DTYPES]
+    return names + [expression("gpu_histeq_match", t, t) for t in MATCH_DTYPES]
+
+
 #: Every instantiation the loader may ask for, by source file: the compile test builds them all.
 INSTANTIATIONS = {"levels.cu": _level_expressions(), "uniform.cu": _uniform_expressions(),
-                  "clahe.cu": _clahe_expressions(), "color.cu": _color_expressions()}
+                  "clahe.cu": _clahe_expressions(), "color.cu": _color_expressions(),
+                  "ranks.cu": _rank_expressions()}
 #: Files compiled in front of a file (after common.cuh) for the device functions it shares.
 PRELUDES = {"color.cu": ("levels.cu",)}
 

@@ -211,3 +211,23 @@ __device__ void gpu_histeq_thread_bins(int nbins, int* begin, int* end) {
     *begin = min(nbins, (int)threadIdx.x * run);
     *end = min(nbins, *begin + run);
 }
+
+// One entry of a level table from three counts: `cumulative` pixels at or below the level,
+// `first_count` at the lowest level present, `total` (every method's table, levels.cu and
+// ranks.cu alike, so the formulas have one home).
+// opencv: round_half_even(float(cumulative - first_count) * scale), clipped to [0, levels - 1],
+//         with scale = float(levels - 1) / float(max(total - first_count, 1)).
+__device__ float gpu_histeq_opencv_scale(int levels, long long spread) {
+    return (float)(levels - 1) / (float)(spread > 1 ? spread : 1);
+}
+__device__ float gpu_histeq_opencv_entry(long long cumulative, long long first_count, float scale,
+                                         int levels) {
+    const float level = rintf((float)(cumulative - first_count) * scale);
+    return fminf(fmaxf(level, 0.0f), (float)(levels - 1));
+}
+// skimage: max(cumulative, first_count) / max(total, 1) in double.
+__device__ double gpu_histeq_skimage_entry(long long cumulative, long long first_count,
+                                           long long total) {
+    return (double)(cumulative > first_count ? cumulative : first_count)
+           / (double)(total > 1 ? total : 1);
+}

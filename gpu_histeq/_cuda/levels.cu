@@ -30,12 +30,11 @@ __device__ void gpu_histeq_level_table(const unsigned* hist, int levels, OutT* t
     const long long last_count = present ? hist[last] : 0;
     if (METHOD == GPU_HISTEQ_OPENCV) {
         const long long spread = total - first_count;
-        const float scale = (float)(levels - 1) / (float)(spread > 1 ? spread : 1);
+        const float scale = gpu_histeq_opencv_scale(levels, spread);
         for (int v = begin; v < end; ++v) {
             cumulative += hist[v];
-            const float level = rintf((float)(cumulative - first_count) * scale);
-            const float clipped = fminf(fmaxf(level, 0.0f), (float)(levels - 1));
-            table[v] = spread == 0 ? (OutT)v : (OutT)clipped;
+            const float entry = gpu_histeq_opencv_entry(cumulative, first_count, scale, levels);
+            table[v] = spread == 0 ? (OutT)v : (OutT)entry;
         }
     } else if (METHOD == GPU_HISTEQ_PIL) {
         const long long step = (total - last_count) / 255;
@@ -46,10 +45,9 @@ __device__ void gpu_histeq_level_table(const unsigned* hist, int levels, OutT* t
             cumulative += hist[v];
         }
     } else {
-        const double denominator = (double)(total > 1 ? total : 1);
         for (int v = begin; v < end; ++v) {
             cumulative += hist[v];
-            table[v] = (OutT)((double)(cumulative > first_count ? cumulative : first_count) / denominator);
+            table[v] = (OutT)gpu_histeq_skimage_entry(cumulative, first_count, total);
         }
     }
     __syncthreads();

@@ -38,7 +38,7 @@ class Step(NamedTuple):
     """One step on CuPy input, as :func:`recording` collects it."""
 
     #: The step: "equalize", "equalize_packed", "histograms", "packed_counts", "apply_tables",
-    #: "apply_packed", "clahe", "split_luma", "merge_luma", "equalize_luma".
+    #: "apply_packed", "clahe", "match", "split_luma", "merge_luma", "equalize_luma".
     name: str
     #: What :func:`select` answered: "cuda", or "portable".
     engine: str
@@ -305,6 +305,18 @@ def apply_tables(xp, planes, tables, result):
         _report(xp, "apply_tables", engine)
     block_list = _planes.blocks(xp, planes.shape[0], planes.shape[1], tables.shape[-1])
     _portable.apply_tables(xp, planes, tables, result, block_list)
+
+
+def match(xp, planes, ref_planes, owner, result):
+    """scikit-image's histogram matching of ``(P, N_s)`` `planes` through row ``owner[p]`` (a
+    ``(P,)`` host array) of ``(R, N_t)`` `ref_planes` into float64 `result`, where an engine has
+    fused kernels for it (the CUDA one: ``_cuda.match``); False, writing nothing, elsewhere (the
+    caller then runs the portable path of :mod:`gpu_histeq.matching`)."""
+    engine = select(xp, planes.dtype)
+    if engine == "cuda":
+        return _report(xp, "match", engine, _cuda.match(planes, ref_planes, owner, result))
+    _report(xp, "match", engine)
+    return False
 
 
 def clahe(xp, planes, shape, grid, sources, limit, scale, neighbours, result):

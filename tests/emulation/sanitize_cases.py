@@ -173,6 +173,7 @@ def cases():
     same(gpu_histeq.clahe, images(np.uint8, (2, 30, 20, 3)), 2.0, (3, 3), channel_axis=-1,
          luminance=True)
     ragged(rng, images, same)
+    ranked(rng, same)
     launched = set(cp.LAUNCHES)
     from gpu_histeq._cuda import _sources
     kernels = {name.split("<")[0] for names in _sources.INSTANTIATIONS.values() for name in names}
@@ -252,6 +253,60 @@ def ragged(rng, images, same):
           cp.asarray(rng.integers(0, 255, (7, 256)).astype(np.float32)))
     apply(images(np.uint16, (total,)),
           cp.asarray(rng.integers(0, 60000, (1, 65536)).astype(np.uint16)))
+
+
+def ranked(rng, same):
+    """equalize_hist by rank (ranks.cu): small 8/16-bit and 32-bit planes, small uint16 planes; the sort
+    in shared memory and in a global scratch, masks, unaligned bases, packed planes."""
+    import gpu_histeq
+    from gpu_histeq._cuda import _ranks
+
+    def values(dtype, shape, offset=0):
+        info = np.iinfo(dtype)
+        low, high = max(int(info.min), -(1 << 22)), min(int(info.max), 1 << 22)
+        host = rng.integers(low, high, int(np.prod(shape)) + offset, endpoint=True)
+        return cp.asarray(host.astype(dtype))[offset:].reshape(shape)
+
+    for dtype in (np.int8, np.int16, np.int32, np.uint32):  # keys in shared memory
+        for offset, shape in ((0, (3, 9, 16)), (1, (2, 13, 7)), (0, (2, 1, 1))):
+            images = values(dtype, shape, offset)
+            mask = cp.asarray(rng.random(shape) < 0.4)
+            mask[..., 0, 0] = True
+            same(gpu_histeq.equalize_hist, images, mask=mask if offset else None)
+    for method in ("opencv", "skimage"):
+        same(gpu_histeq.equalize_hist, values(np.uint16, (2, 21, 19), 1), method=method)
+    saved = _ranks.SHARED_BYTES
+    try:  # keys in a global scratch
+        _ranks.SHARED_BYTES = 0
+        for dtype in (np.int8, np.int32):
+            images = values(dtype, (2, 13, 7), 1)
+            mask = cp.asarray(rng.random(images.shape) < 0.4)
+            mask[..., 0, 0] = True
+            same(gpu_histeq.equalize_hist, images, mask=mask)
+    finally:
+        _ranks.SHARED_BYTES = saved
+    ragged_list = [values(np.int16, s) for s in ((1, 1), (7, 5), (3, 40))]
+    same(lambda: tuple(gpu_histeq.equalize_hist(ragged_list)))
+    # int8 planes past _ranks.SHARED_PIXELS[1]: the uint8 level kernels, sign bit flipped
+    same(gpu_histeq.equalize_hist, values(np.int8, (1, 190, 190)))
+    # 16-bit planes past _ranks.SHARED_PIXELS[2] keep the level histograms and tables (int16: bins
+    # v + 32768)
+    same(gpu_histeq.equalize_hist, values(np.uint16, (1, 130, 130)))
+    large = values(np.int16, (1, 130, 130))
+    same(gpu_histeq.equalize_hist, large, mask=large > 0)
+    # match_histograms: sorted keys of images and references, the match through shared,
+    # per-plane and broadcast references; floats with the status word
+    for dtype in (np.uint8, np.int32, np.float64):
+        if np.dtype(dtype).kind == "f":
+            images, reference = (cp.asarray(rng.normal(0, 2, s).astype(dtype))
+                                 for s in ((2, 3, 17, 13), (2, 1, 9, 10)))
+        else:
+            images, reference = values(dtype, (2, 3, 17, 13)), values(dtype, (2, 1, 9, 10))
+        same(gpu_histeq.match_histograms, images, reference)
+        if dtype != np.int32:
+            same(gpu_histeq.match_histograms, images, reference[0, 0])
+    nan = cp.asarray(np.array([[[1.0, np.nan], [2.0, 3.0]]], np.float32))
+    same(gpu_histeq.match_histograms, nan, nan[0])
 
 
 if __name__ == "__main__":
