@@ -1,6 +1,7 @@
 // Equalization by rank: integer planes whose levels are too many for a table per plane (int32,
 // uint32) or whose 65536-level table would be mostly empty (small uint16 / int16 planes), and
-// int8 planes. Compiled after common.cuh.
+// small int8 planes (larger ones take the uint8 level kernels, sign-flipped). Compiled after
+// common.cuh.
 //
 // The table of every method is a function of three counts only: cum(v), the selected pixels at or
 // below v; first, the selected pixels at the lowest selected level; total, the selected pixels.
