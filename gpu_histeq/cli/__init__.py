@@ -129,7 +129,8 @@ def main(argv=None):
 
     Without `argv` this is the ``gpu-histeq`` process itself (``sys.argv``): once the outcome
     is decided its signals are ignored and nothing more reaches stderr, so the one line stays
-    the last word. With `argv` (a call from Python) the handlers are restored.
+    the last word; after a signal it exits at once (:func:`_cleanup.exit_now`). With `argv` (a
+    call from Python) the handlers are restored.
     """
     program = argv is None
     found = operations()
@@ -154,4 +155,6 @@ def main(argv=None):
             print(line, file=sys.stderr, flush=True)
         if program:
             _cleanup.silence_stderr()
+            if status > 128:  # a signal: end now, whatever threads still block on an input
+                _cleanup.exit_now(status)
         return status

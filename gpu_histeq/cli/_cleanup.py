@@ -129,6 +129,20 @@ def silence_stderr():
         pass
 
 
+def exit_now(status):
+    """End the process with `status` without Python's exit: no join of the threads that still
+    block on an input (zarr's reader threads on a FIFO or a hung network mount, which
+    ``concurrent.futures`` joins at exit, so a signalled run would never end). Called after a
+    signal only, once the temporary files are removed and the one line is written; the
+    standard streams are flushed first."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):  # pragma: no cover - closed or replaced
+            pass
+    os._exit(status)
+
+
 @contextlib.contextmanager
 def signals_deferred():
     """Run the block whole: a signal arriving meanwhile raises :class:`Interrupted` after it.

@@ -15,7 +15,8 @@ slab is processed and written, the next one is read and decompressed on a thread
 import math
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future
 
 import numpy as np
 
@@ -123,8 +124,9 @@ def _slabs(rows, step):
 class ReadAhead:
     """``(start, stop, slab)`` for each of `slabs`, the next slab read on `pool` meanwhile.
 
-    Closing it (also when the loop over it stops early) waits for a read in flight, so no
-    thread still reads the source once the caller goes on.
+    Closing it (also when the loop over it stops early: an error, a signal) cancels the read
+    not yet started and leaves one in flight to its daemon thread (:class:`ReadThread`), so a
+    read stuck on its source never holds the run's end.
     """
 
     def __init__(self, read, slabs, pool):
@@ -145,8 +147,30 @@ class ReadAhead:
 
     def close(self):
         pending, self.pending = self.pending, None
-        if pending is not None and not pending.cancel():
-            pending.exception()  # wait; its error (if any) is the caller's no longer
+        if pending is not None:
+            pending.cancel()  # a read in flight ends on its own; its result or error is dropped
+
+
+class ReadThread:
+    """``submit(read, *args)`` -> a :class:`~concurrent.futures.Future` of ``read(*args)``, run
+    on a new daemon thread (one a slab: tens of MiB, so starting it costs nothing in
+    comparison). Daemon threads do not keep the process alive: after an error or a signal the
+    run ends with its one line even while a read blocks on its source (a FIFO without a
+    writer, a hung network mount), where a ``ThreadPoolExecutor`` would be joined at exit."""
+
+    def submit(self, read, *args):
+        future = Future()
+
+        def run():
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(read(*args))
+            except BaseException as error:  # handed to the caller through the future
+                future.set_exception(error)
+
+        threading.Thread(target=run, name="gpu-histeq-read", daemon=True).start()
+        return future
 
 
 def stream(source, operation, sink_for, *, axes, mask=None, xp=np, chunk_size=None,
@@ -192,7 +216,7 @@ def stream(source, operation, sink_for, *, axes, mask=None, xp=np, chunk_size=No
     # chunks on its own threads); other inputs are read in turn into one reused buffer.
     pool = None
     if stored is not None and len(slabs) > 1:
-        pool = ThreadPoolExecutor(1, thread_name_prefix="gpu-histeq-read")
+        pool = ReadThread()
 
     def read(start, stop):
         # Without a read ahead, each slab is consumed (reduced, or remapped into a new array
@@ -242,7 +266,4 @@ def stream(source, operation, sink_for, *, axes, mask=None, xp=np, chunk_size=No
         if sink is not None:
             sink.close()
         raise
-    finally:
-        if pool is not None:  # no thread reads the source once this returns
-            pool.shutdown(wait=True, cancel_futures=True)
     return sink
