@@ -407,7 +407,8 @@ class NpzSource(Source):
     A zip member reads front to back (deflated ones through zlib), so each pass over the rows
     reopens the member and reads on: memory is one slab whatever the member expands to, and a
     member that is damaged, short, or fails its CRC is an error naming the file. A
-    Fortran-ordered member (rows not contiguous) is read whole, as a ``.npy`` is.
+    Fortran-ordered member (rows not contiguous) is read whole, as a ``.npy`` is. Its layout
+    says whether the member is deflated, so that an ``.npz`` output is written like it.
     """
 
     #: Bytes read from the member per call: a slab is filled piecewise, without a second copy.
@@ -427,6 +428,9 @@ class NpzSource(Source):
         members = {name[:-4]: name for name in self.zip.namelist() if name.endswith(".npy")}
         self.key = _pick(members, key, self.path)  # written under the same name
         self.member = self.zip.getinfo(members[self.key])
+        # an .npz output of it is deflated like it (numpy.savez_compressed), or stored
+        self.layout = {"format": "npz", "path": str(self.path),
+                       "compressed": self.member.compress_type != zipfile.ZIP_STORED}
         self._rewind()
         shape, fortran, dtype = self.header
         if dtype.hasobject:

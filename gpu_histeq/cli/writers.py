@@ -20,6 +20,7 @@ a SIGBUS.
 import ctypes
 import errno
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -322,17 +323,70 @@ class NpySink(Sink):
 
 
 class NpzSink(Sink):
-    def __init__(self, path, shape, dtype, key=None):
+    """An ``.npz`` of one array, its member written as the slabs arrive: memory holds one slab.
+
+    The file is what :func:`numpy.savez` (or, with `compressed`, :func:`numpy.savez_compressed`)
+    writes for ``{key: result}``: one member ``KEY.npy`` (zip64, stored or deflated) holding the
+    ``.npy`` header numpy would choose (version 1.0, 2.0 when it does not fit) and the values
+    in C order, in the result's dtype and byte order.
+
+    Parameters
+    ----------
+    path : Path
+    shape : tuple of int
+    dtype : numpy.dtype
+    key : str, optional
+        The member's name without ``.npy`` (the input's, for an ``.npz`` or zarr group input);
+        ``"images"`` when None.
+    compressed : bool
+        Deflate the member (an ``.npz`` input whose member was deflated).
+    """
+
+    def __init__(self, path, shape, dtype, key=None, compressed=False):
         super().__init__(path, shape, dtype)
-        self.key, self.target = key or "images", np.empty(self.shape, self.dtype)
+        self.key, self.rows, self.member, self.zip = key or "images", 0, None, None
+        self.file = open(self.path, "wb")
+        try:
+            self.zip = zipfile.ZipFile(self.file, "w", zipfile.ZIP_DEFLATED if compressed
+                                       else zipfile.ZIP_STORED, allowZip64=True)
+            self.member = self.zip.open(self.key + ".npy", "w", force_zip64=True)
+            header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                      "shape": self.shape}
+            try:  # numpy's choice: the oldest version the header fits in
+                np.lib.format.write_array_header_1_0(self.member, header)
+            except ValueError:
+                np.lib.format.write_array_header_2_0(self.member, header)
+        except BaseException:
+            self.close()
+            raise
 
     def write(self, start, stop, block):
-        self.target[start:stop] = block
+        if start != self.rows:  # pragma: no cover - the streaming loops write in order
+            raise RuntimeError(f"slab {start}:{stop} written out of order (at {self.rows})")
+        self.member.write(np.ascontiguousarray(block, dtype=self.dtype).data)
+        self.rows = stop
 
     def finish(self):
-        with open(self.path, "wb") as file:
-            np.savez(file, **{self.key: self.target})
-        self.target = None
+        if self.rows != (self.shape[0] if self.shape else 0):
+            self.close()
+            raise RuntimeError(f"wrote {self.rows} of {self.shape[0]} entries")
+        try:  # the member's sizes and CRC, then the central directory
+            self.member.close()
+            self.zip.close()
+        finally:
+            self.close()
+
+    def close(self):
+        """Close the file, also after an error or a signal in the middle of a write (the
+        unfinished file is removed by its target)."""
+        for part in (self.member, self.zip):
+            try:
+                if part is not None:
+                    part.close()
+            except Exception:  # the output is discarded; its file is closed below
+                pass
+        self.member = self.zip = None
+        self.file.close()
 
 
 class TiffSink(Sink):
@@ -482,8 +536,9 @@ def open_sink(target, name, shape, dtype, rows, key=None, layout=None):
     path = target.path(name)
     if kind == "npy":
         return NpySink(path, shape, dtype)
-    if kind == "npz":
-        return NpzSink(path, shape, dtype, key)
+    if kind == "npz":  # deflated like an .npz input's member
+        return NpzSink(path, shape, dtype, key, compressed=bool(
+            layout and layout.get("format") == "npz" and layout.get("compressed")))
     if kind == "tif":
         return TiffSink(path, shape, dtype, layout)
     return ZarrSink(path, shape, dtype, rows, layout)
