@@ -27,7 +27,7 @@ from ._cleanup import PROG, CliError, one_line, optional
 from ._images import load_picture
 from ._tiff import TIFF_SUFFIXES, StrictTiff, expand_palette, read_levels, tiff_layout, \
     tiff_series, widen_bilevel
-from ._zarr import zarr_layout
+from ._zarr import refuse_missing_chunks, zarr_layout
 
 __all__ = ["IMAGE_SUFFIXES", "Source", "open_source", "is_zarr", "read_levels", "tell"]
 
@@ -85,7 +85,10 @@ class Source:
 
         With `reuse`, the array may be overwritten by the next ``read(..., reuse=True)``.
         """
-        return np.asarray(self.array[start:stop])
+        try:
+            return np.asarray(self.array[start:stop])
+        except Exception as error:  # a zarr chunk that does not decode, an I/O error
+            raise CliError(f"cannot read {self.path}: {one_line(error)}") from None
 
     def read_all(self):
         return self.read(0, self.rows)
@@ -308,33 +311,6 @@ def _open_npy(path):
     return RawSource(path, offset, shape, dtype, "npy")
 
 
-def refuse_missing_chunks(array, path):
-    """Raise naming the first chunk file a zarr input lacks.
-
-    zarr reads a missing chunk as the array's fill value (sparse arrays skip chunks that hold
-    only it), which for an input would silently equalize zeros: refused unless the user asks
-    for fill values (``--fill-missing-chunks``). One listing of the store when nothing lacks.
-    """
-    try:
-        if array.nchunks_initialized >= array.nchunks:
-            return
-        root = Path(path) / array.path if array.path else Path(path)
-        shards = getattr(array, "shards", None)  # sharded: one file per shard
-        grid = array.cdata_shape if shards is None else tuple(
-            -(-n // s) for n, s in zip(array.shape, shards))
-        for coords in np.ndindex(*grid):
-            key = array.metadata.encode_chunk_key(coords)
-            if not (root / key).exists():
-                break
-        else:  # every file is there (chunks missing inside a shard are not seen)
-            return
-    except (AttributeError, TypeError):  # pragma: no cover - another zarr: not checked
-        return
-    raise CliError(f"cannot read {path}: its chunk {root / key} is missing (zarr would read "
-                   f"it as the fill value {array.fill_value}); give --fill-missing-chunks "
-                   "to accept that")
-
-
 def open_source(path, key=None, fill_missing=False, mask=False):
     """Open an input for reading in slabs.
 
@@ -365,8 +341,9 @@ def open_source(path, key=None, fill_missing=False, mask=False):
             zarr = optional("zarr", "reading zarr arrays")
             node = zarr.open(str(path), mode="r")
             notes = []
-            if not hasattr(node, "shape"):
-                arrays = dict(node.arrays())
+            if not hasattr(node, "shape"):  # a group: its arrays, in subgroups too
+                arrays = {name: member for name, member in node.members(max_depth=None)
+                          if hasattr(member, "shape")}
                 name = _pick(arrays, key, path)
                 if dict(node.attrs):
                     notes.append(f"{path}: the group's attributes ({', '.join(sorted(node.attrs))})"
