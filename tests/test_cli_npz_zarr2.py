@@ -335,3 +335,21 @@ def test_a_signal_while_the_member_is_written(tmp_path, compressed):
     assert run.returncode == 128 + signal.SIGTERM, err
     assert err == "gpu-histeq: interrupted by SIGTERM; no output written\n" and out == ""
     assert os.listdir(work) == []
+
+
+def test_a_key_an_input_cannot_honour_is_refused(tmp_path, capsys):
+    """``--key`` on a .npy or a zarr array (no named arrays) was ignored; the output's npz
+    member took its name."""
+    np.save(tmp_path / "in.npy", STACK)
+    status, _, err = run_cli(capsys, "equalize", tmp_path / "in.npy", tmp_path / "out.npz",
+                             "--key", "faces", folder=tmp_path)
+    assert status == 1 and not (tmp_path / "out.npz").exists()
+    _one_line(err, f"--key 'faces': {tmp_path / 'in.npy'} is a .npy, one array without names; "
+              "--key picks an array of an .npz or a zarr group, or a TIFF's series: leave it out")
+    zarr = pytest.importorskip("zarr")
+    zarr.open_array(str(tmp_path / "in.zarr"), mode="w", shape=STACK.shape, dtype=STACK.dtype,
+                    chunks=(5, 12, 9))[...] = STACK
+    status, _, err = run_cli(capsys, "equalize", tmp_path / "in.zarr", tmp_path / "out.npz",
+                             "--key", "faces", folder=tmp_path)
+    assert status == 1 and not (tmp_path / "out.npz").exists()
+    _one_line(err, f"--key 'faces': {tmp_path / 'in.zarr'} is a zarr array, one array")

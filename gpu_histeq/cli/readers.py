@@ -281,6 +281,12 @@ def _pick(names, key, path):
     return key
 
 
+def _one_array(key, path, what):
+    """The refusal of a `key` that `path` (one array) cannot honour: nothing silently ignored."""
+    return (f"--key {key!r}: {path} is {what}, one array without names; --key picks an array "
+            "of an .npz or a zarr group, or a TIFF's series: leave it out")
+
+
 def _npy_header(file):
     """``(shape, fortran_order, dtype)`` of the ``.npy`` header at `file`'s position."""
     version = np.lib.format.read_magic(file)
@@ -349,6 +355,8 @@ def open_source(path, key=None, fill_missing=False, mask=False):
                     notes.append(f"{path}: the group's attributes ({', '.join(sorted(node.attrs))})"
                                  f" are not written: the output is its array {name!r}")
                 node = arrays[name]
+            elif key is not None:
+                raise CliError(_one_array(key, path, "a zarr array"))
             if not fill_missing:
                 refuse_missing_chunks(node, path)
             source = Source(node, path, "zarr")
@@ -362,6 +370,8 @@ def open_source(path, key=None, fill_missing=False, mask=False):
                                   if skipped else ""))
             return FolderSource(path, files, key=key, skipped=skipped)
         if suffix == ".npy":
+            if key is not None:
+                raise CliError(_one_array(key, path, "a .npy"))
             return _open_npy(path)
         if suffix == ".npz":
             source = NpzSource(path, key)  # streamed from its zip member, one slab at a time
