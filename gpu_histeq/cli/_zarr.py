@@ -151,9 +151,8 @@ def refuse_missing_chunks(array, path):
     values: refused unless the user asks for fill values (``--fill-missing-chunks``). A shard
     file shorter than its index is refused as damaged.
     """
-    root = Path(path) / array.path if array.path else Path(path)
     try:
-        found = _first_missing(array, root)
+        found = _first_missing(array, Path(path) / array.path if array.path else Path(path))
     except CliError as error:
         raise CliError(f"cannot read {path}: {error}") from None
     except (AttributeError, TypeError):  # pragma: no cover - another zarr: not checked
