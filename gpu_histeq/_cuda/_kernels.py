@@ -9,6 +9,10 @@ packed planes run a 1-d grid of exactly the blocks each plane needs (none for a 
 pixels), not planes x the largest plane's.
 """
 
+import collections
+import functools
+import threading
+
 import cupy
 import numpy as np
 
@@ -51,9 +55,132 @@ def kernel(filename, name):
     return module.get_function(name)
 
 
+#: ``(filename, kernel name, template arguments, device) -> compiled function``: :func:`kernel`
+#: without building the name expression again (bounded: a few dozen instantiations exist).
+_functions: dict = {}
+
+
 def _launch(filename, kernel_name, template_args, grid, args, shared_mem=0):
-    name = _sources.expression(kernel_name, *template_args)
-    kernel(filename, name)(grid, (THREADS,), args, shared_mem=shared_mem)
+    key = (filename, kernel_name, template_args, cupy.cuda.Device().id)
+    function = _functions.get(key)
+    if function is None:
+        function = kernel(filename, _sources.expression(kernel_name, *template_args))
+        if len(_functions) >= PLAN_CACHE_SIZE:
+            _functions.clear()
+        _functions[key] = function
+    function(grid, (THREADS,), args, shared_mem=shared_mem)
+    launches = getattr(_recorder, "launches", None)
+    if launches is not None:
+        launches.append((function, grid, args, shared_mem))
+
+
+# ---- launch plans: a configuration already seen replays its launches
+
+#: Launch plans kept (one per configuration seen), the least recently used dropped first.
+PLAN_CACHE_SIZE = 256
+_plans: collections.OrderedDict = collections.OrderedDict()
+_plans_lock = threading.Lock()
+_recorder = threading.local()  # .launches: the list :func:`_launch` appends to while recording
+#: The plan of a configuration whose launches take an array made inside the launcher (scratch,
+#: a view): it runs its launcher every time.
+UNPLANNED = ()
+
+
+class Plan(tuple):
+    """The launches of one configuration: ``(function, grid, args, shared_mem, slots)`` each,
+    where ``slots`` are ``(position in args, index of the call's array)``."""
+
+
+def _describe(array):
+    """What a launch plan depends on in `array`: shape, dtype and the pointer's 16-byte phase
+    (the kernels' ``aligned`` flags and shared-memory caching); None for None."""
+    if array is None:
+        return None
+    return array.shape, array.dtype, array.data.ptr & 15
+
+
+def _tuning():
+    """The module constants the launchers read (tests change them): part of every plan key."""
+    return (SMALL_PIXELS, CACHE_BYTES_U8, CACHE_BYTES_FLOAT, PRIVATE_BINS, PACKS_PER_THREAD,
+            MAX_GRID_BLOCKS, _planes.CHUNK_BINS)
+
+
+def plan_count():
+    """Launch plans held (at most :data:`PLAN_CACHE_SIZE`)."""
+    return len(_plans)
+
+
+def clear_plans():
+    """Drop every launch plan (the next call of each configuration records it again)."""
+    with _plans_lock:
+        _plans.clear()
+    _functions.clear()
+
+
+def _plan(launches, arrays):
+    """The :class:`Plan` of recorded `launches` over the call's `arrays`, or UNPLANNED when a
+    launch takes another array (made inside the launcher: it must be made at every call)."""
+    steps = []
+    for function, grid, args, shared_mem in launches:
+        template, slots = list(args), []
+        for position, value in enumerate(args):
+            if isinstance(value, cupy.ndarray):
+                index = next((i for i, a in enumerate(arrays) if a is value), None)
+                if index is None:
+                    return UNPLANNED
+                template[position] = None  # (a plan keeps no array alive)
+                slots.append((position, index))
+        steps.append((function, grid, tuple(template), shared_mem, tuple(slots)))
+    return Plan(steps)
+
+
+def planned(tuning=_tuning):
+    """Cache the launches of a launcher per configuration: ``launcher(planes, *arguments)``.
+
+    The first call of a configuration -- the shapes, dtypes and 16-byte pointer phases of
+    ``planes.values`` / ``.mask`` / ``.out`` and of the array `arguments`, the other `arguments`
+    themselves, the device and ``tuning()`` -- runs the launcher and records its launches; a
+    later call with the same configuration replays them with its own arrays, skipping the
+    launcher's Python work (layout, alignment, grid, shared memory, argument packing). A
+    launcher whose launches take arrays it makes itself (scratch) is not replayed: it runs
+    every time. Packed planes (``spans``) always run the launcher. At most
+    :data:`PLAN_CACHE_SIZE` plans are kept, least recently used dropped first.
+    """
+    def decorate(launcher):
+        @functools.wraps(launcher)
+        def run(planes, *arguments):
+            if planes.spans is not None or getattr(_recorder, "launches", None) is not None:
+                return launcher(planes, *arguments)
+            arrays = (planes.values, planes.mask, planes.out,
+                      *[a for a in arguments if isinstance(a, cupy.ndarray)])
+            key = (launcher, cupy.cuda.Device().id, tuning(), tuple(map(_describe, arrays)),
+                   tuple(a for a in arguments if not isinstance(a, cupy.ndarray)))
+            with _plans_lock:
+                plan = _plans.get(key)
+                if plan is not None:
+                    _plans.move_to_end(key)
+            if plan:
+                for function, grid, args, shared_mem, slots in plan:
+                    if slots:
+                        args = list(args)
+                        for position, index in slots:
+                            args[position] = arrays[index]
+                    function(grid, (THREADS,), tuple(args), shared_mem=shared_mem)
+                return None
+            if plan is not None:  # UNPLANNED
+                return launcher(planes, *arguments)
+            _recorder.launches = launches = []
+            try:
+                result = launcher(planes, *arguments)
+            finally:
+                _recorder.launches = None
+            with _plans_lock:
+                _plans[key] = _plan(launches, arrays)
+                while len(_plans) > PLAN_CACHE_SIZE:
+                    _plans.popitem(last=False)
+            return result
+        return run
+    return decorate
 
 
 #: Blocks of one 1-d grid (packed layout): at most this many planes of 65535 blocks per launch.
@@ -113,14 +240,21 @@ class Planes:
     def __init__(self, values, mask=None, out=None, spans=None):
         self.values, self.mask, self.out, self.spans = values, mask, out, spans
         self.itemsize = values.itemsize
-        if spans is None:
+        if spans is None:  # (the per-plane sizes only when asked: every row has `width`)
             self.count, width = values.shape
-            self.sizes = np.full(self.count, width, np.int64)
+            self._sizes, self.largest = None, width if self.count else 0
         else:
             self.count = len(spans)
-            self.sizes = spans[:, 1] - spans[:, 0]
-        self.largest = int(self.sizes.max()) if self.count else 0
+            self._sizes = spans[:, 1] - spans[:, 0]
+            self.largest = int(self._sizes.max()) if self.count else 0
         self._device_spans = self._first_blocks = None
+
+    @property
+    def sizes(self):
+        """``(K,)`` int64 pixels of each plane (host)."""
+        if self._sizes is None:
+            self._sizes = np.full(self.count, self.largest, np.int64)
+        return self._sizes
 
     def select(self, rows):
         """The planes `rows` (a slice, or host indices in the packed layout)."""
@@ -130,9 +264,11 @@ class Planes:
 
     def split(self, limit):
         """``(planes of at most `limit` pixels, the others)``, either None when it has none."""
-        small = self.sizes <= limit
         if not self.count:
             return None, None
+        if self.spans is None:
+            return (self, None) if self.largest <= limit else (None, self)
+        small = self.sizes <= limit
         if small.all():
             return self, None
         if self.spans is None or not small.any():
@@ -221,6 +357,7 @@ def level_histograms(planes, low, nbins, hists):
                 shared_mem=WARPS * nbins * 4 if private else 0)
 
 
+@planned()
 def remap(planes, tables, table_stride):
     """``out[p, i] = tables[p * table_stride + values[p, i]]`` (stride 0: one shared table)."""
     grid, args = planes.multi_block(with_mask=False)
@@ -229,6 +366,7 @@ def remap(planes, tables, table_stride):
                 (*args, tables, np.int64(table_stride), np.int32(tables.shape[-1]), planes.out))
 
 
+@planned()
 def equalize_levels(planes, method):
     """Equalize uint8 / uint16 planes (every method) and int16 planes (``"skimage"``) into
     ``planes.out``, one bin per level."""
@@ -275,6 +413,7 @@ def uniform_histograms(planes, low, high, widen, nbins, hists):
                 shared_mem=WARPS * nbins * 4 if private else 0)
 
 
+@planned()
 def equalize_uniform(planes, nbins, status):
     """Equalize float32 / float64 planes into ``planes.out`` as scikit-image; ORs STATUS_* bits
     into ``status[0]``. A plane of 0 pixels gets the range [0, 0] (its edges are checked, as
