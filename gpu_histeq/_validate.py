@@ -380,6 +380,9 @@ def check_clip_limit(clip_limit):
 
 def check_int_sequence(value, length, param, what):
     """Return `value` (an int or a sequence of `length` ints) as a tuple of `length` ints >= 1."""
+    if type(value) is tuple and len(value) == length and all(
+            type(e) is int and e >= 1 for e in value):
+        return value  # the common form, as the checks below would return it
     if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
         value = (value,) * length
     try:

@@ -110,20 +110,41 @@ def test_the_plan_cache_is_bounded_least_recently_used_first(fake, monkeypatch):
     np.testing.assert_array_equal(to_numpy(result), _opencv(hosts[0]))
 
 
-def test_a_launcher_with_scratch_runs_every_time(fake, monkeypatch):
-    """Planes over the one-block size take histograms and tables made per call: no plan of
-    theirs is replayed (the remap inside still replays its own, with those tables)."""
+def test_a_replay_makes_the_scratch_again(fake, monkeypatch):
+    """Planes over the one-block size take histograms and tables the launcher makes
+    (``_kernels.scratch``): a replay makes them again, in the same order, and launches the
+    same three kernels."""
     import gpu_histeq
+    from emulation.counting import counting
     from gpu_histeq._cuda import _kernels
-    host = _images((2, 1, 300, 300))
+    hosts = [_images((2, 1, 300, 300), seed=seed) for seed in (0, 1)]
+    gpu_histeq.equalize_hist(fake.asarray(hosts[0]))
+    (plan,) = _kernels._plans.values()
+    assert [spec[1:] for spec in plan.scratch] == [(np.uint32, 0), (np.dtype(np.uint8), None)]
+    layouts = _Calls(monkeypatch, _kernels.Planes, "multi_block")
+    images = fake.asarray(hosts[1])
+    with counting() as tally:
+        result = gpu_histeq.equalize_hist(images)
+    assert layouts.count == 0
+    assert tally.kernel_launches == 3 and tally.allocations == 3  # result, histograms, tables
+    assert tally.operations == {"zeros": 1} and not tally.syncs
+    np.testing.assert_array_equal(to_numpy(result), _opencv(hosts[1]))
+
+
+def test_a_launcher_over_views_runs_every_time(fake, monkeypatch):
+    """Planes in several launch groups are views made per call: no plan is replayed."""
+    import gpu_histeq
+    from gpu_histeq import _planes
+    from gpu_histeq._cuda import _kernels
+    monkeypatch.setattr(_planes, "CHUNK_BINS", 256)  # one plane of 256 levels per group
     for seed in (0, 1):
-        host = _images((2, 1, 300, 300), seed=seed)
+        host = _images((3, 1, 300, 300), seed=seed)
         np.testing.assert_array_equal(to_numpy(gpu_histeq.equalize_hist(fake.asarray(host))),
                                       _opencv(host))
     assert _kernels.UNPLANNED in _kernels._plans.values()
     layouts = _Calls(monkeypatch, _kernels.Planes, "multi_block")
     gpu_histeq.equalize_hist(fake.asarray(host))
-    assert layouts.count >= 1  # the histogram launch laid out again
+    assert layouts.count == 3  # each group's histogram launch laid out again
 
 
 @pytest.mark.parametrize("call, error, match", [

@@ -65,6 +65,7 @@ __all__ = ["DECLINES", "Declined", "apply_lut", "apply_packed", "block_counts", 
 
 
 _loaded: dict = {}
+_INT32_MAX = np.iinfo(np.int32).max
 
 
 def _launchers():
@@ -242,7 +243,7 @@ def apply_lut(planes, tables, result):
     """
     dtype = np.dtype(planes.dtype)
     if (dtype not in _sources.LEVEL_DTYPES or np.dtype(tables.dtype) not in _sources.C_TYPES
-            or tables.shape[-1] > np.iinfo(np.int32).max):
+            or tables.shape[-1] > _INT32_MAX):
         return _uncovered(f"{dtype} values through {np.dtype(tables.dtype)} tables of "
                           f"{tables.shape[-1]} entries")
     declined = _uncovered_rows(planes, tables, result)

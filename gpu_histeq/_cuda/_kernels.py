@@ -83,20 +83,41 @@ _plans_lock = threading.Lock()
 _recorder = threading.local()  # .launches: the list :func:`_launch` appends to while recording
 #: The plan of a configuration whose launches take an array made inside the launcher (scratch,
 #: a view): it runs its launcher every time.
-UNPLANNED = ()
+UNPLANNED = "unplanned"
 
 
-class Plan(tuple):
-    """The launches of one configuration: ``(function, grid, args, shared_mem, slots)`` each,
-    where ``slots`` are ``(position in args, index of the call's array)``."""
+class Plan:
+    """The launches of one configuration and what the launcher answered.
+
+    ``steps`` are ``(function, grid, args, shared_mem, slots)``: ``args`` with None where
+    ``slots`` -- ``(position in args, index of the call's array)`` -- put the call's arrays,
+    then the ``scratch`` arrays made again at each replay (a plan keeps no array alive).
+    """
+
+    __slots__ = ("steps", "result", "scratch")
+
+    def __init__(self, steps, result, scratch):
+        self.steps, self.result, self.scratch = tuple(steps), result, tuple(scratch)
+
+    def replay(self, arrays):
+        if self.scratch:  # made again, in the order the launcher made them
+            arrays += tuple(_make(*spec) for spec in self.scratch)
+        for function, grid, args, shared_mem, slots in self.steps:
+            if slots:
+                args = list(args)
+                for position, index in slots:
+                    args[position] = arrays[index]
+                args = tuple(args)
+            function(grid, (THREADS,), args, shared_mem=shared_mem)
+        return self.result
 
 
 def _describe(array):
-    """What a launch plan depends on in `array`: shape, dtype and the pointer's 16-byte phase
-    (the kernels' ``aligned`` flags and shared-memory caching); None for None."""
+    """What a launch plan depends on in `array`: shape, strides, dtype and the pointer's 16-byte
+    phase (the kernels' ``aligned`` flags and shared-memory caching); None for None."""
     if array is None:
         return None
-    return array.shape, array.dtype, array.data.ptr & 15
+    return array.shape, array.strides, array.dtype, array.data.ptr & 15
 
 
 def _tuning():
@@ -117,65 +138,91 @@ def clear_plans():
     _functions.clear()
 
 
-def _plan(launches, arrays):
-    """The :class:`Plan` of recorded `launches` over the call's `arrays`, or UNPLANNED when a
-    launch takes another array (made inside the launcher: it must be made at every call)."""
+def _make(shape, dtype, fill):
+    return (cupy.empty(shape, dtype) if fill is None else cupy.zeros(shape, dtype) if fill == 0
+            else cupy.full(shape, fill, dtype))
+
+
+def scratch(shape, dtype, fill=None):
+    """A device array a launcher makes for its own launches: uninitialized, or filled with
+    `fill` (0: ``cupy.zeros``). A plan records it and a replay makes it again."""
+    array = _make(shape, dtype, fill)
+    made = getattr(_recorder, "scratch", None)
+    if made is not None:
+        made.append((array, (shape, dtype, fill)))
+    return array
+
+
+def _plan(launches, made, arrays, result):
+    """The :class:`Plan` of recorded `launches` over the call's `arrays` and the :func:`scratch`
+    arrays `made`, or UNPLANNED when a launch takes another array (a view, an array made
+    otherwise: it must be made at every call) or the launcher answered something else than
+    None or a bool."""
+    if result is not None and type(result) is not bool:
+        return UNPLANNED
+    known = arrays + tuple(array for array, _ in made)
     steps = []
     for function, grid, args, shared_mem in launches:
         template, slots = list(args), []
         for position, value in enumerate(args):
             if isinstance(value, cupy.ndarray):
-                index = next((i for i, a in enumerate(arrays) if a is value), None)
+                index = next((i for i, a in enumerate(known) if a is value), None)
                 if index is None:
                     return UNPLANNED
-                template[position] = None  # (a plan keeps no array alive)
+                template[position] = None
                 slots.append((position, index))
         steps.append((function, grid, tuple(template), shared_mem, tuple(slots)))
-    return Plan(steps)
+    return Plan(steps, result, [spec for _, spec in made])
 
 
 def planned(tuning=_tuning):
-    """Cache the launches of a launcher per configuration: ``launcher(planes, *arguments)``.
+    """Cache the launches of a launcher per configuration: ``launcher(planes, *arguments)``,
+    `planes` a :class:`Planes` or a device array.
 
-    The first call of a configuration -- the shapes, dtypes and 16-byte pointer phases of
-    ``planes.values`` / ``.mask`` / ``.out`` and of the array `arguments`, the other `arguments`
-    themselves, the device and ``tuning()`` -- runs the launcher and records its launches; a
-    later call with the same configuration replays them with its own arrays, skipping the
-    launcher's Python work (layout, alignment, grid, shared memory, argument packing). A
-    launcher whose launches take arrays it makes itself (scratch) is not replayed: it runs
+    The first call of a configuration -- the shapes, strides, dtypes and 16-byte pointer phases
+    of `planes` (``planes.values`` / ``.mask`` / ``.out``) and of the array `arguments`, the
+    other `arguments` themselves, the device and ``tuning()`` (the constants the launcher reads)
+    -- runs the launcher and records its launches; a later call with the same configuration
+    replays them with its own arrays and answers what the launcher answered, skipping the
+    launcher's Python work (layout, alignment, grid, shared memory, argument packing).
+    Arrays the launcher makes with :func:`scratch` are made again at each replay; a launcher
+    whose launches take any other array it makes (a view of one) is not replayed: it runs
     every time. Packed planes (``spans``) always run the launcher. At most
     :data:`PLAN_CACHE_SIZE` plans are kept, least recently used dropped first.
     """
     def decorate(launcher):
         @functools.wraps(launcher)
         def run(planes, *arguments):
-            if planes.spans is not None or getattr(_recorder, "launches", None) is not None:
-                return launcher(planes, *arguments)
-            arrays = (planes.values, planes.mask, planes.out,
-                      *[a for a in arguments if isinstance(a, cupy.ndarray)])
-            key = (launcher, cupy.cuda.Device().id, tuning(), tuple(map(_describe, arrays)),
+            if getattr(_recorder, "launches", None) is not None:
+                return launcher(planes, *arguments)  # inside another launcher's recording
+            rows = type(planes) is Planes
+            if rows:
+                if planes.spans is not None:
+                    return launcher(planes, *arguments)
+                arrays = (planes.values, planes.mask, planes.out)
+            else:
+                arrays = (planes,)
+            arrays += tuple(a for a in arguments if isinstance(a, cupy.ndarray))
+            key = (launcher, arrays[0].device.id, tuning(), tuple(map(_describe, arrays)),
                    tuple(a for a in arguments if not isinstance(a, cupy.ndarray)))
             with _plans_lock:
                 plan = _plans.get(key)
                 if plan is not None:
                     _plans.move_to_end(key)
-            if plan:
-                for function, grid, args, shared_mem, slots in plan:
-                    if slots:
-                        args = list(args)
-                        for position, index in slots:
-                            args[position] = arrays[index]
-                    function(grid, (THREADS,), tuple(args), shared_mem=shared_mem)
-                return None
-            if plan is not None:  # UNPLANNED
+            if plan is UNPLANNED:
                 return launcher(planes, *arguments)
-            _recorder.launches = launches = []
+            if plan is not None:
+                if rows:  # (the callers of Planes launchers are on its device already)
+                    return plan.replay(arrays)
+                with arrays[0].device:
+                    return plan.replay(arrays)
+            _recorder.launches, _recorder.scratch = launches, made = [], []
             try:
                 result = launcher(planes, *arguments)
             finally:
-                _recorder.launches = None
+                _recorder.launches = _recorder.scratch = None
             with _plans_lock:
-                _plans[key] = _plan(launches, arrays)
+                _plans[key] = _plan(launches, made, arrays, result)
                 while len(_plans) > PLAN_CACHE_SIZE:
                     _plans.popitem(last=False)
             return result
@@ -329,6 +376,8 @@ class Planes:
             if bins is not None:
                 size = max(1, min(_planes.CHUNK_BINS // max(bins, 1), size))
             slices = [slice(p, min(p + size, self.count)) for p in range(0, self.count, size)]
+        if len(slices) == 1 and self.spans is None:
+            return [(slices[0], self)]  # all the rows: these planes, no views
         return [(rows, self.select(rows)) for rows in slices]
 
     def cache(self, limit):
@@ -385,10 +434,10 @@ def equalize_levels(planes, method):
     # pointer 32768 entries into each plane's table
     signed = planes.values.dtype.kind == "i"
     for _, group in planes.groups(levels):
-        hists = cupy.zeros((group.count, levels), np.uint32)
-        low = cupy.full(group.count, -(levels // 2), np.int64) if signed else None
+        hists = scratch((group.count, levels), np.uint32, 0)
+        low = scratch(group.count, np.int64, -(levels // 2)) if signed else None
         level_histograms(group, low, levels, hists)
-        tables = cupy.empty((group.count, levels), result_dtype)
+        tables = scratch((group.count, levels), result_dtype)
         _launch("levels.cu", "gpu_histeq_level_tables", (method_id, result_dtype), (group.count,),
                 (hists, np.int32(levels), tables))
         if signed:
@@ -428,7 +477,7 @@ def equalize_uniform(planes, nbins, status):
     if planes is None:
         return
     for _, group in planes.groups(nbins):
-        low, high = cupy.full(group.count, np.inf, dtype), cupy.full(group.count, -np.inf, dtype)
+        low, high = scratch(group.count, dtype, np.inf), scratch(group.count, dtype, -np.inf)
         if group.spans is not None:  # planes of 0 pixels: [0, 0], as the portable plane_stats
             spans, _ = group._layout()
             empty = spans[:, 1] == spans[:, 0]
@@ -436,9 +485,9 @@ def equalize_uniform(planes, nbins, status):
         grid, args = group.multi_block()
         if grid is not None:
             _launch("uniform.cu", "gpu_histeq_minmax", (dtype,), grid, (*args, low, high, status))
-        hists = cupy.zeros((group.count, nbins), np.uint32)
+        hists = scratch((group.count, nbins), np.uint32, 0)
         uniform_histograms(group, low, high, 1, nbins, hists)
-        values, positions, slopes = (cupy.empty((group.count, nbins), np.float64) for _ in range(3))
+        values, positions, slopes = (scratch((group.count, nbins), np.float64) for _ in range(3))
         _launch("uniform.cu", "gpu_histeq_uniform_tables", (dtype,), (group.count,),
                 (hists, low, high, np.int32(nbins), values, positions, slopes, status))
         grid, args = group.multi_block(with_mask=False)
