@@ -128,6 +128,21 @@ def time_case(call, calls, warmup=50):
     return statistics.median(samples) / 1e3, min(samples) / 1e3, launches
 
 
+def stand_in_costs(cp, calls):
+    """Median us of the stand-in's own primitives that a call's time includes: allocating a
+    (256, 9216) uint8 array (NumPy's allocator, aligned to 256 bytes) and one stubbed launch
+    (its grid, block and shared memory checks). Real CuPy's pool allocation and launch (argument
+    packing, ``cuLaunchKernel``) cost something else, unmeasured here."""
+    from gpu_histeq._cuda import _kernels, _sources
+    function = _kernels.kernel("levels.cu", _sources.INSTANTIATIONS["levels.cu"][0])
+
+    def launch():
+        function((256,), (256,), (), shared_mem=0)
+    return {"allocation (256, 9216) uint8": time_case(lambda: cp.empty((256, 9216), np.uint8),
+                                                      calls)[0],
+            "stubbed launch": time_case(launch, calls)[0]}
+
+
 def profile(call, calls):
     import cProfile
     import pstats
@@ -170,7 +185,11 @@ def main(argv=None):
         rows[name] = {"call": note, "median_us": round(median, 1), "best_us": round(best, 1),
                       "launches": launches, "calls": calls}
         print(f"| {name} | {note} | {median:.1f} | {best:.1f} | {launches:g} |", flush=True)
+    costs = stand_in_costs(fake_cupy, args.calls)
+    for name, us in costs.items():
+        print(f"stand-in {name}: {us:.1f} us (median)")
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    rows["stand-in"] = {name: round(us, 2) for name, us in costs.items()}
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
 

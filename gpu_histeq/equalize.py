@@ -212,11 +212,30 @@ def check_float_bins(xp, nbins, nplanes):
 _RESOLVED = Resolved()
 
 
-def _plain_call(images, nbins, method, axes):
+def _luminance_call(xp, images, nbins, axes, mask, method, channel_axis, order, out):
+    """:func:`_equalize_luminance` of checked `images` in channel `order` ("rgb" / "bgr")."""
+    return in_rgb_order(xp, images, channel_axis, order, out, lambda rgb, target:
+                        _equalize_luminance(xp, rgb, nbins, axes, mask, method, channel_axis,
+                                            target))
+
+
+def _resolved_call(images, xp, nbins, axes, method, result_dtype, floating, channel_axis,
+                   order):
+    """The call of :func:`equalize_hist` without mask or `out` whose checks an equal call
+    passed: the checked arguments it resolved to (:data:`_RESOLVED`)."""
+    if floating:  # as check_float_bins: an unusable GPU_HISTEQ_NUM_THREADS raises
+        _planes.configured_threads()
+    if order:
+        return _luminance_call(xp, images, nbins, axes, None, method, channel_axis, order, None)
+    return _equalize(xp, images, nbins, axes, None, method, None, result_dtype)
+
+
+def _plain_call(images, nbins, method, axes, may_warn):
     """Whether the checks of this (checked, successful) call can be skipped when an equal call
-    comes: native byte order, no warning, and a float working memory that
-    :func:`check_allocation` passes unasked whatever the threads."""
-    return (np.dtype(images.dtype).isnative and not probable_colour(images.shape)
+    comes: native byte order, no warning (`may_warn`: neither `axes` nor `channel_axis` was
+    given), and a float working memory that :func:`check_allocation` passes unasked whatever
+    the threads."""
+    return (np.dtype(images.dtype).isnative and not (may_warn and probable_colour(images.shape))
             and (method != "skimage" or images.dtype.kind != "f" or BYTES_PER_FLOAT_BIN * nbins
                  * plane_count(images.shape, axes) <= ALWAYS_AVAILABLE))
 
@@ -395,22 +414,23 @@ def equalize_hist(
     ((1800, 1, 96, 96), dtype('uint8'), 0, 255)
     """
     key = None
-    if mask is None and out is None and channel_axis is None and luminance is False:
+    if mask is None and out is None:
         if (type(images) is np.ndarray and type(nbins) is int and nbins == 256
+                and channel_axis is None and luminance is False
                 and (method is None or type(method) is str)):
             result = _common_call(images, axes, method)  # None where the checks below are needed
             if result is not None:
                 return result
-        key = plain_key(nbins, axes, method)
+        # `luminance` as a plain key: a bool as 0 / 1 (an int `luminance` is refused, no key)
+        order = (luminance if type(luminance) is str else int(luminance)
+                 if type(luminance) is bool else None)
+        key = plain_key(nbins, axes, method, channel_axis, order)
         if key is not None:  # the checks of an equal call already passed: its resolution
             key = (type(images), getattr(images, "shape", None), getattr(images, "dtype", None),
                    key)
             resolved = _RESOLVED.get(key)
             if resolved is not None:
-                xp, nbins, axes, method, result_dtype, floating = resolved
-                if floating:  # as check_float_bins: an unusable GPU_HISTEQ_NUM_THREADS raises
-                    _planes.configured_threads()
-                return _equalize(xp, images, nbins, axes, None, method, None, result_dtype)
+                return _resolved_call(images, *resolved)
     xp = array_module(images, mask=mask, out=out)
     check_images(images, xp)
     images = native(images)
@@ -433,13 +453,15 @@ def equalize_hist(
         out = None
     if luminance:
         check_luminance(images.shape, images.dtype, channel_axis, method)
-        result = in_rgb_order(xp, images, channel_axis, luminance, out, lambda rgb, target:
-                              _equalize_luminance(xp, rgb, nbins, axes, mask, method,
-                                                  channel_axis, target))
+    if key is not None and _plain_call(images, nbins, method, axes, key[3][1] is None
+                                       and key[3][3] is None):
+        floating = method == "skimage" and images.dtype.kind == "f"
+        _RESOLVED.put(key, (xp, nbins, axes, method, result_dtype, floating, channel_axis,
+                            luminance))
+    if luminance:
+        result = _luminance_call(xp, images, nbins, axes, mask, method, channel_axis, luminance,
+                                 out)
     else:
-        if key is not None and _plain_call(images, nbins, method, axes):
-            floating = method == "skimage" and images.dtype.kind == "f"
-            _RESOLVED.put(key, (xp, nbins, axes, method, result_dtype, floating))
         result = _equalize(xp, images, nbins, axes, mask, method, out, result_dtype)
     if target is not None and out is None:
         target[...] = result

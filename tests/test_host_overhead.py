@@ -170,6 +170,31 @@ def test_a_call_already_seen_still_refuses_bad_arguments(fake, call, error, matc
         gpu_histeq.equalize_hist(images, **call)
 
 
+@pytest.mark.parametrize("call, error, match", [
+    (dict(channel_axis=-1, luminance=1), TypeError, "`luminance` must be a bool"),
+    (dict(channel_axis=-1, luminance="RGB"), ValueError, "`luminance` must be True"),
+    (dict(channel_axis=True, luminance=True), TypeError, "`channel_axis` must be"),
+    (dict(channel_axis=-1.0, luminance=True), TypeError, "`channel_axis` must be"),
+    (dict(channel_axis=1, luminance=True), ValueError, "needs 3 \\(R, G, B\\) channels"),
+    (dict(axes=(1, 2), luminance=True), ValueError, "`luminance=True` needs `channel_axis`"),
+])
+def test_a_colour_call_already_seen_still_refuses_bad_arguments(fake, call, error, match):
+    import gpu_histeq
+    host = _images((2, 20, 20, 3))
+    images = fake.asarray(host)
+    first = {order: to_numpy(gpu_histeq.equalize_hist(images, channel_axis=-1, luminance=order))
+             for order in (True, "bgr")}
+    for order in (True, "bgr"):  # the memo's answer is the checked call's
+        np.testing.assert_array_equal(
+            to_numpy(gpu_histeq.equalize_hist(images, channel_axis=-1, luminance=order)),
+            first[order])
+    flipped = to_numpy(gpu_histeq.equalize_hist(fake.asarray(host[..., ::-1].copy()),
+                                                channel_axis=-1, luminance=True))
+    np.testing.assert_array_equal(first["bgr"], flipped[..., ::-1])
+    with pytest.raises(error, match=match):
+        gpu_histeq.equalize_hist(images, **call)
+
+
 def test_a_call_already_seen_still_warns_and_reads_the_thread_setting(fake, monkeypatch):
     import gpu_histeq
     colour = fake.asarray(_images((2, 16, 16, 3)))
