@@ -122,8 +122,8 @@ def _describe(array):
 
 def _tuning():
     """The module constants the launchers read (tests change them): part of every plan key."""
-    return (SMALL_PIXELS, CACHE_BYTES_U8, CACHE_BYTES_FLOAT, PRIVATE_BINS, PACKS_PER_THREAD,
-            MAX_GRID_BLOCKS, _planes.CHUNK_BINS)
+    return (SMALL_PIXELS, SMALL_BINS, CACHE_BYTES_U8, CACHE_BYTES_FLOAT, PRIVATE_BINS,
+            PACKS_PER_THREAD, MAX_GRID_BLOCKS, _planes.CHUNK_BINS)
 
 
 def plan_count():
