@@ -147,6 +147,40 @@ def test_a_launcher_over_views_runs_every_time(fake, monkeypatch):
     assert layouts.count == 3  # each group's histogram launch laid out again
 
 
+def test_a_plan_keeps_no_array_alive(fake):
+    """A plan holds the launch arguments but not the call's arrays (nor their memory)."""
+    import gc
+    import weakref
+    import gpu_histeq
+    from gpu_histeq._cuda import _kernels
+    images = fake.asarray(_images((3, 1, 24, 24)))
+    result = gpu_histeq.equalize_hist(images)
+    (plan,) = _kernels._plans.values()
+    assert all(args[position] is None for *_, args, _, slots in plan.steps
+               for position, _ in slots)
+    gone = [weakref.ref(images), weakref.ref(result)]
+    del images, result
+    gc.collect()
+    assert [ref() for ref in gone] == [None, None]
+
+
+def test_strides_are_part_of_the_plan_key(fake):
+    """The CLAHE launcher declines rows that are not C-contiguous (nothing written): a view of
+    the same shape, dtype and pointer phase is another configuration, never a replay."""
+    from conftest import assert_declined, assert_wrote
+    from gpu_histeq import _cuda
+    host = _images((4, 256))
+    rows = fake.asarray(host)
+    result = fake.empty(rows.shape, np.uint8)
+    geometry = ((16, 16), (2, 2), (8, 8), 4, np.float32(255 / 64))
+    assert_wrote(_cuda.clahe(rows, *geometry, result))
+    wide = fake.asarray(np.repeat(host, 2, axis=1))
+    strided = wide[:, ::2]  # the same values, every other byte
+    assert strided.shape == rows.shape and strided.data.ptr % 16 == rows.data.ptr % 16
+    assert_declined(_cuda.clahe(strided, *geometry, result), "uncovered")
+    assert_wrote(_cuda.clahe(rows, *geometry, result))
+
+
 @pytest.mark.parametrize("call, error, match", [
     (dict(nbins=256.0), ValueError, "`nbins` must be a positive integer"),
     (dict(nbins=True), ValueError, "`nbins` must be a positive integer"),
