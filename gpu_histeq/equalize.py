@@ -208,7 +208,7 @@ def check_float_bins(xp, nbins, nplanes):
     check_allocation("nbins", nbins, BYTES_PER_FLOAT_BIN * nbins * in_flight, xp)
 
 
-#: The checked arguments of :func:`equalize_hist` calls without mask, out, channels or luminance.
+#: The checked arguments of :func:`equalize_hist` calls without `mask` or `out`, by configuration.
 _RESOLVED = Resolved()
 
 
