@@ -13,7 +13,7 @@ import cupy
 import numpy as np
 
 from . import _sources
-from ._kernels import MAX_GRID_BLOCKS, MAX_PIXELS, THREADS, _launch
+from ._kernels import MAX_GRID_BLOCKS, MAX_PIXELS, THREADS, _launch, planned
 
 #: Device bytes of tile tables (and uint16 tile histograms) one launch group may hold: 8 planes of
 #: 1080p uint8 with 8x8 tiles take 128 KiB; uint16 planes with 8x8 tiles take 24 MiB each.
@@ -29,6 +29,7 @@ BLEND_PIXELS_PER_THREAD = 4
 MAX_BLEND_BLOCKS = 65535
 
 
+@planned(lambda: (SMALL_PIXELS, SMALL_TILES, SCRATCH_BYTES))
 def clahe(planes, shape, grid, tile_shape, limit, scale, result):
     """OpenCV's CLAHE of every row of ``(P, H * W)`` uint8 / uint16 `planes` into `result`.
 
