@@ -76,7 +76,10 @@ def _uniform_expressions():
 def _clahe_expressions():
     kernels = ("gpu_histeq_clahe_tables", "gpu_histeq_clahe_blend")
     return [expression(kernel, t) for kernel in kernels for t in LEVEL_DTYPES] + [
-        expression("gpu_histeq_clahe_small", np.uint8)]
+        expression("gpu_histeq_clahe_small", np.uint8),
+        *(expression(kernel, np.uint16) for kernel in (
+            "gpu_histeq_clahe_ranked", "gpu_histeq_clahe_rank_tiles",
+            "gpu_histeq_clahe_ranked_blend"))]
 
 
 #: Pixel dtypes of the luma round trip (color.cu), and the order of the channels -> its ``bgr``.
@@ -110,7 +113,7 @@ INSTANTIATIONS = {"levels.cu": _level_expressions(), "uniform.cu": _uniform_expr
                   "clahe.cu": _clahe_expressions(), "color.cu": _color_expressions(),
                   "ranks.cu": _rank_expressions()}
 #: Files compiled in front of a file (after common.cuh) for the device functions it shares.
-PRELUDES = {"color.cu": ("levels.cu",)}
+PRELUDES = {"color.cu": ("levels.cu",), "clahe.cu": ("ranks.cu",)}
 
 
 def source(filename):
