@@ -97,7 +97,9 @@ def _color_expressions():
     names += [expression("gpu_histeq_luma_histogram", t) for t in LEVEL_DTYPES]
     names += [expression("gpu_histeq_luma_remap", t, table) for t in LEVEL_DTYPES
               for table in (t, f64)]
-    return names
+    names += [expression("gpu_histeq_equalize_luma_ranked", np.uint16, METHODS[m])
+              for m in ("opencv", "skimage")]
+    return names + [expression("gpu_histeq_equalize_luma_small_float", t) for t in FLOAT_DTYPES]
 
 
 def _rank_expressions():
@@ -113,7 +115,7 @@ INSTANTIATIONS = {"levels.cu": _level_expressions(), "uniform.cu": _uniform_expr
                   "clahe.cu": _clahe_expressions(), "color.cu": _color_expressions(),
                   "ranks.cu": _rank_expressions()}
 #: Files compiled in front of a file (after common.cuh) for the device functions it shares.
-PRELUDES = {"color.cu": ("levels.cu",), "clahe.cu": ("ranks.cu",)}
+PRELUDES = {"color.cu": ("levels.cu", "ranks.cu", "uniform.cu"), "clahe.cu": ("ranks.cu",)}
 
 
 def source(filename):

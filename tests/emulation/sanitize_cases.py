@@ -169,8 +169,13 @@ def cases():
     for method in ("opencv", "skimage"):
         same(equalize, images(np.uint16, (2, 9, 10, 3), 1), channel_axis=-1, luminance=True,
              method=method)
+    # uint16 past the planes sorted by rank: the level kernels; floats in one launch, and with
+    # more bins than it takes, split, the uniform kernels and merge
+    same(equalize, images(np.uint16, (1, 130, 130, 3)), channel_axis=-1, luminance=True)
     for dtype in (np.float32, np.float64):
-        same(equalize, cp.abs(images(dtype, (2, 9, 10, 3))) / 8, channel_axis=-1, luminance=True)
+        for nbins in (256, 300):
+            same(equalize, cp.abs(images(dtype, (2, 9, 10, 3))) / 8, channel_axis=-1,
+                 luminance=True, nbins=nbins)
     colour_mask = cp.asarray(rng.random((2, 9, 10, 3)) < 0.5)
     colour_mask[:, 0, 0] = True
     same(equalize, images(np.uint8, (2, 9, 10, 3)), mask=colour_mask, channel_axis=-1,
