@@ -363,6 +363,13 @@ def test_small_float_planes_in_one_launch(cp, dtype, nbins):
     assert steps == [("equalize_luma", True)], steps
     assert ran is None or ran == {f"gpu_histeq_equalize_luma_small_float<"
                                   f"{'float' if dtype == np.float32 else 'double'}>"}, ran
+    out = cp.empty_like(images)  # BGR order: the kernel swaps the channel offsets
+    assert_wrote(_cuda.equalize_luma(images.reshape(-1, 3, 1), 3, "skimage", "bgr",
+                                     out.reshape(-1, 3, 1), nbins))
+    flipped = cp.asarray(np.ascontiguousarray(host[..., ::-1]))
+    expected = portable(equalize_hist, flipped, channel_axis=-1, luminance=True, nbins=nbins)
+    np.testing.assert_array_equal(out.get().view(np.uint8),
+                                  np.ascontiguousarray(expected.get()[..., ::-1]).view(np.uint8))
     result, steps, _ = run(cp, equalize_hist, images, channel_axis=-1, luminance=True, nbins=300)
     assert_same(result, portable(equalize_hist, images, channel_axis=-1, luminance=True,
                                  nbins=300))
