@@ -176,13 +176,15 @@ def _equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out
     luma_ndim = images.ndim - 1
     trailing = luma_axes == tuple(range(luma_ndim - len(axes), luma_ndim))
     fused_out = out
-    if mask is None and trailing and images.size and dtype.kind == "u":
+    fusable = dtype.kind == "u" or dtype == cdf_dtype(dtype)  # float32 / float64 keep the dtype
+    if mask is None and trailing and images.size and fusable:
         # each image's pixels lie together: the engine may fuse the count, tables and round trip
         luma_shape = images.shape[:channel_axis] + images.shape[channel_axis + 1:]
         nplanes = plane_count(luma_shape, luma_axes)
         target = out if out is not None and _fused_target(out) else xp.empty(images.shape, dtype)
         rgb = _rgb_rows(xp, images, channel_axis)
-        if _engine.equalize_luma(xp, rgb, nplanes, method, target.reshape(rgb.shape)):
+        if _engine.equalize_luma(xp, rgb, nplanes, method, target.reshape(rgb.shape),
+                                 nbins=nbins):
             if out is not None and target is not out:
                 out[...] = target
             return target if out is None else out

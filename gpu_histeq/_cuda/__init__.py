@@ -11,10 +11,11 @@ caller then runs the portable path, which the kernels reproduce bit for bit:
 * :func:`apply_lut` -- the remap of uint8 / uint16 planes through per-plane or shared tables;
 * :func:`match` -- scikit-image's ``match_histograms`` of planes through shared or per-plane
   references of the same dtype (``ranks.cu``: both sorted by rank, no table per level);
-* :func:`clahe` -- OpenCV's CLAHE of uint8 / uint16 planes (``clahe.cu``: tile tables, blend);
+* :func:`clahe` -- OpenCV's CLAHE of uint8 / uint16 planes (``clahe.cu``: tile tables, blend;
+  uint16 tiles that sort in shared memory by rank, without 65536-entry tables);
 * :func:`split_luma`, :func:`merge_luma`, :func:`equalize_luma` -- the RGB <-> YCrCb round trip
   of ``luminance=True`` (``color.cu``; the entry points in ``_luma.py``), and the whole luma
-  equalization of uint8 / uint16 planes;
+  equalization of uint8 / uint16 planes and of small float32 / float64 planes;
 * :func:`equalize_packed`, :func:`packed_counts`, :func:`apply_packed` -- the same three on
   packed planes of different sizes (a ragged batch: plane ``p`` is ``values[starts[p]:starts[p
   + 1]]`` of one 1-d buffer), as :mod:`gpu_histeq._interop._packed` computes them.
