@@ -91,10 +91,11 @@ def test_equalize_masks_equal_per_image(xp, dtype, method, portable):
         same(result, gpu_histeq.equalize_hist(image, axes=AXES, method=method, mask=mask))
 
 
+@pytest.mark.parametrize("luminance", [True, "bgr"])
 @pytest.mark.parametrize("portable", [False, True], ids=["selected", "portable"])
 @pytest.mark.parametrize("dtype, method", [(np.uint8, "opencv"), (np.uint8, "pil"),
                                            (np.uint16, "skimage"), (np.float32, "skimage")])
-def test_equalize_luminance_equals_per_image(xp, dtype, method, portable):
+def test_equalize_luminance_equals_per_image(xp, dtype, method, portable, luminance):
     rng = np.random.default_rng(15)
     shapes = [(7, 5, 3), (40, 9, 3), (1, 1, 3), (0, 4, 3), (2, 17, 6, 3)]
     if np.dtype(dtype).kind == "f":
@@ -108,12 +109,12 @@ def test_equalize_luminance_equals_per_image(xp, dtype, method, portable):
     for mask_list in (None, masks):
         with engine(portable):
             results = gpu_histeq.equalize_hist(
-                device_list(xp, images), axes=(-3, -2), channel_axis=-1, luminance=True,
+                device_list(xp, images), axes=(-3, -2), channel_axis=-1, luminance=luminance,
                 method=method, mask=None if mask_list is None else device_list(xp, mask_list))
         for k, (result, image) in enumerate(zip(results, images)):
             assert_backend(result, xp)
             same(result, gpu_histeq.equalize_hist(
-                image, axes=(-3, -2), channel_axis=-1, luminance=True, method=method,
+                image, axes=(-3, -2), channel_axis=-1, luminance=luminance, method=method,
                 mask=None if mask_list is None else mask_list[k]))
 
 
