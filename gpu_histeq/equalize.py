@@ -345,7 +345,9 @@ def equalize_hist(
     conversion of :mod:`gpu_histeq.color`. CuPy uint8/uint16/float32/float64 input converts in
     the CUDA kernels of ``_cuda/color.cu``: without a mask, unsigned images (their image axes the
     trailing axes besides the channels) are counted, tabled and converted back without storing
-    Y (small uint8 images in one launch, no sync); floats and masks store Y once.
+    Y (small uint8 images in one launch, no sync); floats and masks store Y once. The compiled
+    and CUDA kernels take the channel order as an argument: ``"bgr"`` reads and writes the
+    pixels where they lie, at the cost of ``"rgb"`` (no reversed copy).
 
     Peak extra memory is one block's index (``CHUNK_PIXELS`` int64 per worker thread, 4 MiB on
     the CPU) plus the tables (``P x bins``), plus one copy of `images` when its image axes are not
