@@ -356,3 +356,18 @@ def test_bgr_on_cupy_takes_the_kernels_order_without_a_copy(cp, dtype, layout, o
     assert (bgr.device_bytes, bgr.allocated_bytes, len(bgr.syncs), bgr.h2d_bytes) == (
         rgb.device_bytes, rgb.allocated_bytes, len(rgb.syncs), rgb.h2d_bytes)
     assert "ascontiguousarray" not in bgr.operations and "copy" not in bgr.operations
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.uint32])
+def test_bgr_without_conversion_kernels_takes_a_reversed_view(xp, dtype):
+    """float16 and uint32 have no conversion kernel (C or CUDA: "uncovered"): the portable
+    conversion reads the channels through a reversed view, as the RGB path on a reversed copy."""
+    host = (SMALL / 255).astype(dtype) if dtype == np.float16 else SMALL.astype(dtype) * 4099
+    with np.errstate(all="ignore"):
+        result = gh.equalize_hist(xp.asarray(host), channel_axis=-1, luminance="bgr")
+        with _engine.portable():
+            reference = gh.equalize_hist(xp.asarray(np.ascontiguousarray(host[..., ::-1])),
+                                         channel_axis=-1, luminance=True)
+    assert result.dtype == (np.float32 if dtype == np.float16 else dtype)
+    np.testing.assert_array_equal(to_numpy(result), to_numpy(reference)[..., ::-1])
+    assert not np.array_equal(to_numpy(result), to_numpy(reference))  # the order mattered
