@@ -35,13 +35,16 @@ def crops(images, count, size, seed=0):
     return np.ascontiguousarray(np.stack(out))
 
 
-def luma_loop(batch, apply):
-    """The OpenCV user's loop: cvtColor -> `apply` on Y -> cvtColor back, image by image."""
+def luma_loop(batch, apply, order="rgb"):
+    """The OpenCV user's loop: cvtColor -> `apply` on Y -> cvtColor back, image by image
+    (``COLOR_BGR2YCrCb`` and back for `order` "bgr")."""
+    forward, back = ((cv2.COLOR_RGB2YCrCb, cv2.COLOR_YCrCb2RGB) if order == "rgb"
+                     else (cv2.COLOR_BGR2YCrCb, cv2.COLOR_YCrCb2BGR))
     out = np.empty_like(batch)
     for k, image in enumerate(batch):
-        ycc = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)
+        ycc = cv2.cvtColor(image, forward)
         ycc[..., 0] = apply(np.ascontiguousarray(ycc[..., 0]))
-        out[k] = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+        out[k] = cv2.cvtColor(ycc, back)
     return out
 
 
@@ -102,6 +105,9 @@ def main():
                 "cvtColor -> equalizeHist -> cvtColor loop",
                 lambda: gpu_histeq.equalize_hist(batch, channel_axis=-1, luminance=True),
                 lambda: luma_loop(batch, cv2.equalizeHist), args.repeats),
+        compare("the same pixels read as BGR, luminance='bgr' vs the COLOR_BGR2YCrCb loop",
+                lambda: gpu_histeq.equalize_hist(batch, channel_axis=-1, luminance="bgr"),
+                lambda: luma_loop(batch, cv2.equalizeHist, "bgr"), args.repeats),
         compare("the same, gpu_histeq on one thread",
                 lambda: one_thread(lambda: gpu_histeq.equalize_hist(batch, channel_axis=-1,
                                                                     luminance=True)),

@@ -3,7 +3,10 @@
  * portable NumPy code in gpu_histeq/color.py computes (the tests compare them and OpenCV).
  *
  * Pixels are C-contiguous (outer, 3, inner): channels along an axis with `outer` rows before it
- * and `inner` pixels after it (inner = 1 for channels last, H * W for NCHW).
+ * and `inner` pixels after it (inner = 1 for channels last, H * W for NCHW), in R, G, B order, or
+ * with `bgr` nonzero in OpenCV's B, G, R order (cv2.COLOR_BGR2YCrCb / COLOR_YCrCb2BGR: the same
+ * arithmetic on the channels reversed; the loops start at channel 2 with a negative channel
+ * stride, the AVX2 steps swap two registers, so BGR costs what RGB costs and needs no copy).
  *   luma:         Y = descale(4899 R + 9617 G + 1868 B)                  (outer, inner)
  *   replace_luma: the old Y, Cr and Cb from R, G, B again, then R, G, B from the new Y and that
  *                 Cr, Cb, saturated. Recomputing the chroma costs a few multiply-adds and saves
@@ -40,7 +43,7 @@
 #define GPU_HISTEQ_TILE 1024
 
 /* One tile of n pixels, channel c of pixel i at src[c * cstride + i * pstride] (interleaved:
- * cstride 1, pstride 3; planar: cstride = inner, pstride 1). */
+ * cstride 1, pstride 3; planar: cstride = inner, pstride 1; BGR: src at channel 2 and -cstride). */
 #define GPU_HISTEQ_TILE_FUNCTIONS(attr, isa, suffix, type, top)                                  \
     attr static inline __attribute__((always_inline)) void luma_body_##isa##_##suffix(      \
         const type *src, int64_t cstride,                \
@@ -89,8 +92,10 @@
     attr static void luma_tile_##isa##_##suffix(const type *src, int64_t cstride,                \
                                                  int64_t pstride, int64_t n, type *luma)         \
     {                                                                                            \
-        if (pstride == 3)                                                                        \
+        if (pstride == 3 && cstride == 1)                                                        \
             luma_body_##isa##_##suffix(src, 1, 3, n, luma);                                      \
+        else if (pstride == 3) /* BGR: from channel 2 backwards */                               \
+            luma_body_##isa##_##suffix(src, -1, 3, n, luma);                                     \
         else                                                                                     \
             luma_body_##isa##_##suffix(src, cstride, 1, n, luma);                                \
     }                                                                                            \
@@ -98,8 +103,10 @@
                                                     int64_t pstride, int64_t n, const type *luma, \
                                                     type *dst)                                   \
     {                                                                                            \
-        if (pstride == 3)                                                                        \
+        if (pstride == 3 && cstride == 1)                                                        \
             replace_body_##isa##_##suffix(src, 1, 3, n, luma, dst);                              \
+        else if (pstride == 3)                                                                   \
+            replace_body_##isa##_##suffix(src, -1, 3, n, luma, dst);                             \
         else                                                                                     \
             replace_body_##isa##_##suffix(src, cstride, 1, n, luma, dst);                        \
     }
@@ -182,12 +189,16 @@ __attribute__((target("avx2"))) static inline __m256i gpu_histeq_luma8(__m256i r
 }
 
 __attribute__((target("avx2"))) static int64_t gpu_histeq_luma8_avx2(const uint8_t *src,
-                                                                    int64_t n, uint8_t *luma)
+                                                                    int64_t n, uint8_t *luma,
+                                                                    int bgr)
 {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256i r, g, b;
-        gpu_histeq_load_rgb8(src + 3 * i, &r, &g, &b);
+        if (bgr)
+            gpu_histeq_load_rgb8(src + 3 * i, &b, &g, &r);
+        else
+            gpu_histeq_load_rgb8(src + 3 * i, &r, &g, &b);
         _mm_storel_epi64((__m128i *)(luma + i), gpu_histeq_narrow(gpu_histeq_luma8(r, g, b)));
     }
     return i;
@@ -196,8 +207,10 @@ __attribute__((target("avx2"))) static int64_t gpu_histeq_luma8_avx2(const uint8
 __attribute__((target("avx2"))) static int64_t gpu_histeq_replace8_avx2(const uint8_t *src,
                                                                        const uint8_t *luma,
                                                                        const uint8_t *table,
-                                                                       int64_t n, uint8_t *dst)
-{ /* the new Y from `luma`, or (table != NULL) each pixel's own Y through `table` */
+                                                                       int64_t n, uint8_t *dst,
+                                                                       int bgr)
+{ /* the new Y from `luma`, or (table != NULL) each pixel's own Y through `table`; `bgr`: the
+   * first and third channels swapped on the way in and out */
     /* output byte k = pixel k / 3, channel k % 3: from rg = (r0..r7, g0..g7) or from b */
     const __m128i rg_out_lo = _mm_setr_epi8(0, 8, -1, 1, 9, -1, 2, 10, -1, 3, 11, -1, 4, 12, -1, 5);
     const __m128i b_out_lo = _mm_setr_epi8(-1, -1, 0, -1, -1, 1, -1, -1, 2, -1, -1, 3, -1, -1, 4, -1);
@@ -210,7 +223,10 @@ __attribute__((target("avx2"))) static int64_t gpu_histeq_replace8_avx2(const ui
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256i r, g, b;
-        gpu_histeq_load_rgb8(src + 3 * i, &r, &g, &b);
+        if (bgr)
+            gpu_histeq_load_rgb8(src + 3 * i, &b, &g, &r);
+        else
+            gpu_histeq_load_rgb8(src + 3 * i, &r, &g, &b);
         __m256i old = gpu_histeq_luma8(r, g, b);
         __m256i y;
         if (table != NULL) {
@@ -234,8 +250,9 @@ __attribute__((target("avx2"))) static int64_t gpu_histeq_replace8_avx2(const ui
         red = _mm256_min_epi32(_mm256_max_epi32(red, zero), top);
         green = _mm256_min_epi32(_mm256_max_epi32(green, zero), top);
         blue = _mm256_min_epi32(_mm256_max_epi32(blue, zero), top);
-        __m128i rg = _mm_unpacklo_epi64(gpu_histeq_narrow(red), gpu_histeq_narrow(green));
-        __m128i b8 = gpu_histeq_narrow(blue);
+        const __m256i first = bgr ? blue : red, third = bgr ? red : blue; /* memory order */
+        __m128i rg = _mm_unpacklo_epi64(gpu_histeq_narrow(first), gpu_histeq_narrow(green));
+        __m128i b8 = gpu_histeq_narrow(third);
         __m128i out_lo = _mm_or_si128(_mm_shuffle_epi8(rg, rg_out_lo), _mm_shuffle_epi8(b8, b_out_lo));
         __m128i out_hi = _mm_or_si128(_mm_shuffle_epi8(rg, rg_out_hi), _mm_shuffle_epi8(b8, b_out_hi));
         _mm_storeu_si128((__m128i *)(dst + 3 * i), out_lo);
@@ -246,39 +263,43 @@ __attribute__((target("avx2"))) static int64_t gpu_histeq_replace8_avx2(const ui
 #endif
 
 #ifdef GPU_HISTEQ_COLOR_AVX2
-#define GPU_HISTEQ_FAST_LUMA_u8(avx2, rgb, n, luma) ((avx2) ? gpu_histeq_luma8_avx2(rgb, n, luma) : 0)
-#define GPU_HISTEQ_FAST_REPLACE_u8(avx2, rgb, luma, n, out) \
-    ((avx2) ? gpu_histeq_replace8_avx2(rgb, luma, NULL, n, out) : 0)
-#define GPU_HISTEQ_FAST_REPLACE_LUT_u8(avx2, rgb, table, n, out) \
-    ((avx2) ? gpu_histeq_replace8_avx2(rgb, NULL, table, n, out) : 0)
+#define GPU_HISTEQ_FAST_LUMA_u8(avx2, rgb, n, luma, bgr) \
+    ((avx2) ? gpu_histeq_luma8_avx2(rgb, n, luma, bgr) : 0)
+#define GPU_HISTEQ_FAST_REPLACE_u8(avx2, rgb, luma, n, out, bgr) \
+    ((avx2) ? gpu_histeq_replace8_avx2(rgb, luma, NULL, n, out, bgr) : 0)
+#define GPU_HISTEQ_FAST_REPLACE_LUT_u8(avx2, rgb, table, n, out, bgr) \
+    ((avx2) ? gpu_histeq_replace8_avx2(rgb, NULL, table, n, out, bgr) : 0)
 #else
-#define GPU_HISTEQ_FAST_LUMA_u8(avx2, rgb, n, luma) 0
-#define GPU_HISTEQ_FAST_REPLACE_u8(avx2, rgb, luma, n, out) 0
-#define GPU_HISTEQ_FAST_REPLACE_LUT_u8(avx2, rgb, table, n, out) 0
+#define GPU_HISTEQ_FAST_LUMA_u8(avx2, rgb, n, luma, bgr) 0
+#define GPU_HISTEQ_FAST_REPLACE_u8(avx2, rgb, luma, n, out, bgr) 0
+#define GPU_HISTEQ_FAST_REPLACE_LUT_u8(avx2, rgb, table, n, out, bgr) 0
 #endif
-#define GPU_HISTEQ_FAST_LUMA_u16(avx2, rgb, n, luma) 0
-#define GPU_HISTEQ_FAST_REPLACE_u16(avx2, rgb, luma, n, out) 0
+#define GPU_HISTEQ_FAST_LUMA_u16(avx2, rgb, n, luma, bgr) 0
+#define GPU_HISTEQ_FAST_REPLACE_u16(avx2, rgb, luma, n, out, bgr) 0
 
-/* The exported functions: (outer, 3, inner) pixels, tile by tile. */
+/* The exported functions: (outer, 3, inner) pixels, tile by tile; `bgr` nonzero for B, G, R. The
+ * tile loops start at the R channel (channel 2 for BGR) and step by `cs` (negative for BGR). */
 #define GPU_HISTEQ_COLOR(suffix, type, top)                                                     \
     GPU_HISTEQ_EXPORT int gpu_histeq_luma_##suffix(const type *rgb, int64_t outer, int64_t inner, \
-                                                   type *luma)                                 \
+                                                   type *luma, int64_t bgr)                    \
     {                                                                                          \
         const int avx2 = gpu_histeq_color_avx2();                                              \
+        const int64_t red = bgr ? 2 * inner : 0, cs = bgr ? -inner : inner;                    \
         (void)avx2;                                                                            \
         if (inner == 1) { /* channels last: interleaved R, G, B */                             \
-            int64_t start = GPU_HISTEQ_FAST_LUMA_##suffix(avx2, rgb, outer, luma);             \
+            int64_t start = GPU_HISTEQ_FAST_LUMA_##suffix(avx2, rgb, outer, luma, bgr != 0);   \
             for (int64_t o = start; o < outer; o += GPU_HISTEQ_TILE) {                         \
                 int64_t n = outer - o < GPU_HISTEQ_TILE ? outer - o : GPU_HISTEQ_TILE;         \
-                GPU_HISTEQ_PICK(avx2, luma_tile, suffix)(rgb + 3 * o, 1, 3, n, luma + o);      \
+                GPU_HISTEQ_PICK(avx2, luma_tile, suffix)(rgb + 3 * o + red, cs, 3, n,          \
+                                                         luma + o);                            \
             }                                                                                  \
             return 0;                                                                          \
         }                                                                                      \
         for (int64_t o = 0; o < outer; ++o) {                                                  \
             for (int64_t i = 0; i < inner; i += GPU_HISTEQ_TILE) {                             \
                 int64_t n = inner - i < GPU_HISTEQ_TILE ? inner - i : GPU_HISTEQ_TILE;         \
-                GPU_HISTEQ_PICK(avx2, luma_tile, suffix)(rgb + o * 3 * inner + i, inner, 1, n, \
-                                                         luma + o * inner + i);                \
+                GPU_HISTEQ_PICK(avx2, luma_tile, suffix)(rgb + o * 3 * inner + i + red, cs, 1, \
+                                                         n, luma + o * inner + i);             \
             }                                                                                  \
         }                                                                                      \
         return 0;                                                                              \
@@ -286,25 +307,27 @@ __attribute__((target("avx2"))) static int64_t gpu_histeq_replace8_avx2(const ui
                                                                                                \
     GPU_HISTEQ_EXPORT int gpu_histeq_replace_luma_##suffix(const type *rgb, const type *luma,  \
                                                            int64_t outer, int64_t inner,      \
-                                                           type *out)                          \
+                                                           type *out, int64_t bgr)             \
     {                                                                                          \
         const int avx2 = gpu_histeq_color_avx2();                                              \
+        const int64_t red = bgr ? 2 * inner : 0, cs = bgr ? -inner : inner;                    \
         (void)avx2;                                                                            \
         if (inner == 1) {                                                                      \
-            int64_t start = GPU_HISTEQ_FAST_REPLACE_##suffix(avx2, rgb, luma, outer, out);     \
+            int64_t start = GPU_HISTEQ_FAST_REPLACE_##suffix(avx2, rgb, luma, outer, out,      \
+                                                             bgr != 0);                        \
             for (int64_t o = start; o < outer; o += GPU_HISTEQ_TILE) {                         \
                 int64_t n = outer - o < GPU_HISTEQ_TILE ? outer - o : GPU_HISTEQ_TILE;         \
-                GPU_HISTEQ_PICK(avx2, replace_tile, suffix)(rgb + 3 * o, 1, 3, n, luma + o,    \
-                                                            out + 3 * o);                      \
+                GPU_HISTEQ_PICK(avx2, replace_tile, suffix)(rgb + 3 * o + red, cs, 3, n,       \
+                                                            luma + o, out + 3 * o + red);      \
             }                                                                                  \
             return 0;                                                                          \
         }                                                                                      \
         for (int64_t o = 0; o < outer; ++o) {                                                  \
             for (int64_t i = 0; i < inner; i += GPU_HISTEQ_TILE) {                             \
                 int64_t n = inner - i < GPU_HISTEQ_TILE ? inner - i : GPU_HISTEQ_TILE;         \
-                GPU_HISTEQ_PICK(avx2, replace_tile, suffix)(rgb + o * 3 * inner + i, inner, 1, \
-                                                            n, luma + o * inner + i,           \
-                                                            out + o * 3 * inner + i);          \
+                int64_t at = o * 3 * inner + i + red;                                          \
+                GPU_HISTEQ_PICK(avx2, replace_tile, suffix)(rgb + at, cs, 1, n,                \
+                                                            luma + o * inner + i, out + at);   \
             }                                                                                  \
         }                                                                                      \
         return 0;                                                                              \
@@ -314,21 +337,24 @@ GPU_HISTEQ_COLOR(u8, uint8_t, 255)
 GPU_HISTEQ_COLOR(u16, uint16_t, 65535)
 
 /* The whole luma equalization of channels-last uint8 planes (nplanes x npixels pixels, each R, G,
- * B), fused: luma_counts_u8 counts each plane's Y without storing it; replace_luma_lut_u8 maps
- * each pixel's Y through its plane's table (`tables`, nplanes x 256, made from the counts by the
- * Python side with the method's own table function) and writes the round trip. Per tile of
- * GPU_HISTEQ_TILE pixels, Y goes through a stack buffer in the cache: the pixels are read twice and
- * written once in all (9 bytes per pixel), instead of writing and reading Y planes. */
-static int64_t gpu_histeq_luma_block_u8(int avx2, const uint8_t *rgb, int64_t n, uint8_t *luma)
+ * B, or B, G, R with `bgr` nonzero), fused: luma_counts_u8 counts each plane's Y without storing
+ * it; replace_luma_lut_u8 maps each pixel's Y through its plane's table (`tables`, nplanes x 256,
+ * made from the counts by the Python side with the method's own table function) and writes the
+ * round trip. Per tile of GPU_HISTEQ_TILE pixels, Y goes through a stack buffer in the cache: the
+ * pixels are read twice and written once in all (9 bytes per pixel), instead of writing and
+ * reading Y planes. */
+static int64_t gpu_histeq_luma_block_u8(int avx2, const uint8_t *rgb, int64_t n, uint8_t *luma,
+                                        int bgr)
 {
-    int64_t start = GPU_HISTEQ_FAST_LUMA_u8(avx2, rgb, n, luma);
+    int64_t start = GPU_HISTEQ_FAST_LUMA_u8(avx2, rgb, n, luma, bgr);
     if (start < n)
-        GPU_HISTEQ_PICK(avx2, luma_tile, u8)(rgb + 3 * start, 1, 3, n - start, luma + start);
+        GPU_HISTEQ_PICK(avx2, luma_tile, u8)(rgb + 3 * start + (bgr ? 2 : 0), bgr ? -1 : 1, 3,
+                                             n - start, luma + start);
     return 0;
 }
 
 GPU_HISTEQ_EXPORT int gpu_histeq_luma_counts_u8(const uint8_t *rgb, int64_t nplanes,
-                                                int64_t npixels, int64_t *counts)
+                                                int64_t npixels, int64_t *counts, int64_t bgr)
 {
     const int avx2 = gpu_histeq_color_avx2();
     uint8_t luma[GPU_HISTEQ_TILE];
@@ -338,7 +364,7 @@ GPU_HISTEQ_EXPORT int gpu_histeq_luma_counts_u8(const uint8_t *rgb, int64_t npla
         const uint8_t *plane = rgb + 3 * p * npixels;
         for (int64_t o = 0; o < npixels; o += GPU_HISTEQ_TILE) {
             int64_t n = npixels - o < GPU_HISTEQ_TILE ? npixels - o : GPU_HISTEQ_TILE;
-            gpu_histeq_luma_block_u8(avx2, plane + 3 * o, n, luma);
+            gpu_histeq_luma_block_u8(avx2, plane + 3 * o, n, luma, bgr != 0);
             int64_t i = 0;
             for (; i + 4 <= n; i += 4) {
                 ++sub[0][luma[i]];
@@ -356,22 +382,26 @@ GPU_HISTEQ_EXPORT int gpu_histeq_luma_counts_u8(const uint8_t *rgb, int64_t npla
 
 GPU_HISTEQ_EXPORT int gpu_histeq_replace_luma_lut_u8(const uint8_t *rgb, const uint8_t *tables,
                                                      int64_t nplanes, int64_t npixels,
-                                                     uint8_t *out)
+                                                     uint8_t *out, int64_t bgr)
 {
     const int avx2 = gpu_histeq_color_avx2();
+    const int64_t red = bgr ? 2 : 0, cs = bgr ? -1 : 1;
     uint8_t luma[GPU_HISTEQ_TILE];
     for (int64_t p = 0; p < nplanes; ++p) {
         const uint8_t *plane = rgb + 3 * p * npixels, *table = tables + 256 * p;
         uint8_t *target = out + 3 * p * npixels;
-        int64_t done = GPU_HISTEQ_FAST_REPLACE_LUT_u8(avx2, plane, table, npixels, target);
+        int64_t done = GPU_HISTEQ_FAST_REPLACE_LUT_u8(avx2, plane, table, npixels, target,
+                                                      bgr != 0);
         for (int64_t o = done; o < npixels; o += GPU_HISTEQ_TILE) {
             int64_t n = npixels - o < GPU_HISTEQ_TILE ? npixels - o : GPU_HISTEQ_TILE;
-            gpu_histeq_luma_block_u8(avx2, plane + 3 * o, n, luma);
+            gpu_histeq_luma_block_u8(avx2, plane + 3 * o, n, luma, bgr != 0);
             for (int64_t i = 0; i < n; ++i) luma[i] = table[luma[i]];
-            int64_t start = GPU_HISTEQ_FAST_REPLACE_u8(avx2, plane + 3 * o, luma, n, target + 3 * o);
+            int64_t start = GPU_HISTEQ_FAST_REPLACE_u8(avx2, plane + 3 * o, luma, n,
+                                                       target + 3 * o, bgr != 0);
             if (start < n)
-                GPU_HISTEQ_PICK(avx2, replace_tile, u8)(plane + 3 * (o + start), 1, 3, n - start,
-                                                        luma + start, target + 3 * (o + start));
+                GPU_HISTEQ_PICK(avx2, replace_tile, u8)(plane + 3 * (o + start) + red, cs, 3,
+                                                        n - start, luma + start,
+                                                        target + 3 * (o + start) + red);
         }
     }
     return 0;

@@ -31,13 +31,13 @@ _SIGNATURES = {
     "interp_f64": [_POINTER, _POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER, _POINTER],
     "equalize_f32": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _SIZE, _POINTER, _POINTER],
     "equalize_f64": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _SIZE, _POINTER, _POINTER],
-    # _color.c
-    "luma_u8": [_POINTER, _SIZE, _SIZE, _POINTER],
-    "luma_u16": [_POINTER, _SIZE, _SIZE, _POINTER],
-    "replace_luma_u8": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER],
-    "replace_luma_u16": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER],
-    "luma_counts_u8": [_POINTER, _SIZE, _SIZE, _POINTER],
-    "replace_luma_lut_u8": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER],
+    # _color.c (the last argument: 1 for B, G, R channels, 0 for R, G, B)
+    "luma_u8": [_POINTER, _SIZE, _SIZE, _POINTER, _SIZE],
+    "luma_u16": [_POINTER, _SIZE, _SIZE, _POINTER, _SIZE],
+    "replace_luma_u8": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _SIZE],
+    "replace_luma_u16": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _SIZE],
+    "luma_counts_u8": [_POINTER, _SIZE, _SIZE, _POINTER, _SIZE],
+    "replace_luma_lut_u8": [_POINTER, _POINTER, _SIZE, _SIZE, _POINTER, _SIZE],
 }
 _SUFFIX = {np.dtype(np.uint8): "u8", np.dtype(np.uint16): "u16",
            np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
@@ -395,30 +395,35 @@ def _color_blocks(outer, inner):
     return [slice(a, min(a + per_block, outer)) for a in range(0, outer, per_block)]
 
 
-def rgb_luma(rgb):
-    """``(outer, inner)`` OpenCV Y (``COLOR_RGB2YCrCb``'s first channel) of C-contiguous
-    ``(outer, 3, inner)`` uint8/uint16 RGB, on all cores."""
+#: The colour kernels' last argument, per channel order.
+_BGR = {"rgb": 0, "bgr": 1}
+
+
+def rgb_luma(rgb, order="rgb"):
+    """``(outer, inner)`` OpenCV Y (``COLOR_RGB2YCrCb``'s first channel, or
+    ``COLOR_BGR2YCrCb``'s for `order` ``"bgr"``) of C-contiguous ``(outer, 3, inner)``
+    uint8/uint16 pixels, on all cores."""
     outer, _, inner = rgb.shape
     luma = np.empty((outer, inner), rgb.dtype)
-    function = _FUNCTIONS["luma_" + _SUFFIX[rgb.dtype]]
+    function, bgr = _FUNCTIONS["luma_" + _SUFFIX[rgb.dtype]], _BGR[order]
 
     def run(rows):
-        function(_address(rgb[rows]), rows.stop - rows.start, inner, _address(luma[rows]))
+        function(_address(rgb[rows]), rows.stop - rows.start, inner, _address(luma[rows]), bgr)
 
     _planes.map_blocks(np, run, _color_blocks(outer, inner))
     return luma
 
 
-def replace_luma(rgb, luma, out):
+def replace_luma(rgb, luma, out, order="rgb"):
     """`out` = `rgb` with its Y replaced by `luma` (OpenCV's YCrCb -> RGB of the new Y and the
-    original Cr, Cb); `out` may be `rgb` itself. All C-contiguous, ``(outer, 3, inner)`` and
-    ``(outer, inner)``."""
+    original Cr, Cb; channels in `order`, ``"rgb"`` or ``"bgr"``); `out` may be `rgb` itself.
+    All C-contiguous, ``(outer, 3, inner)`` and ``(outer, inner)``."""
     outer, _, inner = rgb.shape
-    function = _FUNCTIONS["replace_luma_" + _SUFFIX[rgb.dtype]]
+    function, bgr = _FUNCTIONS["replace_luma_" + _SUFFIX[rgb.dtype]], _BGR[order]
 
     def run(rows):
         function(_address(rgb[rows]), _address(luma[rows]), rows.stop - rows.start, inner,
-                 _address(out[rows]))
+                 _address(out[rows]), bgr)
 
     _planes.map_blocks(np, run, _color_blocks(outer, inner))
 
@@ -428,29 +433,31 @@ def _luma_plane_blocks(nplanes, npixels):
     return [slice(a, min(a + per_block, nplanes)) for a in range(0, nplanes, per_block)]
 
 
-def luma_counts(rgb, nplanes):
-    """``(nplanes, 256)`` int64 counts of the OpenCV Y of C-contiguous channels-last uint8 RGB,
-    ``(nplanes * npixels, 3, 1)``, plane by plane (Y itself is not stored)."""
+def luma_counts(rgb, nplanes, order="rgb"):
+    """``(nplanes, 256)`` int64 counts of the OpenCV Y of C-contiguous channels-last uint8
+    pixels, ``(nplanes * npixels, 3, 1)`` in `order` (``"rgb"`` or ``"bgr"``), plane by plane
+    (Y itself is not stored)."""
     npixels = rgb.shape[0] // max(nplanes, 1)
     counts = np.empty((nplanes, 256), np.int64)
     planes = rgb.reshape(nplanes, npixels * 3)
 
     def run(rows):
         _FUNCTIONS["luma_counts_u8"](_address(planes[rows]), rows.stop - rows.start, npixels,
-                                     _address(counts[rows]))
+                                     _address(counts[rows]), _BGR[order])
 
     _planes.map_blocks(np, run, _luma_plane_blocks(nplanes, npixels))
     return counts
 
 
-def replace_luma_lut(rgb, tables, nplanes, out):
+def replace_luma_lut(rgb, tables, nplanes, out, order="rgb"):
     """`out` = `rgb` (as for :func:`luma_counts`) with each pixel's Y mapped through its plane's
-    row of `tables`, ``(nplanes, 256)`` uint8, and converted back to RGB."""
+    row of `tables`, ``(nplanes, 256)`` uint8, and converted back to `order`."""
     npixels = rgb.shape[0] // max(nplanes, 1)
     planes, target = rgb.reshape(nplanes, npixels * 3), out.reshape(nplanes, npixels * 3)
 
     def run(rows):
         _FUNCTIONS["replace_luma_lut_u8"](_address(planes[rows]), _address(tables[rows]),
-                                          rows.stop - rows.start, npixels, _address(target[rows]))
+                                          rows.stop - rows.start, npixels, _address(target[rows]),
+                                          _BGR[order])
 
     _planes.map_blocks(np, run, _luma_plane_blocks(nplanes, npixels))

@@ -29,7 +29,7 @@ from ._validate import (check_allocation, check_clip_limit, check_finite,
                         check_luminance_order, check_nbins,
                         image_axes, native, plane_count)
 from .color import as_float, hsv_to_rgb, rgb_to_hsv
-from .equalize import in_rgb_order, luma_path
+from .equalize import luma_path
 from ._tiles import blend_weights, count_tiles, offsets_for, reflect101, tiled_source
 from ._typing import Array, Axes, Luminance, UInt8, UInt16
 
@@ -166,8 +166,9 @@ def clahe(
     if luminance:
         check_luminance(images.shape, dtype, channel_axis, "opencv")
         luma_axes = tuple(a - (a > channel_axis) for a in axes)
-        return in_rgb_order(xp, images, channel_axis, luminance, None, lambda rgb, _: luma_path(
-            xp, rgb, channel_axis, lambda luma: clahe(luma, clip_limit, tile_grid, axes=luma_axes)))
+        return luma_path(xp, images, channel_axis,
+                         lambda luma: clahe(luma, clip_limit, tile_grid, axes=luma_axes),
+                         order=luminance)
     planes, batch_shape, image_shape = _planes.to_planes(xp, images, axes)
     result = xp.empty(planes.shape, dtype)
     if planes.size:

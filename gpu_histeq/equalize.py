@@ -79,19 +79,22 @@ def _equalize(xp, images, nbins, axes, mask, method, out, result_dtype):
     return out
 
 
-def luma_path(xp, images, channel_axis, transform, out=None):
-    """Replace the luma of RGB `images` (channels along `channel_axis`) by ``transform(luma)``.
+def luma_path(xp, images, channel_axis, transform, out=None, order="rgb"):
+    """Replace the luma of colour `images` (channels along `channel_axis`) by
+    ``transform(luma)``.
 
-    The one luma path (``equalize_hist`` and ``clahe`` with ``luminance=True``): OpenCV's
+    The one luma path (``equalize_hist`` and ``clahe`` with `luminance`): OpenCV's
     RGB -> YCrCb conversion (14-bit fixed point for integers, its float coefficients for
     floats), `transform` of Y, then YCrCb -> RGB with the original Cr and Cb, saturated to the
     integer range or clipped to ``[0, 1]`` for floats. The conversions run in the engine
-    :func:`gpu_histeq._engine.select` picks (compiled C for uint8/uint16 NumPy input).
+    :func:`gpu_histeq._engine.select` picks (compiled C for uint8/uint16 NumPy input), which
+    reads and writes the channels in `order` where they lie: ``"bgr"`` is OpenCV's
+    ``COLOR_BGR2YCrCb`` and ``COLOR_YCrCb2BGR`` without reversing a copy.
 
     Parameters
     ----------
     images : (..., 3, ...) ndarray
-        Unsigned integer or floating RGB, native byte order.
+        Unsigned integer or floating pixels, native byte order, channels in `order`.
     channel_axis : int
         Non-negative.
     transform : callable
@@ -100,58 +103,36 @@ def luma_path(xp, images, channel_axis, transform, out=None):
         integers (or float64 values in ``[0, 1]``, taken to ``rint(value * top)``), any float for
         floats.
     out : ndarray, optional
-        Checked result array.
+        Checked result array, channels in `order`.
+    order : {"rgb", "bgr"}, optional
+        The order of the channels (checked).
 
     Returns
     -------
     out : ndarray
-        Shape of `images`; the images' dtype for integers, float32 for float16/float32 and
-        float64 for float64.
+        Shape of `images`, channels in `order`; the images' dtype for integers, float32 for
+        float16/float32 and float64 for float64.
     """
     dtype = np.dtype(images.dtype)
     shape = images.shape
     rgb = _rgb_rows(xp, images, channel_axis)
     outer, _, inner = rgb.shape
-    luma, state = _engine.split_luma(xp, rgb)
+    luma, state = _engine.split_luma(xp, rgb, order)
     luma_shape = shape[:channel_axis] + shape[channel_axis + 1:]
     new_luma = transform(luma.reshape(luma_shape))
     new_luma = xp.ascontiguousarray(new_luma).reshape(outer, inner)
     result_dtype = dtype if dtype.kind != "f" else cdf_dtype(dtype)
     if out is not None and np.dtype(out.dtype).isnative and out.flags.c_contiguous:
         target = out.reshape(outer, 3, inner)
-        _engine.merge_luma(xp, rgb, new_luma, state, target)
+        _engine.merge_luma(xp, rgb, new_luma, state, target, order)
         return out
     result = xp.empty((outer, 3, inner), result_dtype)
-    _engine.merge_luma(xp, rgb, new_luma, state, result)
+    _engine.merge_luma(xp, rgb, new_luma, state, result, order)
     result = result.reshape(shape)
     if out is None:
         return result
     out[...] = result
     return out
-
-
-def in_rgb_order(xp, images, channel_axis, order, out, run):
-    """``run(rgb, out)`` on the images in RGB order: BGR images (OpenCV's order) go in with
-    their channels reversed (a view, which the luma path copies contiguous as it would anyway)
-    and the result comes back reversed, so the conversions are exactly OpenCV's
-    ``COLOR_BGR2YCrCb`` and ``COLOR_YCrCb2BGR`` (the same coefficients on the other channels).
-
-    Parameters
-    ----------
-    images : (..., 3, ...) ndarray
-        Channels along `channel_axis` (non-negative) in `order`, ``"rgb"`` or ``"bgr"``.
-    out : ndarray or None
-        Checked result array, in `order`.
-    run : callable
-        ``run(rgb, target)`` returns the RGB result (`target`, a view of `out`, when given).
-    """
-    if order == "rgb":
-        return run(images, out)
-    flipped = xp.flip(images, axis=channel_axis)
-    if out is not None:
-        run(flipped, xp.flip(out, axis=channel_axis))
-        return out
-    return xp.ascontiguousarray(xp.flip(run(flipped, None), axis=channel_axis))
 
 
 def _rgb_rows(xp, images, channel_axis):
@@ -166,8 +147,9 @@ def _fused_target(out):
     return np.dtype(out.dtype).isnative and out.flags.c_contiguous
 
 
-def _equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out):
-    """Equalize the luma of RGB `images` (channels along `channel_axis`) with `method`."""
+def _equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out, order):
+    """Equalize the luma of colour `images` (channels along `channel_axis`, in `order`, ``"rgb"``
+    or ``"bgr"``) with `method`."""
     dtype = np.dtype(images.dtype)
     # the channel axis is gone from the luma; image axes after it move down by one
     luma_axes = tuple(a - (a > channel_axis) for a in axes)
@@ -183,8 +165,8 @@ def _equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out
         nplanes = plane_count(luma_shape, luma_axes)
         target = out if out is not None and _fused_target(out) else xp.empty(images.shape, dtype)
         rgb = _rgb_rows(xp, images, channel_axis)
-        if _engine.equalize_luma(xp, rgb, nplanes, method, target.reshape(rgb.shape),
-                                 nbins=nbins):
+        if _engine.equalize_luma(xp, rgb, nplanes, method, target.reshape(rgb.shape), order,
+                                 nbins):
             if out is not None and target is not out:
                 out[...] = target
             return target if out is None else out
@@ -196,7 +178,7 @@ def _equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out
                               dtype if method in ("opencv", "pil") else cdf_dtype(dtype))
         return equalized  # unsigned skimage: the CDF, which merge_luma takes to the levels
 
-    return luma_path(xp, images, channel_axis, transform, fused_out)
+    return luma_path(xp, images, channel_axis, transform, fused_out, order)
 
 
 #: Working bytes per bin of one floating plane (edges, counts, the interpolation tables and
@@ -214,13 +196,6 @@ def check_float_bins(xp, nbins, nplanes):
 _RESOLVED = Resolved()
 
 
-def _luminance_call(xp, images, nbins, axes, mask, method, channel_axis, order, out):
-    """:func:`_equalize_luminance` of checked `images` in channel `order` ("rgb" / "bgr")."""
-    return in_rgb_order(xp, images, channel_axis, order, out, lambda rgb, target:
-                        _equalize_luminance(xp, rgb, nbins, axes, mask, method, channel_axis,
-                                            target))
-
-
 def _resolved_call(images, xp, nbins, axes, method, result_dtype, floating, channel_axis,
                    order):
     """The call of :func:`equalize_hist` without mask or `out` whose checks an equal call
@@ -228,7 +203,8 @@ def _resolved_call(images, xp, nbins, axes, method, result_dtype, floating, chan
     if floating:  # as check_float_bins: an unusable GPU_HISTEQ_NUM_THREADS raises
         _planes.configured_threads()
     if order:
-        return _luminance_call(xp, images, nbins, axes, None, method, channel_axis, order, None)
+        return _equalize_luminance(xp, images, nbins, axes, None, method, channel_axis, None,
+                                   order)
     return _equalize(xp, images, nbins, axes, None, method, None, result_dtype)
 
 
@@ -397,7 +373,9 @@ def equalize_hist(
     conversion of :mod:`gpu_histeq.color`. CuPy uint8/uint16/float32/float64 input converts in
     the CUDA kernels of ``_cuda/color.cu``: without a mask, unsigned images (their image axes the
     trailing axes besides the channels) are counted, tabled and converted back without storing
-    Y (small uint8 images in one launch, no sync); floats and masks store Y once.
+    Y (small uint8 images in one launch, no sync); floats and masks store Y once. The compiled
+    and CUDA kernels take the channel order as an argument: ``"bgr"`` reads and writes the
+    pixels where they lie, at the cost of ``"rgb"`` (no reversed copy).
 
     Peak extra memory is one block's index (``CHUNK_PIXELS`` int64 per worker thread, 4 MiB on
     the CPU) plus the tables (``P x bins``), plus one copy of `images` when its image axes are not
@@ -461,8 +439,8 @@ def equalize_hist(
         _RESOLVED.put(key, (xp, nbins, axes, method, result_dtype, floating, channel_axis,
                             luminance))
     if luminance:
-        result = _luminance_call(xp, images, nbins, axes, mask, method, channel_axis, luminance,
-                                 out)
+        result = _equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out,
+                                     luminance)
     else:
         result = _equalize(xp, images, nbins, axes, mask, method, out, result_dtype)
     if target is not None and out is None:

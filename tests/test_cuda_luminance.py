@@ -273,8 +273,9 @@ def test_shared_memory_within_48_kib():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_engine_steps_take_the_bgr_order_on_every_engine(cp, dtype):
-    """``order="bgr"``: the CUDA kernels swap the channel offsets; NumPy (compiled or portable)
-    takes a reversed view. Both equal the RGB path on the channels reversed."""
+    """``order="bgr"``: the CUDA kernels swap the channel offsets, the compiled ones (NumPy
+    uint8/uint16) start at the third channel, the portable path takes a reversed view. Each
+    equals the portable RGB path on the channels reversed."""
     host = pixels(dtype, (30, 3, 2))
     new_luma = pixels(dtype, (30, 2), seed=4)
     flipped = np.ascontiguousarray(host[:, ::-1])

@@ -226,6 +226,36 @@ def test_clahe_adapthist_and_matching_map_whole_images():
         np.testing.assert_array_equal(got, expected)
 
 
+def test_one_image_without_batch_axes_has_its_result_type():
+    """One ``(H, W)`` image (or ``(H, W, 3)`` with `channel_axis`) has no batch axis to empty for
+    the result's type: the graph gets it from zero-size planes. ``match_histograms`` raised
+    dask's "You must specify the meta or dtype" here; now every per-image function builds its
+    graph with the in-memory result's dtype and computes the in-memory result."""
+    image = UINT8[0, 0]
+    lazy = da.from_array(image, chunks=(8, 6))  # one image split over four chunks
+    reference = RNG.integers(0, 256, (9, 7), dtype=np.uint8)
+    colour = RNG.random((16, 12, 3)).astype(np.float32)
+    colour_reference = RNG.random((5, 8, 3)).astype(np.float32)
+    cases = [
+        (gh.match_histograms(lazy, reference), gh.match_histograms(image, reference)),
+        (gh.match_histograms(lazy, da.from_array(reference, chunks=(5, 4))),
+         gh.match_histograms(image, reference)),
+        (gh.match_histograms(da.from_array(colour, chunks=(8, 12, 2)), colour_reference,
+                             channel_axis=-1),
+         gh.match_histograms(colour, colour_reference, channel_axis=-1)),
+        (gh.clahe(lazy, 2.0, (2, 2)), gh.clahe(image, 2.0, (2, 2))),
+        (gh.equalize_adapthist(lazy, kernel_size=8), gh.equalize_adapthist(image, kernel_size=8)),
+    ]
+    assert [expected.dtype for _, expected in cases] == [np.float64, np.float64, np.float32,
+                                                         np.uint8, np.float64]
+    computed = dask.compute(*[result for result, _ in cases], scheduler="sync")
+    for (result, expected), got in zip(cases, computed):
+        assert isinstance(result, da.Array) and result.dtype == expected.dtype
+        assert type(result._meta) is np.ndarray and result._meta.dtype == expected.dtype
+        assert got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_adaptive_and_matching_public_functions_accept_dask_and_torch():
     """clahe, equalize_adapthist and match_histograms route dask arrays and tensors too."""
     import gpu_histeq

@@ -416,10 +416,11 @@ def test_property_compiled_float_path_equals_bincount_path(dtype, offset, step, 
         mask.flat[0] = True
     try:
         compiled = equalize_hist(images, nbins, mask=mask)
-    except ValueError as error:  # bins too narrow for a plane's range: both paths refuse
-        with pytest.raises(ValueError, match="too many"):
+    except ValueError as error:  # bins too narrow for a plane's range: both paths refuse alike
+        assert "bin edges would repeat" in str(error)
+        with pytest.raises(ValueError) as refused:
             portable(images, nbins, mask=mask)
-        assert "too many" in str(error)
+        assert str(refused.value) == str(error)
         return
     np.testing.assert_array_equal(compiled, portable(images, nbins, mask=mask))
 

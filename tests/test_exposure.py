@@ -398,6 +398,23 @@ def test_dask_arrays_stay_lazy_and_equal_scikit_image(dtype):
         exposure.histogram(image, source_range="dtype")
 
 
+def test_dask_colour_and_one_axis_images_equal_scikit_image():
+    """One Dask image goes to the batched functions as it is (no batch axis added for Dask):
+    colour images with `channel_axis`, RGB CLAHE and a 1-D image, split over chunks."""
+    da = pytest.importorskip("dask.array")
+    rgb, other = random_image(np.float64, (40, 30, 3)), random_image(np.float64, (20, 25, 3), 3)
+    lazy = da.from_array(rgb, chunks=(20, 15, 2))
+    line = random_image(np.uint8, (57,), 4)
+    for result, expected in [
+            (exposure.match_histograms(lazy, other, channel_axis=-1),
+             sk.match_histograms(rgb, other, channel_axis=-1)),
+            (exposure.equalize_adapthist(lazy, 10), sk.equalize_adapthist(rgb, 10)),
+            (exposure.match_histograms(da.from_array(line, chunks=20), line[::-1].copy()),
+             sk.match_histograms(line, line[::-1].copy()))]:
+        assert isinstance(result, da.Array) and result.dtype == expected.dtype
+        assert_same(result.compute(), expected)
+
+
 @settings(max_examples=40, deadline=None)
 @given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=3),
        dtype=st.sampled_from([np.uint8, np.int8, np.uint16, np.int32, np.float32, np.float64]),

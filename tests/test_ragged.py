@@ -5,7 +5,7 @@ inputs), on NumPy and on the emulated CuPy backend; bad lists are refused clearl
 import numpy as np
 import pytest
 from conftest import assert_backend, assert_declined, expect_decline, to_numpy
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import contextlib
@@ -91,10 +91,11 @@ def test_equalize_masks_equal_per_image(xp, dtype, method, portable):
         same(result, gpu_histeq.equalize_hist(image, axes=AXES, method=method, mask=mask))
 
 
+@pytest.mark.parametrize("luminance", [True, "bgr"])
 @pytest.mark.parametrize("portable", [False, True], ids=["selected", "portable"])
 @pytest.mark.parametrize("dtype, method", [(np.uint8, "opencv"), (np.uint8, "pil"),
                                            (np.uint16, "skimage"), (np.float32, "skimage")])
-def test_equalize_luminance_equals_per_image(xp, dtype, method, portable):
+def test_equalize_luminance_equals_per_image(xp, dtype, method, portable, luminance):
     rng = np.random.default_rng(15)
     shapes = [(7, 5, 3), (40, 9, 3), (1, 1, 3), (0, 4, 3), (2, 17, 6, 3)]
     if np.dtype(dtype).kind == "f":
@@ -108,12 +109,12 @@ def test_equalize_luminance_equals_per_image(xp, dtype, method, portable):
     for mask_list in (None, masks):
         with engine(portable):
             results = gpu_histeq.equalize_hist(
-                device_list(xp, images), axes=(-3, -2), channel_axis=-1, luminance=True,
+                device_list(xp, images), axes=(-3, -2), channel_axis=-1, luminance=luminance,
                 method=method, mask=None if mask_list is None else device_list(xp, mask_list))
         for k, (result, image) in enumerate(zip(results, images)):
             assert_backend(result, xp)
             same(result, gpu_histeq.equalize_hist(
-                image, axes=(-3, -2), channel_axis=-1, luminance=True, method=method,
+                image, axes=(-3, -2), channel_axis=-1, luminance=luminance, method=method,
                 mask=None if mask_list is None else mask_list[k]))
 
 
@@ -535,23 +536,54 @@ def ragged_batches(draw):
     return dtype, images
 
 
+def outcome(call):
+    """What `call` returns, or the ValueError it raises (a data error, e.g. bins too narrow)."""
+    try:
+        return call()
+    except ValueError as error:
+        return error
+
+
+#: A float32 plane whose two values are one unit apart at 1e6: 16 or 256 bins over that range
+#: would repeat bin edges, which every call refuses (numpy.histogram does too).
+_NARROW = np.array([[1e6, np.nextafter(np.float32(1e6), np.float32(2e6))]], np.float32)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ragged_batches(), st.sampled_from([None, "skimage"]), st.sampled_from([16, 256]),
        st.booleans())
+@example((np.dtype(np.float32), [np.ones((2, 3), np.float32), _NARROW]), None, 256, False)
+@example((np.dtype(np.float32), [_NARROW[None], np.zeros((0, 4), np.float32)]), "skimage", 16,
+         True)
 def test_property_list_equals_per_image_loop(batch, method, nbins, portable):
+    """The rule: a list gives each image's own result; where an image's own call raises a
+    ValueError (a float32 plane too narrow for `nbins`: its bin edges would repeat), the list
+    call raises that error, with its message, in any order of the list."""
     dtype, images = batch
     if dtype.kind == "f" or method == "skimage":
         nbins_used = nbins
     else:
         nbins_used = 256
-    with engine(portable):
-        results = gpu_histeq.equalize_hist(images, nbins_used, axes=AXES, method=method)
-    assert len(results) == len(images)
-    for result, image in zip(results, images):
-        same(result, gpu_histeq.equalize_hist(image, nbins_used, axes=AXES, method=method))
-    # permuting the list permutes the results
+    own = [outcome(lambda image=image: gpu_histeq.equalize_hist(image, nbins_used, axes=AXES,
+                                                                method=method))
+           for image in images]
+    errors = [str(o) for o in own if isinstance(o, ValueError)]
     order = list(reversed(range(len(images))))
-    permuted = gpu_histeq.equalize_hist([images[k] for k in order], nbins_used, axes=AXES,
-                                        method=method)
+    with engine(portable):
+        results = outcome(lambda: gpu_histeq.equalize_hist(images, nbins_used, axes=AXES,
+                                                           method=method))
+        permuted = outcome(lambda: gpu_histeq.equalize_hist([images[k] for k in order],
+                                                            nbins_used, axes=AXES, method=method))
+    if errors:
+        assert "bin edges would repeat" in errors[0], errors
+        for listed in (results, permuted):
+            assert isinstance(listed, ValueError) and str(listed) in errors, listed
+        return
+    assert not isinstance(results, ValueError), results
+    assert not isinstance(permuted, ValueError), permuted
+    assert len(results) == len(images)
+    for result, expected in zip(results, own):
+        same(result, expected)
+    # permuting the list permutes the results
     for k, result in zip(order, permuted):
         same(result, to_numpy(results[k]))

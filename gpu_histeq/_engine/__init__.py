@@ -367,9 +367,10 @@ def clahe(xp, planes, shape, grid, sources, limit, scale, neighbours, result):
 def split_luma(xp, rgb, order="rgb"):
     """Y of C-contiguous ``(outer, 3, inner)`` RGB and the state :func:`merge_luma` needs.
 
-    `order` is ``"rgb"`` or ``"bgr"`` (the channels of `rgb` reversed; the CUDA kernels take it
-    as a parameter, the other engines a reversed view). The CUDA engine (uint8/uint16/float32/
-    float64 CuPy, ``color.cu``) and the compiled one (uint8/uint16 NumPy) write only Y,
+    `order` is ``"rgb"`` or ``"bgr"`` (the channels of `rgb` reversed, OpenCV's order: its
+    ``COLOR_BGR2YCrCb``): the CUDA and compiled kernels take it as a parameter and read the
+    pixels in place, the portable engine takes a reversed view. The CUDA engine (uint8/uint16/
+    float32/float64 CuPy, ``color.cu``) and the compiled one (uint8/uint16 NumPy) write only Y,
     ``(outer, inner)``, and recompute the chroma from `rgb` when merging (state None); the
     portable one keeps Cr and Cb.
     """
@@ -380,8 +381,8 @@ def split_luma(xp, rgb, order="rgb"):
             return luma, None
     else:
         _report(xp, "split_luma", engine)
-    if engine == "compiled" and _cpu.converts(rgb.dtype) and order == "rgb":
-        return _cpu.rgb_luma(rgb), None
+    if engine == "compiled" and _cpu.converts(rgb.dtype):
+        return _cpu.rgb_luma(rgb, order), None
     return color.split_luma(xp, rgb[:, ::-1] if order == "bgr" else rgb)
 
 
@@ -401,8 +402,8 @@ def merge_luma(xp, rgb, luma, state, out, order="rgb"):
     dtype = np.dtype(rgb.dtype)
     if dtype.kind == "u" and np.dtype(luma.dtype) != dtype:
         luma = xp.rint(luma * np.iinfo(dtype).max).astype(dtype)
-    if state is None and engine == "compiled" and _cpu.converts(rgb.dtype) and order == "rgb":
-        _cpu.replace_luma(rgb, luma, out)
+    if state is None and engine == "compiled" and _cpu.converts(rgb.dtype):
+        _cpu.replace_luma(rgb, luma, out, order)
         return
     if order == "bgr":
         rgb, out = rgb[:, ::-1], out[:, ::-1]
@@ -416,22 +417,22 @@ def equalize_luma(xp, rgb, nplanes, method, out, order="rgb", nbins=256):
     ``(outer, 3, inner)`` with each of the `nplanes` planes' pixels together (the image axes are
     the luma's trailing axes), no mask. Counts each plane's Y, makes the method's tables (the
     same functions as every other path) and writes the round trip through them into `out` (same
-    shape). The compiled engine takes channels-last uint8 (``inner == 1``) with ``"opencv"`` or
-    ``"pil"``; the CUDA one uint8 and uint16, every method that fits, and small float32 /
-    float64 planes (scikit-image's, `nbins` bins), either layout (one launch for uint8 and float
-    planes of at most 65536 pixels and uint16 planes by rank up to 16384 pixels, else three per
-    group of integer planes). Returns False or a ``_cuda.Declined`` where it does not apply:
-    nothing written, except a float plane that needs numpy.interp's own search (``"irregular"``,
-    `out` partly written, redone by the caller)."""
+    shape); `order` as :func:`split_luma`. The compiled engine takes channels-last uint8
+    (``inner == 1``) with ``"opencv"`` or ``"pil"``; the CUDA one uint8 and uint16, every method
+    that fits, and small float32 / float64 planes (scikit-image's, `nbins` bins), either layout
+    (one launch for uint8 and float planes of at most 65536 pixels and uint16 planes by rank up
+    to 16384 pixels, else three per group of integer planes). Returns False or a
+    ``_cuda.Declined`` where it does not apply: nothing written, except a float plane that needs
+    numpy.interp's own search (``"irregular"``, `out` partly written, redone by the caller)."""
     engine = select(xp, rgb.dtype)
     if engine == "cuda":
         return _report(xp, "equalize_luma", engine,
                        _cuda.equalize_luma(rgb, nplanes, method, order, out, nbins))
     _report(xp, "equalize_luma", engine)
-    if not (engine == "compiled" and rgb.dtype == np.uint8 and order == "rgb"
+    if not (engine == "compiled" and rgb.dtype == np.uint8
             and rgb.shape[2] == 1 and method in ("opencv", "pil")):
         return False
-    counts = _cpu.luma_counts(rgb, nplanes)
+    counts = _cpu.luma_counts(rgb, nplanes, order)
     tables = opencv_lut(np, counts, np.uint8) if method == "opencv" else pil_lut(np, counts)
-    _cpu.replace_luma_lut(rgb, np.ascontiguousarray(tables), nplanes, out)
+    _cpu.replace_luma_lut(rgb, np.ascontiguousarray(tables), nplanes, out, order)
     return True

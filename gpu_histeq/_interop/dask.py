@@ -384,15 +384,14 @@ def _per_image_block(chunk, *arrays, function_name, **kwargs):
     return _in_memory(function_name)(chunk, *arrays, **kwargs)
 
 
-def _result_meta(xp, images, name, zero_axis, *args, **kwargs):
-    """The in-memory function's result type, from none of `images`' images along `zero_axis`.
-
-    None (dask then infers it) when there is no batch axis to empty.
-    """
-    if zero_axis is None:
-        return None
-    shape = tuple(0 if a == zero_axis else n for a, n in enumerate(images.shape))
-    return _in_memory(name)(xp.empty(shape, images.dtype), *args, **kwargs)
+def _result_meta(xp, images, name, batch, axes, *args, **kwargs):
+    """The in-memory function's result (an empty array of its type) for `images` emptied along
+    their first batch axis (no image), or without batch axes along their first image axis
+    (zero-size planes, which every in-memory function answers with an empty result of its
+    dtype), so that dask never has to guess the type of a single image's result."""
+    empty_axis = batch[0] if batch else axes[0]
+    shape = tuple(0 if a == empty_axis else n for a, n in enumerate(images.shape))
+    return _in_memory(name)(xp.empty(shape, images.dtype), *args, axes=axes, **kwargs)
 
 
 def _map_whole_images(name, images, axes, channel_axis, **kwargs):
@@ -406,10 +405,9 @@ def _map_whole_images(name, images, axes, channel_axis, **kwargs):
     whole = _rechunk_whole(images, whole_axes)
     kwargs["channel_axis"] = channel_axis
     batch = [a for a in range(images.ndim) if a not in whole_axes]
-    meta = _result_meta(xp, images, name, batch[0] if batch else None, axes=axes, **kwargs)
-    options = {} if meta is None else {"dtype": meta.dtype, "meta": meta}
+    meta = _result_meta(xp, images, name, batch, axes, **kwargs)
     return _da().map_blocks(_per_image_block, whole, function_name=name, axes=axes, **kwargs,
-                            **options)
+                            dtype=meta.dtype, meta=meta)
 
 
 def clahe(images, clip_limit=40.0, tile_grid=(8, 8), *, axes=None, channel_axis=None,
@@ -440,16 +438,14 @@ def match_histograms(images, reference, *, axes=None, channel_axis=None):
     extra = () if channel_axis is None else (channel_axis,)
     whole = _rechunk_whole(images, tuple(axes) + tuple(extra))
     reference = da.asarray(reference)
-    kwargs = dict(axes=axes, channel_axis=channel_axis)
     ind = string.ascii_lowercase[:images.ndim]
     batch = [a for a in range(images.ndim) if a not in axes and a not in extra]
-    zero_axis = batch[0] if batch else None
     stand_in = reference.shape
-    if reference.ndim == images.ndim and zero_axis is not None:
+    if reference.ndim == images.ndim and batch:  # per image: none of the images' references
         stand_in = tuple((0 if reference.shape[a] == images.shape[a] else 1)
-                         if a == zero_axis else n for a, n in enumerate(reference.shape))
-    meta = _result_meta(xp, images, "match_histograms", zero_axis,
-                        xp.zeros(stand_in, reference.dtype), **kwargs)
+                         if a == batch[0] else n for a, n in enumerate(reference.shape))
+    meta = _result_meta(xp, images, "match_histograms", batch, axes,
+                        xp.zeros(stand_in, reference.dtype), channel_axis=channel_axis)
     if reference.ndim == images.ndim:
         # per image: batch axes follow the images' chunks (or broadcast), the rest whole
         chunks = tuple(whole.chunks[a] if a not in axes and a not in extra
@@ -462,6 +458,6 @@ def match_histograms(images, reference, *, axes=None, channel_axis=None):
     else:
         reference = reference.rechunk(-1)
         ref_ind = string.ascii_uppercase[:reference.ndim]
-    options = {"dtype": meta.dtype, "meta": meta} if meta is not None else {}
     return da.blockwise(_per_image_block, ind, whole, ind, reference, ref_ind,
-                        function_name="match_histograms", concatenate=True, **kwargs, **options)
+                        function_name="match_histograms", concatenate=True, axes=axes,
+                        channel_axis=channel_axis, dtype=meta.dtype, meta=meta)

@@ -431,15 +431,14 @@ def equalize_adapthist(image, kernel_size=None, clip_limit=0.01, nbins=256):
         kernel_size = tuple(int(k) for k in kernel_size)
     if isinstance(clip_limit, numbers.Real) and not clip_limit > 0:
         clip_limit = 0.0  # scikit-image clips only for clip_limit > 0 (NaN and negatives: none)
-    # one image as a batch of one (the Dask adapter infers its result from a batch axis)
     if rgb:
-        return _equalize_adapthist(image[None, ..., :3], kernel_size, clip_limit, nbins,
-                                   channel_axis=-1)[0]
+        return _equalize_adapthist(image[..., :3], kernel_size, clip_limit, nbins,
+                                   channel_axis=-1)
     shape = image.shape
     if image.ndim == 1:
         image, kernel_size = image[None], None if kernel_size is None else (1,) + kernel_size
-    return _equalize_adapthist(image[None], kernel_size, clip_limit, nbins,
-                               axes=tuple(range(1, image.ndim + 1)))[0].reshape(shape)
+    return _equalize_adapthist(image, kernel_size, clip_limit, nbins,
+                               axes=tuple(range(image.ndim))).reshape(shape)
 
 
 def match_histograms(image, reference, *, channel_axis=None):
@@ -492,16 +491,13 @@ def match_histograms(image, reference, *, channel_axis=None):
         if int(reference.min()) < 0:  # sync: scikit-image counts the reference with bincount
             raise ValueError("`reference` must have no negative values for an unsigned `image`")
         reference = reference.astype(np.dtype(reference.dtype).str.replace("i", "u"))
-    # one image as a batch of one, with its reference as the per-image reference (the Dask
-    # adapter needs a batch axis)
-    image, reference = image[None], reference[None]
-    if channel_axis is None:
-        return _match_histograms(image, reference, axes=tuple(range(1, image.ndim)))[0]
-    axis = channel_index(channel_axis, image.ndim - 1) + 1
-    if image.shape[axis] != reference.shape[axis]:
+    axis = None if channel_axis is None else channel_index(channel_axis, image.ndim)
+    if axis is not None and image.shape[axis] != reference.shape[axis]:
         raise ValueError("Number of channels in the input image and reference image must match!")
-    if image.ndim == 2:  # one axis, the channels: each channel a single pixel
-        image, reference = image[..., None], reference[..., None]
-    axes = tuple(a for a in range(1, image.ndim) if a != axis)
-    return _match_histograms(image, reference, axes=axes, channel_axis=axis)[0]
+    shape = image.shape
+    if image.ndim == 1:  # the batched function takes 2 axes or more: a trailing one of length 1
+        image, reference = image[:, None], reference[:, None]
+    # one image (every axis but the channels an image axis), its reference of any size
+    axes = tuple(a for a in range(image.ndim) if a != axis)
+    return _match_histograms(image, reference, axes=axes, channel_axis=axis).reshape(shape)
 
