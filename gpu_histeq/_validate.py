@@ -417,6 +417,13 @@ def check_finite(finite):
         raise ValueError("`images` must not contain NaN or infinity")
 
 
+def check_unit_range(low, high):
+    """Raise unless floating images lie in [-1, 1] (img_as_uint's rule); `low`, `high` their range."""
+    if low < -1.0 or high > 1.0:
+        raise ValueError("`images` of floating dtype must lie in [-1, 1] (img_as_uint's rule), "
+                         f"got values in [{low}, {high}]")
+
+
 def check_edges_increase(increasing, nbins, dtype):
     """Raise unless `increasing`: numpy.histogram refuses bin edges that repeat."""
     if not increasing:

@@ -26,7 +26,7 @@ from ._backend import array_module
 from ._tables import cdf_dtype, clahe_opencv_tables, clahe_skimage_clip
 from ._validate import (check_allocation, check_clip_limit, check_finite,
                         check_images, check_int_sequence, check_luminance,
-                        check_luminance_order, check_nbins,
+                        check_luminance_order, check_nbins, check_unit_range,
                         image_axes, native, plane_count)
 from .color import as_float, hsv_to_rgb, rgb_to_hsv
 from .equalize import in_rgb_order, luma_path
@@ -415,14 +415,23 @@ def _adapthist(xp, images, axes, kernel, clip_limit, nbins):
     result = xp.empty(planes.shape, cdf_dtype(dtype))
     if planes.size == 0:
         return _planes.from_planes(xp, result, batch_shape, image_shape, axes)
+    clip = _skimage_clip(kernel, clip_limit, nbins)
+    if _engine.adapthist(xp, planes, shape, kernel, nbins, clip, result):
+        return _planes.from_planes(xp, result, batch_shape, image_shape, axes)  # range checked
     if dtype.kind == "f":
         low, high = float(planes.min()), float(planes.max())  # sync: img_as_uint's range check
         check_finite(math.isfinite(low) and math.isfinite(high))
-        if low < -1.0 or high > 1.0:
-            raise ValueError("`images` of floating dtype must lie in [-1, 1] (img_as_uint's rule), "
-                             f"got values in [{low}, {high}]")
-    _adapthist_planes(xp, planes, shape, kernel, clip_limit, nbins, result)
+        check_unit_range(low, high)
+    _adapthist_planes(xp, planes, shape, kernel, nbins, clip, result)
     return _planes.from_planes(xp, result, batch_shape, image_shape, axes)
+
+
+def _skimage_clip(kernel, clip_limit, nbins):
+    """``(limit, bin_size, scale)``: the clip limit in counts of a contextual region of shape
+    `kernel`, the width of a gray bin and the table scale, as scikit-image computes them."""
+    pixels_per_tile = math.prod(kernel)
+    limit = max(int(clip_limit * pixels_per_tile), 1) if clip_limit > 0 else pixels_per_tile
+    return limit, 1 + NR_OF_GRAY // nbins, (NR_OF_GRAY - 1) / pixels_per_tile
 
 
 def _adapthist_hsv(xp, images, channel_axis, axes, kernel, clip_limit, nbins):
@@ -446,14 +455,13 @@ def _rescale_to_gray(xp, values):
     return xp.rint(xp.where(same, flat, stretched)).astype(np.uint16)
 
 
-def _adapthist_planes(xp, planes, shape, kernel, clip_limit, nbins, result):
-    """scikit-image's CLAHE of every row of a ``(P, prod(shape))`` array into `result`."""
+def _adapthist_planes(xp, planes, shape, kernel, nbins, clip, result):
+    """scikit-image's CLAHE of every row of a ``(P, prod(shape))`` array into `result`, with
+    the `clip` of :func:`_skimage_clip`."""
     ndim = len(shape)
     counts = tuple(-(-s // k) for s, k in zip(shape, kernel))  # contextual regions per axis
     ntiles = math.prod(counts)
-    pixels_per_tile = math.prod(kernel)
-    limit = max(int(clip_limit * pixels_per_tile), 1) if clip_limit > 0 else pixels_per_tile
-    bin_size = 1 + NR_OF_GRAY // nbins
+    limit, bin_size, scale = clip
 
     def reflect_once(index, size):  # numpy.pad "reflect" past the end (kernel <= size)
         return np.where(index >= size, 2 * (size - 1) - index, index) if size > 1 else 0 * index
@@ -491,7 +499,6 @@ def _adapthist_planes(xp, planes, shape, kernel, clip_limit, nbins, result):
     offsets = offsets_for(xp, most, tile, ntiles, nbins)
     plane_tables = _planes.plane_offsets(xp, most, ntiles * nbins)
     corner_offsets = [(plane_tables + xp.asarray(c)[None, :], w) for c, w in corners]
-    scale = (NR_OF_GRAY - 1) / pixels_per_tile
 
     def run(block):
         rows, _ = block

@@ -105,10 +105,21 @@ def _rank_expressions():
     return names + [expression("gpu_histeq_match", t, t) for t in MATCH_DTYPES]
 
 
+#: Input dtypes of equalize_adapthist's prepare kernel (adapthist.cu; float16 through float32).
+ADAPT_DTYPES = (*LEVEL_DTYPES, *SIGNED_LEVEL_DTYPES, *FLOAT_DTYPES)
+
+
+def _adapthist_expressions():
+    names = [expression("gpu_histeq_adapt_prepare", t) for t in ADAPT_DTYPES]
+    names += [expression(kernel, ndim) for kernel in ("gpu_histeq_adapt_tables",
+                                                      "gpu_histeq_adapt_interp") for ndim in (2, 3)]
+    return names + [expression("gpu_histeq_adapt_rescale", t) for t in FLOAT_DTYPES]
+
+
 #: Every instantiation the loader may ask for, by source file: the compile test builds them all.
 INSTANTIATIONS = {"levels.cu": _level_expressions(), "uniform.cu": _uniform_expressions(),
                   "clahe.cu": _clahe_expressions(), "color.cu": _color_expressions(),
-                  "ranks.cu": _rank_expressions()}
+                  "ranks.cu": _rank_expressions(), "adapthist.cu": _adapthist_expressions()}
 #: Files compiled in front of a file (after common.cuh) for the device functions it shares.
 PRELUDES = {"color.cu": ("levels.cu",)}
 
