@@ -1,0 +1,291 @@
+"""equalize_adapthist on CUDA (``gpu_histeq/_cuda/adapthist.cu``) equals the portable path bit for
+bit, and scikit-image.
+
+Every case runs :func:`gpu_histeq.equalize_adapthist` on CuPy planes twice: through the CUDA
+kernels (the default for CuPy input; the portable region counting is refused meanwhile, and on
+the emulated CuPy the four kernels must have been launched) and inside
+:func:`gpu_histeq._engine.portable`, and compares the bytes. The ``cp`` fixture also fails a test
+in which the CUDA entry point declined without the test naming it. Cases are chosen so that
+scikit-image's redistribution loop runs on the device (``loop_runs``).
+"""
+
+import contextlib
+
+import numpy as np
+import pytest
+
+from conftest import assert_declined, assert_wrote, is_emulated, raised_in_kernel_path
+from gpu_histeq import _cuda, _engine, adaptive, equalize_adapthist
+
+KERNELS = ("gpu_histeq_adapt_prepare", "gpu_histeq_adapt_tables", "gpu_histeq_adapt_interp",
+           "gpu_histeq_adapt_rescale")
+
+
+def launches(cp):
+    """Launches of each adapthist kernel so far on the emulated CuPy (None on a real GPU)."""
+    if not is_emulated(cp):
+        return None
+    return {k: sum(n for name, n in cp.LAUNCHES.items() if name.startswith(k)) for k in KERNELS}
+
+
+def run_cuda(cp, monkeypatch, images, *args, **kwargs):
+    """equalize_adapthist() on the kernels: the portable region count must not run, and every
+    kernel must have been launched (on the emulator, where launches are counted)."""
+    def refuse(*_, **__):
+        raise AssertionError("the portable equalize_adapthist path ran instead of the kernels")
+
+    before = launches(cp)
+    with monkeypatch.context() as patch:
+        patch.setattr(adaptive, "count_tiles", refuse)
+        out = equalize_adapthist(images, *args, **kwargs)
+    after = launches(cp)
+    if after is not None:
+        assert all(after[k] > before[k] for k in KERNELS), (before, after)
+    return out
+
+
+def run_portable(cp, images, *args, **kwargs):
+    with flushed(cp, images), _engine.portable():
+        return equalize_adapthist(images, *args, **kwargs)
+
+
+def flushed(cp, images):
+    """The GPU's float32 flush-to-zero for the stand-in's NumPy reference (tests/emulation/README)."""
+    host = images.get()
+    if is_emulated(cp) and host.dtype == np.float32:
+        tiny = np.abs(host[np.isfinite(host)])
+        if ((tiny > 0) & (tiny < np.finfo(np.float32).smallest_normal)).any():
+            return cp.flushed_float32()
+    return contextlib.nullcontext()
+
+
+def assert_same(result, expected):
+    result, expected = result.get(), expected.get()
+    assert result.dtype == expected.dtype and result.shape == expected.shape
+    mismatch = np.flatnonzero(result.ravel() != expected.ravel())
+    assert mismatch.size == 0, (f"{mismatch.size} pixels differ, first at {mismatch[:5]}: "
+                                f"{result.ravel()[mismatch[:3]]} vs {expected.ravel()[mismatch[:3]]}")
+
+
+def make(dtype, kind, shape, seed=0):
+    """Planes of `dtype` in the ranges img_as_uint accepts."""
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        values = {"random": lambda: rng.random(shape),
+                  "signed": lambda: rng.uniform(-1, 1, shape),
+                  "narrow": lambda: 0.4 + rng.random(shape) * 0.01,
+                  "constant": lambda: np.full(shape, 0.3),
+                  "extremes": lambda: rng.choice([-1.0, 0.0, 1.0], shape),
+                  "clumped": lambda: rng.choice([0.1, 0.8], shape) + rng.random(shape) * 1e-3,
+                  "gradient": lambda: np.broadcast_to(np.linspace(0, 1, shape[-1]), shape)}[kind]()
+        return np.ascontiguousarray(values, dtype)
+    info = np.iinfo(dtype)
+    values = {"random": lambda: rng.integers(info.min, info.max, shape, endpoint=True),
+              "signed": lambda: rng.integers(info.min, info.max, shape, endpoint=True),
+              "narrow": lambda: rng.integers(info.max // 3, info.max // 3 + 20, shape),
+              "constant": lambda: np.full(shape, info.max // 5),
+              "extremes": lambda: rng.choice([info.min, info.max], shape),
+              "clumped": lambda: rng.choice([info.max // 7, info.max // 2], shape)
+              + rng.integers(0, 3, shape),
+              "gradient": lambda: np.broadcast_to(
+                  np.arange(shape[-1]) * int(info.max) // max(shape[-1] - 1, 1), shape)}[kind]()
+    return np.ascontiguousarray(values, dtype)
+
+
+def loop_runs(images, kernel_size=None, clip_limit=0.01, nbins=256):
+    """True when scikit-image's redistribution loop (the part after the vectorised clip) has
+    excess left to spend in some region of these planes: the portable tables, recounted."""
+    seen = []
+
+    def spy(xp, hist, limit):
+        hist = np.asarray(hist.get() if hasattr(hist, "get") else hist, np.int64)
+        excess = np.maximum(hist - limit, 0).sum(axis=-1)
+        clipped = np.minimum(hist, limit)
+        increment = excess // hist.shape[-1]
+        upper = (limit - increment)[:, None]
+        low = clipped < upper
+        excess -= low.sum(axis=-1) * increment
+        clipped += low * increment[:, None]
+        middle = (clipped >= upper) & (clipped < limit)
+        excess += np.where(middle, clipped - limit, 0).sum(axis=-1)
+        seen.append(bool((excess > 0).any()))
+        return original(xp, hist, limit)
+
+    original = adaptive.clahe_skimage_clip
+    adaptive.clahe_skimage_clip = spy
+    try:
+        with _engine.portable():
+            equalize_adapthist(np.asarray(images), kernel_size, clip_limit, nbins,
+                               axes=tuple(range(1, images.ndim)))
+    finally:
+        adaptive.clahe_skimage_clip = original
+    return any(seen)
+
+
+#: (shape, kernel_size, clip_limit, nbins): 1x1 planes, regions of one pixel, one region per
+#: plane (kernel = image), sizes the regions do not divide, clip 0 / 1 / tiny, few and many bins
+#: (more than shared memory holds: the global histograms), 3-D volumes.
+GEOMETRIES = [
+    ((2, 1, 1), None, 0.01, 256),
+    ((2, 9, 7), 1, 0.01, 256),
+    ((2, 23, 19), (23, 19), 0.02, 64),
+    ((2, 37, 41), 8, 0.01, 256),
+    ((2, 37, 41), (5, 11), 0.0, 128),
+    ((1, 30, 33), 6, 1.0, 256),
+    ((2, 40, 50), 10, 0.002, 2),
+    ((1, 20, 20), 5, 0.05, 1),
+    ((1, 24, 28), (12, 14), 0.003, 9000),
+    ((2, 9, 10, 11), (3, 4, 5), 0.01, 32),
+    ((1, 7, 13, 6), (7, 2, 6), 0.05, 256),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int8, np.int16, np.float16,
+                                   np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["random", "signed", "narrow", "constant", "extremes", "clumped",
+                                  "gradient"])
+@pytest.mark.parametrize("shape, kernel, clip, nbins", GEOMETRIES)
+def test_kernels_equal_portable_path(cp, monkeypatch, dtype, kind, shape, kernel, clip, nbins):
+    host = make(dtype, kind, shape)
+    images = cp.asarray(host)
+    axes = tuple(range(1, len(shape)))
+    result = run_cuda(cp, monkeypatch, images, kernel, clip, nbins, axes=axes)
+    assert_same(result, run_portable(cp, images, kernel, clip, nbins, axes=axes))
+    np.testing.assert_array_equal(host, images.get())  # input untouched
+
+
+@pytest.mark.parametrize("shape, kernel, clip, nbins", [
+    ((3, 40, 50), 10, 0.002, 16), ((2, 37, 41), 8, 0.01, 256), ((2, 24, 28), (12, 14), 0.003, 9000),
+    ((1, 12, 14, 15), (6, 7, 5), 0.004, 64)])
+def test_the_redistribution_loop_runs_on_the_device(cp, monkeypatch, shape, kernel, clip, nbins):
+    """Clumped planes whose regions keep excess after the vectorised clip: the device loop
+    decides every round (no host decision), as the portable loop does."""
+    host = make(np.float64, "clumped", shape, seed=2)
+    assert loop_runs(host, kernel, clip, nbins)
+    images = cp.asarray(host)
+    axes = tuple(range(1, len(shape)))
+    result = run_cuda(cp, monkeypatch, images, kernel, clip, nbins, axes=axes)
+    assert_same(result, run_portable(cp, images, kernel, clip, nbins, axes=axes))
+
+
+def test_uint16_extremes_and_a_pixel_of_each(cp, monkeypatch):
+    host = np.zeros((3, 16, 16), np.uint16)
+    host[0, ::2] = 65535
+    host[1, 3, 4] = 65535
+    host[2] = 65535
+    images = cp.asarray(host)
+    result = run_cuda(cp, monkeypatch, images, 4, 0.01, 256)
+    assert_same(result, run_portable(cp, images, 4, 0.01, 256))
+    np.testing.assert_array_equal(result.get()[2], 1.0)  # constant 65535: clip(16383, 0, 1)
+
+
+@pytest.mark.parametrize("values", [
+    [1e-45, 3e-42, 1e-39],                       # subnormals only
+    [1e-45, 0.5, 1e-39, 2e-38, 0.25, 1.0],       # mixed with normals
+    [np.finfo(np.float32).smallest_normal, 1.5e-38, 0.75, -1e-40],
+])
+def test_float32_subnormals_equal_the_flushed_reference(cp, monkeypatch, values):
+    rng = np.random.default_rng(9)
+    host = rng.choice(np.array(values, np.float32), (2, 19, 23))
+    images = cp.asarray(host)
+    result = run_cuda(cp, monkeypatch, images, 6, 0.02, 64)
+    assert_same(result, run_portable(cp, images, 6, 0.02, 64))
+
+
+def test_equals_skimage(cp, monkeypatch):
+    exposure = pytest.importorskip("skimage.exposure")
+    host = make(np.float64, "random", (2, 45, 52), seed=4) ** 2
+    result = run_cuda(cp, monkeypatch, cp.asarray(host), (9, 13), 0.015, 100).get()
+    expected = np.stack([exposure.equalize_adapthist(p, (9, 13), 0.015, 100) for p in host])
+    np.testing.assert_array_equal(result, expected)
+    volume = make(np.uint8, "random", (1, 10, 12, 14), seed=5)
+    result = run_cuda(cp, monkeypatch, cp.asarray(volume), (4, 5, 6), 0.02,
+                      axes=(1, 2, 3)).get()
+    np.testing.assert_array_equal(result[0], exposure.equalize_adapthist(volume[0], (4, 5, 6), 0.02))
+
+
+def test_colour_and_batch_axes_run_the_kernels(cp, monkeypatch):
+    """RGB through scikit-image's HSV value (float64 planes), and batch axes around the image."""
+    host = make(np.uint8, "random", (2, 21, 30, 3), seed=7)
+    images = cp.asarray(host)
+    result = run_cuda(cp, monkeypatch, images, 7, 0.02, channel_axis=-1)
+    assert_same(result, run_portable(cp, images, 7, 0.02, channel_axis=-1))
+    stack = cp.asarray(make(np.float32, "random", (15, 2, 3, 22), seed=8))
+    result = run_cuda(cp, monkeypatch, stack, (5, 6), axes=(0, 3))
+    assert_same(result, run_portable(cp, stack, (5, 6), axes=(0, 3)))
+
+
+def test_planes_run_in_groups(cp, monkeypatch):
+    """Region tables bound the planes per launch: with room for one plane's tables, three
+    planes take three launches of the tables and interpolation kernels, one of the others."""
+    from gpu_histeq._cuda import _adapthist
+    monkeypatch.setattr(_adapthist, "SCRATCH_BYTES", 16 * 256 * 2)
+    images = cp.asarray(make(np.uint16, "random", (3, 20, 20), seed=5))
+    before = launches(cp)
+    result = run_cuda(cp, monkeypatch, images, 5, 0.01, 256)
+    after = launches(cp)
+    if after is not None:
+        assert [after[k] - before[k] for k in KERNELS] == [1, 3, 3, 1]
+    assert_same(result, run_portable(cp, images, 5, 0.01, 256))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("bad, message", [
+    (np.nan, "must not contain NaN or infinity"), (np.inf, "must not contain NaN or infinity"),
+    (-np.inf, "must not contain NaN or infinity"),
+    (1.5, r"must lie in \[-1, 1\] \(img_as_uint's rule\), got values in \[0.0, 1.5\]"),
+    (-2.0, r"must lie in \[-1, 1\] \(img_as_uint's rule\), got values in \[-2.0, 0.9")])
+def test_errors_equal_the_portable_path_and_come_from_the_kernels(cp, dtype, bad, message):
+    host = make(dtype, "random", (2, 12, 13), seed=1)
+    host[..., 0, 0] = 0
+    host[1, 5, 6] = bad
+    images = cp.asarray(host)
+    with pytest.raises(ValueError, match=message) as kernel_error:
+        equalize_adapthist(images, 4)
+    assert raised_in_kernel_path(kernel_error.value)
+    with _engine.portable(), pytest.raises(ValueError) as portable_error:
+        equalize_adapthist(images, 4)
+    assert str(kernel_error.value) == str(portable_error.value)
+
+
+def test_direct_call_writes_or_declines(cp):
+    planes = cp.asarray(make(np.uint8, "random", (2, 12 * 14)))
+    result = cp.empty(planes.shape, np.float64)
+    clip = adaptive._skimage_clip((4, 7), 0.01, 256)
+    assert_wrote(_cuda.adapthist(planes, (12, 14), (4, 7), 256, clip, result))
+    four_d = cp.asarray(make(np.uint8, "random", (2, 3 * 4 * 5 * 6)))
+    assert_declined(_cuda.adapthist(four_d, (3, 4, 5, 6), (2, 2, 2, 2), 256,
+                                    adaptive._skimage_clip((2, 2, 2, 2), 0.01, 256),
+                                    cp.empty(four_d.shape, np.float64)), "uncovered")
+    strided = cp.asarray(make(np.uint8, "random", (2, 2 * 12 * 14)))[:, ::2]
+    assert_declined(_cuda.adapthist(strided, (12, 14), (4, 7), 256, clip,
+                                    cp.empty(strided.shape, np.float64)), "uncovered")
+
+
+def test_four_dimensional_images_stay_portable(cp):
+    """The kernels take 2-D and 3-D images; a 4-D one declines before any launch and the
+    portable path computes it (documented in equalize_adapthist's Notes)."""
+    host = make(np.float32, "random", (1, 4, 5, 6, 7), seed=3)
+    images = cp.asarray(host)
+    before = launches(cp)
+    with _engine.recording() as steps:
+        result = equalize_adapthist(images, (2, 3, 3, 4), axes=(1, 2, 3, 4))
+    assert [s.name for s in steps] == ["adapthist"]
+    assert_declined(steps[0].outcome, "uncovered")
+    assert launches(cp) == before
+    assert_same(result, run_portable(cp, images, (2, 3, 3, 4), axes=(1, 2, 3, 4)))
+
+
+def test_host_synchronisations(cp):
+    """Integer planes: no synchronisation and nothing uploaded; floating planes: one status word."""
+    if not is_emulated(cp):
+        pytest.skip("counted on the emulated CuPy")
+    from emulation.counting import counting
+    for dtype, most in ((np.uint8, 0), (np.int16, 0), (np.float64, 1), (np.float16, 1)):
+        images = cp.asarray(make(dtype, "random", (3, 40, 36)))
+        equalize_adapthist(images, 8)  # warm-up
+        with counting() as tally:
+            equalize_adapthist(images, 8)
+        assert len(tally.syncs) == most, tally.sync_sites()
+        assert tally.h2d_bytes == 0 and tally.launches <= 6, (tally.kernels, tally.operations)
