@@ -362,8 +362,13 @@ def equalize_adapthist(
     for colour (a UserWarning says so). float16 input is scaled to uint16 in float32 (scikit-image
     does it in float16, where ``65535`` overflows and the result is a constant image).
 
-    On CuPy the clip loop synchronizes once per redistribution step that has work left (usually
-    none or a few), plus once for the range check of floating input.
+    On CuPy input 2-D and 3-D images run the CUDA kernels of ``_cuda/adapthist.cu`` (bit for
+    bit the portable path): the clip redistribution loop runs to its end on the device, one
+    block per contextual region; no host synchronisation for integer input, one (a status word:
+    NaN, infinity, values outside ``[-1, 1]``) for floating input, nothing uploaded. Images of 4
+    or more axes take the portable path, whose clip loop synchronizes once per redistribution
+    step that has work left (usually none or a few), plus once for the range check of floating
+    input.
 
     Examples
     --------

@@ -141,18 +141,34 @@ GEOMETRIES = [
 ]
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int8, np.int16, np.float16,
-                                   np.float32, np.float64])
-@pytest.mark.parametrize("kind", ["random", "signed", "narrow", "constant", "extremes", "clumped",
-                                  "gradient"])
-@pytest.mark.parametrize("shape, kernel, clip, nbins", GEOMETRIES)
-def test_kernels_equal_portable_path(cp, monkeypatch, dtype, kind, shape, kernel, clip, nbins):
+DTYPES = [np.uint8, np.uint16, np.int8, np.int16, np.float16, np.float32, np.float64]
+KINDS = ["random", "signed", "narrow", "constant", "extremes", "clumped", "gradient"]
+
+
+def check_case(cp, monkeypatch, dtype, kind, shape, kernel, clip, nbins):
     host = make(dtype, kind, shape)
     images = cp.asarray(host)
     axes = tuple(range(1, len(shape)))
     result = run_cuda(cp, monkeypatch, images, kernel, clip, nbins, axes=axes)
     assert_same(result, run_portable(cp, images, kernel, clip, nbins, axes=axes))
     np.testing.assert_array_equal(host, images.get())  # input untouched
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("shape, kernel, clip, nbins", [GEOMETRIES[3], GEOMETRIES[9]])
+def test_every_dtype_equals_portable_path(cp, monkeypatch, dtype, kind, shape, kernel, clip, nbins):
+    """img_as_uint of each dtype (the prepare kernel), 2-D and 3-D."""
+    check_case(cp, monkeypatch, dtype, kind, shape, kernel, clip, nbins)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float64])
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("shape, kernel, clip, nbins", GEOMETRIES)
+def test_every_geometry_equals_portable_path(cp, monkeypatch, dtype, kind, shape, kernel, clip,
+                                             nbins):
+    """Region tables and interpolation over every geometry of :data:`GEOMETRIES`."""
+    check_case(cp, monkeypatch, dtype, kind, shape, kernel, clip, nbins)
 
 
 @pytest.mark.parametrize("shape, kernel, clip, nbins", [
@@ -247,6 +263,24 @@ def test_errors_equal_the_portable_path_and_come_from_the_kernels(cp, dtype, bad
     with _engine.portable(), pytest.raises(ValueError) as portable_error:
         equalize_adapthist(images, 4)
     assert str(kernel_error.value) == str(portable_error.value)
+
+
+#: 48 KiB: the shared memory (static plus dynamic) a block gets without opting in.
+SHARED_LIMIT = 48 << 10
+
+
+@pytest.mark.parametrize("name", ["gpu_histeq_adapt_tables<2>", "gpu_histeq_adapt_tables<3>"])
+def test_static_plus_dynamic_shared_memory_fits(cp, name):
+    """The region histogram in dynamic shared memory (SHARED_BINS uint32 at most) plus the
+    kernel's static shared memory (CuPy's ``shared_size_bytes``: NVRTC's sm_90 CUBIN on the
+    emulator, 1152 bytes) stays under 48 KiB; a launch with more bins takes the global scratch."""
+    from gpu_histeq._cuda import _adapthist, _kernels
+    kernel = _kernels.kernel("adapthist.cu", name)
+    if kernel.shared_size_bytes is None:
+        pytest.skip("NVRTC (the nvrtc extra) is not installed: the static part is unknown")
+    assert kernel.shared_size_bytes + _adapthist.SHARED_BINS * 4 <= SHARED_LIMIT
+    if is_emulated(cp):
+        assert kernel.shared_size_bytes == 1152
 
 
 def test_direct_call_writes_or_declines(cp):
