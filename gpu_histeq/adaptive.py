@@ -24,7 +24,7 @@ import numpy as np
 from . import _engine, _planes
 from ._backend import array_module
 from ._tables import cdf_dtype, clahe_opencv_tables, clahe_skimage_clip
-from ._validate import (check_allocation, check_clip_limit, check_finite,
+from ._validate import (check_allocation, check_clip_limit,
                         check_images, check_int_sequence, check_luminance,
                         check_luminance_order, check_nbins, check_unit_range,
                         image_axes, native, plane_count)
@@ -362,13 +362,10 @@ def equalize_adapthist(
     for colour (a UserWarning says so). float16 input is scaled to uint16 in float32 (scikit-image
     does it in float16, where ``65535`` overflows and the result is a constant image).
 
-    On CuPy input 2-D and 3-D images run the CUDA kernels of ``_cuda/adapthist.cu`` (bit for
-    bit the portable path): the clip redistribution loop runs to its end on the device, one
-    block per contextual region; no host synchronisation for integer input, one (a status word:
-    NaN, infinity, values outside ``[-1, 1]``) for floating input, nothing uploaded. Images of 4
-    or more axes take the portable path, whose clip loop synchronizes once per redistribution
-    step that has work left (usually none or a few), plus once for the range check of floating
-    input.
+    On CuPy input, 2-D and 3-D images run ``_cuda/adapthist.cu`` (bit for bit this path, the clip
+    loop decided on the device): no host synchronisation for integer input, one status word for
+    floating input. Images of 4 or more axes take the portable path, which synchronizes once per
+    clip-loop step with work left (usually none or a few) and for the range check of floats.
 
     Examples
     --------
@@ -420,23 +417,15 @@ def _adapthist(xp, images, axes, kernel, clip_limit, nbins):
     result = xp.empty(planes.shape, cdf_dtype(dtype))
     if planes.size == 0:
         return _planes.from_planes(xp, result, batch_shape, image_shape, axes)
-    clip = _skimage_clip(kernel, clip_limit, nbins)
+    area = math.prod(kernel)  # scikit-image's clip limit in counts, bin width, table scale:
+    clip = (max(int(clip_limit * area), 1) if clip_limit > 0 else area, 1 + NR_OF_GRAY // nbins,
+            (NR_OF_GRAY - 1) / area)
     if _engine.adapthist(xp, planes, shape, kernel, nbins, clip, result):
         return _planes.from_planes(xp, result, batch_shape, image_shape, axes)  # range checked
-    if dtype.kind == "f":
-        low, high = float(planes.min()), float(planes.max())  # sync: img_as_uint's range check
-        check_finite(math.isfinite(low) and math.isfinite(high))
-        check_unit_range(low, high)
+    if dtype.kind == "f":  # sync: img_as_uint's range check
+        check_unit_range(float(planes.min()), float(planes.max()))
     _adapthist_planes(xp, planes, shape, kernel, nbins, clip, result)
     return _planes.from_planes(xp, result, batch_shape, image_shape, axes)
-
-
-def _skimage_clip(kernel, clip_limit, nbins):
-    """``(limit, bin_size, scale)``: the clip limit in counts of a contextual region of shape
-    `kernel`, the width of a gray bin and the table scale, as scikit-image computes them."""
-    pixels_per_tile = math.prod(kernel)
-    limit = max(int(clip_limit * pixels_per_tile), 1) if clip_limit > 0 else pixels_per_tile
-    return limit, 1 + NR_OF_GRAY // nbins, (NR_OF_GRAY - 1) / pixels_per_tile
 
 
 def _adapthist_hsv(xp, images, channel_axis, axes, kernel, clip_limit, nbins):
@@ -461,8 +450,7 @@ def _rescale_to_gray(xp, values):
 
 
 def _adapthist_planes(xp, planes, shape, kernel, nbins, clip, result):
-    """scikit-image's CLAHE of every row of a ``(P, prod(shape))`` array into `result`, with
-    the `clip` of :func:`_skimage_clip`."""
+    """scikit-image's CLAHE of every row of a ``(P, prod(shape))`` array into `result`."""
     ndim = len(shape)
     counts = tuple(-(-s // k) for s, k in zip(shape, kernel))  # contextual regions per axis
     ntiles = math.prod(counts)

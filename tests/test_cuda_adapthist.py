@@ -279,14 +279,20 @@ def test_static_plus_dynamic_shared_memory_fits(cp, name):
         assert kernel.shared_size_bytes == 1152
 
 
+def clip_of(kernel, clip_limit, nbins):
+    """scikit-image's clip limit in counts, bin width and table scale (what adaptive passes)."""
+    area = int(np.prod(kernel))
+    return max(int(clip_limit * area), 1), 1 + 16384 // nbins, 16383 / area
+
+
 def test_direct_call_writes_or_declines(cp):
     planes = cp.asarray(make(np.uint8, "random", (2, 12 * 14)))
     result = cp.empty(planes.shape, np.float64)
-    clip = adaptive._skimage_clip((4, 7), 0.01, 256)
+    clip = clip_of((4, 7), 0.01, 256)
     assert_wrote(_cuda.adapthist(planes, (12, 14), (4, 7), 256, clip, result))
     four_d = cp.asarray(make(np.uint8, "random", (2, 3 * 4 * 5 * 6)))
     assert_declined(_cuda.adapthist(four_d, (3, 4, 5, 6), (2, 2, 2, 2), 256,
-                                    adaptive._skimage_clip((2, 2, 2, 2), 0.01, 256),
+                                    clip_of((2, 2, 2, 2), 0.01, 256),
                                     cp.empty(four_d.shape, np.float64)), "uncovered")
     strided = cp.asarray(make(np.uint8, "random", (2, 2 * 12 * 14)))[:, ::2]
     assert_declined(_cuda.adapthist(strided, (12, 14), (4, 7), 256, clip,

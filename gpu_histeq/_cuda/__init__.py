@@ -283,7 +283,7 @@ def adapthist(planes, shape, kernel, nbins, clip, result):
         The image shape and the contextual region shape (one entry per image axis).
     nbins : int
     clip : (int, int, float)
-        Clip limit in counts, bin width and table scale (``adaptive._skimage_clip``).
+        Clip limit in counts, bin width and table scale (``adaptive._adapthist``).
     result : (P, N) float32 / float64 cupy.ndarray
 
     Returns

@@ -69,7 +69,7 @@ def adapthist(planes, shape, kernel, nbins, clip, result):
     nbins : int
     clip : (int, int, float)
         The clip limit in counts, the bin width in gray levels and the table scale
-        ``16383 / prod(kernel)``, as the portable path computes them (``adaptive._skimage_clip``).
+        ``16383 / prod(kernel)``, as the portable path computes them (``adaptive._adapthist``).
     result : (P, N) C-contiguous float32 / float64 cupy.ndarray
 
     Returns

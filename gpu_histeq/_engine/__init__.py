@@ -377,7 +377,7 @@ def adapthist(xp, planes, shape, kernel, nbins, clip, result):
         The image shape and the contextual region shape.
     nbins : int
     clip : (int, int, float)
-        Clip limit in counts, bin width and table scale (``adaptive._skimage_clip``).
+        Clip limit in counts, bin width and table scale (``adaptive._adapthist``).
     result : (P, N) float32 / float64 ndarray
     """
     engine = select(xp, planes.dtype)
