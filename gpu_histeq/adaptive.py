@@ -362,10 +362,10 @@ def equalize_adapthist(
     for colour (a UserWarning says so). float16 input is scaled to uint16 in float32 (scikit-image
     does it in float16, where ``65535`` overflows and the result is a constant image).
 
-    On CuPy input, 2-D and 3-D images run ``_cuda/adapthist.cu`` (bit for bit this path, the clip
-    loop decided on the device): no host synchronisation for integer input, one status word for
-    floating input. Images of 4 or more axes take the portable path, which synchronizes once per
-    clip-loop step with work left (usually none or a few) and for the range check of floats.
+    On CuPy input, images of 2 to 6 axes run ``_cuda/adapthist.cu`` (bit for bit this path, the
+    clip loop decided on the device): no host synchronisation for integer input, one status word
+    for floating input. Images of 7 or more axes take the portable path, which synchronizes once
+    per clip-loop step with work left (usually none or a few) and for the range check of floats.
 
     Examples
     --------

@@ -121,7 +121,7 @@ def loop_runs(images, kernel_size=None, clip_limit=0.01, nbins=256):
 
 #: (shape, kernel_size, clip_limit, nbins): 1x1 planes, regions of one pixel, one region per
 #: plane (kernel = image), sizes the regions do not divide, clip 0 / 1 / tiny, few and many bins
-#: (more than shared memory holds: the global histograms), 3-D volumes.
+#: (more than shared memory holds: the global histograms), images of 3 to 6 axes.
 GEOMETRIES = [
     ((2, 1, 1), None, 0.01, 256),
     ((2, 9, 7), 1, 0.01, 256),
@@ -134,6 +134,9 @@ GEOMETRIES = [
     ((1, 24, 28), (12, 14), 0.003, 9000),
     ((2, 9, 10, 11), (3, 4, 5), 0.01, 32),
     ((1, 7, 13, 6), (7, 2, 6), 0.05, 256),
+    ((1, 4, 5, 6, 7), (2, 3, 3, 4), 0.05, 32),
+    ((2, 3, 4, 3, 5, 4), (2, 2, 3, 5, 3), 0.1, 16),
+    ((1, 2, 3, 2, 3, 2, 3), (1, 2, 2, 3, 1, 2), 0.1, 8),
 ]
 
 
@@ -215,6 +218,10 @@ def test_equals_skimage(cp, monkeypatch):
     result = run_cuda(cp, monkeypatch, cp.asarray(volume), (4, 5, 6), 0.02,
                       axes=(1, 2, 3)).get()
     np.testing.assert_array_equal(result[0], exposure.equalize_adapthist(volume[0], (4, 5, 6), 0.02))
+    four = make(np.float32, "random", (1, 5, 6, 7, 8), seed=6)
+    result = run_cuda(cp, monkeypatch, cp.asarray(four), (2, 3, 4, 3), 0.05, 64,
+                      axes=(1, 2, 3, 4)).get()
+    np.testing.assert_array_equal(result[0], exposure.equalize_adapthist(four[0], (2, 3, 4, 3), 0.05, 64))
 
 
 def test_colour_and_batch_axes_run_the_kernels(cp, monkeypatch):
@@ -265,7 +272,7 @@ def test_errors_equal_the_portable_path_and_come_from_the_kernels(cp, dtype, bad
 SHARED_LIMIT = 48 << 10
 
 
-@pytest.mark.parametrize("name", ["gpu_histeq_adapt_tables<2>", "gpu_histeq_adapt_tables<3>"])
+@pytest.mark.parametrize("name", [f"gpu_histeq_adapt_tables<{d}>" for d in range(2, 7)])
 def test_static_plus_dynamic_shared_memory_fits(cp, name):
     """The region histogram in dynamic shared memory (SHARED_BINS uint32 at most) plus the
     kernel's static shared memory (CuPy's ``shared_size_bytes``: NVRTC's sm_90 CUBIN on the
@@ -290,27 +297,27 @@ def test_direct_call_writes_or_declines(cp):
     result = cp.empty(planes.shape, np.float64)
     clip = clip_of((4, 7), 0.01, 256)
     assert_wrote(_cuda.adapthist(planes, (12, 14), (4, 7), 256, clip, result))
-    four_d = cp.asarray(make(np.uint8, "random", (2, 3 * 4 * 5 * 6)))
-    assert_declined(_cuda.adapthist(four_d, (3, 4, 5, 6), (2, 2, 2, 2), 256,
-                                    clip_of((2, 2, 2, 2), 0.01, 256),
-                                    cp.empty(four_d.shape, np.float64)), "uncovered")
+    seven_d = cp.asarray(make(np.uint8, "random", (2, 2 ** 7)))
+    assert_declined(_cuda.adapthist(seven_d, (2,) * 7, (1,) * 7, 256, clip_of((1,) * 7, 0.01, 256),
+                                    cp.empty(seven_d.shape, np.float64)), "uncovered")
     strided = cp.asarray(make(np.uint8, "random", (2, 2 * 12 * 14)))[:, ::2]
     assert_declined(_cuda.adapthist(strided, (12, 14), (4, 7), 256, clip,
                                     cp.empty(strided.shape, np.float64)), "uncovered")
 
 
-def test_four_dimensional_images_stay_portable(cp):
-    """The kernels take 2-D and 3-D images; a 4-D one declines before any launch and the
+def test_seven_axes_stay_portable(cp):
+    """The kernels take images of 2 to 6 axes; one of 7 declines before any launch and the
     portable path computes it (documented in equalize_adapthist's Notes)."""
-    host = make(np.float32, "random", (1, 4, 5, 6, 7), seed=3)
+    host = make(np.float32, "random", (1, 2, 3, 2, 2, 3, 2, 2), seed=3)
     images = cp.asarray(host)
+    axes = tuple(range(1, 8))
     before = launches(cp)
     with _engine.recording() as steps:
-        result = equalize_adapthist(images, (2, 3, 3, 4), axes=(1, 2, 3, 4))
+        result = equalize_adapthist(images, (1, 2, 1, 2, 2, 1, 2), axes=axes)
     assert [s.name for s in steps] == ["adapthist"]
     assert_declined(steps[0].outcome, "uncovered")
     assert launches(cp) == before
-    assert_same(result, run_portable(cp, images, (2, 3, 3, 4), axes=(1, 2, 3, 4)))
+    assert_same(result, run_portable(cp, images, (1, 2, 1, 2, 2, 1, 2), axes=axes))
 
 
 def test_host_synchronisations(cp):

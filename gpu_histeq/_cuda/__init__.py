@@ -12,7 +12,7 @@ caller then runs the portable path, which the kernels reproduce bit for bit:
 * :func:`match` -- scikit-image's ``match_histograms`` of planes through shared or per-plane
   references of the same dtype (``ranks.cu``: both sorted by rank, no table per level);
 * :func:`clahe` -- OpenCV's CLAHE of uint8 / uint16 planes (``clahe.cu``: tile tables, blend);
-* :func:`adapthist` -- scikit-image's ``equalize_adapthist`` of 2-D and 3-D planes
+* :func:`adapthist` -- scikit-image's ``equalize_adapthist`` of images of 2 to 6 axes
   (``adapthist.cu``: levels, region tables with the clip loop on the device, interpolation);
 * :func:`split_luma`, :func:`merge_luma`, :func:`equalize_luma` -- the RGB <-> YCrCb round trip
   of ``luminance=True`` (``color.cu``; the entry points in ``_luma.py``), and the whole luma
@@ -290,7 +290,7 @@ def adapthist(planes, shape, kernel, nbins, clip, result):
     -------
     True or Declined
         True when the kernels wrote every value of `result`; ``Declined("uncovered")``, nothing
-        written, for images of other than 2 or 3 axes, non-contiguous arrays, planes of 2**31
+        written, for images of more than 6 axes, non-contiguous arrays, planes of 2**31
         pixels or more or regions of 2**32 pixels or more (``_adapthist.covers``).
 
     Raises

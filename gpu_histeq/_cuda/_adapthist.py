@@ -1,6 +1,6 @@
 """Launch the kernels of ``adapthist.cu`` on CuPy planes (imported only for CuPy input).
 
-scikit-image's ``equalize_adapthist`` of ``(P, prod(shape))`` planes of 2-D or 3-D images in
+scikit-image's ``equalize_adapthist`` of ``(P, prod(shape))`` planes of 2 to 6 axes in
 four kernel launches (prepare, tables, interpolation, rescale) after one zeroed stats array: no
 host synchronisation for integer input, one status word for floating input (read by the caller),
 nothing copied from the host but scalars. Device memory added: the planes' uint16 levels (2
@@ -17,8 +17,10 @@ import numpy as np
 from . import _sources
 from ._kernels import _NULL, MAX_GRID_BLOCKS, MAX_PIXELS, THREADS, _launch
 
-#: Image axes the kernels take (template parameter D of adapthist.cu).
-DIMENSIONS = (2, 3)
+#: Image axes the kernels take (template parameter D of adapthist.cu, at most its
+#: GPU_HISTEQ_ADAPT_AXES geometry arguments).
+DIMENSIONS = _sources.ADAPT_DIMENSIONS
+MAX_AXES = DIMENSIONS[-1]
 #: Input dtypes (float16 goes through float32, as the portable path scales it).
 DTYPES = (*_sources.ADAPT_DTYPES, np.dtype(np.float16))
 #: Bins whose uint32 region histogram is kept in dynamic shared memory (32 KiB, beside the
@@ -43,7 +45,7 @@ def covers(planes, shape, kernel, nbins, result):
     if dtype not in DTYPES or np.dtype(result.dtype) not in (np.float32, np.float64):
         return f"{dtype} planes"
     if len(shape) not in DIMENSIONS:
-        return f"{len(shape)}-D images (the kernels take 2-D and 3-D images)"
+        return f"{len(shape)}-D images (the kernels take 2 to {MAX_AXES} image axes)"
     if not (planes.flags.c_contiguous and result.flags.c_contiguous):
         return "arrays that are not C-contiguous"
     if not 0 < planes.shape[1] <= MAX_PIXELS or math.prod(kernel) > MAX_TILE_PIXELS:
@@ -65,7 +67,7 @@ def adapthist(planes, shape, kernel, nbins, clip, result):
     planes : (P, N) C-contiguous cupy.ndarray
         ``N = prod(shape)`` pixels per plane.
     shape, kernel : tuple of int
-        The image shape (2 or 3 axes) and the contextual region shape.
+        The image shape (2 to MAX_AXES axes) and the contextual region shape.
     nbins : int
     clip : (int, int, float)
         The clip limit in counts, the bin width in gray levels and the table scale
@@ -83,8 +85,8 @@ def adapthist(planes, shape, kernel, nbins, clip, result):
         planes, dtype = planes.astype(np.float32), np.dtype(np.float32)
     nplanes, npixels = planes.shape
     ndim = len(shape)
-    sizes = tuple(np.int64(s) for s in (1,) * (3 - ndim) + tuple(shape))
-    kernels = tuple(np.int64(k) for k in (1,) * (3 - ndim) + tuple(kernel))
+    sizes = tuple(np.int64(s) for s in (1,) * (MAX_AXES - ndim) + tuple(shape))
+    kernels = tuple(np.int64(k) for k in (1,) * (MAX_AXES - ndim) + tuple(kernel))
     ntiles = math.prod(-(-s // k) for s, k in zip(shape, kernel))
     limit, bin_size, scale = clip
     shared = nbins <= SHARED_BINS

@@ -1,5 +1,5 @@
-// scikit-image's equalize_adapthist (CLAHE with its iterative clip redistribution) of 2-D and 3-D
-// planes, compiled after common.cuh. Four launches, no host decision between them:
+// scikit-image's equalize_adapthist (CLAHE with its iterative clip redistribution) of images of
+// 2 to 6 axes, compiled after common.cuh. Four launches, no host decision between them:
 //   gpu_histeq_adapt_prepare   img_as_uint of every pixel (uint16 levels written once, unless the
 //                              input is uint16) and each plane's range; floats: NaN/inf and
 //                              [-1, 1] bits in the status word;
@@ -78,21 +78,30 @@ __device__ void gpu_histeq_adapt_add_range(unsigned high, unsigned flipped_low, 
     }
 }
 
-// The image geometry of the last D of three axes (the host passes 2-D images as (1, H, W)):
-// sizes, region shape (kernel_size) and regions per axis.
+// The image geometry as kernel arguments: the sizes and region shapes (kernel_size) of
+// GPU_HISTEQ_ADAPT_AXES axes, an image of D axes in the last D (the host pads with 1).
+#define GPU_HISTEQ_ADAPT_AXES 6
+#define GPU_HISTEQ_ADAPT_GEOMETRY                                                                  \
+    long long s0, long long s1, long long s2, long long s3, long long s4, long long s5,           \
+    long long k0, long long k1, long long k2, long long k3, long long k4, long long k5
+#define GPU_HISTEQ_ADAPT_GEOMETRY_ARGS s0, s1, s2, s3, s4, s5, k0, k1, k2, k3, k4, k5
+
+// The geometry of a D-axis image: sizes, region shape and regions per axis, regions and pixels
+// per plane.
 template <int D>
 struct gpu_histeq_adapt_geometry {
     long long size[D], kernel[D], count[D];
-    long long ntiles;
-    __device__ gpu_histeq_adapt_geometry(long long s0, long long s1, long long s2, long long k0,
-                                         long long k1, long long k2) {
-        const long long s[3] = {s0, s1, s2}, k[3] = {k0, k1, k2};
-        ntiles = 1;
+    long long ntiles, n;
+    __device__ gpu_histeq_adapt_geometry(GPU_HISTEQ_ADAPT_GEOMETRY) {
+        const long long s[GPU_HISTEQ_ADAPT_AXES] = {s0, s1, s2, s3, s4, s5};
+        const long long k[GPU_HISTEQ_ADAPT_AXES] = {k0, k1, k2, k3, k4, k5};
+        ntiles = n = 1;
         for (int a = 0; a < D; ++a) {
-            size[a] = s[3 - D + a];
-            kernel[a] = k[3 - D + a];
+            size[a] = s[GPU_HISTEQ_ADAPT_AXES - D + a];
+            kernel[a] = k[GPU_HISTEQ_ADAPT_AXES - D + a];
             count[a] = (size[a] + kernel[a] - 1) / kernel[a];
             ntiles *= count[a];
+            n *= size[a];
         }
     }
 };
@@ -217,15 +226,13 @@ __device__ void gpu_histeq_adapt_clip(unsigned* hist, int nbins, long long limit
 // region written.
 template <int D>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
-gpu_histeq_adapt_tables(const unsigned short* levels, const unsigned* stats, long long s0,
-                        long long s1, long long s2, long long k0, long long k1, long long k2,
-                        int nbins, int bin_size, long long limit, double scale,
+gpu_histeq_adapt_tables(const unsigned short* levels, const unsigned* stats,
+                        GPU_HISTEQ_ADAPT_GEOMETRY, int nbins, int bin_size, long long limit, double scale,
                         unsigned* scratch, unsigned short* tables) {
     extern __shared__ unsigned gpu_histeq_adapt_shared_hist[];
-    const gpu_histeq_adapt_geometry<D> g(s0, s1, s2, k0, k1, k2);
+    const gpu_histeq_adapt_geometry<D> g(GPU_HISTEQ_ADAPT_GEOMETRY_ARGS);
     const long long plane = blockIdx.x / g.ntiles, tile = blockIdx.x % g.ntiles;
-    const long long n = s0 * s1 * s2;
-    const unsigned short* values = levels + plane * n;
+    const unsigned short* values = levels + plane * g.n;
     const gpu_histeq_adapt_range range(stats + 4 * plane);
     unsigned* hist = scratch ? scratch + blockIdx.x * (long long)nbins : gpu_histeq_adapt_shared_hist;
     for (int v = threadIdx.x; v < nbins; v += GPU_HISTEQ_THREADS) hist[v] = 0;
@@ -273,12 +280,11 @@ gpu_histeq_adapt_tables(const unsigned short* levels, const unsigned* stats, lon
 // plane), 2**D float64 products.
 template <int D>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
-gpu_histeq_adapt_interp(const unsigned short* levels, unsigned* stats, long long s0, long long s1,
-                        long long s2, long long k0, long long k1, long long k2, int nbins,
-                        int bin_size, const unsigned short* tables, unsigned short* out) {
-    const gpu_histeq_adapt_geometry<D> g(s0, s1, s2, k0, k1, k2);
+gpu_histeq_adapt_interp(const unsigned short* levels, unsigned* stats, GPU_HISTEQ_ADAPT_GEOMETRY,
+                        int nbins, int bin_size, const unsigned short* tables, unsigned short* out) {
+    const gpu_histeq_adapt_geometry<D> g(GPU_HISTEQ_ADAPT_GEOMETRY_ARGS);
     const long long plane = blockIdx.y;
-    const long long n = s0 * s1 * s2;
+    const long long n = g.n;
     const gpu_histeq_adapt_range range(stats + 4 * plane);
     const unsigned short* plane_tables = tables + plane * g.ntiles * nbins;
     unsigned high = 0, flipped_low = 0;

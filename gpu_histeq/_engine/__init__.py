@@ -366,7 +366,7 @@ def clahe(xp, planes, shape, grid, sources, limit, scale, neighbours, result):
 
 def adapthist(xp, planes, shape, kernel, nbins, clip, result):
     """scikit-image's CLAHE of every ``(P, prod(shape))`` plane in fused kernels, where an
-    engine has them (the CUDA one: ``_cuda/adapthist.cu``, 2-D and 3-D images, the floating
+    engine has them (the CUDA one: ``_cuda/adapthist.cu``, images of 2 to 6 axes, the floating
     range checks included); False, writing nothing, elsewhere (the caller then checks and runs
     the portable path of :func:`gpu_histeq.adaptive.equalize_adapthist`).
 

@@ -323,6 +323,7 @@ def adapthist(rng, images, same):
         same(run, planes, 10, 0.002, 16)  # the redistribution loop runs
     same(run, unit[1], (12, 14), 0.003, 9000)  # histograms in global memory
     same(run, cp.asarray(rng.random((1, 9, 10, 11))), (3, 4, 5), 0.01, 32, axes=(1, 2, 3))
+    same(run, images(np.uint8, (1, 4, 5, 6, 7)), (2, 3, 3, 4), 0.05, 32, axes=(1, 2, 3, 4))
     bad = cp.asarray(np.array([[[0.5, np.nan], [0.2, 0.1]]]))
     same(run, bad, 1)
     same(run, bad * 4, 1)  # NaN first, as the portable check
