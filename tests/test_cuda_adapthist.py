@@ -249,6 +249,20 @@ def test_planes_run_in_groups(cp, monkeypatch):
     assert_same(result, run_portable(cp, images, 5, 0.01, 256))
 
 
+def test_planes_beyond_the_grid_run_in_chunks(cp, monkeypatch):
+    """grid.y holds 65535 planes: with room for two, five planes take three launches of each
+    per-pixel kernel (and one of the region tables)."""
+    from gpu_histeq._cuda import _adapthist
+    monkeypatch.setattr(_adapthist, "MAX_GRID_PLANES", 2)
+    images = cp.asarray(make(np.int16, "random", (5, 11, 13), seed=6))
+    before = launches(cp)
+    result = run_cuda(cp, monkeypatch, images, 4, 0.01, 64)
+    after = launches(cp)
+    if after is not None:
+        assert [after[k] - before[k] for k in KERNELS] == [3, 1, 3, 3]
+    assert_same(result, run_portable(cp, images, 4, 0.01, 64))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
 @pytest.mark.parametrize("bad, message", [
     (np.nan, "must not contain NaN or infinity"), (np.inf, "must not contain NaN or infinity"),

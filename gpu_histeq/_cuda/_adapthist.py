@@ -97,7 +97,7 @@ def adapthist(planes, shape, kernel, nbins, clip, result):
     # uint16 planes are their own levels; others are converted once into `levels`, which the
     # interpolation then overwrites in place
     source = planes if dtype == np.uint16 else levels
-    blocks = np.int64(max(1, min(65535, -(-npixels // (THREADS * PIXELS_PER_THREAD)))))
+    blocks = max(1, min(65535, -(-npixels // (THREADS * PIXELS_PER_THREAD))))
     n = np.int64(npixels)
     per_plane = ntiles * nbins * (2 + (0 if shared else 4))
     per_group = max(1, min(nplanes, SCRATCH_BYTES // per_plane, MAX_GRID_BLOCKS // ntiles))
@@ -106,7 +106,7 @@ def adapthist(planes, shape, kernel, nbins, clip, result):
     with planes.device:
         for rows in _plane_chunks(0, nplanes):
             _launch("adapthist.cu", "gpu_histeq_adapt_prepare", (dtype,),
-                    (int(blocks), rows.stop - rows.start),
+                    (blocks, rows.stop - rows.start),
                     (planes[rows], n, _NULL if source is planes else levels[rows],
                      stats[4 * rows.start:], status))
         geometry = (*sizes, *kernels, np.int32(nbins), np.int32(bin_size))
@@ -115,15 +115,14 @@ def adapthist(planes, shape, kernel, nbins, clip, result):
             count = group.stop - group.start
             _launch("adapthist.cu", "gpu_histeq_adapt_tables", (ndim,), (count * ntiles,),
                     (source[group], stats[4 * group.start:], *geometry, np.int64(limit),
-                     np.float64(scale),
-                     scratch, tables), shared_mem=nbins * 4 if shared else 0)
+                     np.float64(scale), scratch, tables), shared_mem=nbins * 4 if shared else 0)
             for rows in _plane_chunks(group.start, group.stop):
                 _launch("adapthist.cu", "gpu_histeq_adapt_interp", (ndim,),
-                        (int(blocks), rows.stop - rows.start),
+                        (blocks, rows.stop - rows.start),
                         (source[rows], stats[4 * rows.start:], *geometry,
                          tables[(rows.start - group.start) * ntiles:], levels[rows]))
         for rows in _plane_chunks(0, nplanes):
             _launch("adapthist.cu", "gpu_histeq_adapt_rescale", (result.dtype,),
-                    (int(blocks), rows.stop - rows.start),
+                    (blocks, rows.stop - rows.start),
                     (levels[rows], stats[4 * rows.start:], n, result[rows]))
     return status if dtype.kind == "f" else None
