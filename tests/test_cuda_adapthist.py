@@ -235,32 +235,24 @@ def test_colour_and_batch_axes_run_the_kernels(cp, monkeypatch):
     assert_same(result, run_portable(cp, stack, (5, 6), axes=(0, 3)))
 
 
-def test_planes_run_in_groups(cp, monkeypatch):
-    """Region tables bound the planes per launch: with room for one plane's tables, three
-    planes take three launches of the tables and interpolation kernels, one of the others."""
+@pytest.mark.parametrize("limit, value, dtype, shape, kernel, nbins, counts", [
+    # region tables bound the planes per group: room for one plane's, three planes take three
+    # launches of the tables and interpolation kernels, one of the others
+    ("SCRATCH_BYTES", 16 * 256 * 2, np.uint16, (3, 20, 20), 5, 256, [1, 3, 3, 1]),
+    # grid.y holds 65535 planes: room for two, five planes take three launches of each
+    # per-pixel kernel, one of the region tables
+    ("MAX_GRID_PLANES", 2, np.int16, (5, 11, 13), 4, 64, [3, 1, 3, 3]),
+])
+def test_planes_run_in_groups(cp, monkeypatch, limit, value, dtype, shape, kernel, nbins, counts):
     from gpu_histeq._cuda import _adapthist
-    monkeypatch.setattr(_adapthist, "SCRATCH_BYTES", 16 * 256 * 2)
-    images = cp.asarray(make(np.uint16, "random", (3, 20, 20), seed=5))
+    monkeypatch.setattr(_adapthist, limit, value)
+    images = cp.asarray(make(dtype, "random", shape, seed=5))
     before = launches(cp)
-    result = run_cuda(cp, monkeypatch, images, 5, 0.01, 256)
+    result = run_cuda(cp, monkeypatch, images, kernel, 0.01, nbins)
     after = launches(cp)
     if after is not None:
-        assert [after[k] - before[k] for k in KERNELS] == [1, 3, 3, 1]
-    assert_same(result, run_portable(cp, images, 5, 0.01, 256))
-
-
-def test_planes_beyond_the_grid_run_in_chunks(cp, monkeypatch):
-    """grid.y holds 65535 planes: with room for two, five planes take three launches of each
-    per-pixel kernel (and one of the region tables)."""
-    from gpu_histeq._cuda import _adapthist
-    monkeypatch.setattr(_adapthist, "MAX_GRID_PLANES", 2)
-    images = cp.asarray(make(np.int16, "random", (5, 11, 13), seed=6))
-    before = launches(cp)
-    result = run_cuda(cp, monkeypatch, images, 4, 0.01, 64)
-    after = launches(cp)
-    if after is not None:
-        assert [after[k] - before[k] for k in KERNELS] == [3, 1, 3, 3]
-    assert_same(result, run_portable(cp, images, 4, 0.01, 64))
+        assert [after[k] - before[k] for k in KERNELS] == counts
+    assert_same(result, run_portable(cp, images, kernel, 0.01, nbins))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
