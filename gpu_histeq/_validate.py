@@ -124,7 +124,7 @@ def image_axes(axes, channel_axis, shape, *, color_warning=True):
                              f"{axes}{hint}")
         return axes, channel_axis
     if channel_axis is None:
-        if color_warning and ndim >= 3 and shape[-1] in (3, 4) and min(shape[-3:-1]) >= 8:
+        if color_warning and probable_colour(shape):
             warnings.warn(
                 f"`images` of shape {tuple(shape)} might be colour images (a last axis of length "
                 f"{shape[-1]}), but without `channel_axis` each ({shape[-2]}, {shape[-1]}) plane "
@@ -137,6 +137,52 @@ def image_axes(axes, channel_axis, shape, *, color_warning=True):
         raise ValueError(f"`images` of shape {tuple(shape)} has no two image axes besides "
                          f"`channel_axis` {channel_axis}")
     return spatial, channel_axis
+
+
+class Resolved:
+    """The checked arguments of calls already seen, by configuration: a repeated call skips the
+    checks it passed before (a bounded dict, emptied when full).
+
+    A key is made only of arguments whose equality means the checks would pass again with the
+    same result: the exact type of `images` (a masked array is another type), its shape and
+    dtype (byte order included), and plain Python values (:func:`plain_key`); a call whose
+    checks warn is never kept, so every call warns. Bad input never gets here: it raised.
+    """
+
+    SIZE = 256
+
+    def __init__(self):
+        self._known = {}
+
+    def get(self, key):
+        return None if key is None else self._known.get(key)
+
+    def put(self, key, value):
+        if key is None:
+            return
+        if len(self._known) >= self.SIZE:
+            self._known.clear()
+        self._known[key] = value
+
+    def __len__(self):
+        return len(self._known)
+
+
+def plain_key(*values):
+    """`values` as a key for :class:`Resolved`, or None when one of them is not plain: only
+    None, ``str``, ``int`` and tuples of those compare equal exactly when every check gives the
+    same answer (``True == 1`` and ``256.0 == 256``, but a check refuses a bool or a float)."""
+    for value in values:
+        entries = value if type(value) is tuple else (value,)
+        for entry in entries:
+            if entry is not None and type(entry) is not str and type(entry) is not int:
+                return None
+    return values
+
+
+def probable_colour(shape):
+    """The shape :func:`image_axes` warns about without `axes` and `channel_axis`."""
+    return len(shape) >= 3 and shape[-1] in (3, 4) and min(shape[-3:-1]) >= 8
 
 
 def plane_count(shape, axes):
@@ -334,6 +380,9 @@ def check_clip_limit(clip_limit):
 
 def check_int_sequence(value, length, param, what):
     """Return `value` (an int or a sequence of `length` ints) as a tuple of `length` ints >= 1."""
+    if type(value) is tuple and len(value) == length and all(
+            type(e) is int and e >= 1 for e in value):
+        return value  # the common form, as the checks below would return it
     if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
         value = (value,) * length
     try:

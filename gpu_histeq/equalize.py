@@ -15,10 +15,10 @@ from . import _engine, _planes
 from ._backend import array_module
 from ._binning import binning_for
 from ._tables import cdf_dtype, table_maker
-from ._validate import (check_allocation, check_bool, check_images, check_levels_nbins,
-                        check_luminance, check_luminance_order, check_mask, check_mask_selects,
-                        check_nbins, check_out, image_axes, native, out_overlaps, plane_count,
-                        refuse_masked,
+from ._validate import (ALWAYS_AVAILABLE, Resolved, check_allocation, check_bool, check_images,
+                        check_levels_nbins, check_luminance, check_luminance_order, check_mask,
+                        check_mask_selects, check_nbins, check_out, image_axes, native,
+                        out_overlaps, plain_key, plane_count, probable_colour, refuse_masked,
                         resolve_method)
 from ._typing import (Array, ArrayList, Axes, Float32, Float64, HalfOrSingle, LevelMethod,
                       Luminance, Method, UInt8, UInt16)
@@ -176,13 +176,15 @@ def _equalize_luminance(xp, images, nbins, axes, mask, method, channel_axis, out
     luma_ndim = images.ndim - 1
     trailing = luma_axes == tuple(range(luma_ndim - len(axes), luma_ndim))
     fused_out = out
-    if mask is None and trailing and images.size and dtype.kind == "u":
+    fusable = dtype.kind == "u" or dtype == cdf_dtype(dtype)  # float32 / float64 keep the dtype
+    if mask is None and trailing and images.size and fusable:
         # each image's pixels lie together: the engine may fuse the count, tables and round trip
         luma_shape = images.shape[:channel_axis] + images.shape[channel_axis + 1:]
         nplanes = plane_count(luma_shape, luma_axes)
         target = out if out is not None and _fused_target(out) else xp.empty(images.shape, dtype)
         rgb = _rgb_rows(xp, images, channel_axis)
-        if _engine.equalize_luma(xp, rgb, nplanes, method, target.reshape(rgb.shape)):
+        if _engine.equalize_luma(xp, rgb, nplanes, method, target.reshape(rgb.shape),
+                                 nbins=nbins):
             if out is not None and target is not out:
                 out[...] = target
             return target if out is None else out
@@ -206,6 +208,38 @@ def check_float_bins(xp, nbins, nplanes):
     """Check the memory `nbins` uniform bins take for `nplanes` planes (one per thread at once)."""
     in_flight = max(1, min(nplanes, _planes.thread_count()))
     check_allocation("nbins", nbins, BYTES_PER_FLOAT_BIN * nbins * in_flight, xp)
+
+
+#: The checked arguments of :func:`equalize_hist` calls without `mask` or `out`, by configuration.
+_RESOLVED = Resolved()
+
+
+def _luminance_call(xp, images, nbins, axes, mask, method, channel_axis, order, out):
+    """:func:`_equalize_luminance` of checked `images` in channel `order` ("rgb" / "bgr")."""
+    return in_rgb_order(xp, images, channel_axis, order, out, lambda rgb, target:
+                        _equalize_luminance(xp, rgb, nbins, axes, mask, method, channel_axis,
+                                            target))
+
+
+def _resolved_call(images, xp, nbins, axes, method, result_dtype, floating, channel_axis,
+                   order):
+    """The call of :func:`equalize_hist` without mask or `out` whose checks an equal call
+    passed: the checked arguments it resolved to (:data:`_RESOLVED`)."""
+    if floating:  # as check_float_bins: an unusable GPU_HISTEQ_NUM_THREADS raises
+        _planes.configured_threads()
+    if order:
+        return _luminance_call(xp, images, nbins, axes, None, method, channel_axis, order, None)
+    return _equalize(xp, images, nbins, axes, None, method, None, result_dtype)
+
+
+def _plain_call(images, nbins, method, axes, may_warn):
+    """Whether the checks of this (checked, successful) call can be skipped when an equal call
+    comes: native byte order, no warning (`may_warn`: neither `axes` nor `channel_axis` was
+    given), and a float working memory that :func:`check_allocation` passes unasked whatever
+    the threads."""
+    return (np.dtype(images.dtype).isnative and not (may_warn and probable_colour(images.shape))
+            and (method != "skimage" or images.dtype.kind != "f" or BYTES_PER_FLOAT_BIN * nbins
+                 * plane_count(images.shape, axes) <= ALWAYS_AVAILABLE))
 
 
 #: ``(dtype, method) -> method`` of the common call taken by :func:`_common_call`.
@@ -381,12 +415,24 @@ def equalize_hist(
     >>> equalized.shape, equalized.dtype, int(equalized.min()), int(equalized.max())
     ((1800, 1, 96, 96), dtype('uint8'), 0, 255)
     """
-    if (type(images) is np.ndarray and type(nbins) is int and nbins == 256 and mask is None
-            and out is None and channel_axis is None and luminance is False
-            and (method is None or type(method) is str)):
-        result = _common_call(images, axes, method)  # None where the checks below are needed
-        if result is not None:
-            return result
+    key = None
+    if mask is None and out is None:
+        if (type(images) is np.ndarray and type(nbins) is int and nbins == 256
+                and channel_axis is None and luminance is False
+                and (method is None or type(method) is str)):
+            result = _common_call(images, axes, method)  # None where the checks below are needed
+            if result is not None:
+                return result
+        # `luminance` as a plain key: a bool as 0 / 1 (an int `luminance` is refused, no key)
+        order = (luminance if type(luminance) is str else int(luminance)
+                 if type(luminance) is bool else None)
+        key = plain_key(nbins, axes, method, channel_axis, order)
+        if key is not None:  # the checks of an equal call already passed: its resolution
+            key = (type(images), getattr(images, "shape", None), getattr(images, "dtype", None),
+                   key)
+            resolved = _RESOLVED.get(key)
+            if resolved is not None:
+                return _resolved_call(images, *resolved)
     xp = array_module(images, mask=mask, out=out)
     check_images(images, xp)
     images = native(images)
@@ -409,9 +455,14 @@ def equalize_hist(
         out = None
     if luminance:
         check_luminance(images.shape, images.dtype, channel_axis, method)
-        result = in_rgb_order(xp, images, channel_axis, luminance, out, lambda rgb, target:
-                              _equalize_luminance(xp, rgb, nbins, axes, mask, method,
-                                                  channel_axis, target))
+    if key is not None and _plain_call(images, nbins, method, axes, key[3][1] is None
+                                       and key[3][3] is None):
+        floating = method == "skimage" and images.dtype.kind == "f"
+        _RESOLVED.put(key, (xp, nbins, axes, method, result_dtype, floating, channel_axis,
+                            luminance))
+    if luminance:
+        result = _luminance_call(xp, images, nbins, axes, mask, method, channel_axis, luminance,
+                                 out)
     else:
         result = _equalize(xp, images, nbins, axes, mask, method, out, result_dtype)
     if target is not None and out is None:

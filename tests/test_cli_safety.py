@@ -214,7 +214,8 @@ def test_a_zarr_input_missing_a_chunk(tmp_path, capsys, fill):
 
 
 def test_a_sharded_zarr_input_missing_a_shard(tmp_path, capsys):
-    """One file per shard: a missing shard is named; a shard holding fewer chunks is not."""
+    """One file per shard: a missing shard is named, and so is a chunk missing inside a shard
+    (zarr leaves out a chunk equal to the fill value; issue: it was read as zeros, exit 0)."""
     zarr = pytest.importorskip("zarr")
     if not hasattr(zarr, "create_array"):
         pytest.skip("zarr 2 has no shards")
@@ -225,6 +226,12 @@ def test_a_sharded_zarr_input_missing_a_shard(tmp_path, capsys):
     array[...] = data
     status, _, err = _run(capsys, "equalize", tmp_path / "in.zarr", tmp_path / "a.npy",
                           folder=tmp_path)
+    assert status == 1 and not (tmp_path / "a.npy").exists()
+    _one_line(err, f"its chunk (5, 0, 0) is missing from the shard "
+              f"{tmp_path / 'in.zarr' / 'c' / '1' / '0' / '0'} (zarr would read it as the fill "
+              "value 0); give --fill-missing-chunks to accept that")
+    status, _, err = _run(capsys, "equalize", tmp_path / "in.zarr", tmp_path / "a.npy",
+                          "--fill-missing-chunks", folder=tmp_path)
     assert status == 0, err
     np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), gh.equalize_hist(data))
     os.remove(tmp_path / "in.zarr" / "c" / "1" / "0" / "0")

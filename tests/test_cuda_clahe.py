@@ -2,8 +2,10 @@
 
 Every case runs :func:`gpu_histeq.clahe` on CuPy planes twice: through the CUDA kernels (the
 default for CuPy input) and inside :func:`gpu_histeq._engine.portable`, and compares the bytes;
-on the emulated CuPy it also checks that the two kernels were launched and that the portable
-tile counting was not reached. A few cases are also compared with ``cv2.createCLAHE`` directly.
+on the emulated CuPy it also checks which kernels were launched (the one-launch kernel of small
+uint8 planes, that of small uint16 planes -- no 65536-entry table --, or the tile tables and the
+blend) and that the portable tile counting was not reached. A few cases are also compared with
+``cv2.createCLAHE`` directly.
 """
 
 import numpy as np
@@ -14,19 +16,28 @@ from gpu_histeq import _engine, adaptive, clahe, equalize_hist
 
 cv2 = pytest.importorskip("cv2")
 
-KERNELS = ("gpu_histeq_clahe_small", "gpu_histeq_clahe_tables", "gpu_histeq_clahe_blend")
+#: The kernels of each CUDA path: one launch per plane batch ("small": uint8 tables in shared
+#: memory, or uint16 sorted tiles, no 65536-entry table), uint16 tiles sorted one block each and a
+#: blend by binary search ("tiles"), tile tables and their blend ("tiled").
+PATHS = {"small": ("gpu_histeq_clahe_small", "gpu_histeq_clahe_ranked"),
+         "tiles": ("gpu_histeq_clahe_rank_tiles", "gpu_histeq_clahe_ranked_blend"),
+         "tiled": ("gpu_histeq_clahe_tables", "gpu_histeq_clahe_blend")}
 
 
 def launches(cp):
-    """Launches of the CLAHE kernels so far on the emulated CuPy (None on a real GPU)."""
+    """Launches of each CLAHE kernel so far on the emulated CuPy (None on a real GPU)."""
     if not is_emulated(cp):
         return None
-    return {k: sum(n for name, n in cp.LAUNCHES.items() if name.startswith(k)) for k in KERNELS}
+    counts = {k: 0 for names in PATHS.values() for k in names}
+    for name, n in cp.LAUNCHES.items():
+        if name.split("<")[0] in counts:
+            counts[name.split("<")[0]] += n
+    return counts
 
 
 def run_cuda(cp, monkeypatch, images, *args, path=None, **kwargs):
-    """clahe() on the kernels: the portable tile count must not run, the kernels must (the
-    one-launch kernel for `path` "small", the tables and the blend for "tiled")."""
+    """clahe() on the kernels: the portable tile count must not run, the kernels of one path
+    must (of `path` when given; uint8 planes have no "tiles" path and take "tiled")."""
     def refuse(*_, **__):
         raise AssertionError("the portable CLAHE path ran instead of the CUDA kernels")
 
@@ -36,20 +47,30 @@ def run_cuda(cp, monkeypatch, images, *args, path=None, **kwargs):
         out = clahe(images, *args, **kwargs)
     after = launches(cp)
     if after is not None:
-        small, tables, blend = (after[k] - before[k] for k in KERNELS)
-        assert small + tables > 0 and tables == blend, (before, after)
+        ran = {k: after[k] - before[k] for k in after}
+        taken = [p for p, names in PATHS.items() if any(ran[k] for k in names)]
+        assert len(taken) == 1, ran
+        first, second = PATHS[taken[0]]
+        if taken[0] == "small":  # the dtype's own one-launch kernel
+            assert ran[first if images.dtype == np.uint8 else second] > 0, ran
+        else:
+            assert ran[first] == ran[second] > 0, ran
         if path is not None:
-            assert (small > 0, tables > 0) == (path == "small", path == "tiled"), (before, after)
+            assert taken[0] == ("tiled" if path == "tiles" and images.dtype == np.uint8
+                                else path), ran
     return out
 
 
-@pytest.fixture(params=["small", "tiled"])
+@pytest.fixture(params=["small", "tiles", "tiled"])
 def path(request, monkeypatch):
-    """Which CUDA path uint8 planes take: small planes one launch, others (forced here for
-    every uint8 plane) the tile tables and the blend."""
-    if request.param == "tiled":
-        from gpu_histeq._cuda import _clahe
+    """Which CUDA path planes take: small planes one launch; others (forced here for every
+    plane) the sorted tiles (uint16 tiles of at most 16384 pixels) or the tile tables."""
+    from gpu_histeq._cuda import _clahe
+    if request.param != "small":
         monkeypatch.setattr(_clahe, "SMALL_PIXELS", 0)
+        monkeypatch.setattr(_clahe, "RANKED_BYTES", 0)
+    if request.param == "tiled":
+        monkeypatch.setattr(_clahe, "TILE_SORT_BYTES", 0)
     return request.param
 
 
@@ -96,12 +117,11 @@ GEOMETRIES = [
 @pytest.mark.parametrize("kind", ["random", "narrow", "constant", "extremes", "gradient"])
 @pytest.mark.parametrize("shape, clip, grid", GEOMETRIES)
 def test_kernels_equal_portable_path(cp, monkeypatch, path, dtype, kind, shape, clip, grid):
-    if dtype == np.uint16 and path == "small":
-        pytest.skip("uint16 planes always take the tile tables and the blend")
+    if dtype == np.uint8 and path == "tiles":
+        pytest.skip("uint8 planes have no sorted-tiles path (the tiled case runs them)")
     host = make(dtype, kind, shape)
     images = cp.asarray(host)
-    result = run_cuda(cp, monkeypatch, images, clip, grid,
-                      path="small" if dtype == np.uint8 and path == "small" else "tiled")
+    result = run_cuda(cp, monkeypatch, images, clip, grid, path=path)
     assert_same(result, run_portable(images, clip, grid))
     np.testing.assert_array_equal(host, images.get())  # input untouched
 
@@ -116,17 +136,24 @@ def test_kernels_equal_cv2(cp, monkeypatch, path, dtype, shape, clip, grid):
     np.testing.assert_array_equal(result, expected)
 
 
-def test_planes_run_in_groups(cp, monkeypatch):
-    """Tile tables and uint16 tile histograms bound the planes per launch: with room for one
+@pytest.mark.parametrize("path, scratch, kernel", [
+    ("tiled", 64 * 65536 * 2, "gpu_histeq_clahe_tables"),  # one plane's 64 tables
+    ("tiles", 64 * (4 * 25 + 16), "gpu_histeq_clahe_rank_tiles"),  # its entries and tile records
+])
+def test_planes_run_in_groups(cp, monkeypatch, path, scratch, kernel):
+    """Tile tables, or uint16 sorted tiles, bound the planes per launch: with room for one
     plane's scratch, four planes take four launches of each kernel, and still equal cv2."""
     from gpu_histeq._cuda import _clahe
-    monkeypatch.setattr(_clahe, "SCRATCH_BYTES", 64 * 65536 * 6)
+    monkeypatch.setattr(_clahe, "SCRATCH_BYTES", scratch)
+    monkeypatch.setattr(_clahe, "RANKED_BYTES", 0)  # not one launch
+    if path == "tiled":
+        monkeypatch.setattr(_clahe, "TILE_SORT_BYTES", 0)
     host = make(np.uint16, "random", (4, 40, 40), seed=5)
     before = launches(cp)
-    result = run_cuda(cp, monkeypatch, cp.asarray(host), 2.0, (8, 8)).get()
+    result = run_cuda(cp, monkeypatch, cp.asarray(host), 2.0, (8, 8), path=path).get()
     after = launches(cp)
     if after is not None:
-        assert after["gpu_histeq_clahe_tables"] - before["gpu_histeq_clahe_tables"] == 4
+        assert after[kernel] - before[kernel] == 4
     expected = np.stack([cv2.createCLAHE(2.0, (8, 8)).apply(plane) for plane in host])
     np.testing.assert_array_equal(result, expected)
 
@@ -142,6 +169,45 @@ def test_large_tile_grids_take_the_tiled_path(cp, monkeypatch):
     images = cp.asarray(host)
     result = run_cuda(cp, monkeypatch, images, 3.0, (8, 8), path="tiled")
     np.testing.assert_array_equal(result.get()[0], cv2.createCLAHE(3.0, (8, 8)).apply(host[0]))
+
+
+def test_uint16_paths_by_size_equal_cv2(cp, monkeypatch):
+    """uint16 planes whose tiles' sorted values fit the shared memory (_clahe.ranked_shared_bytes
+    within RANKED_BYTES) take gpu_histeq_clahe_ranked alone: 96 x 96 with 8 x 8 tiles needs
+    37.5 KiB. 120 x 120 (56.3 KiB) sorts each 225-pixel tile in its own block and blends by
+    binary search; 8 x 8 tiles of 1080p (32400 pixels, 64 KiB of keys) take the tile tables.
+    Each equals cv2, with clips that clip nothing, some values and almost every value."""
+    from gpu_histeq._cuda import _clahe
+    assert _clahe.ranked_shared_bytes((8, 8), (12, 12)) == (16 * 64 + 4 * 9216 + 2 * 256, 256)
+    assert _clahe.ranked_shared_bytes((8, 8), (15, 15))[0] > _clahe.RANKED_BYTES
+    cases = (((3, 96, 96), "small", (0.0, 2.0, 400.0)), ((1, 120, 120), "tiles", (0.0, 2.0, 400.0)),
+             ((1, 1080, 1920), "tiled", (2.0,)))
+    for seed, (shape, path, clips) in enumerate(cases):
+        for kind in ("random", "narrow", "extremes"):
+            host = make(np.uint16, kind, shape, seed=seed)
+            for clip in clips:
+                out = run_cuda(cp, monkeypatch, cp.asarray(host), clip, (8, 8), path=path).get()
+                expected = np.stack([cv2.createCLAHE(clip, (8, 8)).apply(p) for p in host])
+                np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("shape, wide", [((1, 255, 257), False), ((1, 256, 256), True)])
+def test_uint16_tile_tables_count_in_16_bits_below_65536_pixels(cp, monkeypatch, shape, wide):
+    """The tile tables of uint16 tiles under 65536 pixels hold their own counts (two 16-bit
+    counts per 32-bit atomic: a constant 65535-pixel tile reaches 65535 without carrying);
+    65536 pixels and more count in a uint32 scratch (the only allocation besides the tables)."""
+    allocated = []
+    if is_emulated(cp):
+        original = cp.empty
+        monkeypatch.setattr(cp, "empty", lambda *a, **k: allocated.append(a) or original(*a, **k))
+    for kind in ("constant", "extremes", "random"):
+        host = make(np.uint16, kind, shape, seed=4)
+        for clip in (0.0, 2.0):
+            out = run_cuda(cp, monkeypatch, cp.asarray(host), clip, (1, 1), path="tiled").get()
+            np.testing.assert_array_equal(out[0], cv2.createCLAHE(clip, (1, 1)).apply(host[0]))
+    if is_emulated(cp):
+        scratch = [a for a in allocated if len(a) > 1 and np.dtype(a[1]) == np.uint32]
+        assert bool(scratch) == wide, allocated
 
 
 def test_channel_axis_and_luminance(cp, monkeypatch):
@@ -208,7 +274,8 @@ def _static_shared_bytes(cubin):
 @pytest.mark.parametrize("architecture", ["sm_75", "sm_90"])
 def test_shared_memory_within_48_kib(cp, architecture):
     """Static shared memory of each CLAHE kernel as NVRTC compiles it, plus the most dynamic
-    shared memory its launcher asks for (the small kernel: SMALL_TILES tables of 256 bytes),
+    shared memory its launcher asks for (the small kernel: SMALL_TILES tables of 256 bytes; the
+    uint16 ones: RANKED_BYTES, TILE_SORT_BYTES),
     stays within the 48 KiB a block gets without opting in."""
     nvrtc = pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-bindings (NVRTC) is not installed")
     from gpu_histeq._cuda import _sources
@@ -228,9 +295,12 @@ def test_shared_memory_within_48_kib(cp, architecture):
         nvrtc.nvrtcDestroyProgram(program)
     static = _static_shared_bytes(cubin)
     small = "gpu_histeq_clahe_small<unsigned char>"
+    ranked = "gpu_histeq_clahe_ranked<unsigned short>"
+    rank_tiles = "gpu_histeq_clahe_rank_tiles<unsigned short>"
     tables = "gpu_histeq_clahe_tables<unsigned char>"
     assert static[lowered[small]] >= 8 * 256 * 4 and static[lowered[tables]] >= 8 * 256 * 4
-    from gpu_histeq._cuda._clahe import SMALL_TILES  # imports cupy: the `cp` fixture's
+    from gpu_histeq._cuda._clahe import RANKED_BYTES, SMALL_TILES, TILE_SORT_BYTES  # `cp`'s
     for name, mangled in lowered.items():
-        dynamic = SMALL_TILES * 256 if name == small else 0
+        dynamic = {small: SMALL_TILES * 256, ranked: RANKED_BYTES,
+                   rank_tiles: TILE_SORT_BYTES}.get(name, 0)
         assert static.get(mangled, 0) + dynamic <= 48 * 1024, (name, static.get(mangled))

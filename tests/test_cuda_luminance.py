@@ -12,7 +12,7 @@ import contextlib
 import numpy as np
 import pytest
 
-from conftest import assert_declined, assert_wrote, is_emulated
+from conftest import assert_declined, assert_wrote, expect_decline, is_emulated
 from gpu_histeq import _cuda, _engine, clahe, color, equalize_hist
 
 cv2 = pytest.importorskip("cv2")
@@ -106,8 +106,12 @@ def test_entry_points_decline_what_they_do_not_cover(cp):
                                      cp.empty_like(rgb)), "uncovered")
     assert_declined(_cuda.merge_luma(rgb, cp.zeros((4, 2), np.uint8), "rgb",
                                      cp.empty((4, 3, 4), np.uint8)[:, :, ::2]), "uncovered")
-    floats = cp.zeros((8, 3, 1), np.float32)  # floats: split, the uniform kernels, merge
-    assert_declined(_cuda.equalize_luma(floats, 2, "skimage", "rgb", cp.empty_like(floats)),
+    floats = cp.zeros((8, 3, 1), np.float32)  # floats past one block: split, uniform, merge
+    for nplanes, method, nbins in ((2, "skimage", 257), (2, "opencv", 256)):
+        assert_declined(_cuda.equalize_luma(floats, nplanes, method, "rgb",
+                                            cp.empty_like(floats), nbins), "uncovered")
+    large = cp.zeros((65537, 3, 1), np.float32)
+    assert_declined(_cuda.equalize_luma(large, 1, "skimage", "rgb", cp.empty_like(large)),
                     "uncovered")
     wide = cp.zeros((8, 3, 1), np.uint16)
     assert_declined(_cuda.equalize_luma(wide, 2, "pil", "rgb", cp.empty_like(wide)), "uncovered")
@@ -181,15 +185,21 @@ def test_edge_cases_equal_the_portable_path(cp, dtype, case, method):
     result, steps, ran = run(cp, equalize_hist, images, **options)
     with np.errstate(all="ignore"):
         assert_same(result, portable(equalize_hist, images, **options))
-    if np.dtype(dtype).kind == "u":  # Y counted in the kernels, never stored
+    large = case == "large-plane"  # 70200 pixels
+    if np.dtype(dtype).kind == "u" or not large:  # Y computed in the kernels, never stored
         assert steps == [("equalize_luma", True)], steps
         if ran is not None:
-            small = dtype == np.uint8 and case != "large-plane"
+            one = {np.dtype(np.uint8): "gpu_histeq_equalize_luma_small_u8",
+                   np.dtype(np.uint16): "gpu_histeq_equalize_luma_ranked",
+                   np.dtype(np.float32): "gpu_histeq_equalize_luma_small_float",
+                   np.dtype(np.float64): "gpu_histeq_equalize_luma_small_float"}[np.dtype(dtype)]
             assert all("luma" in k or "level_tables" in k for k in ran), ran
-            assert any(k.startswith("gpu_histeq_equalize_luma_small_u8" if small else
-                                    "gpu_histeq_luma_remap") for k in ran), ran
-    else:  # floats: Y stored, the uniform kernels, then the round trip
-        assert steps == [("split_luma", True), ("equalize", True), ("merge_luma", True)], steps
+            assert {k.split("<")[0] for k in ran} == (
+                {"gpu_histeq_luma_histogram", "gpu_histeq_level_tables", "gpu_histeq_luma_remap"}
+                if large else {one}), ran
+    else:  # large float planes: Y stored, the uniform kernels, then the round trip
+        assert steps[0][0] == "equalize_luma" and steps[1:] == [
+            ("split_luma", True), ("equalize", True), ("merge_luma", True)], steps
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -244,8 +254,8 @@ def test_clahe_luminance_converts_in_the_kernels(cp, dtype):
 def test_shared_memory_within_48_kib():
     """Static shared memory of every color.cu kernel as NVRTC compiles it for sm_90 (the
     ``.nv.shared.<kernel>`` section of the cubin), plus the most dynamic shared memory its
-    launcher asks (the uint8 luma histograms: GPU_HISTEQ_WARPS x 256 counts), within the 48 KiB a
-    block gets without opting in."""
+    launcher asks (the uint8 luma histograms: GPU_HISTEQ_WARPS x 256 counts; the uint16 keys of
+    the rank kernel: _ranks.SHARED_BYTES), within the 48 KiB a block gets without opting in."""
     pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-bindings (NVRTC) is not installed")
     from emulation import build
     from gpu_histeq._cuda import _sources
@@ -253,7 +263,10 @@ def test_shared_memory_within_48_kib():
     static = build.static_shared(_sources.source("color.cu"), _sources.OPTIONS, names, "color.cu")
     small = "gpu_histeq_equalize_luma_small_u8<2, double>"
     assert static[small] >= 8 * 256 * 4 + 256 * 8  # warp histograms and the double table
-    dynamic = {"gpu_histeq_luma_histogram<unsigned char>": 8 * 256 * 4}
+    from gpu_histeq._cuda._ranks import SHARED_BYTES  # the uint16 keys sorted by rank
+    dynamic = {"gpu_histeq_luma_histogram<unsigned char>": 8 * 256 * 4,
+               "gpu_histeq_equalize_luma_ranked<unsigned short, 0>": SHARED_BYTES,
+               "gpu_histeq_equalize_luma_ranked<unsigned short, 2>": SHARED_BYTES}
     for name in names:
         assert static[name] + dynamic.get(name, 0) <= 48 * 1024, (name, static[name])
 
@@ -301,4 +314,94 @@ def test_tiny_floats_equal_the_flushed_reference(cp, dtype):
             np.errstate(all="ignore"):
         expected = portable(equalize_hist, images, channel_axis=-1, luminance=True)
     assert_same(result, expected)
-    assert steps == [("split_luma", True), ("equalize", True), ("merge_luma", True)], steps
+    assert steps == [("equalize_luma", True)], steps
+
+
+# ---- uint16 by rank and small floats: one launch, Y never stored
+
+@pytest.mark.parametrize("method", ["opencv", "skimage"])
+@pytest.mark.parametrize("order", ["rgb", "bgr"])
+def test_uint16_planes_by_rank_equal_the_portable_path(cp, method, order):
+    """uint16 planes of at most _ranks.SHARED_PIXELS[2] pixels: one launch of
+    gpu_histeq_equalize_luma_ranked (no 65536-bin histogram or table); one more pixel takes the
+    luma histograms, the tables and the remap. Extremes 0 / 65535 and a narrow band, either
+    channel order, against the portable path (OpenCV's YCrCb conversion, the method's table)."""
+    from gpu_histeq._cuda._ranks import SHARED_PIXELS
+    rng = np.random.default_rng(11)
+    limit = SHARED_PIXELS[2]
+    for pixels_per_plane, kernel in ((limit, "gpu_histeq_equalize_luma_ranked"),
+                                     (limit + 1, "gpu_histeq_luma_remap")):
+        host = rng.choice(np.array([0, 1, 65534, 65535, 30000, 30001], np.uint16),
+                          (2, pixels_per_plane, 1, 3))
+        host[1] = rng.integers(40000, 40100, host.shape[1:])
+        images = cp.asarray(host)
+        before = dict(cp.LAUNCHES) if is_emulated(cp) else None
+        out = cp.empty_like(images)
+        assert_wrote(_cuda.equalize_luma(images.reshape(-1, 3, 1), 2, method, order,
+                                         out.reshape(-1, 3, 1)))
+        ran = launched(cp, before)
+        assert ran is None or any(k.startswith(kernel) for k in ran), ran
+        flipped = cp.asarray(np.ascontiguousarray(host[..., ::-1])) if order == "bgr" else images
+        expected = portable(lambda x: equalize_hist(x, channel_axis=-1, luminance=True,
+                                                    method=method), flipped).get()
+        np.testing.assert_array_equal(out.get(), expected[..., ::-1] if order == "bgr" else expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nbins", [1, 7, 256])
+def test_small_float_planes_in_one_launch(cp, dtype, nbins):
+    """Float planes of at most 65536 pixels with at most 256 bins: one launch of
+    gpu_histeq_equalize_luma_small_float (Y recomputed at each pass, never stored), one status
+    word read; larger bins counts take the split, the uniform kernels and the merge."""
+    host = pixels(dtype, (3, 17, 23, 3))
+    host[1] = 0.25  # a constant plane: its range widened by 0.5 each side
+    images = cp.asarray(host)
+    result, steps, ran = run(cp, equalize_hist, images, channel_axis=-1, luminance=True,
+                             nbins=nbins)
+    assert_same(result, portable(equalize_hist, images, channel_axis=-1, luminance=True,
+                                 nbins=nbins))
+    assert steps == [("equalize_luma", True)], steps
+    assert ran is None or ran == {f"gpu_histeq_equalize_luma_small_float<"
+                                  f"{'float' if dtype == np.float32 else 'double'}>"}, ran
+    out = cp.empty_like(images)  # BGR order: the kernel swaps the channel offsets
+    assert_wrote(_cuda.equalize_luma(images.reshape(-1, 3, 1), 3, "skimage", "bgr",
+                                     out.reshape(-1, 3, 1), nbins))
+    flipped = cp.asarray(np.ascontiguousarray(host[..., ::-1]))
+    expected = portable(equalize_hist, flipped, channel_axis=-1, luminance=True, nbins=nbins)
+    np.testing.assert_array_equal(out.get().view(np.uint8),
+                                  np.ascontiguousarray(expected.get()[..., ::-1]).view(np.uint8))
+    result, steps, _ = run(cp, equalize_hist, images, channel_axis=-1, luminance=True, nbins=300)
+    assert_same(result, portable(equalize_hist, images, channel_axis=-1, luminance=True,
+                                 nbins=300))
+    assert steps[0][0] == "equalize_luma" and steps[1:] == [
+        ("split_luma", True), ("equalize", True), ("merge_luma", True)], steps
+
+
+def test_small_float_errors_are_the_portable_errors(cp):
+    """NaN in the pixels and bins too many for a plane's range of Y raise as the portable path
+    does; a plane a few float64 subnormals wide is declined as "irregular" after the kernel ran
+    and redone by the portable interpolation (equal to it)."""
+    nan = pixels(np.float32, (2, 5, 6, 3))
+    nan[1, 2, 3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity") as raised:
+        equalize_hist(cp.asarray(nan), channel_axis=-1, luminance=True)
+    import traceback  # found by the kernel's status word, not by a check before it
+    assert any(f.filename.endswith("_luma.py")
+               for f in traceback.extract_tb(raised.value.__traceback__))
+    with _engine.portable(), pytest.raises(ValueError, match="NaN or infinity"):
+        equalize_hist(cp.asarray(nan), channel_axis=-1, luminance=True)
+    narrow = np.full((1, 4, 4, 3), 1.0, np.float32)
+    narrow[0, 0, 0] = np.nextafter(np.float32(1.0), np.float32(2.0))
+    for call in (lambda: equalize_hist(cp.asarray(narrow), channel_axis=-1, luminance=True,
+                                       nbins=256),):
+        with pytest.raises(ValueError, match="too many"):
+            call()
+        with _engine.portable(), pytest.raises(ValueError, match="too many"):
+            call()
+    expect_decline("irregular")
+    subnormal = np.array([0.0, 392553, 396459, 1000000]) * 5e-324
+    tiny = cp.asarray(np.repeat(subnormal.reshape(1, 4, 1, 1), 3, axis=3).copy())
+    result, steps, _ = run(cp, equalize_hist, tiny, channel_axis=-1, luminance=True)
+    with np.errstate(all="ignore"):
+        assert_same(result, portable(equalize_hist, tiny, channel_axis=-1, luminance=True))
+    assert steps[0][0] == "equalize_luma" and steps[0][1].reason == "irregular", steps

@@ -11,12 +11,13 @@ caller then runs the portable path, which the kernels reproduce bit for bit:
 * :func:`apply_lut` -- the remap of uint8 / uint16 planes through per-plane or shared tables;
 * :func:`match` -- scikit-image's ``match_histograms`` of planes through shared or per-plane
   references of the same dtype (``ranks.cu``: both sorted by rank, no table per level);
-* :func:`clahe` -- OpenCV's CLAHE of uint8 / uint16 planes (``clahe.cu``: tile tables, blend);
+* :func:`clahe` -- OpenCV's CLAHE of uint8 / uint16 planes (``clahe.cu``: tile tables, blend;
+  uint16 tiles that sort in shared memory by rank, without 65536-entry tables);
 * :func:`adapthist` -- scikit-image's ``equalize_adapthist`` of images of 2 to 6 axes
   (``adapthist.cu``: levels, region tables with the clip loop on the device, interpolation);
 * :func:`split_luma`, :func:`merge_luma`, :func:`equalize_luma` -- the RGB <-> YCrCb round trip
   of ``luminance=True`` (``color.cu``; the entry points in ``_luma.py``), and the whole luma
-  equalization of uint8 / uint16 planes;
+  equalization of uint8 / uint16 planes and of small float32 / float64 planes;
 * :func:`equalize_packed`, :func:`packed_counts`, :func:`apply_packed` -- the same three on
   packed planes of different sizes (a ragged batch: plane ``p`` is ``values[starts[p]:starts[p
   + 1]]`` of one 1-d buffer), as :mod:`gpu_histeq._interop._packed` computes them.
@@ -67,12 +68,26 @@ __all__ = ["DECLINES", "Declined", "adapthist", "apply_lut", "apply_packed", "bl
            "packed_counts", "split_luma"]
 
 
+_loaded: dict = {}
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+def _launchers():
+    """``(_kernels, _ranks, _clahe)``, the launcher modules, imported on the first CuPy call
+    (they import CuPy, which importing this package must not); later calls skip the import
+    statements, which cost more than a repeated call's plan lookup."""
+    modules = _loaded.get("launchers")
+    if modules is None:
+        from . import _clahe, _kernels, _ranks
+        modules = _loaded["launchers"] = (_kernels, _ranks, _clahe)
+    return modules
+
+
 def _uncovered_rows(planes, *others):
     """Why (P, N) `planes` are not covered, or None: they must be non-empty, C-contiguous (and
     so must `others`), with N below the 32-bit count limit."""
-    from ._kernels import MAX_PIXELS
     nplanes, npixels = planes.shape
-    if not (nplanes > 0 and 0 < npixels <= MAX_PIXELS):
+    if not (nplanes > 0 and 0 < npixels <= _launchers()[0].MAX_PIXELS):
         return _uncovered(f"{nplanes} planes of {npixels} pixels")
     if not all(a is None or a.flags.c_contiguous for a in (planes, *others)):
         return _uncovered("arrays that are not C-contiguous")
@@ -116,14 +131,12 @@ def equalize(planes, mask_planes, method, nbins, result):
     declined = _uncovered_rows(planes, mask_planes, result)
     if declined is not None:
         return declined
-    from ._kernels import Planes
-    return _equalize(Planes(planes, mask_planes, result), method, nbins)
+    return _equalize(_launchers()[0].Planes(planes, mask_planes, result), method, nbins)
 
 
 def _equalize(planes, method, nbins):
     """:func:`equalize` of ``_kernels.Planes`` (either layout) into ``planes.out``."""
-    from ._kernels import equalize_levels, equalize_uniform
-    from ._ranks import MAX_PIXELS as RANK_PIXELS, SHARED_PIXELS, equalize_ranked
+    kernels, ranks, _ = _launchers()
     dtype = np.dtype(planes.values.dtype)
     # One path per case, the one with the smaller counted budget (benchmarks/gpu_model.py):
     # uint8 by the 256-level kernels; int8 / uint16 / int16 planes whose keys sort in shared
@@ -137,27 +150,26 @@ def _equalize(planes, method, nbins):
             if method in ("opencv", "pil"):
                 check_levels_nbins(nbins, dtype, method)
             if dtype == np.uint8:
-                equalize_levels(planes, method)
+                kernels.equalize_levels(planes, method)
             elif dtype.itemsize <= 2:
-                small, planes = planes.split(SHARED_PIXELS[dtype.itemsize])
+                small, planes = planes.split(ranks.SHARED_PIXELS[dtype.itemsize])
                 if small is not None:
-                    equalize_ranked(small, method)
+                    ranks.equalize_ranked(small, method)
                 if planes is not None:
-                    equalize_levels(_sign_flipped(planes) if dtype == np.int8 else planes, method)
-            elif planes.largest > RANK_PIXELS:
-                return _uncovered(f"{dtype} planes of more than {RANK_PIXELS} pixels")
+                    kernels.equalize_levels(_sign_flipped(planes) if dtype == np.int8 else planes,
+                                            method)
+            elif planes.largest > ranks.MAX_PIXELS:
+                return _uncovered(f"{dtype} planes of more than {ranks.MAX_PIXELS} pixels")
             else:
-                equalize_ranked(planes, method)
+                ranks.equalize_ranked(planes, method)
             return True
         if dtype in _sources.FLOAT_DTYPES and method == "skimage":
-            import cupy
-            from ._kernels import STATUS_IRREGULAR, STATUS_NOT_FINITE, STATUS_REPEATED_EDGES
-            status = cupy.zeros(1, np.int32)
-            equalize_uniform(planes, nbins, status)
+            status = kernels.cupy.zeros(1, np.int32)
+            kernels.equalize_uniform(planes, nbins, status)
             flags = int(status[0])  # sync: errors and irregular planes, as portably
-            check_finite(not flags & STATUS_NOT_FINITE)
-            check_edges_increase(not flags & STATUS_REPEATED_EDGES, nbins, dtype)
-            if flags & STATUS_IRREGULAR:
+            check_finite(not flags & kernels.STATUS_NOT_FINITE)
+            check_edges_increase(not flags & kernels.STATUS_REPEATED_EDGES, nbins, dtype)
+            if flags & kernels.STATUS_IRREGULAR:
                 return Declined("irregular", "bins narrower than two smallest normals",
                                 written=True)
             return True
@@ -235,19 +247,18 @@ def apply_lut(planes, tables, result):
     """
     dtype = np.dtype(planes.dtype)
     if (dtype not in _sources.LEVEL_DTYPES or np.dtype(tables.dtype) not in _sources.C_TYPES
-            or tables.shape[-1] > np.iinfo(np.int32).max):
+            or tables.shape[-1] > _INT32_MAX):
         return _uncovered(f"{dtype} values through {np.dtype(tables.dtype)} tables of "
                           f"{tables.shape[-1]} entries")
     declined = _uncovered_rows(planes, tables, result)
     if declined is not None:
         return declined
-    from ._kernels import Planes
-    return _apply(Planes(planes, None, result), tables)
+    return _apply(_launchers()[0].Planes(planes, None, result), tables)
 
 
 def _apply(planes, tables):
     """:func:`apply_lut` of ``_kernels.Planes`` (either layout) into ``planes.out``."""
-    from ._kernels import remap
+    remap = _launchers()[0].remap
     shared = tables.shape[0] == 1
     with planes.values.device:
         for rows, group in planes.groups():
@@ -264,8 +275,7 @@ def clahe(planes, shape, grid, tile_shape, limit, scale, result):
     synchronisation, nothing uploaded: the geometry (reflect-101 sources, neighbour tiles,
     float32 weights) is computed in the kernels from the scalars.
     """
-    from ._clahe import clahe as launch
-    if launch(planes, shape, grid, tile_shape, limit, scale, result):
+    if _launchers()[2].clahe(planes, shape, grid, tile_shape, limit, scale, result):
         return True
     return _uncovered(f"CLAHE of {np.dtype(planes.dtype)} planes of shape {planes.shape} in "
                       f"tiles of {tile_shape}")
@@ -351,11 +361,11 @@ def match(planes, ref_planes, owner, result):
     interpolation in its float64 operations). Integer planes: no synchronisation; floating
     planes synchronize once, to read the status word.
     """
-    from ._ranks import MAX_PIXELS, STATUS_IMAGES_NOT_FINITE, STATUS_REFERENCE_NOT_FINITE
-    from ._ranks import match as launch
+    ranks = _launchers()[1]
     dtype = np.dtype(planes.dtype)
     if (dtype not in _sources.MATCH_DTYPES or np.dtype(ref_planes.dtype) != dtype
-            or planes.shape[1] > MAX_PIXELS or not 0 < ref_planes.shape[1] <= MAX_PIXELS
+            or planes.shape[1] > ranks.MAX_PIXELS
+            or not 0 < ref_planes.shape[1] <= ranks.MAX_PIXELS
             or result.dtype != np.float64):
         return _uncovered(f"{dtype} images, {np.dtype(ref_planes.dtype)} reference, planes of "
                           f"{planes.shape[1]} and {ref_planes.shape[1]} pixels")
@@ -363,11 +373,11 @@ def match(planes, ref_planes, owner, result):
         if declined is not None:  # a Declined is falsy: compare with None
             return declined
     with planes.device:
-        status = launch(planes, ref_planes, owner, result)
+        status = ranks.match(planes, ref_planes, owner, result)
         if status is not None:
             flags = int(status[0])  # sync: NaN has no quantile
-            for name, bit in (("images", STATUS_IMAGES_NOT_FINITE),
-                              ("reference", STATUS_REFERENCE_NOT_FINITE)):
+            for name, bit in (("images", ranks.STATUS_IMAGES_NOT_FINITE),
+                              ("reference", ranks.STATUS_REFERENCE_NOT_FINITE)):
                 if flags & bit:
                     raise ValueError(f"`{name}` must not contain NaN or infinity")
     return True

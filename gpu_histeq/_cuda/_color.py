@@ -11,10 +11,15 @@ swap the red and blue offsets, no copy). Three launchers:
   block per plane, Y never stored;
 * :func:`equalize_levels`: the same for uint8 / uint16 planes of any size, three launches per
   group of planes (the luma histograms, ``levels.cu``'s tables, the round trip through them),
-  Y never stored.
+  Y never stored;
+* :func:`equalize_ranked`: uint16 planes of at most ``_ranks.SHARED_PIXELS[2]`` pixels by rank,
+  one launch, one block per plane (Y sorted in shared memory), no 65536-bin histogram or table;
+* :func:`equalize_small_float`: float32 / float64 planes of at most SMALL_PIXELS pixels with at
+  most ``_kernels.SMALL_BINS`` bins, one launch, one block per plane, Y never stored.
 
 Nothing is copied from the host but scalars; the only memory added is the per-plane histograms
-and tables of :func:`equalize_levels` (``planes x levels``, in groups under CHUNK_BINS).
+and tables of :func:`equalize_levels` (``planes x levels``, in groups under CHUNK_BINS) and the
+status word of :func:`equalize_small_float`.
 """
 
 import numpy as np
@@ -89,3 +94,28 @@ def equalize_levels(rgb, nplanes, method, order, out):
         _launch("color.cu", "gpu_histeq_luma_remap", (rgb.dtype, table_dtype), (count, per_plane),
                 (rgb, np.int64(group.start), np.int64(npixels), np.int64(inner), bgr, tables,
                  np.int32(levels), out))
+
+
+def equalize_ranked(rgb, nplanes, method, order, out):
+    """Equalize the luma of `nplanes` uint16 planes of at most ``_ranks.SHARED_PIXELS[2]``
+    pixels each into `out` by rank (``"opencv"`` or ``"skimage"``), one launch, the keys in
+    dynamic shared memory. (Larger planes take :func:`equalize_levels`: a sort of a plane in
+    global memory by one block takes log2(n)**2 / 2 passes over it, which the 65536-bin
+    histograms and tables per plane cost far less than, though they move more bytes.)"""
+    from ._ranks import padded
+    outer, _, inner = rgb.shape
+    npixels = outer * inner // nplanes
+    _launch("color.cu", "gpu_histeq_equalize_luma_ranked", (rgb.dtype, _sources.METHODS[method]),
+            (nplanes,), (rgb, np.int64(npixels), np.int64(inner),
+                         np.int32(_sources.ORDERS[order]), out),
+            shared_mem=padded(npixels) * 2)
+
+
+def equalize_small_float(rgb, nplanes, nbins, order, status, out):
+    """Equalize the luma of `nplanes` float32 / float64 planes of at most SMALL_PIXELS pixels
+    each (scikit-image's, `nbins` at most ``_kernels.SMALL_BINS``) into `out`, one launch; ORs
+    the ``_kernels.STATUS_*`` bits into ``status[0]``."""
+    outer, _, inner = rgb.shape
+    _launch("color.cu", "gpu_histeq_equalize_luma_small_float", (rgb.dtype,), (nplanes,),
+            (rgb, np.int64(outer * inner // nplanes), np.int64(inner),
+             np.int32(_sources.ORDERS[order]), np.int32(nbins), status, out))

@@ -9,6 +9,10 @@ packed planes run a 1-d grid of exactly the blocks each plane needs (none for a 
 pixels), not planes x the largest plane's.
 """
 
+import collections
+import functools
+import threading
+
 import cupy
 import numpy as np
 
@@ -51,9 +55,179 @@ def kernel(filename, name):
     return module.get_function(name)
 
 
+#: ``(filename, kernel name, template arguments, device) -> compiled function``: :func:`kernel`
+#: without building the name expression again (bounded: a few dozen instantiations exist).
+_functions: dict = {}
+
+
 def _launch(filename, kernel_name, template_args, grid, args, shared_mem=0):
-    name = _sources.expression(kernel_name, *template_args)
-    kernel(filename, name)(grid, (THREADS,), args, shared_mem=shared_mem)
+    key = (filename, kernel_name, template_args, cupy.cuda.Device().id)
+    function = _functions.get(key)
+    if function is None:
+        function = kernel(filename, _sources.expression(kernel_name, *template_args))
+        if len(_functions) >= PLAN_CACHE_SIZE:
+            _functions.clear()
+        _functions[key] = function
+    function(grid, (THREADS,), args, shared_mem=shared_mem)
+    launches = getattr(_recorder, "launches", None)
+    if launches is not None:
+        launches.append((function, grid, args, shared_mem))
+
+
+# ---- launch plans: a configuration already seen replays its launches
+
+#: Launch plans kept (one per configuration seen), the least recently used dropped first.
+PLAN_CACHE_SIZE = 256
+_plans: collections.OrderedDict = collections.OrderedDict()
+_plans_lock = threading.Lock()
+_recorder = threading.local()  # .launches: the list :func:`_launch` appends to while recording
+#: The plan of a configuration whose launches take an array made inside the launcher (scratch,
+#: a view): it runs its launcher every time.
+UNPLANNED = "unplanned"
+
+
+class Plan:
+    """The launches of one configuration and what the launcher answered.
+
+    ``steps`` are ``(function, grid, args, shared_mem, slots)``: ``args`` with None where
+    ``slots`` -- ``(position in args, index of the call's array)`` -- put the call's arrays,
+    then the ``scratch`` arrays made again at each replay (a plan keeps no array alive).
+    """
+
+    __slots__ = ("steps", "result", "scratch")
+
+    def __init__(self, steps, result, scratch):
+        self.steps, self.result, self.scratch = tuple(steps), result, tuple(scratch)
+
+    def replay(self, arrays):
+        if self.scratch:  # made again, in the order the launcher made them
+            arrays += tuple(_make(*spec) for spec in self.scratch)
+        for function, grid, args, shared_mem, slots in self.steps:
+            if slots:
+                args = list(args)
+                for position, index in slots:
+                    args[position] = arrays[index]
+                args = tuple(args)
+            function(grid, (THREADS,), args, shared_mem=shared_mem)
+        return self.result
+
+
+def _describe(array):
+    """What a launch plan depends on in `array`: shape, strides, dtype and the pointer's 16-byte
+    phase (the kernels' ``aligned`` flags and shared-memory caching); None for None."""
+    if array is None:
+        return None
+    return array.shape, array.strides, array.dtype, array.data.ptr & 15
+
+
+def _tuning():
+    """The module constants the launchers read (tests change them): part of every plan key."""
+    return (SMALL_PIXELS, SMALL_BINS, CACHE_BYTES_U8, CACHE_BYTES_FLOAT, PRIVATE_BINS,
+            PACKS_PER_THREAD, MAX_GRID_BLOCKS, _planes.CHUNK_BINS)
+
+
+def plan_count():
+    """Launch plans held (at most :data:`PLAN_CACHE_SIZE`)."""
+    return len(_plans)
+
+
+def clear_plans():
+    """Drop every launch plan (the next call of each configuration records it again)."""
+    with _plans_lock:
+        _plans.clear()
+    _functions.clear()
+
+
+def _make(shape, dtype, fill):
+    return (cupy.empty(shape, dtype) if fill is None else cupy.zeros(shape, dtype) if fill == 0
+            else cupy.full(shape, fill, dtype))
+
+
+def scratch(shape, dtype, fill=None):
+    """A device array a launcher makes for its own launches: uninitialized, or filled with
+    `fill` (0: ``cupy.zeros``). A plan records it and a replay makes it again."""
+    array = _make(shape, dtype, fill)
+    made = getattr(_recorder, "scratch", None)
+    if made is not None:
+        made.append((array, (shape, dtype, fill)))
+    return array
+
+
+def _plan(launches, made, arrays, result):
+    """The :class:`Plan` of recorded `launches` over the call's `arrays` and the :func:`scratch`
+    arrays `made`, or UNPLANNED when a launch takes another array (a view, an array made
+    otherwise: it must be made at every call) or the launcher answered something else than
+    None or a bool."""
+    if result is not None and type(result) is not bool:
+        return UNPLANNED
+    known = arrays + tuple(array for array, _ in made)
+    steps = []
+    for function, grid, args, shared_mem in launches:
+        template, slots = list(args), []
+        for position, value in enumerate(args):
+            if isinstance(value, cupy.ndarray):
+                index = next((i for i, a in enumerate(known) if a is value), None)
+                if index is None:
+                    return UNPLANNED
+                template[position] = None
+                slots.append((position, index))
+        steps.append((function, grid, tuple(template), shared_mem, tuple(slots)))
+    return Plan(steps, result, [spec for _, spec in made])
+
+
+def planned(tuning=_tuning):
+    """Cache the launches of a launcher per configuration: ``launcher(planes, *arguments)``,
+    `planes` a :class:`Planes` or a device array.
+
+    The first call of a configuration -- the shapes, strides, dtypes and 16-byte pointer phases
+    of `planes` (``planes.values`` / ``.mask`` / ``.out``) and of the array `arguments`, the
+    other `arguments` themselves, the device and ``tuning()`` (the constants the launcher reads)
+    -- runs the launcher and records its launches; a later call with the same configuration
+    replays them with its own arrays and answers what the launcher answered, skipping the
+    launcher's Python work (layout, alignment, grid, shared memory, argument packing).
+    Arrays the launcher makes with :func:`scratch` are made again at each replay; a launcher
+    whose launches take any other array it makes (a view of one) is not replayed: it runs
+    every time. Packed planes (``spans``) always run the launcher. At most
+    :data:`PLAN_CACHE_SIZE` plans are kept, least recently used dropped first.
+    """
+    def decorate(launcher):
+        @functools.wraps(launcher)
+        def run(planes, *arguments):
+            if getattr(_recorder, "launches", None) is not None:
+                return launcher(planes, *arguments)  # inside another launcher's recording
+            rows = type(planes) is Planes
+            if rows:
+                if planes.spans is not None:
+                    return launcher(planes, *arguments)
+                arrays = (planes.values, planes.mask, planes.out)
+            else:
+                arrays = (planes,)
+            arrays += tuple(a for a in arguments if isinstance(a, cupy.ndarray))
+            key = (launcher, arrays[0].device.id, tuning(), tuple(map(_describe, arrays)),
+                   tuple(a for a in arguments if not isinstance(a, cupy.ndarray)))
+            with _plans_lock:
+                plan = _plans.get(key)
+                if plan is not None:
+                    _plans.move_to_end(key)
+            if plan is UNPLANNED:
+                return launcher(planes, *arguments)
+            if plan is not None:
+                if rows:  # (the callers of Planes launchers are on its device already)
+                    return plan.replay(arrays)
+                with arrays[0].device:
+                    return plan.replay(arrays)
+            _recorder.launches, _recorder.scratch = launches, made = [], []
+            try:
+                result = launcher(planes, *arguments)
+            finally:
+                _recorder.launches = _recorder.scratch = None
+            with _plans_lock:
+                _plans[key] = _plan(launches, made, arrays, result)
+                while len(_plans) > PLAN_CACHE_SIZE:
+                    _plans.popitem(last=False)
+            return result
+        return run
+    return decorate
 
 
 #: Blocks of one 1-d grid (packed layout): at most this many planes of 65535 blocks per launch.
@@ -113,14 +287,21 @@ class Planes:
     def __init__(self, values, mask=None, out=None, spans=None):
         self.values, self.mask, self.out, self.spans = values, mask, out, spans
         self.itemsize = values.itemsize
-        if spans is None:
+        if spans is None:  # (the per-plane sizes only when asked: every row has `width`)
             self.count, width = values.shape
-            self.sizes = np.full(self.count, width, np.int64)
+            self._sizes, self.largest = None, width if self.count else 0
         else:
             self.count = len(spans)
-            self.sizes = spans[:, 1] - spans[:, 0]
-        self.largest = int(self.sizes.max()) if self.count else 0
+            self._sizes = spans[:, 1] - spans[:, 0]
+            self.largest = int(self._sizes.max()) if self.count else 0
         self._device_spans = self._first_blocks = None
+
+    @property
+    def sizes(self):
+        """``(K,)`` int64 pixels of each plane (host)."""
+        if self._sizes is None:
+            self._sizes = np.full(self.count, self.largest, np.int64)
+        return self._sizes
 
     def select(self, rows):
         """The planes `rows` (a slice, or host indices in the packed layout)."""
@@ -130,9 +311,11 @@ class Planes:
 
     def split(self, limit):
         """``(planes of at most `limit` pixels, the others)``, either None when it has none."""
-        small = self.sizes <= limit
         if not self.count:
             return None, None
+        if self.spans is None:
+            return (self, None) if self.largest <= limit else (None, self)
+        small = self.sizes <= limit
         if small.all():
             return self, None
         if self.spans is None or not small.any():
@@ -193,6 +376,8 @@ class Planes:
             if bins is not None:
                 size = max(1, min(_planes.CHUNK_BINS // max(bins, 1), size))
             slices = [slice(p, min(p + size, self.count)) for p in range(0, self.count, size)]
+        if len(slices) == 1 and self.spans is None:
+            return [(slices[0], self)]  # all the rows: these planes, no views
         return [(rows, self.select(rows)) for rows in slices]
 
     def cache(self, limit):
@@ -221,6 +406,7 @@ def level_histograms(planes, low, nbins, hists):
                 shared_mem=WARPS * nbins * 4 if private else 0)
 
 
+@planned()
 def remap(planes, tables, table_stride):
     """``out[p, i] = tables[p * table_stride + values[p, i]]`` (stride 0: one shared table)."""
     grid, args = planes.multi_block(with_mask=False)
@@ -229,6 +415,7 @@ def remap(planes, tables, table_stride):
                 (*args, tables, np.int64(table_stride), np.int32(tables.shape[-1]), planes.out))
 
 
+@planned()
 def equalize_levels(planes, method):
     """Equalize uint8 / uint16 planes (every method) and int16 planes (``"skimage"``) into
     ``planes.out``, one bin per level."""
@@ -247,10 +434,10 @@ def equalize_levels(planes, method):
     # pointer 32768 entries into each plane's table
     signed = planes.values.dtype.kind == "i"
     for _, group in planes.groups(levels):
-        hists = cupy.zeros((group.count, levels), np.uint32)
-        low = cupy.full(group.count, -(levels // 2), np.int64) if signed else None
+        hists = scratch((group.count, levels), np.uint32, 0)
+        low = scratch(group.count, np.int64, -(levels // 2)) if signed else None
         level_histograms(group, low, levels, hists)
-        tables = cupy.empty((group.count, levels), result_dtype)
+        tables = scratch((group.count, levels), result_dtype)
         _launch("levels.cu", "gpu_histeq_level_tables", (method_id, result_dtype), (group.count,),
                 (hists, np.int32(levels), tables))
         if signed:
@@ -275,6 +462,7 @@ def uniform_histograms(planes, low, high, widen, nbins, hists):
                 shared_mem=WARPS * nbins * 4 if private else 0)
 
 
+@planned()
 def equalize_uniform(planes, nbins, status):
     """Equalize float32 / float64 planes into ``planes.out`` as scikit-image; ORs STATUS_* bits
     into ``status[0]``. A plane of 0 pixels gets the range [0, 0] (its edges are checked, as
@@ -289,7 +477,7 @@ def equalize_uniform(planes, nbins, status):
     if planes is None:
         return
     for _, group in planes.groups(nbins):
-        low, high = cupy.full(group.count, np.inf, dtype), cupy.full(group.count, -np.inf, dtype)
+        low, high = scratch(group.count, dtype, np.inf), scratch(group.count, dtype, -np.inf)
         if group.spans is not None:  # planes of 0 pixels: [0, 0], as the portable plane_stats
             spans, _ = group._layout()
             empty = spans[:, 1] == spans[:, 0]
@@ -297,9 +485,9 @@ def equalize_uniform(planes, nbins, status):
         grid, args = group.multi_block()
         if grid is not None:
             _launch("uniform.cu", "gpu_histeq_minmax", (dtype,), grid, (*args, low, high, status))
-        hists = cupy.zeros((group.count, nbins), np.uint32)
+        hists = scratch((group.count, nbins), np.uint32, 0)
         uniform_histograms(group, low, high, 1, nbins, hists)
-        values, positions, slopes = (cupy.empty((group.count, nbins), np.float64) for _ in range(3))
+        values, positions, slopes = (scratch((group.count, nbins), np.float64) for _ in range(3))
         _launch("uniform.cu", "gpu_histeq_uniform_tables", (dtype,), (group.count,),
                 (hists, low, high, np.int32(nbins), values, positions, slopes, status))
         grid, args = group.multi_block(with_mask=False)

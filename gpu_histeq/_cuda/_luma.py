@@ -7,7 +7,7 @@ They answer as every entry point of the package (True, or a ``Declined``; its co
 import numpy as np
 
 from . import _sources
-from ._declined import _uncovered
+from ._declined import Declined, _uncovered
 
 
 def _uncovered_rgb(rgb, order, *others):
@@ -81,45 +81,88 @@ def merge_luma(rgb, luma, order, result):
     return True
 
 
-def equalize_luma(rgb, nplanes, method, order, result):
-    """The whole luma equalization of uint8 / uint16 planes, Y counted and never stored: one
-    launch for uint8 planes of at most ``_color.SMALL_PIXELS`` pixels, else three per group of
-    planes (luma histograms, tables, the round trip through them).
+def equalize_luma(rgb, nplanes, method, order, result, nbins=256):
+    """The whole luma equalization of uint8 / uint16 / float32 / float64 planes, Y never stored:
+    one launch for uint8 planes of at most ``_color.SMALL_PIXELS`` pixels, for uint16 planes of at
+    most ``_ranks.SHARED_PIXELS[2]`` (by rank: no 65536-bin histogram or table) and for float planes
+    of at most ``_color.SMALL_PIXELS`` with at most ``_kernels.SMALL_BINS`` bins; else three per
+    group of planes (luma histograms, tables, the round trip through them) for integers.
 
     Parameters
     ----------
-    rgb : (outer, 3, inner) C-contiguous uint8 or uint16 cupy.ndarray
+    rgb : (outer, 3, inner) C-contiguous cupy.ndarray
         ``nplanes`` planes, plane ``p`` the luma indices ``p * n`` to ``(p + 1) * n`` (``n =
         outer * inner / nplanes``): the image axes are the trailing axes of the luma.
     nplanes : int
     method : {"opencv", "pil", "skimage"}
-        ``"pil"`` for uint8 only.
+        ``"pil"`` for uint8 only, ``"skimage"`` only for floats.
     order : {"rgb", "bgr"}
     result : (outer, 3, inner) C-contiguous cupy.ndarray of ``rgb.dtype``
+    nbins : int, optional
+        Bins of floating planes.
 
     Returns
     -------
     True or Declined
         True: bit for bit ``luma_path`` with the method's equalization of Y (scikit-image's CDF
-        through ``rint(cdf * top)``). ``Declined("uncovered")``, nothing written, for floating
-        pixels (the caller then runs :func:`split_luma`, the uniform kernels and
-        :func:`merge_luma`), planes of 2**31 pixels or more, or arrays as in
-        :func:`split_luma`.
+        through ``rint(cdf * top)`` for integers). ``Declined("uncovered")``, nothing written,
+        for float planes past the one-launch kernel (the caller then runs :func:`split_luma`, the
+        uniform kernels and :func:`merge_luma`), planes of 2**31 pixels or more, or arrays as in
+        :func:`split_luma`; ``Declined("irregular", written=True)`` for a float plane whose bin
+        centers are less than two smallest normals apart (numpy.interp's own search).
+
+    Raises
+    ------
+    ValueError
+        Float planes, as the portable path: NaN or infinity in Y, `nbins` too many for a
+        plane's range of Y (found after the kernel ran: `result` partly written).
+
+    Notes
+    -----
+    Float planes synchronize once, to read the status word; integers never.
     """
     from ._color import SMALL_PIXELS, equalize_levels, equalize_small_u8
-    from ._kernels import MAX_PIXELS
+    from ._kernels import MAX_PIXELS, SMALL_BINS
+    from ._ranks import SHARED_PIXELS
     declined = _uncovered_rgb(rgb, order, result)
     if declined is not None:
         return declined
     dtype = np.dtype(rgb.dtype)
     npixels = rgb.shape[0] * rgb.shape[2] // max(nplanes, 1)
-    if (dtype not in _sources.LEVEL_DTYPES or result.dtype != dtype
-            or method not in ("opencv", "skimage") + (("pil",) if dtype == np.uint8 else ())
-            or not 0 < npixels <= MAX_PIXELS or npixels * nplanes != rgb.size // 3):
-        return _uncovered(f"{nplanes} {dtype} planes of {npixels} pixels, method {method!r}")
+    floating = dtype in _sources.FLOAT_DTYPES
+    methods = ("skimage",) if floating else (
+        ("opencv", "skimage") + (("pil",) if dtype == np.uint8 else ()))
+    if (result.dtype != dtype or method not in methods or not 0 < npixels <= MAX_PIXELS
+            or npixels * nplanes != rgb.size // 3
+            or floating and not (npixels <= SMALL_PIXELS and nbins <= SMALL_BINS)):
+        return _uncovered(f"{nplanes} {dtype} planes of {npixels} pixels, method {method!r}, "
+                          f"{nbins} bins")
     with rgb.device:
+        if floating:
+            return _equalize_float(rgb, nplanes, nbins, order, result)
         if dtype == np.uint8 and npixels <= SMALL_PIXELS:
             equalize_small_u8(rgb, nplanes, method, order, result)
+        elif dtype == np.uint16 and npixels <= SHARED_PIXELS[2]:
+            from ._color import equalize_ranked
+            equalize_ranked(rgb, nplanes, method, order, result)
         else:
             equalize_levels(rgb, nplanes, method, order, result)
+    return True
+
+
+def _equalize_float(rgb, nplanes, nbins, order, result):
+    """:func:`equalize_luma` of small float planes: one launch, then the status word, raised or
+    answered as ``_cuda._equalize`` answers it for a stored Y."""
+    import cupy
+
+    from .._validate import check_edges_increase, check_finite
+    from ._color import equalize_small_float
+    from ._kernels import STATUS_IRREGULAR, STATUS_NOT_FINITE, STATUS_REPEATED_EDGES
+    status = cupy.zeros(1, np.int32)
+    equalize_small_float(rgb, nplanes, nbins, order, status, result)
+    flags = int(status[0])  # sync: errors and irregular planes, as portably
+    check_finite(not flags & STATUS_NOT_FINITE)
+    check_edges_increase(not flags & STATUS_REPEATED_EDGES, nbins, rgb.dtype)
+    if flags & STATUS_IRREGULAR:
+        return Declined("irregular", "bins narrower than two smallest normals", written=True)
     return True

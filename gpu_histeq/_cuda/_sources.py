@@ -76,7 +76,10 @@ def _uniform_expressions():
 def _clahe_expressions():
     kernels = ("gpu_histeq_clahe_tables", "gpu_histeq_clahe_blend")
     return [expression(kernel, t) for kernel in kernels for t in LEVEL_DTYPES] + [
-        expression("gpu_histeq_clahe_small", np.uint8)]
+        expression("gpu_histeq_clahe_small", np.uint8),
+        *(expression(kernel, np.uint16) for kernel in (
+            "gpu_histeq_clahe_ranked", "gpu_histeq_clahe_rank_tiles",
+            "gpu_histeq_clahe_ranked_blend"))]
 
 
 #: Pixel dtypes of the luma round trip (color.cu), and the order of the channels -> its ``bgr``.
@@ -94,7 +97,9 @@ def _color_expressions():
     names += [expression("gpu_histeq_luma_histogram", t) for t in LEVEL_DTYPES]
     names += [expression("gpu_histeq_luma_remap", t, table) for t in LEVEL_DTYPES
               for table in (t, f64)]
-    return names
+    names += [expression("gpu_histeq_equalize_luma_ranked", np.uint16, METHODS[m])
+              for m in ("opencv", "skimage")]
+    return names + [expression("gpu_histeq_equalize_luma_small_float", t) for t in FLOAT_DTYPES]
 
 
 def _rank_expressions():
@@ -123,7 +128,7 @@ INSTANTIATIONS = {"levels.cu": _level_expressions(), "uniform.cu": _uniform_expr
                   "clahe.cu": _clahe_expressions(), "color.cu": _color_expressions(),
                   "ranks.cu": _rank_expressions(), "adapthist.cu": _adapthist_expressions()}
 #: Files compiled in front of a file (after common.cuh) for the device functions it shares.
-PRELUDES = {"color.cu": ("levels.cu",)}
+PRELUDES = {"color.cu": ("levels.cu", "ranks.cu", "uniform.cu"), "clahe.cu": ("ranks.cu",)}
 
 
 def source(filename):

@@ -1,6 +1,8 @@
 // The luma round trip of luminance=True: OpenCV's RGB -> YCrCb -> RGB (cv2.COLOR_RGB2YCrCb /
 // COLOR_YCrCb2RGB), bit for bit the portable gpu_histeq/color.py and the compiled _color.c.
-// Compiled after common.cuh and levels.cu (gpu_histeq_level_table, _sources.PRELUDES).
+// Compiled after common.cuh, levels.cu (gpu_histeq_level_table), ranks.cu (the rank keys, the
+// bitonic sort and its searches) and uniform.cu (numpy.histogram's bins, the interpolation
+// table): _sources.PRELUDES.
 //
 // Integers (uint8, uint16): 14-bit fixed point in int32, every intermediate within 31 bits,
 // `>>` of a negative int an arithmetic shift (floor), as NumPy's:
@@ -20,9 +22,11 @@
 //
 // Kernels (launched by _color.py): gpu_histeq_equalize_luma_small_u8, the whole equalization of
 // small uint8 planes in one launch; gpu_histeq_luma_histogram, levels.cu's gpu_histeq_level_tables
-// and gpu_histeq_luma_remap for uint8 / uint16 planes of any size (Y never stored); and
-// gpu_histeq_split_luma / gpu_histeq_merge_luma around the float or masked equalization of a
-// stored Y plane.
+// and gpu_histeq_luma_remap for uint8 / uint16 planes of any size (Y never stored);
+// gpu_histeq_equalize_luma_ranked, uint16 planes by rank in one launch (no 65536-bin scratch);
+// gpu_histeq_equalize_luma_small_float, small float planes in one launch; and
+// gpu_histeq_split_luma / gpu_histeq_merge_luma around the masked (or large float) equalization
+// of a stored Y plane.
 
 __device__ long long gpu_histeq_pixel_element(long long j, long long inner) {
     if (inner == 1) return 3 * j;
@@ -224,5 +228,99 @@ gpu_histeq_luma_remap(const T* rgb, long long first_plane, long long n, long lon
         if constexpr (sizeof(TableT) == sizeof(T)) y = (T)entry;
         else y = (T)rint((double)entry * top);
         gpu_histeq_replace_luma(rgb, out, e, red, green, blue, y);
+    }
+}
+
+// The whole luma equalization of uint16 planes by rank in one launch, no bin per level: block p
+// owns luma indices [p * n, (p + 1) * n), writes the Y of its pixels as keys in dynamic shared
+// memory (2 bytes per slot, the launcher keeps them within 32 KiB), sorts them (ranks.cu's bitonic sort over
+// `size` slots, a power of two at least n, padded with the largest key) and reads the rank
+// cum(Y) of each pixel's Y by binary search; the new Y is the method's table entry from cum(Y),
+// the count at the lowest Y and n (the formulas of ranks.cu's gpu_histeq_equalize_ranked, bit for
+// bit the level tables), then the round trip as gpu_histeq_luma_remap. Per pixel: 3 loads and 3
+// multiply-adds for Y (twice), the sort's log2(size) * (log2(size) + 1) / 2 compare-exchanges, a
+// binary search of log2(n) keys, about 15 multiply-adds and 3 stores. Traffic per pixel: 6 bytes
+// read twice (the second time mostly from L2) and 6 written.
+template <typename T, int METHOD>
+__global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
+gpu_histeq_equalize_luma_ranked(const T* rgb, long long n, long long inner, int bgr, T* out) {
+    typedef gpu_histeq_rank_key<T> rank_key;
+    typedef typename rank_key::type K;
+    constexpr int levels = 1 << (8 * sizeof(T));
+    extern __shared__ uint4 gpu_histeq_luma_rank_keys[];
+    K* keys = reinterpret_cast<K*>(gpu_histeq_luma_rank_keys);
+    long long red, green, blue;
+    gpu_histeq_channel_offsets(inner, bgr, &red, &green, &blue);
+    const long long first_pixel = (long long)blockIdx.x * n;
+    long long size = 1;
+    while (size < n) size *= 2;
+    for (long long k = threadIdx.x; k < size; k += GPU_HISTEQ_THREADS)
+        keys[k] = k < n ? rank_key::of(gpu_histeq_pixel_luma(
+                              rgb, gpu_histeq_pixel_element(first_pixel + k, inner), red, green, blue))
+                        : (K)~(K)0;
+    __syncthreads();
+    gpu_histeq_bitonic_sort(keys, size);
+    const long long lowest = gpu_histeq_rank_of(keys, n, keys[0]);  // pixels at the lowest Y
+    const float scale = gpu_histeq_opencv_scale(levels, n - lowest);
+    for (long long k = threadIdx.x; k < n; k += GPU_HISTEQ_THREADS) {
+        const long long e = gpu_histeq_pixel_element(first_pixel + k, inner);
+        const T y = gpu_histeq_pixel_luma(rgb, e, red, green, blue);
+        const long long cumulative = gpu_histeq_rank_of(keys, n, rank_key::of(y));
+        T level;
+        if constexpr (METHOD == GPU_HISTEQ_OPENCV)
+            level = n == lowest ? y : (T)gpu_histeq_opencv_entry(cumulative, lowest, scale, levels);
+        else
+            level = (T)rint(gpu_histeq_skimage_entry(cumulative, lowest, n) * (double)(levels - 1));
+        gpu_histeq_replace_luma(rgb, out, e, red, green, blue, level);
+    }
+}
+
+// The whole luma equalization of small float32 / float64 planes (scikit-image's, nbins <= 256)
+// in one launch, Y recomputed from the pixels at each of its three passes and never stored:
+// block p (luma indices [p * n, (p + 1) * n)) takes the plane's range of Y (ORing
+// GPU_HISTEQ_NOT_FINITE into *status for NaN or infinity), counts numpy.histogram's bins of Y in
+// shared memory, makes the interpolation table (uniform.cu's gpu_histeq_interp_table, with its
+// status bits) and writes the round trip with Y replaced by its interpolated CDF, as
+// gpu_histeq_equalize_small_float equalizes a stored Y plane. Per pixel: 3 loads and 3
+// multiply-adds for Y three times, two bin searches, one shared atomic, one interpolation, about
+// 15 multiply-adds and 3 stores. Traffic per pixel: 3 sizeof(T) bytes read three times (the
+// later two mostly from L2) and 3 sizeof(T) written.
+template <typename T>
+__global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
+gpu_histeq_equalize_luma_small_float(const T* rgb, long long n, long long inner, int bgr,
+                                     int nbins, int* status, T* out) {
+    __shared__ unsigned hist[GPU_HISTEQ_SMALL_BINS];
+    __shared__ double values[GPU_HISTEQ_SMALL_BINS], positions[GPU_HISTEQ_SMALL_BINS],
+        slopes[GPU_HISTEQ_SMALL_BINS];
+    long long red, green, blue;
+    gpu_histeq_channel_offsets(inner, bgr, &red, &green, &blue);
+    const long long first_pixel = (long long)blockIdx.x * n;
+    auto luma = [&](long long k) {
+        return gpu_histeq_pixel_luma(rgb, gpu_histeq_pixel_element(first_pixel + k, inner), red,
+                                     green, blue);
+    };
+    for (int k = threadIdx.x; k < nbins; k += GPU_HISTEQ_THREADS) hist[k] = 0;
+    T lo = gpu_histeq_infinity(T()), hi = -gpu_histeq_infinity(T());
+    int nonfinite = 0;
+    for (long long k = threadIdx.x; k < n; k += GPU_HISTEQ_THREADS) {
+        const T y = luma(k);
+        nonfinite |= !isfinite(y);
+        lo = gpu_histeq_fmin(lo, y);
+        hi = gpu_histeq_fmax(hi, y);
+    }
+    lo = gpu_histeq_block_reduce(lo, gpu_histeq_fmin_op());  // its barrier: hist is cleared
+    hi = gpu_histeq_block_reduce(hi, gpu_histeq_fmax_op());
+    if (gpu_histeq_block_reduce(nonfinite, gpu_histeq_max_op()) && threadIdx.x == 0)
+        atomicOr(status, GPU_HISTEQ_NOT_FINITE);
+    const gpu_histeq_range<T> range(lo, hi, true);
+    for (long long k = threadIdx.x; k < n; k += GPU_HISTEQ_THREADS)
+        atomicAdd(&hist[range.bin(luma(k), nbins)], 1u);
+    __syncthreads();
+    gpu_histeq_interp_table(hist, range, nbins, values, positions, slopes, status);
+    for (long long k = threadIdx.x; k < n; k += GPU_HISTEQ_THREADS) {
+        const long long e = gpu_histeq_pixel_element(first_pixel + k, inner);
+        const T y = gpu_histeq_pixel_luma(rgb, e, red, green, blue);
+        const T level = (T)gpu_histeq_interp(y, range.bin(y, nbins), values, positions, slopes);
+        gpu_histeq_replace_luma(rgb, out, e, red, green, blue, level);
     }
 }

@@ -435,19 +435,22 @@ def merge_luma(xp, rgb, luma, state, out, order="rgb"):
     color.merge_luma(xp, luma, state, out)
 
 
-def equalize_luma(xp, rgb, nplanes, method, out, order="rgb"):
+def equalize_luma(xp, rgb, nplanes, method, out, order="rgb", nbins=256):
     """The fused luma equalization, where an engine has it: `rgb` C-contiguous
     ``(outer, 3, inner)`` with each of the `nplanes` planes' pixels together (the image axes are
     the luma's trailing axes), no mask. Counts each plane's Y, makes the method's tables (the
     same functions as every other path) and writes the round trip through them into `out` (same
     shape). The compiled engine takes channels-last uint8 (``inner == 1``) with ``"opencv"`` or
-    ``"pil"``; the CUDA one uint8 and uint16, every method that fits, either layout (one launch
-    for uint8 planes of at most 65536 pixels, else three per group of planes). Returns False or a ``_cuda.Declined``, writing nothing, where it does not
-    apply."""
+    ``"pil"``; the CUDA one uint8 and uint16, every method that fits, and small float32 /
+    float64 planes (scikit-image's, `nbins` bins), either layout (one launch for uint8 and float
+    planes of at most 65536 pixels and uint16 planes by rank up to 16384 pixels, else three per
+    group of integer planes). Returns False or a ``_cuda.Declined`` where it does not apply:
+    nothing written, except a float plane that needs numpy.interp's own search (``"irregular"``,
+    `out` partly written, redone by the caller)."""
     engine = select(xp, rgb.dtype)
     if engine == "cuda":
         return _report(xp, "equalize_luma", engine,
-                       _cuda.equalize_luma(rgb, nplanes, method, order, out))
+                       _cuda.equalize_luma(rgb, nplanes, method, order, out, nbins))
     _report(xp, "equalize_luma", engine)
     if not (engine == "compiled" and rgb.dtype == np.uint8 and order == "rgb"
             and rgb.shape[2] == 1 and method in ("opencv", "pil")):

@@ -38,7 +38,8 @@ chunked) makes two passes over the file -- histograms, then remap -- or three fo
 :func:`gpu_histeq.equalize_hist` on the whole array, bit for bit.
 
 Modules: ``parser`` (arguments), ``commands`` (file commands, ``info``, devices), ``readers``
-and ``writers`` (inputs; outputs moved into place atomically), ``streaming`` (slabs, progress),
+and ``writers`` (inputs; outputs, slab by slab), ``targets`` (outputs moved into place
+atomically), ``streaming`` (slabs, progress),
 ``batches`` (image files in list calls), ``demo`` (the no-argument job), ``_zarr_force``
 (``--force`` over a zarr array), ``_cleanup`` (signals, temporary files, one-line errors).
 """

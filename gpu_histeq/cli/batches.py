@@ -114,7 +114,7 @@ class Entry:
         Its position in that input (the first axis of a stacked input).
     path : Path
     source : readers.FolderSource
-    target : writers.FileTarget or writers.FolderTarget
+    target : targets.FileTarget or targets.FolderTarget
     name : str
         Output name inside `target`.
     in_folder : bool

@@ -16,7 +16,8 @@ from ._cleanup import PROG, CliError, one_line
 from .batches import entries, folder_names, make_sink, run_batches, with_levels
 from .readers import open_source, read_levels
 from .streaming import stream
-from .writers import FileTarget, FolderTarget, image_name, suffix_kind
+from .targets import FileTarget, FolderTarget
+from .writers import image_name, suffix_kind
 
 __all__ = ["operations", "parse_axes", "pick_device", "probable_colour", "resolve_axes",
            "run_file_command", "run_info"]

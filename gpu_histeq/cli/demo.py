@@ -16,7 +16,7 @@ from . import _cleanup
 from ._cleanup import CliError
 from .commands import operations, pick_device
 from .streaming import to_host
-from .writers import move_into_place
+from .targets import move_into_place
 
 __all__ = ["demo_results", "run_demo"]
 

@@ -129,8 +129,8 @@ def _add_file_options(parser, operation):
     parser.add_argument("--key", help="the array inside an .npz or a zarr group; the series "
                         "(0, 1, ...) of a TIFF holding several")
     parser.add_argument("--fill-missing-chunks", action="store_true",
-                        help="read a zarr input's missing chunk files as its fill value "
-                        "(refused by default)")
+                        help="read a zarr input's missing chunks (files, or chunks absent "
+                        "inside a shard) as its fill value (refused by default)")
     parser.add_argument("--axes", help="image axes, comma-separated (e.g. -2,-1), or 'all' for "
                         "one table over the whole dataset; default -2,-1, or the two trailing "
                         "axes besides --channel-axis (1,2 for image files: per image and channel)")

@@ -27,7 +27,7 @@ from ._cleanup import PROG, CliError, one_line, optional
 from ._images import load_picture
 from ._tiff import TIFF_SUFFIXES, StrictTiff, expand_palette, read_levels, tiff_layout, \
     tiff_series, widen_bilevel
-from ._zarr import zarr_layout
+from ._zarr import refuse_missing_chunks, zarr_layout
 
 __all__ = ["IMAGE_SUFFIXES", "Source", "open_source", "is_zarr", "read_levels", "tell"]
 
@@ -85,7 +85,10 @@ class Source:
 
         With `reuse`, the array may be overwritten by the next ``read(..., reuse=True)``.
         """
-        return np.asarray(self.array[start:stop])
+        try:
+            return np.asarray(self.array[start:stop])
+        except Exception as error:  # a zarr chunk that does not decode, an I/O error
+            raise CliError(f"cannot read {self.path}: {one_line(error)}") from None
 
     def read_all(self):
         return self.read(0, self.rows)
@@ -278,6 +281,12 @@ def _pick(names, key, path):
     return key
 
 
+def _one_array(key, path, what):
+    """The refusal of a `key` that `path` (one array) cannot honour: nothing silently ignored."""
+    return (f"--key {key!r}: {path} is {what}, one array without names; --key picks an array "
+            "of an .npz or a zarr group, or a TIFF's series: leave it out")
+
+
 def _npy_header(file):
     """``(shape, fortran_order, dtype)`` of the ``.npy`` header at `file`'s position."""
     version = np.lib.format.read_magic(file)
@@ -306,33 +315,6 @@ def _open_npy(path):
             raw.close()
         return Source(np.ascontiguousarray(array), path, "npy")
     return RawSource(path, offset, shape, dtype, "npy")
-
-
-def refuse_missing_chunks(array, path):
-    """Raise naming the first chunk file a zarr input lacks.
-
-    zarr reads a missing chunk as the array's fill value (sparse arrays skip chunks that hold
-    only it), which for an input would silently equalize zeros: refused unless the user asks
-    for fill values (``--fill-missing-chunks``). One listing of the store when nothing lacks.
-    """
-    try:
-        if array.nchunks_initialized >= array.nchunks:
-            return
-        root = Path(path) / array.path if array.path else Path(path)
-        shards = getattr(array, "shards", None)  # sharded: one file per shard
-        grid = array.cdata_shape if shards is None else tuple(
-            -(-n // s) for n, s in zip(array.shape, shards))
-        for coords in np.ndindex(*grid):
-            key = array.metadata.encode_chunk_key(coords)
-            if not (root / key).exists():
-                break
-        else:  # every file is there (chunks missing inside a shard are not seen)
-            return
-    except (AttributeError, TypeError):  # pragma: no cover - another zarr: not checked
-        return
-    raise CliError(f"cannot read {path}: its chunk {root / key} is missing (zarr would read "
-                   f"it as the fill value {array.fill_value}); give --fill-missing-chunks "
-                   "to accept that")
 
 
 def open_source(path, key=None, fill_missing=False, mask=False):
@@ -365,13 +347,16 @@ def open_source(path, key=None, fill_missing=False, mask=False):
             zarr = optional("zarr", "reading zarr arrays")
             node = zarr.open(str(path), mode="r")
             notes = []
-            if not hasattr(node, "shape"):
-                arrays = dict(node.arrays())
+            if not hasattr(node, "shape"):  # a group: its arrays, in subgroups too
+                arrays = {name: member for name, member in node.members(max_depth=None)
+                          if hasattr(member, "shape")}
                 name = _pick(arrays, key, path)
                 if dict(node.attrs):
                     notes.append(f"{path}: the group's attributes ({', '.join(sorted(node.attrs))})"
                                  f" are not written: the output is its array {name!r}")
                 node = arrays[name]
+            elif key is not None:
+                raise CliError(_one_array(key, path, "a zarr array"))
             if not fill_missing:
                 refuse_missing_chunks(node, path)
             source = Source(node, path, "zarr")
@@ -385,6 +370,8 @@ def open_source(path, key=None, fill_missing=False, mask=False):
                                   if skipped else ""))
             return FolderSource(path, files, key=key, skipped=skipped)
         if suffix == ".npy":
+            if key is not None:
+                raise CliError(_one_array(key, path, "a .npy"))
             return _open_npy(path)
         if suffix == ".npz":
             source = NpzSource(path, key)  # streamed from its zip member, one slab at a time
@@ -407,7 +394,8 @@ class NpzSource(Source):
     A zip member reads front to back (deflated ones through zlib), so each pass over the rows
     reopens the member and reads on: memory is one slab whatever the member expands to, and a
     member that is damaged, short, or fails its CRC is an error naming the file. A
-    Fortran-ordered member (rows not contiguous) is read whole, as a ``.npy`` is.
+    Fortran-ordered member (rows not contiguous) is read whole, as a ``.npy`` is. Its layout
+    says whether the member is deflated, so that an ``.npz`` output is written like it.
     """
 
     #: Bytes read from the member per call: a slab is filled piecewise, without a second copy.
@@ -427,6 +415,9 @@ class NpzSource(Source):
         members = {name[:-4]: name for name in self.zip.namelist() if name.endswith(".npy")}
         self.key = _pick(members, key, self.path)  # written under the same name
         self.member = self.zip.getinfo(members[self.key])
+        # an .npz output of it is deflated like it (numpy.savez_compressed), or stored
+        self.layout = {"format": "npz", "path": str(self.path),
+                       "compressed": self.member.compress_type != zipfile.ZIP_STORED}
         self._rewind()
         shape, fortran, dtype = self.header
         if dtype.hasobject:

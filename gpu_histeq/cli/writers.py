@@ -1,25 +1,12 @@
-"""Outputs of the ``gpu-histeq`` command: written under a temporary name, moved into place whole.
-
-A *target* owns where an output goes and how it is moved into place; a *sink* writes the array
-into the path the target gives it. Nothing of the user's is replaced without ``--force``:
-
-* a file output is created exclusively (``os.link`` of the finished temporary file, which fails
-  if the name exists), so of several runs writing one output one wins and the others fail;
-  with ``--force`` it is renamed over the old file (``os.replace``, atomic);
-* a folder output that does not exist or is empty is written as a temporary folder and renamed
-  into place (a rename fails over a non-empty folder: again one run wins); with ``--force`` a
-  non-empty folder receives only the files the run writes, each renamed over its old one;
-* a zarr output is written as a folder and renamed into place; with ``--force`` over an
-  existing zarr array, only the array's own entries (metadata, chunks) are replaced, and
-  every other file of that folder is kept.
+"""Outputs of the ``gpu-histeq`` command: a *sink* writes the result, slab by slab, into the
+path its target (:mod:`.targets`) gives it; the target moves the finished output into place.
 
 Writes never go through a memory map, so a full disk is an ``OSError`` (a clean error), never
 a SIGBUS.
 """
 
-import ctypes
-import errno
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -29,247 +16,11 @@ from ._cleanup import CliError, optional
 from ._images import one_image, pil_format, write_picture
 from ._tiff import create_tiff
 from ._zarr import create_zarr
-from ._zarr_force import replace_zarr_array
 from .readers import PILLOW_SUFFIXES
 
-__all__ = ["FileTarget", "FolderTarget", "open_sink", "refuse_inputs"]
+__all__ = ["ImageSink", "ImagesSink", "NpySink", "NpzSink", "Rounded", "TiffSink", "ZarrSink",
+           "image_name", "open_sink", "suffix_kind"]
 
-ZARR_MARKERS = (".zarray", "zarr.json", ".zgroup")
-
-
-def _exists(path):
-    return os.path.lexists(path)
-
-
-def _nonempty_dir(path):
-    if not os.path.isdir(path):
-        return False
-    with os.scandir(path) as entries:
-        return any(True for _ in entries)
-
-
-def _same(a, b):
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.realpath(a) == os.path.realpath(b)
-
-
-def refuse_inputs(output, inputs):
-    """Raise if writing `output` could touch one of `inputs` (any spelling, link or hard link).
-
-    An output folder that is, or holds, an input is refused too.
-    """
-    real_output = os.path.realpath(output)
-    for path in inputs:
-        if _exists(output) and _same(path, output):
-            raise CliError(f"refusing to overwrite the input {path}: choose another output")
-        real = os.path.realpath(path)
-        if real.startswith(real_output.rstrip(os.sep) + os.sep):
-            raise CliError(f"refusing to write the folder {output}: it holds the input {path}")
-        if os.path.isdir(path) and real_output.startswith(real.rstrip(os.sep) + os.sep):
-            raise CliError(f"refusing to write {output} inside the input folder {path}: choose "
-                           "an output outside it")
-
-
-def _renameat2_exchange():
-    """``renameat2(..., RENAME_EXCHANGE)`` from the C library, or None."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        function = libc.renameat2
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                         ctypes.c_uint]
-    function.restype = ctypes.c_int
-    return function
-
-
-def _exchange(a, b):
-    """Swap two paths atomically; False where the system cannot."""
-    function = _renameat2_exchange()
-    if function is None:
-        return False
-    at_cwd, rename_exchange = -100, 2
-    if function(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    if ctypes.get_errno() in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
-        return False
-    raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()), str(b))
-
-
-def move_into_place(temp, final, force, directory=False):
-    """Move the finished `temp` to `final`: exclusively, or replacing it with `force`."""
-    temp, final = os.fspath(temp), os.fspath(final)
-    taken = CliError(f"{final} exists (written meanwhile by another run?): nothing was "
-                     "replaced; use --force to replace it")
-    if directory:
-        try:
-            os.rename(temp, final)  # over nothing or an empty folder
-        except OSError as error:
-            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR,
-                                   errno.EISDIR):
-                raise
-            if not force:
-                raise taken from None
-            if not _exchange(temp, final):  # old systems: move the old one aside first
-                aside = _cleanup.create_temp(final, directory=True)
-                os.rename(final, aside)
-                os.rename(temp, final)
-                temp = aside
-            _cleanup.remove(temp)  # now the old output
-        _cleanup.forget(temp)
-        return
-    if force:
-        os.replace(temp, final)
-        _cleanup.forget(temp)
-        return
-    try:
-        os.link(temp, final)
-    except FileExistsError:
-        raise taken from None
-    except OSError as error:  # a file system without hard links: check, then rename
-        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK,
-                               errno.ENOSYS):
-            raise
-        if _exists(final):
-            raise taken from None
-        os.rename(temp, final)
-        _cleanup.forget(temp)
-        return
-    _cleanup.remove(temp)
-
-
-class FileTarget:
-    """One output file, or a zarr folder replaced whole.
-
-    Parameters
-    ----------
-    final : Path
-    force : bool
-    directory : bool
-        True for a zarr output.
-    """
-
-    def __init__(self, final, force, directory=False):
-        self.final, self.force, self.directory = Path(final), force, directory
-        self.temp = None
-
-    def check(self, inputs):
-        """Refuse before any work: an input, a missing folder, an existing output."""
-        final = self.final
-        refuse_inputs(final, inputs)
-        parent = final.parent
-        if not parent.is_dir():
-            raise CliError(f"the output folder {parent} does not exist")
-        if self.directory:
-            if _exists(final) and not final.is_dir():
-                raise CliError(f"{final} exists and is not a folder: choose another output")
-            if _nonempty_dir(final):
-                if not any((final / name).exists() for name in ZARR_MARKERS):
-                    raise CliError(f"{final} is a folder that is not a zarr array: refusing "
-                                   "to replace it")
-                if not self.force:
-                    raise CliError(f"{final} exists: use --force to replace it")
-        elif _exists(final):
-            if os.path.isdir(final):
-                raise CliError(f"{final} is a folder: choose a file name for the output")
-            if not self.force:
-                raise CliError(f"{final} exists: use --force to replace it")
-
-    def path(self, name=None):
-        """Create the temporary file (or folder) and return its path."""
-        self.temp = Path(_cleanup.create_temp(self.final, self.directory))
-        return self.temp
-
-    def commit(self):
-        if self.temp is not None:
-            if self.directory and self.force and _nonempty_dir(self.final):
-                replace_zarr_array(self.temp, self.final)
-            else:
-                move_into_place(self.temp, self.final, self.force, self.directory)
-            self.temp = None
-
-    def abort(self):
-        if self.temp is not None:
-            _cleanup.remove(self.temp)
-            self.temp = None
-
-
-class FolderTarget:
-    """An output folder receiving named entries (image files, or one file per input).
-
-    A missing or empty folder is built as a temporary folder and renamed into place; a
-    non-empty one (only with ``--force``) receives each entry under a temporary name that is
-    renamed over the old entry on commit. Files the run does not write are never touched.
-    """
-
-    def __init__(self, final, force):
-        self.final, self.force = Path(final), force
-        self.temp, self.entries, self.in_place = None, [], False
-
-    def check(self, inputs):
-        final = self.final
-        refuse_inputs(final, inputs)
-        self.inputs = list(inputs)
-        if not final.parent.is_dir():
-            raise CliError(f"the output folder {final.parent} does not exist")
-        if _exists(final) and not final.is_dir():
-            raise CliError(f"{final} exists and is not a folder: choose another output")
-        if _nonempty_dir(final) and not self.force:
-            raise CliError(f"the output folder {final} is not empty: use --force to write "
-                           "into it (only the files this run writes are replaced)")
-        # Decided now: without --force the folder is always built aside and renamed into place,
-        # which fails if another run filled it meanwhile.
-        self.in_place = self.force and _nonempty_dir(final)
-
-    def path(self, name):
-        """Where entry `name` is written (a file, created empty)."""
-        if self.temp is None and not self.entries and not self.in_place:
-            self.temp = Path(_cleanup.create_temp(self.final, directory=True))
-        if self.temp is not None:
-            path = self.temp / name
-            path.touch(exist_ok=False)
-            return path
-        final = self.final / name
-        for source in self.inputs:
-            if _exists(final) and _same(source, final):
-                raise CliError(f"refusing to overwrite the input {source} (it is {final})")
-        if final.is_dir() and not final.is_symlink():
-            raise CliError(f"{final} is a folder: refusing to replace it")
-        temp = Path(_cleanup.create_temp(final))
-        self.entries.append((temp, final))
-        return temp
-
-    def commit(self):
-        if self.temp is not None:
-            try:
-                move_into_place(self.temp, self.final, force=False, directory=True)
-            except CliError:
-                if not self.force:
-                    raise
-                # --force, and another run filled the folder meanwhile: move the entries in
-                self.entries = [(self.temp / name, self.final / name)
-                                for name in sorted(os.listdir(self.temp))]
-                for temp, final in self.entries:
-                    move_into_place(temp, final, force=True)
-                self.entries = []
-                _cleanup.remove(self.temp)
-            self.temp = None
-        for temp, final in self.entries:
-            move_into_place(temp, final, force=True)
-        self.entries = []
-
-    def abort(self):
-        if self.temp is not None:
-            _cleanup.remove(self.temp)
-            self.temp = None
-        for temp, _ in self.entries:
-            _cleanup.remove(temp)
-        self.entries = []
-
-
-# ----------------------------------------------------------------------------------- sinks
 
 def _pwrite_all(fd, data, offset):
     view = memoryview(data).cast("B")
@@ -322,17 +73,70 @@ class NpySink(Sink):
 
 
 class NpzSink(Sink):
-    def __init__(self, path, shape, dtype, key=None):
+    """An ``.npz`` of one array, its member written as the slabs arrive: memory holds one slab.
+
+    The file is what :func:`numpy.savez` (or, with `compressed`, :func:`numpy.savez_compressed`)
+    writes for ``{key: result}``: one member ``KEY.npy`` (zip64, stored or deflated) holding the
+    ``.npy`` header numpy would choose (version 1.0, 2.0 when it does not fit) and the values
+    in C order, in the result's dtype and byte order.
+
+    Parameters
+    ----------
+    path : Path
+    shape : tuple of int
+    dtype : numpy.dtype
+    key : str, optional
+        The member's name without ``.npy`` (the input's, for an ``.npz`` or zarr group input);
+        ``"images"`` when None.
+    compressed : bool
+        Deflate the member (an ``.npz`` input whose member was deflated).
+    """
+
+    def __init__(self, path, shape, dtype, key=None, compressed=False):
         super().__init__(path, shape, dtype)
-        self.key, self.target = key or "images", np.empty(self.shape, self.dtype)
+        self.key, self.rows, self.member, self.zip = key or "images", 0, None, None
+        self.file = open(self.path, "wb")
+        try:
+            self.zip = zipfile.ZipFile(self.file, "w", zipfile.ZIP_DEFLATED if compressed
+                                       else zipfile.ZIP_STORED, allowZip64=True)
+            self.member = self.zip.open(self.key + ".npy", "w", force_zip64=True)
+            header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                      "shape": self.shape}
+            try:  # numpy's choice: the oldest version the header fits in
+                np.lib.format.write_array_header_1_0(self.member, header)
+            except ValueError:
+                np.lib.format.write_array_header_2_0(self.member, header)
+        except BaseException:
+            self.close()
+            raise
 
     def write(self, start, stop, block):
-        self.target[start:stop] = block
+        if start != self.rows:  # pragma: no cover - the streaming loops write in order
+            raise RuntimeError(f"slab {start}:{stop} written out of order (at {self.rows})")
+        self.member.write(np.ascontiguousarray(block, dtype=self.dtype).data)
+        self.rows = stop
 
     def finish(self):
-        with open(self.path, "wb") as file:
-            np.savez(file, **{self.key: self.target})
-        self.target = None
+        if self.rows != (self.shape[0] if self.shape else 0):
+            self.close()
+            raise RuntimeError(f"wrote {self.rows} of {self.shape[0]} entries")
+        try:  # the member's sizes and CRC, then the central directory
+            self.member.close()
+            self.zip.close()
+        finally:
+            self.close()
+
+    def close(self):
+        """Close the file, also after an error or a signal in the middle of a write (the
+        unfinished file is removed by its target)."""
+        for part in (self.member, self.zip):
+            try:
+                if part is not None:
+                    part.close()
+            except Exception:  # the output is discarded; its file is closed below
+                pass
+        self.member = self.zip = None
+        self.file.close()
 
 
 class TiffSink(Sink):
@@ -482,8 +286,9 @@ def open_sink(target, name, shape, dtype, rows, key=None, layout=None):
     path = target.path(name)
     if kind == "npy":
         return NpySink(path, shape, dtype)
-    if kind == "npz":
-        return NpzSink(path, shape, dtype, key)
+    if kind == "npz":  # deflated like an .npz input's member
+        return NpzSink(path, shape, dtype, key, compressed=bool(
+            layout and layout.get("format") == "npz" and layout.get("compressed")))
     if kind == "tif":
         return TiffSink(path, shape, dtype, layout)
     return ZarrSink(path, shape, dtype, rows, layout)

@@ -97,7 +97,7 @@ class Tally:
         return sites
 
 
-_state = {"tally": None, "depth": 0}
+_state = {"tally": None, "depth": 0, "capture": False}
 
 
 def _site():
@@ -172,9 +172,26 @@ def _shares(result, inputs):
     return any(np.may_share_memory(result, a) for a in inputs)
 
 
+class CaptureError(RuntimeError):
+    """What CUDA stream capture refuses (:func:`capturing`): a host synchronisation or a copy
+    from host memory, which would invalidate the capture (CuPy raises on them then)."""
+
+
 def _sync(tally, nbytes=8, site=None):
-    tally.syncs.append(site or _site())
+    site = site or _site()
+    if _state["capture"]:
+        raise CaptureError(f"a host synchronisation at {site} during stream capture")
+    tally.syncs.append(site)
     tally.d2h_bytes += nbytes
+
+
+def _uploaded(tally, nbytes):
+    site = _site()
+    if _state["capture"]:
+        raise CaptureError(f"a host-to-device copy of {nbytes} bytes at {site} during stream "
+                           "capture")
+    tally.h2d_bytes += nbytes
+    tally.uploads.append((site, nbytes))
 
 
 def _record(name, args, kwargs, result, launches=1):
@@ -196,8 +213,7 @@ def _record(name, args, kwargs, result, launches=1):
         moved = sum(r.nbytes for r in outputs) or moved
     tally.device_bytes += moved
     for host in _host_arrays(args):
-        tally.h2d_bytes += host.nbytes
-        tally.uploads.append((_site(), host.nbytes))
+        _uploaded(tally, host.nbytes)
 
 
 def _counted(name, function):
@@ -225,8 +241,7 @@ def _after(name, args, kwargs, result):
             not isinstance(args[0], fake_cupy.ndarray):
         nbytes = result.nbytes if isinstance(result, np.ndarray) else 0
         if nbytes > 8 or (isinstance(args[0], np.ndarray) and args[0].ndim):
-            tally.h2d_bytes += nbytes
-            tally.uploads.append((_site(), nbytes))
+            _uploaded(tally, nbytes)
         _allocated(tally, result)
         return
     if name == "asnumpy":
@@ -365,3 +380,18 @@ def counting():
 
 
 _MISSING = object()
+
+
+@contextlib.contextmanager
+def capturing():
+    """:func:`counting`, as under CUDA stream capture (``cupy.cuda.Stream.begin_capture``): a
+    host synchronisation (a read of device data: ``int``, ``bool``, ``.get()``, ``bincount``,
+    boolean-mask indexing, ...) or a host-to-device copy raises :class:`CaptureError` where it
+    happens. Kernel launches, array operations and allocations are allowed (CuPy's pool serves
+    them; a captured graph replays into the same buffers). Yields the :class:`Tally`."""
+    with counting() as tally:
+        _state["capture"] = True
+        try:
+            yield tally
+        finally:
+            _state["capture"] = False

@@ -20,6 +20,7 @@ compute that reference inside :func:`flushed_float32` (README.md).
 import contextlib
 import ctypes
 import functools
+import math
 import os
 import sys
 
@@ -36,6 +37,22 @@ WORKERS = int(os.environ.get("GPU_HISTEQ_EMU_WORKERS", "2"))
 #: Launches the emulator accepted and ran to the end, by kernel name expression (a refused or
 #: failed launch raises EmulatedLaunchError and is not counted).
 LAUNCHES = {}
+#: Launches taken by :func:`stubbed_launches` (checked, not run), by kernel name expression.
+STUBBED = {}
+_stub = {"on": False}
+
+
+@contextlib.contextmanager
+def stubbed_launches():
+    """Within this block a kernel launch checks its grid, block and shared memory as the driver
+    would, counts itself in :data:`STUBBED` and returns without running: only the host's own
+    work of a call remains (``benchmarks/bench_host_overhead.py``). Results are then garbage."""
+    previous = _stub["on"]
+    _stub["on"] = True
+    try:
+        yield STUBBED
+    finally:
+        _stub["on"] = previous
 
 
 class EmulatedLaunchError(RuntimeError):
@@ -65,9 +82,14 @@ class _Device:
 class ndarray(np.ndarray):
     """A NumPy array standing in for a device array."""
 
+    _data = None  # the _Pointer, kept on first use (CuPy keeps its MemoryPointer too)
+
     @property
     def data(self):
-        return _Pointer(self.__array_interface__["data"][0])
+        data = self._data
+        if data is None:
+            data = self._data = _Pointer(self.__array_interface__["data"][0])
+        return data
 
     @property
     def device(self):
@@ -97,14 +119,17 @@ def _wrap(value):
 
 def _aligned_empty(shape, dtype=float, order="C"):
     dtype = np.dtype(dtype)
-    shape = (shape,) if np.isscalar(shape) else tuple(shape)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    nbytes = math.prod(shape) * dtype.itemsize
     raw = np.empty(nbytes + 256, np.uint8)
-    offset = (-raw.ctypes.data) % 256
+    address = raw.__array_interface__["data"][0]
+    offset = (-address) % 256
     array = raw[offset:offset + nbytes].view(dtype)
     if order == "F":
         return array.reshape(shape[::-1]).T.view(ndarray)
-    return array.reshape(shape).view(ndarray)
+    array = array.reshape(shape).view(ndarray)
+    array._data = _Pointer(address + offset)
+    return array
 
 
 def empty(shape, dtype=float, order="C"):
@@ -273,10 +298,21 @@ class RawKernel:
         self.shared_size_bytes = shared_size_bytes
 
     def __call__(self, grid, block, args, *, shared_mem=0, stream=None):
-        config = _build.LaunchConfig()
+        if _stub["on"]:  # the stub: the launch checks, no run
+            if type(grid) is not tuple or type(block) is not tuple:
+                grid, block = tuple(_dims(grid, "grid")), tuple(_dims(block, "block"))
+            dims = grid + block
+            if (not (0 < len(grid) <= 3 and 0 < len(block) <= 3) or min(dims) < 0
+                    or max(dims) >= 1 << 32
+                    or shared_mem + (self.shared_size_bytes or 0) > 48 << 10):
+                raise EmulatedLaunchError(f"{self.name}: invalid grid {grid}, block {block} or "
+                                          f"{shared_mem} bytes of dynamic shared memory")
+            STUBBED[self.name] = STUBBED.get(self.name, 0) + 1
+            return
         grid, block = _dims(grid, "grid"), _dims(block, "block")
         if min(grid + block) < 0 or max(grid + block) >= 1 << 32:
             raise EmulatedLaunchError(f"{self.name}: invalid grid {grid} or block {block}")
+        config = _build.LaunchConfig()
         config.grid[:] = grid
         config.block[:] = block
         config.shared_mem = int(shared_mem)

@@ -148,10 +148,15 @@ def cases():
     same(equalize, cp.asarray(np.array([[[0.0, 392553, 396459, 1000000]]]) * 5e-324))
     # CLAHE (clahe.cu): the one-launch kernel of small uint8 planes (tables in shared memory),
     # the tile tables (shared-memory uint8 with more tiles than it takes, global uint16
-    # histograms) and the blend; clip and no clip, padded grids, one-pixel planes
+    # histograms) and the blend; clip and no clip, padded grids, one-pixel planes; uint16: the
+    # one-launch sorted tiles, sorted tiles one block each and the ranked blend, tables holding
+    # their own 16-bit counts, uint32 histograms of a 65536-pixel tile
     for dtype, shape, clip, grid in ((np.uint8, (2, 37, 41), 2.0, (8, 8)), (np.uint8, (2, 1, 1), 2.0, (3, 3)),
                                      (np.uint8, (1, 30, 50), 0.0, (2, 5)), (np.uint8, (1, 40, 70), 2.0, (9, 16)),
-                                     (np.uint16, (2, 33, 20), 3.0, (3, 4))):
+                                     (np.uint16, (2, 33, 20), 3.0, (3, 4)), (np.uint16, (1, 1, 1), 2.0, (2, 2)),
+                                     (np.uint16, (1, 120, 110), 2.0, (8, 8)),
+                                     (np.uint16, (1, 150, 130), 0.0, (1, 1)),
+                                     (np.uint16, (1, 256, 256), 2.0, (1, 1))):
         same(gpu_histeq.clahe, images(dtype, shape), clip, grid)
     # luminance=True (color.cu): the one-launch uint8 kernel (every method, channels last and
     # first), split and merge (large uint8 planes, uint16 and floats, a mask, the CDF to levels)
@@ -164,8 +169,13 @@ def cases():
     for method in ("opencv", "skimage"):
         same(equalize, images(np.uint16, (2, 9, 10, 3), 1), channel_axis=-1, luminance=True,
              method=method)
+    # uint16 past the planes sorted by rank: the level kernels; floats in one launch, and with
+    # more bins than it takes, split, the uniform kernels and merge
+    same(equalize, images(np.uint16, (1, 130, 130, 3)), channel_axis=-1, luminance=True)
     for dtype in (np.float32, np.float64):
-        same(equalize, cp.abs(images(dtype, (2, 9, 10, 3))) / 8, channel_axis=-1, luminance=True)
+        for nbins in (256, 300):
+            same(equalize, cp.abs(images(dtype, (2, 9, 10, 3))) / 8, channel_axis=-1,
+                 luminance=True, nbins=nbins)
     colour_mask = cp.asarray(rng.random((2, 9, 10, 3)) < 0.5)
     colour_mask[:, 0, 0] = True
     same(equalize, images(np.uint8, (2, 9, 10, 3)), mask=colour_mask, channel_axis=-1,
