@@ -326,6 +326,27 @@ def test_seven_axes_stay_portable(cp):
     assert_same(result, run_portable(cp, images, (1, 2, 1, 2, 2, 1, 2), axes=axes))
 
 
+def test_a_configuration_seen_replays_its_launch_plan(cp, monkeypatch):
+    """The second call of a configuration replays the recorded launches with its own arrays
+    (levels and tables made again): one plan, recorded once, and both results bit-exact."""
+    from gpu_histeq._cuda import _adapthist, _kernels
+    _kernels.clear_plans()
+
+    def plans():
+        return [plan for key, plan in _kernels._plans.items()
+                if key[0] is _adapthist.adapthist.__wrapped__]
+
+    for seed in (1, 2):
+        images = cp.asarray(make(np.float32, "clumped", (3, 30, 26), seed=seed))
+        result = run_cuda(cp, monkeypatch, images, (6, 5), 0.01, 128)
+        assert_same(result, run_portable(cp, images, (6, 5), 0.01, 128))
+        assert len(plans()) == 1 and isinstance(plans()[0], _kernels.Plan)
+        assert [step[0] for step in plans()[0].steps] == [
+            _kernels.kernel("adapthist.cu", name) for name in (
+                "gpu_histeq_adapt_prepare<float>", "gpu_histeq_adapt_tables<2>",
+                "gpu_histeq_adapt_interp<2>", "gpu_histeq_adapt_rescale<float>")]
+
+
 def test_host_synchronisations(cp):
     """Integer planes: no synchronisation and nothing uploaded; floating planes: one status word."""
     if not is_emulated(cp):

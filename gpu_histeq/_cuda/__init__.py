@@ -314,14 +314,18 @@ def adapthist(planes, shape, kernel, nbins, clip, result):
     Equal to ``adaptive._adapthist_planes`` bit for bit. Integer planes: no synchronisation;
     floating planes synchronize once, to read the status word.
     """
+    import cupy
     from . import _adapthist
     why = _adapthist.covers(planes, shape, kernel, nbins, result)
     if why is not None:
         return _uncovered(why)
     with planes.device:
-        status = _adapthist.adapthist(planes, shape, kernel, nbins, clip, result)
-        if status is not None:
-            flags = int(status[0])  # sync: img_as_uint's NaN and [-1, 1] checks
+        # float16 is scaled in float32, as adaptive._as_uint16 does it
+        values = planes.astype(np.float32) if planes.dtype == np.float16 else planes
+        stats = cupy.zeros(4 * planes.shape[0] + 1, np.uint32)  # status word, plane ranges
+        _adapthist.adapthist(values, stats, result, shape, kernel, nbins, clip)
+        if values.dtype.kind == "f":
+            flags = int(stats[0])  # sync: img_as_uint's NaN and [-1, 1] checks
             check_finite(not flags & _adapthist.STATUS_NOT_FINITE)
             if flags & _adapthist.STATUS_OUT_OF_RANGE:  # the message names the range: 2 more
                 check_unit_range(float(planes.min()), float(planes.max()))

@@ -1,9 +1,10 @@
 """Launch the kernels of ``adapthist.cu`` on CuPy planes (imported only for CuPy input).
 
 scikit-image's ``equalize_adapthist`` of ``(P, prod(shape))`` planes of 2 to 6 axes in
-four kernel launches (prepare, tables, interpolation, rescale) after one zeroed stats array: no
-host synchronisation for integer input, one status word for floating input (read by the caller),
-nothing copied from the host but scalars. Device memory added: the planes' uint16 levels (2
+four kernel launches (prepare, tables, interpolation, rescale) into the caller's zeroed stats
+array: no host synchronisation for integer input, one status word for floating input (read by
+the caller), nothing copied from the host but scalars; a configuration already seen replays its
+launch plan. Device memory added: the planes' uint16 levels (2
 bytes per pixel), the region tables (``planes x regions x nbins`` uint16) and, for more bins
 than shared memory holds, ``planes x regions x nbins`` uint32 region histograms; tables and
 histograms in groups of planes under SCRATCH_BYTES (a group costs two more launches).
@@ -15,6 +16,7 @@ import cupy
 import numpy as np
 
 from . import _sources
+from . import _kernels
 from ._kernels import _NULL, MAX_GRID_BLOCKS, MAX_PIXELS, THREADS, _launch
 
 #: Image axes the kernels take (template parameter D of adapthist.cu, at most its
@@ -56,33 +58,41 @@ def covers(planes, shape, kernel, nbins, result):
 
 
 def _plane_chunks(start, stop):
-    return [slice(p, min(p + MAX_GRID_PLANES, stop)) for p in range(start, stop, MAX_GRID_PLANES)]
+    return [(p, min(p + MAX_GRID_PLANES, stop)) for p in range(start, stop, MAX_GRID_PLANES)]
 
 
-def adapthist(planes, shape, kernel, nbins, clip, result):
+def _tuning():
+    """The constants this launcher reads (tests change them), with ``_kernels``': its plan key."""
+    return (SHARED_BINS, SCRATCH_BYTES, MAX_GRID_PLANES, PIXELS_PER_THREAD, _kernels._tuning())
+
+
+@_kernels.planned(_tuning)
+def adapthist(planes, stats, result, shape, kernel, nbins, clip):
     """scikit-image's CLAHE of every row of `planes` into `result` (covered by :func:`covers`).
 
     Parameters
     ----------
     planes : (P, N) C-contiguous cupy.ndarray
-        ``N = prod(shape)`` pixels per plane.
+        uint8, uint16, int8, int16, float32 or float64 planes of ``N = prod(shape)`` pixels
+        (float16: the caller's float32 copy).
+    stats : (4 P + 1,) uint32 cupy.ndarray
+        Zeroed: the status word (STATUS_* bits, floating planes) and four range words per
+        plane, which the kernels fill.
+    result : (P, N) C-contiguous float32 / float64 cupy.ndarray
     shape, kernel : tuple of int
         The image shape (2 to MAX_AXES axes) and the contextual region shape.
     nbins : int
     clip : (int, int, float)
         The clip limit in counts, the bin width in gray levels and the table scale
         ``16383 / prod(kernel)``, as the portable path computes them (``adaptive._adapthist``).
-    result : (P, N) C-contiguous float32 / float64 cupy.ndarray
 
-    Returns
-    -------
-    (1,) uint32 cupy.ndarray or None
-        The status word (STATUS_* bits) for floating planes, which the caller reads; None for
-        integer planes (no synchronisation).
+    Notes
+    -----
+    Launches on whole arrays (the first plane of each launch is an argument), so a configuration
+    already seen replays its launches (``_kernels.planned``); the levels, the region tables and
+    the global histograms are ``_kernels.scratch`` arrays, made again at each call.
     """
     dtype = np.dtype(planes.dtype)
-    if dtype == np.float16:  # adaptive._as_uint16 scales float16 in float32
-        planes, dtype = planes.astype(np.float32), np.dtype(np.float32)
     nplanes, npixels = planes.shape
     ndim = len(shape)
     sizes = tuple(np.int64(s) for s in (1,) * (MAX_AXES - ndim) + tuple(shape))
@@ -90,10 +100,7 @@ def adapthist(planes, shape, kernel, nbins, clip, result):
     ntiles = math.prod(-(-s // k) for s, k in zip(shape, kernel))
     limit, bin_size, scale = clip
     shared = nbins <= SHARED_BINS
-
-    stats = cupy.zeros(4 * nplanes + 1, np.uint32)  # 4 range words per plane, the status word
-    status = stats[4 * nplanes:]
-    levels = cupy.empty((nplanes, npixels), np.uint16)
+    levels = _kernels.scratch((nplanes, npixels), np.uint16)
     # uint16 planes are their own levels; others are converted once into `levels`, which the
     # interpolation then overwrites in place
     source = planes if dtype == np.uint16 else levels
@@ -101,28 +108,20 @@ def adapthist(planes, shape, kernel, nbins, clip, result):
     n = np.int64(npixels)
     per_plane = ntiles * nbins * (2 + (0 if shared else 4))
     per_group = max(1, min(nplanes, SCRATCH_BYTES // per_plane, MAX_GRID_BLOCKS // ntiles))
-    tables = cupy.empty((min(per_group, nplanes) * ntiles, nbins), np.uint16)
-    scratch = _NULL if shared else cupy.empty(tables.shape, np.uint32)
-    with planes.device:
-        for rows in _plane_chunks(0, nplanes):
-            _launch("adapthist.cu", "gpu_histeq_adapt_prepare", (dtype,),
-                    (blocks, rows.stop - rows.start),
-                    (planes[rows], n, _NULL if source is planes else levels[rows],
-                     stats[4 * rows.start:], status))
-        geometry = (*sizes, *kernels, np.int32(nbins), np.int32(bin_size))
-        for start in range(0, nplanes, per_group):
-            group = slice(start, min(start + per_group, nplanes))
-            count = group.stop - group.start
-            _launch("adapthist.cu", "gpu_histeq_adapt_tables", (ndim,), (count * ntiles,),
-                    (source[group], stats[4 * group.start:], *geometry, np.int64(limit),
-                     np.float64(scale), scratch, tables), shared_mem=nbins * 4 if shared else 0)
-            for rows in _plane_chunks(group.start, group.stop):
-                _launch("adapthist.cu", "gpu_histeq_adapt_interp", (ndim,),
-                        (blocks, rows.stop - rows.start),
-                        (source[rows], stats[4 * rows.start:], *geometry,
-                         tables[(rows.start - group.start) * ntiles:], levels[rows]))
-        for rows in _plane_chunks(0, nplanes):
-            _launch("adapthist.cu", "gpu_histeq_adapt_rescale", (result.dtype,),
-                    (blocks, rows.stop - rows.start),
-                    (levels[rows], stats[4 * rows.start:], n, result[rows]))
-    return status if dtype.kind == "f" else None
+    tables = _kernels.scratch((per_group * ntiles, nbins), np.uint16)
+    scratch = _NULL if shared else _kernels.scratch(tables.shape, np.uint32)
+    geometry = (*sizes, *kernels, np.int32(nbins), np.int32(bin_size))
+    for start, stop in _plane_chunks(0, nplanes):
+        _launch("adapthist.cu", "gpu_histeq_adapt_prepare", (dtype,), (blocks, stop - start),
+                (planes, n, np.int64(start), _NULL if source is planes else levels, stats))
+    for group in range(0, nplanes, per_group):
+        end = min(group + per_group, nplanes)
+        _launch("adapthist.cu", "gpu_histeq_adapt_tables", (ndim,), ((end - group) * ntiles,),
+                (source, stats, *geometry, np.int64(limit), np.float64(scale), np.int64(group),
+                 scratch, tables), shared_mem=nbins * 4 if shared else 0)
+        for start, stop in _plane_chunks(group, end):
+            _launch("adapthist.cu", "gpu_histeq_adapt_interp", (ndim,), (blocks, stop - start),
+                    (source, stats, *geometry, np.int64(start), np.int64(group), tables, levels))
+    for start, stop in _plane_chunks(0, nplanes):
+        _launch("adapthist.cu", "gpu_histeq_adapt_rescale", (result.dtype,), (blocks, stop - start),
+                (levels, stats, n, np.int64(start), result))

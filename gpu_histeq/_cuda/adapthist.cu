@@ -15,8 +15,10 @@
 // Every value equals the portable path's (adaptive._adapthist_planes, _tables.clahe_skimage_clip)
 // bit for bit: the same integer clip, the same float64 gray levels and tables, the same float32
 // accumulation in the same corner order.
-// A plane's range lives in `stats` as four uint32 per plane, all starting at 0 (one zeroed array):
-// max(level), max(65535 - level) of the input's uint16 levels, then of the interpolated levels.
+// `stats` (one zeroed uint32 array) holds the status word, then four words per plane, all starting
+// at 0: max(level), max(65535 - level) of the input's uint16 levels, then of the interpolated
+// levels. Every kernel takes whole arrays and the first plane of its launch (`first`), so that a
+// launch plan (_kernels.planned) can replay it with the next call's arrays.
 
 #define GPU_HISTEQ_ADAPT_GRAY 16383         // NR_OF_GRAY - 1: scikit-image's working range
 #define GPU_HISTEQ_ADAPT_NOT_FINITE 1u      // status bits (_adapthist.STATUS_*)
@@ -112,14 +114,19 @@ __device__ long long gpu_histeq_adapt_reflect(long long index, long long size) {
     return index >= size ? 2 * (size - 1) - index : index;
 }
 
+// The four stats words of a plane (after the status word).
+__device__ unsigned* gpu_histeq_adapt_words(unsigned* stats, long long plane) {
+    return stats + 1 + 4 * plane;
+}
+
 // img_as_uint of every pixel (written to `levels` unless null) and each plane's range; grid
-// (blocks over the pixels of a plane, planes). Per pixel: one read, one 2-byte write, a few
-// integer or float operations. Traffic: sizeof(T) + 2 bytes per pixel.
+// (blocks over the pixels of a plane, planes first, first + 1, ...). Per pixel: one read, one
+// 2-byte write, a few integer or float operations. Traffic: sizeof(T) + 2 bytes per pixel.
 template <typename T>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
-gpu_histeq_adapt_prepare(const T* planes, long long n, unsigned short* levels, unsigned* stats,
-                         unsigned* status) {
-    const long long plane = blockIdx.y;
+gpu_histeq_adapt_prepare(const T* planes, long long n, long long first, unsigned short* levels,
+                         unsigned* stats) {
+    const long long plane = first + blockIdx.y;
     const T* values = planes + plane * n;
     unsigned high = 0, flipped_low = 0, flags = 0;
     for (long long i = blockIdx.x * (long long)GPU_HISTEQ_THREADS + threadIdx.x; i < n;
@@ -129,8 +136,8 @@ gpu_histeq_adapt_prepare(const T* planes, long long n, unsigned short* levels, u
         high = u > high ? u : high;
         flipped_low = 65535u - u > flipped_low ? 65535u - u : flipped_low;
     }
-    if (flags) atomicOr(status, flags);
-    gpu_histeq_adapt_add_range(high, flipped_low, stats + 4 * plane);
+    if (flags) atomicOr(stats, flags);
+    gpu_histeq_adapt_add_range(high, flipped_low, gpu_histeq_adapt_words(stats, plane));
 }
 
 // Sum of one value per lane over warp 0 (every lane gets it).
@@ -214,8 +221,8 @@ __device__ void gpu_histeq_adapt_clip(unsigned* hist, int nbins, long long limit
     __syncthreads();
 }
 
-// One region's table per block: block b is region b % ntiles of plane b / ntiles (planes of
-// this launch). Its kernel_size pixels, past the image end reflected (numpy.pad "reflect"), are
+// One region's table per block: block b is region b % ntiles of plane first + b / ntiles, its
+// table and global histogram the b-th of this launch. Its kernel_size pixels, past the image end reflected (numpy.pad "reflect"), are
 // rescaled with the plane's range (gpu_histeq_adapt_gray), binned (gray / bin_size) and counted
 // in `hist` (dynamic shared memory of nbins uint32, or the block's nbins slice of `scratch`
 // when there are more bins than that holds); clipped (gpu_histeq_adapt_clip; not when the
@@ -226,14 +233,14 @@ __device__ void gpu_histeq_adapt_clip(unsigned* hist, int nbins, long long limit
 // region written.
 template <int D>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
-gpu_histeq_adapt_tables(const unsigned short* levels, const unsigned* stats,
-                        GPU_HISTEQ_ADAPT_GEOMETRY, int nbins, int bin_size, long long limit, double scale,
+gpu_histeq_adapt_tables(const unsigned short* levels, unsigned* stats, GPU_HISTEQ_ADAPT_GEOMETRY,
+                        int nbins, int bin_size, long long limit, double scale, long long first,
                         unsigned* scratch, unsigned short* tables) {
     extern __shared__ unsigned gpu_histeq_adapt_shared_hist[];
     const gpu_histeq_adapt_geometry<D> g(GPU_HISTEQ_ADAPT_GEOMETRY_ARGS);
-    const long long plane = blockIdx.x / g.ntiles, tile = blockIdx.x % g.ntiles;
+    const long long plane = first + blockIdx.x / g.ntiles, tile = blockIdx.x % g.ntiles;
     const unsigned short* values = levels + plane * g.n;
-    const gpu_histeq_adapt_range range(stats + 4 * plane);
+    const gpu_histeq_adapt_range range(gpu_histeq_adapt_words(stats, plane));
     unsigned* hist = scratch ? scratch + blockIdx.x * (long long)nbins : gpu_histeq_adapt_shared_hist;
     for (int v = threadIdx.x; v < nbins; v += GPU_HISTEQ_THREADS) hist[v] = 0;
     __syncthreads();
@@ -274,19 +281,21 @@ gpu_histeq_adapt_tables(const unsigned short* levels, const unsigned* stats,
 // e in {0, 1} takes region clip(b - 1 + e) with weight (1 - c, c)[e]; corners in C order
 // (numpy.ndindex), each weight the product of its axes' factors from the last axis to the first,
 // total += float32(float64(table) * weight) in float32, truncated to uint16. Grid (blocks over
-// the pixels of a plane, planes of this launch); `out` may be `levels` itself (each pixel reads
-// only its own level). Adds each plane's range of the result into stats words 2 and 3. Per
+// the pixels of a plane, planes first, first + 1, ...), plane p's tables the (p - table_first)-th
+// of `tables`; `out` may be `levels` itself (each pixel reads only its own level). Adds each plane's range of the result into stats words 2 and 3. Per
 // pixel: a 2-byte read and write, 2**D table reads (L2-resident: ntiles * nbins * 2 bytes per
 // plane), 2**D float64 products.
 template <int D>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
 gpu_histeq_adapt_interp(const unsigned short* levels, unsigned* stats, GPU_HISTEQ_ADAPT_GEOMETRY,
-                        int nbins, int bin_size, const unsigned short* tables, unsigned short* out) {
+                        int nbins, int bin_size, long long first, long long table_first,
+                        const unsigned short* tables, unsigned short* out) {
     const gpu_histeq_adapt_geometry<D> g(GPU_HISTEQ_ADAPT_GEOMETRY_ARGS);
-    const long long plane = blockIdx.y;
+    const long long plane = first + blockIdx.y;
     const long long n = g.n;
-    const gpu_histeq_adapt_range range(stats + 4 * plane);
-    const unsigned short* plane_tables = tables + plane * g.ntiles * nbins;
+    unsigned* words = gpu_histeq_adapt_words(stats, plane);
+    const gpu_histeq_adapt_range range(words);
+    const unsigned short* plane_tables = tables + (plane - table_first) * g.ntiles * nbins;
     unsigned high = 0, flipped_low = 0;
     for (long long i = blockIdx.x * (long long)GPU_HISTEQ_THREADS + threadIdx.x; i < n;
          i += (long long)gridDim.x * GPU_HISTEQ_THREADS) {
@@ -320,18 +329,20 @@ gpu_histeq_adapt_interp(const unsigned short* levels, unsigned* stats, GPU_HISTE
         high = level > high ? level : high;
         flipped_low = 65535u - level > flipped_low ? 65535u - level : flipped_low;
     }
-    gpu_histeq_adapt_add_range(high, flipped_low, stats + 4 * plane + 2);
+    gpu_histeq_adapt_add_range(high, flipped_low, words + 2);
 }
 
 // The final rescale of each plane's interpolated levels to [0, 1] in the result type R, as
 // adaptive._adapthist_planes: (level - low) / (high - low), or clip(level, 0, 1) for a constant
-// plane. Grid (blocks over the pixels of a plane, planes). Traffic: 2 bytes read and
+// plane. Grid (blocks over the pixels of a plane, planes first, first + 1, ...). Traffic: 2 bytes read and
 // sizeof(R) written per pixel.
 template <typename R>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
-gpu_histeq_adapt_rescale(const unsigned short* levels, const unsigned* stats, long long n, R* out) {
-    const long long plane = blockIdx.y;
-    const R high = (R)stats[4 * plane + 2], low = (R)(65535u - stats[4 * plane + 3]);
+gpu_histeq_adapt_rescale(const unsigned short* levels, unsigned* stats, long long n,
+                         long long first, R* out) {
+    const long long plane = first + blockIdx.y;
+    const unsigned* words = gpu_histeq_adapt_words(stats, plane);
+    const R high = (R)words[2], low = (R)(65535u - words[3]);
     const R span = high - low;
     for (long long i = blockIdx.x * (long long)GPU_HISTEQ_THREADS + threadIdx.x; i < n;
          i += (long long)gridDim.x * GPU_HISTEQ_THREADS) {
