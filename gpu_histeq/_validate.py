@@ -466,6 +466,15 @@ def check_finite(finite):
         raise ValueError("`images` must not contain NaN or infinity")
 
 
+def check_unit_range(low, high):
+    """Raise unless floating images with the range [`low`, `high`] are finite (NaN compares
+    false) and lie in [-1, 1] (img_as_uint's rule), in that order."""
+    check_finite(math.isfinite(low) and math.isfinite(high))
+    if low < -1.0 or high > 1.0:
+        raise ValueError("`images` of floating dtype must lie in [-1, 1] (img_as_uint's rule), "
+                         f"got values in [{low}, {high}]")
+
+
 def check_edges_increase(increasing, nbins, dtype):
     """Raise unless `increasing`: numpy.histogram refuses bin edges that repeat."""
     if not increasing:

@@ -24,9 +24,9 @@ import numpy as np
 from . import _engine, _planes
 from ._backend import array_module
 from ._tables import cdf_dtype, clahe_opencv_tables, clahe_skimage_clip
-from ._validate import (check_allocation, check_clip_limit, check_finite,
+from ._validate import (check_allocation, check_clip_limit,
                         check_images, check_int_sequence, check_luminance,
-                        check_luminance_order, check_nbins,
+                        check_luminance_order, check_nbins, check_unit_range,
                         image_axes, native, plane_count)
 from .color import as_float, hsv_to_rgb, rgb_to_hsv
 from .equalize import luma_path
@@ -363,8 +363,10 @@ def equalize_adapthist(
     for colour (a UserWarning says so). float16 input is scaled to uint16 in float32 (scikit-image
     does it in float16, where ``65535`` overflows and the result is a constant image).
 
-    On CuPy the clip loop synchronizes once per redistribution step that has work left (usually
-    none or a few), plus once for the range check of floating input.
+    On CuPy input, images of 2 to 6 axes run ``_cuda/adapthist.cu`` (bit for bit this path, the
+    clip loop decided on the device): no host synchronisation for integer input, one status word
+    for floating input. Images of 7 or more axes take the portable path, which synchronizes once
+    per clip-loop step with work left (usually none or a few) and for the range check of floats.
 
     Examples
     --------
@@ -416,13 +418,14 @@ def _adapthist(xp, images, axes, kernel, clip_limit, nbins):
     result = xp.empty(planes.shape, cdf_dtype(dtype))
     if planes.size == 0:
         return _planes.from_planes(xp, result, batch_shape, image_shape, axes)
-    if dtype.kind == "f":
-        low, high = float(planes.min()), float(planes.max())  # sync: img_as_uint's range check
-        check_finite(math.isfinite(low) and math.isfinite(high))
-        if low < -1.0 or high > 1.0:
-            raise ValueError("`images` of floating dtype must lie in [-1, 1] (img_as_uint's rule), "
-                             f"got values in [{low}, {high}]")
-    _adapthist_planes(xp, planes, shape, kernel, clip_limit, nbins, result)
+    area = math.prod(kernel)  # scikit-image's clip limit in counts, bin width, table scale:
+    clip = (max(int(clip_limit * area), 1) if clip_limit > 0 else area, 1 + NR_OF_GRAY // nbins,
+            (NR_OF_GRAY - 1) / area)
+    if _engine.adapthist(xp, planes, shape, kernel, nbins, clip, result):
+        return _planes.from_planes(xp, result, batch_shape, image_shape, axes)  # range checked
+    if dtype.kind == "f":  # sync: img_as_uint's range check
+        check_unit_range(float(planes.min()), float(planes.max()))
+    _adapthist_planes(xp, planes, shape, kernel, nbins, clip, result)
     return _planes.from_planes(xp, result, batch_shape, image_shape, axes)
 
 
@@ -447,14 +450,12 @@ def _rescale_to_gray(xp, values):
     return xp.rint(xp.where(same, flat, stretched)).astype(np.uint16)
 
 
-def _adapthist_planes(xp, planes, shape, kernel, clip_limit, nbins, result):
+def _adapthist_planes(xp, planes, shape, kernel, nbins, clip, result):
     """scikit-image's CLAHE of every row of a ``(P, prod(shape))`` array into `result`."""
     ndim = len(shape)
     counts = tuple(-(-s // k) for s, k in zip(shape, kernel))  # contextual regions per axis
     ntiles = math.prod(counts)
-    pixels_per_tile = math.prod(kernel)
-    limit = max(int(clip_limit * pixels_per_tile), 1) if clip_limit > 0 else pixels_per_tile
-    bin_size = 1 + NR_OF_GRAY // nbins
+    limit, bin_size, scale = clip
 
     def reflect_once(index, size):  # numpy.pad "reflect" past the end (kernel <= size)
         return np.where(index >= size, 2 * (size - 1) - index, index) if size > 1 else 0 * index
@@ -492,7 +493,6 @@ def _adapthist_planes(xp, planes, shape, kernel, clip_limit, nbins, result):
     offsets = offsets_for(xp, most, tile, ntiles, nbins)
     plane_tables = _planes.plane_offsets(xp, most, ntiles * nbins)
     corner_offsets = [(plane_tables + xp.asarray(c)[None, :], w) for c, w in corners]
-    scale = (NR_OF_GRAY - 1) / pixels_per_tile
 
     def run(block):
         rows, _ = block

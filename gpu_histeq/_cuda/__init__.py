@@ -13,6 +13,8 @@ caller then runs the portable path, which the kernels reproduce bit for bit:
   references of the same dtype (``ranks.cu``: both sorted by rank, no table per level);
 * :func:`clahe` -- OpenCV's CLAHE of uint8 / uint16 planes (``clahe.cu``: tile tables, blend;
   uint16 tiles that sort in shared memory by rank, without 65536-entry tables);
+* :func:`adapthist` -- scikit-image's ``equalize_adapthist`` of images of 2 to 6 axes
+  (``adapthist.cu``: levels, region tables with the clip loop on the device, interpolation);
 * :func:`split_luma`, :func:`merge_luma`, :func:`equalize_luma` -- the RGB <-> YCrCb round trip
   of ``luminance=True`` (``color.cu``; the entry points in ``_luma.py``), and the whole luma
   equalization of uint8 / uint16 planes and of small float32 / float64 planes;
@@ -55,12 +57,13 @@ Whether these run at all is decided in :func:`gpu_histeq._engine.select` alone.
 import numpy as np
 
 from .._binning import LevelBinning, UniformBinning
-from .._validate import check_edges_increase, check_finite, check_levels_nbins
+from .._validate import (check_edges_increase, check_finite, check_levels_nbins,
+                         check_unit_range)
 from . import _sources
 from ._declined import DECLINES, Declined, _uncovered
 from ._luma import equalize_luma, merge_luma, split_luma
 
-__all__ = ["DECLINES", "Declined", "apply_lut", "apply_packed", "block_counts", "clahe",
+__all__ = ["DECLINES", "Declined", "adapthist", "apply_lut", "apply_packed", "block_counts", "clahe",
            "equalize", "equalize_luma", "equalize_packed", "match", "merge_luma",
            "packed_counts", "split_luma"]
 
@@ -276,6 +279,57 @@ def clahe(planes, shape, grid, tile_shape, limit, scale, result):
         return True
     return _uncovered(f"CLAHE of {np.dtype(planes.dtype)} planes of shape {planes.shape} in "
                       f"tiles of {tile_shape}")
+
+
+def adapthist(planes, shape, kernel, nbins, clip, result):
+    """scikit-image's ``equalize_adapthist`` of every row of `planes` into `result` with the
+    kernels of ``adapthist.cu``.
+
+    Parameters
+    ----------
+    planes : (P, N) cupy.ndarray
+        uint8, uint16, int8, int16 or floating planes of ``N = prod(shape)`` pixels.
+    shape, kernel : tuple of int
+        The image shape and the contextual region shape (one entry per image axis).
+    nbins : int
+    clip : (int, int, float)
+        Clip limit in counts, bin width and table scale (``adaptive._adapthist``).
+    result : (P, N) float32 / float64 cupy.ndarray
+
+    Returns
+    -------
+    True or Declined
+        True when the kernels wrote every value of `result`; ``Declined("uncovered")``, nothing
+        written, for images of more than 6 axes, non-contiguous arrays, planes of 2**31
+        pixels or more or regions of 2**32 pixels or more (``_adapthist.covers``).
+
+    Raises
+    ------
+    ValueError
+        NaN or infinity, then values outside [-1, 1], in floating planes, as
+        ``adaptive._adapthist`` (found after the kernels ran: `result` is then partly written).
+
+    Notes
+    -----
+    Equal to ``adaptive._adapthist_planes`` bit for bit. Integer planes: no synchronisation;
+    floating planes synchronize once, to read the status word.
+    """
+    import cupy
+    from . import _adapthist
+    why = _adapthist.covers(planes, shape, kernel, nbins, result)
+    if why is not None:
+        return _uncovered(why)
+    with planes.device:
+        # float16 is scaled in float32, as adaptive._as_uint16 does it
+        values = planes.astype(np.float32) if planes.dtype == np.float16 else planes
+        stats = cupy.zeros(4 * planes.shape[0] + 1, np.uint32)  # status word, plane ranges
+        _adapthist.adapthist(values, stats, result, shape, kernel, nbins, clip)
+        if values.dtype.kind == "f":
+            flags = int(stats[0])  # sync: img_as_uint's NaN and [-1, 1] checks
+            check_finite(not flags & _adapthist.STATUS_NOT_FINITE)
+            if flags & _adapthist.STATUS_OUT_OF_RANGE:  # the message names the range: 2 more
+                check_unit_range(float(planes.min()), float(planes.max()))
+    return True
 
 
 def match(planes, ref_planes, owner, result):

@@ -110,10 +110,23 @@ def _rank_expressions():
     return names + [expression("gpu_histeq_match", t, t) for t in MATCH_DTYPES]
 
 
+#: Input dtypes of equalize_adapthist's prepare kernel (adapthist.cu; float16 through float32),
+#: and the image axes of its region kernels (GPU_HISTEQ_ADAPT_AXES = 6 geometry arguments).
+ADAPT_DTYPES = (*LEVEL_DTYPES, *SIGNED_LEVEL_DTYPES, *FLOAT_DTYPES)
+ADAPT_DIMENSIONS = (2, 3, 4, 5, 6)
+
+
+def _adapthist_expressions():
+    names = [expression("gpu_histeq_adapt_prepare", t) for t in ADAPT_DTYPES]
+    names += [expression(kernel, ndim) for kernel in ("gpu_histeq_adapt_tables",
+                                                      "gpu_histeq_adapt_interp") for ndim in ADAPT_DIMENSIONS]
+    return names + [expression("gpu_histeq_adapt_rescale", t) for t in FLOAT_DTYPES]
+
+
 #: Every instantiation the loader may ask for, by source file: the compile test builds them all.
 INSTANTIATIONS = {"levels.cu": _level_expressions(), "uniform.cu": _uniform_expressions(),
                   "clahe.cu": _clahe_expressions(), "color.cu": _color_expressions(),
-                  "ranks.cu": _rank_expressions()}
+                  "ranks.cu": _rank_expressions(), "adapthist.cu": _adapthist_expressions()}
 #: Files compiled in front of a file (after common.cuh) for the device functions it shares.
 PRELUDES = {"color.cu": ("levels.cu", "ranks.cu", "uniform.cu"), "clahe.cu": ("ranks.cu",)}
 

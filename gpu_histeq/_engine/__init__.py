@@ -38,7 +38,7 @@ class Step(NamedTuple):
     """One step on CuPy input, as :func:`recording` collects it."""
 
     #: The step: "equalize", "equalize_packed", "histograms", "packed_counts", "apply_tables",
-    #: "apply_packed", "clahe", "match", "split_luma", "merge_luma", "equalize_luma".
+    #: "apply_packed", "clahe", "adapthist", "match", "split_luma", "merge_luma", "equalize_luma".
     name: str
     #: What :func:`select` answered: "cuda", or "portable".
     engine: str
@@ -362,6 +362,30 @@ def clahe(xp, planes, shape, grid, sources, limit, scale, neighbours, result):
 
     _planes.map_blocks(np, run, block_list)
     return True
+
+
+def adapthist(xp, planes, shape, kernel, nbins, clip, result):
+    """scikit-image's CLAHE of every ``(P, prod(shape))`` plane in fused kernels, where an
+    engine has them (the CUDA one: ``_cuda/adapthist.cu``, images of 2 to 6 axes, the floating
+    range checks included); False, writing nothing, elsewhere (the caller then checks and runs
+    the portable path of :func:`gpu_histeq.adaptive.equalize_adapthist`).
+
+    Parameters
+    ----------
+    planes : (P, N) ndarray
+    shape, kernel : tuple of int
+        The image shape and the contextual region shape.
+    nbins : int
+    clip : (int, int, float)
+        Clip limit in counts, bin width and table scale (``adaptive._adapthist``).
+    result : (P, N) float32 / float64 ndarray
+    """
+    engine = select(xp, planes.dtype)
+    if engine == "cuda":
+        return _report(xp, "adapthist", engine,
+                       _cuda.adapthist(planes, shape, kernel, nbins, clip, result))
+    _report(xp, "adapthist", engine)
+    return False
 
 
 def split_luma(xp, rgb, order="rgb"):

@@ -184,6 +184,7 @@ def cases():
          luminance=True)
     ragged(rng, images, same)
     ranked(rng, same)
+    adapthist(rng, images, same)
     launched = set(cp.LAUNCHES)
     from gpu_histeq._cuda import _sources
     kernels = {name.split("<")[0] for names in _sources.INSTANTIATIONS.values() for name in names}
@@ -317,6 +318,25 @@ def ranked(rng, same):
             same(gpu_histeq.match_histograms, images, reference[0, 0])
     nan = cp.asarray(np.array([[[1.0, np.nan], [2.0, 3.0]]], np.float32))
     same(gpu_histeq.match_histograms, nan, nan[0])
+
+
+def adapthist(rng, images, same):
+    """equalize_adapthist (adapthist.cu): every input dtype, 2-D and 3-D, shared and global region
+    histograms, the device clip loop (clumped values, small clip), the status word."""
+    import gpu_histeq
+    run = gpu_histeq.equalize_adapthist
+    for dtype in (np.uint8, np.uint16, np.int8, np.int16):
+        same(run, images(dtype, (2, 19, 23)), 6, 0.01, 64)
+    unit = [cp.asarray(rng.random((2, 37, 41)).astype(t)) for t in (np.float32, np.float64)]
+    clumped = cp.asarray((rng.choice([0.1, 0.8], (2, 40, 50)) + rng.random((2, 40, 50)) * 1e-3))
+    for planes in unit + [clumped]:
+        same(run, planes, 10, 0.002, 16)  # the redistribution loop runs
+    same(run, unit[1], (12, 14), 0.003, 9000)  # histograms in global memory
+    same(run, cp.asarray(rng.random((1, 9, 10, 11))), (3, 4, 5), 0.01, 32, axes=(1, 2, 3))
+    same(run, images(np.uint8, (1, 4, 5, 6, 7)), (2, 3, 3, 4), 0.05, 32, axes=(1, 2, 3, 4))
+    bad = cp.asarray(np.array([[[0.5, np.nan], [0.2, 0.1]]]))
+    same(run, bad, 1)
+    same(run, bad * 4, 1)  # NaN first, as the portable check
 
 
 if __name__ == "__main__":
