@@ -39,8 +39,19 @@ def _prepare(images, nbins, axes, mask, channel_axis):
     mask = check_mask(mask, images, xp)
     planes, batch_shape, _ = _planes.to_planes(xp, images, axes)
     mask_planes = None if mask is None else _planes.to_planes(xp, mask, axes)[0]
-    check_mask_selects(xp, mask_planes)
     return xp, planes, mask_planes, nbins, batch_shape
+
+
+def _tables(xp, planes, mask_planes, nbins, cumulative):
+    """``(counts or cdf, centers)`` of ``(P, N)`` planes: the fused kernels where an engine has
+    them (which check the mask and the data themselves), else the steps below."""
+    if planes.shape[0] and planes.shape[1]:
+        fused = _engine.histogram(xp, planes, mask_planes, nbins, cumulative)
+        if fused is not None:
+            return fused
+    check_mask_selects(xp, mask_planes)
+    counts, centers = planes_histogram(xp, planes, mask_planes, nbins)
+    return (cdf_table(xp, counts, planes.dtype) if cumulative else counts), centers
 
 
 def planes_histogram(xp, planes, mask_planes, nbins):
@@ -151,7 +162,7 @@ def histogram(
            [5, 6, 7, 8]])
     """
     xp, planes, mask_planes, nbins, batch_shape = _prepare(images, nbins, axes, mask, channel_axis)
-    counts, centers = planes_histogram(xp, planes, mask_planes, nbins)
+    counts, centers = _tables(xp, planes, mask_planes, nbins, False)
     width = counts.shape[-1]
     return counts.reshape(batch_shape + (width,)), centers.reshape(batch_shape + (width,))
 
@@ -205,7 +216,6 @@ def cumulative_distribution(
     array([0.25, 0.75, 0.75, 1.  ])
     """
     xp, planes, mask_planes, nbins, batch_shape = _prepare(images, nbins, axes, mask, channel_axis)
-    counts, centers = planes_histogram(xp, planes, mask_planes, nbins)
-    cdf = cdf_table(xp, counts, planes.dtype)
-    width = counts.shape[-1]
+    cdf, centers = _tables(xp, planes, mask_planes, nbins, True)
+    width = cdf.shape[-1]
     return cdf.reshape(batch_shape + (width,)), centers.reshape(batch_shape + (width,))

@@ -37,6 +37,8 @@ MAX_PIXELS = (1 << 31) - 1
 STATUS_NOT_FINITE = 1
 STATUS_REPEATED_EDGES = 2
 STATUS_IRREGULAR = 4
+#: ... and of gpu_histeq_uniform_finish (histogram.cu): a plane with no selected pixel.
+STATUS_NO_PIXEL = 8
 
 _NULL = np.uint64(0)  # a null pointer argument (no mask, no per-plane low level)
 
@@ -306,3 +308,39 @@ def equalize_uniform(planes, nbins, status):
         if grid is not None:
             _launch("uniform.cu", "gpu_histeq_uniform_remap", (dtype,), grid,
                     (*args, low, high, np.int32(nbins), values, positions, slopes, group.out))
+
+
+# ---- histogram / cumulative_distribution (histogram.cu finishes the counts of either binning)
+
+def level_range(planes, ranges):
+    """Lowest / highest selected level of each plane into rows 0 / 1 of ``(2, P)`` int64
+    `ranges` (atomics: they start at the largest / smallest int64, which an unselected plane
+    keeps)."""
+    grid, args = planes.multi_block()
+    if grid is not None:
+        _launch("levels.cu", "gpu_histeq_level_range", (planes.values.dtype,), grid,
+                (*args, ranges))
+
+
+def plane_minmax(planes, low, high, status):
+    """Minimum / maximum of each plane's selected pixels into `low` / `high` (starting at +inf /
+    -inf), STATUS_NOT_FINITE into ``status[0]`` for a NaN or infinity anywhere."""
+    grid, args = planes.multi_block()
+    if grid is not None:
+        _launch("uniform.cu", "gpu_histeq_minmax", (planes.values.dtype,), grid,
+                (*args, low, high, status))
+
+
+def histogram_finish(hists, low, high, counts, cdf, centers, status=None):
+    """``(P, B)`` int64 `counts` (or None) and `cdf` (or None) and `centers` from ``(P, B)``
+    uint32 `hists`: level bins from `low` when `high` is None, else uniform bins over ``[low,
+    high]`` with STATUS_REPEATED_EDGES / STATUS_NO_PIXEL and the first plane without a selected
+    pixel (``P - status[1]``) in `status`."""
+    nplanes, nbins = hists.shape
+    if high is None:
+        _launch("histogram.cu", "gpu_histeq_level_finish", (np.float64,), (nplanes,),
+                (hists, _pointer(low), np.int32(nbins), _pointer(counts), _pointer(cdf), centers))
+        return
+    _launch("histogram.cu", "gpu_histeq_uniform_finish", (low.dtype, centers.dtype if cdf is None
+                                                            else cdf.dtype), (nplanes,),
+            (hists, low, high, np.int32(nbins), _pointer(counts), _pointer(cdf), centers, status))

@@ -41,6 +41,11 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 RANK_DTYPES = (np.dtype(np.int8), np.dtype(np.uint16), np.dtype(np.int16), np.dtype(np.uint32),
                np.dtype(np.int32))
 
+#: Integer dtypes whose histograms (one bin per level over each plane's range) the level kernels
+#: count; float32 / float64 take the uniform ones (histogram.cu finishes both).
+HISTOGRAM_LEVEL_DTYPES = (*LEVEL_DTYPES, *SIGNED_LEVEL_DTYPES, np.dtype(np.uint32),
+                          np.dtype(np.int32))
+
 _DIRECTORY = Path(__file__).parent
 
 
@@ -59,7 +64,8 @@ def _level_expressions():
     opencv, pil, skimage = METHODS["opencv"], METHODS["pil"], METHODS["skimage"]
     names = [expression("gpu_histeq_equalize_small_u8", m, out)
              for m, out in ((opencv, u8), (pil, u8), (skimage, f64))]
-    names += [expression("gpu_histeq_level_histogram", t) for t in (*LEVEL_DTYPES, np.int16)]
+    names += [expression("gpu_histeq_level_histogram", t) for t in HISTOGRAM_LEVEL_DTYPES]
+    names += [expression("gpu_histeq_level_range", t) for t in HISTOGRAM_LEVEL_DTYPES]
     names += [expression("gpu_histeq_level_tables", m, out)
               for m, out in ((opencv, u8), (pil, u8), (skimage, f64), (opencv, u16))]
     names += [expression("gpu_histeq_remap", t, out) for t in LEVEL_DTYPES for out in C_TYPES]
@@ -105,12 +111,19 @@ def _rank_expressions():
     return names + [expression("gpu_histeq_match", t, t) for t in MATCH_DTYPES]
 
 
+def _histogram_expressions():
+    f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
+    return [expression("gpu_histeq_level_finish", f64)] + [
+        expression("gpu_histeq_uniform_finish", t, cdf) for t, cdf in ((f32, f32), (f64, f64))]
+
+
 #: Every instantiation the loader may ask for, by source file: the compile test builds them all.
 INSTANTIATIONS = {"levels.cu": _level_expressions(), "uniform.cu": _uniform_expressions(),
+                  "histogram.cu": _histogram_expressions(),
                   "clahe.cu": _clahe_expressions(), "color.cu": _color_expressions(),
                   "ranks.cu": _rank_expressions()}
 #: Files compiled in front of a file (after common.cuh) for the device functions it shares.
-PRELUDES = {"color.cu": ("levels.cu",)}
+PRELUDES = {"color.cu": ("levels.cu",), "histogram.cu": ("uniform.cu",)}
 
 
 def source(filename):

@@ -154,3 +154,31 @@ gpu_histeq_remap(const T* planes, const long long* spans, const long long* first
                           work.block * GPU_HISTEQ_THREADS + threadIdx.x, work.blocks * GPU_HISTEQ_THREADS,
                           [&](T v) { return table[v]; });
 }
+
+// Lowest and highest selected level of many planes (histogram's per-plane range), grids as
+// gpu_histeq_level_histogram; `ranges` is (2, nplanes) int64, row 0 starting at the largest
+// int64 (a plane keeps it when no pixel is selected), row 1 at the smallest. Per pixel: two
+// integer comparisons; two global atomics per block. Traffic: sizeof(T) bytes read per pixel
+// (+1 mask byte), 16 bytes written per block.
+template <typename T>
+__global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
+gpu_histeq_level_range(const T* planes, const bool* masks, const long long* spans,
+                       const long long* first_blocks, long long nplanes, long long n,
+                       int aligned, long long* ranges) {
+    const gpu_histeq_work work = gpu_histeq_locate(spans, first_blocks, nplanes, n);
+    long long lo = 0x7fffffffffffffffLL, hi = -0x7fffffffffffffffLL - 1;
+    gpu_histeq_for_pixels(planes + work.offset, masks ? masks + work.offset : nullptr, work.n,
+                          gpu_histeq_head<T>(work.offset, aligned),
+                          work.block * GPU_HISTEQ_THREADS + threadIdx.x, work.blocks * GPU_HISTEQ_THREADS,
+                          [&](T v, bool selected) {
+                              if (!selected) return;
+                              lo = (long long)v < lo ? (long long)v : lo;
+                              hi = (long long)v > hi ? (long long)v : hi;
+                          });
+    lo = gpu_histeq_block_reduce(lo, gpu_histeq_min_op());
+    hi = gpu_histeq_block_reduce(hi, gpu_histeq_max_op());
+    if (threadIdx.x == 0 && lo <= hi) {
+        atomicMin(ranges + work.plane, lo);
+        atomicMax(ranges + nplanes + work.plane, hi);
+    }
+}
