@@ -146,6 +146,8 @@ def _cases(small):
         "cdf-u8": histogram_case(np.uint8, g.cumulative_distribution),
         "histogram-i16": histogram_case(np.int16, g.histogram),
         "histogram-f32": histogram_case(np.float32, g.histogram),
+        "cdf-f32": histogram_case(np.float32, g.cumulative_distribution),
+        "histogram-u16": histogram_case(np.uint16, g.histogram),
         "apply_lut-u8": (f"({n(256, 32)},96,96) uint8, per-plane 256 tables",
                          lut_case((n(256, 32), 96, 96), np.uint8, 256), "gpu_histeq_remap"),
         "apply_lut-u16": (f"({n(64, 8)},96,96) uint16, per-plane 65536 tables",

@@ -174,6 +174,7 @@ def cases():
          luminance=True)
     ragged(rng, images, same)
     ranked(rng, same)
+    histograms(rng, same)
     launched = set(cp.LAUNCHES)
     from gpu_histeq._cuda import _sources
     kernels = {name.split("<")[0] for names in _sources.INSTANTIATIONS.values() for name in names}
@@ -253,6 +254,28 @@ def ragged(rng, images, same):
           cp.asarray(rng.integers(0, 255, (7, 256)).astype(np.float32)))
     apply(images(np.uint16, (total,)),
           cp.asarray(rng.integers(0, 60000, (1, 65536)).astype(np.uint16)))
+
+
+def histograms(rng, same):
+    """histogram / cumulative_distribution (``_cuda.histogram``: level range or minmax, the
+    count, histogram.cu's finish): every integer dtype of the level range, masks, unaligned
+    bases, private and global histograms, and the errors found from the status word."""
+    import gpu_histeq
+    for dtype in (np.int8, np.int16, np.uint32, np.int32):
+        host = rng.integers(-300 if np.dtype(dtype).kind == "i" else 0, 120, 2 * 19 * 23 + 1)
+        images = cp.asarray(host.astype(dtype))[1:].reshape(2, 19, 23)
+        mask = cp.asarray(rng.random(images.shape) < 0.4)
+        mask[..., 0, 0] = True
+        same(gpu_histeq.cumulative_distribution, images, mask=mask)
+        same(gpu_histeq.histogram, images)
+    for dtype in (np.float32, np.float64):
+        floats = cp.asarray(rng.normal(0, 2, (3, 21, 20)).astype(dtype))
+        same(gpu_histeq.cumulative_distribution, floats, 1500)  # global histogram
+        floats[1, 2, 3] = np.nan
+        same(gpu_histeq.histogram, floats, 10)
+        empty = cp.asarray(np.ones((3, 21, 20), bool))
+        empty[2] = False
+        same(gpu_histeq.histogram, floats, 10, mask=empty)
 
 
 def ranked(rng, same):
