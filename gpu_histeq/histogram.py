@@ -143,10 +143,12 @@ def histogram(
     Floating planes are binned over their own ``[min, max]`` with :func:`numpy.histogram`'s
     edges and rounding, so every count equals scikit-image's for that plane.
 
-    On CuPy the counts come from one fused kernel for uint8 / uint16 levels and float32 /
-    float64 bins (other dtypes: the portable ``bincount``, two more synchronizations). The host synchronizes once for integer input, to read the widest plane's span: the
-    result's width comes from the data, as in scikit-image. Floating input synchronizes twice:
-    the NaN / infinity check and numpy.histogram's refusal of repeated bin edges.
+    On CuPy, 8-, 16- and 32-bit integer and float32 / float64 planes take three kernels (each
+    plane's range, the counts, then counts, centers and the CDF of every plane in one launch)
+    and synchronize once: integer input to read the planes' ranges, since the result's width
+    is the widest plane's levels (it comes from the data, as in scikit-image); floating input to
+    read one status word (a mask selecting nothing, NaN or infinity, repeated bin edges). Other
+    dtypes (float16, 64-bit integers) take the portable ``bincount`` path.
 
     Examples
     --------
@@ -206,6 +208,11 @@ def cumulative_distribution(
     See Also
     --------
     skimage.exposure.cumulative_distribution : reproduced per plane to the last bit.
+
+    Notes
+    -----
+    On CuPy, the same kernels and the one synchronization as :func:`histogram`; the cumulative
+    distribution is written by the last kernel, no counts array is made.
 
     Examples
     --------
