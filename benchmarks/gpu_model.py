@@ -177,7 +177,8 @@ def _cases(small):
                               equalize_case((n(8, 2), 1, 300, 300), np.int8),
                               "gpu_histeq_level"),  # sign bit flipped, uint8 levels
         "equalize-f16": (f"({n(256, 32)},1,96,96) float16 skimage",
-                         equalize_case((n(256, 32), 1, 96, 96), np.float16), None),
+                         equalize_case((n(256, 32), 1, 96, 96), np.float16),
+                         "gpu_histeq_equalize_small_float"),
         "ragged-u8": (f"{n(64, 16)} uint8 images of different sizes, opencv",
                       ragged_case(n(64, 16), np.uint8), "gpu_histeq_"),
     }

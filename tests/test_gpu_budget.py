@@ -76,7 +76,7 @@ def test_counter_counts_raw_kernels(fake):
 #: histogram / cumulative_distribution: one sync, for integers the width of the result, which
 #: scikit-image takes from the data (the widest plane's levels; said in their docstrings), for
 #: floats the status word (mask, NaN / infinity, repeated edges).
-#: equalize_hist float32: one status word (NaN / infinity / repeated edges).
+#: equalize_hist float32 / float16: one status word (NaN / infinity / repeated edges).
 BUDGETS = {
     "clahe-1080p-u8": (0, 2.0),
     "clahe-96-u8": (0, 3.0),
@@ -84,6 +84,7 @@ BUDGETS = {
     "apply_lut-u16": (0, 2.0),
     "equalize-u8": (0, 2.0),
     "equalize-f32": (1, 2.0),
+    "equalize-f16": (1, 2.0),
     "equalize-i8-large": (0, 2.0),
     "histogram-u8": (1, 2.0),
     "cdf-u8": (1, 2.0),

@@ -49,9 +49,16 @@ HISTOGRAM_LEVEL_DTYPES = (*LEVEL_DTYPES, *SIGNED_LEVEL_DTYPES, np.dtype(np.uint3
 _DIRECTORY = Path(__file__).parent
 
 
+#: float16 in kernel templates: uniform.cu's gpu_histeq_half (2 bytes, numpy.float16's
+#: arithmetic); not in C_TYPES, which lists the dtypes of tables and results of every kernel.
+HALF = np.dtype(np.float16)
+_TEMPLATE_TYPES = {**C_TYPES, HALF: "gpu_histeq_half"}
+
+
 def expression(kernel, *template_args):
     """The name expression of one instantiation, e.g. ``gpu_histeq_remap<unsigned char, float>``."""
-    args = ", ".join(str(C_TYPES[np.dtype(a)] if not isinstance(a, int) else a) for a in template_args)
+    args = ", ".join(str(_TEMPLATE_TYPES[np.dtype(a)] if not isinstance(a, int) else a)
+                     for a in template_args)
     return f"{kernel}<{args}>"
 
 
@@ -76,7 +83,8 @@ def _level_expressions():
 def _uniform_expressions():
     kernels = ("gpu_histeq_minmax", "gpu_histeq_uniform_histogram", "gpu_histeq_uniform_tables",
                "gpu_histeq_uniform_remap", "gpu_histeq_equalize_small_float")
-    return [expression(kernel, t) for kernel in kernels for t in FLOAT_DTYPES]
+    return [expression(kernel, t) for kernel in kernels for t in FLOAT_DTYPES] + [
+        expression("gpu_histeq_equalize_small_float", HALF)]  # float16: small planes only
 
 
 def _clahe_expressions():

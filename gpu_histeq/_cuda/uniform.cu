@@ -2,6 +2,84 @@
 // (histogram.UniformBinning), scikit-image's cumulative distribution and numpy.interp's gather
 // (lut.InterpTable / lut.gather), bit-identical to the portable path. Compiled after common.cuh.
 
+// float16 (numpy.float16) as NumPy and CuPy compute it: each operation in float32, its result
+// rounded to the nearest float16 (ties to even, infinity past 65504). Rounding the float32
+// result of + - * / once more to float16 gives the correctly rounded float16 result (24 >= 2 *
+// 11 + 2 bits), so these are numpy.float16's numbers; float32 subnormals never occur (the
+// smallest float16 is 2**-24), so -ftz=true changes none of them. Two bytes, as stored.
+__device__ unsigned short gpu_histeq_half_bits(float x) {
+    const unsigned f = __float_as_uint(x);
+    const unsigned short sign = (unsigned short)((f >> 16) & 0x8000u);
+    const unsigned a = f & 0x7fffffffu;
+    if (a > 0x7f800000u) return sign | 0x7e00;   // NaN
+    if (a >= 0x477ff000u) return sign | 0x7c00;  // 65520 and above: infinity
+    if (a >= 0x38800000u)                        // normal: keep 10 of 23 mantissa bits
+        return sign | (unsigned short)((a + 0xfffu + ((a >> 13) & 1u) - 0x38000000u) >> 13);
+    return sign | (unsigned short)rintf(__uint_as_float(a) * 16777216.0f);  // k * 2**-24
+}
+
+__device__ float gpu_histeq_half_float(unsigned short h) {
+    const unsigned sign = (unsigned)(h & 0x8000u) << 16, exponent = (h >> 10) & 0x1fu,
+                   mantissa = h & 0x3ffu;
+    if (exponent == 0x1fu) return __uint_as_float(sign | 0x7f800000u | (mantissa << 13));
+    if (exponent == 0) {
+        const float magnitude = (float)mantissa * 5.9604644775390625e-08f;  // exact: k * 2**-24
+        return sign ? -magnitude : magnitude;
+    }
+    return __uint_as_float(sign | ((exponent + 112u) << 23) | (mantissa << 13));
+}
+
+struct gpu_histeq_half {
+    unsigned short bits;
+    gpu_histeq_half() = default;
+    // from float, and from int / double constants through float (exact for those used here)
+    __device__ explicit gpu_histeq_half(float x) : bits(gpu_histeq_half_bits(x)) {}
+    __device__ explicit gpu_histeq_half(double x) : bits(gpu_histeq_half_bits((float)x)) {}
+    __device__ explicit gpu_histeq_half(int x) : bits(gpu_histeq_half_bits((float)x)) {}
+    __device__ explicit gpu_histeq_half(long long x) : bits(gpu_histeq_half_bits((float)x)) {}
+    __device__ explicit operator float() const { return gpu_histeq_half_float(bits); }
+    __device__ explicit operator double() const { return (double)gpu_histeq_half_float(bits); }
+    __device__ explicit operator long long() const { return (long long)gpu_histeq_half_float(bits); }
+    __device__ gpu_histeq_half operator-() const {
+        gpu_histeq_half negated;
+        negated.bits = bits ^ 0x8000;
+        return negated;
+    }
+};
+#define GPU_HISTEQ_HALF_OP(op)                                                                    \
+    __device__ gpu_histeq_half operator op(gpu_histeq_half a, gpu_histeq_half b) {                \
+        return gpu_histeq_half((float)a op (float)b);                                             \
+    }
+GPU_HISTEQ_HALF_OP(+)
+GPU_HISTEQ_HALF_OP(-)
+GPU_HISTEQ_HALF_OP(*)
+GPU_HISTEQ_HALF_OP(/)
+#define GPU_HISTEQ_HALF_COMPARE(op)                                                               \
+    __device__ bool operator op(gpu_histeq_half a, gpu_histeq_half b) { return (float)a op (float)b; }
+GPU_HISTEQ_HALF_COMPARE(<)
+GPU_HISTEQ_HALF_COMPARE(>)
+GPU_HISTEQ_HALF_COMPARE(<=)
+GPU_HISTEQ_HALF_COMPARE(>=)
+GPU_HISTEQ_HALF_COMPARE(==)
+GPU_HISTEQ_HALF_COMPARE(!=)
+
+// Per floating type: `wide` holds its values in block reductions (shuffles take built-in types),
+// `cdf` is scikit-image's cumulative distribution type and equalize_hist's result type.
+template <typename T> struct gpu_histeq_float_traits { typedef T wide; typedef T cdf; };
+template <> struct gpu_histeq_float_traits<gpu_histeq_half> { typedef float wide; typedef float cdf; };
+
+__device__ bool gpu_histeq_isfinite(float x) { return isfinite(x); }
+__device__ bool gpu_histeq_isfinite(double x) { return isfinite(x); }
+__device__ bool gpu_histeq_isfinite(gpu_histeq_half x) { return (x.bits & 0x7c00) != 0x7c00; }
+__device__ gpu_histeq_half gpu_histeq_fmin(gpu_histeq_half a, gpu_histeq_half b) {
+    return gpu_histeq_half(fminf((float)a, (float)b));
+}
+__device__ gpu_histeq_half gpu_histeq_fmax(gpu_histeq_half a, gpu_histeq_half b) {
+    return gpu_histeq_half(fmaxf((float)a, (float)b));
+}
+__device__ gpu_histeq_half gpu_histeq_infinity(gpu_histeq_half) { return gpu_histeq_half(__int_as_float(0x7f800000)); }
+__device__ gpu_histeq_half gpu_histeq_smallest_normal(gpu_histeq_half) { return gpu_histeq_half(6.103515625e-05f); }
+
 __device__ float gpu_histeq_fmin(float a, float b) { return fminf(a, b); }
 __device__ double gpu_histeq_fmin(double a, double b) { return fmin(a, b); }
 __device__ float gpu_histeq_fmax(float a, float b) { return fmaxf(a, b); }
@@ -115,7 +193,7 @@ __device__ void gpu_histeq_interp_table(const unsigned* hist, const gpu_histeq_r
     const double denominator = (double)(total > 1 ? total : 1);
     for (int k = begin; k < end; ++k) {
         cumulative += hist[k];
-        values[k] = (double)(T)((double)cumulative / denominator);
+        values[k] = (double)(typename gpu_histeq_float_traits<T>::cdf)((double)cumulative / denominator);
         positions[k] = (double)((range.edge(k, nbins) + range.edge(k + 1, nbins)) / (T)2);
     }
     __syncthreads();
@@ -142,17 +220,18 @@ __device__ void gpu_histeq_interp_table(const unsigned* hist, const gpu_histeq_r
 template <typename T>
 __device__ void gpu_histeq_block_range(const T* plane, const bool* mask, long long n, long long head,
                                        long long first, long long stride, T* low, T* high, int* bad) {
+    typedef typename gpu_histeq_float_traits<T>::wide W;  // exact: every T is a W
     T lo = gpu_histeq_infinity(T()), hi = -gpu_histeq_infinity(T());
     int nonfinite = 0;
     gpu_histeq_for_pixels(plane, mask, n, head, first, stride, [&](T v, bool selected) {
-        nonfinite |= !isfinite(v);
+        nonfinite |= !gpu_histeq_isfinite(v);
         if (selected) {
             lo = gpu_histeq_fmin(lo, v);
             hi = gpu_histeq_fmax(hi, v);
         }
     });
-    *low = gpu_histeq_block_reduce(lo, gpu_histeq_fmin_op());
-    *high = gpu_histeq_block_reduce(hi, gpu_histeq_fmax_op());
+    *low = T(gpu_histeq_block_reduce((W)lo, gpu_histeq_fmin_op()));
+    *high = T(gpu_histeq_block_reduce((W)hi, gpu_histeq_fmax_op()));
     *bad = gpu_histeq_block_reduce(nonfinite, gpu_histeq_max_op());
 }
 
@@ -249,9 +328,10 @@ gpu_histeq_uniform_remap(const T* planes, const long long* spans, const long lon
 }
 
 // Small floating planes (nbins <= 256), the whole pipeline in one launch: block p equalizes
-// plane p (its span with `spans`). Per pixel: min/max, two bin searches (count and remap), one
-// shared-memory atomic and one interpolation from shared-memory tables. Traffic per pixel:
-// sizeof(T) read (+1 mask byte) and sizeof(T) written; with `cache` the plane is read from
+// plane p (its span with `spans`); float16 (gpu_histeq_half) only here, its result float32.
+// Per pixel: min/max, two bin searches (count and remap), one shared-memory atomic and one
+// interpolation from shared-memory tables. Traffic per pixel: sizeof(T) read (+1 mask byte)
+// and sizeof(OutT) written; with `cache` the plane is read from
 // global memory once, else three times (the later two mostly from L2). A plane of 0 pixels
 // writes nothing; its table is made over [0, 0] as the portable path makes it (its status bits
 // count, as there).
@@ -259,7 +339,8 @@ template <typename T>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
 gpu_histeq_equalize_small_float(const T* planes, const bool* masks, const long long* spans,
                                 long long n, int aligned, int cache, int nbins, int* status,
-                                T* out) {
+                                typename gpu_histeq_float_traits<T>::cdf* out) {
+    typedef typename gpu_histeq_float_traits<T>::cdf OutT;  // float32 for float16
     __shared__ unsigned hist[GPU_HISTEQ_SMALL_BINS];
     __shared__ double values[GPU_HISTEQ_SMALL_BINS], positions[GPU_HISTEQ_SMALL_BINS],
         slopes[GPU_HISTEQ_SMALL_BINS];
@@ -281,5 +362,5 @@ gpu_histeq_equalize_small_float(const T* planes, const bool* masks, const long l
     __syncthreads();
     gpu_histeq_interp_table(hist, range, nbins, values, positions, slopes, status);
     gpu_histeq_map_pixels(plane, out + work.offset, work.n, head, threadIdx.x, GPU_HISTEQ_THREADS,
-                          [&](T v) { return (T)gpu_histeq_interp(v, range.bin(v, nbins), values, positions, slopes); });
+                          [&](T v) { return (OutT)gpu_histeq_interp(v, range.bin(v, nbins), values, positions, slopes); });
 }

@@ -276,6 +276,12 @@ def histograms(rng, same):
         empty = cp.asarray(np.ones((3, 21, 20), bool))
         empty[2] = False
         same(gpu_histeq.histogram, floats, 10, mask=empty)
+    # equalize_hist of float16 (uniform.cu's one-block kernel over gpu_histeq_half)
+    halves = cp.asarray(rng.normal(0, 2, 3 * 17 * 19 + 1).astype(np.float16))[1:].reshape(3, 17, 19)
+    mask = cp.asarray(rng.random(halves.shape) < 0.5)
+    mask[..., 0, 0] = True
+    same(gpu_histeq.equalize_hist, halves, 100, mask=mask)
+    same(gpu_histeq.equalize_hist, cp.asarray(np.resize(np.float16([-65504, 0, 65504]), (2, 5, 5))))
 
 
 def ranked(rng, same):
