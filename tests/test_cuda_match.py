@@ -191,3 +191,21 @@ def test_launches_and_synchronisations(cp, dtype, syncs):
         "gpu_histeq_match", "gpu_histeq_sort_keys"] and tally.kernel_launches == 3, tally.kernels
     assert len(tally.syncs) == syncs, tally.sync_sites()
     assert "bincount" not in tally.operations and tally.h2d_bytes == 0, tally.uploads
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.uint8], ids=str)
+def test_sizes_that_are_not_powers_of_two(cp, dtype):
+    """The keys are sorted unpadded (gpu_histeq_bitonic_sort_n: comparators past n skipped): rows
+    of 1 to 4097 values, ties included, against the portable path bit for bit; float32 images get
+    their float32 result from the kernel itself."""
+    rng = np.random.default_rng(11)
+    for ns, nt in ((1, 1), (2, 3), (3, 2), (7, 31), (33, 100), (257, 5), (1000, 4097), (4097, 999)):
+        images = cp.asarray(make(dtype, "random", (2, 1, ns), rng))
+        reference = cp.asarray(make(dtype, "random", (2, 1, nt), rng))
+        with _engine.recording() as steps:
+            result = match_histograms(images, reference)
+        assert [s.outcome for s in steps if s.name == "match"] == [True]
+        with _engine.portable():
+            expected = match_histograms(images, reference)
+        assert result.dtype == expected.dtype == (np.float32 if dtype == np.float32 else np.float64)
+        np.testing.assert_array_equal(result.get(), expected.get())

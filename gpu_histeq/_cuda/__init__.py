@@ -375,7 +375,8 @@ def match(planes, ref_planes, owner, result):
     owner : (P,) intp numpy.ndarray
         The reference row of each plane, on the host: uploaded only when it is neither all 0
         (one reference) nor ``0 .. P - 1`` (one per plane).
-    result : (P, N_s) float64 cupy.ndarray
+    result : (P, N_s) float64 cupy.ndarray, or float32 for float32 planes
+        (the float64 match cast to float32 in the kernel, as ``astype`` casts it).
 
     Returns
     -------
@@ -402,7 +403,7 @@ def match(planes, ref_planes, owner, result):
     dtype = np.dtype(planes.dtype)
     if (dtype not in _sources.MATCH_DTYPES or np.dtype(ref_planes.dtype) != dtype
             or planes.shape[1] > MAX_PIXELS or not 0 < ref_planes.shape[1] <= MAX_PIXELS
-            or result.dtype != np.float64):
+            or result.dtype not in (np.float64, np.float32 if dtype == np.float32 else None)):
         return _uncovered(f"{dtype} images, {np.dtype(ref_planes.dtype)} reference, planes of "
                           f"{planes.shape[1]} and {ref_planes.shape[1]} pixels")
     for declined in (_uncovered_rows(planes, result), _uncovered_rows(ref_planes)):

@@ -66,19 +66,19 @@ MATCH_PIXELS_PER_THREAD = 4
 
 
 def _sorted_keys(rows, flag, status):
-    """``(R, size)`` keys of every row of C-contiguous `rows`, sorted (one launch)."""
+    """``(R, N)`` keys of every row of C-contiguous ``(R, N)`` `rows`, sorted (one launch; no
+    padding: gpu_histeq_bitonic_sort_n)."""
     dtype = np.dtype(rows.dtype)
-    size = padded(rows.shape[1])
-    keys = cupy.empty((rows.shape[0], size), _KEYS[dtype.itemsize])
+    keys = cupy.empty(rows.shape, _KEYS[dtype.itemsize])
     _launch("ranks.cu", "gpu_histeq_sort_keys", (dtype,), (rows.shape[0],),
-            (rows, np.int64(rows.shape[1]), keys, np.int64(size), np.int32(flag),
+            (rows, np.int64(rows.shape[1]), keys, np.int64(rows.shape[1]), np.int32(flag),
              _NULL if status is None else status))
     return keys
 
 
 def match(planes, ref_planes, owner, result):
     """scikit-image's histogram matching of every row of `planes` through row ``owner[p]`` of
-    `ref_planes`, into float64 `result`, in three launches (sort both, match).
+    `ref_planes`, into `result`, in three launches (sort both, match).
 
     Parameters
     ----------
@@ -88,7 +88,7 @@ def match(planes, ref_planes, owner, result):
     owner : (P,) int host numpy.ndarray
         Reference row of each plane: passed as a step (0: one reference, 1: one per plane) where
         it is one, else copied to the device.
-    result : (P, N_s) float64 C-contiguous cupy.ndarray
+    result : (P, N_s) float64 (or, for float32 planes, float32) C-contiguous cupy.ndarray
 
     Returns
     -------
@@ -110,7 +110,7 @@ def match(planes, ref_planes, owner, result):
         rows, step = cupy.asarray(owner), 0
     per_block = THREADS * MATCH_PIXELS_PER_THREAD
     grid = (nplanes, max(1, min(65535, -(-npixels // per_block))))
-    _launch("ranks.cu", "gpu_histeq_match", (planes.dtype, ref_planes.dtype), grid,
+    _launch("ranks.cu", "gpu_histeq_match", (planes.dtype, ref_planes.dtype, result.dtype), grid,
             (planes, np.int64(npixels), source, np.int64(source.shape[1]), reference,
              np.int64(reference.shape[1]), np.int64(ref_planes.shape[1]), rows, np.int64(step),
              result))

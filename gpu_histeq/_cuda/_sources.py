@@ -116,7 +116,8 @@ def _rank_expressions():
     names = [expression("gpu_histeq_equalize_ranked", t, skimage, f64) for t in RANK_DTYPES]
     names += [expression("gpu_histeq_equalize_ranked", np.uint16, METHODS["opencv"], np.uint16)]
     names += [expression("gpu_histeq_sort_keys", t) for t in MATCH_DTYPES]
-    return names + [expression("gpu_histeq_match", t, t) for t in MATCH_DTYPES]
+    return names + [expression("gpu_histeq_match", t, t, f64) for t in MATCH_DTYPES] + [
+        expression("gpu_histeq_match", np.float32, np.float32, np.float32)]  # float32 result
 
 
 def _histogram_expressions():
