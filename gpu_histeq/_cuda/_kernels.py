@@ -4,10 +4,13 @@ Each launcher takes :class:`Planes` -- C-contiguous ``(P, N)`` rows, or spans of
 arrays (a ragged batch: planes of any sizes one after the other) -- and writes into
 preallocated arrays; the only device memory it adds is per-plane scratch, at most
 ``_planes.CHUNK_BINS`` bins at a time, and for packed planes their ``(K, 2)`` spans and
-``(K + 1,)`` first blocks, copied from the host once per launch group. Multi-block kernels over
+``(K + 1,)`` first blocks, one buffer copied from the host once per distinct layout (then
+reused from :data:`_LAYOUTS`). Multi-block kernels over
 packed planes run a 1-d grid of exactly the blocks each plane needs (none for a plane of 0
 pixels), not planes x the largest plane's.
 """
+
+import threading
 
 import cupy
 import numpy as np
@@ -152,7 +155,9 @@ class Planes:
         if self.spans is None:
             return _NULL, np.int64(self.largest)
         if self._device_spans is None:
-            self._device_spans = cupy.asarray(np.ascontiguousarray(self.spans, np.int64))
+            self._device_spans, first, total = _device_layout(
+                self.values, np.ascontiguousarray(self.spans, np.int64))
+            self._first_blocks = (total, first)
         return self._device_spans, np.int64(0)
 
     def one_block(self, with_mask=True):
@@ -173,12 +178,7 @@ class Planes:
             grid = (self.count, blocks_per_plane(self.largest, self.itemsize))
             return grid, (self.values, *masks, spans, _NULL, np.int64(self.count), width,
                           is_aligned)
-        if self._first_blocks is None:  # blocks_per_plane, but none for a plane of 0 pixels
-            per_block = THREADS * (16 // self.itemsize) * PACKS_PER_THREAD
-            first = np.zeros(self.count + 1, np.int64)
-            np.cumsum(np.minimum(65535, -(-self.sizes // per_block)), out=first[1:])
-            self._first_blocks = (int(first[-1]), cupy.asarray(first))
-        total, first_blocks = self._first_blocks
+        total, first_blocks = self._first_blocks  # set by _layout
         if total == 0:
             return None, None
         return (total,), (self.values, *masks, spans, first_blocks, np.int64(self.count), width,
@@ -211,6 +211,40 @@ def _rows(array, rows):
     return None if array is None else array[rows]
 
 
+#: Layouts of packed launches already on a device: (device, host int64 bytes) -> device copy.
+#: Read-only to the kernels, so a call with the planes sizes of an earlier one uploads nothing.
+_LAYOUTS: dict = {}
+#: Layouts kept (a few KiB each at most for ordinary batches); the oldest is dropped first.
+LAYOUT_CACHE = 64
+_LAYOUT_LOCK = threading.Lock()
+
+
+def _device_layout(values, spans):
+    """One int64 device buffer ``[spans.ravel(), first_blocks]`` of packed planes `spans`
+    (first_blocks: each plane's first block of the 1-d multi-block grid, PACKS_PER_THREAD packs
+    per thread, none for a plane of 0 pixels), uploaded once per distinct layout and device.
+
+    Returns
+    -------
+    spans : (K, 2) int64 cupy.ndarray, first_blocks : (K + 1,) int64 cupy.ndarray, total : int
+        Views of the one buffer, and the blocks of the whole grid.
+    """
+    count = len(spans)
+    sizes = spans[:, 1] - spans[:, 0]
+    per_block = THREADS * (16 // values.itemsize) * PACKS_PER_THREAD
+    host = np.zeros(3 * count + 1, np.int64)
+    host[:2 * count] = spans.ravel()
+    np.cumsum(np.minimum(65535, -(-sizes // per_block)), out=host[2 * count + 1:])
+    key = (values.device.id, values.itemsize, host.tobytes())
+    with _LAYOUT_LOCK:
+        device = _LAYOUTS.get(key)
+        if device is None:
+            while len(_LAYOUTS) >= LAYOUT_CACHE:
+                del _LAYOUTS[next(iter(_LAYOUTS))]
+            device = _LAYOUTS[key] = cupy.asarray(host)
+    return device[:2 * count].reshape(count, 2), device[2 * count:], int(host[-1])
+
+
 # ---- integer levels (levels.cu)
 
 def level_histograms(planes, low, nbins, hists):
@@ -236,7 +270,11 @@ def equalize_levels(planes, method):
     ``planes.out``, one bin per level."""
     method_id = _sources.METHODS[method]
     result_dtype = planes.out.dtype
-    small, planes = planes.split(SMALL_PIXELS if planes.values.dtype == np.uint8 else -1)
+    small, large = planes.split(SMALL_PIXELS if planes.values.dtype == np.uint8 else -1)
+    if large is not None:  # the multi-block launches run anyway: the small planes join them
+        small, planes = None, planes  # (one launch fewer; their pixels read twice, not once)
+    else:
+        planes = None
     if small is not None:
         cache, shared_mem = small.cache(CACHE_BYTES_U8)
         grid, args = small.one_block()
