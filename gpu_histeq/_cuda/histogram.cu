@@ -8,25 +8,15 @@
 // two apart from GPU_HISTEQ_NOT_FINITE).
 #define GPU_HISTEQ_NO_PIXEL 8
 
-// Counts, cumulative distribution and cumulative total of bins [begin, end) of one plane; every
-// thread of the block calls it. `counts` / `cdf` may be null (not wanted). cdf as
-// histogram.cdf_table: T(cumsum / double(max(total, 1))).
+// Counts and cumulative distribution of one plane (gpu_histeq_cdf_walk); `counts` / `cdf` may
+// be null (not wanted). cdf as histogram.cdf_table: CdfT(cumsum / double(max(total, 1))).
 template <typename CdfT>
 __device__ void gpu_histeq_counts_and_cdf(const unsigned* hist, int nbins, long long* counts,
                                           CdfT* cdf) {
-    int begin, end;
-    gpu_histeq_thread_bins(nbins, &begin, &end);
-    long long sum = 0;
-    for (int k = begin; k < end; ++k) sum += hist[k];
-    long long total;
-    long long cumulative = gpu_histeq_block_exclusive_sum(sum, &total);
-    const double denominator = (double)(total > 1 ? total : 1);
-    for (int k = begin; k < end; ++k) {
-        const unsigned count = hist[k];
-        cumulative += count;
+    gpu_histeq_cdf_walk(hist, nbins, [&](int k, unsigned count, double fraction) {
         if (counts) counts[k] = count;
-        if (cdf) cdf[k] = (CdfT)((double)cumulative / denominator);
-    }
+        if (cdf) cdf[k] = (CdfT)fraction;
+    });
 }
 
 // Level bins (integer planes): block p writes plane p's int64 counts (or its cdf) and its

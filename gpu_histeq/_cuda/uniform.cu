@@ -163,6 +163,24 @@ struct gpu_histeq_range {
     }
 };
 
+// Calls visit(k, count, fraction) for this thread's bins k of one plane's histogram, in order,
+// with fraction = cumsum[k] / double(max(total, 1)) (histogram.cdf_table before its cast to
+// scikit-image's type); every thread of the block calls it.
+template <typename Visit>
+__device__ void gpu_histeq_cdf_walk(const unsigned* hist, int nbins, Visit visit) {
+    int begin, end;
+    gpu_histeq_thread_bins(nbins, &begin, &end);
+    long long sum = 0;
+    for (int k = begin; k < end; ++k) sum += hist[k];
+    long long total;
+    long long cumulative = gpu_histeq_block_exclusive_sum(sum, &total);
+    const double denominator = (double)(total > 1 ? total : 1);
+    for (int k = begin; k < end; ++k) {
+        cumulative += hist[k];
+        visit(k, hist[k], (double)cumulative / denominator);
+    }
+}
+
 // numpy.interp through (centers, cdf) of one plane, from the value's bin (lut.gather).
 template <typename T>
 __device__ double gpu_histeq_interp(T x, int bin, const double* values, const double* positions,
@@ -184,19 +202,13 @@ template <typename T>
 __device__ void gpu_histeq_interp_table(const unsigned* hist, const gpu_histeq_range<T>& range,
                                         int nbins, double* values, double* positions, double* slopes,
                                         int* status) {
+    gpu_histeq_cdf_walk(hist, nbins, [&](int k, unsigned, double fraction) {
+        values[k] = (double)(typename gpu_histeq_float_traits<T>::cdf)fraction;
+        positions[k] = (double)((range.edge(k, nbins) + range.edge(k + 1, nbins)) / (T)2);
+    });
+    __syncthreads();
     int begin, end;
     gpu_histeq_thread_bins(nbins, &begin, &end);
-    long long sum = 0;
-    for (int k = begin; k < end; ++k) sum += hist[k];
-    long long total;
-    long long cumulative = gpu_histeq_block_exclusive_sum(sum, &total);
-    const double denominator = (double)(total > 1 ? total : 1);
-    for (int k = begin; k < end; ++k) {
-        cumulative += hist[k];
-        values[k] = (double)(typename gpu_histeq_float_traits<T>::cdf)((double)cumulative / denominator);
-        positions[k] = (double)((range.edge(k, nbins) + range.edge(k + 1, nbins)) / (T)2);
-    }
-    __syncthreads();
     int flags = 0;
     const double tiny = (double)gpu_histeq_smallest_normal(T());
     for (int k = begin; k < end; ++k) {
