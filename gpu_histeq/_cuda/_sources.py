@@ -116,8 +116,14 @@ def _rank_expressions():
     names = [expression("gpu_histeq_equalize_ranked", t, skimage, f64) for t in RANK_DTYPES]
     names += [expression("gpu_histeq_equalize_ranked", np.uint16, METHODS["opencv"], np.uint16)]
     names += [expression("gpu_histeq_sort_keys", t) for t in MATCH_DTYPES]
-    return names + [expression("gpu_histeq_match", t, t, f64) for t in MATCH_DTYPES] + [
-        expression("gpu_histeq_match", np.float32, np.float32, np.float32)]  # float32 result
+    f32 = np.dtype(np.float32)
+    return names + [expression(kernel, t, t, f64) for kernel in MATCH_KERNELS
+                    for t in MATCH_DTYPES] + [
+        expression(kernel, f32, f32, f32) for kernel in MATCH_KERNELS]  # float32 result
+
+
+#: The match after both sorts, and the one that sorts the images' keys in shared memory itself.
+MATCH_KERNELS = ("gpu_histeq_match", "gpu_histeq_match_shared")
 
 
 def _histogram_expressions():

@@ -277,3 +277,38 @@ gpu_histeq_match(const S* planes, long long ns,
         out[p * ns + i] = (OutT)gpu_histeq_match_value<R>(c, ns, ref, nt);
     }
 }
+
+// gpu_histeq_match with the images' sort in the same block: block p sorts plane p's ns keys in
+// dynamic shared memory (gpu_histeq_bitonic_sort_n, ns * sizeof(K) bytes), ORs `flag` into
+// `status` when the plane holds NaN or infinity, then matches each pixel through reference row
+// owner[p] (or p * owner_step) as gpu_histeq_match. Grid (planes,). Work per pixel: one key
+// written, the sort's compare-exchanges in shared memory, one binary search of log2(ns) shared
+// keys and up to two of log2(nt) reference keys. Traffic per pixel: sizeof(S) read twice (the
+// second from L2), sizeof(OutT) written; the source keys never leave the block.
+template <typename S, typename R, typename OutT>
+__global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
+gpu_histeq_match_shared(const S* planes, long long ns,
+                        const typename gpu_histeq_rank_key<R>::type* reference,
+                        long long reference_stride, long long nt, const long long* owner,
+                        long long owner_step, int flag, int* status, OutT* out) {
+    typedef gpu_histeq_rank_key<S> rank_key;
+    typedef typename rank_key::type K;
+    extern __shared__ uint4 gpu_histeq_match_keys[];
+    K* keys = reinterpret_cast<K*>(gpu_histeq_match_keys);
+    const long long p = blockIdx.x;
+    const S* plane = planes + p * ns;
+    int finite = 1;
+    for (long long i = threadIdx.x; i < ns; i += GPU_HISTEQ_THREADS) {
+        const S v = plane[i];
+        finite &= rank_key::finite(v);
+        keys[i] = rank_key::of(v);
+    }
+    finite = gpu_histeq_block_reduce(finite, gpu_histeq_min_op());  // also the keys' barrier
+    if (!finite && threadIdx.x == 0 && status) atomicOr(status, flag);
+    gpu_histeq_bitonic_sort_n(keys, ns);
+    const auto* ref = reference + (owner ? owner[p] : p * owner_step) * reference_stride;
+    for (long long i = threadIdx.x; i < ns; i += GPU_HISTEQ_THREADS) {
+        const long long c = gpu_histeq_rank_of(keys, ns, rank_key::of(plane[i]));
+        out[p * ns + i] = (OutT)gpu_histeq_match_value<R>(c, ns, ref, nt);
+    }
+}

@@ -336,6 +336,15 @@ def ranked(rng, same):
             same(gpu_histeq.match_histograms, images, reference[0, 0])
     nan = cp.asarray(np.array([[[1.0, np.nan], [2.0, 3.0]]], np.float32))
     same(gpu_histeq.match_histograms, nan, nan[0])
+    saved = _ranks.MATCH_SHARED_BYTES
+    try:  # the images' keys sorted in global memory too, then gpu_histeq_match
+        _ranks.MATCH_SHARED_BYTES = 0
+        for dtype in (np.uint8, np.float32):
+            images = cp.asarray(rng.integers(0, 200, (2, 1, 37, 29)).astype(dtype))
+            same(gpu_histeq.match_histograms, images, images[::-1, :, ::2] + 1)
+        same(gpu_histeq.match_histograms, nan, nan[0])
+    finally:
+        _ranks.MATCH_SHARED_BYTES = saved
 
 
 if __name__ == "__main__":
