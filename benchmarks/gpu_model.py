@@ -75,7 +75,8 @@ def _cases(small):
 
         def make(cp):
             x = images(cp, shape, dtype, high=200 if np.dtype(dtype).kind != "f" else None)
-            return (lambda: function(x)), x.nbytes + shape[0] * 256 * 16
+            table, centers = function(x)  # the floor: input + both outputs
+            return (lambda: function(x)), x.nbytes + table.nbytes + centers.nbytes
         kernel = "uniform" if np.dtype(dtype).kind == "f" else "level"
         return f"{shape} {np.dtype(dtype).name}", make, f"gpu_histeq_{kernel}_histogram"
 
@@ -147,6 +148,7 @@ def _cases(small):
         "histogram-i16": histogram_case(np.int16, g.histogram),
         "histogram-f32": histogram_case(np.float32, g.histogram),
         "cdf-f32": histogram_case(np.float32, g.cumulative_distribution),
+        "cdf-f16": histogram_case(np.float16, g.cumulative_distribution),
         "histogram-u16": histogram_case(np.uint16, g.histogram),
         "apply_lut-u8": (f"({n(256, 32)},96,96) uint8, per-plane 256 tables",
                          lut_case((n(256, 32), 96, 96), np.uint8, 256), "gpu_histeq_remap"),

@@ -143,12 +143,12 @@ def histogram(
     Floating planes are binned over their own ``[min, max]`` with :func:`numpy.histogram`'s
     edges and rounding, so every count equals scikit-image's for that plane.
 
-    On CuPy, 8-, 16- and 32-bit integer and float32 / float64 planes take three kernels (each
-    plane's range, the counts, then counts, centers and the CDF of every plane in one launch)
-    and synchronize once: integer input to read the planes' ranges, since the result's width
+    On CuPy, 8-, 16- and 32-bit integer and float16 (up to 2048 bins) / float32 / float64
+    planes take three kernels (each plane's range, the counts, then counts, centers and the CDF
+    of every plane in one launch) and synchronize once: integer input to read the planes' ranges, since the result's width
     is the widest plane's levels (it comes from the data, as in scikit-image); floating input to
-    read one status word (a mask selecting nothing, NaN or infinity, repeated bin edges). Other
-    dtypes (float16, 64-bit integers) take the portable ``bincount`` path.
+    read one status word (a mask selecting nothing, NaN or infinity, repeated bin edges). 64-bit
+    integers take the portable ``bincount`` path.
 
     Examples
     --------

@@ -128,12 +128,37 @@ def test_direct_call_writes_and_declines(cp):
     planes = cp.asarray(_random((4, 500)))
     result = cp.empty((4, 500), np.float32)
     assert_wrote(_cuda.equalize(planes, None, "skimage", 256, result))
-    for nbins, shape in ((257, (2, 100)), (256, (1, 65537))):  # the one-block kernel's limits
-        assert_declined(_cuda.equalize(cp.zeros(shape, np.float16), None, "skimage", nbins,
-                                       cp.empty(shape, np.float32)), "uncovered")
+    assert_wrote(_cuda.equalize(planes, None, "skimage", 1000, result))
+    # past 2048 bins numpy's float16 bin indices are no longer integers: the portable path
+    assert_declined(_cuda.equalize(planes, None, "skimage", 2049, result), "uncovered")
 
 
-def test_one_launch(cp):
+@pytest.mark.parametrize("shape, nbins", [((2, 300, 301), 256), ((3, 40, 41), 1000),
+                                          ((1, 257, 256), 2048)], ids=str)
+def test_multi_block_kernels(cp, shape, nbins):
+    """Planes past 65536 pixels or 256 bins: minmax (float32 ranges), counts, tables, remap.
+    (2048 float16 bins have increasing edges over [-1, 1], where the step 2**-10 is a float16.)"""
+    host = np.random.default_rng(8).uniform(-1, 1, shape).astype(np.float16)
+    host[:, 0, :2] = -1, 1
+    mask = np.random.default_rng(9).random(shape) < 0.5
+    mask[:, 0, 0] = True
+    assert _compare(cp, host, nbins) is not None  # values compared, not an error
+    assert _compare(cp, host, nbins, mask=cp.asarray(mask)) is not None
+
+
+def test_ragged_list(cp):
+    """A list of float16 images of different sizes: the packed planes through the same kernels."""
+    images = [cp.asarray(_random(shape, seed=i)) for i, shape in
+              enumerate([(1, 1), (7, 5), (300, 230), (40, 33)])]
+    with np.errstate(over="ignore", invalid="ignore"):
+        results = equalize_hist(images, 300)
+        with _engine.portable():
+            expected = equalize_hist(images, 300)
+    for got, want in zip(results, expected):
+        assert_same_bits(got, want)
+
+
+def test_one_launch_for_small_planes(cp):
     if not is_emulated(cp):
         pytest.skip("the launch log is the emulator's")
     from emulation import fake_cupy

@@ -5,8 +5,8 @@ caller then runs the portable path, which the kernels reproduce bit for bit:
 
 * :func:`equalize` -- the whole of ``equalize_hist`` on uint8 / uint16 planes (every method), on
   int8 / int16 (small planes by rank, ``ranks.cu``, large ones by level) / int32 / uint32 (by
-  rank) planes and on float32 / float64 planes, and float16 planes of at most 65536 pixels and
-  256 bins (``method="skimage"``, ``uniform.cu``'s gpu_histeq_half: numpy.float16's arithmetic);
+  rank) planes and on float32 / float64 planes, and float16 planes in at most 2048 bins
+  (``method="skimage"``; ``uniform.cu``'s gpu_histeq_half: numpy.float16's arithmetic);
 * :func:`histogram` -- the whole of ``histogram`` / ``cumulative_distribution`` on integer (8,
   16, 32 bits) and float32 / float64 planes: ranges, counts and the (P, B) end in one launch
   each (``histogram.cu``; the entry point in ``_histogram.py``);
@@ -139,11 +139,8 @@ def _equalize(planes, method, nbins):
             else:
                 equalize_ranked(planes, method)
             return True
-        if dtype == _sources.HALF and method == "skimage":  # one-block kernel only
-            from ._kernels import SMALL_BINS, SMALL_PIXELS
-            if nbins > SMALL_BINS or planes.largest > SMALL_PIXELS:
-                return _uncovered(f"float16 planes of more than {SMALL_PIXELS} pixels or "
-                                  f"more than {SMALL_BINS} bins")
+        if dtype == _sources.HALF and method == "skimage" and nbins > _sources.HALF_BINS:
+            return _uncovered(f"float16 planes in more than {_sources.HALF_BINS} bins")
         if (dtype in _sources.FLOAT_DTYPES or dtype == _sources.HALF) and method == "skimage":
             import cupy
             from ._kernels import STATUS_IRREGULAR, STATUS_NOT_FINITE, STATUS_REPEATED_EDGES

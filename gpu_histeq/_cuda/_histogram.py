@@ -30,7 +30,8 @@ def histogram(planes, mask_planes, nbins, cumulative):
         ``(P, B)`` int64 counts or the cdf (float32 for float32 planes, float64 otherwise) and
         ``(P, B)`` centers (int64, or the planes' dtype), bit for bit the portable
         ``histogram.planes_histogram`` (+ ``cdf_table``); ``Declined("uncovered")``, nothing
-        launched, for other dtypes (float16, 64-bit integers), empty or non-contiguous planes.
+        launched, for 64-bit integers, float16 with more than ``_sources.HALF_BINS`` bins,
+        empty or non-contiguous planes.
 
     Raises
     ------
@@ -50,8 +51,11 @@ def histogram(planes, mask_planes, nbins, cumulative):
     from . import _kernels as k
     dtype = np.dtype(planes.dtype)
     declined = _uncovered_rows(planes, mask_planes)
-    if declined is None and dtype not in (*_sources.HISTOGRAM_LEVEL_DTYPES, *_sources.FLOAT_DTYPES):
+    if declined is None and dtype not in (*_sources.HISTOGRAM_LEVEL_DTYPES, *_sources.FLOAT_DTYPES,
+                                          _sources.HALF):
         declined = _uncovered(f"histograms of {dtype} planes")
+    elif declined is None and dtype == _sources.HALF and nbins > _sources.HALF_BINS:
+        declined = _uncovered(f"float16 histograms of more than {_sources.HALF_BINS} bins")
     if declined is not None:
         return declined
     from .._tables import cdf_dtype
@@ -75,8 +79,8 @@ def histogram(planes, mask_planes, nbins, cumulative):
             k.histogram_finish(hists, ranges[0], None, None if cumulative else table,
                                table if cumulative else None, centers)
             return table, centers
-        low = cupy.full(nplanes, np.inf, dtype)
-        high = cupy.full(nplanes, -np.inf, dtype)
+        low = cupy.full(nplanes, np.inf, k.range_dtype(dtype))
+        high = cupy.full(nplanes, -np.inf, k.range_dtype(dtype))
         status = cupy.zeros(2, np.int32)
         k.plane_minmax(rows, low, high, status)
         hists = cupy.zeros((nplanes, nbins), np.uint32)

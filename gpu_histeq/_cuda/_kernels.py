@@ -305,6 +305,12 @@ def equalize_levels(planes, method):
 
 # ---- floating values, uniform bins (uniform.cu)
 
+def range_dtype(dtype):
+    """The dtype of the uniform kernels' per-plane low / high of `dtype` planes: float32 for
+    float16 (their atomics have no 16-bit form; every float16 is a float32), else `dtype`."""
+    return np.dtype(np.float32) if np.dtype(dtype) == np.float16 else np.dtype(dtype)
+
+
 def uniform_histograms(planes, low, high, widen, nbins, hists):
     """Add numpy.histogram's counts over ``[low[p], high[p]]`` into ``(P, nbins)`` uint32 `hists`."""
     private = nbins <= PRIVATE_BINS
@@ -328,12 +334,13 @@ def equalize_uniform(planes, nbins, status):
                 (*args, cache, np.int32(nbins), status, small.out), shared_mem=shared_mem)
     if planes is None:
         return
+    wide = range_dtype(dtype)
     for _, group in planes.groups(nbins):
-        low, high = cupy.full(group.count, np.inf, dtype), cupy.full(group.count, -np.inf, dtype)
+        low, high = cupy.full(group.count, np.inf, wide), cupy.full(group.count, -np.inf, wide)
         if group.spans is not None:  # planes of 0 pixels: [0, 0], as the portable plane_stats
             spans, _ = group._layout()
             empty = spans[:, 1] == spans[:, 0]
-            low, high = cupy.where(empty, dtype.type(0), low), cupy.where(empty, dtype.type(0), high)
+            low, high = cupy.where(empty, wide.type(0), low), cupy.where(empty, wide.type(0), high)
         grid, args = group.multi_block()
         if grid is not None:
             _launch("uniform.cu", "gpu_histeq_minmax", (dtype,), grid, (*args, low, high, status))
@@ -379,6 +386,6 @@ def histogram_finish(hists, low, high, counts, cdf, centers, status=None):
         _launch("histogram.cu", "gpu_histeq_level_finish", (np.float64,), (nplanes,),
                 (hists, _pointer(low), np.int32(nbins), _pointer(counts), _pointer(cdf), centers))
         return
-    _launch("histogram.cu", "gpu_histeq_uniform_finish", (low.dtype, centers.dtype if cdf is None
-                                                            else cdf.dtype), (nplanes,),
+    cdf_type = np.float64 if centers.dtype == np.float64 else np.float32  # _tables.cdf_dtype
+    _launch("histogram.cu", "gpu_histeq_uniform_finish", (centers.dtype, cdf_type), (nplanes,),
             (hists, low, high, np.int32(nbins), _pointer(counts), _pointer(cdf), centers, status))

@@ -42,7 +42,7 @@ RANK_DTYPES = (np.dtype(np.int8), np.dtype(np.uint16), np.dtype(np.int16), np.dt
                np.dtype(np.int32))
 
 #: Integer dtypes whose histograms (one bin per level over each plane's range) the level kernels
-#: count; float32 / float64 take the uniform ones (histogram.cu finishes both).
+#: count; float16 / float32 / float64 take the uniform ones (histogram.cu finishes both).
 HISTOGRAM_LEVEL_DTYPES = (*LEVEL_DTYPES, *SIGNED_LEVEL_DTYPES, np.dtype(np.uint32),
                           np.dtype(np.int32))
 
@@ -52,6 +52,9 @@ _DIRECTORY = Path(__file__).parent
 #: float16 in kernel templates: uniform.cu's gpu_histeq_half (2 bytes, numpy.float16's
 #: arithmetic); not in C_TYPES, which lists the dtypes of tables and results of every kernel.
 HALF = np.dtype(np.float16)
+#: Bins of float16 planes the kernels take: up to here every bin index is a float16 integer, as
+#: the portable numpy.arange(nbins + 1, dtype=float16) edges need (more: the portable path).
+HALF_BINS = 2048
 _TEMPLATE_TYPES = {**C_TYPES, HALF: "gpu_histeq_half"}
 
 
@@ -83,8 +86,7 @@ def _level_expressions():
 def _uniform_expressions():
     kernels = ("gpu_histeq_minmax", "gpu_histeq_uniform_histogram", "gpu_histeq_uniform_tables",
                "gpu_histeq_uniform_remap", "gpu_histeq_equalize_small_float")
-    return [expression(kernel, t) for kernel in kernels for t in FLOAT_DTYPES] + [
-        expression("gpu_histeq_equalize_small_float", HALF)]  # float16: small planes only
+    return [expression(kernel, t) for kernel in kernels for t in (*FLOAT_DTYPES, HALF)]
 
 
 def _clahe_expressions():
@@ -129,7 +131,8 @@ MATCH_KERNELS = ("gpu_histeq_match", "gpu_histeq_match_shared")
 def _histogram_expressions():
     f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
     return [expression("gpu_histeq_level_finish", f64)] + [
-        expression("gpu_histeq_uniform_finish", t, cdf) for t, cdf in ((f32, f32), (f64, f64))]
+        expression("gpu_histeq_uniform_finish", t, cdf)
+        for t, cdf in ((f32, f32), (f64, f64), (HALF, f32))]
 
 
 #: Every instantiation the loader may ask for, by source file: the compile test builds them all.

@@ -32,18 +32,19 @@ gpu_histeq_level_finish(const unsigned* hists, const long long* low, int nbins, 
     for (int k = threadIdx.x; k < nbins; k += GPU_HISTEQ_THREADS) centers[p * nbins + k] = first + k;
 }
 
-// Uniform bins (floating planes, numpy.histogram's over [low[p], high[p]], widened when equal):
-// block p writes plane p's int64 counts (or its cdf) and its centers (left + right) / 2 in T
-// (histogram.UniformBinning.centers), and ORs into status[0] GPU_HISTEQ_REPEATED_EDGES (edges
-// that do not increase, numpy.histogram refuses them) and GPU_HISTEQ_NO_PIXEL; status[1] keeps
-// the largest nplanes - p of a plane with no pixel selected (the first such plane). Per bin:
-// one count read, 8 + sizeof(T) bytes written.
+// Uniform bins (floating planes, numpy.histogram's over [low[p], high[p]], widened when equal;
+// low / high float32 for float16 planes): block p writes plane p's int64 counts (or its cdf)
+// and its centers (left + right) / 2 in T (histogram.UniformBinning.centers), and ORs into
+// status[0] GPU_HISTEQ_REPEATED_EDGES (edges that do not increase, numpy.histogram refuses
+// them) and GPU_HISTEQ_NO_PIXEL; status[1] keeps the largest nplanes - p of a plane with no
+// pixel selected (the first such plane). Per bin: one count read, 8 + sizeof(T) bytes written.
 template <typename T, typename CdfT>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
-gpu_histeq_uniform_finish(const unsigned* hists, const T* low, const T* high, int nbins,
+gpu_histeq_uniform_finish(const unsigned* hists, const typename gpu_histeq_float_traits<T>::wide* low,
+                          const typename gpu_histeq_float_traits<T>::wide* high, int nbins,
                           long long* counts, CdfT* cdf, T* centers, int* status) {
     const long long p = blockIdx.x;
-    const gpu_histeq_range<T> range(low[p], high[p], true);
+    const gpu_histeq_range<T> range(T(low[p]), T(high[p]), true);
     gpu_histeq_counts_and_cdf(hists + p * nbins, nbins, counts ? counts + p * nbins : nullptr,
                               cdf ? cdf + p * nbins : nullptr);
     int flags = 0;

@@ -250,13 +250,14 @@ __device__ void gpu_histeq_block_range(const T* plane, const bool* mask, long lo
 // Per-plane minimum and maximum of the selected pixels and a flag for any NaN or infinity,
 // grid (planes, blocks per plane), or with `spans` the 1-d grid of every plane's blocks
 // (gpu_histeq_locate); low / high start at +inf / -inf (a plane of 0 pixels keeps its start
-// values: it has no block). Per pixel: two comparisons and a finiteness test; traffic sizeof(T)
+// values: it has no block); low / high are float32 for float16 planes (no 16-bit atomics; every
+// float16 is a float32). Per pixel: two comparisons and a finiteness test; traffic sizeof(T)
 // bytes read (+1 mask byte); two atomics per block.
 template <typename T>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
 gpu_histeq_minmax(const T* planes, const bool* masks, const long long* spans,
                   const long long* first_blocks, long long nplanes, long long n, int aligned,
-                  T* low, T* high, int* status) {
+                  typename gpu_histeq_float_traits<T>::wide* low, typename gpu_histeq_float_traits<T>::wide* high, int* status) {
     const gpu_histeq_work work = gpu_histeq_locate(spans, first_blocks, nplanes, n);
     T lo, hi;
     int bad;
@@ -265,8 +266,8 @@ gpu_histeq_minmax(const T* planes, const bool* masks, const long long* spans,
                            work.block * GPU_HISTEQ_THREADS + threadIdx.x,
                            work.blocks * GPU_HISTEQ_THREADS, &lo, &hi, &bad);
     if (threadIdx.x == 0) {
-        gpu_histeq_atomic_min(low + work.plane, lo);
-        gpu_histeq_atomic_max(high + work.plane, hi);
+        gpu_histeq_atomic_min(low + work.plane, (typename gpu_histeq_float_traits<T>::wide)lo);
+        gpu_histeq_atomic_max(high + work.plane, (typename gpu_histeq_float_traits<T>::wide)hi);
         if (bad) atomicOr(status, GPU_HISTEQ_NOT_FINITE);
     }
 }
@@ -279,11 +280,11 @@ template <typename T>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
 gpu_histeq_uniform_histogram(const T* planes, const bool* masks, const long long* spans,
                              const long long* first_blocks, long long nplanes, long long n,
-                             int aligned, const T* low, const T* high, int widen, int nbins,
+                             int aligned, const typename gpu_histeq_float_traits<T>::wide* low, const typename gpu_histeq_float_traits<T>::wide* high, int widen, int nbins,
                              int private_bins, unsigned* hists) {
     extern __shared__ unsigned gpu_histeq_private_hists[];  // GPU_HISTEQ_WARPS x nbins
     const gpu_histeq_work work = gpu_histeq_locate(spans, first_blocks, nplanes, n);
-    const gpu_histeq_range<T> range(low[work.plane], high[work.plane], widen);
+    const gpu_histeq_range<T> range(T(low[work.plane]), T(high[work.plane]), widen);
     unsigned* hist = hists + work.plane * nbins;
     unsigned* target = gpu_histeq_count_target(gpu_histeq_private_hists, hist, nbins, private_bins);
     gpu_histeq_for_pixels(planes + work.offset, masks ? masks + work.offset : nullptr, work.n,
@@ -298,10 +299,10 @@ gpu_histeq_uniform_histogram(const T* planes, const bool* masks, const long long
 // per-pixel work.
 template <typename T>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
-gpu_histeq_uniform_tables(const unsigned* hists, const T* low, const T* high, int nbins,
+gpu_histeq_uniform_tables(const unsigned* hists, const typename gpu_histeq_float_traits<T>::wide* low, const typename gpu_histeq_float_traits<T>::wide* high, int nbins,
                           double* values, double* positions, double* slopes, int* status) {
     const long long p = blockIdx.x;
-    const gpu_histeq_range<T> range(low[p], high[p], true);
+    const gpu_histeq_range<T> range(T(low[p]), T(high[p]), true);
     gpu_histeq_interp_table(hists + p * nbins, range, nbins, values + p * nbins,
                             positions + p * nbins, slopes + p * nbins, status);
 }
@@ -312,13 +313,14 @@ gpu_histeq_uniform_tables(const unsigned* hists, const T* low, const T* high, in
 template <typename T>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
 gpu_histeq_uniform_remap(const T* planes, const long long* spans, const long long* first_blocks,
-                         long long nplanes, long long n, int aligned, const T* low, const T* high,
+                         long long nplanes, long long n, int aligned, const typename gpu_histeq_float_traits<T>::wide* low, const typename gpu_histeq_float_traits<T>::wide* high,
                          int nbins, const double* values, const double* positions,
-                         const double* slopes, T* out) {
+                         const double* slopes, typename gpu_histeq_float_traits<T>::cdf* out) {
+    typedef typename gpu_histeq_float_traits<T>::cdf OutT;  // float32 for float16
     __shared__ double shared_tables[3][GPU_HISTEQ_SMALL_BINS];
     const gpu_histeq_work work = gpu_histeq_locate(spans, first_blocks, nplanes, n);
     const long long p = work.plane;
-    const gpu_histeq_range<T> range(low[p], high[p], true);
+    const gpu_histeq_range<T> range(T(low[p]), T(high[p]), true);
     values += p * nbins;
     positions += p * nbins;
     slopes += p * nbins;
@@ -336,11 +338,11 @@ gpu_histeq_uniform_remap(const T* planes, const long long* spans, const long lon
     gpu_histeq_map_pixels(planes + work.offset, out + work.offset, work.n,
                           gpu_histeq_head<T>(work.offset, aligned),
                           work.block * GPU_HISTEQ_THREADS + threadIdx.x, work.blocks * GPU_HISTEQ_THREADS,
-                          [&](T v) { return (T)gpu_histeq_interp(v, range.bin(v, nbins), values, positions, slopes); });
+                          [&](T v) { return (OutT)gpu_histeq_interp(v, range.bin(v, nbins), values, positions, slopes); });
 }
 
 // Small floating planes (nbins <= 256), the whole pipeline in one launch: block p equalizes
-// plane p (its span with `spans`); float16 (gpu_histeq_half) only here, its result float32.
+// plane p (its span with `spans`); float16 (gpu_histeq_half) planes get a float32 result.
 // Per pixel: min/max, two bin searches (count and remap), one shared-memory atomic and one
 // interpolation from shared-memory tables. Traffic per pixel: sizeof(T) read (+1 mask byte)
 // and sizeof(OutT) written; with `cache` the plane is read from

@@ -282,6 +282,9 @@ def histograms(rng, same):
     mask[..., 0, 0] = True
     same(gpu_histeq.equalize_hist, halves, 100, mask=mask)
     same(gpu_histeq.equalize_hist, cp.asarray(np.resize(np.float16([-65504, 0, 65504]), (2, 5, 5))))
+    large = cp.asarray(rng.uniform(-1, 1, (1, 260, 257)).astype(np.float16))  # multi-block kernels
+    same(gpu_histeq.equalize_hist, large, 300, mask=large > -0.5)
+    same(gpu_histeq.cumulative_distribution, large, 40)
 
 
 def ranked(rng, same):
