@@ -7,12 +7,12 @@ fails a test in which the "histogram" step did not write its result with the ker
 """
 
 import contextlib
-import os
 
 import numpy as np
 import pytest
 
 from conftest import assert_declined, assert_wrote, is_emulated
+from conftest import raised_in_kernel_path as conftest_raised
 from gpu_histeq import _cuda, _engine, cumulative_distribution, histogram
 from test_cuda_kernels import assert_same_bits
 
@@ -21,15 +21,8 @@ INTEGER_DTYPES = [np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32]
 
 
 def raised_in_kernel_path(error):
-    """True when `error` was raised by the CUDA entry point (gpu_histeq/_cuda/_histogram.py on
-    its traceback): the kernel path found it, not a check before or the portable path."""
-    here = os.path.join("gpu_histeq", "_cuda", "_histogram.py")
-    trace = error.__traceback__
-    while trace is not None:
-        if trace.tb_frame.f_code.co_filename.endswith(here):
-            return True
-        trace = trace.tb_next
-    return False
+    """`error` came from the CUDA entry point, ``_cuda/_histogram.py``."""
+    return conftest_raised(error, "_histogram.py")
 
 
 def _planes(dtype, shape, seed=0, low=None, high=None):

@@ -204,6 +204,24 @@ gpu_histeq_equalize_ranked(const T* planes, const bool* masks, const long long* 
 
 // ---- match_histograms (scikit-image's): quantiles of the source mapped through the reference's
 
+// The keys of row[0 .. n) written to `keys` and sorted (gpu_histeq_bitonic_sort_n); ORs `flag`
+// into *status (when not null) when a value is NaN or infinite. Every thread of the block calls it.
+template <typename T>
+__device__ void gpu_histeq_sorted_keys(const T* row, long long n,
+                                       typename gpu_histeq_rank_key<T>::type* keys, int flag,
+                                       int* status) {
+    typedef gpu_histeq_rank_key<T> rank_key;
+    int finite = 1;
+    for (long long i = threadIdx.x; i < n; i += GPU_HISTEQ_THREADS) {
+        const T v = row[i];
+        finite &= rank_key::finite(v);
+        keys[i] = rank_key::of(v);
+    }
+    finite = gpu_histeq_block_reduce(finite, gpu_histeq_min_op());  // also the keys' barrier
+    if (!finite && threadIdx.x == 0 && status) atomicOr(status, flag);
+    gpu_histeq_bitonic_sort_n(keys, n);
+}
+
 // Sorts row blockIdx.x of `rows` ((R, n), C-contiguous) into keys[row * stride ...] (stride at
 // least n; nothing past n is written); ORs `flag` into `status` when the row holds NaN or
 // infinity. One block per row. Work per value: one key written and log2(size) * (log2(size) +
@@ -214,19 +232,8 @@ template <typename T>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
 gpu_histeq_sort_keys(const T* rows, long long n, typename gpu_histeq_rank_key<T>::type* keys,
                      long long stride, int flag, int* status) {
-    typedef gpu_histeq_rank_key<T> rank_key;
-    typedef typename rank_key::type K;
-    const T* row = rows + (long long)blockIdx.x * n;
-    K* row_keys = keys + (long long)blockIdx.x * stride;
-    int finite = 1;
-    for (long long i = threadIdx.x; i < n; i += GPU_HISTEQ_THREADS) {
-        const T v = row[i];
-        finite &= rank_key::finite(v);
-        row_keys[i] = rank_key::of(v);
-    }
-    finite = gpu_histeq_block_reduce(finite, gpu_histeq_min_op());  // also the keys' barrier
-    if (!finite && threadIdx.x == 0) atomicOr(status, flag);
-    gpu_histeq_bitonic_sort_n(row_keys, n);
+    gpu_histeq_sorted_keys(rows + (long long)blockIdx.x * n, n, keys + (long long)blockIdx.x * stride,
+                           flag, status);
 }
 
 // numpy.interp(c / ns, C_k / nt, t_k) through one reference's sorted keys `ref` (nt of them):
@@ -297,15 +304,7 @@ gpu_histeq_match_shared(const S* planes, long long ns,
     K* keys = reinterpret_cast<K*>(gpu_histeq_match_keys);
     const long long p = blockIdx.x;
     const S* plane = planes + p * ns;
-    int finite = 1;
-    for (long long i = threadIdx.x; i < ns; i += GPU_HISTEQ_THREADS) {
-        const S v = plane[i];
-        finite &= rank_key::finite(v);
-        keys[i] = rank_key::of(v);
-    }
-    finite = gpu_histeq_block_reduce(finite, gpu_histeq_min_op());  // also the keys' barrier
-    if (!finite && threadIdx.x == 0 && status) atomicOr(status, flag);
-    gpu_histeq_bitonic_sort_n(keys, ns);
+    gpu_histeq_sorted_keys(plane, ns, keys, flag, status);
     const auto* ref = reference + (owner ? owner[p] : p * owner_step) * reference_stride;
     for (long long i = threadIdx.x; i < ns; i += GPU_HISTEQ_THREADS) {
         const long long c = gpu_histeq_rank_of(keys, ns, rank_key::of(plane[i]));
