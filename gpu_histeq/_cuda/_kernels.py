@@ -283,24 +283,27 @@ def equalize_levels(planes, method):
     if planes is None:
         return
     levels = 1 << (8 * planes.itemsize)
-    # int16: level v counted in bin v + 32768 (a per-plane low of -32768), and looked up from a
-    # pointer 32768 entries into each plane's table
+    # int16 (skimage only): level v counted in bin v + 32768 (a per-plane low of -32768), and its
+    # cumulative count read 32768 entries into each plane's
     signed = planes.values.dtype.kind == "i"
     for _, group in planes.groups(levels):
         hists = cupy.zeros((group.count, levels), np.uint32)
         low = cupy.full(group.count, -(levels // 2), np.int64) if signed else None
         level_histograms(group, low, levels, hists)
-        tables = cupy.empty((group.count, levels), result_dtype)
-        _launch("levels.cu", "gpu_histeq_level_tables", (method_id, result_dtype), (group.count,),
-                (hists, np.int32(levels), tables))
-        if signed:
+        if method == "skimage" and levels == 65536:  # no float64 table: 4, not 8 + 8, bytes per level
+            stats = cupy.empty((group.count, 2), np.int64)
+            _launch("levels.cu", "gpu_histeq_level_cumulative", (np.uint32,), (group.count,),
+                    (hists, np.int32(levels), stats))
             grid, args = group.multi_block(with_mask=False)
             if grid is not None:
-                _launch("levels.cu", "gpu_histeq_remap", (group.values.dtype, result_dtype), grid,
-                        (*args, tables.reshape(-1)[levels // 2:], np.int64(levels),
-                         np.int32(levels), group.out))
-        else:
-            remap(group, tables, levels)
+                _launch("levels.cu", "gpu_histeq_remap_cumulative", (group.values.dtype,), grid,
+                        (*args, hists, np.int64(levels), np.int64(levels // 2 if signed else 0),
+                         stats, group.out))
+            continue
+        tables = cupy.empty((group.count, levels), result_dtype)  # unsigned levels only here
+        _launch("levels.cu", "gpu_histeq_level_tables", (method_id, result_dtype), (group.count,),
+                (hists, np.int32(levels), tables))
+        remap(group, tables, levels)
 
 
 # ---- floating values, uniform bins (uniform.cu)

@@ -79,7 +79,9 @@ def _level_expressions():
     names += [expression("gpu_histeq_level_tables", m, out)
               for m, out in ((opencv, u8), (pil, u8), (skimage, f64), (opencv, u16))]
     names += [expression("gpu_histeq_remap", t, out) for t in LEVEL_DTYPES for out in C_TYPES]
-    names += [expression("gpu_histeq_remap", np.int16, f64)]  # large int16 planes, skimage
+    # large 16-bit planes, skimage: cumulative counts in place, entries made per pixel
+    names += [expression("gpu_histeq_level_cumulative", np.uint32)]
+    names += [expression("gpu_histeq_remap_cumulative", t) for t in (u16, np.int16)]
     return names
 
 
