@@ -75,7 +75,8 @@ def _cases(small):
 
         def make(cp):
             x = images(cp, shape, dtype, high=200 if np.dtype(dtype).kind != "f" else None)
-            return (lambda: function(x)), x.nbytes + shape[0] * 256 * 16
+            table, centers = function(x)  # the floor: input + both outputs
+            return (lambda: function(x)), x.nbytes + table.nbytes + centers.nbytes
         kernel = "uniform" if np.dtype(dtype).kind == "f" else "level"
         return f"{shape} {np.dtype(dtype).name}", make, f"gpu_histeq_{kernel}_histogram"
 
@@ -159,6 +160,9 @@ def _cases(small):
         "cdf-u8": histogram_case(np.uint8, g.cumulative_distribution),
         "histogram-i16": histogram_case(np.int16, g.histogram),
         "histogram-f32": histogram_case(np.float32, g.histogram),
+        "cdf-f32": histogram_case(np.float32, g.cumulative_distribution),
+        "cdf-f16": histogram_case(np.float16, g.cumulative_distribution),
+        "histogram-u16": histogram_case(np.uint16, g.histogram),
         "apply_lut-u8": (f"({n(256, 32)},96,96) uint8, per-plane 256 tables",
                          lut_case((n(256, 32), 96, 96), np.uint8, 256), "gpu_histeq_remap"),
         "apply_lut-u16": (f"({n(64, 8)},96,96) uint16, per-plane 65536 tables",
@@ -188,7 +192,8 @@ def _cases(small):
                               equalize_case((n(8, 2), 1, 300, 300), np.int8),
                               "gpu_histeq_level"),  # sign bit flipped, uint8 levels
         "equalize-f16": (f"({n(256, 32)},1,96,96) float16 skimage",
-                         equalize_case((n(256, 32), 1, 96, 96), np.float16), None),
+                         equalize_case((n(256, 32), 1, 96, 96), np.float16),
+                         "gpu_histeq_equalize_small_float"),
         "ragged-u8": (f"{n(64, 16)} uint8 images of different sizes, opencv",
                       ragged_case(n(64, 16), np.uint8), "gpu_histeq_"),
     }

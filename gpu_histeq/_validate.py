@@ -497,9 +497,13 @@ def check_planes_selected(xp, selects):
     """Raise unless `selects`, ``(P,)`` bool, is True for every plane: a plane whose mask
     selects no pixel has no histogram to equalize by."""
     if not bool(selects.all()):  # sync: the error names the first such plane
-        plane = int(xp.argmin(selects))
-        raise ValueError(f"`mask` selects no pixel of plane {plane} (planes counted in C order "
-                         "over the batch axes)")
+        no_pixel_selected(int(xp.argmin(selects)))
+
+
+def no_pixel_selected(plane):
+    """Raise: the mask selects no pixel of `plane` (the first such plane)."""
+    raise ValueError(f"`mask` selects no pixel of plane {plane} (planes counted in C order "
+                     "over the batch axes)")
 
 
 def check_mask_selects(xp, mask_planes):

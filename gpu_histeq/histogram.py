@@ -39,8 +39,19 @@ def _prepare(images, nbins, axes, mask, channel_axis):
     mask = check_mask(mask, images, xp)
     planes, batch_shape, _ = _planes.to_planes(xp, images, axes)
     mask_planes = None if mask is None else _planes.to_planes(xp, mask, axes)[0]
-    check_mask_selects(xp, mask_planes)
     return xp, planes, mask_planes, nbins, batch_shape
+
+
+def _tables(xp, planes, mask_planes, nbins, cumulative):
+    """``(counts or cdf, centers)`` of ``(P, N)`` planes: the fused kernels where an engine has
+    them (which check the mask and the data themselves), else the steps below."""
+    if planes.shape[0] and planes.shape[1]:
+        fused = _engine.histogram(xp, planes, mask_planes, nbins, cumulative)
+        if fused is not None:
+            return fused
+    check_mask_selects(xp, mask_planes)
+    counts, centers = planes_histogram(xp, planes, mask_planes, nbins)
+    return (cdf_table(xp, counts, planes.dtype) if cumulative else counts), centers
 
 
 def planes_histogram(xp, planes, mask_planes, nbins):
@@ -132,10 +143,12 @@ def histogram(
     Floating planes are binned over their own ``[min, max]`` with :func:`numpy.histogram`'s
     edges and rounding, so every count equals scikit-image's for that plane.
 
-    On CuPy the counts come from one fused kernel for uint8 / uint16 levels and float32 /
-    float64 bins (other dtypes: the portable ``bincount``, two more synchronizations). The host synchronizes once for integer input, to read the widest plane's span: the
-    result's width comes from the data, as in scikit-image. Floating input synchronizes twice:
-    the NaN / infinity check and numpy.histogram's refusal of repeated bin edges.
+    On CuPy, 8-, 16- and 32-bit integer and float16 (up to 2048 bins) / float32 / float64
+    planes take three kernels (each plane's range, the counts, then counts, centers and the CDF
+    of every plane in one launch) and synchronize once: integer input to read the planes' ranges, since the result's width
+    is the widest plane's levels (it comes from the data, as in scikit-image); floating input to
+    read one status word (a mask selecting nothing, NaN or infinity, repeated bin edges). 64-bit
+    integers take the portable ``bincount`` path.
 
     Examples
     --------
@@ -151,7 +164,7 @@ def histogram(
            [5, 6, 7, 8]])
     """
     xp, planes, mask_planes, nbins, batch_shape = _prepare(images, nbins, axes, mask, channel_axis)
-    counts, centers = planes_histogram(xp, planes, mask_planes, nbins)
+    counts, centers = _tables(xp, planes, mask_planes, nbins, False)
     width = counts.shape[-1]
     return counts.reshape(batch_shape + (width,)), centers.reshape(batch_shape + (width,))
 
@@ -196,6 +209,11 @@ def cumulative_distribution(
     --------
     skimage.exposure.cumulative_distribution : reproduced per plane to the last bit.
 
+    Notes
+    -----
+    On CuPy, the same kernels and the one synchronization as :func:`histogram`; the cumulative
+    distribution is written by the last kernel, no counts array is made.
+
     Examples
     --------
     >>> import numpy as np
@@ -205,7 +223,6 @@ def cumulative_distribution(
     array([0.25, 0.75, 0.75, 1.  ])
     """
     xp, planes, mask_planes, nbins, batch_shape = _prepare(images, nbins, axes, mask, channel_axis)
-    counts, centers = planes_histogram(xp, planes, mask_planes, nbins)
-    cdf = cdf_table(xp, counts, planes.dtype)
-    width = counts.shape[-1]
+    cdf, centers = _tables(xp, planes, mask_planes, nbins, True)
+    width = cdf.shape[-1]
     return cdf.reshape(batch_shape + (width,)), centers.reshape(batch_shape + (width,))

@@ -278,7 +278,8 @@ def match_histograms(
     ref_planes, owner = _reference_planes(xp, images, reference, axes, channel_axis,
                                           host_owner=True)
     planes, batch_shape, image_shape = _planes.to_planes(xp, images, axes)
-    matched = xp.empty(planes.shape, np.float64)
+    # the result's float dtype at once where no channel cast follows: fused kernels write it
+    matched = xp.empty(planes.shape, np.float64 if channel_axis is not None else cdf_dtype(dtype))
     if planes.size:
         _match_planes(xp, planes, ref_planes, owner, matched)
     if channel_axis is not None:
@@ -290,9 +291,20 @@ def match_histograms(
 
 def _match_planes(xp, planes, ref_planes, owner, matched):
     """Match every row of ``(P, N_s)`` `planes` to row ``owner[p]`` of `ref_planes` into `matched`
-    (`owner`: ``(P,)`` intp on the host)."""
+    (`owner`: ``(P,)`` intp on the host; `matched` float64, or float32 taking the float64 match
+    cast)."""
     if _engine.match(xp, planes, ref_planes, owner, matched):
         return
+    if matched.dtype == np.float64:
+        _portable_match(xp, planes, ref_planes, owner, matched)
+        return
+    wide = xp.empty(matched.shape, np.float64)  # the portable arithmetic is float64's
+    _portable_match(xp, planes, ref_planes, owner, wide)
+    matched[...] = wide
+
+
+def _portable_match(xp, planes, ref_planes, owner, matched):
+    """:func:`_match_planes` in array operations, into float64 `matched`."""
     owner = xp.asarray(owner)
     nplanes, source_size = planes.shape
     reference_size = ref_planes.shape[1]

@@ -144,11 +144,12 @@ def assert_wrote(outcome):
         f"the CUDA entry point did not write the result: {outcome!r}"
 
 
-def raised_in_kernel_path(error):
-    """True when `error` was raised inside a CUDA entry point (gpu_histeq/_cuda/__init__.py is
-    on its traceback): the kernel path found it, not a check before or the portable path."""
+def raised_in_kernel_path(error, module="__init__.py"):
+    """True when `error` was raised inside a CUDA entry point (gpu_histeq/_cuda/`module`, by
+    default __init__.py, is on its traceback): the kernel path found it, not a check before or
+    the portable path."""
     import os
-    here = os.path.join("gpu_histeq", "_cuda", "__init__.py")
+    here = os.path.join("gpu_histeq", "_cuda", module)
     trace = error.__traceback__
     while trace is not None:
         if trace.tb_frame.f_code.co_filename.endswith(here):

@@ -333,14 +333,14 @@ def test_a_configuration_seen_replays_its_launch_plan(cp, monkeypatch):
     _kernels.clear_plans()
 
     def plans():
-        return [plan for key, plan in _kernels._plans.items()
+        return [plan for key, plan in _kernels._plans.cache.items()
                 if key[0] is _adapthist.adapthist.__wrapped__]
 
     for seed in (1, 2):
         images = cp.asarray(make(np.float32, "clumped", (3, 30, 26), seed=seed))
         result = run_cuda(cp, monkeypatch, images, (6, 5), 0.01, 128)
         assert_same(result, run_portable(cp, images, (6, 5), 0.01, 128))
-        assert len(plans()) == 1 and isinstance(plans()[0], _kernels.Plan)
+        assert len(plans()) == 1 and isinstance(plans()[0], _kernels._plans.Plan)
         assert [step[0] for step in plans()[0].steps] == [
             _kernels.kernel("adapthist.cu", name) for name in (
                 "gpu_histeq_adapt_prepare<float>", "gpu_histeq_adapt_tables<2>",

@@ -1,4 +1,4 @@
-"""match_histograms on CUDA (``gpu_histeq/_cuda/ranks.cu``: sort both, match by rank) equals the
+"""match_histograms on CUDA (``gpu_histeq/_cuda/ranks.cu``: sort, match by rank) equals the
 portable path bit for bit, and scikit-image.
 
 Every case runs :func:`gpu_histeq.match_histograms` on CuPy arrays through the kernels and
@@ -177,17 +177,46 @@ def test_planes_beyond_the_sort_limit_decline(cp, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype, syncs", [(np.uint8, 0), (np.int32, 0), (np.float32, 1)])
-def test_launches_and_synchronisations(cp, dtype, syncs):
+@pytest.mark.parametrize("shared", [True, False], ids=["images-sorted-in-block", "both-sorted"])
+def test_launches_and_synchronisations(cp, dtype, syncs, shared, monkeypatch):
+    """Planes whose keys fit MATCH_SHARED_BYTES: the reference sorted, then one block per plane
+    sorts its keys in shared memory and matches (2 kernels); larger: sort both, match (3)."""
     if not is_emulated(cp):
         pytest.skip("counted on the emulated CuPy")
     from emulation.counting import counting
+    from gpu_histeq._cuda import _ranks
+    if not shared:
+        monkeypatch.setattr(_ranks, "MATCH_SHARED_BYTES", 0)
     rng = np.random.default_rng(6)
     images = cp.asarray(make(dtype, "random", (8, 24, 24), rng))
     reference = cp.asarray(make(dtype, "random", (8, 24, 24), rng))
     match_histograms(images, reference)  # compiled and cached
     with counting() as tally:
         match_histograms(images, reference)
-    assert sorted(k.split("<")[0] for k in tally.kernels) == [
-        "gpu_histeq_match", "gpu_histeq_sort_keys"] and tally.kernel_launches == 3, tally.kernels
+    match = "gpu_histeq_match_shared" if shared else "gpu_histeq_match"
+    assert sorted(k.split("<")[0] for k in tally.kernels) == [match, "gpu_histeq_sort_keys"]
+    assert tally.kernel_launches == (2 if shared else 3), tally.kernels
     assert len(tally.syncs) == syncs, tally.sync_sites()
     assert "bincount" not in tally.operations and tally.h2d_bytes == 0, tally.uploads
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.uint8], ids=str)
+@pytest.mark.parametrize("shared_bytes", [40 << 10, 0], ids=["images-sorted-in-block", "global"])
+def test_sizes_that_are_not_powers_of_two(cp, dtype, shared_bytes, monkeypatch):
+    """The keys are sorted unpadded (gpu_histeq_bitonic_sort_n: comparators past n skipped), in
+    the matching block's shared memory or in global memory: rows of 1 to 4097 values, ties
+    included, against the portable path bit for bit; float32 images get their float32 result
+    from the kernel itself."""
+    from gpu_histeq._cuda import _ranks
+    monkeypatch.setattr(_ranks, "MATCH_SHARED_BYTES", shared_bytes)
+    rng = np.random.default_rng(11)
+    for ns, nt in ((1, 1), (2, 3), (3, 2), (7, 31), (33, 100), (257, 5), (1000, 4097), (4097, 999)):
+        images = cp.asarray(make(dtype, "random", (2, 1, ns), rng))
+        reference = cp.asarray(make(dtype, "random", (2, 1, nt), rng))
+        with _engine.recording() as steps:
+            result = match_histograms(images, reference)
+        assert [s.outcome for s in steps if s.name == "match"] == [True]
+        with _engine.portable():
+            expected = match_histograms(images, reference)
+        assert result.dtype == expected.dtype == (np.float32 if dtype == np.float32 else np.float64)
+        np.testing.assert_array_equal(result.get(), expected.get())

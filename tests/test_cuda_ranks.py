@@ -256,3 +256,39 @@ def test_static_plus_dynamic_shared_memory_fits(cp, name):
         pytest.skip("NVRTC (the nvrtc extra) is not installed: the static part is unknown")
     assert kernel.shared_size_bytes <= 2048, kernel.shared_size_bytes  # 1088 (NVRTC sm_90)
     assert kernel.shared_size_bytes + _ranks.SHARED_BYTES <= 48 << 10
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16], ids=str)
+@pytest.mark.parametrize("masked", [False, True], ids=["all", "mask"])
+def test_large_16_bit_planes_without_a_table(cp, dtype, masked):
+    """16-bit planes past the rank kernel's shared sort, method "skimage": level counts turned
+    into cumulative counts in place, each pixel's entry made in the remap (no 65536-entry float64
+    table per plane); full-range, narrow and constant planes, and a ragged list, bit for bit."""
+    from gpu_histeq._cuda import _sources
+    rng = np.random.default_rng(12)
+    info = np.iinfo(dtype)
+    host = rng.integers(info.min, info.max, (3, 200, 190), endpoint=True).astype(dtype)
+    host[1] = rng.integers(info.max - 40, info.max, (200, 190), endpoint=True)
+    host[2] = info.min
+    images = cp.asarray(host)
+    mask = None
+    if masked:
+        selected = rng.random(host.shape) < 0.3
+        selected[:, 0, 0] = True
+        mask = cp.asarray(selected)
+    if is_emulated(cp):
+        before = dict(cp.LAUNCHES)
+    result = equalize_hist(images, mask=mask, method="skimage")
+    with _engine.portable():
+        expected = equalize_hist(images, mask=mask, method="skimage")
+    np.testing.assert_array_equal(result.get(), expected.get())
+    assert result.dtype == np.float64
+    if is_emulated(cp):
+        launched = {k for k, v in cp.LAUNCHES.items() if v > before.get(k, 0)}
+        assert f"gpu_histeq_remap_cumulative<{_sources.C_TYPES[np.dtype(dtype)]}>" in launched
+    ragged = [cp.asarray(rng.integers(info.min, info.max, s, endpoint=True).astype(dtype))
+              for s in ((1, 1), (300, 230), (7, 9))]
+    with _engine.portable():
+        expected_list = equalize_hist(ragged, method="skimage")
+    for got, want in zip(equalize_hist(ragged, method="skimage"), expected_list):
+        np.testing.assert_array_equal(got.get(), want.get())

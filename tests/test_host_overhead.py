@@ -54,7 +54,7 @@ def test_a_repeated_call_replays_its_plan_and_compiles_nothing(fake, monkeypatch
     with _engine.recording() as steps:
         first = gpu_histeq.equalize_hist(fake.asarray(host))  # records the plan (and compiles)
     check_steps(steps)
-    assert _kernels.plan_count() == 1
+    assert _kernels._plans.plan_count() == 1
     builds = _Calls(monkeypatch, fake.RawModule, "__init__")
     layouts = _Calls(monkeypatch, _kernels.Planes, "one_block")
     name = "gpu_histeq_equalize_small_u8<0, unsigned char>"
@@ -68,7 +68,7 @@ def test_a_repeated_call_replays_its_plan_and_compiles_nothing(fake, monkeypatch
         np.testing.assert_array_equal(to_numpy(result), _opencv(host))
     assert builds.count == 0 and layouts.count == 0  # no compile, the launcher's work skipped
     assert fake.LAUNCHES[name] == launched + 3  # one replayed launch per call
-    assert _kernels.plan_count() == 1
+    assert _kernels._plans.plan_count() == 1
     np.testing.assert_array_equal(to_numpy(first), _opencv(_images((4, 1, 40, 48))))
 
 
@@ -85,7 +85,7 @@ def test_a_plan_follows_the_pointer_phase_and_the_tuning(fake, monkeypatch):
     assert shifted.data.ptr % 16 == 1
     for images in (aligned, shifted, aligned, shifted):
         np.testing.assert_array_equal(to_numpy(gpu_histeq.equalize_hist(images)), _opencv(host))
-    assert _kernels.plan_count() == 2
+    assert _kernels._plans.plan_count() == 2
     monkeypatch.setattr(_kernels, "SMALL_PIXELS", 0)  # the multi-block kernels from now on
     histograms = fake.LAUNCHES.get("gpu_histeq_level_histogram<unsigned char>", 0)
     np.testing.assert_array_equal(to_numpy(gpu_histeq.equalize_hist(aligned)), _opencv(host))
@@ -95,13 +95,13 @@ def test_a_plan_follows_the_pointer_phase_and_the_tuning(fake, monkeypatch):
 def test_the_plan_cache_is_bounded_least_recently_used_first(fake, monkeypatch):
     import gpu_histeq
     from gpu_histeq._cuda import _kernels
-    monkeypatch.setattr(_kernels, "PLAN_CACHE_SIZE", 3)
+    monkeypatch.setattr(_kernels._plans, "PLAN_CACHE_SIZE", 3)
     hosts = [_images((2, 1, 16 + k, 24), seed=k) for k in range(5)]
     for host in hosts:
         np.testing.assert_array_equal(to_numpy(gpu_histeq.equalize_hist(fake.asarray(host))),
                                       _opencv(host))
-        assert _kernels.plan_count() <= 3
-    assert _kernels.plan_count() == 3
+        assert _kernels._plans.plan_count() <= 3
+    assert _kernels._plans.plan_count() == 3
     layouts = _Calls(monkeypatch, _kernels.Planes, "one_block")
     gpu_histeq.equalize_hist(fake.asarray(hosts[-1]))  # kept: replayed
     assert layouts.count == 0
@@ -119,7 +119,7 @@ def test_a_replay_makes_the_scratch_again(fake, monkeypatch):
     from gpu_histeq._cuda import _kernels
     hosts = [_images((2, 1, 300, 300), seed=seed) for seed in (0, 1)]
     gpu_histeq.equalize_hist(fake.asarray(hosts[0]))
-    (plan,) = _kernels._plans.values()
+    (plan,) = _kernels._plans.cache.values()
     assert [spec[1:] for spec in plan.scratch] == [(np.uint32, 0), (np.dtype(np.uint8), None)]
     layouts = _Calls(monkeypatch, _kernels.Planes, "multi_block")
     images = fake.asarray(hosts[1])
@@ -141,7 +141,7 @@ def test_a_launcher_over_views_runs_every_time(fake, monkeypatch):
         host = _images((3, 1, 300, 300), seed=seed)
         np.testing.assert_array_equal(to_numpy(gpu_histeq.equalize_hist(fake.asarray(host))),
                                       _opencv(host))
-    assert _kernels.UNPLANNED in _kernels._plans.values()
+    assert _kernels._plans.UNPLANNED in _kernels._plans.cache.values()
     layouts = _Calls(monkeypatch, _kernels.Planes, "multi_block")
     gpu_histeq.equalize_hist(fake.asarray(host))
     assert layouts.count == 3  # each group's histogram launch laid out again
@@ -155,7 +155,7 @@ def test_a_plan_keeps_no_array_alive(fake):
     from gpu_histeq._cuda import _kernels
     images = fake.asarray(_images((3, 1, 24, 24)))
     result = gpu_histeq.equalize_hist(images)
-    (plan,) = _kernels._plans.values()
+    (plan,) = _kernels._plans.cache.values()
     assert all(args[position] is None for *_, args, _, slots in plan.steps
                for position, _ in slots)
     gone = [weakref.ref(images), weakref.ref(result)]
@@ -276,6 +276,7 @@ def _capturable(cp, g):
     per_plane = cp.asarray(_images((6, 32, 40), seed=6))
     lut = cp.asarray(rng.integers(0, 256, (6, 1, 256)).astype(np.uint8))
     lut16 = cp.asarray(rng.integers(0, 2**16, (4, 1, 2**16)).astype(np.uint16))
+    ragged = [u8[0, 0], u8[1, 0, :20], u8_large[0, 0]]
     return {
         "equalize_hist uint8": lambda: g.equalize_hist(u8),
         "equalize_hist uint8 out=": lambda: g.equalize_hist(u8, out=out),
@@ -303,6 +304,9 @@ def _capturable(cp, g):
         "match_histograms uint16": lambda: g.match_histograms(u16[:, 0], u16[0, 0]),
         "apply_lut uint8": lambda: g.apply_lut(u8, lut),
         "apply_lut uint16": lambda: g.apply_lut(u16, lut16),
+        "equalize_adapthist uint8": lambda: g.equalize_adapthist(u8[:, 0], 8),
+        "equalize_adapthist uint16": lambda: g.equalize_adapthist(u16[:, 0], (8, 10)),
+        "equalize_hist ragged list, layout seen": lambda: g.equalize_hist(ragged),
     }
 
 
@@ -312,26 +316,36 @@ def test_the_capturable_calls_run_under_stream_capture(fake):
     import gpu_histeq
     from emulation.counting import capturing
     from gpu_histeq import _engine
+    def host(result):  # a ragged list's result is a list of arrays
+        return [to_numpy(r).copy() for r in result] if isinstance(result, list) else [
+            to_numpy(result).copy()]
+
     for name, call in _capturable(fake, gpu_histeq).items():
-        expected = to_numpy(call()).copy()
+        expected = host(call())
         with _engine.recording() as steps, capturing() as tally:
             result = call()
         check_steps(steps)
         assert steps and all(step.outcome is True for step in steps), (name, steps)
         assert not tally.syncs and tally.h2d_bytes == 0, name
         assert tally.kernel_launches >= 1, (name, tally)  # (array operations capture too)
-        np.testing.assert_array_equal(to_numpy(result), expected, err_msg=name)
+        got = host(result)
+        assert len(got) == len(expected), name
+        for one, want in zip(got, expected):
+            np.testing.assert_array_equal(one, want, err_msg=name)
 
 
 @pytest.mark.parametrize("name", ["float32 (status word)", "mask (a plane selecting nothing)",
                                   "histogram (its width)", "apply_lut int16 (value range)",
-                                  "ragged list (spans uploaded)",
-                                  "match_histograms float32 (status word)"])
+                                  "ragged list of a new layout (spans uploaded)",
+                                  "match_histograms float32 (status word)",
+                                  "float16 (status word)",
+                                  "equalize_adapthist float64 (status word)"])
 def test_the_other_calls_are_refused_by_capture(fake, name):
     """What the capturable list leaves out, and the read that excludes it."""
     import gpu_histeq
     from emulation.counting import CaptureError, capturing
     images = fake.asarray(_images((3, 1, 24, 24)))
+    widths = iter(range(20, 5, -1))  # each call a list layout not seen before
     calls = {
         "float32 (status word)": lambda: gpu_histeq.equalize_hist(images.astype(np.float32)),
         "mask (a plane selecting nothing)": lambda: gpu_histeq.equalize_hist(
@@ -339,10 +353,13 @@ def test_the_other_calls_are_refused_by_capture(fake, name):
         "histogram (its width)": lambda: gpu_histeq.histogram(images),
         "apply_lut int16 (value range)": lambda: gpu_histeq.apply_lut(
             images.astype(np.int16), fake.asarray(np.arange(256, dtype=np.uint8))),
-        "ragged list (spans uploaded)": lambda: gpu_histeq.equalize_hist(
-            [images[0, 0], images[1, 0, :20]]),
+        "ragged list of a new layout (spans uploaded)": lambda: gpu_histeq.equalize_hist(
+            [images[0, 0], images[1, 0, :next(widths)]]),
         "match_histograms float32 (status word)": lambda: gpu_histeq.match_histograms(
             images[:, 0].astype(np.float32), images[0, 0].astype(np.float32)),
+        "float16 (status word)": lambda: gpu_histeq.equalize_hist(images.astype(np.float16)),
+        "equalize_adapthist float64 (status word)": lambda: gpu_histeq.equalize_adapthist(
+            images[:, 0] / 255.0, 8),
     }
     call = calls[name]
     call()  # compiled, planned: what is left is the call's own reads

@@ -5,7 +5,11 @@ caller then runs the portable path, which the kernels reproduce bit for bit:
 
 * :func:`equalize` -- the whole of ``equalize_hist`` on uint8 / uint16 planes (every method), on
   int8 / int16 (small planes by rank, ``ranks.cu``, large ones by level) / int32 / uint32 (by
-  rank) planes and on float32 / float64 planes (``method="skimage"``);
+  rank) planes and on float32 / float64 planes, and float16 planes in at most 2048 bins
+  (``method="skimage"``; ``uniform.cu``'s gpu_histeq_half: numpy.float16's arithmetic);
+* :func:`histogram` -- the whole of ``histogram`` / ``cumulative_distribution`` on integer (8,
+  16, 32 bits) and float32 / float64 planes: ranges, counts and the (P, B) end in one launch
+  each (``histogram.cu``; the entry point in ``_histogram.py``);
 * :func:`block_counts` -- the histograms of a ``LevelBinning`` (uint8 / uint16, and int8 / int16
   with a per-plane lowest level) or a ``UniformBinning`` (float32 / float64);
 * :func:`apply_lut` -- the remap of uint8 / uint16 planes through per-plane or shared tables;
@@ -60,11 +64,12 @@ from .._binning import LevelBinning, UniformBinning
 from .._validate import (check_edges_increase, check_finite, check_levels_nbins,
                          check_unit_range)
 from . import _sources
-from ._declined import DECLINES, Declined, _uncovered
+from ._declined import DECLINES, Declined, _uncovered, _uncovered_rows
+from ._histogram import histogram
 from ._luma import equalize_luma, merge_luma, split_luma
 
 __all__ = ["DECLINES", "Declined", "adapthist", "apply_lut", "apply_packed", "block_counts", "clahe",
-           "equalize", "equalize_luma", "equalize_packed", "match", "merge_luma",
+           "equalize", "equalize_luma", "equalize_packed", "histogram", "match", "merge_luma",
            "packed_counts", "split_luma"]
 
 
@@ -81,17 +86,6 @@ def _launchers():
         from . import _clahe, _kernels, _ranks
         modules = _loaded["launchers"] = (_kernels, _ranks, _clahe)
     return modules
-
-
-def _uncovered_rows(planes, *others):
-    """Why (P, N) `planes` are not covered, or None: they must be non-empty, C-contiguous (and
-    so must `others`), with N below the 32-bit count limit."""
-    nplanes, npixels = planes.shape
-    if not (nplanes > 0 and 0 < npixels <= _launchers()[0].MAX_PIXELS):
-        return _uncovered(f"{nplanes} planes of {npixels} pixels")
-    if not all(a is None or a.flags.c_contiguous for a in (planes, *others)):
-        return _uncovered("arrays that are not C-contiguous")
-    return None
 
 
 def equalize(planes, mask_planes, method, nbins, result):
@@ -163,7 +157,9 @@ def _equalize(planes, method, nbins):
             else:
                 ranks.equalize_ranked(planes, method)
             return True
-        if dtype in _sources.FLOAT_DTYPES and method == "skimage":
+        if dtype == _sources.HALF and method == "skimage" and nbins > _sources.HALF_BINS:
+            return _uncovered(f"float16 planes in more than {_sources.HALF_BINS} bins")
+        if (dtype in _sources.FLOAT_DTYPES or dtype == _sources.HALF) and method == "skimage":
             status = kernels.cupy.zeros(1, np.int32)
             kernels.equalize_uniform(planes, nbins, status)
             flags = int(status[0])  # sync: errors and irregular planes, as portably
@@ -343,7 +339,8 @@ def match(planes, ref_planes, owner, result):
     owner : (P,) intp numpy.ndarray
         The reference row of each plane, on the host: uploaded only when it is neither all 0
         (one reference) nor ``0 .. P - 1`` (one per plane).
-    result : (P, N_s) float64 cupy.ndarray
+    result : (P, N_s) float64 cupy.ndarray, or float32 for float32 planes
+        (the float64 match cast to float32 in the kernel, as ``astype`` casts it).
 
     Returns
     -------
@@ -370,7 +367,7 @@ def match(planes, ref_planes, owner, result):
     if (dtype not in _sources.MATCH_DTYPES or np.dtype(ref_planes.dtype) != dtype
             or planes.shape[1] > ranks.MAX_PIXELS
             or not 0 < ref_planes.shape[1] <= ranks.MAX_PIXELS
-            or result.dtype != np.float64):
+            or result.dtype not in (np.float64, np.float32 if dtype == np.float32 else None)):
         return _uncovered(f"{dtype} images, {np.dtype(ref_planes.dtype)} reference, planes of "
                           f"{planes.shape[1]} and {ref_planes.shape[1]} pixels")
     for declined in (_uncovered_rows(planes, result), _uncovered_rows(ref_planes)):

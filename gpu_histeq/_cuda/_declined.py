@@ -1,6 +1,6 @@
 """What a CUDA entry point answers when its kernels did not produce the whole result: the
-convention at the top of :mod:`gpu_histeq._cuda` (imports nothing, so every entry-point module
-of the package can use it)."""
+convention at the top of :mod:`gpu_histeq._cuda` (imports nothing at import time, so every
+entry-point module of the package can use it)."""
 
 #: Every reason an entry point may decline (:class:`Declined`), and the inputs that cause it.
 DECLINES = {
@@ -43,3 +43,15 @@ class Declined:
 
 def _uncovered(detail):
     return Declined("uncovered", detail)
+
+
+def _uncovered_rows(planes, *others):
+    """Why (P, N) `planes` are not covered, or None: they must be non-empty, C-contiguous (and
+    so must `others`), with N below the 32-bit count limit."""
+    from ._kernels import MAX_PIXELS
+    nplanes, npixels = planes.shape
+    if not (nplanes > 0 and 0 < npixels <= MAX_PIXELS):
+        return _uncovered(f"{nplanes} planes of {npixels} pixels")
+    if not all(a is None or a.flags.c_contiguous for a in (planes, *others)):
+        return _uncovered("arrays that are not C-contiguous")
+    return None

@@ -4,20 +4,20 @@ Each launcher takes :class:`Planes` -- C-contiguous ``(P, N)`` rows, or spans of
 arrays (a ragged batch: planes of any sizes one after the other) -- and writes into
 preallocated arrays; the only device memory it adds is per-plane scratch, at most
 ``_planes.CHUNK_BINS`` bins at a time, and for packed planes their ``(K, 2)`` spans and
-``(K + 1,)`` first blocks, copied from the host once per launch group. Multi-block kernels over
+``(K + 1,)`` first blocks, one buffer copied from the host once per distinct layout (then
+reused from :data:`_LAYOUTS`). Multi-block kernels over
 packed planes run a 1-d grid of exactly the blocks each plane needs (none for a plane of 0
 pixels), not planes x the largest plane's.
 """
 
-import collections
-import functools
 import threading
 
 import cupy
 import numpy as np
 
 from .. import _planes
-from . import _sources
+from . import _plans, _sources
+from ._plans import scratch
 
 #: Threads of every block (GPU_HISTEQ_THREADS in common.cuh).
 THREADS = 256
@@ -41,6 +41,8 @@ MAX_PIXELS = (1 << 31) - 1
 STATUS_NOT_FINITE = 1
 STATUS_REPEATED_EDGES = 2
 STATUS_IRREGULAR = 4
+#: ... and of gpu_histeq_uniform_finish (histogram.cu): a plane with no selected pixel.
+STATUS_NO_PIXEL = 8
 
 _NULL = np.uint64(0)  # a null pointer argument (no mask, no per-plane low level)
 
@@ -65,60 +67,14 @@ def _launch(filename, kernel_name, template_args, grid, args, shared_mem=0):
     function = _functions.get(key)
     if function is None:
         function = kernel(filename, _sources.expression(kernel_name, *template_args))
-        if len(_functions) >= PLAN_CACHE_SIZE:
+        if len(_functions) >= _plans.PLAN_CACHE_SIZE:
             _functions.clear()
         _functions[key] = function
     function(grid, (THREADS,), args, shared_mem=shared_mem)
-    launches = getattr(_recorder, "launches", None)
-    if launches is not None:
-        launches.append((function, grid, args, shared_mem))
+    _plans.record(function, grid, (THREADS,), args, shared_mem)
 
 
-# ---- launch plans: a configuration already seen replays its launches
-
-#: Launch plans kept (one per configuration seen), the least recently used dropped first.
-PLAN_CACHE_SIZE = 256
-_plans: collections.OrderedDict = collections.OrderedDict()
-_plans_lock = threading.Lock()
-_recorder = threading.local()  # .launches: the list :func:`_launch` appends to while recording
-#: The plan of a configuration whose launches take an array made inside the launcher (scratch,
-#: a view): it runs its launcher every time.
-UNPLANNED = "unplanned"
-
-
-class Plan:
-    """The launches of one configuration and what the launcher answered.
-
-    ``steps`` are ``(function, grid, args, shared_mem, slots)``: ``args`` with None where
-    ``slots`` -- ``(position in args, index of the call's array)`` -- put the call's arrays,
-    then the ``scratch`` arrays made again at each replay (a plan keeps no array alive).
-    """
-
-    __slots__ = ("steps", "result", "scratch")
-
-    def __init__(self, steps, result, scratch):
-        self.steps, self.result, self.scratch = tuple(steps), result, tuple(scratch)
-
-    def replay(self, arrays):
-        if self.scratch:  # made again, in the order the launcher made them
-            arrays += tuple(_make(*spec) for spec in self.scratch)
-        for function, grid, args, shared_mem, slots in self.steps:
-            if slots:
-                args = list(args)
-                for position, index in slots:
-                    args[position] = arrays[index]
-                args = tuple(args)
-            function(grid, (THREADS,), args, shared_mem=shared_mem)
-        return self.result
-
-
-def _describe(array):
-    """What a launch plan depends on in `array`: shape, strides, dtype and the pointer's 16-byte
-    phase (the kernels' ``aligned`` flags and shared-memory caching); None for None."""
-    if array is None:
-        return None
-    return array.shape, array.strides, array.dtype, array.data.ptr & 15
-
+# ---- launch plans (_plans.py): a configuration already seen replays its launches
 
 def _tuning():
     """The module constants the launchers read (tests change them): part of every plan key."""
@@ -126,108 +82,15 @@ def _tuning():
             PACKS_PER_THREAD, MAX_GRID_BLOCKS, _planes.CHUNK_BINS)
 
 
-def plan_count():
-    """Launch plans held (at most :data:`PLAN_CACHE_SIZE`)."""
-    return len(_plans)
+def planned(tuning=_tuning):
+    """:func:`_plans.planned`, keyed by this module's constants unless `tuning` says more."""
+    return _plans.planned(tuning)
 
 
 def clear_plans():
-    """Drop every launch plan (the next call of each configuration records it again)."""
-    with _plans_lock:
-        _plans.clear()
+    """Drop every launch plan and compiled-function lookup (the next call records again)."""
+    _plans.clear()
     _functions.clear()
-
-
-def _make(shape, dtype, fill):
-    return (cupy.empty(shape, dtype) if fill is None else cupy.zeros(shape, dtype) if fill == 0
-            else cupy.full(shape, fill, dtype))
-
-
-def scratch(shape, dtype, fill=None):
-    """A device array a launcher makes for its own launches: uninitialized, or filled with
-    `fill` (0: ``cupy.zeros``). A plan records it and a replay makes it again."""
-    array = _make(shape, dtype, fill)
-    made = getattr(_recorder, "scratch", None)
-    if made is not None:
-        made.append((array, (shape, dtype, fill)))
-    return array
-
-
-def _plan(launches, made, arrays, result):
-    """The :class:`Plan` of recorded `launches` over the call's `arrays` and the :func:`scratch`
-    arrays `made`, or UNPLANNED when a launch takes another array (a view, an array made
-    otherwise: it must be made at every call) or the launcher answered something else than
-    None or a bool."""
-    if result is not None and type(result) is not bool:
-        return UNPLANNED
-    known = arrays + tuple(array for array, _ in made)
-    steps = []
-    for function, grid, args, shared_mem in launches:
-        template, slots = list(args), []
-        for position, value in enumerate(args):
-            if isinstance(value, cupy.ndarray):
-                index = next((i for i, a in enumerate(known) if a is value), None)
-                if index is None:
-                    return UNPLANNED
-                template[position] = None
-                slots.append((position, index))
-        steps.append((function, grid, tuple(template), shared_mem, tuple(slots)))
-    return Plan(steps, result, [spec for _, spec in made])
-
-
-def planned(tuning=_tuning):
-    """Cache the launches of a launcher per configuration: ``launcher(planes, *arguments)``,
-    `planes` a :class:`Planes` or a device array.
-
-    The first call of a configuration -- the shapes, strides, dtypes and 16-byte pointer phases
-    of `planes` (``planes.values`` / ``.mask`` / ``.out``) and of the array `arguments`, the
-    other `arguments` themselves, the device and ``tuning()`` (the constants the launcher reads)
-    -- runs the launcher and records its launches; a later call with the same configuration
-    replays them with its own arrays and answers what the launcher answered, skipping the
-    launcher's Python work (layout, alignment, grid, shared memory, argument packing).
-    Arrays the launcher makes with :func:`scratch` are made again at each replay; a launcher
-    whose launches take any other array it makes (a view of one) is not replayed: it runs
-    every time. Packed planes (``spans``) always run the launcher. At most
-    :data:`PLAN_CACHE_SIZE` plans are kept, least recently used dropped first.
-    """
-    def decorate(launcher):
-        @functools.wraps(launcher)
-        def run(planes, *arguments):
-            if getattr(_recorder, "launches", None) is not None:
-                return launcher(planes, *arguments)  # inside another launcher's recording
-            rows = type(planes) is Planes
-            if rows:
-                if planes.spans is not None:
-                    return launcher(planes, *arguments)
-                arrays = (planes.values, planes.mask, planes.out)
-            else:
-                arrays = (planes,)
-            arrays += tuple(a for a in arguments if isinstance(a, cupy.ndarray))
-            key = (launcher, arrays[0].device.id, tuning(), tuple(map(_describe, arrays)),
-                   tuple(a for a in arguments if not isinstance(a, cupy.ndarray)))
-            with _plans_lock:
-                plan = _plans.get(key)
-                if plan is not None:
-                    _plans.move_to_end(key)
-            if plan is UNPLANNED:
-                return launcher(planes, *arguments)
-            if plan is not None:
-                if rows:  # (the callers of Planes launchers are on its device already)
-                    return plan.replay(arrays)
-                with arrays[0].device:
-                    return plan.replay(arrays)
-            _recorder.launches, _recorder.scratch = launches, made = [], []
-            try:
-                result = launcher(planes, *arguments)
-            finally:
-                _recorder.launches = _recorder.scratch = None
-            with _plans_lock:
-                _plans[key] = _plan(launches, made, arrays, result)
-                while len(_plans) > PLAN_CACHE_SIZE:
-                    _plans.popitem(last=False)
-            return result
-        return run
-    return decorate
 
 
 #: Blocks of one 1-d grid (packed layout): at most this many planes of 65535 blocks per launch.
@@ -333,7 +196,9 @@ class Planes:
         if self.spans is None:
             return _NULL, np.int64(self.largest)
         if self._device_spans is None:
-            self._device_spans = cupy.asarray(np.ascontiguousarray(self.spans, np.int64))
+            self._device_spans, first, total = _device_layout(
+                self.values, np.ascontiguousarray(self.spans, np.int64))
+            self._first_blocks = (total, first)
         return self._device_spans, np.int64(0)
 
     def one_block(self, with_mask=True):
@@ -354,12 +219,7 @@ class Planes:
             grid = (self.count, blocks_per_plane(self.largest, self.itemsize))
             return grid, (self.values, *masks, spans, _NULL, np.int64(self.count), width,
                           is_aligned)
-        if self._first_blocks is None:  # blocks_per_plane, but none for a plane of 0 pixels
-            per_block = THREADS * (16 // self.itemsize) * PACKS_PER_THREAD
-            first = np.zeros(self.count + 1, np.int64)
-            np.cumsum(np.minimum(65535, -(-self.sizes // per_block)), out=first[1:])
-            self._first_blocks = (int(first[-1]), cupy.asarray(first))
-        total, first_blocks = self._first_blocks
+        total, first_blocks = self._first_blocks  # set by _layout
         if total == 0:
             return None, None
         return (total,), (self.values, *masks, spans, first_blocks, np.int64(self.count), width,
@@ -394,6 +254,40 @@ def _rows(array, rows):
     return None if array is None else array[rows]
 
 
+#: Layouts of packed launches already on a device: (device, host int64 bytes) -> device copy.
+#: Read-only to the kernels, so a call with the planes sizes of an earlier one uploads nothing.
+_LAYOUTS: dict = {}
+#: Layouts kept (a few KiB each at most for ordinary batches); the oldest is dropped first.
+LAYOUT_CACHE = 64
+_LAYOUT_LOCK = threading.Lock()
+
+
+def _device_layout(values, spans):
+    """One int64 device buffer ``[spans.ravel(), first_blocks]`` of packed planes `spans`
+    (first_blocks: each plane's first block of the 1-d multi-block grid, PACKS_PER_THREAD packs
+    per thread, none for a plane of 0 pixels), uploaded once per distinct layout and device.
+
+    Returns
+    -------
+    spans : (K, 2) int64 cupy.ndarray, first_blocks : (K + 1,) int64 cupy.ndarray, total : int
+        Views of the one buffer, and the blocks of the whole grid.
+    """
+    count = len(spans)
+    sizes = spans[:, 1] - spans[:, 0]
+    per_block = THREADS * (16 // values.itemsize) * PACKS_PER_THREAD
+    host = np.zeros(3 * count + 1, np.int64)
+    host[:2 * count] = spans.ravel()
+    np.cumsum(np.minimum(65535, -(-sizes // per_block)), out=host[2 * count + 1:])
+    key = (values.device.id, values.itemsize, host.tobytes())
+    with _LAYOUT_LOCK:
+        device = _LAYOUTS.get(key)
+        if device is None:
+            while len(_LAYOUTS) >= LAYOUT_CACHE:
+                del _LAYOUTS[next(iter(_LAYOUTS))]
+            device = _LAYOUTS[key] = cupy.asarray(host)
+    return device[:2 * count].reshape(count, 2), device[2 * count:], int(host[-1])
+
+
 # ---- integer levels (levels.cu)
 
 def level_histograms(planes, low, nbins, hists):
@@ -421,7 +315,11 @@ def equalize_levels(planes, method):
     ``planes.out``, one bin per level."""
     method_id = _sources.METHODS[method]
     result_dtype = planes.out.dtype
-    small, planes = planes.split(SMALL_PIXELS if planes.values.dtype == np.uint8 else -1)
+    small, large = planes.split(SMALL_PIXELS if planes.values.dtype == np.uint8 else -1)
+    if large is not None:  # the multi-block launches run anyway: the small planes join them
+        small, planes = None, planes  # (one launch fewer; their pixels read twice, not once)
+    else:
+        planes = None
     if small is not None:
         cache, shared_mem = small.cache(CACHE_BYTES_U8)
         grid, args = small.one_block()
@@ -430,27 +328,36 @@ def equalize_levels(planes, method):
     if planes is None:
         return
     levels = 1 << (8 * planes.itemsize)
-    # int16: level v counted in bin v + 32768 (a per-plane low of -32768), and looked up from a
-    # pointer 32768 entries into each plane's table
+    # int16 (skimage only): level v counted in bin v + 32768 (a per-plane low of -32768), and its
+    # cumulative count read 32768 entries into each plane's
     signed = planes.values.dtype.kind == "i"
     for _, group in planes.groups(levels):
         hists = scratch((group.count, levels), np.uint32, 0)
         low = scratch(group.count, np.int64, -(levels // 2)) if signed else None
         level_histograms(group, low, levels, hists)
-        tables = scratch((group.count, levels), result_dtype)
-        _launch("levels.cu", "gpu_histeq_level_tables", (method_id, result_dtype), (group.count,),
-                (hists, np.int32(levels), tables))
-        if signed:
+        if method == "skimage" and levels == 65536:  # no float64 table: 4, not 8 + 8, bytes per level
+            stats = scratch((group.count, 2), np.int64)
+            _launch("levels.cu", "gpu_histeq_level_cumulative", (np.uint32,), (group.count,),
+                    (hists, np.int32(levels), stats))
             grid, args = group.multi_block(with_mask=False)
             if grid is not None:
-                _launch("levels.cu", "gpu_histeq_remap", (group.values.dtype, result_dtype), grid,
-                        (*args, tables.reshape(-1)[levels // 2:], np.int64(levels),
-                         np.int32(levels), group.out))
-        else:
-            remap(group, tables, levels)
+                _launch("levels.cu", "gpu_histeq_remap_cumulative", (group.values.dtype,), grid,
+                        (*args, hists, np.int64(levels), np.int64(levels // 2 if signed else 0),
+                         stats, group.out))
+            continue
+        tables = scratch((group.count, levels), result_dtype)  # unsigned levels only here
+        _launch("levels.cu", "gpu_histeq_level_tables", (method_id, result_dtype), (group.count,),
+                (hists, np.int32(levels), tables))
+        remap(group, tables, levels)
 
 
 # ---- floating values, uniform bins (uniform.cu)
+
+def range_dtype(dtype):
+    """The dtype of the uniform kernels' per-plane low / high of `dtype` planes: float32 for
+    float16 (their atomics have no 16-bit form; every float16 is a float32), else `dtype`."""
+    return np.dtype(np.float32) if np.dtype(dtype) == np.float16 else np.dtype(dtype)
+
 
 def uniform_histograms(planes, low, high, widen, nbins, hists):
     """Add numpy.histogram's counts over ``[low[p], high[p]]`` into ``(P, nbins)`` uint32 `hists`."""
@@ -476,12 +383,13 @@ def equalize_uniform(planes, nbins, status):
                 (*args, cache, np.int32(nbins), status, small.out), shared_mem=shared_mem)
     if planes is None:
         return
+    wide = range_dtype(dtype)
     for _, group in planes.groups(nbins):
-        low, high = scratch(group.count, dtype, np.inf), scratch(group.count, dtype, -np.inf)
+        low, high = scratch(group.count, wide, np.inf), scratch(group.count, wide, -np.inf)
         if group.spans is not None:  # planes of 0 pixels: [0, 0], as the portable plane_stats
             spans, _ = group._layout()
             empty = spans[:, 1] == spans[:, 0]
-            low, high = cupy.where(empty, dtype.type(0), low), cupy.where(empty, dtype.type(0), high)
+            low, high = cupy.where(empty, wide.type(0), low), cupy.where(empty, wide.type(0), high)
         grid, args = group.multi_block()
         if grid is not None:
             _launch("uniform.cu", "gpu_histeq_minmax", (dtype,), grid, (*args, low, high, status))
@@ -494,3 +402,39 @@ def equalize_uniform(planes, nbins, status):
         if grid is not None:
             _launch("uniform.cu", "gpu_histeq_uniform_remap", (dtype,), grid,
                     (*args, low, high, np.int32(nbins), values, positions, slopes, group.out))
+
+
+# ---- histogram / cumulative_distribution (histogram.cu finishes the counts of either binning)
+
+def level_range(planes, ranges):
+    """Lowest / highest selected level of each plane into rows 0 / 1 of ``(2, P)`` int64
+    `ranges` (atomics: they start at the largest / smallest int64, which an unselected plane
+    keeps)."""
+    grid, args = planes.multi_block()
+    if grid is not None:
+        _launch("levels.cu", "gpu_histeq_level_range", (planes.values.dtype,), grid,
+                (*args, ranges))
+
+
+def plane_minmax(planes, low, high, status):
+    """Minimum / maximum of each plane's selected pixels into `low` / `high` (starting at +inf /
+    -inf), STATUS_NOT_FINITE into ``status[0]`` for a NaN or infinity anywhere."""
+    grid, args = planes.multi_block()
+    if grid is not None:
+        _launch("uniform.cu", "gpu_histeq_minmax", (planes.values.dtype,), grid,
+                (*args, low, high, status))
+
+
+def histogram_finish(hists, low, high, counts, cdf, centers, status=None):
+    """``(P, B)`` int64 `counts` (or None) and `cdf` (or None) and `centers` from ``(P, B)``
+    uint32 `hists`: level bins from `low` when `high` is None, else uniform bins over ``[low,
+    high]`` with STATUS_REPEATED_EDGES / STATUS_NO_PIXEL and the first plane without a selected
+    pixel (``P - status[1]``) in `status`."""
+    nplanes, nbins = hists.shape
+    if high is None:
+        _launch("histogram.cu", "gpu_histeq_level_finish", (np.float64,), (nplanes,),
+                (hists, _pointer(low), np.int32(nbins), _pointer(counts), _pointer(cdf), centers))
+        return
+    cdf_type = np.float64 if centers.dtype == np.float64 else np.float32  # _tables.cdf_dtype
+    _launch("histogram.cu", "gpu_histeq_uniform_finish", (centers.dtype, cdf_type), (nplanes,),
+            (hists, low, high, np.int32(nbins), _pointer(counts), _pointer(cdf), centers, status))

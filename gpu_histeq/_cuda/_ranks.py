@@ -61,24 +61,29 @@ def equalize_ranked(planes, method):
 #: images, in the reference.
 STATUS_IMAGES_NOT_FINITE = 1
 STATUS_REFERENCE_NOT_FINITE = 2
+#: Bytes of images' keys gpu_histeq_match_shared sorts in dynamic shared memory (its static part
+#: is the block reduction's 32 bytes): float32 planes up to 10240 pixels, uint8 up to 40960.
+MATCH_SHARED_BYTES = 40 << 10
 #: Pixels each thread of gpu_histeq_match handles (its grid-stride loop).
 MATCH_PIXELS_PER_THREAD = 4
 
 
 def _sorted_keys(rows, flag, status):
-    """``(R, size)`` keys of every row of C-contiguous `rows`, sorted (one launch)."""
+    """``(R, N)`` keys of every row of C-contiguous ``(R, N)`` `rows`, sorted (one launch; no
+    padding: gpu_histeq_bitonic_sort_n)."""
     dtype = np.dtype(rows.dtype)
-    size = padded(rows.shape[1])
-    keys = cupy.empty((rows.shape[0], size), _KEYS[dtype.itemsize])
+    keys = cupy.empty(rows.shape, _KEYS[dtype.itemsize])
     _launch("ranks.cu", "gpu_histeq_sort_keys", (dtype,), (rows.shape[0],),
-            (rows, np.int64(rows.shape[1]), keys, np.int64(size), np.int32(flag),
+            (rows, np.int64(rows.shape[1]), keys, np.int64(rows.shape[1]), np.int32(flag),
              _NULL if status is None else status))
     return keys
 
 
 def match(planes, ref_planes, owner, result):
     """scikit-image's histogram matching of every row of `planes` through row ``owner[p]`` of
-    `ref_planes`, into float64 `result`, in three launches (sort both, match).
+    `ref_planes`, into `result`: sort the reference, then match in one block per plane that sorts
+    its plane in shared memory (planes of at most MATCH_SHARED_BYTES of keys), else sort both
+    and match (three launches).
 
     Parameters
     ----------
@@ -88,7 +93,7 @@ def match(planes, ref_planes, owner, result):
     owner : (P,) int host numpy.ndarray
         Reference row of each plane: passed as a step (0: one reference, 1: one per plane) where
         it is one, else copied to the device.
-    result : (P, N_s) float64 C-contiguous cupy.ndarray
+    result : (P, N_s) float64 (or, for float32 planes, float32) C-contiguous cupy.ndarray
 
     Returns
     -------
@@ -98,9 +103,12 @@ def match(planes, ref_planes, owner, result):
     """
     floating = np.dtype(planes.dtype).kind == "f"
     status = cupy.zeros(1, np.int32) if floating else None
-    source = _sorted_keys(planes, STATUS_IMAGES_NOT_FINITE, status)
-    reference = _sorted_keys(ref_planes, STATUS_REFERENCE_NOT_FINITE, status)
     nplanes, npixels = planes.shape
+    key_bytes = npixels * np.dtype(_KEYS[planes.itemsize]).itemsize
+    # the images' keys sorted by the matching block in shared memory where they fit
+    source = None if key_bytes <= MATCH_SHARED_BYTES else _sorted_keys(
+        planes, STATUS_IMAGES_NOT_FINITE, status)
+    reference = _sorted_keys(ref_planes, STATUS_REFERENCE_NOT_FINITE, status)
     owner = np.asarray(owner, np.int64)
     if not owner.any():
         rows, step = _NULL, 0
@@ -108,9 +116,17 @@ def match(planes, ref_planes, owner, result):
         rows, step = _NULL, 1
     else:  # a reference batch broadcast over some batch axes only: P int64 up
         rows, step = cupy.asarray(owner), 0
+    types = (planes.dtype, ref_planes.dtype, result.dtype)
+    if source is None:
+        _launch("ranks.cu", "gpu_histeq_match_shared", types, (nplanes,),
+                (planes, np.int64(npixels), reference, np.int64(reference.shape[1]),
+                 np.int64(ref_planes.shape[1]), rows, np.int64(step),
+                 np.int32(STATUS_IMAGES_NOT_FINITE), _NULL if status is None else status, result),
+                shared_mem=key_bytes)
+        return status
     per_block = THREADS * MATCH_PIXELS_PER_THREAD
     grid = (nplanes, max(1, min(65535, -(-npixels // per_block))))
-    _launch("ranks.cu", "gpu_histeq_match", (planes.dtype, ref_planes.dtype), grid,
+    _launch("ranks.cu", "gpu_histeq_match", types, grid,
             (planes, np.int64(npixels), source, np.int64(source.shape[1]), reference,
              np.int64(reference.shape[1]), np.int64(ref_planes.shape[1]), rows, np.int64(step),
              result))

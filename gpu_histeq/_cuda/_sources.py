@@ -41,12 +41,27 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 RANK_DTYPES = (np.dtype(np.int8), np.dtype(np.uint16), np.dtype(np.int16), np.dtype(np.uint32),
                np.dtype(np.int32))
 
+#: Integer dtypes whose histograms (one bin per level over each plane's range) the level kernels
+#: count; float16 / float32 / float64 take the uniform ones (histogram.cu finishes both).
+HISTOGRAM_LEVEL_DTYPES = (*LEVEL_DTYPES, *SIGNED_LEVEL_DTYPES, np.dtype(np.uint32),
+                          np.dtype(np.int32))
+
 _DIRECTORY = Path(__file__).parent
+
+
+#: float16 in kernel templates: uniform.cu's gpu_histeq_half (2 bytes, numpy.float16's
+#: arithmetic); not in C_TYPES, which lists the dtypes of tables and results of every kernel.
+HALF = np.dtype(np.float16)
+#: Bins of float16 planes the kernels take: up to here every bin index is a float16 integer, as
+#: the portable numpy.arange(nbins + 1, dtype=float16) edges need (more: the portable path).
+HALF_BINS = 2048
+_TEMPLATE_TYPES = {**C_TYPES, HALF: "gpu_histeq_half"}
 
 
 def expression(kernel, *template_args):
     """The name expression of one instantiation, e.g. ``gpu_histeq_remap<unsigned char, float>``."""
-    args = ", ".join(str(C_TYPES[np.dtype(a)] if not isinstance(a, int) else a) for a in template_args)
+    args = ", ".join(str(_TEMPLATE_TYPES[np.dtype(a)] if not isinstance(a, int) else a)
+                     for a in template_args)
     return f"{kernel}<{args}>"
 
 
@@ -59,18 +74,21 @@ def _level_expressions():
     opencv, pil, skimage = METHODS["opencv"], METHODS["pil"], METHODS["skimage"]
     names = [expression("gpu_histeq_equalize_small_u8", m, out)
              for m, out in ((opencv, u8), (pil, u8), (skimage, f64))]
-    names += [expression("gpu_histeq_level_histogram", t) for t in (*LEVEL_DTYPES, np.int16)]
+    names += [expression("gpu_histeq_level_histogram", t) for t in HISTOGRAM_LEVEL_DTYPES]
+    names += [expression("gpu_histeq_level_range", t) for t in HISTOGRAM_LEVEL_DTYPES]
     names += [expression("gpu_histeq_level_tables", m, out)
               for m, out in ((opencv, u8), (pil, u8), (skimage, f64), (opencv, u16))]
     names += [expression("gpu_histeq_remap", t, out) for t in LEVEL_DTYPES for out in C_TYPES]
-    names += [expression("gpu_histeq_remap", np.int16, f64)]  # large int16 planes, skimage
+    # large 16-bit planes, skimage: cumulative counts in place, entries made per pixel
+    names += [expression("gpu_histeq_level_cumulative", np.uint32)]
+    names += [expression("gpu_histeq_remap_cumulative", t) for t in (u16, np.int16)]
     return names
 
 
 def _uniform_expressions():
     kernels = ("gpu_histeq_minmax", "gpu_histeq_uniform_histogram", "gpu_histeq_uniform_tables",
                "gpu_histeq_uniform_remap", "gpu_histeq_equalize_small_float")
-    return [expression(kernel, t) for kernel in kernels for t in FLOAT_DTYPES]
+    return [expression(kernel, t) for kernel in kernels for t in (*FLOAT_DTYPES, HALF)]
 
 
 def _clahe_expressions():
@@ -107,7 +125,21 @@ def _rank_expressions():
     names = [expression("gpu_histeq_equalize_ranked", t, skimage, f64) for t in RANK_DTYPES]
     names += [expression("gpu_histeq_equalize_ranked", np.uint16, METHODS["opencv"], np.uint16)]
     names += [expression("gpu_histeq_sort_keys", t) for t in MATCH_DTYPES]
-    return names + [expression("gpu_histeq_match", t, t) for t in MATCH_DTYPES]
+    f32 = np.dtype(np.float32)
+    return names + [expression(kernel, t, t, f64) for kernel in MATCH_KERNELS
+                    for t in MATCH_DTYPES] + [
+        expression(kernel, f32, f32, f32) for kernel in MATCH_KERNELS]  # float32 result
+
+
+#: The match after both sorts, and the one that sorts the images' keys in shared memory itself.
+MATCH_KERNELS = ("gpu_histeq_match", "gpu_histeq_match_shared")
+
+
+def _histogram_expressions():
+    f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
+    return [expression("gpu_histeq_level_finish", f64)] + [
+        expression("gpu_histeq_uniform_finish", t, cdf)
+        for t, cdf in ((f32, f32), (f64, f64), (HALF, f32))]
 
 
 #: Input dtypes of equalize_adapthist's prepare kernel (adapthist.cu; float16 through float32),
@@ -125,10 +157,12 @@ def _adapthist_expressions():
 
 #: Every instantiation the loader may ask for, by source file: the compile test builds them all.
 INSTANTIATIONS = {"levels.cu": _level_expressions(), "uniform.cu": _uniform_expressions(),
+                  "histogram.cu": _histogram_expressions(),
                   "clahe.cu": _clahe_expressions(), "color.cu": _color_expressions(),
                   "ranks.cu": _rank_expressions(), "adapthist.cu": _adapthist_expressions()}
 #: Files compiled in front of a file (after common.cuh) for the device functions it shares.
-PRELUDES = {"color.cu": ("levels.cu", "ranks.cu", "uniform.cu"), "clahe.cu": ("ranks.cu",)}
+PRELUDES = {"color.cu": ("levels.cu", "ranks.cu", "uniform.cu"), "clahe.cu": ("ranks.cu",),
+            "histogram.cu": ("uniform.cu",)}
 
 
 def source(filename):

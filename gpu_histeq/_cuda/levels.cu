@@ -154,3 +154,81 @@ gpu_histeq_remap(const T* planes, const long long* spans, const long long* first
                           work.block * GPU_HISTEQ_THREADS + threadIdx.x, work.blocks * GPU_HISTEQ_THREADS,
                           [&](T v) { return table[v]; });
 }
+
+// Lowest and highest selected level of many planes (histogram's per-plane range), grids as
+// gpu_histeq_level_histogram; `ranges` is (2, nplanes) int64, row 0 starting at the largest
+// int64 (a plane keeps it when no pixel is selected), row 1 at the smallest. Per pixel: two
+// integer comparisons; two global atomics per block. Traffic: sizeof(T) bytes read per pixel
+// (+1 mask byte), 16 bytes written per block.
+template <typename T>
+__global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
+gpu_histeq_level_range(const T* planes, const bool* masks, const long long* spans,
+                       const long long* first_blocks, long long nplanes, long long n,
+                       int aligned, long long* ranges) {
+    const gpu_histeq_work work = gpu_histeq_locate(spans, first_blocks, nplanes, n);
+    long long lo = 0x7fffffffffffffffLL, hi = -0x7fffffffffffffffLL - 1;
+    gpu_histeq_for_pixels(planes + work.offset, masks ? masks + work.offset : nullptr, work.n,
+                          gpu_histeq_head<T>(work.offset, aligned),
+                          work.block * GPU_HISTEQ_THREADS + threadIdx.x, work.blocks * GPU_HISTEQ_THREADS,
+                          [&](T v, bool selected) {
+                              if (!selected) return;
+                              lo = (long long)v < lo ? (long long)v : lo;
+                              hi = (long long)v > hi ? (long long)v : hi;
+                          });
+    lo = gpu_histeq_block_reduce(lo, gpu_histeq_min_op());
+    hi = gpu_histeq_block_reduce(hi, gpu_histeq_max_op());
+    if (threadIdx.x == 0 && lo <= hi) {
+        atomicMin(ranges + work.plane, lo);
+        atomicMax(ranges + nplanes + work.plane, hi);
+    }
+}
+
+// scikit-image's tables of many 16-bit planes without a table: block p turns plane p's level
+// counts into inclusive cumulative counts in place and writes stats[2p] = the count of its
+// lowest level present, stats[2p + 1] = its total, from which gpu_histeq_remap_cumulative makes
+// each pixel's entry (the same gpu_histeq_skimage_entry as gpu_histeq_level_table). Per level:
+// one count read twice and written once (4 bytes each); no per-pixel work.
+template <typename Count>  // unsigned: the level histograms' counts
+__global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
+gpu_histeq_level_cumulative(Count* hists, int levels, long long* stats) {
+    Count* hist = hists + (long long)blockIdx.x * levels;
+    int begin, end;
+    gpu_histeq_thread_bins(levels, &begin, &end);
+    long long sum = 0;
+    int first = levels;
+    for (int v = begin; v < end; ++v) {
+        sum += hist[v];
+        if (hist[v] && first == levels) first = v;
+    }
+    first = gpu_histeq_block_reduce(first, gpu_histeq_min_op());
+    const long long first_count = first < levels ? hist[first] : 0;
+    long long total;
+    long long cumulative = gpu_histeq_block_exclusive_sum(sum, &total);  // barriers: reads done
+    for (int v = begin; v < end; ++v) {
+        cumulative += hist[v];
+        hist[v] = (Count)cumulative;
+    }
+    if (threadIdx.x == 0) {
+        stats[2 * blockIdx.x] = first_count;
+        stats[2 * blockIdx.x + 1] = total;
+    }
+}
+
+// out = max(cum[v + offset], first) / max(total, 1) (gpu_histeq_skimage_entry) of every pixel,
+// grids as gpu_histeq_level_histogram; `cumulative` and `stats` from gpu_histeq_level_cumulative
+// (offset 32768 for int16 levels binned from -32768). Per pixel: one cumulative count read
+// (L2-resident) and one float64 division. Traffic per pixel: sizeof(T) read, 8 bytes written.
+template <typename T>
+__global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
+gpu_histeq_remap_cumulative(const T* planes, const long long* spans, const long long* first_blocks,
+                            long long nplanes, long long n, int aligned, const unsigned* cumulative,
+                            long long stride, long long offset, const long long* stats,
+                            double* out) {
+    const gpu_histeq_work work = gpu_histeq_locate(spans, first_blocks, nplanes, n);
+    const unsigned* cum = cumulative + work.plane * stride + offset;
+    const long long first_count = stats[2 * work.plane], total = stats[2 * work.plane + 1];
+    gpu_histeq_map_pixels(planes + work.offset, out + work.offset, work.n,
+                          gpu_histeq_head<T>(work.offset, aligned),
+                          work.block * GPU_HISTEQ_THREADS + threadIdx.x, work.blocks * GPU_HISTEQ_THREADS,
+                          [&](T v) { return gpu_histeq_skimage_entry(cum[v], first_count, total); });
+}

@@ -116,6 +116,35 @@ __device__ void gpu_histeq_bitonic_sort(K* keys, long long size) {
     }
 }
 
+// Sorts `n` keys (any n) ascending, the whole block taking part: the bitonic network of the next
+// power of two in its all-ascending form (the first pass of each stage compares i with its
+// mirror i ^ (k - 1), the others i with i ^ j), over n real keys and virtual largest keys past
+// them. An ascending comparator never moves a largest key down, so every comparator that
+// reaches past n is skipped and nothing past n is stored or read: log2(size) * (log2(size) +
+// 1) / 2 passes over n keys, not over the padded size. The caller's barrier must have made the
+// keys visible.
+template <typename K>
+__device__ void gpu_histeq_bitonic_sort_n(K* keys, long long n) {
+    long long size = 1;
+    while (size < n) size *= 2;
+    for (long long k = 2; k <= size; k *= 2) {
+        for (long long j = k / 2; j > 0; j /= 2) {
+            const long long mask = j == k / 2 ? k - 1 : j;  // the stage's mirror, then halves
+            for (long long i = threadIdx.x; i < n; i += GPU_HISTEQ_THREADS) {
+                const long long partner = i ^ mask;
+                if (partner > i && partner < n) {
+                    const K a = keys[i], b = keys[partner];
+                    if (b < a) {
+                        keys[i] = b;
+                        keys[partner] = a;
+                    }
+                }
+            }
+            __syncthreads();
+        }
+    }
+}
+
 // Equalize plane blockIdx.x (its span with `spans`, gpu_histeq_locate) by rank, one block per
 // plane, into `out`. The keys of its `size` slots (a power of two, at least the plane's pixels)
 // live in dynamic shared memory when `scratch` is null, else at scratch + plane * stride in global
@@ -175,32 +204,36 @@ gpu_histeq_equalize_ranked(const T* planes, const bool* masks, const long long* 
 
 // ---- match_histograms (scikit-image's): quantiles of the source mapped through the reference's
 
-// Sorts row blockIdx.x of `rows` ((R, n), C-contiguous) into keys[row * stride ...] (stride: a
-// power of two at least n, the slots past n padded with the largest key); ORs `flag` into
-// `status` when the row holds NaN or infinity. One block per row. Work per value: one key
-// written and log2(stride) * (log2(stride) + 1) / 2 compare-exchanges in global memory (L2 for
-// rows of a few MiB). Traffic: sizeof(T) read and the keys written once per pass.
+// The keys of row[0 .. n) written to `keys` and sorted (gpu_histeq_bitonic_sort_n); ORs `flag`
+// into *status (when not null) when a value is NaN or infinite. Every thread of the block calls it.
+template <typename T>
+__device__ void gpu_histeq_sorted_keys(const T* row, long long n,
+                                       typename gpu_histeq_rank_key<T>::type* keys, int flag,
+                                       int* status) {
+    typedef gpu_histeq_rank_key<T> rank_key;
+    int finite = 1;
+    for (long long i = threadIdx.x; i < n; i += GPU_HISTEQ_THREADS) {
+        const T v = row[i];
+        finite &= rank_key::finite(v);
+        keys[i] = rank_key::of(v);
+    }
+    finite = gpu_histeq_block_reduce(finite, gpu_histeq_min_op());  // also the keys' barrier
+    if (!finite && threadIdx.x == 0 && status) atomicOr(status, flag);
+    gpu_histeq_bitonic_sort_n(keys, n);
+}
+
+// Sorts row blockIdx.x of `rows` ((R, n), C-contiguous) into keys[row * stride ...] (stride at
+// least n; nothing past n is written); ORs `flag` into `status` when the row holds NaN or
+// infinity. One block per row. Work per value: one key written and log2(size) * (log2(size) +
+// 1) / 2 compare-exchanges (size: the next power of two) in global memory (L2 for rows of a few
+// MiB), gpu_histeq_bitonic_sort_n. Traffic: sizeof(T) read, sizeof(K) written, and the n keys
+// read and written once per pass (L2).
 template <typename T>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
 gpu_histeq_sort_keys(const T* rows, long long n, typename gpu_histeq_rank_key<T>::type* keys,
                      long long stride, int flag, int* status) {
-    typedef gpu_histeq_rank_key<T> rank_key;
-    typedef typename rank_key::type K;
-    const T* row = rows + (long long)blockIdx.x * n;
-    K* row_keys = keys + (long long)blockIdx.x * stride;
-    int finite = 1;
-    for (long long i = threadIdx.x; i < stride; i += GPU_HISTEQ_THREADS) {
-        if (i < n) {
-            const T v = row[i];
-            finite &= rank_key::finite(v);
-            row_keys[i] = rank_key::of(v);
-        } else {
-            row_keys[i] = (K)~(K)0;
-        }
-    }
-    finite = gpu_histeq_block_reduce(finite, gpu_histeq_min_op());  // also the keys' barrier
-    if (!finite && threadIdx.x == 0) atomicOr(status, flag);
-    gpu_histeq_bitonic_sort(row_keys, stride);
+    gpu_histeq_sorted_keys(rows + (long long)blockIdx.x * n, n, keys + (long long)blockIdx.x * stride,
+                           flag, status);
 }
 
 // numpy.interp(c / ns, C_k / nt, t_k) through one reference's sorted keys `ref` (nt of them):
@@ -232,21 +265,49 @@ __device__ double gpu_histeq_match_value(long long c, long long ns,
 // through reference row owner[p] of `reference` (nt sorted keys per row); without `owner`,
 // row p * owner_step (0: one reference for every plane, 1: one per plane). Grid (planes, blocks
 // per plane). Work per pixel: one binary search of log2(ns) source keys and up to two of
-// log2(nt) reference keys, about 10 float64 operations. Traffic per pixel: sizeof(S) read, 8
-// bytes written, the searched keys (L2- or L1-resident).
-template <typename S, typename R>
+// log2(nt) reference keys, about 10 float64 operations, the result cast to OutT (float32 for
+// float32 images: numpy's astype of the float64 value). Traffic per pixel: sizeof(S) read,
+// sizeof(OutT) written, the searched keys (L2- or L1-resident).
+template <typename S, typename R, typename OutT>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
 gpu_histeq_match(const S* planes, long long ns,
                  const typename gpu_histeq_rank_key<S>::type* source, long long source_stride,
                  const typename gpu_histeq_rank_key<R>::type* reference,
                  long long reference_stride, long long nt, const long long* owner,
-                 long long owner_step, double* out) {
+                 long long owner_step, OutT* out) {
     const long long p = blockIdx.x;
     const auto* sorted = source + p * source_stride;
     const auto* ref = reference + (owner ? owner[p] : p * owner_step) * reference_stride;
     for (long long i = (long long)blockIdx.y * GPU_HISTEQ_THREADS + threadIdx.x; i < ns;
          i += (long long)gridDim.y * GPU_HISTEQ_THREADS) {
         const long long c = gpu_histeq_rank_of(sorted, ns, gpu_histeq_rank_key<S>::of(planes[p * ns + i]));
-        out[p * ns + i] = gpu_histeq_match_value<R>(c, ns, ref, nt);
+        out[p * ns + i] = (OutT)gpu_histeq_match_value<R>(c, ns, ref, nt);
+    }
+}
+
+// gpu_histeq_match with the images' sort in the same block: block p sorts plane p's ns keys in
+// dynamic shared memory (gpu_histeq_bitonic_sort_n, ns * sizeof(K) bytes), ORs `flag` into
+// `status` when the plane holds NaN or infinity, then matches each pixel through reference row
+// owner[p] (or p * owner_step) as gpu_histeq_match. Grid (planes,). Work per pixel: one key
+// written, the sort's compare-exchanges in shared memory, one binary search of log2(ns) shared
+// keys and up to two of log2(nt) reference keys. Traffic per pixel: sizeof(S) read twice (the
+// second from L2), sizeof(OutT) written; the source keys never leave the block.
+template <typename S, typename R, typename OutT>
+__global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
+gpu_histeq_match_shared(const S* planes, long long ns,
+                        const typename gpu_histeq_rank_key<R>::type* reference,
+                        long long reference_stride, long long nt, const long long* owner,
+                        long long owner_step, int flag, int* status, OutT* out) {
+    typedef gpu_histeq_rank_key<S> rank_key;
+    typedef typename rank_key::type K;
+    extern __shared__ uint4 gpu_histeq_match_keys[];
+    K* keys = reinterpret_cast<K*>(gpu_histeq_match_keys);
+    const long long p = blockIdx.x;
+    const S* plane = planes + p * ns;
+    gpu_histeq_sorted_keys(plane, ns, keys, flag, status);
+    const auto* ref = reference + (owner ? owner[p] : p * owner_step) * reference_stride;
+    for (long long i = threadIdx.x; i < ns; i += GPU_HISTEQ_THREADS) {
+        const long long c = gpu_histeq_rank_of(keys, ns, rank_key::of(plane[i]));
+        out[p * ns + i] = (OutT)gpu_histeq_match_value<R>(c, ns, ref, nt);
     }
 }

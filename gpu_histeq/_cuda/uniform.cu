@@ -2,6 +2,84 @@
 // (histogram.UniformBinning), scikit-image's cumulative distribution and numpy.interp's gather
 // (lut.InterpTable / lut.gather), bit-identical to the portable path. Compiled after common.cuh.
 
+// float16 (numpy.float16) as NumPy and CuPy compute it: each operation in float32, its result
+// rounded to the nearest float16 (ties to even, infinity past 65504). Rounding the float32
+// result of + - * / once more to float16 gives the correctly rounded float16 result (24 >= 2 *
+// 11 + 2 bits), so these are numpy.float16's numbers; float32 subnormals never occur (the
+// smallest float16 is 2**-24), so -ftz=true changes none of them. Two bytes, as stored.
+__device__ unsigned short gpu_histeq_half_bits(float x) {
+    const unsigned f = __float_as_uint(x);
+    const unsigned short sign = (unsigned short)((f >> 16) & 0x8000u);
+    const unsigned a = f & 0x7fffffffu;
+    if (a > 0x7f800000u) return sign | 0x7e00;   // NaN
+    if (a >= 0x477ff000u) return sign | 0x7c00;  // 65520 and above: infinity
+    if (a >= 0x38800000u)                        // normal: keep 10 of 23 mantissa bits
+        return sign | (unsigned short)((a + 0xfffu + ((a >> 13) & 1u) - 0x38000000u) >> 13);
+    return sign | (unsigned short)rintf(__uint_as_float(a) * 16777216.0f);  // k * 2**-24
+}
+
+__device__ float gpu_histeq_half_float(unsigned short h) {
+    const unsigned sign = (unsigned)(h & 0x8000u) << 16, exponent = (h >> 10) & 0x1fu,
+                   mantissa = h & 0x3ffu;
+    if (exponent == 0x1fu) return __uint_as_float(sign | 0x7f800000u | (mantissa << 13));
+    if (exponent == 0) {
+        const float magnitude = (float)mantissa * 5.9604644775390625e-08f;  // exact: k * 2**-24
+        return sign ? -magnitude : magnitude;
+    }
+    return __uint_as_float(sign | ((exponent + 112u) << 23) | (mantissa << 13));
+}
+
+struct gpu_histeq_half {
+    unsigned short bits;
+    gpu_histeq_half() = default;
+    // from float, and from int / double constants through float (exact for those used here)
+    __device__ explicit gpu_histeq_half(float x) : bits(gpu_histeq_half_bits(x)) {}
+    __device__ explicit gpu_histeq_half(double x) : bits(gpu_histeq_half_bits((float)x)) {}
+    __device__ explicit gpu_histeq_half(int x) : bits(gpu_histeq_half_bits((float)x)) {}
+    __device__ explicit gpu_histeq_half(long long x) : bits(gpu_histeq_half_bits((float)x)) {}
+    __device__ explicit operator float() const { return gpu_histeq_half_float(bits); }
+    __device__ explicit operator double() const { return (double)gpu_histeq_half_float(bits); }
+    __device__ explicit operator long long() const { return (long long)gpu_histeq_half_float(bits); }
+    __device__ gpu_histeq_half operator-() const {
+        gpu_histeq_half negated;
+        negated.bits = bits ^ 0x8000;
+        return negated;
+    }
+};
+#define GPU_HISTEQ_HALF_OP(op)                                                                    \
+    __device__ gpu_histeq_half operator op(gpu_histeq_half a, gpu_histeq_half b) {                \
+        return gpu_histeq_half((float)a op (float)b);                                             \
+    }
+GPU_HISTEQ_HALF_OP(+)
+GPU_HISTEQ_HALF_OP(-)
+GPU_HISTEQ_HALF_OP(*)
+GPU_HISTEQ_HALF_OP(/)
+#define GPU_HISTEQ_HALF_COMPARE(op)                                                               \
+    __device__ bool operator op(gpu_histeq_half a, gpu_histeq_half b) { return (float)a op (float)b; }
+GPU_HISTEQ_HALF_COMPARE(<)
+GPU_HISTEQ_HALF_COMPARE(>)
+GPU_HISTEQ_HALF_COMPARE(<=)
+GPU_HISTEQ_HALF_COMPARE(>=)
+GPU_HISTEQ_HALF_COMPARE(==)
+GPU_HISTEQ_HALF_COMPARE(!=)
+
+// Per floating type: `wide` holds its values in block reductions (shuffles take built-in types),
+// `cdf` is scikit-image's cumulative distribution type and equalize_hist's result type.
+template <typename T> struct gpu_histeq_float_traits { typedef T wide; typedef T cdf; };
+template <> struct gpu_histeq_float_traits<gpu_histeq_half> { typedef float wide; typedef float cdf; };
+
+__device__ bool gpu_histeq_isfinite(float x) { return isfinite(x); }
+__device__ bool gpu_histeq_isfinite(double x) { return isfinite(x); }
+__device__ bool gpu_histeq_isfinite(gpu_histeq_half x) { return (x.bits & 0x7c00) != 0x7c00; }
+__device__ gpu_histeq_half gpu_histeq_fmin(gpu_histeq_half a, gpu_histeq_half b) {
+    return gpu_histeq_half(fminf((float)a, (float)b));
+}
+__device__ gpu_histeq_half gpu_histeq_fmax(gpu_histeq_half a, gpu_histeq_half b) {
+    return gpu_histeq_half(fmaxf((float)a, (float)b));
+}
+__device__ gpu_histeq_half gpu_histeq_infinity(gpu_histeq_half) { return gpu_histeq_half(__int_as_float(0x7f800000)); }
+__device__ gpu_histeq_half gpu_histeq_smallest_normal(gpu_histeq_half) { return gpu_histeq_half(6.103515625e-05f); }
+
 __device__ float gpu_histeq_fmin(float a, float b) { return fminf(a, b); }
 __device__ double gpu_histeq_fmin(double a, double b) { return fmin(a, b); }
 __device__ float gpu_histeq_fmax(float a, float b) { return fmaxf(a, b); }
@@ -85,6 +163,24 @@ struct gpu_histeq_range {
     }
 };
 
+// Calls visit(k, count, fraction) for this thread's bins k of one plane's histogram, in order,
+// with fraction = cumsum[k] / double(max(total, 1)) (histogram.cdf_table before its cast to
+// scikit-image's type); every thread of the block calls it.
+template <typename Visit>
+__device__ void gpu_histeq_cdf_walk(const unsigned* hist, int nbins, Visit visit) {
+    int begin, end;
+    gpu_histeq_thread_bins(nbins, &begin, &end);
+    long long sum = 0;
+    for (int k = begin; k < end; ++k) sum += hist[k];
+    long long total;
+    long long cumulative = gpu_histeq_block_exclusive_sum(sum, &total);
+    const double denominator = (double)(total > 1 ? total : 1);
+    for (int k = begin; k < end; ++k) {
+        cumulative += hist[k];
+        visit(k, hist[k], (double)cumulative / denominator);
+    }
+}
+
 // numpy.interp through (centers, cdf) of one plane, from the value's bin (lut.gather).
 template <typename T>
 __device__ double gpu_histeq_interp(T x, int bin, const double* values, const double* positions,
@@ -106,19 +202,13 @@ template <typename T>
 __device__ void gpu_histeq_interp_table(const unsigned* hist, const gpu_histeq_range<T>& range,
                                         int nbins, double* values, double* positions, double* slopes,
                                         int* status) {
+    gpu_histeq_cdf_walk(hist, nbins, [&](int k, unsigned, double fraction) {
+        values[k] = (double)(typename gpu_histeq_float_traits<T>::cdf)fraction;
+        positions[k] = (double)((range.edge(k, nbins) + range.edge(k + 1, nbins)) / (T)2);
+    });
+    __syncthreads();
     int begin, end;
     gpu_histeq_thread_bins(nbins, &begin, &end);
-    long long sum = 0;
-    for (int k = begin; k < end; ++k) sum += hist[k];
-    long long total;
-    long long cumulative = gpu_histeq_block_exclusive_sum(sum, &total);
-    const double denominator = (double)(total > 1 ? total : 1);
-    for (int k = begin; k < end; ++k) {
-        cumulative += hist[k];
-        values[k] = (double)(T)((double)cumulative / denominator);
-        positions[k] = (double)((range.edge(k, nbins) + range.edge(k + 1, nbins)) / (T)2);
-    }
-    __syncthreads();
     int flags = 0;
     const double tiny = (double)gpu_histeq_smallest_normal(T());
     for (int k = begin; k < end; ++k) {
@@ -142,30 +232,32 @@ __device__ void gpu_histeq_interp_table(const unsigned* hist, const gpu_histeq_r
 template <typename T>
 __device__ void gpu_histeq_block_range(const T* plane, const bool* mask, long long n, long long head,
                                        long long first, long long stride, T* low, T* high, int* bad) {
+    typedef typename gpu_histeq_float_traits<T>::wide W;  // exact: every T is a W
     T lo = gpu_histeq_infinity(T()), hi = -gpu_histeq_infinity(T());
     int nonfinite = 0;
     gpu_histeq_for_pixels(plane, mask, n, head, first, stride, [&](T v, bool selected) {
-        nonfinite |= !isfinite(v);
+        nonfinite |= !gpu_histeq_isfinite(v);
         if (selected) {
             lo = gpu_histeq_fmin(lo, v);
             hi = gpu_histeq_fmax(hi, v);
         }
     });
-    *low = gpu_histeq_block_reduce(lo, gpu_histeq_fmin_op());
-    *high = gpu_histeq_block_reduce(hi, gpu_histeq_fmax_op());
+    *low = T(gpu_histeq_block_reduce((W)lo, gpu_histeq_fmin_op()));
+    *high = T(gpu_histeq_block_reduce((W)hi, gpu_histeq_fmax_op()));
     *bad = gpu_histeq_block_reduce(nonfinite, gpu_histeq_max_op());
 }
 
 // Per-plane minimum and maximum of the selected pixels and a flag for any NaN or infinity,
 // grid (planes, blocks per plane), or with `spans` the 1-d grid of every plane's blocks
 // (gpu_histeq_locate); low / high start at +inf / -inf (a plane of 0 pixels keeps its start
-// values: it has no block). Per pixel: two comparisons and a finiteness test; traffic sizeof(T)
+// values: it has no block); low / high are float32 for float16 planes (no 16-bit atomics; every
+// float16 is a float32). Per pixel: two comparisons and a finiteness test; traffic sizeof(T)
 // bytes read (+1 mask byte); two atomics per block.
 template <typename T>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
 gpu_histeq_minmax(const T* planes, const bool* masks, const long long* spans,
                   const long long* first_blocks, long long nplanes, long long n, int aligned,
-                  T* low, T* high, int* status) {
+                  typename gpu_histeq_float_traits<T>::wide* low, typename gpu_histeq_float_traits<T>::wide* high, int* status) {
     const gpu_histeq_work work = gpu_histeq_locate(spans, first_blocks, nplanes, n);
     T lo, hi;
     int bad;
@@ -174,8 +266,8 @@ gpu_histeq_minmax(const T* planes, const bool* masks, const long long* spans,
                            work.block * GPU_HISTEQ_THREADS + threadIdx.x,
                            work.blocks * GPU_HISTEQ_THREADS, &lo, &hi, &bad);
     if (threadIdx.x == 0) {
-        gpu_histeq_atomic_min(low + work.plane, lo);
-        gpu_histeq_atomic_max(high + work.plane, hi);
+        gpu_histeq_atomic_min(low + work.plane, (typename gpu_histeq_float_traits<T>::wide)lo);
+        gpu_histeq_atomic_max(high + work.plane, (typename gpu_histeq_float_traits<T>::wide)hi);
         if (bad) atomicOr(status, GPU_HISTEQ_NOT_FINITE);
     }
 }
@@ -188,11 +280,11 @@ template <typename T>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
 gpu_histeq_uniform_histogram(const T* planes, const bool* masks, const long long* spans,
                              const long long* first_blocks, long long nplanes, long long n,
-                             int aligned, const T* low, const T* high, int widen, int nbins,
+                             int aligned, const typename gpu_histeq_float_traits<T>::wide* low, const typename gpu_histeq_float_traits<T>::wide* high, int widen, int nbins,
                              int private_bins, unsigned* hists) {
     extern __shared__ unsigned gpu_histeq_private_hists[];  // GPU_HISTEQ_WARPS x nbins
     const gpu_histeq_work work = gpu_histeq_locate(spans, first_blocks, nplanes, n);
-    const gpu_histeq_range<T> range(low[work.plane], high[work.plane], widen);
+    const gpu_histeq_range<T> range(T(low[work.plane]), T(high[work.plane]), widen);
     unsigned* hist = hists + work.plane * nbins;
     unsigned* target = gpu_histeq_count_target(gpu_histeq_private_hists, hist, nbins, private_bins);
     gpu_histeq_for_pixels(planes + work.offset, masks ? masks + work.offset : nullptr, work.n,
@@ -207,10 +299,10 @@ gpu_histeq_uniform_histogram(const T* planes, const bool* masks, const long long
 // per-pixel work.
 template <typename T>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
-gpu_histeq_uniform_tables(const unsigned* hists, const T* low, const T* high, int nbins,
+gpu_histeq_uniform_tables(const unsigned* hists, const typename gpu_histeq_float_traits<T>::wide* low, const typename gpu_histeq_float_traits<T>::wide* high, int nbins,
                           double* values, double* positions, double* slopes, int* status) {
     const long long p = blockIdx.x;
-    const gpu_histeq_range<T> range(low[p], high[p], true);
+    const gpu_histeq_range<T> range(T(low[p]), T(high[p]), true);
     gpu_histeq_interp_table(hists + p * nbins, range, nbins, values + p * nbins,
                             positions + p * nbins, slopes + p * nbins, status);
 }
@@ -221,13 +313,14 @@ gpu_histeq_uniform_tables(const unsigned* hists, const T* low, const T* high, in
 template <typename T>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
 gpu_histeq_uniform_remap(const T* planes, const long long* spans, const long long* first_blocks,
-                         long long nplanes, long long n, int aligned, const T* low, const T* high,
+                         long long nplanes, long long n, int aligned, const typename gpu_histeq_float_traits<T>::wide* low, const typename gpu_histeq_float_traits<T>::wide* high,
                          int nbins, const double* values, const double* positions,
-                         const double* slopes, T* out) {
+                         const double* slopes, typename gpu_histeq_float_traits<T>::cdf* out) {
+    typedef typename gpu_histeq_float_traits<T>::cdf OutT;  // float32 for float16
     __shared__ double shared_tables[3][GPU_HISTEQ_SMALL_BINS];
     const gpu_histeq_work work = gpu_histeq_locate(spans, first_blocks, nplanes, n);
     const long long p = work.plane;
-    const gpu_histeq_range<T> range(low[p], high[p], true);
+    const gpu_histeq_range<T> range(T(low[p]), T(high[p]), true);
     values += p * nbins;
     positions += p * nbins;
     slopes += p * nbins;
@@ -245,13 +338,14 @@ gpu_histeq_uniform_remap(const T* planes, const long long* spans, const long lon
     gpu_histeq_map_pixels(planes + work.offset, out + work.offset, work.n,
                           gpu_histeq_head<T>(work.offset, aligned),
                           work.block * GPU_HISTEQ_THREADS + threadIdx.x, work.blocks * GPU_HISTEQ_THREADS,
-                          [&](T v) { return (T)gpu_histeq_interp(v, range.bin(v, nbins), values, positions, slopes); });
+                          [&](T v) { return (OutT)gpu_histeq_interp(v, range.bin(v, nbins), values, positions, slopes); });
 }
 
 // Small floating planes (nbins <= 256), the whole pipeline in one launch: block p equalizes
-// plane p (its span with `spans`). Per pixel: min/max, two bin searches (count and remap), one
-// shared-memory atomic and one interpolation from shared-memory tables. Traffic per pixel:
-// sizeof(T) read (+1 mask byte) and sizeof(T) written; with `cache` the plane is read from
+// plane p (its span with `spans`); float16 (gpu_histeq_half) planes get a float32 result.
+// Per pixel: min/max, two bin searches (count and remap), one shared-memory atomic and one
+// interpolation from shared-memory tables. Traffic per pixel: sizeof(T) read (+1 mask byte)
+// and sizeof(OutT) written; with `cache` the plane is read from
 // global memory once, else three times (the later two mostly from L2). A plane of 0 pixels
 // writes nothing; its table is made over [0, 0] as the portable path makes it (its status bits
 // count, as there).
@@ -259,7 +353,8 @@ template <typename T>
 __global__ void __launch_bounds__(GPU_HISTEQ_THREADS)
 gpu_histeq_equalize_small_float(const T* planes, const bool* masks, const long long* spans,
                                 long long n, int aligned, int cache, int nbins, int* status,
-                                T* out) {
+                                typename gpu_histeq_float_traits<T>::cdf* out) {
+    typedef typename gpu_histeq_float_traits<T>::cdf OutT;  // float32 for float16
     __shared__ unsigned hist[GPU_HISTEQ_SMALL_BINS];
     __shared__ double values[GPU_HISTEQ_SMALL_BINS], positions[GPU_HISTEQ_SMALL_BINS],
         slopes[GPU_HISTEQ_SMALL_BINS];
@@ -281,5 +376,5 @@ gpu_histeq_equalize_small_float(const T* planes, const bool* masks, const long l
     __syncthreads();
     gpu_histeq_interp_table(hist, range, nbins, values, positions, slopes, status);
     gpu_histeq_map_pixels(plane, out + work.offset, work.n, head, threadIdx.x, GPU_HISTEQ_THREADS,
-                          [&](T v) { return (T)gpu_histeq_interp(v, range.bin(v, nbins), values, positions, slopes); });
+                          [&](T v) { return (OutT)gpu_histeq_interp(v, range.bin(v, nbins), values, positions, slopes); });
 }

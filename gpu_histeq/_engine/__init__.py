@@ -37,8 +37,9 @@ _recorders: list = []  # the lists of the open recording() blocks
 class Step(NamedTuple):
     """One step on CuPy input, as :func:`recording` collects it."""
 
-    #: The step: "equalize", "equalize_packed", "histograms", "packed_counts", "apply_tables",
-    #: "apply_packed", "clahe", "adapthist", "match", "split_luma", "merge_luma", "equalize_luma".
+    #: The step: "equalize", "equalize_packed", "histogram", "histograms", "packed_counts",
+    #: "apply_tables", "apply_packed", "clahe", "adapthist", "match", "split_luma", "merge_luma",
+    #: "equalize_luma".
     name: str
     #: What :func:`select` answered: "cuda", or "portable".
     engine: str
@@ -254,6 +255,20 @@ def count_block(xp, planes, mask_planes, binning, block):
         counts, segments = _cpu.count(planes[rows, cols], selected, binning, rows)
         return counts, (segments, None)
     return _portable.count_block(xp, planes, mask_planes, binning, block)
+
+
+def histogram(xp, planes, mask_planes, nbins, cumulative):
+    """The whole of ``histogram`` (`cumulative` False) or ``cumulative_distribution`` of
+    non-empty ``(P, N)`` `planes`, ``(table, centers)``, where an engine has fused kernels for it
+    (the CUDA one: ``_cuda.histogram``, which also raises the data errors); None elsewhere, the
+    caller then runs the steps: :func:`histograms`, then the table."""
+    engine = select(xp, planes.dtype)
+    if engine == "cuda":
+        fused = _report(xp, "histogram", engine,
+                        _cuda.histogram(planes, mask_planes, nbins, cumulative))
+        return None if isinstance(fused, _cuda.Declined) else fused
+    _report(xp, "histogram", engine)
+    return None
 
 
 def histograms(xp, planes, mask_planes, binning, block_list):

@@ -185,6 +185,7 @@ def cases():
     ragged(rng, images, same)
     ranked(rng, same)
     adapthist(rng, images, same)
+    histograms(rng, same)
     launched = set(cp.LAUNCHES)
     from gpu_histeq._cuda import _sources
     kernels = {name.split("<")[0] for names in _sources.INSTANTIATIONS.values() for name in names}
@@ -266,6 +267,37 @@ def ragged(rng, images, same):
           cp.asarray(rng.integers(0, 60000, (1, 65536)).astype(np.uint16)))
 
 
+def histograms(rng, same):
+    """histogram / cumulative_distribution (``_cuda.histogram``: level range or minmax, the
+    count, histogram.cu's finish): every integer dtype of the level range, masks, unaligned
+    bases, private and global histograms, and the errors found from the status word."""
+    import gpu_histeq
+    for dtype in (np.int8, np.int16, np.uint32, np.int32):
+        host = rng.integers(-300 if np.dtype(dtype).kind == "i" else 0, 120, 2 * 19 * 23 + 1)
+        images = cp.asarray(host.astype(dtype))[1:].reshape(2, 19, 23)
+        mask = cp.asarray(rng.random(images.shape) < 0.4)
+        mask[..., 0, 0] = True
+        same(gpu_histeq.cumulative_distribution, images, mask=mask)
+        same(gpu_histeq.histogram, images)
+    for dtype in (np.float32, np.float64):
+        floats = cp.asarray(rng.normal(0, 2, (3, 21, 20)).astype(dtype))
+        same(gpu_histeq.cumulative_distribution, floats, 1500)  # global histogram
+        floats[1, 2, 3] = np.nan
+        same(gpu_histeq.histogram, floats, 10)
+        empty = cp.asarray(np.ones((3, 21, 20), bool))
+        empty[2] = False
+        same(gpu_histeq.histogram, floats, 10, mask=empty)
+    # equalize_hist of float16 (uniform.cu's one-block kernel over gpu_histeq_half)
+    halves = cp.asarray(rng.normal(0, 2, 3 * 17 * 19 + 1).astype(np.float16))[1:].reshape(3, 17, 19)
+    mask = cp.asarray(rng.random(halves.shape) < 0.5)
+    mask[..., 0, 0] = True
+    same(gpu_histeq.equalize_hist, halves, 100, mask=mask)
+    same(gpu_histeq.equalize_hist, cp.asarray(np.resize(np.float16([-65504, 0, 65504]), (2, 5, 5))))
+    large = cp.asarray(rng.uniform(-1, 1, (1, 260, 257)).astype(np.float16))  # multi-block kernels
+    same(gpu_histeq.equalize_hist, large, 300, mask=large > -0.5)
+    same(gpu_histeq.cumulative_distribution, large, 40)
+
+
 def ranked(rng, same):
     """equalize_hist by rank (ranks.cu): small 8/16-bit and 32-bit planes, small uint16 planes; the sort
     in shared memory and in a global scratch, masks, unaligned bases, packed planes."""
@@ -318,6 +350,15 @@ def ranked(rng, same):
             same(gpu_histeq.match_histograms, images, reference[0, 0])
     nan = cp.asarray(np.array([[[1.0, np.nan], [2.0, 3.0]]], np.float32))
     same(gpu_histeq.match_histograms, nan, nan[0])
+    saved = _ranks.MATCH_SHARED_BYTES
+    try:  # the images' keys sorted in global memory too, then gpu_histeq_match
+        _ranks.MATCH_SHARED_BYTES = 0
+        for dtype in (np.uint8, np.float32):
+            images = cp.asarray(rng.integers(0, 200, (2, 1, 37, 29)).astype(dtype))
+            same(gpu_histeq.match_histograms, images, images[::-1, :, ::2] + 1)
+        same(gpu_histeq.match_histograms, nan, nan[0])
+    finally:
+        _ranks.MATCH_SHARED_BYTES = saved
 
 
 def adapthist(rng, images, same):
