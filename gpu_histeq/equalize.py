@@ -15,7 +15,7 @@ from . import _engine, _planes
 from ._backend import array_module
 from ._binning import binning_for
 from ._tables import cdf_dtype, table_maker
-from ._validate import (ALWAYS_AVAILABLE, Resolved, check_allocation, check_bool, check_images,
+from ._validate import (ALWAYS_AVAILABLE, Resolved, check_allocation, check_images,
                         check_levels_nbins, check_luminance, check_luminance_order, check_mask,
                         check_mask_selects, check_nbins, check_out, image_axes, native,
                         out_overlaps, plain_key, plane_count, probable_colour, refuse_masked,

@@ -12,7 +12,6 @@ histograms in groups of planes under SCRATCH_BYTES (a group costs two more launc
 
 import math
 
-import cupy
 import numpy as np
 
 from . import _sources
