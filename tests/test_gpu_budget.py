@@ -271,3 +271,24 @@ def test_ranked_case_within_budget(rows, case):
     assert "bincount" not in row["operations"] and row["h2d_bytes"] == 0, row["uploads"]
     assert row["launches"] <= most_launches, (row["kernels"], row["operations"])
     assert row["bytes_over_floor"] <= most_bytes, (row["device_bytes"], row["floor_bytes"])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16])
+def test_exposure_histogram_over_the_dtype_range_does_not_synchronize(fake, dtype):
+    """``exposure.histogram(..., source_range="dtype")`` of integers: the result's width is the
+    dtype's, known without reading the device (issue 19: no sync where the shape is known from
+    the dtype and arguments); the counts and centers are scikit-image's."""
+    from emulation.counting import counting
+    from skimage import exposure as skimage_exposure
+
+    from gpu_histeq import exposure
+    host = np.random.default_rng(3).integers(0, 200, (64, 64)).astype(dtype)
+    images = fake.asarray(host)
+    exposure.histogram(images, source_range="dtype")  # compiled
+    with counting() as tally:
+        counts, centers = exposure.histogram(images, source_range="dtype")
+    assert not tally.syncs, tally.sync_sites()
+    assert tally.kernel_launches == 1 and "bincount" not in tally.operations
+    expected_counts, expected_centers = skimage_exposure.histogram(host, source_range="dtype")
+    np.testing.assert_array_equal(fake.asnumpy(counts), expected_counts)
+    np.testing.assert_array_equal(fake.asnumpy(centers), expected_centers)

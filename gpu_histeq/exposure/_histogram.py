@@ -126,7 +126,9 @@ def _plane_counts(xp, planes, nbins, source_range, dtype):
         return xp.broadcast_to(xp.asarray(value, dtype=planes.dtype).reshape(-1), (nplanes,)).copy()
 
     low_planes, high_planes = per_plane(low), per_plane(high)
-    binning = range_binning(xp, nbins, low_planes, high_planes, masked=False)
+    # integers over the dtype's range: the width is known without reading the device
+    width = high - low + 1 if source_range == "dtype" and not floating else None
+    binning = range_binning(xp, nbins, low_planes, high_planes, masked=False, width=width)
     if floating and source_range == "dtype":
         # the edges numpy.linspace gives for the range in float64, then in the images' dtype
         edges = np.linspace(low, high, nbins + 1, dtype=planes.dtype)
