@@ -832,6 +832,7 @@ static int equalize_vbmi_u8(const uint8_t *values, int64_t nplanes, int64_t npix
 #else
 static int simd_level(void) { return GPU_HISTEQ_GENERIC; }
 static int64_t remap_vbmi_u8(const uint8_t *v, int64_t n, const uint8_t *table, uint8_t *o) { return 0; }
+static int vbmi_usable(int simd) { return 0; }
 static int opencv_table_avx512_u8(const int64_t *counts, uint8_t *lut) { return 0; }
 static int equalize_vbmi_u8(const uint8_t *values, int64_t nplanes, int64_t npixels,
                             const int64_t *starts, int64_t method, int simd, uint8_t *out)
@@ -1268,7 +1269,20 @@ release:
 
 /* The module: the Python entry points above; every other kernel is called through ctypes
  * (gpu_histeq/_cpu.py), and tests check both kinds of binding against these declarations. */
+/* simd() -> str: the SIMD loops the kernels choose now ("generic", "avx2", "avx512", or
+ * "avx512-vbmi": also the uint8 byte lookups and the pipelined uint8 equalize), from the CPU and
+ * GPU_HISTEQ_CPU_SIMD. */
+static PyObject *gpu_histeq_py_simd(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    const int simd = simd_level();
+    return PyUnicode_FromString(simd == GPU_HISTEQ_WITH_AVX512 ? (vbmi_usable(simd) ? "avx512-vbmi" : "avx512")
+                                : simd == GPU_HISTEQ_WITH_AVX2 ? "avx2" : "generic");
+}
+
 static PyMethodDef gpu_histeq_cpu_kernels_methods[] = {
+    {"simd", gpu_histeq_py_simd, METH_NOARGS, "simd() -> the SIMD loops the kernels choose now"},
     {"equalize_levels", (PyCFunction)(void (*)(void))gpu_histeq_py_equalize_levels, METH_FASTCALL,
      "equalize_levels(values, selected, nplanes, npixels, starts, method, out) -> status"},
     {"clahe", (PyCFunction)(void (*)(void))gpu_histeq_py_clahe, METH_FASTCALL,
