@@ -238,7 +238,7 @@ def equalize_planes(planes, mask_planes, method, nbins, result):
         return False
     if method != "skimage" and equalize_small(planes, mask_planes, npixels, method, result):
         return True
-    if not (_planes.whole_planes(_planes.blocks(np, nplanes, npixels, nbins), npixels)
+    if not (nplanes == 0 or _planes.holds_whole_planes(np, npixels)
             or nplanes >= _planes.thread_count()):
         return False
 
