@@ -87,14 +87,15 @@ static inline int64_t plane_size(const int64_t *starts, int64_t p, int64_t npixe
  * simd_level: the widest loops to use (GPU_HISTEQ_GENERIC, _WITH_AVX2, _WITH_AVX512);
  * remap_vbmi_u8: the uint8 table lookup of whole 64-pixel pieces with AVX-512 VBMI; returns the
  *      pixels it did;
- * opencv_table_avx512_u8: opencv_table_u8 16 levels at a time, for planes of under 2^31
- *      pixels; returns 1 when it made the table;
+ * opencv_table_avx512_u8, pil_table_avx512: opencv_table_u8 and pil_table 16 (8) levels at a
+ *      time, for planes of under 2^31 pixels; return 1 when they made the table;
  * equalize_vbmi_u8: the equalization of unmasked uint8 planes with the count of each plane and
  *      the remap of the one before in one loop; returns 1 when it did the planes. */
 enum { GPU_HISTEQ_GENERIC = 0, GPU_HISTEQ_WITH_AVX2 = 1, GPU_HISTEQ_WITH_AVX512 = 2 };
 static int simd_level(void);
 static int64_t remap_vbmi_u8(const uint8_t *v, int64_t n, const uint8_t *table, uint8_t *o);
 static int opencv_table_avx512_u8(const int64_t *counts, uint8_t *lut);
+static int pil_table_avx512(const int64_t *counts, uint8_t *lut);
 static int equalize_vbmi_u8(const uint8_t *values, int64_t nplanes, int64_t npixels,
                             const int64_t *starts, int64_t method, int simd, uint8_t *out);
 
@@ -247,13 +248,15 @@ static void pil_table(const int64_t *counts, uint8_t *lut)
         return status;                                                                         \
     }
 
-/* One plane's uint8 table by `method` (OpenCV's 16 levels at a time with AVX-512). */
+/* One plane's uint8 table by `method` (with AVX-512, several levels at a time). */
 static void level_table_u8(int64_t method, const int64_t *counts, int simd, uint8_t *lut)
 {
-    if (method == GPU_HISTEQ_PIL)
-        pil_table(counts, lut);
-    else if (simd != GPU_HISTEQ_WITH_AVX512 || !opencv_table_avx512_u8(counts, lut))
+    const int wide = simd == GPU_HISTEQ_WITH_AVX512;
+    if (method == GPU_HISTEQ_PIL) {
+        if (!wide || !pil_table_avx512(counts, lut)) pil_table(counts, lut);
+    } else if (!wide || !opencv_table_avx512_u8(counts, lut)) {
         opencv_table_u8(counts, lut);
+    }
 }
 #define GPU_HISTEQ_LEVEL_TABLE_u8 level_table_u8
 #define GPU_HISTEQ_LEVEL_TABLE_u16(method, counts, simd, lut) ((void)(simd), opencv_table_u16(counts, lut))
@@ -736,31 +739,47 @@ static int64_t remap_vbmi_u8(const uint8_t *v, int64_t n, const uint8_t *table, 
     return remap_vbmi_body_u8(v, n, table, o);
 }
 
-/* opencv_table_u8 16 levels at a time: the cumulative counts by four shifted additions per 16
- * (in int32, so for planes of under 2^31 pixels), h[first] as the least of them above zero,
- * then the same float operations lane by lane (no fused multiply-add; the rounding of rintf,
- * the current mode). About 150 vector operations instead of some 1,500 cycles of scalar ones,
- * a tenth of a 96x96 plane's count. */
-GPU_HISTEQ_AVX512 static int opencv_table_avx512_u8(const int64_t *counts, uint8_t *lut)
+/* The 256 counts' sum when it is under 2^31, else -1; and then their cumulative sums in int32,
+ * inclusive (`cumulative`) and exclusive (`below`, unless NULL), by four shifted additions per
+ * 16 levels. */
+GPU_HISTEQ_AVX512 static int64_t cumulative_avx512(const int64_t *counts, int32_t *cumulative,
+                                                   int32_t *below)
 {
     __m512i sum = _mm512_setzero_si512();
     for (int k = 0; k < 256; k += 8) sum = _mm512_add_epi64(sum, _mm512_loadu_si512(counts + k));
     const int64_t total = _mm512_reduce_add_epi64(sum);
-    if (total >= INT32_MAX) return 0;
-    int32_t cumulative[256] __attribute__((aligned(64)));
-    const __m512i zero = _mm512_setzero_si512(), none = _mm512_set1_epi32(INT32_MAX);
-    __m512i carry = zero, lowest = none;
+    if (total >= INT32_MAX) return -1;
+    const __m512i zero = _mm512_setzero_si512();
+    __m512i carry = zero;
     for (int k = 0; k < 256; k += 16) {
-        __m512i c = _mm512_inserti64x4(
+        const __m512i h = _mm512_inserti64x4(
             _mm512_castsi256_si512(_mm512_cvtepi64_epi32(_mm512_loadu_si512(counts + k))),
             _mm512_cvtepi64_epi32(_mm512_loadu_si512(counts + k + 8)), 1);
-        c = _mm512_add_epi32(c, _mm512_alignr_epi32(c, zero, 15));
+        __m512i c = _mm512_add_epi32(h, _mm512_alignr_epi32(h, zero, 15));
         c = _mm512_add_epi32(c, _mm512_alignr_epi32(c, zero, 14));
         c = _mm512_add_epi32(c, _mm512_alignr_epi32(c, zero, 12));
         c = _mm512_add_epi32(_mm512_add_epi32(c, _mm512_alignr_epi32(c, zero, 8)), carry);
-        _mm512_store_si512(cumulative + k, c);
-        lowest = _mm512_min_epi32(lowest, _mm512_mask_mov_epi32(none, _mm512_cmpgt_epi32_mask(c, zero), c));
+        _mm512_storeu_si512(cumulative + k, c);
+        if (below) _mm512_storeu_si512(below + k, _mm512_sub_epi32(c, h));
         carry = _mm512_permutexvar_epi32(_mm512_set1_epi32(15), c);
+    }
+    return total;
+}
+
+/* opencv_table_u8 16 levels at a time: h[first] as the least cumulative count above zero, then
+ * the same float operations lane by lane (no fused multiply-add; the rounding of rintf, the
+ * current mode). About 150 vector operations instead of some 1,500 cycles of scalar ones, a
+ * tenth of a 96x96 plane's count. */
+GPU_HISTEQ_AVX512 static int opencv_table_avx512_u8(const int64_t *counts, uint8_t *lut)
+{
+    int32_t cumulative[256];
+    const int64_t total = cumulative_avx512(counts, cumulative, NULL);
+    if (total < 0) return 0;
+    const __m512i zero = _mm512_setzero_si512(), none = _mm512_set1_epi32(INT32_MAX);
+    __m512i lowest = none;
+    for (int k = 0; k < 256; k += 16) {
+        const __m512i c = _mm512_loadu_si512(cumulative + k);
+        lowest = _mm512_min_epi32(lowest, _mm512_mask_mov_epi32(none, _mm512_cmpgt_epi32_mask(c, zero), c));
     }
     const int32_t at_first = total > 0 ? _mm512_reduce_min_epi32(lowest) : 0; /* h[first] */
     const int32_t spread = (int32_t)total - at_first;
@@ -769,13 +788,42 @@ GPU_HISTEQ_AVX512 static int opencv_table_avx512_u8(const int64_t *counts, uint8
         return 1;
     }
     const __m512 scale = _mm512_set1_ps(255.0f / (float)spread), top = _mm512_set1_ps(255.0f);
-    const __m512i below = _mm512_set1_epi32(at_first);
+    const __m512i base = _mm512_set1_epi32(at_first);
     for (int k = 0; k < 256; k += 16) {
-        const __m512i c = _mm512_sub_epi32(_mm512_load_si512(cumulative + k), below);
+        const __m512i c = _mm512_sub_epi32(_mm512_loadu_si512(cumulative + k), base);
         __m512 value = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(c), scale),
                                             _MM_FROUND_CUR_DIRECTION);
         value = _mm512_min_ps(_mm512_max_ps(value, _mm512_setzero_ps()), top);
         _mm_storeu_si128((__m128i *)(lut + k), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(value)));
+    }
+    return 1;
+}
+
+/* pil_table 8 levels at a time: (step / 2 + below) / step in double, truncated. Both are under
+ * 2^32, so the rounded quotient is within q * 2^-52 < 1 / step of the exact one: it crosses no
+ * integer, and its truncation is the integer division's. */
+GPU_HISTEQ_AVX512 static int pil_table_avx512(const int64_t *counts, uint8_t *lut)
+{
+    int32_t cumulative[256], below[256];
+    const int64_t total = cumulative_avx512(counts, cumulative, below);
+    if (total < 0) return 0;
+    int last = 0, present = 0;
+    for (int k = 0; k < 256; k += 8) {
+        const __mmask8 seen = _mm512_cmpgt_epi64_mask(_mm512_loadu_si512(counts + k), _mm512_setzero_si512());
+        present += __builtin_popcount(seen);
+        if (seen) last = k + 31 - __builtin_clz(seen);
+    }
+    const int64_t step = (total - counts[last]) / 255;
+    if (present <= 1 || step == 0) {
+        for (int k = 0; k < 256; ++k) lut[k] = (uint8_t)k;
+        return 1;
+    }
+    const __m512d divisor = _mm512_set1_pd((double)step), half = _mm512_set1_pd((double)(step / 2));
+    const __m512d top = _mm512_set1_pd(255.0);
+    for (int k = 0; k < 256; k += 8) {
+        const __m512d x = _mm512_add_pd(half, _mm512_cvtepi32_pd(_mm256_loadu_si256((const __m256i *)(below + k))));
+        const __m256i value = _mm512_cvttpd_epi32(_mm512_min_pd(_mm512_div_pd(x, divisor), top));
+        _mm_storel_epi64((__m128i *)(lut + k), _mm256_cvtepi32_epi8(value));
     }
     return 1;
 }
@@ -834,6 +882,7 @@ static int simd_level(void) { return GPU_HISTEQ_GENERIC; }
 static int64_t remap_vbmi_u8(const uint8_t *v, int64_t n, const uint8_t *table, uint8_t *o) { return 0; }
 static int vbmi_usable(int simd) { return 0; }
 static int opencv_table_avx512_u8(const int64_t *counts, uint8_t *lut) { return 0; }
+static int pil_table_avx512(const int64_t *counts, uint8_t *lut) { return 0; }
 static int equalize_vbmi_u8(const uint8_t *values, int64_t nplanes, int64_t npixels,
                             const int64_t *starts, int64_t method, int simd, uint8_t *out)
 {

@@ -161,7 +161,8 @@ def test_the_pipelined_uint8_equalize_runs_on_this_cpu(monkeypatch):
 @given(shape=st.tuples(st.integers(1, 4), st.integers(1, 40), st.integers(1, 70)),
        low=st.integers(0, 255), width=st.integers(0, 255), seed=st.integers(0, 2**32 - 1))
 def test_uint8_equalize_matches_cv2_on_drawn_planes(shape, low, width, seed):
-    """Any plane size and any band of levels: the selected (fastest) loops against cv2."""
+    """Any plane size and any band of levels: the selected (fastest) loops against cv2 and PIL."""
     high = min(255, low + width)
     images = np.random.default_rng(seed).integers(low, high + 1, shape, dtype=np.uint8)
     np.testing.assert_array_equal(equalize_hist(images), cv2_planes(images))
+    np.testing.assert_array_equal(equalize_hist(images, method="pil"), pil_planes(images))
