@@ -874,7 +874,8 @@ static int equalize_vbmi_u8(const uint8_t *values, int64_t nplanes, int64_t npix
         before = at;
         size = n;
     }
-    count_and_remap_vbmi_u8(NULL, 0, counts, previous, size, lut, out + before);
+    for (int64_t j = previous ? remap_vbmi_body_u8(previous, size, lut, out + before) : 0; j < size; ++j)
+        out[before + j] = lut[previous[j]];
     return 1;
 }
 #else
