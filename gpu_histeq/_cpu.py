@@ -249,7 +249,8 @@ def equalize_planes(planes, mask_planes, method, nbins, result):
         check_finite(status != NOT_FINITE)
         check_edges_increase(status != REPEATED_EDGES, nbins, planes.dtype)
 
-    _planes.map_blocks(np, run, _planes.plane_blocks(np, nplanes, npixels, 1))
+    block_list = _planes.plane_blocks(np, nplanes, npixels, 1)
+    _planes.map_blocks(np, run, _planes.finer_tail(block_list, _planes.thread_count()))
     return True
 
 
