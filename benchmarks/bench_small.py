@@ -8,7 +8,10 @@ equally exposed to interruptions); the CPU time of the process (all its threads)
 beside it. The ratio is gpu_histeq / peer in the same run. Large cases also report the fraction of
 the memory floor: two reads and one write of the pixels (count, remap) at the copy bandwidth
 measured in the same run (``numpy.copyto`` of a 256 MiB array on all threads, which reads and
-writes each byte once). Each result is checked equal to the peer's before it is timed.
+writes each byte once). Each result is checked equal to the peer's before it is timed. The
+file also gives, layer by layer, where a small call's microseconds go, and (with eq1800) where
+the large call's time goes: the count alone, the compiled equalization on one thread, the
+public call on one thread and on all.
 
 Usage: python benchmarks/bench_small.py [--rounds 15] [--cases eq96,pil96,clahe96,eq8,
        eq2048,clahe1800,eq1800] [--out benchmarks/results/small-large-cpu.md]
@@ -153,6 +156,38 @@ def breakdown(rounds):
     return rows
 
 
+def large_breakdown(rounds):
+    """Where the (1800, 1, 96, 96) uint8 call's time goes: the CPU time of the count alone, of
+    the whole compiled equalization in one call on one thread, of the public call on one
+    thread, and the public call's wall-clock time on all threads."""
+    from gpu_histeq import _cpu
+    faces = RNG.integers(60, 120, (1800, 96 * 96), dtype=np.uint8)
+    out, counts = np.empty_like(faces), np.zeros((1800, 256), np.int64)
+    images = faces.reshape(1800, 1, 96, 96)
+
+    def one_thread(function):
+        def call():
+            with gpu_histeq.thread_limit(1):
+                function()
+        return call
+
+    layers = [
+        ("count alone (`count_u8`, one call, one thread)", lambda: _cpu._FUNCTIONS["count_u8"](
+            faces.ctypes.data, None, 1800, 96 * 96, None, counts.ctypes.data), 1),
+        ("count, table and remap (`equalize_levels`, one call, one thread)",
+         lambda: _cpu._MODULE.equalize_levels(faces, None, 1800, 96 * 96, None, 0, out), 1),
+        ("`equalize_hist`, one thread", one_thread(lambda: gpu_histeq.equalize_hist(images)), 1),
+        (f"`equalize_hist`, {_planes.thread_count()} threads (wall clock)",
+         lambda: gpu_histeq.equalize_hist(images), 0),
+    ]
+    rows = []
+    for name, function, cpu in layers:
+        function()
+        best = min(timed(function, 1)[cpu] for _ in range(4 * rounds))
+        rows.append(f"| {name} | {best * 1e3:.2f} | {best * 1e9 / faces.size:.3f} |")
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -196,6 +231,12 @@ def main():
         "CPU time per call (`time.process_time`, best of the rounds), each layer including the "
         "ones above it in the table:", "",
         "| image | layer | us per call |", "|---|---|---:|", *breakdown(args.rounds), ""])
+    if "eq1800" in args.cases.split(","):
+        text += "\n".join([
+            "", "## Where the (1800, 1, 96, 96) call's time goes", "",
+            "CPU time per call (`time.process_time`, best of the rounds) unless marked; the "
+            f"floor of this run is {3 * 1800 * 96 * 96 / bandwidth * 1e3:.2f} ms:", "",
+            "| step | ms | ns per pixel |", "|---|---:|---:|", *large_breakdown(args.rounds), ""])
     if args.out:
         with open(args.out, "w") as handle:
             handle.write(text)
