@@ -727,6 +727,12 @@ GPU_HISTEQ_VBMI static int64_t remap_vbmi_body_u8(const uint8_t *v, int64_t n,
     return i;
 }
 
+/* The remap of one plane of `n` pixels: 64 at a time, then the rest. */
+static void remap_plane_vbmi_u8(const uint8_t *v, int64_t n, const uint8_t *table, uint8_t *o)
+{
+    for (int64_t i = n >= 64 ? remap_vbmi_body_u8(v, n, table, o) : 0; i < n; ++i) o[i] = table[v[i]];
+}
+
 static int vbmi_usable(int simd)
 {
     return simd == GPU_HISTEQ_WITH_AVX512 && __builtin_cpu_supports("avx512bw")
@@ -855,7 +861,9 @@ GPU_HISTEQ_VBMI static void count_and_remap_vbmi_u8(const uint8_t *next, int64_t
 /* The planes of gpu_histeq_equalize_levels_u8 (unmasked) pipelined: each step counts a plane
  * and remaps the one before through its table, then makes the counted plane's table. Each
  * plane is still read twice (its count, then its remap one step later, from L1/L2: two planes
- * of up to 16 KiB stay in L1). */
+ * of up to 16 KiB stay in L1). A plane of more than GPU_HISTEQ_PIPELINED_PIXELS is remapped
+ * right after its table instead, while it is still in L2. */
+#define GPU_HISTEQ_PIPELINED_PIXELS (1 << 17)
 static int equalize_vbmi_u8(const uint8_t *values, int64_t nplanes, int64_t npixels,
                             const int64_t *starts, int64_t method, int simd, uint8_t *out)
 {
@@ -873,9 +881,12 @@ static int equalize_vbmi_u8(const uint8_t *values, int64_t nplanes, int64_t npix
         previous = values + at;
         before = at;
         size = n;
+        if (n > GPU_HISTEQ_PIPELINED_PIXELS) {
+            remap_plane_vbmi_u8(previous, size, lut, out + before);
+            size = 0;
+        }
     }
-    for (int64_t j = previous ? remap_vbmi_body_u8(previous, size, lut, out + before) : 0; j < size; ++j)
-        out[before + j] = lut[previous[j]];
+    remap_plane_vbmi_u8(previous, size, lut, out + before);
     return 1;
 }
 #else

@@ -91,7 +91,8 @@ def uint8_cases(seed):
     each plane inside the next plane's count) and of OpenCV's table 16 levels at a time: the
     benchmark's faces, planes of under 8 and under 64 pixels and sizes that are not multiples
     of them, one level, one pixel apart from the rest, two levels, only levels of 128 and up,
-    level 0 present (h[first] at 0) or absent, nearly all pixels on one level."""
+    level 0 present (h[first] at 0) or absent, nearly all pixels on one level, planes large
+    enough to be remapped right after their own count."""
     rng = np.random.default_rng(seed)
     skewed = np.zeros((3, 50, 50), np.uint8)
     skewed[:, 0, :3] = [[1, 200, 255], [9, 9, 10], [0, 0, 255]]
@@ -104,6 +105,7 @@ def uint8_cases(seed):
             rng.integers(0, 4, (3, 8, 8), dtype=np.uint8),
             rng.integers(128, 256, (3, 9, 9), dtype=np.uint8),
             rng.integers(0, 256, (2, 130, 129), dtype=np.uint8) // 85 * 85,
+            rng.integers(0, 256, (3, 400, 400), dtype=np.uint8),
             np.full((3, 20, 20), 7, np.uint8), lone, skewed,
             np.where(rng.random((2, 33, 31)) < 0.5, 0, 255).astype(np.uint8)]
 
