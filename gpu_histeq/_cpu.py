@@ -249,8 +249,7 @@ def equalize_planes(planes, mask_planes, method, nbins, result):
         check_finite(status != NOT_FINITE)
         check_edges_increase(status != REPEATED_EDGES, nbins, planes.dtype)
 
-    block_list = _planes.plane_blocks(np, nplanes, npixels, 1)
-    _planes.map_blocks(np, run, _planes.finer_tail(block_list, _planes.thread_count()))
+    _planes.map_blocks(np, run, _planes.plane_blocks(np, nplanes, npixels, 1))
     return True
 
 

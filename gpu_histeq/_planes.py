@@ -130,20 +130,6 @@ def plane_blocks(xp, nplanes, npixels, nbins):
     return [(slice(a, b), slice(0, npixels)) for a, b in zip(starts, starts[1:] + [nplanes])]
 
 
-def finer_tail(block_list, threads, parts=4):
-    """`block_list` (blocks ``(plane_slice, pixel_slice)`` of whole planes) with each of its last
-    `threads` blocks cut into up to `parts` blocks of whole planes: threads that take the blocks
-    in turn then finish within about a part of a block of each other instead of a whole block
-    (the first blocks stay large: each costs a Python call)."""
-    if threads <= 1:
-        return block_list
-    finer = block_list[:-threads]
-    for rows, cols in block_list[-threads:]:
-        step = max(1, -(-(rows.stop - rows.start) // parts))
-        finer += [(slice(p, min(p + step, rows.stop)), cols) for p in range(rows.start, rows.stop, step)]
-    return finer
-
-
 def whole_planes(block_list, npixels):
     """True when every block holds whole planes, so one pass can count and remap each block."""
     return all(cols.stop - cols.start == npixels for _, cols in block_list)

@@ -135,21 +135,6 @@ def test_the_pool_is_reused_and_every_block_runs_once(cores):
     assert len(helpers) == _planes._POOL.size
 
 
-def test_finer_tail_cuts_the_last_block_of_each_thread():
-    """Every plane once, in order; the last `threads` blocks in quarters, the others as given."""
-    block_list = _planes.plane_blocks(np, 1800, 96 * 96, 1)
-    assert [rows.stop - rows.start for rows, _ in block_list][-3:] == [56, 56, 8]
-    finer = _planes.finer_tail(block_list, 2)
-    sizes = [rows.stop - rows.start for rows, _ in finer]
-    assert sizes[:31] == [56] * 31 and sizes[31:] == [14, 14, 14, 14, 2, 2, 2, 2]
-    assert [rows.start for rows, _ in finer[1:]] == [rows.stop for rows, _ in finer[:-1]]
-    assert finer[0][0].start == 0 and finer[-1][0].stop == 1800
-    assert all(cols == slice(0, 96 * 96) for _, cols in finer)
-    assert _planes.finer_tail(block_list, 1) is block_list
-    assert [b[0] for b in _planes.finer_tail(block_list[:1], 4)] == [
-        slice(0, 14), slice(14, 28), slice(28, 42), slice(42, 56)]
-
-
 def test_one_thread_runs_every_block_in_the_caller(cores):
     caller = threading.get_ident()
     with gpu_histeq.thread_limit(1):
