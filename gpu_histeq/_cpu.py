@@ -69,6 +69,14 @@ _FUNCTIONS, _MODULE = _load()
 BUILT = _FUNCTIONS is not None
 
 
+def simd():
+    """The SIMD loops the compiled kernels choose now, from the CPU and ``GPU_HISTEQ_CPU_SIMD``:
+    ``"generic"``, ``"avx2"``, ``"avx512"``, or ``"avx512-vbmi"`` (also the uint8 byte lookups
+    and the pipelined uint8 equalize, each plane's remap inside the next plane's count); None
+    when the extension was not built."""
+    return None if _MODULE is None else _MODULE.simd()
+
+
 #: Most bins per floating plane on the compiled path: bin numbers stay exact in float32.
 MAX_FLOAT_BINS = 1 << 24
 #: What :func:`equalize` reports besides success (0).
@@ -230,7 +238,7 @@ def equalize_planes(planes, mask_planes, method, nbins, result):
         return False
     if method != "skimage" and equalize_small(planes, mask_planes, npixels, method, result):
         return True
-    if not (_planes.whole_planes(_planes.blocks(np, nplanes, npixels, nbins), npixels)
+    if not (nplanes == 0 or _planes.holds_whole_planes(np, npixels)
             or nplanes >= _planes.thread_count()):
         return False
 

@@ -71,6 +71,11 @@ def writable_planes(xp, out, axes):
     return moved.reshape(nplanes, math.prod(moved.shape[batch_ndim:]))
 
 
+def holds_whole_planes(xp, npixels):
+    """True when :func:`blocks` cuts planes of `npixels` pixels into blocks of whole planes."""
+    return npixels <= (CHUNK_PIXELS_GPU if is_cupy(xp) else CHUNK_PIXELS)
+
+
 def blocks(xp, nplanes, npixels, nbins):
     """Cut a ``(nplanes, npixels)`` array into blocks ``(plane_slice, pixel_slice)``.
 
@@ -78,7 +83,7 @@ def blocks(xp, nplanes, npixels, nbins):
     column range of one plane.
     """
     chunk_pixels = CHUNK_PIXELS_GPU if is_cupy(xp) else CHUNK_PIXELS
-    if npixels <= chunk_pixels:
+    if holds_whole_planes(xp, npixels):
         per_block = max(1, min(chunk_pixels // max(npixels, 1), CHUNK_BINS // nbins))
         return [(slice(p, min(p + per_block, nplanes)), slice(0, npixels))
                 for p in range(0, nplanes, per_block)]
@@ -114,12 +119,14 @@ def plane_blocks(xp, nplanes, npixels, nbins):
     On the CPU a block's tables are also kept under ``CPU_TABLE_BYTES``: the clip, cumulative
     sum and gathers then run in cache.
     """
-    block_list = blocks(xp, nplanes, npixels, nbins)
-    starts = sorted({rows.start for rows, _ in block_list})
-    if not is_cupy(xp):
-        most = max(1, CPU_TABLE_BYTES // (8 * nbins))
-        starts = sorted({p for a, b in zip(starts, starts[1:] + [nplanes])
-                         for p in range(a, b, most)})
+    chunk_pixels = CHUNK_PIXELS_GPU if is_cupy(xp) else CHUNK_PIXELS
+    per_block = (max(1, min(chunk_pixels // max(npixels, 1), CHUNK_BINS // nbins))
+                 if holds_whole_planes(xp, npixels) else 1)  # the planes of a blocks() block
+    most = per_block if is_cupy(xp) else max(1, CPU_TABLE_BYTES // (8 * nbins))
+    if most >= per_block:  # (the common case, without the nested ranges: a call's fixed cost)
+        return [(slice(a, min(a + per_block, nplanes)), slice(0, npixels))
+                for a in range(0, nplanes, per_block)]
+    starts = [p for a in range(0, nplanes, per_block) for p in range(a, min(a + per_block, nplanes), most)]
     return [(slice(a, b), slice(0, npixels)) for a, b in zip(starts, starts[1:] + [nplanes])]
 
 

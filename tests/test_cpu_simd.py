@@ -3,6 +3,8 @@ loops' bits: every level ``GPU_HISTEQ_CPU_SIMD`` allows, against the portable pa
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gpu_histeq import _cpu, _engine, equalize_hist
 
@@ -82,3 +84,87 @@ def test_clahe_is_the_same_at_every_simd_level(monkeypatch, dtype):
         for level in LEVELS:
             got = at_level(monkeypatch, level, lambda: clahe(images, limit, grid))
             np.testing.assert_array_equal(got, expected, err_msg=f"{level} {shape}")
+
+
+def uint8_cases(seed):
+    """Level-indexed stacks reaching every branch of the pipelined uint8 equalize (the remap of
+    each plane inside the next plane's count) and of OpenCV's table 16 levels at a time: the
+    benchmark's faces, planes of under 8 and under 64 pixels and sizes that are not multiples
+    of them, one level, one pixel apart from the rest, two levels, only levels of 128 and up,
+    level 0 present (h[first] at 0) or absent, nearly all pixels on one level, planes large
+    enough to be remapped right after their own count."""
+    rng = np.random.default_rng(seed)
+    skewed = np.zeros((3, 50, 50), np.uint8)
+    skewed[:, 0, :3] = [[1, 200, 255], [9, 9, 10], [0, 0, 255]]
+    lone = np.full((2, 9, 9), 77, np.uint8)
+    lone[1, 4, 4] = 78
+    return [rng.integers(60, 120, (40, 96, 96), dtype=np.uint8),
+            rng.integers(0, 256, (7, 13, 7), dtype=np.uint8),
+            rng.integers(0, 256, (5, 1, 1), dtype=np.uint8),
+            rng.integers(0, 256, (4, 2, 3), dtype=np.uint8),
+            rng.integers(0, 4, (3, 8, 8), dtype=np.uint8),
+            rng.integers(128, 256, (3, 9, 9), dtype=np.uint8),
+            rng.integers(0, 256, (2, 130, 129), dtype=np.uint8) // 85 * 85,
+            rng.integers(0, 256, (3, 400, 400), dtype=np.uint8),
+            np.full((3, 20, 20), 7, np.uint8), lone, skewed,
+            np.where(rng.random((2, 33, 31)) < 0.5, 0, 255).astype(np.uint8)]
+
+
+def cv2_planes(images):
+    cv2 = pytest.importorskip("cv2")
+    return np.stack([cv2.equalizeHist(plane) for plane in images])
+
+
+def pil_planes(images):
+    image_module = pytest.importorskip("PIL.Image")
+    ops = pytest.importorskip("PIL.ImageOps")
+    return np.stack([np.asarray(ops.equalize(image_module.fromarray(plane)))
+                     for plane in images])
+
+
+def test_simd_names_the_loops_each_level_allows(monkeypatch):
+    assert at_level(monkeypatch, "0", _cpu.simd) == "generic"
+    assert at_level(monkeypatch, "avx2", _cpu.simd) in ("generic", "avx2")
+    assert at_level(monkeypatch, "auto", _cpu.simd) in ("generic", "avx2", "avx512",
+                                                        "avx512-vbmi")
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_uint8_equalize_is_bit_exact_with_its_peers_at_every_simd_level(monkeypatch, level):
+    """cv2.equalizeHist and PIL.ImageOps.equalize plane by plane, one call per stack, in place,
+    and the stacks as one ragged list (packed planes of different sizes, an empty one)."""
+    cases = uint8_cases(5)
+    at_level(monkeypatch, level, lambda: None)
+    for images in cases:
+        expected = cv2_planes(images)
+        np.testing.assert_array_equal(equalize_hist(images), expected, err_msg=level)
+        in_place = images.copy()
+        assert equalize_hist(in_place, out=in_place) is in_place
+        np.testing.assert_array_equal(in_place, expected, err_msg=level)
+        np.testing.assert_array_equal(equalize_hist(images, method="pil"), pil_planes(images),
+                                      err_msg=level)
+    ragged = [plane for images in cases for plane in images[:2]] + [np.zeros((0, 5), np.uint8)]
+    for got, plane in zip(equalize_hist(ragged), ragged):
+        np.testing.assert_array_equal(got, cv2_planes(plane[None])[0] if plane.size else plane)
+
+
+def test_the_pipelined_uint8_equalize_runs_on_this_cpu(monkeypatch):
+    """Where the CPU has AVX-512 VBMI, unmasked uint8 planes take the pipelined loop (the
+    compiled equalize takes it whenever ``simd()`` says so): the comparisons above then tested
+    it, and here a block of the benchmark's size does too."""
+    monkeypatch.delenv("GPU_HISTEQ_CPU_SIMD", raising=False)
+    if _cpu.simd() != "avx512-vbmi":
+        pytest.skip(f"no AVX-512 VBMI here (the kernels use {_cpu.simd()!r} loops)")
+    images = np.random.default_rng(6).integers(60, 120, (300, 96, 96), dtype=np.uint8)
+    np.testing.assert_array_equal(equalize_hist(images), cv2_planes(images))
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=st.tuples(st.integers(1, 4), st.integers(1, 40), st.integers(1, 70)),
+       low=st.integers(0, 255), width=st.integers(0, 255), seed=st.integers(0, 2**32 - 1))
+def test_uint8_equalize_matches_cv2_on_drawn_planes(shape, low, width, seed):
+    """Any plane size and any band of levels: the selected (fastest) loops against cv2 and PIL."""
+    high = min(255, low + width)
+    images = np.random.default_rng(seed).integers(low, high + 1, shape, dtype=np.uint8)
+    np.testing.assert_array_equal(equalize_hist(images), cv2_planes(images))
+    np.testing.assert_array_equal(equalize_hist(images, method="pil"), pil_planes(images))
