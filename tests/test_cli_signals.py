@@ -28,6 +28,23 @@ from cli_support import leftovers as _leftovers
 RNG = np.random.default_rng(7)
 
 
+@pytest.fixture(autouse=True)
+def _children_get_default_signals():
+    """The subprocesses here start with the default dispositions of SIGINT, SIGTERM and SIGHUP
+    whatever this test process inherited: a run under ``nohup`` or in a shell's background job
+    ignores SIGHUP / SIGINT, and ignored signals stay ignored across exec (Python handlers do
+    not), so a child would ignore the very signal a test sends it."""
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL,
+                signal.SIGHUP: signal.SIG_DFL}
+    saved = {signum: signal.getsignal(signum) for signum in defaults}
+    for signum, handler in defaults.items():
+        if saved[signum] == signal.SIG_IGN:
+            signal.signal(signum, handler)
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
 def _command(*argv):
     return [sys.executable, "-m", "gpu_histeq.cli", *map(str, argv)]
 
