@@ -213,7 +213,7 @@ def test_empty_batches_keep_their_shape(cp):
     (np.uint8, {"gpu_histeq_level_range<unsigned char>", "gpu_histeq_level_histogram<unsigned char>",
                 "gpu_histeq_level_finish<double>"}),
     (np.float32, {"gpu_histeq_minmax<float>", "gpu_histeq_uniform_histogram<float>",
-                  "gpu_histeq_uniform_finish<float, float>"})], ids=str)
+                  "gpu_histeq_uniform_finish<float, float>"})], ids=["uint8", "float32"])
 def test_three_kernels_per_call(cp, dtype, kernels):
     if not is_emulated(cp):
         pytest.skip("the launch log is the emulator's")
