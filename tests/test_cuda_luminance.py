@@ -12,7 +12,7 @@ import contextlib
 import numpy as np
 import pytest
 
-from conftest import assert_declined, assert_wrote, expect_decline, is_emulated
+from conftest import CUPY, assert_declined, assert_wrote, expect_decline, is_emulated
 from gpu_histeq import _cuda, _engine, clahe, color, equalize_hist
 
 cv2 = pytest.importorskip("cv2")
@@ -251,7 +251,7 @@ def test_clahe_luminance_converts_in_the_kernels(cp, dtype):
     assert ("split_luma", True) in steps and ("merge_luma", True) in steps, steps
 
 
-def test_shared_memory_within_48_kib():
+def test_shared_memory_within_48_kib(monkeypatch):
     """Static shared memory of every color.cu kernel as NVRTC compiles it for sm_90 (the
     ``.nv.shared.<kernel>`` section of the cubin), plus the most dynamic shared memory its
     launcher asks (the uint8 luma histograms: GPU_HISTEQ_WARPS x 256 counts; the uint16 keys of
@@ -263,6 +263,9 @@ def test_shared_memory_within_48_kib():
     static = build.static_shared(_sources.source("color.cu"), _sources.OPTIONS, names, "color.cu")
     small = "gpu_histeq_equalize_luma_small_u8<2, double>"
     assert static[small] >= 8 * 256 * 4 + 256 * 8  # warp histograms and the double table
+    if CUPY is None:  # the launcher module imports cupy: the stand-in, for its constant
+        from emulation import fake_cupy
+        fake_cupy.install(monkeypatch)
     from gpu_histeq._cuda._ranks import SHARED_BYTES  # the uint16 keys sorted by rank
     dynamic = {"gpu_histeq_luma_histogram<unsigned char>": 8 * 256 * 4,
                "gpu_histeq_equalize_luma_ranked<unsigned short, 0>": SHARED_BYTES,
