@@ -13,6 +13,11 @@ real CuPy allocates from its memory pool and its launches pack arguments and cal
 (``cuLaunchKernel``): neither can be measured without a GPU, so the numbers here are the
 Python work of gpu_histeq with those two replaced by the stand-in's, not a GPU call's host time.
 
+Not here: ``histogram`` and ``cumulative_distribution``, whose one synchronisation reads what
+their range kernel writes (the result's width, or the float status word) and so cannot run on
+garbage from a stubbed launch (the kernels would have to run, and their emulated time would
+swamp the host's).
+
 ``--profile CASE`` prints the cProfile table of many calls of one case (where the time goes).
 ``--root DIR`` imports ``gpu_histeq`` from another checkout (the "before" column: main's code)
 while the stand-in CuPy and its stub stay this checkout's.
@@ -73,10 +78,10 @@ def _cases():
             return lambda: g.apply_lut(x, table)
         return make
 
-    def histogram(shape):
+    def adapthist(shape):
         def make(cp, g):
-            x = cp.asarray(host(shape, np.uint8, 200))
-            return lambda: g.histogram(x)
+            x = cp.asarray(host(shape, np.uint8))
+            return lambda: g.equalize_adapthist(x, 32)
         return make
 
     return {
@@ -94,7 +99,10 @@ def _cases():
         "clahe-u8": ("clahe (256,1,96,96) uint8, clip 2, 8x8", clahe((256, 1, 96, 96))),
         "match-u8": ("match_histograms (256,96,96) uint8, one reference", match((256, 96, 96))),
         "apply_lut-u8": ("apply_lut (256,96,96) uint8, per-plane 256 tables", lut((256, 96, 96))),
-        "histogram-u8": ("histogram (256,96,96) uint8 (values 0-200)", histogram((256, 96, 96))),
+        "equalize-f16": ("equalize_hist (256,1,96,96) float16",
+                         equalize((256, 1, 96, 96), np.float16)),
+        "adapthist-u8": ("equalize_adapthist (8,256,256) uint8, kernel_size 32",
+                         adapthist((8, 256, 256))),
     }
 
 
