@@ -353,3 +353,65 @@ def test_a_key_an_input_cannot_honour_is_refused(tmp_path, capsys):
                              "--key", "faces", folder=tmp_path)
     assert status == 1 and not (tmp_path / "out.npz").exists()
     _one_line(err, f"--key 'faces': {tmp_path / 'in.zarr'} is a zarr array, one array")
+
+
+def test_a_key_a_png_or_a_folder_without_tiff_cannot_honour_is_refused(tmp_path, capsys):
+    """``--key`` on a PNG (or a folder holding no TIFF) was ignored: the run wrote its output
+    as if the option had not been given."""
+    Image = pytest.importorskip("PIL.Image")
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    Image.fromarray(STACK[0]).save(folder / "a.png")
+    status, _, err = run_cli(capsys, "equalize", folder / "a.png", tmp_path / "out.png",
+                             "--key", "0", folder=tmp_path)
+    assert status == 1 and not (tmp_path / "out.png").exists()
+    _one_line(err, f"--key '0': {folder / 'a.png'} is a PNG/JPEG image, one array without names")
+    status, _, err = run_cli(capsys, "equalize", folder, tmp_path / "out/", "--key", "0",
+                             folder=tmp_path)
+    assert status == 1 and not (tmp_path / "out").exists()
+    _one_line(err, f"--key '0': {folder} holds no TIFF file; --key picks the series of each "
+              "TIFF of a folder: leave it out")
+
+
+def test_reference_and_mask_keys_pick_a_member(tmp_path, capsys):
+    """A --reference or --mask .npz of several arrays could not be used at all (its error asked
+    for ``--key``, which picks the input's array): ``--reference-key`` / ``--mask-key`` pick its
+    member, giving what that member saved alone gives; a wrong or missing one is refused naming
+    the option, and ``--mask-key`` without ``--mask`` too."""
+    np.save(tmp_path / "in.npy", STACK)
+    other = RNG.integers(0, 256, STACK.shape, dtype=np.uint8)
+    np.savez(tmp_path / "refs.npz", dark=STACK // 4, other=other)
+    np.save(tmp_path / "dark.npy", STACK // 4)
+    run = lambda *argv: run_cli(capsys, *argv, folder=tmp_path)  # noqa: E731
+    assert run("match", tmp_path / "in.npy", tmp_path / "alone.npy",
+               "--reference", tmp_path / "dark.npy")[0] == 0
+    assert run("match", tmp_path / "in.npy", tmp_path / "picked.npy",
+               "--reference", tmp_path / "refs.npz", "--reference-key", "dark")[0] == 0
+    picked = np.load(tmp_path / "picked.npy")
+    np.testing.assert_array_equal(picked, np.load(tmp_path / "alone.npy"))
+    np.testing.assert_array_equal(picked, gh.match_histograms(STACK, STACK // 4))
+    status, _, err = run("match", tmp_path / "in.npy", tmp_path / "x.npy",
+                         "--reference", tmp_path / "refs.npz")
+    assert status == 1
+    _one_line(err, f"{tmp_path / 'refs.npz'} holds 2 arrays ['dark', 'other']: choose one with "
+              "--reference-key")
+    status, _, err = run("match", tmp_path / "in.npy", tmp_path / "x.npy",
+                         "--reference", tmp_path / "refs.npz", "--reference-key", "bright")
+    assert status == 1
+    _one_line(err, "--reference-key 'bright': ")
+
+    mask = STACK > 100
+    np.savez(tmp_path / "masks.npz", bright=mask, dark=~mask)
+    assert run("equalize", tmp_path / "in.npy", tmp_path / "masked.npy",
+               "--mask", tmp_path / "masks.npz", "--mask-key", "bright")[0] == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "masked.npy"),
+                                  gh.equalize_hist(STACK, mask=mask))
+    status, _, err = run("equalize", tmp_path / "in.npy", tmp_path / "x.npy",
+                         "--mask", tmp_path / "masks.npz")
+    assert status == 1
+    _one_line(err, "holds 2 arrays ['bright', 'dark']: choose one with --mask-key")
+    status, _, err = run("equalize", tmp_path / "in.npy", tmp_path / "x.npy",
+                         "--mask-key", "bright")
+    assert status == 1
+    _one_line(err, "--mask-key 'bright' picks an array of the --mask input: give --mask too")
+    assert not (tmp_path / "x.npy").exists()

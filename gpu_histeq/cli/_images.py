@@ -46,9 +46,11 @@ class Picture:
         layout.update(axes=self.axes, sample_axis=sample_axis, ndim=array.ndim)
 
 
-def load_picture(path, key=None, widen=True):
+def load_picture(path, key=None, widen=True, option="--key"):
     """Read one TIFF, PNG or JPEG file whole (every page, frame and sample); a 1-bit image as
-    8-bit grey (0 and 255, said), or as booleans without `widen` (a ``--mask``).
+    8-bit grey (0 and 255, said), or as booleans without `widen` (a ``--mask``). `key` picks a
+    TIFF's series (the caller refuses it for other files); `option` is the command-line option
+    that gives it, named in the errors.
 
     Raises
     ------
@@ -58,7 +60,7 @@ def load_picture(path, key=None, widen=True):
     path = Path(path)
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
-            return Picture(*read_tiff(path, key, widen))
+            return Picture(*read_tiff(path, key, widen, option))
         return _pillow_picture(path, widen)
     except CliError:
         raise

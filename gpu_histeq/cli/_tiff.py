@@ -75,8 +75,9 @@ class StrictTiff:
         self.logger.propagate = self.propagate
 
 
-def tiff_series(tiff, path, key):
-    """The one series to read: the only one, or the one `key` (its index) names."""
+def tiff_series(tiff, path, key, option="--key"):
+    """The one series to read: the only one, or the one `key` (its index) names; `option` is
+    the command-line option that gives `key` (named in the errors)."""
     series = tiff.series
     held = ", ".join(f"{i}: {s.shape} {s.axes} {np.dtype(s.dtype)}" for i, s in enumerate(series))
     if not series:
@@ -84,10 +85,10 @@ def tiff_series(tiff, path, key):
     if key is None:
         if len(series) > 1:
             raise CliError(f"{path} holds {len(series)} image series ({held}): choose one "
-                           f"with --key 0 to --key {len(series) - 1}")
+                           f"with {option} 0 to {option} {len(series) - 1}")
         return 0, series[0]
     if not (str(key).isdigit() and int(key) < len(series)):
-        raise CliError(f"--key {key!r}: {path} holds the image series {held}; give the index "
+        raise CliError(f"{option} {key!r}: {path} holds the image series {held}; give the index "
                        "of one")
     return int(key), series[int(key)]
 
@@ -214,10 +215,11 @@ def expand_palette(indices, colormap):
     return np.moveaxis(colormap, 0, -1)[indices]
 
 
-def read_tiff(path, key=None, widen=True):
+def read_tiff(path, key=None, widen=True, option="--key"):
     """Every page and sample of one series of a TIFF, read whole.
 
     `widen`: a 1-bit image as 8-bit grey (0 and 255, said); else as booleans (a ``--mask``).
+    `option`: the command-line option that gives `key` (named in the errors).
 
     Returns
     -------
@@ -228,7 +230,7 @@ def read_tiff(path, key=None, widen=True):
         (``layout["level_arrays"]``).
     """
     with StrictTiff(path) as (tiff, check):
-        _, series = tiff_series(tiff, path, key)
+        _, series = tiff_series(tiff, path, key, option)
         axes, sample_axis, layout, notes, palette = tiff_layout(tiff, series, path)
         check()
         array = series.asarray()

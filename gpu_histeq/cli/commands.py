@@ -386,16 +386,21 @@ def run_file_command(args, found, say):
     opened = []
     targets = []
     fill = getattr(args, "fill_missing_chunks", False)
+    if getattr(args, "mask_key", None) is not None and args.mask is None:
+        raise CliError(f"--mask-key {args.mask_key!r} picks an array of the --mask input: give "
+                       "--mask too")
     try:
         for path in args.inputs:
             opened.append(open_source(path, args.key, fill))
         sources = list(opened)
         mask_source = reference = None
         if getattr(args, "mask", None) is not None:
-            mask_source = open_source(args.mask, fill_missing=fill, mask=True)  # 1-bit: boolean
+            mask_source = open_source(args.mask, args.mask_key, fill, mask=True,  # 1-bit: bool
+                                      option="--mask-key")
             opened.append(mask_source)
         if getattr(args, "reference", None) is not None:
-            reference = open_source(args.reference, fill_missing=fill)
+            reference = open_source(args.reference, args.reference_key, fill,
+                                    option="--reference-key")
             opened.append(reference)
         protected = [p for source in opened for p in source.paths]
         jobs = plan_outputs(args, sources)

@@ -188,6 +188,8 @@ def build_parser(operations):
                           help="bins for float input (skimage)")
     equalize.add_argument("--mask", help="boolean .npy broadcastable to the input: histograms "
                                          "count the selected pixels")
+    equalize.add_argument("--mask-key", help="the array inside a --mask .npz or zarr group; the "
+                                             "series of a --mask TIFF")
     _add_colour_options(equalize)
     if "clahe" in operations:
         clahe = commands.add_parser("clahe", help="contrast limited adaptive equalization "
@@ -207,6 +209,8 @@ def build_parser(operations):
         match.add_argument("--reference", required=True,
                            help="any input: one image file, one array, or a stack shaped like "
                                 "the input (one reference per image)")
+        match.add_argument("--reference-key", help="the array inside a --reference .npz or zarr "
+                                                   "group; the series of a --reference TIFF")
         _add_colour_options(match, luminance=False)
 
     demo = commands.add_parser("demo", help="equalize a built-in sample; write a figure")

@@ -144,9 +144,9 @@ class RawSource(Source):
             self.fd = None
 
 
-def _open_tiff(path, key=None, widen=True):
+def _open_tiff(path, key=None, widen=True, option="--key"):
     with StrictTiff(path) as (tiff, check):
-        _, series = tiff_series(tiff, path, key)
+        _, series = tiff_series(tiff, path, key, option)
         axes, sample_axis, layout, notes, palette = tiff_layout(tiff, series, path)
         offset = series.dataoffset
         dtype = np.dtype(series.dtype).newbyteorder(tiff.byteorder)
@@ -183,10 +183,11 @@ class FolderSource(Source):
     default_axes = (1, 2)  # (N, H, W) or (N, H, W, C): per image, per channel
     own_axes = True
 
-    def __init__(self, path, files, kind="folder", key=None, skipped=(), widen=True):
+    def __init__(self, path, files, kind="folder", key=None, skipped=(), widen=True,
+                 option="--key"):
         self.path, self.kind, self.files = Path(path), kind, [Path(f) for f in files]
         self.key, self.skipped, self._layouts = key, list(skipped), {}
-        self.widen = widen
+        self.widen, self.option = widen, option
         first = self.picture(self.files[0])
         self.shape, self.dtype = (len(self.files),) + first.array.shape, first.array.dtype
         self.default_axes = tuple(1 + a for a in first.axes)
@@ -197,7 +198,7 @@ class FolderSource(Source):
     def picture(self, path):
         """One image file as a :class:`~._images.Picture` (its layout kept for
         :attr:`layouts`)."""
-        picture = load_picture(path, self.key, self.widen)
+        picture = load_picture(path, self.key, self.widen, self.option)
         self._layouts[Path(path)] = picture.layout
         return picture
 
@@ -269,22 +270,23 @@ def is_zarr(path):
         (path / name).exists() for name in (".zarray", "zarr.json", ".zgroup"))
 
 
-def _pick(names, key, path):
-    """One array of a container (npz, zarr group) by `key`, or the only one."""
+def _pick(names, key, path, option="--key"):
+    """One array of a container (npz, zarr group) by `key`, or the only one; `option` is the
+    command-line option that gives `key`."""
     names = sorted(names)
     if key is None:
         if len(names) != 1:
-            raise CliError(f"{path} holds {len(names)} arrays {names}: choose one with --key")
+            raise CliError(f"{path} holds {len(names)} arrays {names}: choose one with {option}")
         key = names[0]
     if key not in names:
-        raise CliError(f"--key {key!r}: {path} has no such array; it holds {names}")
+        raise CliError(f"{option} {key!r}: {path} has no such array; it holds {names}")
     return key
 
 
-def _one_array(key, path, what):
+def _one_array(key, path, what, option="--key"):
     """The refusal of a `key` that `path` (one array) cannot honour: nothing silently ignored."""
-    return (f"--key {key!r}: {path} is {what}, one array without names; --key picks an array "
-            "of an .npz or a zarr group, or a TIFF's series: leave it out")
+    return (f"{option} {key!r}: {path} is {what}, one array without names; {option} picks an "
+            "array of an .npz or a zarr group, or a TIFF's series: leave it out")
 
 
 def _npy_header(file):
@@ -317,7 +319,7 @@ def _open_npy(path):
     return RawSource(path, offset, shape, dtype, "npy")
 
 
-def open_source(path, key=None, fill_missing=False, mask=False):
+def open_source(path, key=None, fill_missing=False, mask=False, option="--key"):
     """Open an input for reading in slabs.
 
     Parameters
@@ -326,11 +328,16 @@ def open_source(path, key=None, fill_missing=False, mask=False):
         ``.npy``, ``.npz``, ``.tif``/``.tiff``, ``.png``/``.jpg``/``.jpeg``, a zarr array or
         group, or a folder of PNG/JPEG/TIFF images.
     key : str, optional
-        The array inside an ``.npz`` or a zarr group; the series (index) of a TIFF.
+        The array inside an ``.npz`` or a zarr group; the series (index) of a TIFF (or of each
+        TIFF of a folder). Refused for an input it cannot pick from (a ``.npy``, a zarr array,
+        a PNG/JPEG image, a folder without TIFF files).
     fill_missing : bool
         Read the missing chunks of a zarr array as its fill value (refused otherwise).
     mask : bool
         Read for ``--mask``: a 1-bit TIFF/PNG stays boolean (an image's is read as 8-bit grey).
+    option : str
+        The command-line option that gives `key` (``--key``, ``--reference-key``,
+        ``--mask-key``), named in the errors.
 
     Raises
     ------
@@ -350,13 +357,13 @@ def open_source(path, key=None, fill_missing=False, mask=False):
             if not hasattr(node, "shape"):  # a group: its arrays, in subgroups too
                 arrays = {name: member for name, member in node.members(max_depth=None)
                           if hasattr(member, "shape")}
-                name = _pick(arrays, key, path)
+                name = _pick(arrays, key, path, option)
                 if dict(node.attrs):
                     notes.append(f"{path}: the group's attributes ({', '.join(sorted(node.attrs))})"
                                  f" are not written: the output is its array {name!r}")
                 node = arrays[name]
             elif key is not None:
-                raise CliError(_one_array(key, path, "a zarr array"))
+                raise CliError(_one_array(key, path, "a zarr array", option))
             if not fill_missing:
                 refuse_missing_chunks(node, path)
             source = Source(node, path, "zarr")
@@ -368,17 +375,23 @@ def open_source(path, key=None, fill_missing=False, mask=False):
                 raise CliError(f"{path} holds no {'/'.join(IMAGE_SUFFIXES)} images"
                                + (f" ({len(skipped)} other entries: {', '.join(skipped[:5])})"
                                   if skipped else ""))
-            return FolderSource(path, files, key=key, skipped=skipped)
+            if key is not None and not any(f.suffix.lower() in TIFF_SUFFIXES for f in files):
+                raise CliError(f"{option} {key!r}: {path} holds no TIFF file; {option} picks "
+                               "the series of each TIFF of a folder: leave it out")
+            return FolderSource(path, files, key=key, skipped=skipped, widen=not mask,
+                                option=option)
         if suffix == ".npy":
             if key is not None:
-                raise CliError(_one_array(key, path, "a .npy"))
+                raise CliError(_one_array(key, path, "a .npy", option))
             return _open_npy(path)
         if suffix == ".npz":
-            source = NpzSource(path, key)  # streamed from its zip member, one slab at a time
+            source = NpzSource(path, key, option)  # streamed from its zip member, one slab at a time
             return source
         if suffix in TIFF_SUFFIXES:
-            return _open_tiff(path, key, widen=not mask)
+            return _open_tiff(path, key, widen=not mask, option=option)
         if suffix in PILLOW_SUFFIXES:
+            if key is not None:
+                raise CliError(_one_array(key, path, "a PNG/JPEG image", option))
             return FolderSource(path, [path], kind="image", widen=not mask)
     except CliError:
         raise
@@ -401,19 +414,19 @@ class NpzSource(Source):
     #: Bytes read from the member per call: a slab is filled piecewise, without a second copy.
     PIECE = 1 << 20
 
-    def __init__(self, path, key=None):
+    def __init__(self, path, key=None, option="--key"):
         self.path, self.kind, self.array = Path(path), "npz", None
         self.paths, self.notes, self.stream, self.buffer = [self.path], [], None, None
         self.zip = zipfile.ZipFile(self.path)
         try:
-            self._open(key)
+            self._open(key, option)
         except BaseException:
             self.close()
             raise
 
-    def _open(self, key):
+    def _open(self, key, option):
         members = {name[:-4]: name for name in self.zip.namelist() if name.endswith(".npy")}
-        self.key = _pick(members, key, self.path)  # written under the same name
+        self.key = _pick(members, key, self.path, option)  # written under the same name
         self.member = self.zip.getinfo(members[self.key])
         # an .npz output of it is deflated like it (numpy.savez_compressed), or stored
         self.layout = {"format": "npz", "path": str(self.path),
