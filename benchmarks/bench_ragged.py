@@ -5,8 +5,9 @@ Implementations, on the same images in one process, round-robin (each repeat tim
 implementation once, so load drift hits all alike), after a warm-up; the table reports the median
 and the range over repeats:
 
-* ``list``: ``gpu_histeq.equalize_hist(images)`` with ``images`` a list (the ragged path: the
-  compiled kernels over the packed planes, per-plane offsets, when the extension is built);
+* ``list``: ``gpu_histeq.equalize_hist(images)`` with ``images`` a list (the ragged path, when
+  the extension is built: uint8 planes read and written where they lie, float32 planes packed
+  into one buffer for the compiled kernels' per-plane offsets);
 * ``list, portable path``: the same inside ``_engine.portable()`` (the packed bincount path that
   CuPy lists take);
 * ``loop``: ``[gpu_histeq.equalize_hist(image) for image in images]``;
@@ -167,8 +168,9 @@ def main():
              "(shared with other work: absolute times vary, the round-robin ratios less); "
              f"numpy {np.__version__}, compiled extension built: {_cpu.BUILT}. CPU only: no GPU "
              "was used or timed.", "",
-             "`list` is the ragged call (the compiled kernels over packed planes with per-plane "
-             "offsets); `list, portable path` the packed bincount path, run here on NumPy (on "
+             "`list` is the ragged call (the compiled kernels: uint8 planes read and written "
+             "where they lie, float32 planes packed with per-plane offsets); `list, portable "
+             "path` the packed bincount path, run here on NumPy (on "
              "CuPy, where the CUDA kernels decline); `resized "
              "array` equalizes other images (resized beforehand, resize not timed) and is shown "
              "for what a one-array call costs; `resize + array` includes the resize.", ""]

@@ -63,6 +63,14 @@ static inline int64_t plane_size(const int64_t *starts, int64_t p, int64_t npixe
     return starts ? starts[p + 1] - starts[p] : npixels;
 }
 
+/* Planes lying in separate arrays (a ragged batch not packed): `places` holds 2 * nplanes
+ * addresses, where plane p's pixels are read (places[2p]) and its result written
+ * (places[2p + 1]); without it, plane p is at `at` of `values` and of the output. */
+#define GPU_HISTEQ_PLANE_VALUES(T, values, places, p, at)                                      \
+    ((places) ? (const T *)(uintptr_t)(places)[2 * (p)] : (values) + (at))
+#define GPU_HISTEQ_PLANE_OUT(T, out, places, p, at)                                            \
+    ((places) ? (T *)(uintptr_t)(places)[2 * (p) + 1] : (out) + (at))
+
 /* Add the eight pixels of the 8 bytes at `at` (one load) to the uint32 sub-histograms
  * sub[4][256], two to each. The counters' scattered stores bound the count: about one a cycle
  * (measured on AMD Zen 4, where stores to different cache lines retire one a cycle), so fewer
@@ -97,7 +105,8 @@ static int64_t remap_vbmi_u8(const uint8_t *v, int64_t n, const uint8_t *table, 
 static int opencv_table_avx512_u8(const int64_t *counts, uint8_t *lut);
 static int pil_table_avx512(const int64_t *counts, uint8_t *lut);
 static int equalize_vbmi_u8(const uint8_t *values, int64_t nplanes, int64_t npixels,
-                            const int64_t *starts, int64_t method, int simd, uint8_t *out);
+                            const int64_t *starts, const int64_t *places, int64_t method,
+                            int simd, uint8_t *out);
 
 /* Counts of (nplanes, npixels) planes, or with `starts` of packed planes of any sizes (plane p
  * at starts[p]:starts[p + 1]), added to (nplanes, LEVELS) `counts`. */
@@ -224,11 +233,11 @@ static void pil_table(const int64_t *counts, uint8_t *lut)
 #define GPU_HISTEQ_EQUALIZE_LEVELS(T, NAME, LEVELS)                                             \
     GPU_HISTEQ_EXPORT int gpu_histeq_equalize_levels_##NAME(const T *values,                   \
         const uint8_t *selected, int64_t nplanes, int64_t npixels, const int64_t *starts,      \
-        int64_t method, T *out)                                                                \
+        const int64_t *places, int64_t method, T *out)                                        \
     {                                                                                          \
         const int simd = simd_level();                                                         \
-        if (selected == NULL                                                                   \
-            && GPU_HISTEQ_PIPELINED_##NAME(values, nplanes, npixels, starts, method, simd, out)) \
+        if (selected == NULL && GPU_HISTEQ_PIPELINED_##NAME(values, nplanes, npixels, starts,  \
+                                                            places, method, simd, out))        \
             return 0;                                                                          \
         int64_t *counts = malloc((LEVELS) * sizeof(int64_t));                                  \
         T *lut = malloc((LEVELS) * sizeof(T));                                                 \
@@ -236,12 +245,13 @@ static void pil_table(const int64_t *counts, uint8_t *lut)
         for (int64_t p = 0; p < nplanes && status == 0; ++p) {                                 \
             const int64_t at = plane_at(starts, p, npixels);                                   \
             const int64_t n = plane_size(starts, p, npixels);                                  \
+            const T *plane = GPU_HISTEQ_PLANE_VALUES(T, values, places, p, at);                \
             if (n == 0) continue;                                                              \
             memset(counts, 0, (LEVELS) * sizeof(int64_t));                                    \
-            gpu_histeq_count_##NAME(values + at, selected ? selected + at : NULL, 1, n, NULL,   \
-                                    counts);                                                   \
+            gpu_histeq_count_##NAME(plane, selected ? selected + at : NULL, 1, n, NULL, counts); \
             GPU_HISTEQ_LEVEL_TABLE_##NAME(method, counts, simd, lut);                          \
-            gpu_histeq_remap_##NAME(values + at, 1, n, lut, out + at);                         \
+            gpu_histeq_remap_##NAME(plane, 1, n, lut,                                          \
+                                    GPU_HISTEQ_PLANE_OUT(T, out, places, p, at));              \
         }                                                                                      \
         free(counts);                                                                          \
         free(lut);                                                                             \
@@ -261,7 +271,7 @@ static void level_table_u8(int64_t method, const int64_t *counts, int simd, uint
 #define GPU_HISTEQ_LEVEL_TABLE_u8 level_table_u8
 #define GPU_HISTEQ_LEVEL_TABLE_u16(method, counts, simd, lut) ((void)(simd), opencv_table_u16(counts, lut))
 #define GPU_HISTEQ_PIPELINED_u8 equalize_vbmi_u8
-#define GPU_HISTEQ_PIPELINED_u16(values, nplanes, npixels, starts, method, simd, out) 0
+#define GPU_HISTEQ_PIPELINED_u16(values, nplanes, npixels, starts, places, method, simd, out) 0
 GPU_HISTEQ_EQUALIZE_LEVELS(uint8_t, u8, 256)
 GPU_HISTEQ_EQUALIZE_LEVELS(uint16_t, u16, 65536)
 
@@ -865,28 +875,31 @@ GPU_HISTEQ_VBMI static void count_and_remap_vbmi_u8(const uint8_t *next, int64_t
  * right after its table instead, while it is still in L2. */
 #define GPU_HISTEQ_PIPELINED_PIXELS (1 << 17)
 static int equalize_vbmi_u8(const uint8_t *values, int64_t nplanes, int64_t npixels,
-                            const int64_t *starts, int64_t method, int simd, uint8_t *out)
+                            const int64_t *starts, const int64_t *places, int64_t method,
+                            int simd, uint8_t *out)
 {
     if (!vbmi_usable(simd)) return 0;
     int64_t counts[256];
     uint8_t lut[256];
     const uint8_t *previous = NULL;
-    int64_t before = 0, size = 0; /* the previous plane's offset and size */
+    uint8_t *result = out; /* the previous plane's result */
+    int64_t size = 0;      /* and its size */
     memset(lut, 0, sizeof(lut));
     for (int64_t p = 0; p < nplanes; ++p) {
         const int64_t at = plane_at(starts, p, npixels), n = plane_size(starts, p, npixels);
         if (n == 0) continue;
-        count_and_remap_vbmi_u8(values + at, n, counts, previous, size, lut, out + before);
+        const uint8_t *plane = GPU_HISTEQ_PLANE_VALUES(uint8_t, values, places, p, at);
+        count_and_remap_vbmi_u8(plane, n, counts, previous, size, lut, result);
         level_table_u8(method, counts, simd, lut);
-        previous = values + at;
-        before = at;
+        previous = plane;
+        result = GPU_HISTEQ_PLANE_OUT(uint8_t, out, places, p, at);
         size = n;
         if (n > GPU_HISTEQ_PIPELINED_PIXELS) {
-            remap_plane_vbmi_u8(previous, size, lut, out + before);
+            remap_plane_vbmi_u8(previous, size, lut, result);
             size = 0;
         }
     }
-    remap_plane_vbmi_u8(previous, size, lut, out + before);
+    remap_plane_vbmi_u8(previous, size, lut, result);
     return 1;
 }
 #else
@@ -896,7 +909,8 @@ static int vbmi_usable(int simd) { return 0; }
 static int opencv_table_avx512_u8(const int64_t *counts, uint8_t *lut) { return 0; }
 static int pil_table_avx512(const int64_t *counts, uint8_t *lut) { return 0; }
 static int equalize_vbmi_u8(const uint8_t *values, int64_t nplanes, int64_t npixels,
-                            const int64_t *starts, int64_t method, int simd, uint8_t *out)
+                            const int64_t *starts, const int64_t *places, int64_t method,
+                            int simd, uint8_t *out)
 {
     return 0;
 }
@@ -1201,21 +1215,64 @@ static int gpu_histeq_buffer(PyObject *object, Py_buffer *view, int writable, Py
     return 0;
 }
 
-/* equalize_levels(values, selected, nplanes, npixels, starts, method, out) -> status: the
- * equalize_levels kernel above of uint8 (items of 1 byte) or uint16 (2) planes; `selected`
- * (uint8 per pixel) and `starts` (int64, nplanes + 1) may be None. */
+/* equalize_levels(values, selected, nplanes, npixels, starts, method, out[, places]) -> status:
+ * the equalize_levels kernel above of uint8 (items of 1 byte) or uint16 (2) planes; `selected`
+ * (uint8 per pixel) and `starts` (int64, nplanes + 1) may be None. `places` (int64, 2 * nplanes:
+ * where each plane is read and its result written, in separate arrays the caller keeps alive,
+ * C-contiguous, of the sizes `starts` gives, with no `selected`) replaces `values` and `out`,
+ * which then give only the item size (empty arrays of the dtype). */
+/* addresses(arrays, writable, out): the address of each C-contiguous buffer of the sequence
+ * `arrays` (writable ones when `writable`) into the int64 `out`, one per array (the `places` of
+ * equalize_levels; the caller keeps the arrays alive while they are used). */
+static PyObject *gpu_histeq_py_addresses(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "addresses takes 3 arguments");
+        return NULL;
+    }
+    const int writable = PyObject_IsTrue(args[1]);
+    if (writable < 0) return NULL;
+    PyObject *const arrays = PySequence_Fast(args[0], "`arrays` must be a sequence");
+    if (arrays == NULL) return NULL;
+    const Py_ssize_t count = PySequence_Fast_GET_SIZE(arrays);
+    Py_buffer out, view;
+    PyObject *result = NULL;
+    if (gpu_histeq_buffer(args[2], &out, 1, count * (Py_ssize_t)sizeof(int64_t), 0, "out") < 0)
+        goto release_arrays;
+    for (Py_ssize_t i = 0; i < count; ++i) {
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(arrays, i), &view,
+                               PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
+            goto release_out;
+        ((int64_t *)out.buf)[i] = (int64_t)(uintptr_t)view.buf;
+        PyBuffer_Release(&view);
+    }
+    Py_INCREF(Py_None);
+    result = Py_None;
+release_out:
+    PyBuffer_Release(&out);
+release_arrays:
+    Py_DECREF(arrays);
+    return result;
+}
+
 static PyObject *gpu_histeq_py_equalize_levels(PyObject *self, PyObject *const *args,
                                                Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError, "equalize_levels takes 7 arguments");
+    if (nargs != 7 && nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "equalize_levels takes 7 or 8 arguments");
+        return NULL;
+    }
+    PyObject *const given_places = nargs == 8 ? args[7] : Py_None;
+    if (given_places != Py_None && (args[4] == Py_None || args[1] != Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "internal error: `places` needs `starts`, no `selected`");
         return NULL;
     }
     const long long nplanes = PyLong_AsLongLong(args[2]), npixels = PyLong_AsLongLong(args[3]);
     const long method = PyLong_AsLong(args[5]);
     if (PyErr_Occurred()) return NULL;
-    Py_buffer values, out, selected = {0}, starts = {0};
+    Py_buffer values, out, selected = {0}, starts = {0}, places = {0};
     if (gpu_histeq_buffer(args[0], &values, 0, -1, 0, "values") < 0) return NULL;
     const Py_ssize_t itemsize = values.itemsize, count = values.len / (itemsize ? itemsize : 1);
     int status = -2;
@@ -1231,15 +1288,23 @@ static PyObject *gpu_histeq_py_equalize_levels(PyObject *self, PyObject *const *
     if (args[4] != Py_None && gpu_histeq_buffer(args[4], &starts, 0,
             (Py_ssize_t)(nplanes + 1) * (Py_ssize_t)sizeof(int64_t), 0, "starts") < 0)
         goto release_selected;
+    if (given_places != Py_None && gpu_histeq_buffer(given_places, &places, 0,
+            2 * (Py_ssize_t)nplanes * (Py_ssize_t)sizeof(int64_t), 0, "places") < 0)
+        goto release_starts;
     {
         const uint8_t *s = selected.buf;
-        const int64_t *at = starts.buf;
-        PyThreadState *state = count >= GPU_HISTEQ_GIL_PIXELS ? PyEval_SaveThread() : NULL;
+        const int64_t *at = starts.buf, *from = places.buf;
+        const long long pixels = from != NULL ? at[nplanes] - at[0] : (long long)count;
+        PyThreadState *state = pixels >= GPU_HISTEQ_GIL_PIXELS ? PyEval_SaveThread() : NULL;
         status = itemsize == 1
-            ? gpu_histeq_equalize_levels_u8(values.buf, s, nplanes, npixels, at, method, out.buf)
-            : gpu_histeq_equalize_levels_u16(values.buf, s, nplanes, npixels, at, method, out.buf);
+            ? gpu_histeq_equalize_levels_u8(values.buf, s, nplanes, npixels, at, from, method,
+                                            out.buf)
+            : gpu_histeq_equalize_levels_u16(values.buf, s, nplanes, npixels, at, from, method,
+                                             out.buf);
         if (state != NULL) PyEval_RestoreThread(state);
     }
+    if (places.obj != NULL) PyBuffer_Release(&places);
+release_starts:
     if (starts.obj != NULL) PyBuffer_Release(&starts);
 release_selected:
     if (selected.obj != NULL) PyBuffer_Release(&selected);
@@ -1344,8 +1409,11 @@ static PyObject *gpu_histeq_py_simd(PyObject *self, PyObject *unused)
 
 static PyMethodDef gpu_histeq_cpu_kernels_methods[] = {
     {"simd", gpu_histeq_py_simd, METH_NOARGS, "simd() -> the SIMD loops the kernels choose now"},
+    {"addresses", (PyCFunction)(void (*)(void))gpu_histeq_py_addresses, METH_FASTCALL,
+     "addresses(arrays, writable, out) -> None"},
     {"equalize_levels", (PyCFunction)(void (*)(void))gpu_histeq_py_equalize_levels, METH_FASTCALL,
-     "equalize_levels(values, selected, nplanes, npixels, starts, method, out) -> status"},
+     "equalize_levels(values, selected, nplanes, npixels, starts, method, out[, places]) -> "
+     "status"},
     {"clahe", (PyCFunction)(void (*)(void))gpu_histeq_py_clahe, METH_FASTCALL,
      "clahe(values, nplanes, height, width, grid_rows, grid_cols, tile_rows, tile_cols, "
      "source_rows, source_cols, limit, scale, rows, row_weights, cols, col_weights, out) -> 0"},

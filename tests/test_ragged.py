@@ -298,28 +298,81 @@ def test_blocks_split_planes_and_pack_groups(monkeypatch):
 
 @pytest.mark.skipif(not _cpu.BUILT, reason="the compiled extension is not built")
 def test_engine_choice(monkeypatch):
-    """NumPy lists take the compiled kernels over packed planes (per-plane offsets, no padding);
-    inside `portable()` the packed bincount path; both give the per-image results."""
+    """NumPy lists take the compiled kernels: unmasked uint8/uint16 "opencv"/"pil" planes where
+    they lie (no packing copy, one result array per image), masked or float planes packed
+    (per-plane offsets, no padding); inside `portable()` the packed bincount path; all give the
+    per-image results."""
     images = ragged_images(np.uint8, seed=11)
+    expected = [gpu_histeq.equalize_hist(image, axes=AXES) for image in images]
+    masks = [np.ones(image.shape, bool) for image in images]
 
     def refuse(*args, **kwargs):
         raise AssertionError("the other path ran")
 
-    calls = []
-    compiled = _cpu.equalize_packed
+    calls = {"separate": [], "packed": []}
+    separate, packed = _cpu.equalize_separate, _cpu.equalize_packed
     with monkeypatch.context() as patch:
         patch.setattr(_packed, "equalize", refuse)
         patch.setattr(_packed, "histograms", refuse)
-        patch.setattr(_cpu, "equalize_packed", lambda *a: calls.append(a) or compiled(*a))
-        gpu_histeq.equalize_hist(images, axes=AXES)
+        patch.setattr(_cpu, "equalize_separate",
+                      lambda *a: calls["separate"].append(a) or separate(*a))
+        patch.setattr(_cpu, "equalize_packed", lambda *a: calls["packed"].append(a) or packed(*a))
+        with monkeypatch.context() as no_pack:
+            no_pack.setattr(_lists, "pack", refuse)
+            results = gpu_histeq.equalize_hist(images, axes=AXES)
+        assert len(calls["separate"]) == 1 and not calls["packed"]
+        for result, want in zip(results, expected):
+            same(result, want)
+            assert result.base is None or result.base.size == result.size  # its own memory
+        masked = gpu_histeq.equalize_hist(images, axes=AXES, mask=masks)
         gpu_histeq.histogram(images, axes=AXES)
         gpu_histeq.histogram([image.astype(np.float32) for image in images], axes=AXES)
-    assert len(calls) == 1 and calls[0][2].tolist()[-1] == sum(i.size for i in images)
+    assert len(calls["separate"]) == 1 and len(calls["packed"]) == 1
+    assert calls["packed"][0][2].tolist()[-1] == sum(i.size for i in images)
+    for result, want in zip(masked, expected):
+        same(result, want)
     with monkeypatch.context() as patch, _engine.portable():
         patch.setattr(_cpu, "equalize_packed", refuse)
         patch.setattr(_cpu, "count_packed", refuse)
         gpu_histeq.equalize_hist(images, axes=AXES)
         gpu_histeq.histogram(images, axes=AXES)
+
+
+@pytest.mark.skipif(not _cpu.BUILT, reason="the compiled extension is not built")
+@pytest.mark.parametrize("dtype, method", [(np.uint8, "opencv"), (np.uint8, "pil"),
+                                           (np.uint16, "opencv")])
+def test_planes_read_where_they_lie(monkeypatch, dtype, method):
+    """The unpacked compiled path (each plane read from its own array, written to its own
+    result): views that are not C-contiguous (transposed, strided, a channel axis first or
+    last), entries with batch axes, empty and 1x1 images, planes past the pipelined kernel's
+    remap-at-once size (2**17 pixels), blocks of single planes: per-image results, inputs
+    untouched."""
+    rng = np.random.default_rng(31)
+    top = 255 if dtype == np.uint8 else 4000
+    draw = lambda *shape: rng.integers(0, top + 1, shape).astype(dtype)  # noqa: E731
+    big = draw(400, 360)
+    images = [draw(30, 20).T, draw(41, 37)[::2, 1::3], draw(3, 17, 9), draw(1, 1),
+              np.zeros((0, 5), dtype), big, draw(2, 0, 4), draw(12, 7)[:, ::-1], big[::-1]]
+    copies = [image.copy() for image in images]
+    expected = [gpu_histeq.equalize_hist(image, axes=AXES, method=method) for image in images]
+    calls = []
+    separate = _cpu.equalize_separate
+    monkeypatch.setattr(_cpu, "equalize_separate", lambda *a: calls.append(a) or separate(*a))
+    monkeypatch.setattr(_planes, "CHUNK_PIXELS", 64)  # a block per plane or so
+    results = gpu_histeq.equalize_hist(images, axes=AXES, method=method)
+    assert len(calls) == 1
+    for result, want, image, copy in zip(results, expected, images, copies):
+        same(result, want)
+        np.testing.assert_array_equal(image, copy)
+    colour = [draw(9, 11, 3), draw(3, 20, 6), draw(1, 1, 3)]
+    for channel_axis, axes in ((-1, (0, 1)), (0, (1, 2))):
+        items = colour if channel_axis == -1 else [np.moveaxis(c, -1, 0) for c in colour]
+        results = gpu_histeq.equalize_hist(items, axes=axes, channel_axis=channel_axis,
+                                           method=method)
+        for result, item in zip(results, items):
+            same(result, gpu_histeq.equalize_hist(item, axes=axes, channel_axis=channel_axis,
+                                                  method=method))
+    assert len(calls) == 3
 
 
 @pytest.mark.parametrize("dtype, method", [(np.uint8, "opencv"), (np.uint16, "skimage"),

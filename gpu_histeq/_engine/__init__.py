@@ -194,6 +194,39 @@ def equalize_packed(xp, values, mask, starts, method, nbins, result):
     return False
 
 
+def separate_planes(xp, dtype, method, nbins):
+    """True where an engine equalizes unmasked planes of `dtype` left in their own arrays
+    (:func:`equalize_separate`): the compiled one, for its level-indexed methods."""
+    return (method != "skimage" and select(xp, dtype) == "compiled"
+            and _cpu.equalizes(dtype, method, nbins))
+
+
+def equalize_separate(xp, arrays, rows, sizes, starts, method, nbins, results):
+    """:func:`equalize_packed` of unmasked level-indexed planes left in their own arrays (a
+    ragged batch not packed: no copy into one buffer), where :func:`separate_planes` says an
+    engine has it: the compiled one.
+
+    Parameters
+    ----------
+    arrays : list of C-contiguous ndarrays
+        Image ``i`` holds its ``rows[i]`` planes of ``sizes[i]`` pixels one after the other.
+    rows, sizes : (I,) int64 host ndarray
+    starts : (P + 1,) int64 host ndarray
+        The planes' offsets as if packed.
+    results : list of C-contiguous ndarrays of the method's dtype, the sizes of `arrays`
+
+    Returns
+    -------
+    bool
+        False, writing nothing, where no engine has it: the caller packs the planes and runs
+        :func:`equalize_packed`.
+    """
+    if not arrays or not separate_planes(xp, arrays[0].dtype, method, nbins):
+        return False
+    _report(xp, "equalize_separate", "compiled")
+    return _cpu.equalize_separate(arrays, rows, sizes, starts, method, nbins, results)
+
+
 def packed_counts(xp, values, mask, starts, binning):
     """``(P, nbins)`` int64 counts of packed planes of any sizes where an engine has kernels for
     them, else None (the caller then counts with the portable packed path).

@@ -106,6 +106,8 @@ class Layout:
     ----------
     shapes : list of (batch_shape, image_shape, axes)
         For :func:`gpu_histeq._planes.from_planes`.
+    trailing : list of bool
+        Whether each image's image axes are its last ones (its planes are its C-order rows).
     first_plane : (I + 1,) int64 ndarray
         Image ``i`` owns planes ``first_plane[i]:first_plane[i + 1]``.
     sizes : (I,) int64 ndarray
@@ -113,12 +115,13 @@ class Layout:
     """
 
     def __init__(self, items, axes_list):
-        self.shapes = []
+        self.shapes, self.trailing = [], []
         nplanes, sizes = [], []
         for item, axes in zip(items, axes_list):
             batch = tuple(n for a, n in enumerate(item.shape) if a not in axes)
             image = tuple(item.shape[a] for a in axes)
             self.shapes.append((batch, image, axes))
+            self.trailing.append(tuple(axes) == tuple(range(len(batch), item.ndim)))
             nplanes.append(math.prod(batch))
             sizes.append(math.prod(image))
         self.first_plane = plane_starts(nplanes)
@@ -138,15 +141,40 @@ class Layout:
         """``(P + 1,)`` starts of the planes of images ``i0:i1`` in their packed buffer."""
         return plane_starts(np.repeat(self.sizes[i0:i1], np.diff(self.first_plane[i0:i1 + 1])))
 
+    def planes(self, xp, items, i0, i1):
+        """Images ``i0:i1`` with their planes one after the other in C order: each image itself
+        where its image axes are its last ones and it is C-contiguous, else its ``(P_i, N_i)``
+        planes copied."""
+        return [item if trailing and item.flags.c_contiguous
+                else xp.ascontiguousarray(_planes.to_planes(xp, item, self.shapes[i][2])[0])
+                for i, item, trailing in zip(range(i0, i1), items[i0:i1], self.trailing[i0:i1])]
+
+    def separate_results(self, xp, dtype, i0, i1):
+        """``(buffers, results)`` of images ``i0:i1``, one array each: the buffer a kernel
+        writes (planes one after the other in C order) and the result in the image's shape (the
+        buffer itself where the image axes are the last ones, else a view of it)."""
+        buffers, results = [], []
+        for i in range(i0, i1):
+            batch, image, axes = self.shapes[i]
+            buffer = xp.empty(batch + image, dtype)
+            buffers.append(buffer)
+            results.append(buffer if self.trailing[i] else
+                           _planes.from_planes(xp, buffer, batch, image, axes))
+        return buffers, results
+
+    def in_shape(self, xp, planes, i):
+        """The ``(P_i, N_i)`` `planes` of image `i` as an array of its shape (a view)."""
+        batch, image, axes = self.shapes[i]
+        return _planes.from_planes(xp, planes, batch, image, axes)
+
     def unpack(self, xp, packed, i0, i1):
         """Views of the packed result of images ``i0:i1``, each in its image's shape."""
         results, start = [], 0
         for i in range(i0, i1):
-            batch, image, axes = self.shapes[i]
             nplanes = int(self.first_plane[i + 1] - self.first_plane[i])
             count = nplanes * int(self.sizes[i])
             planes = packed[start:start + count].reshape(nplanes, int(self.sizes[i]))
-            results.append(_planes.from_planes(xp, planes, batch, image, axes))
+            results.append(self.in_shape(xp, planes, i))
             start += count
         return results
 
@@ -169,12 +197,18 @@ def check_selects(xp, mask, starts, layout, i0):
                          f"of image {image} (planes counted in C order over its batch axes)")
 
 
+def packed_group(xp, layout, items, masks, axes_list, i0, i1):
+    """Images ``i0:i1`` packed once: ``(starts, values, mask)``, the packed mask (or None)
+    checked to select a pixel of every plane."""
+    starts = layout.starts(i0, i1)
+    values = pack(xp, items[i0:i1], axes_list[i0:i1])
+    mask = None if masks is None else pack(xp, masks[i0:i1], axes_list[i0:i1])
+    check_selects(xp, mask, starts, layout, i0)
+    return starts, values, mask
+
+
 def packed_groups(xp, layout, items, masks, axes_list):
-    """Each group of whole images packed once: ``(i0, i1, starts, values, mask)``, the packed
-    mask (or None) checked to select a pixel of every plane."""
+    """Each group of whole images packed once: ``(i0, i1, starts, values, mask)``, as
+    :func:`packed_group`."""
     for i0, i1 in layout.groups(xp):
-        starts = layout.starts(i0, i1)
-        values = pack(xp, items[i0:i1], axes_list[i0:i1])
-        mask = None if masks is None else pack(xp, masks[i0:i1], axes_list[i0:i1])
-        check_selects(xp, mask, starts, layout, i0)
-        yield i0, i1, starts, values, mask
+        yield (i0, i1) + packed_group(xp, layout, items, masks, axes_list, i0, i1)

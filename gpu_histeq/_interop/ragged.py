@@ -1,8 +1,10 @@
 """Ragged batches: a list or tuple of arrays of any sizes in, a list of results out.
 
 Each entry follows the rules of one array (its own `axes`, `channel_axis`, mask, batch axes: an
-entry ``(C, H, W)`` adds ``C`` planes). The planes of every entry are packed once into one
-buffer, one group of whole images at a time (``_lists.PACK_PIXELS``, so memory stays bounded),
+entry ``(C, H, W)`` adds ``C`` planes). Unmasked level-indexed equalization on the compiled
+engine reads every plane where it lies and writes each entry's own result
+(:func:`gpu_histeq._engine.equalize_separate`); otherwise the planes of every entry are packed
+once into one buffer, one group of whole images at a time (``_lists.PACK_PIXELS``, so memory stays bounded),
 and go through :mod:`._packed` together: one segmented range reduction, ``bincount`` over per-plane
 offsets, the tables of every plane at once, one gather. Python loops run over the entries only to
 check them, to copy them into the buffer and to hand back views of the result.
@@ -38,7 +40,7 @@ from .._validate import (METHODS, check_finite, check_levels_nbins, check_lut_in
                          check_nbins, check_out,
                          resolve_method)
 from . import _packed
-from ._lists import (Layout, arrays, masks_for, pack, packed_groups, per_entry,
+from ._lists import (Layout, arrays, masks_for, pack, packed_group, packed_groups, per_entry,
                      resolve_axes)
 from ._packed import plane_starts
 from .ragged_matching import match_histograms
@@ -114,8 +116,18 @@ def equalize_hist(images, nbins, *, axes, mask, method, channel_axis, luminance,
         results = _luma_buckets(xp, items, masks, _LumaRows(items, resolved), equalize_rows)
     else:
         results = []
-        for i0, i1, starts, values, packed_mask in packed_groups(xp, layout, items, masks,
-                                                                 axes_list):
+        for i0, i1 in layout.groups(xp):
+            if masks is None and _engine.separate_planes(xp, dtype, method, nbins):
+                # each plane read and written where it lies: no packing copy
+                buffers, separate = layout.separate_results(xp, result_dtype, i0, i1)
+                if _engine.equalize_separate(
+                        xp, layout.planes(xp, items, i0, i1),
+                        np.diff(layout.first_plane[i0:i1 + 1]), layout.sizes[i0:i1],
+                        layout.starts(i0, i1), method, nbins, buffers):
+                    results += separate
+                    continue
+            starts, values, packed_mask = packed_group(xp, layout, items, masks, axes_list,
+                                                       i0, i1)
             packed = xp.empty(values.shape, result_dtype)
             if not _engine.equalize_packed(xp, values, packed_mask, starts, method, nbins,
                                            packed):
