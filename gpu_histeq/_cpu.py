@@ -349,53 +349,42 @@ def equalize_packed(values, selected, starts, method, nbins, out):
     return not any(statuses)
 
 
-def equalize_separate(arrays, rows, sizes, starts, method, nbins, outs):
+def equalize_separate(arrays, rows, sizes, method, outs):
     """:func:`equalize_packed` of level-indexed planes left in their own arrays (a ragged batch
     not packed): each plane read where it lies and written where its result lies, whole planes
-    on every thread.
+    on every thread. The caller has checked :func:`equalizes` for `method`.
 
     Parameters
     ----------
     arrays : list of C-contiguous ndarrays
         Image ``i`` holds its ``rows[i]`` planes of ``sizes[i]`` pixels one after the other, all
-        of one dtype.
+        of one uint8 / uint16 dtype.
     rows, sizes : (I,) int64 ndarray
-    starts : (P + 1,) int64 ndarray
-        The planes' offsets as if packed (for the blocks of whole planes per thread).
     method : {"opencv", "pil"}
-    nbins : int
     outs : list of C-contiguous writable ndarrays
         Their results, of the same dtype and sizes.
-
-    Returns
-    -------
-    bool
-        False, writing nothing, where these kernels do not equalize this case.
     """
-    dtype = np.dtype(arrays[0].dtype) if arrays else None
-    if not arrays or method == "skimage" or not equalizes(dtype, method, nbins):
-        return False
-    count, starts = len(arrays), np.ascontiguousarray(starts, np.int64)
+    dtype, count = np.dtype(arrays[0].dtype), len(arrays)
     if (len(outs) != count or any(a.dtype != dtype or o.dtype != dtype or a.size != o.size
                                   for a, o in zip(arrays, outs))
             or not np.array_equal(np.fromiter((a.size for a in arrays), np.int64, count),
-                                  rows * sizes)
-            or not np.array_equal(np.diff(starts), np.repeat(sizes, rows))):
-        raise ValueError("internal error: planes, results and starts that do not match")
+                                  rows * sizes)):
+        raise ValueError("internal error: planes and results that do not match")
+    plane_sizes = np.repeat(sizes, rows)
+    starts = np.zeros(len(plane_sizes) + 1, np.int64)  # as if packed: the blocks per thread
+    np.cumsum(plane_sizes, out=starts[1:])
     # where every plane is read and written: its array's address plus the planes before it
-    step = np.repeat(sizes * dtype.itemsize, rows)
-    plane = np.arange(int(rows.sum())) - np.repeat(np.cumsum(rows) - rows, rows)
+    plane = np.arange(len(plane_sizes)) - np.repeat(np.cumsum(rows) - rows, rows)
     places, bases = np.empty((len(plane), 2), np.int64), np.empty(count, np.int64)
     for side, held in enumerate((arrays, outs)):
         _MODULE.addresses(held, side == 1, bases)  # C-contiguous (results: writable) or raise
-        places[:, side] = np.repeat(bases, rows) + plane * step
-    code, empty = _LEVEL_METHODS[dtype, method], np.empty(0, dtype)
+        places[:, side] = np.repeat(bases, rows) + plane * plane_sizes * dtype.itemsize
+    code, empty, largest = _LEVEL_METHODS[dtype, method], np.empty(0, dtype), int(sizes.max())
     statuses = _planes.map_blocks(np, lambda block: _MODULE.equalize_levels(
-        empty, None, block.stop - block.start, int(sizes.max()), starts[block.start:block.stop + 1],
+        empty, None, block.stop - block.start, largest, starts[block.start:block.stop + 1],
         code, empty, places[block]), packed_blocks(starts, _planes.thread_count()))
     if any(status < 0 for status in statuses):
         raise MemoryError("no memory for the tables of a plane")
-    return True
 
 
 def remap(values, binning, rows, tables, out, segments=None):

@@ -201,30 +201,20 @@ def separate_planes(xp, dtype, method, nbins):
             and _cpu.equalizes(dtype, method, nbins))
 
 
-def equalize_separate(xp, arrays, rows, sizes, starts, method, nbins, results):
+def equalize_separate(xp, arrays, rows, sizes, method, results):
     """:func:`equalize_packed` of unmasked level-indexed planes left in their own arrays (a
-    ragged batch not packed: no copy into one buffer), where :func:`separate_planes` says an
-    engine has it: the compiled one.
+    ragged batch not packed: no copy into one buffer), on the engine that has it (the compiled
+    one), called only where :func:`separate_planes` says so.
 
     Parameters
     ----------
     arrays : list of C-contiguous ndarrays
         Image ``i`` holds its ``rows[i]`` planes of ``sizes[i]`` pixels one after the other.
     rows, sizes : (I,) int64 host ndarray
-    starts : (P + 1,) int64 host ndarray
-        The planes' offsets as if packed.
     results : list of C-contiguous ndarrays of the method's dtype, the sizes of `arrays`
-
-    Returns
-    -------
-    bool
-        False, writing nothing, where no engine has it: the caller packs the planes and runs
-        :func:`equalize_packed`.
     """
-    if not arrays or not separate_planes(xp, arrays[0].dtype, method, nbins):
-        return False
     _report(xp, "equalize_separate", "compiled")
-    return _cpu.equalize_separate(arrays, rows, sizes, starts, method, nbins, results)
+    _cpu.equalize_separate(arrays, rows, sizes, method, results)
 
 
 def packed_counts(xp, values, mask, starts, binning):

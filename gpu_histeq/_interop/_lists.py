@@ -146,7 +146,7 @@ class Layout:
         where its image axes are its last ones and it is C-contiguous, else its ``(P_i, N_i)``
         planes copied."""
         return [item if trailing and item.flags.c_contiguous
-                else xp.ascontiguousarray(_planes.to_planes(xp, item, self.shapes[i][2])[0])
+                else _planes.to_planes(xp, item, self.shapes[i][2])[0]
                 for i, item, trailing in zip(range(i0, i1), items[i0:i1], self.trailing[i0:i1])]
 
     def separate_results(self, xp, dtype, i0, i1):
@@ -155,11 +155,10 @@ class Layout:
         buffer itself where the image axes are the last ones, else a view of it)."""
         buffers, results = [], []
         for i in range(i0, i1):
-            batch, image, axes = self.shapes[i]
+            batch, image, _ = self.shapes[i]
             buffer = xp.empty(batch + image, dtype)
             buffers.append(buffer)
-            results.append(buffer if self.trailing[i] else
-                           _planes.from_planes(xp, buffer, batch, image, axes))
+            results.append(buffer if self.trailing[i] else self.in_shape(xp, buffer, i))
         return buffers, results
 
     def in_shape(self, xp, planes, i):

@@ -120,12 +120,11 @@ def equalize_hist(images, nbins, *, axes, mask, method, channel_axis, luminance,
             if masks is None and _engine.separate_planes(xp, dtype, method, nbins):
                 # each plane read and written where it lies: no packing copy
                 buffers, separate = layout.separate_results(xp, result_dtype, i0, i1)
-                if _engine.equalize_separate(
-                        xp, layout.planes(xp, items, i0, i1),
-                        np.diff(layout.first_plane[i0:i1 + 1]), layout.sizes[i0:i1],
-                        layout.starts(i0, i1), method, nbins, buffers):
-                    results += separate
-                    continue
+                _engine.equalize_separate(xp, layout.planes(xp, items, i0, i1),
+                                          np.diff(layout.first_plane[i0:i1 + 1]),
+                                          layout.sizes[i0:i1], method, buffers)
+                results += separate
+                continue
             starts, values, packed_mask = packed_group(xp, layout, items, masks, axes_list,
                                                        i0, i1)
             packed = xp.empty(values.shape, result_dtype)
